@@ -1,0 +1,175 @@
+//! Who is calling: app users with a JWT from the app's identity provider (HS256 with a shared
+//! secret, or RS256/ES256 checked against a JWKS), and server-side callers with an API key
+//! (`mgk_...`, stored as a SHA-256 hash).
+
+mod jwks;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::config::AuthConfig;
+use crate::credentials::UserSegment;
+use crate::store::Store;
+
+pub use jwks::Jwks;
+
+/// API keys start with this, so they are never mistaken for JWTs.
+pub const API_KEY_PREFIX: &str = "mgk_";
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// `sub` of the JWT, or `apikey:{name}`.
+    pub subject: String,
+    /// Where this caller's uploads live, derived from the subject.
+    pub segment: UserSegment,
+}
+
+/// Why a request is not authenticated. Every variant is a 401 to the client; the message is
+/// safe to show (it never echoes the token).
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("missing bearer token")]
+    Missing,
+    #[error("token expired")]
+    Expired,
+    #[error("invalid token")]
+    Invalid,
+    #[error("unknown API key")]
+    UnknownApiKey,
+    /// The identity provider's keys could not be fetched; still a 401 to the caller.
+    #[error("signing keys unavailable")]
+    KeysUnavailable,
+    #[error(transparent)]
+    Store(#[from] anyhow::Error),
+}
+
+#[derive(Deserialize)]
+struct Claims {
+    sub: String,
+}
+
+pub struct Authenticator {
+    hs256: Option<DecodingKey>,
+    jwks: Option<Jwks>,
+    issuer: Option<String>,
+    audience: Option<String>,
+    leeway: u64,
+    store: Store,
+}
+
+impl Authenticator {
+    pub fn new(config: &AuthConfig, store: Store) -> anyhow::Result<Self> {
+        let jwks = match &config.jwks_url {
+            Some(url) => Some(Jwks::new(
+                url.clone(),
+                Duration::from_secs(config.jwks_cache_seconds),
+                Duration::from_secs(config.jwks_min_refetch_seconds),
+            )?),
+            None => None,
+        };
+        Ok(Self {
+            hs256: config
+                .jwt_secret
+                .as_ref()
+                .map(|s| DecodingKey::from_secret(s.expose_secret().as_bytes())),
+            jwks,
+            issuer: config.issuer.clone(),
+            audience: config.audience.clone(),
+            leeway: config.leeway_seconds,
+            store,
+        })
+    }
+
+    /// Authenticates the value of an `Authorization` header.
+    pub async fn authenticate(&self, authorization: Option<&str>) -> Result<Principal, AuthError> {
+        let token = authorization
+            .and_then(|h| {
+                let (scheme, token) = h.split_once(' ')?;
+                scheme
+                    .eq_ignore_ascii_case("bearer")
+                    .then_some(token.trim())
+            })
+            .filter(|t| !t.is_empty())
+            .ok_or(AuthError::Missing)?;
+        if let Some(secret) = token.strip_prefix(API_KEY_PREFIX) {
+            return self.api_key(secret).await;
+        }
+        self.jwt(token).await
+    }
+
+    async fn api_key(&self, secret: &str) -> Result<Principal, AuthError> {
+        let name = self
+            .store
+            .api_key_name(&hash_api_key(&format!("{API_KEY_PREFIX}{secret}")))
+            .await?
+            .ok_or(AuthError::UnknownApiKey)?;
+        Ok(Principal {
+            subject: format!("apikey:{name}"),
+            segment: UserSegment::for_api_key(&name),
+        })
+    }
+
+    async fn jwt(&self, token: &str) -> Result<Principal, AuthError> {
+        // `alg: none` and unknown algorithms fail to parse here.
+        let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Invalid)?;
+        // The HS256 secret is only ever used for HS256, and JWKS keys only for RS256/ES256,
+        // so a token cannot pick which key material verifies it (no HS/RS confusion).
+        let key = match header.alg {
+            Algorithm::HS256 => self.hs256.clone().ok_or(AuthError::Invalid)?,
+            Algorithm::RS256 | Algorithm::ES256 => {
+                let jwks = self.jwks.as_ref().ok_or(AuthError::Invalid)?;
+                jwks.key_for(header.kid.as_deref(), header.alg).await?
+            }
+            _ => return Err(AuthError::Invalid),
+        };
+        let data = jsonwebtoken::decode::<Claims>(token, &key, &self.validation(header.alg))
+            .map_err(|e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
+                _ => AuthError::Invalid,
+            })?;
+        let subject = data.claims.sub;
+        if subject.is_empty() {
+            return Err(AuthError::Invalid);
+        }
+        Ok(Principal {
+            segment: UserSegment::for_subject(&subject),
+            subject,
+        })
+    }
+
+    fn validation(&self, alg: Algorithm) -> Validation {
+        let mut v = Validation::new(alg);
+        v.leeway = self.leeway;
+        v.validate_nbf = true;
+        v.required_spec_claims = HashSet::from(["exp".to_owned(), "sub".to_owned()]);
+        match &self.audience {
+            Some(aud) => v.set_audience(&[aud]),
+            None => v.validate_aud = false,
+        }
+        if let Some(iss) = &self.issuer {
+            v.set_issuer(&[iss]);
+            v.required_spec_claims.insert("iss".into());
+        }
+        v
+    }
+}
+
+/// A new API key: `mgk_` + 32 random bytes, base64url. Returned once, stored only as a hash.
+pub fn generate_api_key() -> String {
+    let bytes: [u8; 32] = rand::random();
+    format!("{API_KEY_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// SHA-256 hex of the whole key. API keys carry 256 random bits, so a fast hash is enough:
+/// there is nothing to brute-force, and lookups stay one indexed query.
+pub fn hash_api_key(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}

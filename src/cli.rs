@@ -1,0 +1,150 @@
+//! The `mediagate` command line: `serve`, `check-config`, `api-key create`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tokio::net::TcpListener;
+use tracing::info;
+
+use crate::app::{App, serve};
+use crate::auth::{generate_api_key, hash_api_key};
+use crate::config::Config;
+use crate::credentials::validate_api_key_name;
+use crate::store::Store;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "mediagate",
+    version,
+    about = "Upload credentials and media-workflow triggers for apps"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the HTTP server.
+    Serve {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Validate the configuration and print every problem; exit 1 if there is any.
+    CheckConfig {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Manage API keys for server-side callers.
+    ApiKey {
+        #[command(subcommand)]
+        command: ApiKeyCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ApiKeyCommand {
+    /// Create a key; it is printed once and only its hash is stored.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+impl Cli {
+    pub async fn run(self) -> ExitCode {
+        match self.command {
+            Command::Serve { config } => {
+                let Some(config) = load_valid(config) else {
+                    return ExitCode::FAILURE;
+                };
+                crate::telemetry::init(config.server.log_format);
+                report(run_server(config).await)
+            }
+            Command::CheckConfig { config } => match load_valid(config) {
+                Some(_) => {
+                    println!("configuration is valid");
+                    ExitCode::SUCCESS
+                }
+                None => ExitCode::FAILURE,
+            },
+            Command::ApiKey {
+                command: ApiKeyCommand::Create { name, config },
+            } => {
+                let Some(config) = load(config) else {
+                    return ExitCode::FAILURE;
+                };
+                report(create_api_key(&config, &name).await)
+            }
+        }
+    }
+}
+
+fn load(path: Option<PathBuf>) -> Option<Config> {
+    match Config::load(path.as_deref()) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            eprintln!("configuration: {e}");
+            None
+        }
+    }
+}
+
+fn load_valid(path: Option<PathBuf>) -> Option<Config> {
+    let config = load(path)?;
+    let problems = config.validate();
+    for p in &problems {
+        eprintln!("configuration: {p}");
+    }
+    problems.is_empty().then_some(config)
+}
+
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_server(config: Config) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(&config.server.listen).await?;
+    let app = App::build(config).await?;
+    info!(address = %listener.local_addr()?, "mediagate listening");
+    serve(app, listener, shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = terminate => {} }
+}
+
+async fn create_api_key(config: &Config, name: &str) -> anyhow::Result<()> {
+    validate_api_key_name(name).map_err(|e| anyhow::anyhow!("--name: {e}"))?;
+    let store = Store::connect(&config.database).await?;
+    let key = generate_api_key();
+    let created = store.insert_api_key(name, &hash_api_key(&key)).await?;
+    store.close().await;
+    anyhow::ensure!(created, "an API key named {name:?} already exists");
+    println!("{key}");
+    eprintln!("API key {name:?} created. It is shown only this once: store it now.");
+    Ok(())
+}

@@ -1,0 +1,439 @@
+//! Typed, layered configuration: built-in defaults, then a TOML file, then
+//! `MEDIAGATE__<SECTION>__<KEY>` environment variables. Secrets are `SecretString`, so neither
+//! `Debug` nor logs ever show them; `validate` lists every problem, one line each.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use url::Url;
+
+/// The file read when `--config` is not given, if it exists.
+pub const DEFAULT_CONFIG_PATH: &str = "config/mediagate.toml";
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub auth: AuthConfig,
+    pub storage: StorageConfig,
+    pub sts: StsConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// `MEDIAGATE__SERVER__LISTEN`, default `127.0.0.1:8080`.
+    pub listen: String,
+    /// `MEDIAGATE__SERVER__PUBLIC_URL`: the base URL the object store calls back.
+    pub public_url: String,
+    /// `MEDIAGATE__SERVER__LOG_FORMAT`: `pretty` (default) or `json`.
+    pub log_format: LogFormat,
+    /// `MEDIAGATE__SERVER__SHUTDOWN_TIMEOUT_SECONDS`, default 20: in-flight requests get this
+    /// long to finish after SIGTERM/SIGINT.
+    pub shutdown_timeout_seconds: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            public_url: "http://127.0.0.1:8080".into(),
+            log_format: LogFormat::Pretty,
+            shutdown_timeout_seconds: 20,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `MEDIAGATE__DATABASE__URL`, default `sqlite://data/mediagate.db`; or `postgres://...`.
+    pub url: SecretString,
+    /// `MEDIAGATE__DATABASE__MAX_CONNECTIONS`, default 8.
+    pub max_connections: u32,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: SecretString::from("sqlite://data/mediagate.db"),
+            max_connections: 8,
+        }
+    }
+}
+
+impl std::fmt::Debug for DatabaseConfig {
+    // The URL may carry a password; show only its scheme.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("url", &format_args!("{}://[REDACTED]", self.scheme()))
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
+}
+
+impl DatabaseConfig {
+    pub fn scheme(&self) -> &str {
+        self.url
+            .expose_secret()
+            .split_once("://")
+            .map_or("", |(scheme, _)| scheme)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// `MEDIAGATE__AUTH__JWT_SECRET`: HS256 secret for app tokens (at least 32 bytes).
+    pub jwt_secret: Option<SecretString>,
+    /// `MEDIAGATE__AUTH__JWKS_URL`: JWKS of the identity provider, for RS256/ES256 tokens.
+    pub jwks_url: Option<String>,
+    /// `MEDIAGATE__AUTH__ISSUER`: required `iss` when set.
+    pub issuer: Option<String>,
+    /// `MEDIAGATE__AUTH__AUDIENCE`: required `aud` when set.
+    pub audience: Option<String>,
+    /// `MEDIAGATE__AUTH__ADMIN_TOKEN`: bearer token for `/v1/admin/*`.
+    pub admin_token: Option<SecretString>,
+    /// `MEDIAGATE__AUTH__LEEWAY_SECONDS`, default 30: clock skew allowed on `exp`/`nbf`.
+    pub leeway_seconds: u64,
+    /// `MEDIAGATE__AUTH__JWKS_CACHE_SECONDS`, default 600: how long fetched keys are trusted.
+    pub jwks_cache_seconds: u64,
+    /// `MEDIAGATE__AUTH__JWKS_MIN_REFETCH_SECONDS`, default 30: an unknown `kid` refetches the
+    /// JWKS at most this often, so forged tokens cannot make us hammer the identity provider.
+    pub jwks_min_refetch_seconds: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            jwt_secret: None,
+            jwks_url: None,
+            issuer: None,
+            audience: None,
+            admin_token: None,
+            leeway_seconds: 30,
+            jwks_cache_seconds: 600,
+            jwks_min_refetch_seconds: 30,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    Aliyun,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum CredentialScope {
+    /// Credentials cover the user's whole prefix, so they are cached and shared.
+    User,
+    /// Credentials cover exactly one object key; never cached.
+    Upload,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// `MEDIAGATE__STORAGE__PROVIDER`, default `aliyun`.
+    pub provider: Provider,
+    /// `MEDIAGATE__STORAGE__BUCKET`: the input bucket.
+    pub bucket: String,
+    /// `MEDIAGATE__STORAGE__REGION`, e.g. `cn-hangzhou`.
+    pub region: String,
+    /// `MEDIAGATE__STORAGE__ENDPOINT`: what clients upload to.
+    pub endpoint: String,
+    /// `MEDIAGATE__STORAGE__PREFIX`, default `uploads/`: each user uploads under
+    /// `{prefix}{user}/`.
+    pub prefix: String,
+    /// `MEDIAGATE__STORAGE__CREDENTIAL_SCOPE`: `user` (default) or `upload`.
+    pub credential_scope: CredentialScope,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            provider: Provider::Aliyun,
+            bucket: String::new(),
+            region: String::new(),
+            endpoint: String::new(),
+            prefix: "uploads/".into(),
+            credential_scope: CredentialScope::User,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StsConfig {
+    /// `MEDIAGATE__STS__ENDPOINT`, default `https://sts.aliyuncs.com`.
+    pub endpoint: String,
+    /// `MEDIAGATE__STS__ACCESS_KEY_ID`.
+    pub access_key_id: String,
+    /// `MEDIAGATE__STS__ACCESS_KEY_SECRET`.
+    pub access_key_secret: SecretString,
+    /// `MEDIAGATE__STS__ROLE_ARN`, e.g. `acs:ram::1234567890123456:role/uploader`.
+    pub role_arn: String,
+    /// `MEDIAGATE__STS__EXTERNAL_ID`: sent when set.
+    pub external_id: Option<String>,
+    /// `MEDIAGATE__STS__DURATION_SECONDS`, default 3600 (900 up to the role's maximum).
+    pub duration_seconds: u32,
+    /// `MEDIAGATE__STS__TIMEOUT_MS`, default 5000: per attempt.
+    pub timeout_ms: u64,
+    /// `MEDIAGATE__STS__MAX_ATTEMPTS`, default 3: throttling, 5xx and network errors are retried.
+    pub max_attempts: u32,
+    /// `MEDIAGATE__STS__REFRESH_AFTER`, default 0.8: cached credentials are reused until this
+    /// share of their lifetime has passed.
+    pub refresh_after: f64,
+    /// `MEDIAGATE__STS__MIN_REMAINING_SECONDS`, default 300: credentials with less left are never
+    /// handed out.
+    pub min_remaining_seconds: u64,
+}
+
+impl Default for StsConfig {
+    fn default() -> Self {
+        Self {
+            endpoint: "https://sts.aliyuncs.com".into(),
+            access_key_id: String::new(),
+            access_key_secret: SecretString::from(""),
+            role_arn: String::new(),
+            external_id: None,
+            duration_seconds: 3600,
+            timeout_ms: 5000,
+            max_attempts: 3,
+            refresh_after: 0.8,
+            min_remaining_seconds: 300,
+        }
+    }
+}
+
+impl Config {
+    /// Reads defaults, then `path` (or [`DEFAULT_CONFIG_PATH`] when it exists), then the
+    /// environment. Fails on unreadable files, unknown keys and values of the wrong type.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Config> {
+        let mut figment = Figment::new();
+        match path {
+            Some(p) => {
+                anyhow::ensure!(p.exists(), "config file {} does not exist", p.display());
+                figment = figment.merge(Toml::file_exact(p));
+            }
+            None => {
+                let default = PathBuf::from(DEFAULT_CONFIG_PATH);
+                if default.exists() {
+                    figment = figment.merge(Toml::file_exact(default));
+                }
+            }
+        }
+        figment = figment.merge(Env::prefixed("MEDIAGATE__").split("__"));
+        figment
+            .extract()
+            .map_err(|e| anyhow::anyhow!(e.to_string()))
+    }
+
+    /// Every problem in the configuration, one line each; empty when it is usable.
+    pub fn validate(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let mut p = |msg: String| problems.push(msg);
+
+        if self.server.listen.parse::<SocketAddr>().is_err() {
+            p(format!(
+                "server.listen: {:?} is not an address like 127.0.0.1:8080",
+                self.server.listen
+            ));
+        }
+        if let Err(e) = http_url(&self.server.public_url) {
+            p(format!("server.public_url: {e}"));
+        }
+
+        match self.database.scheme() {
+            "sqlite" | "postgres" | "postgresql" => {}
+            _ => p("database.url: must start with sqlite:// or postgres://".into()),
+        }
+        if self.database.max_connections == 0 {
+            p("database.max_connections: must be at least 1".into());
+        }
+
+        if let Some(secret) = &self.auth.jwt_secret
+            && secret.expose_secret().len() < 32
+        {
+            p("auth.jwt_secret: must be at least 32 bytes for HS256".into());
+        }
+        if let Some(url) = &self.auth.jwks_url
+            && let Err(e) = http_url(url)
+        {
+            p(format!("auth.jwks_url: {e}"));
+        }
+        if let Some(token) = &self.auth.admin_token
+            && token.expose_secret().len() < 16
+        {
+            p("auth.admin_token: must be at least 16 characters".into());
+        }
+
+        let s = &self.storage;
+        if let Err(e) = crate::credentials::validate_bucket_name(&s.bucket) {
+            p(format!("storage.bucket: {e}"));
+        }
+        if s.region.is_empty()
+            || !s
+                .region
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            p("storage.region: required, like cn-hangzhou".into());
+        }
+        if let Err(e) = http_url(&s.endpoint) {
+            p(format!("storage.endpoint: {e}"));
+        }
+        if let Err(e) = crate::credentials::KeyPrefix::parse(&s.prefix) {
+            p(format!("storage.prefix: {e}"));
+        }
+
+        let t = &self.sts;
+        if let Err(e) = http_url(&t.endpoint) {
+            p(format!("sts.endpoint: {e}"));
+        }
+        if t.access_key_id.is_empty() {
+            p("sts.access_key_id: required".into());
+        }
+        if t.access_key_secret.expose_secret().is_empty() {
+            p("sts.access_key_secret: required".into());
+        }
+        if !is_role_arn(&t.role_arn) {
+            p("sts.role_arn: must look like acs:ram::1234567890123456:role/uploader".into());
+        }
+        if !(900..=43200).contains(&t.duration_seconds) {
+            p("sts.duration_seconds: must be between 900 and 43200".into());
+        }
+        if t.timeout_ms == 0 {
+            p("sts.timeout_ms: must be at least 1".into());
+        }
+        if !(1..=10).contains(&t.max_attempts) {
+            p("sts.max_attempts: must be between 1 and 10".into());
+        }
+        if !(t.refresh_after > 0.0 && t.refresh_after <= 1.0) {
+            p("sts.refresh_after: must be in (0, 1]".into());
+        }
+        if t.min_remaining_seconds >= u64::from(t.duration_seconds) {
+            p("sts.min_remaining_seconds: must be less than sts.duration_seconds".into());
+        }
+        problems
+    }
+}
+
+fn http_url(s: &str) -> Result<Url, String> {
+    let url = Url::parse(s).map_err(|e| format!("{s:?} is not a URL ({e})"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(format!("{s:?} must be an http:// or https:// URL"));
+    }
+    Ok(url)
+}
+
+fn is_role_arn(arn: &str) -> bool {
+    let Some(rest) = arn.strip_prefix("acs:ram::") else {
+        return false;
+    };
+    let Some((account, role)) = rest.split_once(":role/") else {
+        return false;
+    };
+    !account.is_empty() && account.bytes().all(|b| b.is_ascii_digit()) && !role.is_empty()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid() -> Config {
+        let mut c = Config::default();
+        c.storage.bucket = "media-input".into();
+        c.storage.region = "cn-hangzhou".into();
+        c.storage.endpoint = "https://oss-cn-hangzhou.aliyuncs.com".into();
+        c.sts.access_key_id = "id".into();
+        c.sts.access_key_secret = SecretString::from("secret-value");
+        c.sts.role_arn = "acs:ram::1234567890123456:role/uploader".into();
+        c
+    }
+
+    #[test]
+    fn a_complete_config_has_no_problems() {
+        assert_eq!(valid().validate(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn every_problem_is_reported_on_its_own_line() {
+        let problems = Config::default().validate();
+        for key in [
+            "storage.bucket",
+            "storage.region",
+            "storage.endpoint",
+            "sts.access_key_id",
+            "sts.access_key_secret",
+            "sts.role_arn",
+        ] {
+            assert!(
+                problems.iter().any(|p| p.starts_with(key)),
+                "{key} missing from {problems:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn debug_never_shows_secrets() {
+        let mut c = valid();
+        c.auth.jwt_secret = Some(SecretString::from("jwt-secret-that-is-long-enough-1234"));
+        c.database.url = SecretString::from("postgres://u:dbpassword@localhost/db");
+        let debug = format!("{c:?}");
+        for secret in ["secret-value", "jwt-secret-that", "dbpassword"] {
+            assert!(!debug.contains(secret), "{secret} leaked in {debug}");
+        }
+    }
+
+    #[test]
+    fn role_arn_shape() {
+        assert!(is_role_arn("acs:ram::1234567890123456:role/uploader"));
+        assert!(!is_role_arn("arn:aws:iam:::role/uploader"));
+        assert!(!is_role_arn("acs:ram::12ab:role/x"));
+        assert!(!is_role_arn("acs:ram::123:role/"));
+    }
+
+    #[test]
+    fn layers_file_then_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[storage]\nbucket = \"from-file\"\nregion = \"cn-shanghai\"\n[sts]\nduration_seconds = 1800\n",
+        )
+        .unwrap();
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("MEDIAGATE__STORAGE__BUCKET", "from-env");
+            let c = Config::load(Some(&path)).unwrap();
+            assert_eq!(c.storage.bucket, "from-env");
+            assert_eq!(c.storage.region, "cn-shanghai");
+            assert_eq!(c.sts.duration_seconds, 1800);
+            assert_eq!(c.storage.prefix, "uploads/");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[storage]\nbuckett = \"typo\"\n").unwrap();
+        let err = Config::load(Some(&path)).unwrap_err().to_string();
+        assert!(err.contains("buckett"), "{err}");
+    }
+}

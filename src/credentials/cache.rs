@@ -1,0 +1,215 @@
+//! Per-scope credential cache with single-flight refresh.
+//!
+//! STS allows 6000 calls per minute per account and adds tens of milliseconds per call, so
+//! credentials for a user's prefix are shared until `refresh_after` of their lifetime has
+//! passed. Concurrent requests for the same scope wait on one STS call instead of each making
+//! their own. Single-object scopes are never cached: nobody else can use them.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::Scope;
+use crate::sts::{AssumeRole, Credentials, Sts, StsError};
+
+type Slot = Arc<tokio::sync::Mutex<Option<Arc<Credentials>>>>;
+
+/// Past this many scopes, idle entries whose credentials are no longer usable are dropped.
+const PRUNE_ABOVE: usize = 10_000;
+
+pub struct CredentialCache {
+    sts: Arc<dyn Sts>,
+    refresh_after: f64,
+    min_remaining: chrono::Duration,
+    slots: Mutex<HashMap<Scope, Slot>>,
+}
+
+impl CredentialCache {
+    pub fn new(sts: Arc<dyn Sts>, refresh_after: f64, min_remaining: Duration) -> Self {
+        Self {
+            sts,
+            refresh_after,
+            min_remaining: chrono::Duration::from_std(min_remaining)
+                .unwrap_or(chrono::Duration::MAX),
+            slots: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Credentials for `scope`: cached ones while they are fresh, otherwise a new `AssumeRole`
+    /// (one at a time per scope). Fails when STS fails or returns credentials that would expire
+    /// within the configured margin.
+    pub async fn get(
+        &self,
+        scope: &Scope,
+        request: impl FnOnce() -> AssumeRole,
+    ) -> Result<Arc<Credentials>, StsError> {
+        if matches!(scope, Scope::Object(_)) {
+            return self.fetch(request()).await;
+        }
+        let slot = self.slot(scope);
+        let mut cached = slot.lock().await;
+        if let Some(creds) = cached.as_ref()
+            && self.is_fresh(creds, Utc::now())
+        {
+            return Ok(creds.clone());
+        }
+        let creds = self.fetch(request()).await?;
+        *cached = Some(creds.clone());
+        Ok(creds)
+    }
+
+    async fn fetch(&self, request: AssumeRole) -> Result<Arc<Credentials>, StsError> {
+        let creds = self.sts.assume_role(&request).await?;
+        if creds.expiration - Utc::now() < self.min_remaining {
+            return Err(StsError::Rejected {
+                code: "ExpiresTooSoon".into(),
+                message: format!(
+                    "credentials expire at {}, within the configured margin; check sts.duration_seconds and the clock",
+                    creds.expiration
+                ),
+                request_id: String::new(),
+            });
+        }
+        Ok(Arc::new(creds))
+    }
+
+    fn is_fresh(&self, creds: &Credentials, now: DateTime<Utc>) -> bool {
+        is_fresh(creds, now, self.refresh_after, self.min_remaining)
+    }
+
+    fn slot(&self, scope: &Scope) -> Slot {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(slot) = slots.get(scope) {
+            return slot.clone();
+        }
+        if slots.len() >= PRUNE_ABOVE {
+            let now = Utc::now();
+            slots.retain(|_, slot| match slot.try_lock() {
+                Ok(guard) => guard.as_ref().is_some_and(|c| self.is_fresh(c, now)),
+                Err(_) => true,
+            });
+        }
+        slots.entry(scope.clone()).or_default().clone()
+    }
+}
+
+/// Credentials are reused until `refresh_after` of their lifetime has passed, and never when
+/// less than `min_remaining` is left.
+pub fn is_fresh(
+    creds: &Credentials,
+    now: DateTime<Utc>,
+    refresh_after: f64,
+    min_remaining: chrono::Duration,
+) -> bool {
+    let lifetime = creds.expiration - creds.obtained_at;
+    let reuse_for =
+        chrono::Duration::milliseconds((lifetime.num_milliseconds() as f64 * refresh_after) as i64);
+    now < creds.obtained_at + reuse_for && creds.expiration - now >= min_remaining
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_trait::async_trait;
+    use secrecy::SecretString;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    struct CountingSts {
+        calls: AtomicUsize,
+        lifetime: chrono::Duration,
+    }
+
+    #[async_trait]
+    impl Sts for CountingSts {
+        async fn assume_role(&self, _: &AssumeRole) -> Result<Credentials, StsError> {
+            let n = self.calls.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let now = Utc::now();
+            Ok(Credentials {
+                access_key_id: format!("STS.{n}"),
+                access_key_secret: SecretString::from("s"),
+                security_token: SecretString::from("t"),
+                expiration: now + self.lifetime,
+                obtained_at: now,
+            })
+        }
+    }
+
+    fn request() -> AssumeRole {
+        AssumeRole {
+            role_session_name: "mg.a".into(),
+            policy: "{}".into(),
+            duration_seconds: 3600,
+        }
+    }
+
+    fn user(u: &str) -> Scope {
+        Scope::User {
+            prefix: "p/".into(),
+            user: u.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_requests_share_one_call_per_scope() {
+        let sts = Arc::new(CountingSts {
+            calls: AtomicUsize::new(0),
+            lifetime: chrono::Duration::hours(1),
+        });
+        let cache = Arc::new(CredentialCache::new(
+            sts.clone(),
+            0.8,
+            Duration::from_secs(300),
+        ));
+        let mut tasks = Vec::new();
+        for i in 0..40 {
+            let cache = cache.clone();
+            tasks.push(tokio::spawn(async move {
+                cache
+                    .get(&user(&format!("u{}", i % 4)), request)
+                    .await
+                    .unwrap()
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(sts.calls.load(Ordering::SeqCst), 4);
+        let object = Scope::Object("p/u0/id/a.mp4".into());
+        cache.get(&object, request).await.unwrap();
+        cache.get(&object, request).await.unwrap();
+        assert_eq!(sts.calls.load(Ordering::SeqCst), 6);
+    }
+
+    #[tokio::test]
+    async fn credentials_within_the_margin_are_refused() {
+        let sts = Arc::new(CountingSts {
+            calls: AtomicUsize::new(0),
+            lifetime: chrono::Duration::seconds(100),
+        });
+        let cache = CredentialCache::new(sts, 0.8, Duration::from_secs(300));
+        let err = cache.get(&user("a"), request).await.unwrap_err();
+        assert!(matches!(err, StsError::Rejected { ref code, .. } if code == "ExpiresTooSoon"));
+    }
+
+    #[test]
+    fn freshness_follows_the_share_of_lifetime_and_the_margin() {
+        let t0 = Utc::now();
+        let creds = Credentials {
+            access_key_id: "a".into(),
+            access_key_secret: SecretString::from("s"),
+            security_token: SecretString::from("t"),
+            expiration: t0 + chrono::Duration::seconds(3600),
+            obtained_at: t0,
+        };
+        let margin = chrono::Duration::seconds(300);
+        let at = |s| t0 + chrono::Duration::seconds(s);
+        assert!(is_fresh(&creds, at(0), 0.8, margin));
+        assert!(is_fresh(&creds, at(2879), 0.8, margin));
+        assert!(!is_fresh(&creds, at(2881), 0.8, margin));
+        assert!(is_fresh(&creds, at(3299), 1.0, margin));
+        assert!(!is_fresh(&creds, at(3301), 1.0, margin));
+    }
+}

@@ -1,0 +1,522 @@
+//! What a caller may upload, and the STS session policy that enforces it. Everything here is a
+//! pure function of plain values: the user segment derived from a subject, the object key, the
+//! policy JSON and the RoleSessionName.
+
+pub mod cache;
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::config::CredentialScope;
+use crate::sts::{AssumeRole, Credentials, StsError};
+use cache::CredentialCache;
+
+/// Longest user segment derived from a subject as is; longer subjects are hashed.
+const MAX_PLAIN_SEGMENT: usize = 64;
+/// OSS object keys are at most 1023 bytes.
+pub const MAX_OBJECT_KEY_BYTES: usize = 1023;
+/// The limit on `file_name` in requests.
+pub const MAX_FILE_NAME_BYTES: usize = 1024;
+/// Session policies longer than this are refused by STS.
+pub const MAX_POLICY_CHARS: usize = 2048;
+
+/// The path segment that confines one principal's uploads: `{prefix}{segment}/`.
+///
+/// Subjects made only of `[A-Za-z0-9._@-]`, starting with a letter or digit, without `..` and
+/// at most 64 bytes are used as they are, so operators recognise them in the bucket. Anything
+/// else becomes `_h` + 32 hex digits of SHA-256(subject): it cannot carry `*`, `/`, quotes or
+/// `..` into a key or a policy, and since plain segments never start with `_` the two forms
+/// never collide. API keys get `_k-{name}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct UserSegment(String);
+
+impl UserSegment {
+    pub fn for_subject(subject: &str) -> Self {
+        if is_plain_subject(subject) {
+            UserSegment(subject.to_owned())
+        } else {
+            let digest = Sha256::digest(subject.as_bytes());
+            UserSegment(format!("_h{}", &hex::encode(digest)[..32]))
+        }
+    }
+
+    /// API key names are checked by [`validate_api_key_name`], so they are always plain.
+    pub fn for_api_key(name: &str) -> Self {
+        debug_assert!(validate_api_key_name(name).is_ok());
+        UserSegment(format!("_k-{name}"))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+fn is_plain_subject(subject: &str) -> bool {
+    let bytes = subject.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= MAX_PLAIN_SEGMENT
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'@' | b'-'))
+        && !subject.contains("..")
+}
+
+/// API key names: 1-48 of `[a-z0-9-]`, so the key's user segment is readable and safe.
+pub fn validate_api_key_name(name: &str) -> Result<(), String> {
+    if name.is_empty()
+        || name.len() > 48
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        return Err("must be 1-48 characters of a-z, 0-9 and -".into());
+    }
+    Ok(())
+}
+
+/// The configured key prefix: empty or ending in `/`, no leading `/`, no `//`, no `..`
+/// segment, and none of `* ? " \` or control characters (they would widen a policy).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyPrefix(String);
+
+impl KeyPrefix {
+    pub fn parse(prefix: &str) -> Result<Self, String> {
+        if prefix.is_empty() {
+            return Ok(KeyPrefix(String::new()));
+        }
+        if prefix.len() > 256 {
+            return Err("must be at most 256 bytes".into());
+        }
+        if !prefix.ends_with('/') || prefix.starts_with('/') || prefix.contains("//") {
+            return Err(format!(
+                "{prefix:?} must end with '/', and must not start with '/' or contain '//'"
+            ));
+        }
+        if prefix.split('/').any(|s| s == "." || s == "..") {
+            return Err(format!("{prefix:?} must not contain '.' or '..' segments"));
+        }
+        if prefix
+            .chars()
+            .any(|c| is_policy_special(c) || c.is_control())
+        {
+            return Err(format!(
+                "{prefix:?} must not contain * ? \" \\ or control characters"
+            ));
+        }
+        Ok(KeyPrefix(prefix.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+fn is_policy_special(c: char) -> bool {
+    matches!(c, '*' | '?' | '"' | '\\')
+}
+
+/// Bucket names as OSS and S3 accept them: 3-63 of `[a-z0-9-]`, starting and ending with a
+/// letter or digit.
+pub fn validate_bucket_name(bucket: &str) -> Result<(), String> {
+    let b = bucket.as_bytes();
+    let ok = (3..=63).contains(&b.len())
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-';
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{bucket:?} must be 3-63 characters of a-z, 0-9 and -, not starting or ending with -"
+        ))
+    }
+}
+
+/// A file name as a client may send it: the last segment of the object key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileName(String);
+
+impl FileName {
+    /// Fails with a message fit for the client when the name is empty, `.` or `..`, longer
+    /// than 1024 bytes, or holds `/`, `\`, `*`, `?`, `"` or control characters.
+    pub fn parse(name: &str) -> Result<Self, String> {
+        if name.is_empty() {
+            return Err("file_name must not be empty".into());
+        }
+        if name.len() > MAX_FILE_NAME_BYTES {
+            return Err(format!(
+                "file_name must be at most {MAX_FILE_NAME_BYTES} bytes"
+            ));
+        }
+        if name == "." || name == ".." {
+            return Err("file_name must not be '.' or '..'".into());
+        }
+        if name.contains('/') {
+            return Err("file_name must not contain '/'".into());
+        }
+        if name.chars().any(char::is_control) {
+            return Err("file_name must not contain control characters".into());
+        }
+        if name.chars().any(is_policy_special) {
+            return Err("file_name must not contain \\ * ? or \"".into());
+        }
+        Ok(FileName(name.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A key built by mediagate: `{prefix}{segment}/{upload_id}/{file name}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectKey(String);
+
+impl ObjectKey {
+    pub fn build(
+        prefix: &KeyPrefix,
+        user: &UserSegment,
+        upload_id: &str,
+        file: &FileName,
+    ) -> Result<Self, String> {
+        let key = format!(
+            "{}{}/{}/{}",
+            prefix.as_str(),
+            user.as_str(),
+            upload_id,
+            file.as_str()
+        );
+        if key.len() > MAX_OBJECT_KEY_BYTES {
+            return Err(format!(
+                "file_name is too long: object keys are at most {MAX_OBJECT_KEY_BYTES} bytes"
+            ));
+        }
+        Ok(ObjectKey(key))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// What one set of credentials covers.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// Everything under `{prefix}{segment}/`.
+    User { prefix: String, user: String },
+    /// Exactly one object key.
+    Object(String),
+}
+
+impl Scope {
+    pub fn for_upload(
+        kind: CredentialScope,
+        prefix: &KeyPrefix,
+        user: &UserSegment,
+        key: &ObjectKey,
+    ) -> Self {
+        match kind {
+            CredentialScope::User => Scope::user(prefix, user),
+            CredentialScope::Upload => Scope::Object(key.as_str().to_owned()),
+        }
+    }
+
+    pub fn user(prefix: &KeyPrefix, user: &UserSegment) -> Self {
+        Scope::User {
+            prefix: prefix.as_str().to_owned(),
+            user: user.as_str().to_owned(),
+        }
+    }
+
+    /// The key pattern inside the bucket: `prefix/user/*` or the one key.
+    pub fn key_pattern(&self) -> String {
+        match self {
+            Scope::User { prefix, user } => format!("{prefix}{user}/*"),
+            Scope::Object(key) => key.clone(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Policy<'a> {
+    #[serde(rename = "Version")]
+    version: &'static str,
+    #[serde(rename = "Statement")]
+    statement: [Statement<'a>; 1],
+}
+
+#[derive(Serialize)]
+struct Statement<'a> {
+    #[serde(rename = "Effect")]
+    effect: &'static str,
+    #[serde(rename = "Action")]
+    action: &'a [&'a str],
+    #[serde(rename = "Resource")]
+    resource: [String; 1],
+}
+
+/// Only the upload actions: `oss:PutObject` also covers PostObject and every step of a
+/// multipart upload except aborting and listing its parts.
+pub const OSS_UPLOAD_ACTIONS: &[&str] =
+    &["oss:PutObject", "oss:AbortMultipartUpload", "oss:ListParts"];
+
+/// The RAM session policy (compact JSON) allowing only the upload actions on `scope` in
+/// `bucket`. Fails when the policy would exceed what STS accepts.
+pub fn oss_session_policy(bucket: &str, scope: &Scope) -> Result<String, String> {
+    let policy = Policy {
+        version: "1",
+        statement: [Statement {
+            effect: "Allow",
+            action: OSS_UPLOAD_ACTIONS,
+            resource: [format!("acs:oss:*:*:{bucket}/{}", scope.key_pattern())],
+        }],
+    };
+    let json = serde_json::to_string(&policy).map_err(|e| e.to_string())?;
+    if json.chars().count() > MAX_POLICY_CHARS {
+        return Err(format!(
+            "session policy is {} characters, STS accepts at most {MAX_POLICY_CHARS}",
+            json.chars().count()
+        ));
+    }
+    Ok(json)
+}
+
+/// RoleSessionName for a user: `mg.{segment}` (2-32 of `[A-Za-z0-9.@_-]`). A segment too long
+/// to fit keeps its first 20 characters and gains 8 hex digits of its hash, so the name still
+/// points at the user in the STS audit trail.
+pub fn role_session_name(user: &UserSegment) -> String {
+    let s = user.as_str();
+    if s.len() <= 29 {
+        format!("mg.{s}")
+    } else {
+        let digest = hex::encode(Sha256::digest(s.as_bytes()));
+        format!("mg.{}.{}", &s[..20], &digest[..8])
+    }
+}
+
+/// Hands out credentials for a scope in the input bucket, through the cache.
+pub struct Vendor {
+    cache: CredentialCache,
+    bucket: String,
+    duration_seconds: u32,
+}
+
+impl Vendor {
+    pub fn new(cache: CredentialCache, bucket: String, duration_seconds: u32) -> Self {
+        Self {
+            cache,
+            bucket,
+            duration_seconds,
+        }
+    }
+
+    /// Credentials that allow only uploads within `scope`, for the session of `user`.
+    pub async fn credentials(
+        &self,
+        user: &UserSegment,
+        scope: &Scope,
+    ) -> Result<Arc<Credentials>, StsError> {
+        // Both inputs are checked types, so a failure here is a bug in our limits.
+        let policy =
+            oss_session_policy(&self.bucket, scope).map_err(|message| StsError::Rejected {
+                code: "PolicyTooLong".into(),
+                message,
+                request_id: String::new(),
+            })?;
+        self.cache
+            .get(scope, || AssumeRole {
+                role_session_name: role_session_name(user),
+                policy,
+                duration_seconds: self.duration_seconds,
+            })
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn prefix() -> KeyPrefix {
+        KeyPrefix::parse("uploads/").unwrap()
+    }
+
+    #[test]
+    fn plain_subjects_are_kept() {
+        assert_eq!(UserSegment::for_subject("alice").as_str(), "alice");
+        assert_eq!(
+            UserSegment::for_subject("bob@example.com").as_str(),
+            "bob@example.com"
+        );
+        assert_eq!(UserSegment::for_subject("u-42_x.y").as_str(), "u-42_x.y");
+    }
+
+    #[test]
+    fn unsafe_subjects_are_hashed() {
+        for s in [
+            "*", "../x", "a/b", "a\"b", "ünï", "..", ".hidden", "_h00", "", "a..b",
+        ] {
+            let seg = UserSegment::for_subject(s);
+            assert!(seg.as_str().starts_with("_h"), "{s:?} -> {seg:?}");
+            assert_eq!(seg.as_str().len(), 34);
+        }
+        assert_ne!(
+            UserSegment::for_subject("a/b"),
+            UserSegment::for_subject("a\\b")
+        );
+    }
+
+    #[test]
+    fn prefix_rules() {
+        assert!(KeyPrefix::parse("").is_ok());
+        assert!(KeyPrefix::parse("uploads/").is_ok());
+        assert!(KeyPrefix::parse("a/b/").is_ok());
+        for bad in [
+            "uploads",
+            "/uploads/",
+            "a//b/",
+            "a/*/",
+            "../",
+            "a/../",
+            "q?/",
+        ] {
+            assert!(KeyPrefix::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn file_name_rules() {
+        assert!(FileName::parse("trip.MP4").is_ok());
+        assert!(FileName::parse("my holiday (1).mov").is_ok());
+        assert!(FileName::parse("視頻.mp4").is_ok());
+        assert!(FileName::parse("noext").is_ok());
+        for bad in [
+            "", ".", "..", "../x.mp4", "a/b.mp4", "/abs", "a\nb", "a\0b", "*.mp4", "a?.mp4",
+            "a\"b", "a\\b",
+        ] {
+            assert!(FileName::parse(bad).is_err(), "{bad:?}");
+        }
+        assert!(FileName::parse(&"a".repeat(1024)).is_ok());
+        assert!(FileName::parse(&"a".repeat(1025)).is_err());
+    }
+
+    #[test]
+    fn object_key_layout_and_limit() {
+        let key = ObjectKey::build(
+            &prefix(),
+            &UserSegment::for_subject("alice"),
+            "0190-id",
+            &FileName::parse("trip.mp4").unwrap(),
+        )
+        .unwrap();
+        assert_eq!(key.as_str(), "uploads/alice/0190-id/trip.mp4");
+        let long = FileName::parse(&"a".repeat(1010)).unwrap();
+        assert!(
+            ObjectKey::build(&prefix(), &UserSegment::for_subject("alice"), "id", &long).is_err()
+        );
+    }
+
+    #[test]
+    fn policy_is_compact_and_scoped() {
+        let scope = Scope::user(&prefix(), &UserSegment::for_subject("alice"));
+        let policy = oss_session_policy("media-input", &scope).unwrap();
+        assert_eq!(
+            policy,
+            r#"{"Version":"1","Statement":[{"Effect":"Allow","Action":["oss:PutObject","oss:AbortMultipartUpload","oss:ListParts"],"Resource":["acs:oss:*:*:media-input/uploads/alice/*"]}]}"#
+        );
+        let one = Scope::Object("uploads/alice/id/trip.mp4".into());
+        assert!(
+            oss_session_policy("media-input", &one)
+                .unwrap()
+                .contains(r#""acs:oss:*:*:media-input/uploads/alice/id/trip.mp4""#)
+        );
+    }
+
+    #[test]
+    fn role_session_names() {
+        assert_eq!(
+            role_session_name(&UserSegment::for_subject("alice")),
+            "mg.alice"
+        );
+        let long = role_session_name(&UserSegment::for_subject(&"x".repeat(60)));
+        assert_eq!(long.len(), 32);
+        assert!(long.starts_with("mg.xxxxxxxxxxxxxxxxxxxx."));
+    }
+
+    fn resources(policy: &str) -> Vec<String> {
+        let v: serde_json::Value = serde_json::from_str(policy).expect("policy parses");
+        v["Statement"][0]["Resource"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    fn any_subject() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<String>(),
+            "[*?/.\"'\\\\ a-z]{0,12}",
+            Just("*".to_string()),
+            Just("../x".to_string()),
+            Just("a/b".to_string()),
+            "\\PC{0,40}",
+            "[a-z]{1000,1100}",
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn no_subject_escapes_its_prefix(subject in any_subject(), file in "[a-zA-Z0-9 ._()-]{1,40}") {
+            let seg = UserSegment::for_subject(&subject);
+            let s = seg.as_str();
+            prop_assert!(!s.is_empty() && s.len() <= 64);
+            prop_assert!(!s.contains(['*', '?', '/', '"', '\\', '\'']) && !s.contains(".."));
+            prop_assert!(!s.chars().any(char::is_control));
+            prop_assert!(s.is_ascii());
+
+            let own = format!("acs:oss:*:*:media-input/uploads/{s}/");
+            let policy = oss_session_policy("media-input", &Scope::user(&prefix(), &seg)).unwrap();
+            prop_assert!(policy.len() <= MAX_POLICY_CHARS);
+            for r in resources(&policy) {
+                prop_assert_eq!(r, format!("{own}*"));
+            }
+
+            if let Ok(file) = FileName::parse(&file) {
+                let key = ObjectKey::build(&prefix(), &seg, "id", &file).unwrap();
+                prop_assert!(key.as_str().starts_with(&own["acs:oss:*:*:media-input/".len()..]));
+                let policy = oss_session_policy("media-input", &Scope::Object(key.as_str().into())).unwrap();
+                for r in resources(&policy) {
+                    prop_assert!(r.starts_with(&own));
+                    prop_assert!(!r[own.len()..].contains('*'));
+                }
+            }
+
+            let name = role_session_name(&seg);
+            prop_assert!((2..=32).contains(&name.len()), "{}", name);
+            prop_assert!(name.bytes().all(|b| b.is_ascii_alphanumeric() || b".@_-".contains(&b)));
+        }
+
+        #[test]
+        fn distinct_subjects_get_distinct_segments(a in any_subject(), b in any_subject()) {
+            prop_assume!(a != b);
+            prop_assert_ne!(UserSegment::for_subject(&a), UserSegment::for_subject(&b));
+        }
+
+        #[test]
+        fn accepted_file_names_stay_in_the_upload_folder(name in any::<String>()) {
+            if let Ok(file) = FileName::parse(&name) {
+                let seg = UserSegment::for_subject("alice");
+                if let Ok(key) = ObjectKey::build(&prefix(), &seg, "id", &file) {
+                    prop_assert_eq!(key.as_str().strip_prefix("uploads/alice/id/"), Some(name.as_str()));
+                    prop_assert!(!key.as_str().contains(['*', '?']));
+                }
+            }
+        }
+    }
+}

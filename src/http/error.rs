@@ -1,0 +1,153 @@
+//! The one error type at the HTTP edge: `{"error":{"code","message"}}` with a stable code.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use tracing::error;
+
+use crate::auth::AuthError;
+use crate::sts::StsError;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub retry_after: Option<Duration>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    pub fn invalid_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", message)
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    pub fn not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", "no such resource")
+    }
+
+    /// Logs the cause chain; the client sees only that something failed on our side.
+    pub fn internal(err: anyhow::Error) -> Self {
+        error!(error = format!("{err:#}"), "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error; see the server logs",
+        )
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(err: anyhow::Error) -> Self {
+        ApiError::internal(err)
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(err: AuthError) -> Self {
+        match err {
+            AuthError::Store(e) => ApiError::internal(e),
+            other => ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", other.to_string()),
+        }
+    }
+}
+
+impl From<StsError> for ApiError {
+    fn from(err: StsError) -> Self {
+        match err {
+            StsError::Unavailable {
+                detail,
+                retry_after,
+            } => {
+                error!(%detail, "STS unavailable");
+                ApiError {
+                    retry_after: Some(retry_after),
+                    ..ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "sts_unavailable",
+                        "the credential service is unavailable; retry later",
+                    )
+                }
+            }
+            StsError::Rejected {
+                code,
+                message,
+                request_id,
+            } => {
+                // A configuration fault on our side (role, permissions, keys): loud for the
+                // operator, opaque for the client.
+                error!(sts_code = %code, sts_message = %message, sts_request_id = %request_id,
+                    "STS rejected AssumeRole: check the sts section of the configuration");
+                ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "sts_error",
+                    "the credential service refused the request",
+                )
+            }
+        }
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(r: BytesRejection) -> Self {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "request body is too large",
+            )
+        } else {
+            ApiError::bad_request(r.body_text())
+        }
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> Self {
+        ApiError::bad_request(r.body_text())
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(_: PathRejection) -> Self {
+        ApiError::not_found()
+    }
+}
+
+impl ApiError {
+    /// This error's status and `Retry-After` with another body, for routes whose clients expect
+    /// a different error shape.
+    pub fn into_response_with(self, body: serde_json::Value) -> Response {
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(after) = self.retry_after {
+            let secs = after.as_secs().max(1);
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        response
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": {"code": self.code, "message": self.message}});
+        self.into_response_with(body)
+    }
+}

@@ -1,0 +1,73 @@
+//! Extractors whose every rejection is an [`ApiError`], so malformed input gets the same JSON
+//! error shape as everything else.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+use std::sync::Arc;
+
+use super::error::ApiError;
+use crate::app::App;
+use crate::auth::Principal;
+
+/// A JSON body. Syntax errors (including invalid UTF-8) are 400 `bad_request`; well-formed JSON
+/// of the wrong shape is 422 `invalid_request`; bodies over the route's limit are 413.
+pub struct Json<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(req, state).await?;
+        let mut de = serde_json::Deserializer::from_slice(&bytes);
+        let value = serde_path_to_error::deserialize(&mut de).map_err(json_error)?;
+        de.end()
+            .map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))?;
+        Ok(Json(value))
+    }
+}
+
+fn json_error(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let path = e.path().to_string();
+    let inner = e.into_inner();
+    if inner.is_data() {
+        let at = if path == "." {
+            String::new()
+        } else {
+            format!("{path}: ")
+        };
+        ApiError::invalid_request(format!("{at}{inner}"))
+    } else {
+        ApiError::bad_request(format!("malformed JSON: {inner}"))
+    }
+}
+
+/// Query parameters, 400 `bad_request` when they do not parse.
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let axum::extract::Query(v) =
+            axum::extract::Query::<T>::from_request_parts(parts, state).await?;
+        Ok(Query(v))
+    }
+}
+
+/// An authenticated app user or API-key caller; 401 `unauthorized` otherwise.
+pub struct User(pub Principal);
+
+impl FromRequestParts<Arc<App>> for User {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
+        let header = parts
+            .headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        Ok(User(app.auth.authenticate(header).await?))
+    }
+}

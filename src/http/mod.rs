@@ -1,0 +1,56 @@
+//! The HTTP edge: the single route table, middleware, extractors and the error type.
+
+pub mod error;
+mod extract;
+mod ops;
+mod uploads;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::app::App;
+use error::ApiError;
+
+/// Request bodies on the app-facing routes are small JSON documents.
+const BODY_LIMIT: usize = 64 * 1024;
+
+/// Every route mediagate serves.
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/v1/uploads", post(uploads::create).get(uploads::list))
+        .route("/v1/uploads/{id}", get(uploads::get))
+        .route(
+            "/v1/uploads/{id}/credentials",
+            post(uploads::refresh_credentials),
+        )
+        .route("/v1/sts-token", get(uploads::sts_token))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .fallback(|| async { ApiError::not_found() })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed on this route",
+            )
+        })
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            let route = req
+                .extensions()
+                .get::<MatchedPath>()
+                .map_or("unmatched", MatchedPath::as_str);
+            tracing::info_span!("request", method = %req.method(), route)
+        }))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::internal(anyhow::anyhow!("handler panicked")).into_response()
+        }))
+        .with_state(app)
+}

@@ -1,0 +1,35 @@
+//! Health endpoints for load balancers and orchestrators.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use serde_json::json;
+
+use crate::app::App;
+
+/// `GET /healthz`: the process is up and serving.
+pub async fn healthz() -> impl IntoResponse {
+    axum::Json(json!({"status": "ok"}))
+}
+
+/// `GET /readyz`: 200 when the database answers and is migrated, 503 otherwise; the body names
+/// each check.
+pub async fn readyz(State(app): State<Arc<App>>) -> impl IntoResponse {
+    let database = app.store.check_ready().await;
+    let status = if database.is_ok() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let check = |r: &anyhow::Result<()>| match r {
+        Ok(()) => json!({"status": "ok"}),
+        Err(e) => json!({"status": "failed", "message": format!("{e:#}")}),
+    };
+    let body = json!({
+        "status": if status.is_success() { "ok" } else { "unavailable" },
+        "checks": { "database": check(&database) },
+    });
+    (status, axum::Json(body))
+}

@@ -1,0 +1,345 @@
+//! `/v1/uploads*` and `/v1/sts-token`: the app-facing side of credential vending.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, TimeZone, Utc};
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tracing::instrument;
+
+use super::error::ApiError;
+use super::extract::{Json, Query, User};
+use crate::app::App;
+use crate::auth::Principal;
+use crate::callbacks::{OssCallbackParams, oss_callback_params};
+use crate::credentials::{FileName, ObjectKey, Scope};
+use crate::media::{MediaAttributes, MediaAttributesInput};
+use crate::store::{UploadRow, now_millis};
+use crate::sts::Credentials;
+use crate::workflows::{MediaCheck, media_check};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUpload {
+    file_name: String,
+    size: Option<u64>,
+    content_type: Option<String>,
+    #[serde(default)]
+    mode: Mode,
+    media: Option<MediaAttributesInput>,
+}
+
+#[derive(Debug, Default, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum Mode {
+    #[default]
+    Sts,
+    PostPolicy,
+}
+
+#[derive(Serialize)]
+struct CredentialsView<'a> {
+    access_key_id: &'a str,
+    access_key_secret: &'a str,
+    security_token: &'a str,
+    expiration: String,
+}
+
+fn credentials_view(c: &Credentials) -> CredentialsView<'_> {
+    CredentialsView {
+        access_key_id: &c.access_key_id,
+        access_key_secret: c.access_key_secret.expose_secret(),
+        security_token: c.security_token.expose_secret(),
+        expiration: rfc3339(c.expiration),
+    }
+}
+
+#[derive(Serialize)]
+struct CreatedUpload<'a> {
+    upload_id: &'a str,
+    object_key: &'a str,
+    provider: &'static str,
+    bucket: &'a str,
+    region: &'a str,
+    endpoint: &'a str,
+    expires_at: String,
+    credentials: CredentialsView<'a>,
+    callback: OssCallbackParams,
+}
+
+/// `POST /v1/uploads`: checks the file and its media attributes, vends credentials scoped to
+/// the caller's prefix (or the one object), and records the upload as `issued`.
+#[instrument(skip_all, fields(user = %principal.segment.as_str()))]
+pub async fn create(
+    State(app): State<Arc<App>>,
+    User(principal): User,
+    Json(req): Json<CreateUpload>,
+) -> Result<Response, ApiError> {
+    let file = FileName::parse(&req.file_name).map_err(ApiError::invalid_request)?;
+    match media_check(file.as_str()) {
+        MediaCheck::NoExtension | MediaCheck::Media(_) => {}
+        MediaCheck::NotMedia(ext) => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unsupported_media_type",
+                format!(
+                    "extension {ext:?} is not a video or audio extension media workflows accept"
+                ),
+            ));
+        }
+        MediaCheck::NotAFile => return Err(ApiError::invalid_request("file_name is not a file")),
+    }
+    let media = MediaAttributes::parse(req.media.unwrap_or_default()).map_err(|problems| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_media_attributes",
+            problems.join("; "),
+        )
+    })?;
+    if let Some(ct) = &req.content_type
+        && (ct.len() > 255 || ct.chars().any(|c| c.is_control()))
+    {
+        return Err(ApiError::invalid_request(
+            "content_type must be at most 255 bytes without control characters",
+        ));
+    }
+    let size = req
+        .size
+        .map(|s| i64::try_from(s).map_err(|_| ApiError::invalid_request("size is too large")))
+        .transpose()?;
+    if req.mode == Mode::PostPolicy {
+        return Err(ApiError::invalid_request(
+            "mode \"post_policy\" is not available yet; use \"sts\"",
+        ));
+    }
+
+    let config = &app.config.storage;
+    let upload_id = uuid::Uuid::now_v7().to_string();
+    let key = ObjectKey::build(&app.prefix, &principal.segment, &upload_id, &file)
+        .map_err(ApiError::invalid_request)?;
+    let scope = Scope::for_upload(
+        config.credential_scope,
+        &app.prefix,
+        &principal.segment,
+        &key,
+    );
+    let creds = app.vendor.credentials(&principal.segment, &scope).await?;
+
+    let now = now_millis();
+    app.store
+        .insert_upload(&UploadRow {
+            id: upload_id.clone(),
+            owner: principal.segment.as_str().to_owned(),
+            subject: principal.subject.clone(),
+            bucket: config.bucket.clone(),
+            object_key: key.as_str().to_owned(),
+            file_name: file.as_str().to_owned(),
+            size,
+            content_type: req.content_type,
+            mode: "sts".into(),
+            media: serde_json::to_string(&media).map_err(anyhow::Error::from)?,
+            state: "issued".into(),
+            state_reason: None,
+            created_at: now,
+            uploaded_at: None,
+            updated_at: now,
+        })
+        .await?;
+
+    let body = CreatedUpload {
+        upload_id: &upload_id,
+        object_key: key.as_str(),
+        provider: "aliyun",
+        bucket: &config.bucket,
+        region: &config.region,
+        endpoint: &config.endpoint,
+        expires_at: rfc3339(creds.expiration),
+        credentials: credentials_view(&creds),
+        callback: oss_callback_params(&app.config.server.public_url, &upload_id),
+    };
+    Ok((StatusCode::CREATED, axum::Json(body)).into_response())
+}
+
+/// The upload, if it exists and belongs to the caller; anyone else sees 404, so upload ids
+/// cannot be probed.
+async fn owned_upload(app: &App, principal: &Principal, id: &str) -> Result<UploadRow, ApiError> {
+    if uuid::Uuid::try_parse(id).is_err() {
+        return Err(ApiError::not_found());
+    }
+    match app.store.get_upload(id).await? {
+        Some(u) if u.owner == principal.segment.as_str() => Ok(u),
+        _ => Err(ApiError::not_found()),
+    }
+}
+
+/// `POST /v1/uploads/{id}/credentials`: fresh credentials for an upload still in progress.
+#[instrument(skip_all, fields(user = %principal.segment.as_str()))]
+pub async fn refresh_credentials(
+    State(app): State<Arc<App>>,
+    User(principal): User,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let upload = owned_upload(&app, &principal, &id).await?;
+    if upload.state != "issued" {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "invalid_state",
+            format!(
+                "upload is {}; credentials are only issued before the upload completes",
+                upload.state
+            ),
+        ));
+    }
+    let scope = match app.config.storage.credential_scope {
+        crate::config::CredentialScope::User => Scope::user(&app.prefix, &principal.segment),
+        crate::config::CredentialScope::Upload => Scope::Object(upload.object_key.clone()),
+    };
+    let creds = app.vendor.credentials(&principal.segment, &scope).await?;
+    Ok(axum::Json(json!({
+        "upload_id": upload.id,
+        "object_key": upload.object_key,
+        "expires_at": rfc3339(creds.expiration),
+        "credentials": credentials_view(&creds),
+    }))
+    .into_response())
+}
+
+#[derive(Serialize)]
+pub struct UploadView {
+    upload_id: String,
+    object_key: String,
+    bucket: String,
+    file_name: String,
+    size: Option<i64>,
+    content_type: Option<String>,
+    state: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    state_reason: Option<String>,
+    media: serde_json::Value,
+    created_at: String,
+    uploaded_at: Option<String>,
+    triggers: Vec<serde_json::Value>,
+}
+
+impl From<UploadRow> for UploadView {
+    fn from(u: UploadRow) -> Self {
+        UploadView {
+            media: serde_json::from_str(&u.media).unwrap_or_else(|_| json!({})),
+            upload_id: u.id,
+            object_key: u.object_key,
+            bucket: u.bucket,
+            file_name: u.file_name,
+            size: u.size,
+            content_type: u.content_type,
+            state: u.state,
+            state_reason: u.state_reason,
+            created_at: rfc3339_millis(u.created_at),
+            uploaded_at: u.uploaded_at.map(rfc3339_millis),
+            triggers: Vec::new(),
+        }
+    }
+}
+
+/// `GET /v1/uploads/{id}`.
+pub async fn get(
+    State(app): State<Arc<App>>,
+    User(principal): User,
+    Path(id): Path<String>,
+) -> Result<axum::Json<UploadView>, ApiError> {
+    Ok(axum::Json(
+        owned_upload(&app, &principal, &id).await?.into(),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+/// `GET /v1/uploads?limit=&cursor=`: the caller's uploads, newest first.
+pub async fn list(
+    State(app): State<Arc<App>>,
+    User(principal): User,
+    Query(params): Query<ListParams>,
+) -> Result<Response, ApiError> {
+    let limit = params.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::bad_request("limit must be between 1 and 100"));
+    }
+    if let Some(c) = &params.cursor
+        && uuid::Uuid::try_parse(c).is_err()
+    {
+        return Err(ApiError::bad_request(
+            "cursor is not one this server returned",
+        ));
+    }
+    let rows = app
+        .store
+        .list_uploads(
+            principal.segment.as_str(),
+            limit + 1,
+            params.cursor.as_deref(),
+        )
+        .await?;
+    let more = rows.len() > limit as usize;
+    let uploads: Vec<UploadView> = rows
+        .into_iter()
+        .take(limit as usize)
+        .map(Into::into)
+        .collect();
+    let next_cursor = if more {
+        uploads.last().map(|u| u.upload_id.clone())
+    } else {
+        None
+    };
+    Ok(axum::Json(json!({ "uploads": uploads, "next_cursor": next_cursor })).into_response())
+}
+
+/// `GET /v1/sts-token`: the format of the Alibaba OSS mobile SDKs' `OSSAuthCredentialsProvider`,
+/// errors included, for the caller's whole prefix.
+pub async fn sts_token(State(app): State<Arc<App>>, headers: axum::http::HeaderMap) -> Response {
+    let result = async {
+        let authorization = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        let principal = app.auth.authenticate(authorization).await?;
+        let scope = Scope::user(&app.prefix, &principal.segment);
+        Ok::<_, ApiError>(app.vendor.credentials(&principal.segment, &scope).await?)
+    }
+    .await;
+    match result {
+        Ok(c) => axum::Json(json!({
+            "StatusCode": 200,
+            "AccessKeyId": c.access_key_id,
+            "AccessKeySecret": c.access_key_secret.expose_secret(),
+            "SecurityToken": c.security_token.expose_secret(),
+            "Expiration": rfc3339(c.expiration),
+        }))
+        .into_response(),
+        Err(e) => {
+            let body = json!({
+                "StatusCode": e.status.as_u16(),
+                "ErrorCode": e.code,
+                "ErrorMessage": e.message,
+            });
+            e.into_response_with(body)
+        }
+    }
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+fn rfc3339_millis(ms: i64) -> String {
+    Utc.timestamp_millis_opt(ms)
+        .single()
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}

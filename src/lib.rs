@@ -1,0 +1,30 @@
+//! mediagate: the application server between apps, an object store and a media-processing
+//! service. Apps get upload credentials scoped to their own prefix; uploads trigger media
+//! workflows.
+
+/// The application state, how it is built and served.
+pub mod app;
+/// Who is calling: app-user JWTs and API keys.
+pub mod auth;
+/// Upload notifications and the callback parameters clients attach.
+pub mod callbacks;
+/// The command line.
+pub mod cli;
+/// Typed, layered configuration and its validation.
+pub mod config;
+/// What a caller may upload: keys, session policies, and the credential cache.
+pub mod credentials;
+/// The HTTP edge: routes, extractors, errors.
+pub mod http;
+/// Media attributes and their limits.
+pub mod media;
+/// Signature maths (pure).
+pub mod signing;
+/// Database access and migrations.
+pub mod store;
+/// Security Token Service clients.
+pub mod sts;
+/// Logging setup.
+pub mod telemetry;
+/// Media workflows and the media-file rule.
+pub mod workflows;

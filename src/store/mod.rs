@@ -1,0 +1,292 @@
+//! Database access: one pool per role over SQLite (embedded default) or PostgreSQL, the
+//! migrations for each, and the queries mediagate makes. Timestamps are Unix milliseconds so
+//! the same SQL reads the same on both databases.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use secrecy::ExposeSecret;
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::migrate::Migrator;
+use sqlx::{AnyPool, Executor, Row};
+
+use crate::config::DatabaseConfig;
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    backend: Backend,
+    /// SQLite allows one writer at a time; with several pooled writers each would spin in its
+    /// busy handler, so on SQLite writes go through a pool of one connection that queues them
+    /// fairly. On PostgreSQL both are the same pool.
+    writer: AnyPool,
+    reader: AnyPool,
+}
+
+/// An upload as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UploadRow {
+    pub id: String,
+    pub owner: String,
+    pub subject: String,
+    pub bucket: String,
+    pub object_key: String,
+    pub file_name: String,
+    pub size: Option<i64>,
+    pub content_type: Option<String>,
+    pub mode: String,
+    /// JSON of [`crate::media::MediaAttributes`].
+    pub media: String,
+    pub state: String,
+    pub state_reason: Option<String>,
+    pub created_at: i64,
+    pub uploaded_at: Option<i64>,
+    pub updated_at: i64,
+}
+
+const UPLOAD_COLUMNS: &str = "id, owner, subject, bucket, object_key, file_name, size, content_type, mode, media, state, state_reason, created_at, uploaded_at, updated_at";
+
+impl Store {
+    /// Connects, creating the SQLite file and its directory if needed, and applies migrations.
+    pub async fn connect(config: &DatabaseConfig) -> anyhow::Result<Store> {
+        install_default_drivers();
+        let url = config.url.expose_secret();
+        let backend = match config.scheme() {
+            "sqlite" => Backend::Sqlite,
+            "postgres" | "postgresql" => Backend::Postgres,
+            other => anyhow::bail!("unsupported database scheme {other:?}"),
+        };
+        let store = match backend {
+            Backend::Sqlite => {
+                let url = sqlite_url(url)?;
+                let writer = sqlite_pool(1)
+                    .connect(&url)
+                    .await
+                    .context("opening SQLite")?;
+                let reader = sqlite_pool(config.max_connections)
+                    .connect(&url)
+                    .await
+                    .context("opening SQLite")?;
+                Store {
+                    backend,
+                    writer,
+                    reader,
+                }
+            }
+            Backend::Postgres => {
+                let pool = AnyPoolOptions::new()
+                    .max_connections(config.max_connections)
+                    .acquire_timeout(Duration::from_secs(5))
+                    .connect(url)
+                    .await
+                    .context("connecting to PostgreSQL")?;
+                Store {
+                    backend,
+                    writer: pool.clone(),
+                    reader: pool,
+                }
+            }
+        };
+        store
+            .migrator()
+            .run(&store.writer)
+            .await
+            .context("applying database migrations")?;
+        Ok(store)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    fn migrator(&self) -> &'static Migrator {
+        match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        }
+    }
+
+    /// Ready when the database answers and every migration this build knows is applied.
+    pub async fn check_ready(&self) -> anyhow::Result<()> {
+        let applied: i64 = sqlx::query("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
+            .fetch_one(&self.reader)
+            .await
+            .context("database unreachable")?
+            .try_get(0)?;
+        let known = self.migrator().iter().count() as i64;
+        anyhow::ensure!(applied >= known, "{applied} of {known} migrations applied");
+        Ok(())
+    }
+
+    pub async fn insert_upload(&self, u: &UploadRow) -> anyhow::Result<()> {
+        sqlx::query(&format!(
+            "INSERT INTO uploads ({UPLOAD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+        ))
+        .bind(&u.id)
+        .bind(&u.owner)
+        .bind(&u.subject)
+        .bind(&u.bucket)
+        .bind(&u.object_key)
+        .bind(&u.file_name)
+        .bind(u.size)
+        .bind(&u.content_type)
+        .bind(&u.mode)
+        .bind(&u.media)
+        .bind(&u.state)
+        .bind(&u.state_reason)
+        .bind(u.created_at)
+        .bind(u.uploaded_at)
+        .bind(u.updated_at)
+        .execute(&self.writer)
+        .await
+        .context("inserting upload")?;
+        Ok(())
+    }
+
+    pub async fn get_upload(&self, id: &str) -> anyhow::Result<Option<UploadRow>> {
+        let row = sqlx::query(&format!(
+            "SELECT {UPLOAD_COLUMNS} FROM uploads WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.reader)
+        .await
+        .context("reading upload")?;
+        row.map(|r| upload_from_row(&r)).transpose()
+    }
+
+    /// The owner's uploads, newest first, after `cursor` (an upload id) when given.
+    pub async fn list_uploads(
+        &self,
+        owner: &str,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> anyhow::Result<Vec<UploadRow>> {
+        // Upload ids are UUIDv7: their text order is their creation order.
+        let rows = match cursor {
+            Some(cursor) => {
+                sqlx::query(&format!(
+                    "SELECT {UPLOAD_COLUMNS} FROM uploads WHERE owner = $1 AND id < $2 ORDER BY id DESC LIMIT $3"
+                ))
+                .bind(owner)
+                .bind(cursor)
+                .bind(i64::from(limit))
+                .fetch_all(&self.reader)
+                .await
+            }
+            None => {
+                sqlx::query(&format!(
+                    "SELECT {UPLOAD_COLUMNS} FROM uploads WHERE owner = $1 ORDER BY id DESC LIMIT $2"
+                ))
+                .bind(owner)
+                .bind(i64::from(limit))
+                .fetch_all(&self.reader)
+                .await
+            }
+        }
+        .context("listing uploads")?;
+        rows.iter().map(upload_from_row).collect()
+    }
+
+    /// Stores a new API key's hash; `Ok(false)` when the name is taken.
+    pub async fn insert_api_key(&self, name: &str, key_hash: &str) -> anyhow::Result<bool> {
+        let result = sqlx::query(
+            "INSERT INTO api_keys (id, name, key_hash, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(uuid::Uuid::now_v7().to_string())
+        .bind(name)
+        .bind(key_hash)
+        .bind(now_millis())
+        .execute(&self.writer)
+        .await
+        .context("storing API key")?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    /// The name of the API key with this hash, if any.
+    pub async fn api_key_name(&self, key_hash: &str) -> anyhow::Result<Option<String>> {
+        let row = sqlx::query("SELECT name FROM api_keys WHERE key_hash = $1")
+            .bind(key_hash)
+            .fetch_optional(&self.reader)
+            .await
+            .context("looking up API key")?;
+        row.map(|r| r.try_get::<String, _>(0).map_err(Into::into))
+            .transpose()
+    }
+
+    pub async fn close(&self) {
+        self.writer.close().await;
+        self.reader.close().await;
+    }
+}
+
+fn upload_from_row(r: &sqlx::any::AnyRow) -> anyhow::Result<UploadRow> {
+    Ok(UploadRow {
+        id: r.try_get("id")?,
+        owner: r.try_get("owner")?,
+        subject: r.try_get("subject")?,
+        bucket: r.try_get("bucket")?,
+        object_key: r.try_get("object_key")?,
+        file_name: r.try_get("file_name")?,
+        size: r.try_get("size")?,
+        content_type: r.try_get("content_type")?,
+        mode: r.try_get("mode")?,
+        media: r.try_get("media")?,
+        state: r.try_get("state")?,
+        state_reason: r.try_get("state_reason")?,
+        created_at: r.try_get("created_at")?,
+        uploaded_at: r.try_get("uploaded_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+pub fn now_millis() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Adds `mode=rwc` (create if missing) unless the URL sets a mode, and creates the directory.
+fn sqlite_url(url: &str) -> anyhow::Result<String> {
+    let path_part = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let (path, query) = path_part.split_once('?').unwrap_or((path_part, ""));
+    if !path.is_empty() && path != ":memory:" {
+        if let Some(dir) = std::path::Path::new(path).parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating database directory {}", dir.display()))?;
+        }
+    }
+    if query.split('&').any(|p| p.starts_with("mode=")) {
+        Ok(url.to_owned())
+    } else if query.is_empty() {
+        Ok(format!("{url}?mode=rwc"))
+    } else {
+        Ok(format!("{url}&mode=rwc"))
+    }
+}
+
+fn sqlite_pool(max: u32) -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .max_connections(max)
+        .acquire_timeout(Duration::from_secs(10))
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                // WAL lets readers run beside the writer; synchronous=NORMAL keeps every commit
+                // across a process crash (only power loss can lose the last ones).
+                conn.execute(
+                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
+                )
+                .await?;
+                Ok(())
+            })
+        })
+}
