@@ -1,1 +1,411 @@
-fn main() {}
+//! `cargo bench --bench vending`: warm-cache credential vending (`POST /v1/uploads`) next to
+//! `GET /healthz`, against a loopback STS fake that answers after `BENCH_STS_LATENCY_MS`.
+//!
+//! Environment: `BENCH_USERS` (100), `BENCH_CONNECTIONS` (32), `BENCH_SECONDS` per measured
+//! phase (10), `BENCH_STS_LATENCY_MS` (30), `BENCH_DATABASE_URL` (default: SQLite in a
+//! temporary directory).
+//!
+//! Prints a markdown table (requests, req/s, p50/p99 latency, errors per endpoint), the
+//! vending/healthz throughput ratio, and the STS calls seen by the fake.
+
+// The fake is shared with the API tests; the bench uses only part of it.
+#[allow(dead_code)]
+#[path = "../tests/api/support/sts_fake.rs"]
+mod sts_fake;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::{EncodingKey, Header};
+use mediagate::app::{App, serve};
+use mediagate::config::Config;
+use reqwest::Url;
+use secrecy::SecretString;
+use serde_json::json;
+use sts_fake::StsFake;
+use tokio::runtime::Runtime;
+use tokio::sync::oneshot;
+
+const JWT_SECRET: &str = "bench-jwt-secret-0123456789abcdef0123456789";
+const UPLOAD_BODY: &str = r#"{"file_name":"clip.mp4"}"#;
+/// Measured phases per endpoint, alternated so that drift (thermal, database growth) hits
+/// both endpoints alike.
+const ROUNDS: usize = 2;
+
+struct Params {
+    users: usize,
+    connections: usize,
+    phase: Duration,
+    sts_latency: Duration,
+}
+
+impl Params {
+    fn from_env() -> Params {
+        let params = Params {
+            users: env_or("BENCH_USERS", 100) as usize,
+            connections: env_or("BENCH_CONNECTIONS", 32) as usize,
+            phase: Duration::from_secs(env_or("BENCH_SECONDS", 10)),
+            sts_latency: Duration::from_millis(env_or("BENCH_STS_LATENCY_MS", 30)),
+        };
+        assert!(params.users > 0 && params.connections > 0 && !params.phase.is_zero());
+        params
+    }
+}
+
+fn env_or(name: &str, default: u64) -> u64 {
+    match std::env::var(name) {
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={v:?} is not a whole number")),
+        Err(_) => default,
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Endpoint {
+    Healthz,
+    Vending,
+}
+
+/// What one or more measured phases produced.
+#[derive(Default)]
+struct Phase {
+    latencies: Vec<Duration>,
+    errors: usize,
+    first_error: Option<String>,
+    elapsed: Duration,
+}
+
+impl Phase {
+    fn merge(&mut self, other: Phase) {
+        self.latencies.extend(other.latencies);
+        self.errors += other.errors;
+        if self.first_error.is_none() {
+            self.first_error = other.first_error;
+        }
+        self.elapsed += other.elapsed;
+    }
+}
+
+/// The load generator: one client per connection, and a token per user minted up front so
+/// signing them is not part of what is measured.
+struct Load {
+    healthz: Url,
+    uploads: Url,
+    clients: Vec<reqwest::Client>,
+    tokens: Vec<String>,
+}
+
+impl Load {
+    fn new(base: &str, params: &Params) -> Load {
+        let exp = chrono::Utc::now().timestamp() + 24 * 3600;
+        let key = EncodingKey::from_secret(JWT_SECRET.as_bytes());
+        let tokens = (0..params.users)
+            .map(|u| {
+                let claims = json!({"sub": format!("bench-user-{u}"), "exp": exp});
+                jsonwebtoken::encode(&Header::default(), &claims, &key).unwrap()
+            })
+            .collect();
+        // A client whose requests are strictly sequential keeps exactly one keep-alive
+        // connection, so N clients means N connections.
+        let clients = (0..params.connections)
+            .map(|_| {
+                reqwest::Client::builder()
+                    .pool_max_idle_per_host(1)
+                    .tcp_nodelay(true)
+                    .build()
+                    .unwrap()
+            })
+            .collect();
+        Load {
+            healthz: Url::parse(&format!("{base}/healthz")).unwrap(),
+            uploads: Url::parse(&format!("{base}/v1/uploads")).unwrap(),
+            clients,
+            tokens,
+        }
+    }
+
+    async fn request(&self, endpoint: Endpoint, conn: usize, user: usize) -> Result<(), String> {
+        let client = &self.clients[conn];
+        let (request, expected) = match endpoint {
+            Endpoint::Healthz => (client.get(self.healthz.clone()), 200),
+            Endpoint::Vending => (
+                client
+                    .post(self.uploads.clone())
+                    .bearer_auth(&self.tokens[user])
+                    .header("content-type", "application/json")
+                    .body(UPLOAD_BODY),
+                201,
+            ),
+        };
+        let response = request.send().await.map_err(|e| format!("{e:?}"))?;
+        let status = response.status();
+        // Reading the body to its end is what returns the connection to the pool.
+        let body = response.bytes().await.map_err(|e| format!("{e:?}"))?;
+        if status.as_u16() != expected {
+            return Err(format!("{status}: {}", String::from_utf8_lossy(&body)));
+        }
+        Ok(())
+    }
+
+    /// Every connection sends requests back to back until `length` has passed.
+    async fn run(self: &Arc<Self>, endpoint: Endpoint, length: Duration) -> Phase {
+        let n = self.clients.len();
+        let start = Instant::now();
+        let deadline = start + length;
+        let tasks: Vec<_> = (0..n)
+            .map(|c| {
+                let load = self.clone();
+                tokio::spawn(async move {
+                    let mut out = Phase::default();
+                    let mut i = 0;
+                    while Instant::now() < deadline {
+                        // Connection c walks the users with stride n, so every user is hit
+                        // and a user's requests spread over connections.
+                        let user = (c + i * n) % load.tokens.len();
+                        let sent = Instant::now();
+                        let result = load.request(endpoint, c, user).await;
+                        out.latencies.push(sent.elapsed());
+                        if let Err(e) = result {
+                            out.errors += 1;
+                            out.first_error.get_or_insert(e);
+                        }
+                        i += 1;
+                    }
+                    out
+                })
+            })
+            .collect();
+        let mut phase = Phase::default();
+        for task in tasks {
+            phase.merge(task.await.unwrap());
+        }
+        phase.elapsed = start.elapsed();
+        phase
+    }
+
+    /// Each user vends once (spread over the connections), and every connection is opened,
+    /// so the measured phases see a warm credential cache and established connections.
+    async fn warm_up(self: &Arc<Self>) -> Phase {
+        let n = self.clients.len();
+        let tasks: Vec<_> = (0..n)
+            .map(|c| {
+                let load = self.clone();
+                tokio::spawn(async move {
+                    let mut out = Phase::default();
+                    let vends = (c..load.tokens.len())
+                        .step_by(n)
+                        .map(|u| (Endpoint::Vending, u));
+                    for (endpoint, user) in std::iter::once((Endpoint::Healthz, 0)).chain(vends) {
+                        if let Err(e) = load.request(endpoint, c, user).await {
+                            out.errors += 1;
+                            out.first_error.get_or_insert(e);
+                        }
+                    }
+                    out
+                })
+            })
+            .collect();
+        let mut phase = Phase::default();
+        for task in tasks {
+            phase.merge(task.await.unwrap());
+        }
+        phase
+    }
+}
+
+struct Results {
+    warm_up: Phase,
+    /// STS calls the fake received during warm-up, and the credentials it issued.
+    sts_warm_up: usize,
+    issued_warm_up: u64,
+    healthz: Phase,
+    vending: Phase,
+    /// STS calls the fake received during the measured vending phases.
+    sts_measured: usize,
+}
+
+async fn measure(load: &Arc<Load>, sts: &StsFake, params: &Params) -> Results {
+    let warm_up = load.warm_up().await;
+    let (sts_warm_up, issued_warm_up) = (sts.calls(), sts.issued());
+    let mut healthz = Phase::default();
+    let mut vending = Phase::default();
+    let mut sts_measured = 0;
+    for _ in 0..ROUNDS {
+        healthz.merge(load.run(Endpoint::Healthz, params.phase).await);
+        let before = sts.calls();
+        vending.merge(load.run(Endpoint::Vending, params.phase).await);
+        sts_measured += sts.calls() - before;
+    }
+    Results {
+        warm_up,
+        sts_warm_up,
+        issued_warm_up,
+        healthz,
+        vending,
+        sts_measured,
+    }
+}
+
+struct Server {
+    base: String,
+    sts: StsFake,
+    database: String,
+    max_connections: u32,
+    shutdown: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+/// Starts the STS fake and the app on the current (server) runtime.
+async fn start_server(params: &Params, dir: &std::path::Path) -> Server {
+    let sts = StsFake::start().await;
+    sts.set_latency(params.sts_latency);
+    let (url, database) = match std::env::var("BENCH_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => {
+            // Show where the database is, never the password.
+            let mut shown = Url::parse(&url).expect("BENCH_DATABASE_URL is a URL");
+            let _ = shown.set_password(None);
+            (url, format!("{shown} (BENCH_DATABASE_URL)"))
+        }
+        _ => (
+            format!("sqlite://{}/mediagate.db", dir.display()),
+            "SQLite file in a temporary directory".into(),
+        ),
+    };
+    let mut c = Config::default();
+    c.server.public_url = "https://uploads.example.com".into();
+    c.database.url = SecretString::from(url);
+    c.auth.jwt_secret = Some(SecretString::from(JWT_SECRET));
+    c.storage.bucket = "media-input".into();
+    c.storage.region = "cn-hangzhou".into();
+    c.storage.endpoint = "https://oss-cn-hangzhou.aliyuncs.com".into();
+    c.sts.endpoint = sts.url.clone();
+    c.sts.access_key_id = sts_fake::ACCESS_KEY_ID.into();
+    c.sts.access_key_secret = SecretString::from(sts_fake::ACCESS_KEY_SECRET);
+    c.sts.role_arn = sts_fake::ROLE_ARN.into();
+    assert_eq!(c.validate(), Vec::<String>::new());
+    let max_connections = c.database.max_connections;
+
+    let app = App::build(c).await.expect("app builds");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (shutdown, stop) = oneshot::channel();
+    let task = tokio::spawn(serve(app, listener, async {
+        let _ = stop.await;
+    }));
+    Server {
+        base,
+        sts,
+        database,
+        max_connections,
+        shutdown,
+        task,
+    }
+}
+
+fn runtime(name: &str, workers: usize) -> Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .thread_name(name)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Nearest-rank percentile of sorted latencies, in milliseconds.
+fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = (p / 100.0 * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1].as_secs_f64() * 1000.0
+}
+
+fn rate(phase: &Phase) -> f64 {
+    phase.latencies.len() as f64 / phase.elapsed.as_secs_f64()
+}
+
+fn row(name: &str, phase: &mut Phase) {
+    phase.latencies.sort_unstable();
+    println!(
+        "| {name} | {} | {:.0} | {:.2} | {:.2} | {} |",
+        phase.latencies.len(),
+        rate(phase),
+        percentile_ms(&phase.latencies, 50.0),
+        percentile_ms(&phase.latencies, 99.0),
+        phase.errors,
+    );
+}
+
+fn main() {
+    let params = Params::from_env();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // Separate runtimes keep the load generator's tasks off the server's workers; they still
+    // compete for the same cores, which the output states.
+    let server_rt = runtime("server", cores);
+    let load_rt = runtime("load", cores);
+    let dir = tempfile::tempdir().unwrap();
+    let server = server_rt.block_on(start_server(&params, dir.path()));
+
+    println!("# mediagate credential vending benchmark\n");
+    println!(
+        "- database: {}, max_connections {}",
+        server.database, server.max_connections
+    );
+    println!(
+        "- {} users, {} connections (one reqwest client each, keep-alive), {} s per measured phase, {ROUNDS} phases per endpoint alternated",
+        params.users,
+        params.connections,
+        params.phase.as_secs(),
+    );
+    println!(
+        "- loopback STS fake latency {} ms",
+        params.sts_latency.as_millis()
+    );
+    println!(
+        "- server and STS fake on one multi-thread tokio runtime ({cores} workers), load generator on a separate one ({cores} workers), sharing this machine's {cores} cores\n"
+    );
+
+    let load = Arc::new(Load::new(&server.base, &params));
+    let mut r = load_rt.block_on(measure(&load, &server.sts, &params));
+    // Closing the clients' connections lets the graceful shutdown finish.
+    drop(load);
+
+    println!("| endpoint | requests | req/s | p50 ms | p99 ms | errors |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    row("GET /healthz", &mut r.healthz);
+    row("POST /v1/uploads", &mut r.vending);
+    println!();
+    println!(
+        "ratio vending/healthz: {:.2}",
+        rate(&r.vending) / rate(&r.healthz)
+    );
+    println!(
+        "STS calls during warm-up: {} (users: {}, credentials issued: {})",
+        r.sts_warm_up, params.users, r.issued_warm_up
+    );
+    println!(
+        "STS calls per 10,000 vending requests (measured): {:.2} ({} calls in {} requests)",
+        r.sts_measured as f64 * 10_000.0 / r.vending.latencies.len().max(1) as f64,
+        r.sts_measured,
+        r.vending.latencies.len(),
+    );
+    for (name, phase) in [
+        ("warm-up", &r.warm_up),
+        ("healthz", &r.healthz),
+        ("vending", &r.vending),
+    ] {
+        if let Some(e) = &phase.first_error {
+            println!("{name}: {} errors, first: {e}", phase.errors);
+        }
+    }
+
+    let _ = server.shutdown.send(());
+    match server_rt.block_on(tokio::time::timeout(Duration::from_secs(10), server.task)) {
+        Ok(Ok(Ok(()))) => {}
+        other => eprintln!("server did not shut down cleanly: {other:?}"),
+    }
+    if r.warm_up.errors + r.healthz.errors + r.vending.errors > 0 {
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,8 @@
+//! Integration tests: the real application on port 0 against loopback fakes.
+
+mod support;
+
+mod auth;
+mod bad_input;
+mod sts_errors;
+mod uploads;

@@ -1,0 +1,332 @@
+//! A loopback Alibaba Cloud STS that checks `AssumeRole` the way the real service does:
+//! RPC v1 signature recomputed (mismatch -> `SignatureDoesNotMatch`), nonce replay, timestamp
+//! window, and the parameter constraints of AssumeRole; answers with the documented JSON.
+//! Tests script failures and latency, and read back what was received.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, NaiveDateTime, Utc};
+use serde_json::{Value, json};
+
+pub const ACCESS_KEY_ID: &str = "LTAI-test-id";
+pub const ACCESS_KEY_SECRET: &str = "test-access-key-secret";
+pub const ROLE_ARN: &str = "acs:ram::1234567890123456:role/uploader";
+/// The role's maximum session duration.
+pub const MAX_DURATION: u32 = 3600;
+
+#[derive(Default)]
+struct FakeState {
+    calls: AtomicUsize,
+    issued: AtomicU64,
+    latency_ms: AtomicU64,
+    nonces: Mutex<HashSet<String>>,
+    scripted: Mutex<VecDeque<(u16, String)>>,
+    requests: Mutex<Vec<HashMap<String, String>>>,
+    /// Lifetime of issued credentials, when it should differ from DurationSeconds.
+    lifetime_override: Mutex<Option<i64>>,
+}
+
+#[derive(Clone)]
+pub struct StsFake {
+    pub url: String,
+    state: Arc<FakeState>,
+}
+
+impl StsFake {
+    pub async fn start() -> StsFake {
+        let state = Arc::new(FakeState::default());
+        let router = Router::new().fallback(handle).with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        StsFake { url, state }
+    }
+
+    /// Every request that reached the fake, valid or not.
+    pub fn calls(&self) -> usize {
+        self.state.calls.load(Ordering::SeqCst)
+    }
+
+    /// Credentials successfully issued.
+    pub fn issued(&self) -> u64 {
+        self.state.issued.load(Ordering::SeqCst)
+    }
+
+    pub fn set_latency(&self, latency: Duration) {
+        self.state
+            .latency_ms
+            .store(latency.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// The next call answers with this HTTP status and STS error code instead of its result.
+    pub fn fail_next(&self, status: u16, code: &str) {
+        self.state
+            .scripted
+            .lock()
+            .unwrap()
+            .push_back((status, code.to_owned()));
+    }
+
+    pub fn set_credential_lifetime(&self, seconds: i64) {
+        *self.state.lifetime_override.lock().unwrap() = Some(seconds);
+    }
+
+    /// Parameters of every request received, decoded.
+    pub fn requests(&self) -> Vec<HashMap<String, String>> {
+        self.state.requests.lock().unwrap().clone()
+    }
+}
+
+fn error(status: u16, code: &str, message: &str) -> Response {
+    let body = json!({
+        "RequestId": uuid::Uuid::new_v4().to_string(),
+        "HostId": "sts.aliyuncs.com",
+        "Code": code,
+        "Message": message,
+    });
+    (
+        StatusCode::from_u16(status).unwrap(),
+        [("content-type", "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+async fn handle(
+    State(state): State<Arc<FakeState>>,
+    method: Method,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Response {
+    state.calls.fetch_add(1, Ordering::SeqCst);
+    let latency = state.latency_ms.load(Ordering::SeqCst);
+    if latency > 0 {
+        tokio::time::sleep(Duration::from_millis(latency)).await;
+    }
+    let mut params: HashMap<String, String> = HashMap::new();
+    let mut duplicate = false;
+    for source in [query.unwrap_or_default().into_bytes(), body.to_vec()] {
+        for (k, v) in url::form_urlencoded::parse(&source) {
+            duplicate |= params.insert(k.into_owned(), v.into_owned()).is_some();
+        }
+    }
+    state.requests.lock().unwrap().push(params.clone());
+    if duplicate {
+        return error(400, "InvalidParameter", "duplicate parameter");
+    }
+    if let Some((status, code)) = state.scripted.lock().unwrap().pop_front() {
+        return error(status, &code, "scripted failure");
+    }
+    match assume_role(&state, &method, &params) {
+        Ok(body) => {
+            state.issued.fetch_add(1, Ordering::SeqCst);
+            ([("content-type", "application/json")], body.to_string()).into_response()
+        }
+        Err((status, code, message)) => error(status, code, &message),
+    }
+}
+
+type Rejection = (u16, &'static str, String);
+
+fn assume_role(
+    state: &FakeState,
+    method: &Method,
+    p: &HashMap<String, String>,
+) -> Result<Value, Rejection> {
+    let get = |k: &str| {
+        p.get(k).map(String::as_str).ok_or((
+            400,
+            "MissingParameter",
+            format!("{k} is mandatory for this action."),
+        ))
+    };
+    for k in [
+        "Action",
+        "Version",
+        "Format",
+        "AccessKeyId",
+        "SignatureMethod",
+        "SignatureVersion",
+        "SignatureNonce",
+        "Timestamp",
+        "Signature",
+    ] {
+        get(k)?;
+    }
+    if get("AccessKeyId")? != ACCESS_KEY_ID {
+        return Err((
+            404,
+            "InvalidAccessKeyId.NotFound",
+            "Specified access key is not found.".into(),
+        ));
+    }
+    if get("SignatureMethod")? != "HMAC-SHA1" || get("SignatureVersion")? != "1.0" {
+        return Err((
+            400,
+            "InvalidParameter",
+            "unsupported signature method".into(),
+        ));
+    }
+    let canonical =
+        mediagate::signing::rpc_canonical_query(p.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let expected =
+        mediagate::signing::rpc_signature(ACCESS_KEY_SECRET, method.as_str(), &canonical);
+    if expected != get("Signature")? {
+        return Err((
+            400,
+            "SignatureDoesNotMatch",
+            "Specified signature is not matched with our calculation.".into(),
+        ));
+    }
+    let timestamp = NaiveDateTime::parse_from_str(get("Timestamp")?, "%Y-%m-%dT%H:%M:%SZ")
+        .map_err(|_| {
+            (
+                400,
+                "InvalidTimeStamp.Format",
+                "Specified time stamp is not valid.".into(),
+            )
+        })?
+        .and_utc();
+    if (Utc::now() - timestamp).num_seconds().abs() > 900 {
+        return Err((
+            400,
+            "InvalidTimeStamp.Expired",
+            "Specified time stamp or date value is expired.".into(),
+        ));
+    }
+    if !state
+        .nonces
+        .lock()
+        .unwrap()
+        .insert(get("SignatureNonce")?.to_owned())
+    {
+        return Err((
+            400,
+            "SignatureNonceUsed",
+            "Specified signature nonce was used already.".into(),
+        ));
+    }
+    if get("Action")? != "AssumeRole" {
+        return Err((
+            400,
+            "InvalidAction.NotFound",
+            "Specified api is not found.".into(),
+        ));
+    }
+    if get("Version")? != "2015-04-01" || get("Format")? != "JSON" {
+        return Err((
+            400,
+            "InvalidVersion",
+            "Specified parameter Version is not valid.".into(),
+        ));
+    }
+    let role_arn = get("RoleArn")?;
+    let arn_ok = role_arn
+        .strip_prefix("acs:ram::")
+        .and_then(|r| r.split_once(":role/"))
+        .is_some_and(|(acct, role)| {
+            !acct.is_empty() && acct.bytes().all(|b| b.is_ascii_digit()) && !role.is_empty()
+        });
+    if !arn_ok {
+        return Err((
+            400,
+            "InvalidParameter.RoleArn",
+            "The parameter RoleArn is wrongly formed.".into(),
+        ));
+    }
+    if role_arn != ROLE_ARN {
+        return Err((404, "EntityNotExist.Role", "The role not exists.".into()));
+    }
+    let session = get("RoleSessionName")?;
+    if !(2..=64).contains(&session.len())
+        || !session
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".@_-".contains(&b))
+    {
+        return Err((
+            400,
+            "InvalidParameter.RoleSessionName",
+            "The parameter RoleSessionName is wrongly formed.".into(),
+        ));
+    }
+    if let Some(policy) = p.get("Policy") {
+        if policy.chars().count() > 2048 {
+            return Err((
+                400,
+                "InvalidParameter.PolicyLength",
+                "The policy is too long.".into(),
+            ));
+        }
+        let parsed: Value = serde_json::from_str(policy).map_err(|_| {
+            (
+                400,
+                "InvalidParameter.PolicyGrammar",
+                "The policy is not valid JSON.".into(),
+            )
+        })?;
+        let statements_ok = parsed["Version"] == "1"
+            && parsed["Statement"].as_array().is_some_and(|s| {
+                !s.is_empty()
+                    && s.iter().all(|st| {
+                        st["Effect"].is_string()
+                            && st["Action"].is_array()
+                            && st["Resource"].is_array()
+                    })
+            });
+        if !statements_ok {
+            return Err((
+                400,
+                "InvalidParameter.PolicyGrammar",
+                "The policy grammar is not valid.".into(),
+            ));
+        }
+    }
+    let duration: u32 = match p.get("DurationSeconds") {
+        Some(d) => d.parse().map_err(|_| {
+            (
+                400,
+                "InvalidParameter.DurationSeconds",
+                "not a number".into(),
+            )
+        })?,
+        None => 3600,
+    };
+    if !(900..=MAX_DURATION).contains(&duration) {
+        return Err((
+            400,
+            "InvalidParameter.DurationSeconds",
+            "The Min/Max value of DurationSeconds is 15min/1hr.".into(),
+        ));
+    }
+    let n = state.issued.load(Ordering::SeqCst) + 1;
+    let lifetime = state
+        .lifetime_override
+        .lock()
+        .unwrap()
+        .unwrap_or(i64::from(duration));
+    let expiration: DateTime<Utc> = Utc::now() + chrono::Duration::seconds(lifetime);
+    Ok(json!({
+        "RequestId": uuid::Uuid::new_v4().to_string(),
+        "AssumedRoleUser": {
+            "Arn": format!("{ROLE_ARN}/{session}"),
+            "AssumedRoleId": format!("3{n:017}:{session}"),
+        },
+        "Credentials": {
+            "AccessKeyId": format!("STS.NUk{n:020}"),
+            "AccessKeySecret": format!("fake-secret-{}", uuid::Uuid::new_v4().simple()),
+            "SecurityToken": format!("CAIS{}", uuid::Uuid::new_v4().simple()),
+            "Expiration": expiration.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        },
+    }))
+}

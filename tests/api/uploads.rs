@@ -1,0 +1,350 @@
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use mediagate::config::CredentialScope;
+use serde_json::{Value, json};
+
+use crate::support::{TestApp, error_code};
+
+fn policy_resources(params: &std::collections::HashMap<String, String>) -> Vec<String> {
+    let policy: Value = serde_json::from_str(&params["Policy"]).unwrap();
+    assert_eq!(
+        policy["Statement"][0]["Action"],
+        json!(["oss:PutObject", "oss:AbortMultipartUpload", "oss:ListParts"])
+    );
+    policy["Statement"][0]["Resource"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn vends_credentials_scoped_to_the_users_prefix() {
+    let app = TestApp::spawn().await;
+    let response = app
+        .create_upload(
+            &app.token("alice"),
+            json!({"file_name": "trip.MP4", "size": 1024, "content_type": "video/mp4",
+                   "media": {"title": "Trip", "tags": ["beach", "2024"]}}),
+        )
+        .await;
+    assert_eq!(response.status(), 201);
+    let body: Value = response.json().await.unwrap();
+    let id = body["upload_id"].as_str().unwrap();
+    assert_eq!(body["object_key"], format!("uploads/alice/{id}/trip.MP4"));
+    assert_eq!(body["bucket"], "media-input");
+    assert_eq!(body["region"], "cn-hangzhou");
+    assert_eq!(body["endpoint"], "https://oss-cn-hangzhou.aliyuncs.com");
+    assert!(
+        body["credentials"]["access_key_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("STS.")
+    );
+    assert!(
+        body["credentials"]["access_key_secret"]
+            .as_str()
+            .unwrap()
+            .starts_with("fake-secret-")
+    );
+    assert!(
+        body["credentials"]["security_token"]
+            .as_str()
+            .unwrap()
+            .starts_with("CAIS")
+    );
+    assert_eq!(body["expires_at"], body["credentials"]["expiration"]);
+
+    let requests = app.sts.requests();
+    assert_eq!(requests.len(), 1);
+    let r = &requests[0];
+    assert_eq!(r["RoleSessionName"], "mg.alice");
+    assert_eq!(r["DurationSeconds"], "3600");
+    assert!(!r["Policy"].contains(' '), "policy is compact JSON");
+    assert_eq!(
+        policy_resources(r),
+        vec!["acs:oss:*:*:media-input/uploads/alice/*".to_string()]
+    );
+
+    let callback: Value = serde_json::from_slice(
+        &B64.decode(body["callback"]["callback"].as_str().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        callback["callbackUrl"],
+        "https://uploads.example.com/v1/notifications/oss-callback"
+    );
+    let vars: Value = serde_json::from_slice(
+        &B64.decode(body["callback"]["callback_var"].as_str().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(vars["x:upload_id"], id);
+
+    let upload: Value = app
+        .get(&app.token("alice"), &format!("/v1/uploads/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(upload["state"], "issued");
+    assert_eq!(upload["object_key"], body["object_key"]);
+    assert_eq!(upload["media"]["title"], "Trip");
+    assert_eq!(upload["media"]["tags"], json!(["beach", "2024"]));
+    assert_eq!(upload["size"], 1024);
+    assert_eq!(upload["triggers"], json!([]));
+    assert!(upload["uploaded_at"].is_null());
+}
+
+#[tokio::test]
+async fn cached_credentials_are_reused_per_user() {
+    let app = TestApp::spawn().await;
+    let alice = app.token("alice");
+    let mut keys = Vec::new();
+    for _ in 0..3 {
+        let body: Value = app
+            .create_upload(&alice, json!({"file_name": "a.mp4"}))
+            .await
+            .json()
+            .await
+            .unwrap();
+        keys.push(body["credentials"]["access_key_id"].clone());
+    }
+    assert_eq!(app.sts.issued(), 1);
+    assert!(keys.iter().all(|k| *k == keys[0]));
+
+    let bob: Value = app
+        .create_upload(&app.token("bob"), json!({"file_name": "b.mp4"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(app.sts.issued(), 2);
+    assert_ne!(bob["credentials"]["access_key_id"], keys[0]);
+}
+
+#[tokio::test]
+async fn concurrent_requests_of_one_user_share_one_sts_call() {
+    let app = TestApp::spawn().await;
+    app.sts.set_latency(std::time::Duration::from_millis(100));
+    let token = app.token("carol");
+    let responses = futures::future::join_all(
+        (0..16).map(|_| app.create_upload(&token, json!({"file_name": "c.mp4"}))),
+    )
+    .await;
+    for r in responses {
+        assert_eq!(r.status(), 201);
+    }
+    assert_eq!(app.sts.calls(), 1);
+}
+
+#[tokio::test]
+async fn upload_scope_covers_exactly_one_object_and_is_not_cached() {
+    let app = TestApp::spawn_with(|c| c.storage.credential_scope = CredentialScope::Upload).await;
+    let token = app.token("dave");
+    let mut keys = Vec::new();
+    for _ in 0..2 {
+        let body: Value = app
+            .create_upload(&token, json!({"file_name": "clip.mov"}))
+            .await
+            .json()
+            .await
+            .unwrap();
+        keys.push(body["object_key"].as_str().unwrap().to_owned());
+    }
+    let requests = app.sts.requests();
+    assert_eq!(requests.len(), 2);
+    for (r, key) in requests.iter().zip(&keys) {
+        assert_eq!(
+            policy_resources(r),
+            vec![format!("acs:oss:*:*:media-input/{key}")]
+        );
+    }
+}
+
+#[tokio::test]
+async fn unsafe_subjects_get_a_hashed_prefix() {
+    let app = TestApp::spawn().await;
+    let body: Value = app
+        .create_upload(&app.token("../../admin/*"), json!({"file_name": "x.mp4"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let key = body["object_key"].as_str().unwrap();
+    let segment = key
+        .strip_prefix("uploads/")
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap();
+    assert!(segment.starts_with("_h") && segment.len() == 34, "{key}");
+    let resources = policy_resources(&app.sts.requests()[0]);
+    assert_eq!(
+        resources,
+        vec![format!("acs:oss:*:*:media-input/uploads/{segment}/*")]
+    );
+}
+
+#[tokio::test]
+async fn refreshing_credentials_is_for_the_owner_only() {
+    let app = TestApp::spawn_with(|c| c.storage.credential_scope = CredentialScope::Upload).await;
+    let alice = app.token("alice");
+    let body: Value = app
+        .create_upload(&alice, json!({"file_name": "long.mp4"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = body["upload_id"].as_str().unwrap();
+    let path = format!("/v1/uploads/{id}/credentials");
+
+    let refreshed = app
+        .client
+        .post(app.url(&path))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refreshed.status(), 200);
+    let refreshed: Value = refreshed.json().await.unwrap();
+    assert_eq!(refreshed["object_key"], body["object_key"]);
+    assert_ne!(
+        refreshed["credentials"]["access_key_id"],
+        body["credentials"]["access_key_id"]
+    );
+    assert_eq!(
+        policy_resources(&app.sts.requests()[1]),
+        vec![format!(
+            "acs:oss:*:*:media-input/{}",
+            body["object_key"].as_str().unwrap()
+        )]
+    );
+
+    let mallory = app
+        .client
+        .post(app.url(&path))
+        .bearer_auth(app.token("mallory"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(mallory.status(), 404);
+    assert_eq!(error_code(mallory).await, "not_found");
+    let peek = app
+        .get(&app.token("mallory"), &format!("/v1/uploads/{id}"))
+        .await;
+    assert_eq!(peek.status(), 404);
+    let missing = app
+        .client
+        .post(app.url(&format!("/v1/uploads/{}/credentials", uuid::Uuid::now_v7())))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    let garbage = app.get(&alice, "/v1/uploads/not-a-uuid").await;
+    assert_eq!(garbage.status(), 404);
+    assert_eq!(app.sts.issued(), 2, "no credentials for others");
+}
+
+#[tokio::test]
+async fn history_is_per_user_newest_first_and_paginated() {
+    let app = TestApp::spawn().await;
+    let erin = app.token("erin");
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let body: Value = app
+            .create_upload(&erin, json!({"file_name": format!("{i}.mp3")}))
+            .await
+            .json()
+            .await
+            .unwrap();
+        ids.push(body["upload_id"].as_str().unwrap().to_owned());
+    }
+    app.create_upload(&app.token("frank"), json!({"file_name": "f.mp3"}))
+        .await;
+    ids.reverse();
+
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/v1/uploads?limit=2&cursor={c}"),
+            None => "/v1/uploads?limit=2".to_string(),
+        };
+        let page: Value = app.get(&erin, &path).await.json().await.unwrap();
+        let uploads = page["uploads"].as_array().unwrap();
+        assert!(uploads.len() <= 2);
+        seen.extend(
+            uploads
+                .iter()
+                .map(|u| u["upload_id"].as_str().unwrap().to_owned()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ids);
+
+    let bad = app.get(&erin, "/v1/uploads?limit=0").await;
+    assert_eq!(bad.status(), 400);
+    assert_eq!(error_code(bad).await, "bad_request");
+    let bad = app.get(&erin, "/v1/uploads?limit=abc").await;
+    assert_eq!(bad.status(), 400);
+    let bad = app.get(&erin, "/v1/uploads?cursor=zzz").await;
+    assert_eq!(bad.status(), 400);
+}
+
+#[tokio::test]
+async fn sts_token_speaks_the_mobile_sdk_format() {
+    let app = TestApp::spawn().await;
+    let response = app.get(&app.token("gina"), "/v1/sts-token").await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["StatusCode"], 200);
+    for field in [
+        "AccessKeyId",
+        "AccessKeySecret",
+        "SecurityToken",
+        "Expiration",
+    ] {
+        assert!(body[field].is_string(), "{field} in {body}");
+    }
+    assert!(chrono::DateTime::parse_from_rfc3339(body["Expiration"].as_str().unwrap()).is_ok());
+    assert_eq!(
+        policy_resources(&app.sts.requests()[0]),
+        vec!["acs:oss:*:*:media-input/uploads/gina/*".to_string()]
+    );
+
+    let denied = app
+        .client
+        .get(app.url("/v1/sts-token"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), 401);
+    let body: Value = denied.json().await.unwrap();
+    assert_eq!(body["StatusCode"], 401);
+    assert_eq!(body["ErrorCode"], "unauthorized");
+    assert!(body["ErrorMessage"].is_string());
+}
+
+#[tokio::test]
+async fn health_and_readiness() {
+    let app = TestApp::spawn().await;
+    let health = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let body: Value = ready.json().await.unwrap();
+    assert_eq!(body["checks"]["database"]["status"], "ok");
+
+    app.app.store.close().await;
+    let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let body: Value = ready.json().await.unwrap();
+    assert_eq!(body["checks"]["database"]["status"], "failed");
+}
