@@ -409,6 +409,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API returns its own large error type
     fn layers_file_then_environment() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");

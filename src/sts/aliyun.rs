@@ -212,11 +212,13 @@ mod tests {
 
     #[test]
     fn signed_url_carries_every_parameter_and_a_verifiable_signature() {
-        let mut config = StsConfig::default();
-        config.endpoint = "http://127.0.0.1:1/".into();
-        config.access_key_id = "testid".into();
-        config.access_key_secret = SecretString::from("testsecret");
-        config.role_arn = "acs:ram::1234567890123456:role/uploader".into();
+        let config = StsConfig {
+            endpoint: "http://127.0.0.1:1/".into(),
+            access_key_id: "testid".into(),
+            access_key_secret: SecretString::from("testsecret"),
+            role_arn: "acs:ram::1234567890123456:role/uploader".into(),
+            ..StsConfig::default()
+        };
         let sts = AliyunSts::new(&config).unwrap();
         let request = AssumeRole {
             role_session_name: "mg.alice".into(),
