@@ -4,5 +4,6 @@ mod support;
 
 mod auth;
 mod bad_input;
+mod cli;
 mod sts_errors;
 mod uploads;
