@@ -23,16 +23,31 @@ fn mediagate() -> Command {
 fn env_for(config: &mediagate::config::Config) -> Vec<(&'static str, String)> {
     vec![
         ("MEDIAGATE__SERVER__LISTEN", "127.0.0.1:0".into()),
-        ("MEDIAGATE__SERVER__PUBLIC_URL", config.server.public_url.clone()),
+        (
+            "MEDIAGATE__SERVER__PUBLIC_URL",
+            config.server.public_url.clone(),
+        ),
         ("MEDIAGATE__SERVER__LOG_FORMAT", "json".into()),
-        ("MEDIAGATE__DATABASE__URL", config.database.url.expose_secret().into()),
+        (
+            "MEDIAGATE__DATABASE__URL",
+            config.database.url.expose_secret().into(),
+        ),
         ("MEDIAGATE__AUTH__JWT_SECRET", JWT_SECRET.into()),
         ("MEDIAGATE__STORAGE__BUCKET", config.storage.bucket.clone()),
         ("MEDIAGATE__STORAGE__REGION", config.storage.region.clone()),
-        ("MEDIAGATE__STORAGE__ENDPOINT", config.storage.endpoint.clone()),
+        (
+            "MEDIAGATE__STORAGE__ENDPOINT",
+            config.storage.endpoint.clone(),
+        ),
         ("MEDIAGATE__STS__ENDPOINT", config.sts.endpoint.clone()),
-        ("MEDIAGATE__STS__ACCESS_KEY_ID", sts_fake::ACCESS_KEY_ID.into()),
-        ("MEDIAGATE__STS__ACCESS_KEY_SECRET", sts_fake::ACCESS_KEY_SECRET.into()),
+        (
+            "MEDIAGATE__STS__ACCESS_KEY_ID",
+            sts_fake::ACCESS_KEY_ID.into(),
+        ),
+        (
+            "MEDIAGATE__STS__ACCESS_KEY_SECRET",
+            sts_fake::ACCESS_KEY_SECRET.into(),
+        ),
         ("MEDIAGATE__STS__ROLE_ARN", sts_fake::ROLE_ARN.into()),
     ]
 }
@@ -55,7 +70,9 @@ async fn check_config_lists_every_problem() {
         "sts.duration_seconds",
     ] {
         assert!(
-            stderr.lines().any(|l| l.starts_with(&format!("configuration: {key}"))),
+            stderr
+                .lines()
+                .any(|l| l.starts_with(&format!("configuration: {key}"))),
             "{key} missing in:\n{stderr}"
         );
     }
@@ -75,8 +92,16 @@ async fn serve_vends_credentials_keeps_secrets_out_of_logs_and_stops_on_sigterm(
     let config = test_config(&sts, dir.path()).await;
     let env = env_for(&config);
 
-    let ok = mediagate().args(["check-config"]).envs(env.clone()).output().unwrap();
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let ok = mediagate()
+        .args(["check-config"])
+        .envs(env.clone())
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
 
     let mut child = mediagate()
         .args(["serve"])
@@ -105,7 +130,10 @@ async fn serve_vends_credentials_keeps_secrets_out_of_logs_and_stops_on_sigterm(
     };
 
     let client = reqwest::Client::new();
-    let token = token_with(json!({"sub": "alice", "exp": crate::support::now() + 600}), JWT_SECRET);
+    let token = token_with(
+        json!({"sub": "alice", "exp": crate::support::now() + 600}),
+        JWT_SECRET,
+    );
     let response = client
         .post(format!("http://{address}/v1/uploads"))
         .bearer_auth(&token)
@@ -115,7 +143,12 @@ async fn serve_vends_credentials_keeps_secrets_out_of_logs_and_stops_on_sigterm(
         .unwrap();
     assert_eq!(response.status(), 201);
     let body: Value = response.json().await.unwrap();
-    assert!(body["object_key"].as_str().unwrap().starts_with("uploads/alice/"));
+    assert!(
+        body["object_key"]
+            .as_str()
+            .unwrap()
+            .starts_with("uploads/alice/")
+    );
 
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
