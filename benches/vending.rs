@@ -401,7 +401,9 @@ fn main() {
     }
 
     let _ = server.shutdown.send(());
-    match server_rt.block_on(tokio::time::timeout(Duration::from_secs(10), server.task)) {
+    match server_rt
+        .block_on(async { tokio::time::timeout(Duration::from_secs(10), server.task).await })
+    {
         Ok(Ok(Ok(()))) => {}
         other => eprintln!("server did not shut down cleanly: {other:?}"),
     }
