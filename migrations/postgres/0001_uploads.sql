@@ -16,7 +16,6 @@ CREATE TABLE uploads (
     updated_at BIGINT NOT NULL
 );
 CREATE INDEX uploads_owner_id ON uploads (owner, id DESC);
-CREATE UNIQUE INDEX uploads_bucket_key ON uploads (bucket, object_key);
 
 CREATE TABLE api_keys (
     id TEXT PRIMARY KEY NOT NULL,

@@ -14,9 +14,8 @@ CREATE TABLE uploads (
     created_at BIGINT NOT NULL,
     uploaded_at BIGINT,
     updated_at BIGINT NOT NULL
-);
+) WITHOUT ROWID;
 CREATE INDEX uploads_owner_id ON uploads (owner, id DESC);
-CREATE UNIQUE INDEX uploads_bucket_key ON uploads (bucket, object_key);
 
 CREATE TABLE api_keys (
     id TEXT PRIMARY KEY NOT NULL,

@@ -131,7 +131,7 @@ pub async fn create(
 
     let now = now_millis();
     app.store
-        .insert_upload(&UploadRow {
+        .insert_upload(UploadRow {
             id: upload_id.clone(),
             owner: principal.segment.as_str().to_owned(),
             subject: principal.subject.clone(),
