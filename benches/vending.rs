@@ -8,25 +8,21 @@
 //! Prints a markdown table (requests, req/s, p50/p99 latency, errors per endpoint), the
 //! vending/healthz throughput ratio, and the STS calls seen by the fake.
 
-// The fake is shared with the API tests; the bench uses only part of it.
+// The API tests' support code (STS fake, configuration, tokens); the bench uses only part of it.
 #[allow(dead_code)]
-#[path = "../tests/api/support/sts_fake.rs"]
-mod sts_fake;
+#[path = "../tests/api/support/mod.rs"]
+mod support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use jsonwebtoken::{EncodingKey, Header};
 use mediagate::app::{App, serve};
-use mediagate::config::Config;
 use reqwest::Url;
-use secrecy::SecretString;
 use serde_json::json;
-use sts_fake::StsFake;
+use support::{JWT_SECRET, StsFake, config_for, token_with};
 use tokio::runtime::Runtime;
 use tokio::sync::oneshot;
 
-const JWT_SECRET: &str = "bench-jwt-secret-0123456789abcdef0123456789";
 const UPLOAD_BODY: &str = r#"{"file_name":"clip.mp4"}"#;
 /// Measured phases per endpoint, alternated so that drift (thermal, database growth) hits
 /// both endpoints alike.
@@ -99,11 +95,12 @@ struct Load {
 impl Load {
     fn new(base: &str, params: &Params) -> Load {
         let exp = chrono::Utc::now().timestamp() + 24 * 3600;
-        let key = EncodingKey::from_secret(JWT_SECRET.as_bytes());
         let tokens = (0..params.users)
             .map(|u| {
-                let claims = json!({"sub": format!("bench-user-{u}"), "exp": exp});
-                jsonwebtoken::encode(&Header::default(), &claims, &key).unwrap()
+                token_with(
+                    json!({"sub": format!("bench-user-{u}"), "exp": exp}),
+                    JWT_SECRET,
+                )
             })
             .collect();
         // A client whose requests are strictly sequential keeps exactly one keep-alive
@@ -272,17 +269,7 @@ async fn start_server(params: &Params, dir: &std::path::Path) -> Server {
             "SQLite file in a temporary directory".into(),
         ),
     };
-    let mut c = Config::default();
-    c.server.public_url = "https://uploads.example.com".into();
-    c.database.url = SecretString::from(url);
-    c.auth.jwt_secret = Some(SecretString::from(JWT_SECRET));
-    c.storage.bucket = "media-input".into();
-    c.storage.region = "cn-hangzhou".into();
-    c.storage.endpoint = "https://oss-cn-hangzhou.aliyuncs.com".into();
-    c.sts.endpoint = sts.url.clone();
-    c.sts.access_key_id = sts_fake::ACCESS_KEY_ID.into();
-    c.sts.access_key_secret = SecretString::from(sts_fake::ACCESS_KEY_SECRET);
-    c.sts.role_arn = sts_fake::ROLE_ARN.into();
+    let c = config_for(&sts, url);
     assert_eq!(c.validate(), Vec::<String>::new());
     let max_connections = c.database.max_connections;
 

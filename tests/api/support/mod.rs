@@ -28,9 +28,14 @@ pub struct TestApp {
 
 /// A configuration pointing at `sts` with a fresh database in `dir` (or on PostgreSQL).
 pub async fn test_config(sts: &StsFake, dir: &std::path::Path) -> Config {
+    config_for(sts, database_url(dir).await)
+}
+
+/// A complete configuration for the loopback STS `sts` and the database at `database_url`.
+pub fn config_for(sts: &StsFake, database_url: String) -> Config {
     let mut c = Config::default();
     c.server.public_url = "https://uploads.example.com".into();
-    c.database.url = SecretString::from(database_url(dir).await);
+    c.database.url = SecretString::from(database_url);
     c.auth.jwt_secret = Some(SecretString::from(JWT_SECRET));
     c.storage.bucket = "media-input".into();
     c.storage.region = "cn-hangzhou".into();
