@@ -22,6 +22,11 @@ pub struct Config {
     pub auth: AuthConfig,
     pub storage: StorageConfig,
     pub sts: StsConfig,
+    pub mps: MpsConfig,
+    pub notifications: NotificationsConfig,
+    pub processing: ProcessingConfig,
+    /// `[[workflows]]`: loaded into the database at start (matched by name).
+    pub workflows: Vec<WorkflowConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -218,6 +223,132 @@ impl Default for StsConfig {
             min_remaining_seconds: 300,
         }
     }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MpsConfig {
+    /// `MEDIAGATE__MPS__ENDPOINT`, e.g. `https://mts.cn-hangzhou.aliyuncs.com`.
+    pub endpoint: String,
+    /// `MEDIAGATE__MPS__ACCESS_KEY_ID`: defaults to `sts.access_key_id`.
+    pub access_key_id: Option<String>,
+    /// `MEDIAGATE__MPS__ACCESS_KEY_SECRET`: defaults to `sts.access_key_secret`.
+    pub access_key_secret: Option<SecretString>,
+    /// `MEDIAGATE__MPS__TIMEOUT_MS`, default 10000.
+    pub timeout_ms: u64,
+}
+
+impl Default for MpsConfig {
+    fn default() -> Self {
+        Self {
+            endpoint: "https://mts.cn-hangzhou.aliyuncs.com".into(),
+            access_key_id: None,
+            access_key_secret: None,
+            timeout_ms: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotificationsConfig {
+    /// `MEDIAGATE__NOTIFICATIONS__OSS_KEY_URL_PREFIXES`: the only places OSS callback public
+    /// keys are fetched from.
+    pub oss_key_url_prefixes: Vec<String>,
+    /// `MEDIAGATE__NOTIFICATIONS__OSS_PINNED_KEYS`: key URL -> PEM, used instead of fetching.
+    pub oss_pinned_keys: std::collections::BTreeMap<String, String>,
+    /// `MEDIAGATE__NOTIFICATIONS__MNS_CERT_URL_PREFIXES`: the only places MNS signing
+    /// certificates are fetched from.
+    pub mns_cert_url_prefixes: Vec<String>,
+    /// `MEDIAGATE__NOTIFICATIONS__MNS_PINNED_CERTS`: cert URL -> PEM certificate.
+    pub mns_pinned_certs: std::collections::BTreeMap<String, String>,
+    /// `MEDIAGATE__NOTIFICATIONS__S3_TOKEN`: bearer token S3/RGW/MinIO webhooks must send.
+    pub s3_token: Option<SecretString>,
+    /// `MEDIAGATE__NOTIFICATIONS__FETCH_TIMEOUT_MS`, default 3000: key and cert fetches.
+    pub fetch_timeout_ms: u64,
+}
+
+impl Default for NotificationsConfig {
+    fn default() -> Self {
+        Self {
+            oss_key_url_prefixes: vec![
+                "http://gosspublic.alicdn.com/".into(),
+                "https://gosspublic.alicdn.com/".into(),
+            ],
+            oss_pinned_keys: Default::default(),
+            mns_cert_url_prefixes: vec![
+                "https://mnstest.oss-cn-hangzhou.aliyuncs.com/".into(),
+                "http://mnstest.oss-cn-hangzhou.aliyuncs.com/".into(),
+            ],
+            mns_pinned_certs: Default::default(),
+            s3_token: None,
+            fetch_timeout_ms: 3000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProcessingConfig {
+    /// `MEDIAGATE__PROCESSING__MAX_ATTEMPTS`, default 8: then the trigger is `dead`.
+    pub max_attempts: u32,
+    /// `MEDIAGATE__PROCESSING__BACKOFF_BASE_MS`, default 1000: first retry delay ceiling.
+    pub backoff_base_ms: u64,
+    /// `MEDIAGATE__PROCESSING__BACKOFF_MAX_MS`, default 300000.
+    pub backoff_max_ms: u64,
+    /// `MEDIAGATE__PROCESSING__LEASE_SECONDS`, default 60: a claimed trigger whose worker
+    /// vanished is taken over after this long.
+    pub lease_seconds: u64,
+    /// `MEDIAGATE__PROCESSING__POLL_INTERVAL_MS`, default 500: idle worker poll interval.
+    pub poll_interval_ms: u64,
+    /// `MEDIAGATE__PROCESSING__CONCURRENCY`, default 16: deliveries in flight per instance.
+    pub concurrency: usize,
+    /// `MEDIAGATE__PROCESSING__WEBHOOK_TIMEOUT_MS`, default 10000.
+    pub webhook_timeout_ms: u64,
+}
+
+impl Default for ProcessingConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: 8,
+            backoff_base_ms: 1000,
+            backoff_max_ms: 300_000,
+            lease_seconds: 60,
+            poll_interval_ms: 500,
+            concurrency: 16,
+            webhook_timeout_ms: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize, PartialEq, Eq)]
+pub enum WorkflowState {
+    Active,
+    Inactive,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SinkKind {
+    Mps,
+    Webhook,
+}
+
+/// A workflow declared in the configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkflowConfig {
+    pub name: String,
+    pub state: WorkflowState,
+    pub bucket: String,
+    #[serde(default)]
+    pub prefix: String,
+    pub sink: SinkKind,
+    pub media_workflow_id: Option<String>,
+    pub webhook_url: Option<String>,
+    pub webhook_secret: Option<SecretString>,
+    /// Keys under this prefix never trigger (outputs of the workflow itself).
+    pub output_prefix: Option<String>,
 }
 
 impl Config {

@@ -18,6 +18,8 @@ pub mod credentials;
 pub mod http;
 /// Media attributes and their limits.
 pub mod media;
+/// The durable trigger queue, its worker and the sinks (MPS, webhooks).
+pub mod processing;
 /// Signature maths (pure).
 pub mod signing;
 /// Database access and migrations.

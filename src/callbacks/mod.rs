@@ -1,5 +1,9 @@
-//! Upload notifications. For now: the OSS upload-callback parameters a client attaches to its
-//! upload so that OSS calls mediagate back with the upload id.
+//! Upload notifications: the callback parameters clients attach to uploads, and the
+//! verification of what object stores send back (OSS callbacks, MNS-pushed OSS events).
+
+pub mod keys;
+pub mod mns;
+pub mod oss;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;

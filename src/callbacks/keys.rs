@@ -1,0 +1,1 @@
+//! Public keys and certificates for notification signatures (to be written).

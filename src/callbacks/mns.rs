@@ -1,0 +1,1 @@
+//! MNS push signature (to be written).

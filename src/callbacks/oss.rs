@@ -1,0 +1,1 @@
+//! OSS upload callback signature (to be written).

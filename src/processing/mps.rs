@@ -1,0 +1,1 @@
+//! MPS `AddMedia` sink (to be written).

@@ -1,0 +1,1 @@
+//! Signed webhook sink (to be written).
