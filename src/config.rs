@@ -403,9 +403,15 @@ impl Config {
             p("auth.jwt_secret: must be at least 32 bytes for HS256".into());
         }
         if let Some(url) = &self.auth.jwks_url
-            && let Err(e) = http_url(url)
+            && let Err(e) = secure_url(url)
         {
             p(format!("auth.jwks_url: {e}"));
+        }
+        if self.auth.jwks_min_refetch_seconds == 0 {
+            p("auth.jwks_min_refetch_seconds: must be at least 1".into());
+        }
+        if self.auth.leeway_seconds > 300 {
+            p("auth.leeway_seconds: must be at most 300".into());
         }
         if let Some(token) = &self.auth.admin_token
             && token.expose_secret().len() < 16
@@ -433,7 +439,7 @@ impl Config {
         }
 
         let t = &self.sts;
-        if let Err(e) = http_url(&t.endpoint) {
+        if let Err(e) = secure_url(&t.endpoint) {
             p(format!("sts.endpoint: {e}"));
         }
         if t.access_key_id.is_empty() {
@@ -468,6 +474,24 @@ fn http_url(s: &str) -> Result<Url, String> {
     let url = Url::parse(s).map_err(|e| format!("{s:?} is not a URL ({e})"))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return Err(format!("{s:?} must be an http:// or https:// URL"));
+    }
+    Ok(url)
+}
+
+/// For URLs we send secrets to or take keys from: plain http only on loopback, where there is
+/// no network path to tamper with.
+fn secure_url(s: &str) -> Result<Url, String> {
+    let url = http_url(s)?;
+    let loopback = match url.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    if url.scheme() != "https" && !loopback {
+        return Err(format!(
+            "{s:?} must use https:// (http:// only on loopback)"
+        ));
     }
     Ok(url)
 }
@@ -529,6 +553,25 @@ mod tests {
         for secret in ["secret-value", "jwt-secret-that", "dbpassword"] {
             assert!(!debug.contains(secret), "{secret} leaked in {debug}");
         }
+    }
+
+    #[test]
+    fn key_and_credential_endpoints_need_https_off_loopback() {
+        let mut c = valid();
+        c.auth.jwks_url = Some("http://idp.example.com/jwks".into());
+        c.sts.endpoint = "http://sts.aliyuncs.com".into();
+        let problems = c.validate();
+        assert!(
+            problems.iter().any(|p| p.starts_with("auth.jwks_url")),
+            "{problems:?}"
+        );
+        assert!(
+            problems.iter().any(|p| p.starts_with("sts.endpoint")),
+            "{problems:?}"
+        );
+        c.auth.jwks_url = Some("http://127.0.0.1:9400/jwks".into());
+        c.sts.endpoint = "http://localhost:8000".into();
+        assert_eq!(c.validate(), Vec::<String>::new());
     }
 
     #[test]

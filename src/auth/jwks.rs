@@ -3,6 +3,7 @@
 //! us into a load generator against the identity provider.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet};
@@ -30,6 +31,10 @@ struct Cached {
 }
 
 pub struct Jwks {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     url: String,
     http: reqwest::Client,
     ttl: Duration,
@@ -41,15 +46,19 @@ pub struct Jwks {
 
 impl Jwks {
     pub fn new(url: String, ttl: Duration, min_refetch: Duration) -> anyhow::Result<Self> {
-        Ok(Self {
+        let inner = Inner {
             url,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(5))
+                .redirect(reqwest::redirect::Policy::none())
                 .build()?,
             ttl,
             min_refetch,
             cached: RwLock::new(Cached::default()),
             fetching: Mutex::new(None),
+        };
+        Ok(Self {
+            inner: Arc::new(inner),
         })
     }
 
@@ -59,29 +68,43 @@ impl Jwks {
         kid: Option<&str>,
         alg: Algorithm,
     ) -> Result<DecodingKey, AuthError> {
+        let inner = &self.inner;
         let (found, fresh) = {
-            let cached = self.cached.read().await;
-            let fresh = cached.fetched_at.is_some_and(|t| t.elapsed() < self.ttl);
+            let cached = inner.cached.read().await;
+            let fresh = cached.fetched_at.is_some_and(|t| t.elapsed() < inner.ttl);
             (lookup(&cached, kid, alg), fresh)
         };
-        if let Some(key) = found
-            && fresh
-        {
+        if let Some(key) = found {
+            if !fresh {
+                // Answer with the stale key now; an identity-provider outage must not stall
+                // every request behind a fetch.
+                let inner = self.inner.clone();
+                tokio::spawn(async move {
+                    if let Ok(mut last) = inner.fetching.try_lock() {
+                        inner.refresh_locked(&mut last, false).await;
+                    }
+                });
+            }
             return Ok(key);
         }
-        self.refresh(fresh).await;
-        let cached = self.cached.read().await;
+        // An unknown kid, or no keys yet: this request needs the answer, so it waits.
+        {
+            let mut last = inner.fetching.lock().await;
+            inner.refresh_locked(&mut last, fresh).await;
+        }
+        let cached = inner.cached.read().await;
         match lookup(&cached, kid, alg) {
             Some(key) => Ok(key),
             None if cached.fetched_at.is_none() => Err(AuthError::KeysUnavailable),
             None => Err(AuthError::Invalid),
         }
     }
+}
 
+impl Inner {
     /// Refetches unless another caller just did; when the keys are still fresh (an unknown
-    /// `kid`), only once per `min_refetch`.
-    async fn refresh(&self, fresh: bool) {
-        let mut last_attempt = self.fetching.lock().await;
+    /// `kid`), only once per `min_refetch`. The caller holds `fetching`.
+    async fn refresh_locked(&self, last_attempt: &mut Option<Instant>, fresh: bool) {
         let limit = if fresh {
             self.min_refetch
         } else {
@@ -101,9 +124,12 @@ impl Jwks {
     }
 
     async fn fetch(&self) -> anyhow::Result<Cached> {
-        let response = self.http.get(&self.url).send().await?.error_for_status()?;
-        let body = response.bytes().await?;
-        anyhow::ensure!(body.len() <= MAX_JWKS_BYTES, "JWKS larger than 256 KiB");
+        let mut response = self.http.get(&self.url).send().await?.error_for_status()?;
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await? {
+            body.extend_from_slice(&chunk);
+            anyhow::ensure!(body.len() <= MAX_JWKS_BYTES, "JWKS larger than 256 KiB");
+        }
         let set: JwkSet = serde_json::from_slice(&body)?;
         let mut cached = Cached {
             fetched_at: Some(Instant::now()),

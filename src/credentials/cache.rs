@@ -7,14 +7,22 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
 use super::Scope;
 use crate::sts::{AssumeRole, Credentials, Sts, StsError};
 
-type Slot = Arc<tokio::sync::Mutex<Option<Arc<Credentials>>>>;
+type Slot = Arc<tokio::sync::Mutex<SlotState>>;
+
+#[derive(Default)]
+struct SlotState {
+    creds: Option<Arc<Credentials>>,
+    /// The last failed fetch: callers that queued behind it share its error instead of each
+    /// running their own retries against a failing STS.
+    failure: Option<(Instant, StsError)>,
+}
 
 /// Past this many scopes, idle entries whose credentials are no longer usable are dropped.
 const PRUNE_ABOVE: usize = 10_000;
@@ -48,16 +56,30 @@ impl CredentialCache {
         if matches!(scope, Scope::Object(_)) {
             return self.fetch(request()).await;
         }
+        let queued_at = Instant::now();
         let slot = self.slot(scope);
-        let mut cached = slot.lock().await;
-        if let Some(creds) = cached.as_ref()
+        let mut state = slot.lock().await;
+        if let Some(creds) = &state.creds
             && self.is_fresh(creds, Utc::now())
         {
             return Ok(creds.clone());
         }
-        let creds = self.fetch(request()).await?;
-        *cached = Some(creds.clone());
-        Ok(creds)
+        if let Some((failed_at, error)) = &state.failure
+            && *failed_at >= queued_at
+        {
+            return Err(error.clone());
+        }
+        match self.fetch(request()).await {
+            Ok(creds) => {
+                state.creds = Some(creds.clone());
+                state.failure = None;
+                Ok(creds)
+            }
+            Err(error) => {
+                state.failure = Some((Instant::now(), error.clone()));
+                Err(error)
+            }
+        }
     }
 
     async fn fetch(&self, request: AssumeRole) -> Result<Arc<Credentials>, StsError> {
@@ -87,7 +109,7 @@ impl CredentialCache {
         if slots.len() >= PRUNE_ABOVE {
             let now = Utc::now();
             slots.retain(|_, slot| match slot.try_lock() {
-                Ok(guard) => guard.as_ref().is_some_and(|c| self.is_fresh(c, now)),
+                Ok(state) => state.creds.as_ref().is_some_and(|c| self.is_fresh(c, now)),
                 Err(_) => true,
             });
         }
@@ -119,6 +141,7 @@ mod tests {
     struct CountingSts {
         calls: AtomicUsize,
         lifetime: chrono::Duration,
+        fail: bool,
     }
 
     #[async_trait]
@@ -126,6 +149,12 @@ mod tests {
         async fn assume_role(&self, _: &AssumeRole) -> Result<Credentials, StsError> {
             let n = self.calls.fetch_add(1, Ordering::SeqCst);
             tokio::time::sleep(Duration::from_millis(20)).await;
+            if self.fail {
+                return Err(StsError::Unavailable {
+                    detail: "down".into(),
+                    retry_after: Duration::from_secs(5),
+                });
+            }
             let now = Utc::now();
             Ok(Credentials {
                 access_key_id: format!("STS.{n}"),
@@ -157,6 +186,7 @@ mod tests {
         let sts = Arc::new(CountingSts {
             calls: AtomicUsize::new(0),
             lifetime: chrono::Duration::hours(1),
+            fail: false,
         });
         let cache = Arc::new(CredentialCache::new(
             sts.clone(),
@@ -184,10 +214,38 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn callers_queued_behind_a_failure_share_it() {
+        let sts = Arc::new(CountingSts {
+            calls: AtomicUsize::new(0),
+            lifetime: chrono::Duration::hours(1),
+            fail: true,
+        });
+        let cache = Arc::new(CredentialCache::new(
+            sts.clone(),
+            0.8,
+            Duration::from_secs(300),
+        ));
+        let tasks: Vec<_> = (0..10)
+            .map(|_| {
+                let cache = cache.clone();
+                tokio::spawn(async move { cache.get(&user("u"), request).await })
+            })
+            .collect();
+        for t in tasks {
+            assert!(t.await.unwrap().is_err());
+        }
+        assert_eq!(sts.calls.load(Ordering::SeqCst), 1);
+        // A later caller tries again rather than inheriting an old failure.
+        assert!(cache.get(&user("u"), request).await.is_err());
+        assert_eq!(sts.calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
     async fn credentials_within_the_margin_are_refused() {
         let sts = Arc::new(CountingSts {
             calls: AtomicUsize::new(0),
             lifetime: chrono::Duration::seconds(100),
+            fail: false,
         });
         let cache = CredentialCache::new(sts, 0.8, Duration::from_secs(300));
         let err = cache.get(&user("a"), request).await.unwrap_err();

@@ -309,6 +309,14 @@ pub async fn sts_token(State(app): State<Arc<App>>, headers: axum::http::HeaderM
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
         let principal = app.auth.authenticate(authorization).await?;
+        if app.config.storage.credential_scope == crate::config::CredentialScope::Upload {
+            // These credentials would cover the whole prefix, which this deployment forbids.
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "credentials for a whole prefix are disabled (storage.credential_scope = \"upload\"); use POST /v1/uploads",
+            ));
+        }
         let scope = Scope::user(&app.prefix, &principal.segment);
         Ok::<_, ApiError>(app.vendor.credentials(&principal.segment, &scope).await?)
     }

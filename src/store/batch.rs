@@ -75,11 +75,9 @@ async fn run<R: BatchRow>(pool: AnyPool, backend: Backend, mut rx: mpsc::Receive
             Ok(()) => batch.drain(..).for_each(|(_, done)| {
                 let _ = done.send(Ok(()));
             }),
-            Err(e) if batch.len() == 1 => {
-                let (_, done) = batch.remove(0);
-                let _ = done.send(Err(e));
-            }
-            Err(e) => {
+            // Only a constraint can be one row's fault; an outage would fail row by row too,
+            // each after its own timeout.
+            Err(e) if batch.len() > 1 && is_row_error(&e) => {
                 warn!(
                     error = format!("{e:#}"),
                     rows = batch.len(),
@@ -89,8 +87,21 @@ async fn run<R: BatchRow>(pool: AnyPool, backend: Backend, mut rx: mpsc::Receive
                     let _ = done.send(insert(&pool, backend, &[&*row]).await);
                 }
             }
+            Err(e) => {
+                let message = format!("{e:#}");
+                for (_, done) in batch.drain(..) {
+                    let _ = done.send(Err(anyhow::anyhow!("{message}")));
+                }
+            }
         }
     }
+}
+
+fn is_row_error(e: &anyhow::Error) -> bool {
+    matches!(
+        e.downcast_ref::<sqlx::Error>(),
+        Some(sqlx::Error::Database(_))
+    )
 }
 
 async fn insert<R: BatchRow>(pool: &AnyPool, backend: Backend, rows: &[&R]) -> anyhow::Result<()> {

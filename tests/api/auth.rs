@@ -263,15 +263,34 @@ async fn rs256_and_es256_tokens_verify_against_the_jwks() {
 
 #[tokio::test]
 async fn hs_rs_confusion_is_rejected() {
-    let idp = idp(vec![rsa_key().jwk.clone()]).await;
-    let url = idp.url.clone();
-    let app = TestApp::spawn_with(move |c| c.auth.jwks_url = Some(url)).await;
-    // The attacker signs HS256 with the public key as the HMAC secret.
+    // The attacker signs HS256 with the published RSA public key as the HMAC secret, with and
+    // without an HS256 secret configured beside the JWKS.
     let public = EncodingKey::from_secret(rsa_key().public_pem.as_bytes());
     let mut header = Header::new(Algorithm::HS256);
     header.kid = Some("rsa-1".into());
     let forged = jsonwebtoken::encode(&header, &claims("admin"), &public).unwrap();
-    assert_eq!(status(&app, &forged).await, 401);
+    for keep_secret in [true, false] {
+        let idp = idp(vec![rsa_key().jwk.clone()]).await;
+        let url = idp.url.clone();
+        let app = TestApp::spawn_with(move |c| {
+            c.auth.jwks_url = Some(url);
+            if !keep_secret {
+                c.auth.jwt_secret = None;
+            }
+        })
+        .await;
+        assert_eq!(status(&app, &forged).await, 401);
+        let rsa = EncodingKey::from_rsa_pem(rsa_key().private_pem.as_bytes()).unwrap();
+        assert_eq!(
+            status(
+                &app,
+                &sign(Algorithm::RS256, Some("rsa-1"), &claims("a"), &rsa)
+            )
+            .await,
+            201,
+            "the genuine RS256 token still works"
+        );
+    }
 }
 
 #[tokio::test]

@@ -118,7 +118,7 @@ async fn the_fake_rejects_a_wrong_secret_and_we_report_sts_error() {
         .await;
     assert_eq!(response.status(), 502);
     assert_eq!(error_code(response).await, "sts_error");
-    assert_eq!(app.sts.calls(), 1);
+    assert_eq!(app.sts.rejections(), vec!["SignatureDoesNotMatch"]);
 }
 
 #[tokio::test]
@@ -131,6 +131,7 @@ async fn a_role_that_does_not_exist_is_reported_by_the_fake() {
         .create_upload(&app.token("alice"), json!({"file_name": "a.mp4"}))
         .await;
     assert_eq!(response.status(), 502);
+    assert_eq!(app.sts.rejections(), vec!["EntityNotExist.Role"]);
 }
 
 #[tokio::test]
@@ -140,6 +141,10 @@ async fn a_duration_beyond_the_roles_maximum_is_refused_by_sts() {
         .create_upload(&app.token("alice"), json!({"file_name": "a.mp4"}))
         .await;
     assert_eq!(response.status(), 502);
+    assert_eq!(
+        app.sts.rejections(),
+        vec!["InvalidParameter.DurationSeconds"]
+    );
 }
 
 #[tokio::test]
@@ -151,6 +156,11 @@ async fn credentials_expiring_within_the_margin_are_never_handed_out() {
         .await;
     assert_eq!(response.status(), 502);
     assert_eq!(error_code(response).await, "sts_error");
+    assert_eq!(
+        app.sts.issued(),
+        1,
+        "STS answered; we refused to pass them on"
+    );
 }
 
 #[tokio::test]

@@ -30,6 +30,7 @@ async fn vends_credentials_scoped_to_the_users_prefix() {
         )
         .await;
     assert_eq!(response.status(), 201);
+    assert_eq!(response.headers()["cache-control"], "no-store");
     let body: Value = response.json().await.unwrap();
     let id = body["upload_id"].as_str().unwrap();
     assert_eq!(body["object_key"], format!("uploads/alice/{id}/trip.MP4"));
@@ -330,6 +331,16 @@ async fn sts_token_speaks_the_mobile_sdk_format() {
     assert_eq!(body["StatusCode"], 401);
     assert_eq!(body["ErrorCode"], "unauthorized");
     assert!(body["ErrorMessage"].is_string());
+}
+
+#[tokio::test]
+async fn sts_token_is_refused_when_credentials_are_per_object() {
+    let app = TestApp::spawn_with(|c| c.storage.credential_scope = CredentialScope::Upload).await;
+    let response = app.get(&app.token("gina"), "/v1/sts-token").await;
+    assert_eq!(response.status(), 403);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["ErrorCode"], "forbidden");
+    assert_eq!(app.sts.calls(), 0);
 }
 
 #[tokio::test]

@@ -31,6 +31,8 @@ struct FakeState {
     nonces: Mutex<HashSet<String>>,
     scripted: Mutex<VecDeque<(u16, String)>>,
     requests: Mutex<Vec<HashMap<String, String>>>,
+    /// Error codes answered, in order.
+    rejections: Mutex<Vec<String>>,
     /// Lifetime of issued credentials, when it should differ from DurationSeconds.
     lifetime_override: Mutex<Option<i64>>,
 }
@@ -82,6 +84,11 @@ impl StsFake {
         *self.state.lifetime_override.lock().unwrap() = Some(seconds);
     }
 
+    /// The STS error codes the fake answered with, in order.
+    pub fn rejections(&self) -> Vec<String> {
+        self.state.rejections.lock().unwrap().clone()
+    }
+
     /// Parameters of every request received, decoded.
     pub fn requests(&self) -> Vec<HashMap<String, String>> {
         self.state.requests.lock().unwrap().clone()
@@ -123,17 +130,27 @@ async fn handle(
     }
     state.requests.lock().unwrap().push(params.clone());
     if duplicate {
+        state
+            .rejections
+            .lock()
+            .unwrap()
+            .push("InvalidParameter".into());
         return error(400, "InvalidParameter", "duplicate parameter");
     }
-    if let Some((status, code)) = state.scripted.lock().unwrap().pop_front() {
-        return error(status, &code, "scripted failure");
-    }
-    match assume_role(&state, &method, &params) {
+    let scripted = state.scripted.lock().unwrap().pop_front();
+    let result = match scripted {
+        Some((status, code)) => Err((status, code, "scripted failure".to_string())),
+        None => assume_role(&state, &method, &params).map_err(|(s, c, m)| (s, c.to_string(), m)),
+    };
+    match result {
         Ok(body) => {
             state.issued.fetch_add(1, Ordering::SeqCst);
             ([("content-type", "application/json")], body.to_string()).into_response()
         }
-        Err((status, code, message)) => error(status, code, &message),
+        Err((status, code, message)) => {
+            state.rejections.lock().unwrap().push(code.clone());
+            error(status, &code, &message)
+        }
     }
 }
 
