@@ -7,14 +7,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 use tracing::{info, warn};
 
 use crate::auth::Authenticator;
+use crate::callbacks::keys::KeyStore;
 use crate::config::Config;
 use crate::credentials::cache::CredentialCache;
 use crate::credentials::{KeyPrefix, Vendor};
+use crate::processing::Worker;
 use crate::store::Store;
 use crate::sts::{AliyunSts, Sts};
+use crate::workflows::WorkflowDef;
 
 /// Everything a request handler needs; one `Arc<App>` is the router's state.
 pub struct App {
@@ -24,6 +28,11 @@ pub struct App {
     pub vendor: Vendor,
     /// `storage.prefix`, checked.
     pub prefix: KeyPrefix,
+    /// Keys and certificates that sign notifications.
+    pub keys: KeyStore,
+    /// Wakes the worker when triggers are queued.
+    pub wake_worker: Arc<Notify>,
+    pub worker: Arc<Worker>,
 }
 
 impl App {
@@ -31,6 +40,14 @@ impl App {
     /// configuration must have passed [`Config::validate`].
     pub async fn build(config: Config) -> anyhow::Result<Arc<App>> {
         let store = Store::connect(&config.database).await?;
+        let defs = config
+            .workflows
+            .iter()
+            .cloned()
+            .map(WorkflowDef::parse)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|problems| anyhow::anyhow!("workflows: {}", problems.join("; ")))?;
+        store.apply_config_workflows(defs).await?;
         let sts: Arc<dyn Sts> = Arc::new(AliyunSts::new(&config.sts)?);
         Self::with_parts(config, store, sts)
     }
@@ -50,12 +67,18 @@ impl App {
             config.sts.duration_seconds,
         );
         let auth = Authenticator::new(&config.auth, store.clone())?;
+        let keys = KeyStore::new(&config.notifications)?;
+        let wake_worker = Arc::new(Notify::new());
+        let worker = Arc::new(Worker::new(&config, store.clone(), wake_worker.clone())?);
         Ok(Arc::new(App {
             config,
             store,
             auth,
             vendor,
             prefix,
+            keys,
+            wake_worker,
+            worker,
         }))
     }
 }
@@ -69,9 +92,14 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let grace = Duration::from_secs(app.config.server.shutdown_timeout_seconds);
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let (worker_stop_tx, worker_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn(app.worker.clone().run(async {
+        let _ = worker_stop_rx.await;
+    }));
     let signal = async move {
         shutdown.await;
         info!("shutting down: no new connections, finishing in-flight requests");
+        let _ = worker_stop_tx.send(());
         let _ = stopping_tx.send(());
     };
     let router = crate::http::router(app.clone());
@@ -89,6 +117,9 @@ pub async fn serve(
             server.abort();
         }
     }
+    // The worker stops after its current deliveries; what it has not finished stays claimed
+    // until the lease ends, then the next start (or another instance) takes it over.
+    let _ = tokio::time::timeout(grace, worker).await;
     app.store.close().await;
     Ok(())
 }

@@ -12,6 +12,7 @@ use crate::auth::{generate_api_key, hash_api_key};
 use crate::config::Config;
 use crate::credentials::validate_api_key_name;
 use crate::store::Store;
+use crate::workflows::{Workflow, WorkflowDef};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -33,6 +34,15 @@ enum Command {
     },
     /// Validate the configuration and print every problem; exit 1 if there is any.
     CheckConfig {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Explain which workflows an object would trigger, and why (no side effects).
+    Match {
+        #[arg(long)]
+        bucket: String,
+        #[arg(long)]
+        key: String,
         #[arg(long)]
         config: Option<PathBuf>,
     },
@@ -71,6 +81,16 @@ impl Cli {
                 }
                 None => ExitCode::FAILURE,
             },
+            Command::Match {
+                bucket,
+                key,
+                config,
+            } => {
+                let Some(config) = load_valid(config) else {
+                    return ExitCode::FAILURE;
+                };
+                report(explain_match(config, &bucket, &key).await)
+            }
             Command::ApiKey {
                 command: ApiKeyCommand::Create { name, config },
             } => {
@@ -135,6 +155,27 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let terminate = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = terminate => {} }
+}
+
+/// The workflows in the database, with the configured ones as the next start would apply them.
+async fn explain_match(config: Config, bucket: &str, key: &str) -> anyhow::Result<()> {
+    let store = Store::connect(&config.database).await?;
+    let mut workflows = store.list_workflows().await?;
+    store.close().await;
+    for spec in config.workflows {
+        let def = WorkflowDef::parse(spec).map_err(|p| anyhow::anyhow!(p.join("; ")))?;
+        match workflows.iter_mut().find(|w| w.def.name == def.name) {
+            Some(w) => w.def = def,
+            None => workflows.push(Workflow {
+                id: String::new(),
+                source: "config".into(),
+                def,
+            }),
+        }
+    }
+    let report = crate::http::match_report(&workflows, bucket, key);
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
 }
 
 async fn create_api_key(config: &Config, name: &str) -> anyhow::Result<()> {

@@ -466,6 +466,68 @@ impl Config {
         if t.min_remaining_seconds >= u64::from(t.duration_seconds) {
             p("sts.min_remaining_seconds: must be less than sts.duration_seconds".into());
         }
+
+        if let Err(e) = secure_url(&self.mps.endpoint) {
+            p(format!("mps.endpoint: {e}"));
+        }
+        let n = &self.notifications;
+        for (key, prefixes) in [
+            ("notifications.oss_key_url_prefixes", &n.oss_key_url_prefixes),
+            ("notifications.mns_cert_url_prefixes", &n.mns_cert_url_prefixes),
+        ] {
+            for prefix in prefixes {
+                // A prefix must pin at least the host, or it would allow fetching anything.
+                if http_url(prefix).is_err() || !prefix[prefix.find("://").map_or(0, |i| i + 3)..].contains('/') {
+                    p(format!("{key}: {prefix:?} must be an http(s) URL prefix ending in a path, like https://host/"));
+                }
+            }
+        }
+        for (url, pem) in &n.oss_pinned_keys {
+            if crate::callbacks::oss::parse_public_key_pem(pem).is_err() {
+                p(format!("notifications.oss_pinned_keys: the key for {url:?} is not an RSA public key PEM"));
+            }
+        }
+        for (url, pem) in &n.mns_pinned_certs {
+            if crate::callbacks::mns::public_key_from_cert_pem(pem).is_err() {
+                p(format!("notifications.mns_pinned_certs: the certificate for {url:?} is not an RSA certificate PEM"));
+            }
+        }
+        if n.s3_token.as_ref().is_some_and(|t| t.expose_secret().len() < 16) {
+            p("notifications.s3_token: must be at least 16 characters".into());
+        }
+        if n.fetch_timeout_ms == 0 {
+            p("notifications.fetch_timeout_ms: must be at least 1".into());
+        }
+
+        let q = &self.processing;
+        if !(1..=100).contains(&q.max_attempts) {
+            p("processing.max_attempts: must be between 1 and 100".into());
+        }
+        if q.backoff_base_ms == 0 || q.backoff_max_ms < q.backoff_base_ms {
+            p("processing.backoff_base_ms: must be at least 1 and at most processing.backoff_max_ms".into());
+        }
+        if !(1..=256).contains(&q.concurrency) {
+            p("processing.concurrency: must be between 1 and 256".into());
+        }
+        if q.poll_interval_ms == 0 {
+            p("processing.poll_interval_ms: must be at least 1".into());
+        }
+        // A lease shorter than a delivery would let a second worker start the same delivery.
+        if q.lease_seconds * 1000 <= q.webhook_timeout_ms.max(self.mps.timeout_ms) {
+            p("processing.lease_seconds: must be longer than processing.webhook_timeout_ms and mps.timeout_ms".into());
+        }
+
+        let mut names = std::collections::HashSet::new();
+        for (i, w) in self.workflows.iter().enumerate() {
+            if !names.insert(w.name.clone()) {
+                p(format!("workflows[{i}]: name {:?} is used twice", w.name));
+            }
+            if let Err(errors) = crate::workflows::WorkflowDef::parse(w.clone()) {
+                for e in errors {
+                    p(format!("workflows[{i}] ({:?}): {e}", w.name));
+                }
+            }
+        }
         problems
     }
 }

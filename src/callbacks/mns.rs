@@ -1,1 +1,344 @@
-//! MNS push signature (to be written).
+//! The MNS push signature: how MNS signs the HTTP push that carries an OSS event (RSA
+//! PKCS#1 v1.5 over SHA-1 with the key of an X.509 certificate, see protocols.md §5), and
+//! the freshness rule for its `Date`. Pure functions; the certificate itself comes from
+//! [`super::keys`].
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use chrono::{DateTime, TimeDelta, Utc};
+use rsa::pkcs8::DecodePublicKey;
+use rsa::{Pkcs1v15Sign, RsaPublicKey};
+use sha1::{Digest, Sha1};
+use x509_cert::Certificate;
+use x509_cert::der::{DecodePem, Encode};
+
+pub use super::oss::SignatureError;
+
+/// How far a push's `Date` may be from our clock, either way.
+pub const MAX_CLOCK_SKEW: TimeDelta = TimeDelta::minutes(15);
+
+/// StringToSign of an MNS push: `METHOD\nContent-MD5\nContent-Type\nDate\n`, then every
+/// `x-mns-*` header of `headers` (the request's headers, any others are skipped) with its name
+/// lowercased, sorted by name, as `name:value\n`, then the path with its query.
+pub fn string_to_sign(
+    method: &str,
+    content_md5: &str,
+    content_type: &str,
+    date: &str,
+    headers: &[(String, String)],
+    path_and_query: &str,
+) -> String {
+    let mut mns_headers: Vec<(String, &str)> = headers
+        .iter()
+        .map(|(name, value)| (name.to_ascii_lowercase(), value.as_str()))
+        .filter(|(name, _)| name.starts_with("x-mns-"))
+        .collect();
+    mns_headers.sort();
+    let mut out = format!("{method}\n{content_md5}\n{content_type}\n{date}\n");
+    for (name, value) in mns_headers {
+        out.push_str(&name);
+        out.push(':');
+        out.push_str(value);
+        out.push('\n');
+    }
+    out.push_str(path_and_query);
+    out
+}
+
+/// Checks the `Authorization` header of an MNS push (base64 of an RSA PKCS#1 v1.5 signature
+/// over SHA-1 of `string_to_sign`). Fails on a header that is not base64 or on any mismatch.
+pub fn verify(
+    key: &RsaPublicKey,
+    authorization_b64: &str,
+    string_to_sign: &str,
+) -> Result<(), SignatureError> {
+    let signature = B64
+        .decode(authorization_b64.trim())
+        .map_err(|_| SignatureError::Malformed("Authorization is not base64"))?;
+    key.verify(
+        Pkcs1v15Sign::new::<Sha1>(),
+        &Sha1::digest(string_to_sign.as_bytes()),
+        &signature,
+    )
+    .map_err(|_| SignatureError::Mismatch)
+}
+
+/// The RSA public key of a PEM X.509 certificate. The certificate's validity period is
+/// deliberately not checked: MNS still signs with a certificate that expired long ago, and
+/// trust comes from where the certificate was fetched, not from a chain.
+pub fn public_key_from_cert_pem(pem: &str) -> Result<RsaPublicKey, SignatureError> {
+    let cert = Certificate::from_pem(pem.trim())
+        .map_err(|_| SignatureError::BadKey("not an X.509 certificate in PEM"))?;
+    let spki = cert
+        .tbs_certificate
+        .subject_public_key_info
+        .to_der()
+        .map_err(|_| SignatureError::BadKey("certificate public key cannot be encoded"))?;
+    RsaPublicKey::from_public_key_der(&spki)
+        .map_err(|_| SignatureError::BadKey("certificate does not hold an RSA public key"))
+}
+
+/// Accepts an HTTP/RFC 2822 date (`Wed, 25 Nov 2026 08:00:00 GMT`) within
+/// [`MAX_CLOCK_SKEW`] of `now`, which bounds how long a captured push can be replayed.
+pub fn check_date(date_header: &str, now: DateTime<Utc>) -> Result<(), SignatureError> {
+    let date = DateTime::parse_from_rfc2822(date_header.trim())
+        .map_err(|_| SignatureError::Malformed("Date is not an HTTP date"))?;
+    let skew = now.signed_duration_since(date);
+    if skew > MAX_CLOCK_SKEW || skew < -MAX_CLOCK_SKEW {
+        return Err(SignatureError::StaleDate);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use rsa::RsaPrivateKey;
+    use rsa::pkcs1v15::SigningKey;
+    use rsa::pkcs8::EncodePublicKey;
+    use std::str::FromStr;
+    use std::time::Duration;
+    use x509_cert::builder::{Builder, CertificateBuilder, Profile};
+    use x509_cert::der::EncodePem;
+    use x509_cert::der::pem::LineEnding;
+    use x509_cert::name::Name;
+    use x509_cert::serial_number::SerialNumber;
+    use x509_cert::spki::SubjectPublicKeyInfoOwned;
+    use x509_cert::time::Validity;
+
+    const PATH: &str = "/v1/notifications/mns?topic=uploads";
+    const DATE: &str = "Wed, 25 Nov 2026 08:00:00 GMT";
+
+    /// A self-signed certificate for a fresh key, valid for one hour from now.
+    pub(crate) fn self_signed() -> (RsaPrivateKey, String) {
+        let private = RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 1024).unwrap();
+        let signer = SigningKey::<sha2::Sha256>::new(private.clone());
+        let spki = SubjectPublicKeyInfoOwned::from_key(private.to_public_key()).unwrap();
+        let cert = CertificateBuilder::new(
+            Profile::Root,
+            SerialNumber::from(1u32),
+            Validity::from_now(Duration::from_secs(3600)).unwrap(),
+            Name::from_str("CN=mns test").unwrap(),
+            spki,
+            &signer,
+        )
+        .unwrap()
+        .build::<rsa::pkcs1v15::Signature>()
+        .unwrap();
+        (private, cert.to_pem(LineEnding::LF).unwrap())
+    }
+
+    fn sign(private: &RsaPrivateKey, string_to_sign: &str) -> String {
+        B64.encode(
+            private
+                .sign(
+                    Pkcs1v15Sign::new::<Sha1>(),
+                    &Sha1::digest(string_to_sign.as_bytes()),
+                )
+                .unwrap(),
+        )
+    }
+
+    fn h(name: &str, value: &str) -> (String, String) {
+        (name.to_owned(), value.to_owned())
+    }
+
+    fn push_headers() -> Vec<(String, String)> {
+        vec![
+            h("Host", "uploads.example.com"),
+            h("x-mns-version", "2015-06-06"),
+            h("X-MNS-Signing-Cert-URL", "aHR0cHM6Ly9leGFtcGxlLw=="),
+            h("x-mns-request-id", "5C3D1A2B"),
+            h("Content-Length", "42"),
+        ]
+    }
+
+    fn sts(headers: &[(String, String)], path: &str) -> String {
+        string_to_sign(
+            "POST",
+            "1B2M2Y8AsgTpgAmY7PhCfg==",
+            "text/xml;charset=utf-8",
+            DATE,
+            headers,
+            path,
+        )
+    }
+
+    #[test]
+    fn string_to_sign_keeps_only_x_mns_headers_lowercased_and_sorted() {
+        assert_eq!(
+            sts(&push_headers(), PATH),
+            "POST\n1B2M2Y8AsgTpgAmY7PhCfg==\ntext/xml;charset=utf-8\n\
+             Wed, 25 Nov 2026 08:00:00 GMT\n\
+             x-mns-request-id:5C3D1A2B\n\
+             x-mns-signing-cert-url:aHR0cHM6Ly9leGFtcGxlLw==\n\
+             x-mns-version:2015-06-06\n\
+             /v1/notifications/mns?topic=uploads"
+        );
+        assert_eq!(
+            string_to_sign("POST", "", "", DATE, &[], "/"),
+            format!("POST\n\n\n{DATE}\n/")
+        );
+    }
+
+    #[test]
+    fn certificate_key_signs_and_verifies() {
+        let (private, cert_pem) = self_signed();
+        let key = public_key_from_cert_pem(&cert_pem).unwrap();
+        assert_eq!(key, private.to_public_key());
+        // Surrounding whitespace, as a fetched file may have, is fine.
+        assert_eq!(
+            public_key_from_cert_pem(&format!("\n{cert_pem}\n\n")).unwrap(),
+            key
+        );
+        let signed = sts(&push_headers(), PATH);
+        verify(&key, &sign(&private, &signed), &signed).unwrap();
+    }
+
+    #[test]
+    fn tampering_fails_verification() {
+        let (private, cert_pem) = self_signed();
+        let key = public_key_from_cert_pem(&cert_pem).unwrap();
+        let headers = push_headers();
+        let auth = sign(&private, &sts(&headers, PATH));
+
+        let mut tampered = vec![
+            string_to_sign(
+                "POST",
+                "AAAAAAAAAAAAAAAAAAAAAA==",
+                "text/xml;charset=utf-8",
+                DATE,
+                &headers,
+                PATH,
+            ),
+            string_to_sign(
+                "POST",
+                "1B2M2Y8AsgTpgAmY7PhCfg==",
+                "application/json",
+                DATE,
+                &headers,
+                PATH,
+            ),
+            string_to_sign(
+                "POST",
+                "1B2M2Y8AsgTpgAmY7PhCfg==",
+                "text/xml;charset=utf-8",
+                "Wed, 25 Nov 2026 08:00:01 GMT",
+                &headers,
+                PATH,
+            ),
+            string_to_sign(
+                "PUT",
+                "1B2M2Y8AsgTpgAmY7PhCfg==",
+                "text/xml;charset=utf-8",
+                DATE,
+                &headers,
+                PATH,
+            ),
+            sts(&headers, "/v1/notifications/mns?topic=other"),
+            sts(&headers, "/v1/notifications/mns"),
+        ];
+        let mut changed = headers.clone();
+        changed[3].1 = "5C3D1A2C".into();
+        tampered.push(sts(&changed, PATH));
+        let mut added = headers.clone();
+        added.push(h("x-mns-extra", "1"));
+        tampered.push(sts(&added, PATH));
+        tampered.push(sts(&headers[..2], PATH));
+
+        for signed in &tampered {
+            assert!(
+                matches!(verify(&key, &auth, signed), Err(SignatureError::Mismatch)),
+                "verified although changed: {signed:?}"
+            );
+        }
+        // Headers other than x-mns-* are not signed.
+        let mut other = headers.clone();
+        other.push(h("X-Forwarded-For", "10.0.0.1"));
+        verify(&key, &auth, &sts(&other, PATH)).unwrap();
+        assert!(matches!(
+            verify(&key, "%%%", &sts(&headers, PATH)),
+            Err(SignatureError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn non_certificates_are_bad_keys() {
+        let (private, _) = self_signed();
+        let public_pem = private
+            .to_public_key()
+            .to_public_key_pem(rsa::pkcs8::LineEnding::LF)
+            .unwrap();
+        for bad in [
+            "",
+            "junk",
+            &public_pem,
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        ] {
+            assert!(matches!(
+                public_key_from_cert_pem(bad),
+                Err(SignatureError::BadKey(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn expired_certificates_are_still_accepted() {
+        // The validity period is not checked: build one that ended in 2001.
+        let private = RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 1024).unwrap();
+        let signer = SigningKey::<sha2::Sha256>::new(private.clone());
+        let spki = SubjectPublicKeyInfoOwned::from_key(private.to_public_key()).unwrap();
+        let validity = Validity {
+            not_before: x509_cert::time::Time::UtcTime(
+                x509_cert::der::asn1::UtcTime::from_unix_duration(Duration::from_secs(946_684_800))
+                    .unwrap(),
+            ),
+            not_after: x509_cert::time::Time::UtcTime(
+                x509_cert::der::asn1::UtcTime::from_unix_duration(Duration::from_secs(978_307_200))
+                    .unwrap(),
+            ),
+        };
+        let cert = CertificateBuilder::new(
+            Profile::Root,
+            SerialNumber::from(7u32),
+            validity,
+            Name::from_str("CN=expired").unwrap(),
+            spki,
+            &signer,
+        )
+        .unwrap()
+        .build::<rsa::pkcs1v15::Signature>()
+        .unwrap();
+        let pem = cert.to_pem(LineEnding::LF).unwrap();
+        assert_eq!(
+            public_key_from_cert_pem(&pem).unwrap(),
+            private.to_public_key()
+        );
+    }
+
+    #[test]
+    fn dates_within_fifteen_minutes_are_accepted() {
+        let now = DateTime::parse_from_rfc2822(DATE).unwrap().to_utc();
+        for offset in [0, 60, 15 * 60, -15 * 60, -60] {
+            check_date(DATE, now + TimeDelta::seconds(offset)).unwrap();
+        }
+        check_date("Wed, 25 Nov 2026 16:00:00 +0800", now).unwrap();
+        for offset in [15 * 60 + 1, -15 * 60 - 1, 86_400, -86_400] {
+            assert!(matches!(
+                check_date(DATE, now + TimeDelta::seconds(offset)),
+                Err(SignatureError::StaleDate)
+            ));
+        }
+        for bad in [
+            "",
+            "yesterday",
+            "2026-11-25T08:00:00Z",
+            "Wed, 25 Nov 2026 25:00:00 GMT",
+        ] {
+            assert!(matches!(
+                check_date(bad, now),
+                Err(SignatureError::Malformed(_))
+            ));
+        }
+    }
+}

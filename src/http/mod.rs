@@ -1,9 +1,13 @@
 //! The HTTP edge: the single route table, middleware, extractors and the error type.
 
+mod admin;
 pub mod error;
 mod extract;
+mod notifications;
 mod ops;
 mod uploads;
+
+pub use admin::match_report;
 
 use std::sync::Arc;
 
@@ -20,8 +24,10 @@ use tracing::Level;
 use crate::app::App;
 use error::ApiError;
 
-/// Request bodies on the app-facing routes are small JSON documents.
+/// Request bodies on the app-facing and admin routes are small JSON documents.
 const BODY_LIMIT: usize = 64 * 1024;
+/// Notifications may batch many events.
+const NOTIFICATION_BODY_LIMIT: usize = 1024 * 1024;
 
 /// Every route mediagate serves.
 pub fn router(app: Arc<App>) -> Router {
@@ -33,6 +39,26 @@ pub fn router(app: Arc<App>) -> Router {
             post(uploads::refresh_credentials),
         )
         .route("/v1/sts-token", get(uploads::sts_token))
+        .merge(
+            Router::new()
+                .route("/v1/notifications/oss-callback", post(notifications::oss_callback))
+                .route("/v1/notifications/oss-events", post(notifications::oss_events))
+                .route("/v1/notifications/s3-events", post(notifications::s3_events))
+                .layer(DefaultBodyLimit::max(NOTIFICATION_BODY_LIMIT)),
+        )
+        .route(
+            "/v1/admin/workflows",
+            get(admin::list_workflows).post(admin::create_workflow),
+        )
+        .route(
+            "/v1/admin/workflows/{id}",
+            get(admin::get_workflow)
+                .put(admin::update_workflow)
+                .delete(admin::delete_workflow),
+        )
+        .route("/v1/admin/match", get(admin::explain_match))
+        .route("/v1/admin/triggers", get(admin::list_triggers))
+        .route("/v1/admin/triggers/{id}/retry", post(admin::retry_trigger))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .fallback(|| async { ApiError::not_found() })

@@ -222,7 +222,7 @@ pub struct UploadView {
     media: serde_json::Value,
     created_at: String,
     uploaded_at: Option<String>,
-    triggers: Vec<serde_json::Value>,
+    triggers: Vec<crate::store::TriggerRow>,
 }
 
 impl From<UploadRow> for UploadView {

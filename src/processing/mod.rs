@@ -1,17 +1,27 @@
 //! Durable processing of uploads: the trigger queue, the worker that drains it, and the sinks
 //! a trigger is delivered to (MPS `AddMedia`, signed webhooks).
 
+mod intake;
 pub mod mps;
 pub mod webhook;
+mod worker;
+
+use serde::{Deserialize, Serialize};
 
 use crate::media::MediaAttributes;
 
-/// Everything a sink needs to deliver one trigger.
-#[derive(Debug, Clone)]
+pub use intake::{ObjectEvent, accept};
+pub use worker::Worker;
+
+/// Everything a sink needs to deliver one trigger. Stored as the trigger's payload when the
+/// event is recorded, so a delivery never depends on state that changed since.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Delivery {
     /// The trigger id: receivers use it as an idempotency key.
+    #[serde(skip)]
     pub trigger_id: String,
     /// 1 for the first attempt.
+    #[serde(skip)]
     pub attempt: u32,
     pub workflow: String,
     pub upload_id: Option<String>,

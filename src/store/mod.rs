@@ -12,8 +12,12 @@ use sqlx::{AnyPool, Executor, Row};
 
 use crate::config::DatabaseConfig;
 use batch::{BatchRow, InsertBatcher};
+pub use queue::{Claimed, EventRow, NewTrigger, Recorded, TriggerRow, UploadChange};
+pub use workflows::Saved;
 
 mod batch;
+mod queue;
+mod workflows;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");

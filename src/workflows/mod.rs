@@ -1,5 +1,10 @@
 //! Media workflows and the pure rules that decide whether an object triggers one.
 
+use secrecy::SecretString;
+use serde::Serialize;
+
+use crate::config::{SinkKind, WorkflowConfig, WorkflowState};
+
 /// Video extensions MPS treats as media (protocols.md section 7), lower case.
 pub const VIDEO_EXTENSIONS: &[&str] = &[
     "3gp", "asf", "avi", "dat", "dv", "flv", "f4v", "gif", "m2t", "m3u8", "m4v", "mj2", "mjpeg",
@@ -52,6 +57,216 @@ pub fn media_check(key: &str) -> MediaCheck {
     }
 }
 
+/// Where a workflow's triggers go.
+#[derive(Debug, Clone)]
+pub enum Sink {
+    Mps { media_workflow_id: String },
+    Webhook { url: String, secret: SecretString },
+}
+
+impl Sink {
+    pub fn kind(&self) -> SinkKind {
+        match self {
+            Sink::Mps { .. } => SinkKind::Mps,
+            Sink::Webhook { .. } => SinkKind::Webhook,
+        }
+    }
+}
+
+/// A checked workflow definition (from the configuration or the admin API).
+#[derive(Debug, Clone)]
+pub struct WorkflowDef {
+    pub name: String,
+    pub state: WorkflowState,
+    pub bucket: String,
+    pub prefix: String,
+    pub output_prefix: Option<String>,
+    pub sink: Sink,
+}
+
+/// A stored workflow.
+#[derive(Debug, Clone)]
+pub struct Workflow {
+    pub id: String,
+    /// `config` when declared in the configuration (re-applied at every start), else `api`.
+    pub source: String,
+    pub def: WorkflowDef,
+}
+
+impl WorkflowDef {
+    /// Checks a definition, reporting every problem.
+    pub fn parse(spec: WorkflowConfig) -> Result<WorkflowDef, Vec<String>> {
+        let mut problems = Vec::new();
+        if spec.name.is_empty() || spec.name.len() > 64 {
+            problems.push("name must be 1-64 bytes".to_string());
+        }
+        if spec.name.chars().any(char::is_control) {
+            problems.push("name must not contain control characters".into());
+        }
+        if let Err(e) = crate::credentials::validate_bucket_name(&spec.bucket) {
+            problems.push(format!("bucket: {e}"));
+        }
+        for (field, value) in [
+            ("prefix", Some(&spec.prefix)),
+            ("output_prefix", spec.output_prefix.as_ref()),
+        ] {
+            if let Some(v) = value
+                && (v.len() > 1023 || v.chars().any(char::is_control))
+            {
+                problems.push(format!(
+                    "{field} must be at most 1023 bytes without control characters"
+                ));
+            }
+        }
+        let sink = match spec.sink {
+            SinkKind::Mps => {
+                match spec.media_workflow_id {
+                    Some(id)
+                        if !id.is_empty()
+                            && id.len() <= 64
+                            && id
+                                .chars()
+                                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') =>
+                    {
+                        Some(Sink::Mps {
+                            media_workflow_id: id,
+                        })
+                    }
+                    _ => {
+                        problems.push("media_workflow_id: required for sink \"mps\" (1-64 of A-Z a-z 0-9 - _)".into());
+                        None
+                    }
+                }
+            }
+            SinkKind::Webhook => {
+                let url_ok = spec.webhook_url.as_deref().is_some_and(|u| {
+                    url::Url::parse(u).is_ok_and(|u| {
+                        matches!(u.scheme(), "http" | "https") && u.host_str().is_some()
+                    })
+                });
+                if !url_ok {
+                    problems.push(
+                        "webhook_url: required for sink \"webhook\", an http:// or https:// URL"
+                            .into(),
+                    );
+                }
+                let secret_ok = spec.webhook_secret.as_ref().is_some_and(|s| {
+                    use secrecy::ExposeSecret;
+                    s.expose_secret().len() >= 16
+                        && crate::processing::webhook::validate_secret(s.expose_secret()).is_ok()
+                });
+                if !secret_ok {
+                    problems.push(
+                        "webhook_secret: required for sink \"webhook\", at least 16 characters (whsec_ secrets must be base64 after the prefix)"
+                            .into(),
+                    );
+                }
+                match (url_ok && secret_ok, spec.webhook_url, spec.webhook_secret) {
+                    (true, Some(url), Some(secret)) => Some(Sink::Webhook { url, secret }),
+                    _ => None,
+                }
+            }
+        };
+        match sink {
+            Some(sink) if problems.is_empty() => Ok(WorkflowDef {
+                name: spec.name,
+                state: spec.state,
+                bucket: spec.bucket,
+                prefix: spec.prefix,
+                output_prefix: spec.output_prefix.filter(|p| !p.is_empty()),
+                sink,
+            }),
+            _ => Err(problems),
+        }
+    }
+}
+
+/// Why a workflow does or does not take an object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Decision {
+    pub name: String,
+    pub matched: bool,
+    pub reason: String,
+}
+
+/// The media rule's verdict on an object plus one decision per workflow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Matching {
+    pub media: MediaCheck,
+    pub decisions: Vec<Decision>,
+}
+
+impl Matching {
+    pub fn matched<'a>(&'a self, workflows: &'a [Workflow]) -> impl Iterator<Item = &'a Workflow> {
+        workflows
+            .iter()
+            .zip(&self.decisions)
+            .filter(|(_, d)| d.matched)
+            .map(|(w, _)| w)
+    }
+
+    /// Why nothing matched, for the upload's history.
+    pub fn skip_reason(&self) -> String {
+        if !self.media.is_media() {
+            return match &self.media {
+                MediaCheck::NotAFile => "not a file (folder marker)".into(),
+                MediaCheck::NotMedia(ext) => format!("not a media file (extension {ext:?})"),
+                _ => "not a media file".into(),
+            };
+        }
+        if self.decisions.is_empty() {
+            return "no workflows defined".into();
+        }
+        let mut reasons: Vec<String> = self
+            .decisions
+            .iter()
+            .map(|d| format!("{}: {}", d.name, d.reason))
+            .collect();
+        reasons.truncate(5);
+        format!("no active workflow matched ({})", reasons.join("; "))
+    }
+}
+
+/// Which workflows an object triggers, and why each does or does not: the workflow is Active,
+/// the bucket is its bucket, the key starts with its prefix (plain string prefix), the key is
+/// not under its output prefix, and the file name passes the media rule.
+pub fn decide(workflows: &[Workflow], bucket: &str, key: &str) -> Matching {
+    let media = media_check(key);
+    let decisions = workflows
+        .iter()
+        .map(|w| {
+            let d = &w.def;
+            let reason = if d.state != WorkflowState::Active {
+                Some("workflow is Inactive".to_string())
+            } else if d.bucket != bucket {
+                Some(format!("bucket is {:?}, not {:?}", bucket, d.bucket))
+            } else if !key.starts_with(&d.prefix) {
+                Some(format!("key is outside prefix {:?}", d.prefix))
+            } else if d
+                .output_prefix
+                .as_deref()
+                .is_some_and(|o| key.starts_with(o))
+            {
+                Some("key is under the workflow's output prefix".to_string())
+            } else {
+                match &media {
+                    MediaCheck::NotAFile => Some("folder markers never trigger".to_string()),
+                    MediaCheck::NotMedia(ext) => {
+                        Some(format!("extension {ext:?} is not a media extension"))
+                    }
+                    MediaCheck::NoExtension | MediaCheck::Media(_) => None,
+                }
+            };
+            Decision {
+                name: d.name.clone(),
+                matched: reason.is_none(),
+                reason: reason.unwrap_or_else(|| "matched".into()),
+            }
+        })
+        .collect();
+    Matching { media, decisions }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,7 +295,82 @@ mod tests {
         assert_eq!(media_check(".mp4"), MediaCheck::Media("mp4".into()));
     }
 
+    fn workflow(name: &str, state: WorkflowState, prefix: &str, output: Option<&str>) -> Workflow {
+        Workflow {
+            id: name.into(),
+            source: "api".into(),
+            def: WorkflowDef {
+                name: name.into(),
+                state,
+                bucket: "media-input".into(),
+                prefix: prefix.into(),
+                output_prefix: output.map(Into::into),
+                sink: Sink::Mps {
+                    media_workflow_id: "wf".into(),
+                },
+            },
+        }
+    }
+
+    #[test]
+    fn decisions_name_their_reason() {
+        let wfs = vec![
+            workflow(
+                "hd",
+                WorkflowState::Active,
+                "uploads/",
+                Some("uploads/out/"),
+            ),
+            workflow("off", WorkflowState::Inactive, "uploads/", None),
+            workflow("test", WorkflowState::Active, "test", None),
+        ];
+        let m = decide(&wfs, "media-input", "uploads/alice/1/trip.MP4");
+        assert_eq!(
+            m.decisions.iter().map(|d| d.matched).collect::<Vec<_>>(),
+            [true, false, false]
+        );
+        assert_eq!(m.decisions[1].reason, "workflow is Inactive");
+        assert!(m.decisions[2].reason.contains("outside prefix"));
+        assert_eq!(
+            m.matched(&wfs)
+                .map(|w| w.def.name.as_str())
+                .collect::<Vec<_>>(),
+            ["hd"]
+        );
+
+        let m = decide(&wfs, "media-input", "test1/a.mp4");
+        assert!(
+            m.decisions[2].matched,
+            "plain string prefix: test matches test1/"
+        );
+        let m = decide(&wfs, "media-input", "uploads/out/a.mp4");
+        assert!(!m.decisions[0].matched);
+        assert!(m.decisions[0].reason.contains("output prefix"));
+        let m = decide(&wfs, "other-bucket", "uploads/a.mp4");
+        assert!(m.decisions.iter().all(|d| !d.matched));
+        let m = decide(&wfs, "media-input", "uploads/a/notes.txt");
+        assert!(m.decisions.iter().all(|d| !d.matched));
+        assert_eq!(m.skip_reason(), "not a media file (extension \"txt\")");
+    }
+
     proptest! {
+        #[test]
+        fn a_match_implies_every_rule(
+            prefix in "[a-z/]{0,6}",
+            key in "[a-zA-Z/.]{0,16}",
+            active in any::<bool>(),
+            same_bucket in any::<bool>(),
+        ) {
+            let state = if active { WorkflowState::Active } else { WorkflowState::Inactive };
+            let wfs = vec![workflow("w", state, &prefix, Some("out/"))];
+            let bucket = if same_bucket { "media-input" } else { "elsewhere" };
+            let m = decide(&wfs, bucket, &key);
+            let expected = active && same_bucket && key.starts_with(&prefix)
+                && !key.starts_with("out/") && media_check(&key).is_media();
+            prop_assert_eq!(m.decisions[0].matched, expected);
+            prop_assert_eq!(m.matched(&wfs).count(), usize::from(expected));
+        }
+
         #[test]
         fn listed_extensions_match_in_any_case(
             stem in "[a-zA-Z0-9 _-]{0,20}",

@@ -1,7 +1,10 @@
 //! `TestApp::spawn()`: the real application on port 0 with a fresh database (SQLite, or
 //! PostgreSQL when `MEDIAGATE_TEST_POSTGRES_URL` names a server) and a loopback STS.
 
+pub mod mps_fake;
+pub mod notify;
 pub mod sts_fake;
+pub mod webhook_receiver;
 
 use std::sync::Arc;
 
@@ -13,14 +16,36 @@ use serde_json::{Value, json};
 use sqlx::Connection;
 use tokio::sync::oneshot;
 
+pub use mps_fake::MpsFake;
+pub use notify::{MnsSigner, OssSigner};
 pub use sts_fake::StsFake;
+pub use webhook_receiver::WebhookReceiver;
 
 pub const JWT_SECRET: &str = "test-jwt-secret-0123456789abcdef0123456789";
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+pub const S3_TOKEN: &str = "test-s3-token-0123456789";
+pub const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+/// Where the test OSS callback key is "published" (pinned in the configuration).
+pub const OSS_KEY_URL: &str = "https://gosspublic.alicdn.com/mediagate_test_key.pem";
+pub const MNS_CERT_URL: &str = "https://mnstest.oss-cn-hangzhou.aliyuncs.com/mediagate_test.pem";
+
+/// One signer pair per test binary: RSA key generation is slow in debug builds.
+pub fn oss_signer() -> &'static OssSigner {
+    static SIGNER: std::sync::OnceLock<OssSigner> = std::sync::OnceLock::new();
+    SIGNER.get_or_init(|| OssSigner::new(OSS_KEY_URL))
+}
+
+pub fn mns_signer() -> &'static MnsSigner {
+    static SIGNER: std::sync::OnceLock<MnsSigner> = std::sync::OnceLock::new();
+    SIGNER.get_or_init(|| MnsSigner::new(MNS_CERT_URL))
+}
 
 pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
     pub sts: StsFake,
+    pub mps: MpsFake,
+    pub hooks: WebhookReceiver,
     pub app: Arc<App>,
     shutdown: Option<oneshot::Sender<()>>,
     _dir: tempfile::TempDir,
@@ -45,6 +70,21 @@ pub fn config_for(sts: &StsFake, database_url: String) -> Config {
     c.sts.access_key_secret = SecretString::from(sts_fake::ACCESS_KEY_SECRET);
     c.sts.role_arn = sts_fake::ROLE_ARN.into();
     c.sts.timeout_ms = 2000;
+    c.auth.admin_token = Some(SecretString::from(ADMIN_TOKEN));
+    c.notifications.s3_token = Some(SecretString::from(S3_TOKEN));
+    c.notifications
+        .oss_pinned_keys
+        .insert(OSS_KEY_URL.into(), oss_signer().public_pem.clone());
+    c.notifications
+        .mns_pinned_certs
+        .insert(MNS_CERT_URL.into(), mns_signer().cert_pem.clone());
+    // Fast retries so outage tests finish in seconds.
+    c.processing.backoff_base_ms = 50;
+    c.processing.backoff_max_ms = 200;
+    c.processing.poll_interval_ms = 50;
+    c.processing.webhook_timeout_ms = 2000;
+    c.mps.timeout_ms = 2000;
+    c.processing.lease_seconds = 3;
     c
 }
 
@@ -73,8 +113,11 @@ impl TestApp {
 
     pub async fn spawn_with(customise: impl FnOnce(&mut Config)) -> TestApp {
         let sts = StsFake::start().await;
+        let mps = MpsFake::start().await;
+        let hooks = WebhookReceiver::start(WEBHOOK_SECRET).await;
         let dir = tempfile::tempdir().unwrap();
         let mut config = test_config(&sts, dir.path()).await;
+        config.mps.endpoint = mps.url.clone();
         customise(&mut config);
         assert_eq!(config.validate(), Vec::<String>::new());
         let app = App::build(config).await.expect("app builds");
@@ -88,6 +131,8 @@ impl TestApp {
             base,
             client: reqwest::Client::new(),
             sts,
+            mps,
+            hooks,
             app,
             shutdown: Some(tx),
             _dir: dir,
@@ -120,6 +165,107 @@ impl TestApp {
             .send()
             .await
             .unwrap()
+    }
+}
+
+impl TestApp {
+    /// Sends a signed OSS upload callback with a form body, as OSS does.
+    pub async fn oss_callback(&self, form: &str) -> reqwest::Response {
+        let path = "/v1/notifications/oss-callback";
+        let (authorization, key_url) = oss_signer().sign(path, None, form.as_bytes());
+        self.client
+            .post(self.url(path))
+            .header("authorization", authorization)
+            .header("x-oss-pub-key-url", key_url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form.to_owned())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// The callback OSS sends for `key` with the body mediagate asks for.
+    pub async fn upload_completed(&self, key: &str, etag: &str, upload_id: &str) -> reqwest::Response {
+        let form = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("bucket", "media-input")
+            .append_pair("object", key)
+            .append_pair("etag", etag)
+            .append_pair("size", "1048576")
+            .append_pair("mimeType", "video/mp4")
+            .append_pair("upload_id", upload_id)
+            .finish();
+        self.oss_callback(&form).await
+    }
+
+    pub async fn s3_event(&self, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url("/v1/notifications/s3-events"))
+            .bearer_auth(S3_TOKEN)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> reqwest::Response {
+        let mut request = self.client.request(method, self.url(path)).bearer_auth(ADMIN_TOKEN);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.unwrap()
+    }
+
+    /// Creates an Active webhook workflow on `media-input` for `prefix`, delivering to the
+    /// test receiver; returns its id.
+    pub async fn webhook_workflow(&self, name: &str, prefix: &str) -> String {
+        let body = json!({"name": name, "state": "Active", "bucket": "media-input", "prefix": prefix,
+            "sink": "webhook", "webhook_url": self.hooks.url, "webhook_secret": WEBHOOK_SECRET});
+        self.create_workflow(body).await
+    }
+
+    pub async fn mps_workflow(&self, name: &str, prefix: &str) -> String {
+        let body = json!({"name": name, "state": "Active", "bucket": "media-input", "prefix": prefix,
+            "sink": "mps", "media_workflow_id": mps_fake::MEDIA_WORKFLOW_ID});
+        self.create_workflow(body).await
+    }
+
+    async fn create_workflow(&self, body: Value) -> String {
+        let response = self.admin(reqwest::Method::POST, "/v1/admin/workflows", Some(body)).await;
+        assert_eq!(response.status(), 201);
+        let created: Value = response.json().await.unwrap();
+        created["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Requests an upload for `user` and returns (upload id, object key).
+    pub async fn issue(&self, user: &str, file: &str, media: Value) -> (String, String) {
+        let body: Value = self
+            .create_upload(&self.token(user), json!({"file_name": file, "media": media}))
+            .await
+            .json()
+            .await
+            .unwrap();
+        (
+            body["upload_id"].as_str().unwrap().to_owned(),
+            body["object_key"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// Polls the upload until `done` holds for it, or panics after 10 s.
+    pub async fn wait_upload(&self, user: &str, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let upload: Value = self
+                .get(&self.token(user), &format!("/v1/uploads/{id}"))
+                .await
+                .json()
+                .await
+                .unwrap();
+            if done(&upload) {
+                return upload;
+            }
+            assert!(std::time::Instant::now() < deadline, "upload never got there: {upload}");
+            tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        }
     }
 }
 

@@ -1,0 +1,225 @@
+//! `/v1/admin/*`: workflows, matching explanations and the trigger queue, for operators
+//! holding `auth.admin_token`.
+
+use std::sync::Arc;
+
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::error::ApiError;
+use super::extract::{Json, Query};
+use crate::app::App;
+use crate::config::{SinkKind, WorkflowConfig, WorkflowState};
+use crate::signing::constant_time_eq;
+use crate::store::Saved;
+use crate::workflows::{Sink, Workflow, WorkflowDef, decide};
+
+/// An operator authenticated with `auth.admin_token`; with no token configured the admin API
+/// is closed.
+pub struct Admin;
+
+impl FromRequestParts<Arc<App>> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
+        let denied = || ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "admin token required");
+        let expected = app.config.auth.admin_token.as_ref().ok_or_else(denied)?;
+        let presented = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|h| h.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| t.trim())
+            .ok_or_else(denied)?;
+        if constant_time_eq(presented.as_bytes(), expected.expose_secret().as_bytes()) {
+            Ok(Admin)
+        } else {
+            Err(denied())
+        }
+    }
+}
+
+/// A workflow as the admin API shows it: the webhook secret is never returned.
+#[derive(Serialize)]
+pub struct WorkflowView {
+    id: String,
+    name: String,
+    state: WorkflowState,
+    bucket: String,
+    prefix: String,
+    output_prefix: Option<String>,
+    sink: SinkKind,
+    media_workflow_id: Option<String>,
+    webhook_url: Option<String>,
+    webhook_secret_set: bool,
+    source: String,
+}
+
+impl From<Workflow> for WorkflowView {
+    fn from(w: Workflow) -> Self {
+        let (media_workflow_id, webhook_url) = match &w.def.sink {
+            Sink::Mps { media_workflow_id } => (Some(media_workflow_id.clone()), None),
+            Sink::Webhook { url, .. } => (None, Some(url.clone())),
+        };
+        WorkflowView {
+            sink: w.def.sink.kind(),
+            webhook_secret_set: matches!(w.def.sink, Sink::Webhook { .. }),
+            id: w.id,
+            name: w.def.name,
+            state: w.def.state,
+            bucket: w.def.bucket,
+            prefix: w.def.prefix,
+            output_prefix: w.def.output_prefix,
+            media_workflow_id,
+            webhook_url,
+            source: w.source,
+        }
+    }
+}
+
+fn parse_def(spec: WorkflowConfig) -> Result<WorkflowDef, ApiError> {
+    WorkflowDef::parse(spec).map_err(|problems| ApiError::invalid_request(problems.join("; ")))
+}
+
+fn saved(result: Saved, status: StatusCode) -> Result<Response, ApiError> {
+    match result {
+        Saved::Saved(w) => Ok((status, axum::Json(WorkflowView::from(w))).into_response()),
+        Saved::NameTaken => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "name_taken",
+            "a workflow with this name exists",
+        )),
+        Saved::NotFound => Err(ApiError::not_found()),
+    }
+}
+
+pub async fn list_workflows(State(app): State<Arc<App>>, _: Admin) -> Result<Response, ApiError> {
+    let workflows: Vec<WorkflowView> = app.store.list_workflows().await?.into_iter().map(Into::into).collect();
+    Ok(axum::Json(json!({ "workflows": workflows })).into_response())
+}
+
+pub async fn create_workflow(
+    State(app): State<Arc<App>>,
+    _: Admin,
+    Json(spec): Json<WorkflowConfig>,
+) -> Result<Response, ApiError> {
+    let def = parse_def(spec)?;
+    saved(app.store.create_workflow(def).await?, StatusCode::CREATED)
+}
+
+pub async fn get_workflow(
+    State(app): State<Arc<App>>,
+    _: Admin,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    match app.store.get_workflow(&id).await? {
+        Some(w) => Ok(axum::Json(WorkflowView::from(w)).into_response()),
+        None => Err(ApiError::not_found()),
+    }
+}
+
+pub async fn update_workflow(
+    State(app): State<Arc<App>>,
+    _: Admin,
+    Path(id): Path<String>,
+    Json(spec): Json<WorkflowConfig>,
+) -> Result<Response, ApiError> {
+    let def = parse_def(spec)?;
+    saved(app.store.update_workflow(&id, def).await?, StatusCode::OK)
+}
+
+pub async fn delete_workflow(
+    State(app): State<Arc<App>>,
+    _: Admin,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    if app.store.delete_workflow(&id).await? {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError::not_found())
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatchParams {
+    bucket: String,
+    key: String,
+}
+
+/// `GET /v1/admin/match?bucket=B&key=K`: which workflows the object would trigger, and why.
+pub async fn explain_match(
+    State(app): State<Arc<App>>,
+    _: Admin,
+    Query(p): Query<MatchParams>,
+) -> Result<Response, ApiError> {
+    let workflows = app.store.list_workflows().await?;
+    Ok(axum::Json(match_report(&workflows, &p.bucket, &p.key)).into_response())
+}
+
+/// The match explanation shared by the admin API and `mediagate match`.
+pub fn match_report(workflows: &[Workflow], bucket: &str, key: &str) -> serde_json::Value {
+    let m = decide(workflows, bucket, key);
+    let extension = match &m.media {
+        crate::workflows::MediaCheck::Media(e) | crate::workflows::MediaCheck::NotMedia(e) => Some(e.clone()),
+        _ => None,
+    };
+    json!({
+        "bucket": bucket,
+        "key": key,
+        "media": m.media.is_media(),
+        "extension": extension,
+        "workflows": m.decisions,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerParams {
+    state: Option<String>,
+    limit: Option<u32>,
+}
+
+/// `GET /v1/admin/triggers?state=failed|dead|pending|in_flight|delivered&limit=`.
+pub async fn list_triggers(
+    State(app): State<Arc<App>>,
+    _: Admin,
+    Query(p): Query<TriggerParams>,
+) -> Result<Response, ApiError> {
+    let state = p.state.unwrap_or_else(|| "failed".into());
+    if !matches!(state.as_str(), "pending" | "in_flight" | "failed" | "dead" | "delivered") {
+        return Err(ApiError::bad_request("state must be one of pending, in_flight, failed, dead, delivered"));
+    }
+    let limit = p.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request("limit must be between 1 and 1000"));
+    }
+    let triggers = app.store.list_triggers(&state, limit).await?;
+    Ok(axum::Json(json!({ "triggers": triggers })).into_response())
+}
+
+/// `POST /v1/admin/triggers/{id}/retry`: a failed or dead trigger goes back in the queue.
+pub async fn retry_trigger(
+    State(app): State<Arc<App>>,
+    _: Admin,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    if let Some(t) = app.store.retry_trigger(&id).await? {
+        app.wake_worker.notify_one();
+        return Ok(axum::Json(t).into_response());
+    }
+    match app.store.get_trigger(&id).await? {
+        Some(t) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "invalid_state",
+            format!("trigger is {}; only failed or dead triggers can be retried", t.state),
+        )),
+        None => Err(ApiError::not_found()),
+    }
+}

@@ -1,0 +1,420 @@
+//! `/v1/notifications/*`: what object stores send after an upload. Each is authenticated by
+//! its own signature or token (never a user JWT), recorded durably, then answered; sinks are
+//! never called inline (OSS gives a callback 5 s).
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tracing::{info, warn};
+
+use super::error::ApiError;
+use crate::app::App;
+use crate::callbacks::keys::KeyError;
+use crate::callbacks::{mns, oss};
+use crate::media::MediaAttributesInput;
+use crate::processing::{ObjectEvent, accept};
+use crate::signing::constant_time_eq;
+use crate::store::Recorded;
+
+fn invalid_signature(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid_signature", message)
+}
+
+impl From<KeyError> for ApiError {
+    fn from(e: KeyError) -> Self {
+        match e {
+            KeyError::Unavailable(m) => ApiError {
+                retry_after: Some(std::time::Duration::from_secs(5)),
+                ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "key_unavailable", m)
+            },
+            KeyError::NotAllowed(m) | KeyError::Invalid(m) => invalid_signature(m),
+        }
+    }
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Records one event and wakes the worker when it queued triggers.
+async fn record(app: &App, event: ObjectEvent) -> Result<Recorded, ApiError> {
+    let (bucket, key, source) = (event.bucket.clone(), event.key.clone(), event.source);
+    let recorded = accept(&app.store, &app.prefix, &app.config.storage.region, event).await?;
+    match &recorded {
+        Recorded::Accepted { triggers, upload_id } => {
+            info!(source, %bucket, %key, triggers, upload_id = upload_id.as_deref().unwrap_or(""), "object event recorded");
+            if *triggers > 0 {
+                app.wake_worker.notify_one();
+            }
+        }
+        Recorded::Duplicate { .. } => info!(source, %bucket, %key, "duplicate object event ignored"),
+    }
+    Ok(recorded)
+}
+
+/// `POST /v1/notifications/oss-callback`: OSS's upload callback, RSA-verified.
+pub async fn oss_callback(
+    State(app): State<Arc<App>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let authorization = header(&headers, "authorization")
+        .ok_or_else(|| invalid_signature("missing authorization header"))?;
+    let key_url = header(&headers, "x-oss-pub-key-url")
+        .ok_or_else(|| invalid_signature("missing x-oss-pub-key-url header"))?;
+    let key = app.keys.oss_callback_key(key_url).await?;
+    let signed = oss::callback_string_to_sign(uri.path(), uri.query(), &body);
+    oss::verify_callback(&key, authorization, &signed)
+        .map_err(|e| invalid_signature(e.to_string()))?;
+
+    let is_json = header(&headers, "content-type").is_some_and(|c| c.contains("json"));
+    let fields = callback_fields(&body, is_json)?;
+    let text = |k: &str| fields.get(k).and_then(field_text);
+    let event = ObjectEvent {
+        source: "oss-callback",
+        bucket: text("bucket").ok_or_else(|| ApiError::bad_request("callback body has no bucket"))?,
+        key: text("object").ok_or_else(|| ApiError::bad_request("callback body has no object"))?,
+        etag: text("etag").unwrap_or_default().trim_matches('"').to_owned(),
+        size: fields.get("size").and_then(field_number),
+        content_type: text("mimeType").filter(|m| !m.is_empty()),
+        upload_hint: text("upload_id").or_else(|| text("x:upload_id")),
+        media_overrides: overrides(|k| text(&format!("x:{k}")).or_else(|| text(k))),
+    };
+    let recorded = record(&app, event).await?;
+    let (upload_id, duplicate) = match recorded {
+        Recorded::Accepted { upload_id, .. } => (upload_id, false),
+        Recorded::Duplicate { upload_id } => (upload_id, true),
+    };
+    Ok(axum::Json(json!({"Status": "OK", "upload_id": upload_id, "duplicate": duplicate})).into_response())
+}
+
+/// The callback body as a flat map: JSON object, or form fields (OSS URL-encodes the values it
+/// substitutes, so form decoding restores them).
+fn callback_fields(body: &[u8], is_json: bool) -> Result<serde_json::Map<String, Value>, ApiError> {
+    if is_json {
+        match serde_json::from_slice::<Value>(body) {
+            Ok(Value::Object(map)) => Ok(map),
+            Ok(_) => Err(ApiError::bad_request("callback body must be a JSON object")),
+            Err(e) => Err(ApiError::bad_request(format!("malformed JSON: {e}"))),
+        }
+    } else {
+        Ok(url::form_urlencoded::parse(body)
+            .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
+            .collect())
+    }
+}
+
+fn field_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn field_number(v: &Value) -> Option<i64> {
+    match v {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// Media attribute overrides from custom variables (`title`, `description`, `tags` as a
+/// comma-separated list, `cate_id`, `cover_url`, `user_data`).
+fn overrides(get: impl Fn(&str) -> Option<String>) -> MediaAttributesInput {
+    MediaAttributesInput {
+        title: get("title"),
+        description: get("description"),
+        tags: get("tags").map(|t| {
+            t.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        }),
+        cate_id: get("cate_id").and_then(|c| c.trim().parse().ok()),
+        cover_url: get("cover_url"),
+        user_data: get("user_data"),
+    }
+}
+
+/// Object-created events MPS treats as new objects; multipart steps are not.
+const OSS_CREATED: &[&str] = &[
+    "ObjectCreated:PutObject",
+    "ObjectCreated:PostObject",
+    "ObjectCreated:CopyObject",
+    "ObjectCreated:AppendObject",
+    "ObjectCreated:CompleteMultipartUpload",
+    "ObjectCreated:PutSymlink",
+];
+
+#[derive(Default, serde::Serialize)]
+struct Tally {
+    accepted: usize,
+    duplicates: usize,
+    ignored: usize,
+}
+
+impl Tally {
+    fn add(&mut self, r: &Recorded) {
+        match r {
+            Recorded::Accepted { .. } => self.accepted += 1,
+            Recorded::Duplicate { .. } => self.duplicates += 1,
+        }
+    }
+}
+
+/// `POST /v1/notifications/oss-events`: OSS events pushed by MNS, RSA-SHA1 verified.
+pub async fn oss_events(
+    State(app): State<Arc<App>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let authorization = header(&headers, "authorization")
+        .ok_or_else(|| invalid_signature("missing authorization header"))?;
+    let cert_url = header(&headers, "x-mns-signing-cert-url")
+        .ok_or_else(|| invalid_signature("missing x-mns-signing-cert-url header"))?;
+    let date = header(&headers, "date").ok_or_else(|| invalid_signature("missing date header"))?;
+    mns::check_date(date, chrono::Utc::now()).map_err(|e| invalid_signature(e.to_string()))?;
+    let key = app.keys.mns_cert_key(cert_url).await?;
+    let all: Vec<(String, String)> = headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+        .collect();
+    let path_and_query = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+    let string_to_sign = mns::string_to_sign(
+        "POST",
+        header(&headers, "content-md5").unwrap_or_default(),
+        header(&headers, "content-type").unwrap_or_default(),
+        date,
+        &all,
+        path_and_query,
+    );
+    mns::verify(&key, authorization, &string_to_sign).map_err(|e| invalid_signature(e.to_string()))?;
+
+    let text = std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("body is not base64 text"))?;
+    let decoded = B64
+        .decode(text.trim())
+        .map_err(|_| ApiError::bad_request("body is not valid base64"))?;
+    let message: OssEventMessage = serde_json::from_slice(&decoded)
+        .map_err(|e| ApiError::bad_request(format!("malformed event JSON: {e}")))?;
+    let mut tally = Tally::default();
+    for event in message.events {
+        if !OSS_CREATED.contains(&event.event_name.as_str()) {
+            tally.ignored += 1;
+            continue;
+        }
+        let vars = event.x_vars.unwrap_or_default();
+        let r = record(
+            &app,
+            ObjectEvent {
+                source: "oss-events",
+                bucket: event.oss.bucket.name,
+                key: percent_decode(&event.oss.object.key),
+                etag: event.oss.object.etag.unwrap_or_default().trim_matches('"').to_owned(),
+                size: event.oss.object.size,
+                content_type: None,
+                upload_hint: vars.get("x:upload_id").cloned(),
+                media_overrides: overrides(|k| vars.get(&format!("x:{k}")).cloned()),
+            },
+        )
+        .await?;
+        tally.add(&r);
+    }
+    Ok(axum::Json(tally).into_response())
+}
+
+#[derive(Deserialize)]
+struct OssEventMessage {
+    events: Vec<OssEvent>,
+}
+
+#[derive(Deserialize)]
+struct OssEvent {
+    #[serde(rename = "eventName")]
+    event_name: String,
+    oss: OssEventObject,
+    #[serde(rename = "xVars")]
+    x_vars: Option<std::collections::HashMap<String, String>>,
+}
+
+#[derive(Deserialize)]
+struct OssEventObject {
+    bucket: NamedBucket,
+    object: EventObject,
+}
+
+#[derive(Deserialize)]
+struct NamedBucket {
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct EventObject {
+    key: String,
+    size: Option<i64>,
+    #[serde(rename = "eTag")]
+    etag: Option<String>,
+}
+
+/// `%XX` decoding only: OSS event keys never use `+` for space.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Some(b) = std::str::from_utf8(&bytes[i + 1..i + 3])
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(b);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `POST /v1/notifications/s3-events`: S3-style `Records` from AWS S3, MinIO or Ceph RGW
+/// (also inside an SNS `Notification`), authenticated by `notifications.s3_token`.
+pub async fn s3_events(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let expected = app
+        .config
+        .notifications
+        .s3_token
+        .as_ref()
+        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "S3 notifications are not enabled (notifications.s3_token)"))?;
+    let presented = header(&headers, "authorization")
+        .and_then(|h| h.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim());
+    if !presented.is_some_and(|t| constant_time_eq(t.as_bytes(), expected.expose_secret().as_bytes())) {
+        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "missing or wrong bearer token"));
+    }
+    let mut doc: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))?;
+    if doc.get("Type").and_then(Value::as_str) == Some("Notification") {
+        let message = doc.get("Message").and_then(Value::as_str).unwrap_or_default();
+        doc = serde_json::from_str(message)
+            .map_err(|e| ApiError::bad_request(format!("malformed SNS Message: {e}")))?;
+    } else if doc.get("Type").and_then(Value::as_str) == Some("SubscriptionConfirmation") {
+        // Confirming would mean fetching a URL the sender chose; an operator confirms by hand.
+        warn!("SNS subscription confirmation received; confirm it from the SNS console");
+        return Ok(axum::Json(json!({"accepted": 0, "duplicates": 0, "ignored": 0})).into_response());
+    }
+    let records: Vec<S3Record> = match doc.get("Records") {
+        Some(r) => serde_json::from_value(r.clone())
+            .map_err(|e| ApiError::bad_request(format!("malformed Records: {e}")))?,
+        // MinIO's test event and other record-less messages.
+        None => Vec::new(),
+    };
+    let mut tally = Tally::default();
+    for r in records {
+        let created = r.event_name.starts_with("s3:ObjectCreated:") || r.event_name.starts_with("ObjectCreated:");
+        if !created {
+            tally.ignored += 1;
+            continue;
+        }
+        let key = decode_s3_key(&r.s3.object.key, r.event_source.as_deref().unwrap_or("aws:s3"));
+        let meta = r.s3.object.user_metadata.unwrap_or_default();
+        let meta_get = |k: &str| {
+            meta.iter()
+                .find(|(name, _)| {
+                    let n = name.to_ascii_lowercase();
+                    n == k || n == format!("x-amz-meta-{k}")
+                })
+                .map(|(_, v)| v.clone())
+        };
+        let recorded = record(
+            &app,
+            ObjectEvent {
+                source: "s3-events",
+                bucket: r.s3.bucket.name,
+                key,
+                etag: r.s3.object.etag.unwrap_or_default().trim_matches('"').to_owned(),
+                size: r.s3.object.size,
+                content_type: r.s3.object.content_type,
+                upload_hint: meta_get("upload_id"),
+                media_overrides: overrides(meta_get),
+            },
+        )
+        .await?;
+        tally.add(&recorded);
+    }
+    Ok(axum::Json(tally).into_response())
+}
+
+/// AWS form-encodes keys (`+` for space); MinIO URL-encodes them the same way; Ceph RGW sends
+/// them as they are.
+fn decode_s3_key(key: &str, event_source: &str) -> String {
+    if event_source.starts_with("ceph") {
+        key.to_owned()
+    } else {
+        url::form_urlencoded::parse(format!("k={}", key.replace('&', "%26").replace('=', "%3D")).as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default()
+    }
+}
+
+#[derive(Deserialize)]
+struct S3Record {
+    #[serde(rename = "eventName")]
+    event_name: String,
+    #[serde(rename = "eventSource")]
+    event_source: Option<String>,
+    s3: S3Entity,
+}
+
+#[derive(Deserialize)]
+struct S3Entity {
+    bucket: NamedBucket,
+    object: S3Object,
+}
+
+#[derive(Deserialize)]
+struct S3Object {
+    key: String,
+    size: Option<i64>,
+    #[serde(rename = "eTag")]
+    etag: Option<String>,
+    #[serde(rename = "contentType")]
+    content_type: Option<String>,
+    #[serde(rename = "userMetadata")]
+    user_metadata: Option<std::collections::HashMap<String, String>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_decoding_per_sender() {
+        assert_eq!(decode_s3_key("dir%2Fmy+clip.mp4", "minio:s3"), "dir/my clip.mp4");
+        assert_eq!(decode_s3_key("my+clip%2B1.mp4", "aws:s3"), "my clip+1.mp4");
+        assert_eq!(decode_s3_key("a&b=c.mp4", "aws:s3"), "a&b=c.mp4");
+        assert_eq!(decode_s3_key("my+clip%.mp4", "ceph:s3"), "my+clip%.mp4");
+        assert_eq!(percent_decode("dir/a%20b+c.mp4"), "dir/a b+c.mp4");
+        assert_eq!(percent_decode("bad%zz%4"), "bad%zz%4");
+        assert_eq!(percent_decode("%E8%A7%86.mp4"), "视.mp4");
+    }
+}

@@ -1,0 +1,221 @@
+//! From a verified notification to a recorded event: link the upload it completes, decide
+//! which workflows it triggers, and queue those triggers, all in one transaction.
+
+use chrono::Utc;
+
+use super::Delivery;
+use crate::credentials::KeyPrefix;
+use crate::media::{MediaAttributes, MediaAttributesInput};
+use crate::store::{EventRow, NewTrigger, Recorded, Store, UploadChange, UploadRow};
+use crate::workflows::{Sink, decide};
+
+/// An object-created notification after its signature or token was checked and its key
+/// decoded.
+#[derive(Debug, Clone, Default)]
+pub struct ObjectEvent {
+    /// `oss-callback`, `oss-events` or `s3-events`.
+    pub source: &'static str,
+    pub bucket: String,
+    pub key: String,
+    pub etag: String,
+    pub size: Option<i64>,
+    pub content_type: Option<String>,
+    /// `x:upload_id` from the client; only trusted when it names the upload of this very key.
+    pub upload_hint: Option<String>,
+    /// `x:title` and friends: override the upload's media attributes when valid.
+    pub media_overrides: MediaAttributesInput,
+}
+
+/// Records `event` once per (bucket, key, ETag) and queues a trigger per matching workflow.
+pub async fn accept(
+    store: &Store,
+    prefix: &KeyPrefix,
+    region: &str,
+    event: ObjectEvent,
+) -> anyhow::Result<Recorded> {
+    let workflows = store.list_workflows().await?;
+    let matching = decide(&workflows, &event.bucket, &event.key);
+    let now = Utc::now().timestamp_millis();
+    let event_id = uuid::Uuid::now_v7().to_string();
+
+    let existing = linked_upload(store, prefix, &event).await?;
+    let owner = existing
+        .as_ref()
+        .map(|u| u.owner.clone())
+        .or_else(|| owner_segment(prefix, &event.key));
+    let base_media = existing
+        .as_ref()
+        .and_then(|u| serde_json::from_str::<MediaAttributes>(&u.media).ok())
+        .unwrap_or_default();
+    let media = merge_media(base_media, event.media_overrides.clone());
+
+    let change = match (&existing, &owner) {
+        (Some(u), _) => UploadChange::Existing { id: u.id.clone() },
+        (None, Some(owner)) if !event.key.ends_with('/') => {
+            let file_name = event.key.rsplit('/').next().unwrap_or_default().to_owned();
+            UploadChange::New(Box::new(UploadRow {
+                id: uuid::Uuid::now_v7().to_string(),
+                owner: owner.clone(),
+                subject: String::new(),
+                bucket: event.bucket.clone(),
+                object_key: event.key.clone(),
+                file_name,
+                size: event.size,
+                content_type: event.content_type.clone(),
+                mode: "external".into(),
+                media: serde_json::to_string(&media)?,
+                state: String::new(),
+                state_reason: None,
+                created_at: now,
+                uploaded_at: Some(now),
+                updated_at: now,
+            }))
+        }
+        _ => UploadChange::None,
+    };
+    let upload_id = match &change {
+        UploadChange::Existing { id } => Some(id.clone()),
+        UploadChange::New(row) => Some(row.id.clone()),
+        UploadChange::None => None,
+    };
+
+    let delivery = Delivery {
+        trigger_id: String::new(),
+        attempt: 0,
+        workflow: String::new(),
+        upload_id: upload_id.clone(),
+        user: owner,
+        bucket: event.bucket.clone(),
+        region: region.to_owned(),
+        object_key: event.key.clone(),
+        etag: event.etag.clone(),
+        size: event.size,
+        content_type: event.content_type.clone(),
+        media,
+    };
+    let triggers = matching
+        .matched(&workflows)
+        .map(|w| {
+            let payload = Delivery {
+                workflow: w.def.name.clone(),
+                ..delivery.clone()
+            };
+            Ok(NewTrigger {
+                id: uuid::Uuid::now_v7().to_string(),
+                workflow_id: w.id.clone(),
+                workflow_name: w.def.name.clone(),
+                sink: match w.def.sink {
+                    Sink::Mps { .. } => "mps".into(),
+                    Sink::Webhook { .. } => "webhook".into(),
+                },
+                payload: serde_json::to_string(&payload)?,
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+
+    let skip_reason = triggers.is_empty().then(|| matching.skip_reason());
+    let row = EventRow {
+        id: event_id,
+        bucket: event.bucket,
+        object_key: event.key,
+        etag: event.etag,
+        size: event.size,
+        content_type: event.content_type,
+        source: event.source.to_owned(),
+        upload_id,
+        outcome: if triggers.is_empty() { "skipped" } else { "queued" }.into(),
+        reason: skip_reason.clone(),
+        received_at: now,
+    };
+    let state = if triggers.is_empty() { "skipped" } else { "uploaded" };
+    store
+        .record_event(&row, &change, (state, skip_reason.as_deref()), &triggers)
+        .await
+}
+
+/// The upload this object completes: the one named by the hint or by the upload-id segment of
+/// the key, provided its bucket and key are exactly this object's.
+async fn linked_upload(
+    store: &Store,
+    prefix: &KeyPrefix,
+    event: &ObjectEvent,
+) -> anyhow::Result<Option<UploadRow>> {
+    let from_key = event
+        .key
+        .strip_prefix(prefix.as_str())
+        .and_then(|rest| rest.split('/').nth(1))
+        .map(str::to_owned);
+    for candidate in event.upload_hint.iter().chain(from_key.iter()) {
+        if uuid::Uuid::try_parse(candidate).is_err() {
+            continue;
+        }
+        if let Some(u) = store.get_upload(candidate).await?
+            && u.bucket == event.bucket
+            && u.object_key == event.key
+        {
+            return Ok(Some(u));
+        }
+    }
+    Ok(None)
+}
+
+/// The user segment of a key under `{prefix}{segment}/...`, when it has one.
+fn owner_segment(prefix: &KeyPrefix, key: &str) -> Option<String> {
+    let rest = key.strip_prefix(prefix.as_str())?;
+    let (segment, below) = rest.split_once('/')?;
+    (!segment.is_empty() && !below.is_empty()).then(|| segment.to_owned())
+}
+
+/// The upload's attributes with valid overrides applied; an override that breaks AddMedia's
+/// limits is dropped rather than failing the whole event.
+fn merge_media(base: MediaAttributes, overrides: MediaAttributesInput) -> MediaAttributes {
+    let merged = MediaAttributesInput {
+        title: overrides.title.or(base.title.clone()),
+        description: overrides.description.or(base.description.clone()),
+        tags: overrides.tags.or(Some(base.tags.clone())),
+        cate_id: overrides.cate_id.or(base.cate_id),
+        cover_url: overrides.cover_url.or(base.cover_url.clone()),
+        user_data: overrides.user_data.or(base.user_data.clone()),
+    };
+    MediaAttributes::parse(merged).unwrap_or(base)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owner_segment_needs_a_path_below_it() {
+        let p = KeyPrefix::parse("uploads/").unwrap();
+        assert_eq!(owner_segment(&p, "uploads/alice/1/a.mp4").as_deref(), Some("alice"));
+        assert_eq!(owner_segment(&p, "uploads/alice/"), None);
+        assert_eq!(owner_segment(&p, "uploads/a.mp4"), None);
+        assert_eq!(owner_segment(&p, "other/alice/a.mp4"), None);
+    }
+
+    #[test]
+    fn overrides_win_when_valid() {
+        let base = MediaAttributes {
+            title: Some("base".into()),
+            tags: vec!["a".into()],
+            ..Default::default()
+        };
+        let merged = merge_media(
+            base.clone(),
+            MediaAttributesInput {
+                title: Some("new".into()),
+                ..Default::default()
+            },
+        );
+        assert_eq!(merged.title.as_deref(), Some("new"));
+        assert_eq!(merged.tags, vec!["a".to_string()]);
+        let invalid = merge_media(
+            base.clone(),
+            MediaAttributesInput {
+                title: Some("t".repeat(200)),
+                ..Default::default()
+            },
+        );
+        assert_eq!(invalid, base);
+    }
+}

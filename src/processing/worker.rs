@@ -1,0 +1,142 @@
+//! The worker: claims due triggers, delivers them to their sink, and records the outcome with
+//! exponential backoff and jitter until the retry budget is spent, then `dead`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::Notify;
+use tracing::{info, warn};
+
+use super::mps::MpsClient;
+use super::webhook::WebhookClient;
+use super::{Delivered, Delivery, DeliveryError};
+use crate::config::Config;
+use crate::store::{Claimed, Store, now_millis};
+use crate::workflows::Sink;
+
+pub struct Worker {
+    store: Store,
+    mps: MpsClient,
+    webhook: WebhookClient,
+    max_attempts: u32,
+    backoff_base: Duration,
+    backoff_max: Duration,
+    lease_ms: i64,
+    poll: Duration,
+    batch: u32,
+    /// Woken when an event queues triggers, so delivery does not wait for the next poll.
+    wake: Arc<Notify>,
+}
+
+impl Worker {
+    pub fn new(config: &Config, store: Store, wake: Arc<Notify>) -> anyhow::Result<Worker> {
+        let p = &config.processing;
+        let mps = MpsClient::new(
+            &config.mps.endpoint,
+            config
+                .mps
+                .access_key_id
+                .clone()
+                .unwrap_or_else(|| config.sts.access_key_id.clone()),
+            config
+                .mps
+                .access_key_secret
+                .clone()
+                .unwrap_or_else(|| SecretString::from(config.sts.access_key_secret.expose_secret())),
+            Duration::from_millis(config.mps.timeout_ms),
+        )?;
+        Ok(Worker {
+            store,
+            mps,
+            webhook: WebhookClient::new(Duration::from_millis(p.webhook_timeout_ms))?,
+            max_attempts: p.max_attempts.max(1),
+            backoff_base: Duration::from_millis(p.backoff_base_ms),
+            backoff_max: Duration::from_millis(p.backoff_max_ms),
+            lease_ms: (p.lease_seconds * 1000) as i64,
+            poll: Duration::from_millis(p.poll_interval_ms),
+            batch: p.concurrency.max(1) as u32,
+            wake,
+        })
+    }
+
+    /// Claims what is due now and delivers it (concurrently); returns how many were attempted.
+    pub async fn run_once(&self) -> anyhow::Result<usize> {
+        let claimed = self.store.claim_triggers(self.batch, self.lease_ms).await?;
+        let n = claimed.len();
+        let attempts = claimed.into_iter().map(|t| self.attempt(t));
+        for result in futures_util::future::join_all(attempts).await {
+            if let Err(e) = result {
+                warn!(error = format!("{e:#}"), "recording a delivery outcome failed");
+            }
+        }
+        Ok(n)
+    }
+
+    /// Runs until `stop` resolves, polling when idle and waking early when woken.
+    pub async fn run(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) {
+        tokio::pin!(stop);
+        loop {
+            let worked = match self.run_once().await {
+                Ok(n) => n > 0,
+                Err(e) => {
+                    warn!(error = format!("{e:#}"), "claiming triggers failed");
+                    false
+                }
+            };
+            if worked {
+                continue;
+            }
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(self.poll) => {}
+            }
+        }
+    }
+
+    async fn attempt(&self, t: Claimed) -> anyhow::Result<()> {
+        let attempt = u32::try_from(t.attempts).unwrap_or(u32::MAX);
+        let outcome = match serde_json::from_str::<Delivery>(&t.payload) {
+            Ok(mut delivery) => {
+                delivery.trigger_id = t.id.clone();
+                delivery.attempt = attempt;
+                self.deliver(&t, &delivery).await
+            }
+            Err(e) => Err(DeliveryError::Fatal(format!("unreadable trigger payload: {e}"))),
+        };
+        match outcome {
+            Ok(Delivered { media_id }) => {
+                info!(trigger = %t.id, workflow = %t.workflow_name, attempt, "trigger delivered");
+                self.store.trigger_delivered(&t, media_id.as_deref()).await?;
+            }
+            Err(DeliveryError::Retry(reason)) if attempt < self.max_attempts => {
+                let delay = crate::sts::backoff(attempt - 1, self.backoff_base, self.backoff_max)
+                    .max(self.backoff_base / 2);
+                warn!(trigger = %t.id, workflow = %t.workflow_name, attempt, %reason, retry_in_ms = delay.as_millis() as u64, "delivery failed");
+                let at = now_millis() + delay.as_millis() as i64;
+                self.store.trigger_failed(&t, &reason, Some(at)).await?;
+            }
+            Err(DeliveryError::Retry(reason) | DeliveryError::Fatal(reason)) => {
+                warn!(trigger = %t.id, workflow = %t.workflow_name, attempt, %reason, "trigger is dead");
+                self.store.trigger_failed(&t, &reason, None).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn deliver(&self, t: &Claimed, delivery: &Delivery) -> Result<Delivered, DeliveryError> {
+        // The workflow as it is now: a deleted workflow ends its triggers, a changed URL or
+        // secret applies to the next attempt.
+        let workflow = self
+            .store
+            .get_workflow(&t.workflow_id)
+            .await
+            .map_err(|e| DeliveryError::Retry(format!("reading workflow: {e}")))?
+            .ok_or_else(|| DeliveryError::Fatal("workflow was deleted".into()))?;
+        match &workflow.def.sink {
+            Sink::Mps { media_workflow_id } => self.mps.add_media(delivery, media_workflow_id).await,
+            Sink::Webhook { url, secret } => self.webhook.deliver(delivery, url, secret).await,
+        }
+    }
+}

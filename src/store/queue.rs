@@ -1,0 +1,383 @@
+//! Object events and the trigger queue. An event, the upload it completes and its triggers are
+//! written in one transaction, before the notification is answered; workers claim due
+//! triggers with a lease, so a crashed worker's claims are taken over when the lease ends.
+
+use anyhow::Context;
+use sqlx::Row;
+
+use super::{Backend, Store, UploadRow, now_millis};
+
+/// An accepted object-created notification, as stored.
+#[derive(Debug, Clone)]
+pub struct EventRow {
+    pub id: String,
+    pub bucket: String,
+    pub object_key: String,
+    pub etag: String,
+    pub size: Option<i64>,
+    pub content_type: Option<String>,
+    pub source: String,
+    pub upload_id: Option<String>,
+    /// `queued` or `skipped`.
+    pub outcome: String,
+    pub reason: Option<String>,
+    pub received_at: i64,
+}
+
+/// What the event does to the upload it completes.
+#[derive(Debug, Clone)]
+pub enum UploadChange {
+    /// An upload requested through `POST /v1/uploads`.
+    Existing { id: String },
+    /// An object under a user's prefix nobody announced: recorded in their history.
+    New(Box<UploadRow>),
+    /// Not under any user's prefix.
+    None,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewTrigger {
+    pub id: String,
+    pub workflow_id: String,
+    pub workflow_name: String,
+    pub sink: String,
+    /// JSON of [`crate::processing::Delivery`].
+    pub payload: String,
+}
+
+/// The result of recording an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recorded {
+    Accepted {
+        upload_id: Option<String>,
+        triggers: usize,
+    },
+    /// The same (bucket, key, ETag) was recorded before: nothing new happens.
+    Duplicate { upload_id: Option<String> },
+}
+
+/// A claimed trigger.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub id: String,
+    pub claim_id: String,
+    pub upload_id: Option<String>,
+    pub workflow_id: String,
+    pub workflow_name: String,
+    pub sink: String,
+    pub attempts: i64,
+    pub payload: String,
+}
+
+/// A trigger as operators and users see it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TriggerRow {
+    pub id: String,
+    pub upload_id: Option<String>,
+    pub workflow: String,
+    pub sink: String,
+    pub state: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub media_id: Option<String>,
+    #[serde(skip)]
+    pub next_attempt_at: i64,
+    #[serde(skip)]
+    pub updated_at: i64,
+}
+
+const TRIGGER_COLUMNS: &str =
+    "id, upload_id, workflow_name, sink, state, attempts, last_error, media_id, next_attempt_at, updated_at";
+
+impl Store {
+    /// Records the event with its upload change and triggers, unless the same object version
+    /// was recorded before.
+    pub async fn record_event(
+        &self,
+        event: &EventRow,
+        upload: &UploadChange,
+        upload_state: (&str, Option<&str>),
+        triggers: &[NewTrigger],
+    ) -> anyhow::Result<Recorded> {
+        let mut tx = self.writer.begin().await.context("starting transaction")?;
+        let inserted = sqlx::query(
+            "INSERT INTO events (id, bucket, object_key, etag, size, content_type, source, upload_id, outcome, reason, received_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (bucket, object_key, etag) DO NOTHING",
+        )
+        .bind(&event.id)
+        .bind(&event.bucket)
+        .bind(&event.object_key)
+        .bind(&event.etag)
+        .bind(event.size)
+        .bind(&event.content_type)
+        .bind(&event.source)
+        .bind(&event.upload_id)
+        .bind(&event.outcome)
+        .bind(&event.reason)
+        .bind(event.received_at)
+        .execute(&mut *tx)
+        .await
+        .context("recording event")?;
+        if inserted.rows_affected() == 0 {
+            tx.rollback().await.ok();
+            let upload_id = sqlx::query(
+                "SELECT upload_id FROM events WHERE bucket = $1 AND object_key = $2 AND etag = $3",
+            )
+            .bind(&event.bucket)
+            .bind(&event.object_key)
+            .bind(&event.etag)
+            .fetch_optional(&self.writer)
+            .await
+            .context("reading duplicate event")?
+            .map(|r| r.try_get::<Option<String>, _>(0))
+            .transpose()?
+            .flatten();
+            return Ok(Recorded::Duplicate { upload_id });
+        }
+        let (state, reason) = upload_state;
+        match upload {
+            UploadChange::Existing { id } => {
+                sqlx::query(
+                    "UPDATE uploads SET state = $1, state_reason = $2, uploaded_at = $3, size = COALESCE($4, size), updated_at = $5 WHERE id = $6",
+                )
+                .bind(state)
+                .bind(reason)
+                .bind(event.received_at)
+                .bind(event.size)
+                .bind(event.received_at)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .context("updating upload")?;
+            }
+            UploadChange::New(row) => {
+                sqlx::query(&format!(
+                    "INSERT INTO uploads ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+                    super::UPLOAD_COLUMNS
+                ))
+                .bind(&row.id)
+                .bind(&row.owner)
+                .bind(&row.subject)
+                .bind(&row.bucket)
+                .bind(&row.object_key)
+                .bind(&row.file_name)
+                .bind(row.size)
+                .bind(&row.content_type)
+                .bind(&row.mode)
+                .bind(&row.media)
+                .bind(state)
+                .bind(reason)
+                .bind(row.created_at)
+                .bind(row.uploaded_at)
+                .bind(row.updated_at)
+                .execute(&mut *tx)
+                .await
+                .context("recording unannounced upload")?;
+            }
+            UploadChange::None => {}
+        }
+        for t in triggers {
+            sqlx::query(
+                "INSERT INTO triggers (id, event_id, upload_id, workflow_id, workflow_name, sink, state, attempts, next_attempt_at, payload, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $8, $9, $10)",
+            )
+            .bind(&t.id)
+            .bind(&event.id)
+            .bind(&event.upload_id)
+            .bind(&t.workflow_id)
+            .bind(&t.workflow_name)
+            .bind(&t.sink)
+            .bind(event.received_at)
+            .bind(&t.payload)
+            .bind(event.received_at)
+            .bind(event.received_at)
+            .execute(&mut *tx)
+            .await
+            .context("queueing trigger")?;
+        }
+        tx.commit().await.context("committing event")?;
+        Ok(Recorded::Accepted {
+            upload_id: event.upload_id.clone(),
+            triggers: triggers.len(),
+        })
+    }
+
+    /// Claims up to `limit` due triggers (pending, failed and due, or in flight with an
+    /// expired lease) for `lease_ms`.
+    pub async fn claim_triggers(&self, limit: u32, lease_ms: i64) -> anyhow::Result<Vec<Claimed>> {
+        let claim_id = uuid::Uuid::new_v4().to_string();
+        let now = now_millis();
+        // PostgreSQL: SKIP LOCKED lets several instances claim side by side without waiting on
+        // each other. SQLite has one writer, so the UPDATE itself is the lock.
+        let lock = match self.backend {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        let rows = sqlx::query(&format!(
+            "UPDATE triggers SET state = 'in_flight', claim_id = $1, lease_until = $2, attempts = attempts + 1, updated_at = $3
+             WHERE id IN (SELECT id FROM triggers
+                          WHERE (state IN ('pending', 'failed') AND next_attempt_at <= $3) OR (state = 'in_flight' AND lease_until < $3)
+                          ORDER BY next_attempt_at LIMIT $4{lock})
+             RETURNING id, upload_id, workflow_id, workflow_name, sink, attempts, payload"
+        ))
+        .bind(&claim_id)
+        .bind(now + lease_ms)
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(&self.writer)
+        .await
+        .context("claiming triggers")?;
+        rows.iter()
+            .map(|r| {
+                Ok(Claimed {
+                    id: r.try_get("id")?,
+                    claim_id: claim_id.clone(),
+                    upload_id: r.try_get("upload_id")?,
+                    workflow_id: r.try_get("workflow_id")?,
+                    workflow_name: r.try_get("workflow_name")?,
+                    sink: r.try_get("sink")?,
+                    attempts: r.try_get("attempts")?,
+                    payload: r.try_get("payload")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Marks a claimed trigger delivered. `false` when the claim was lost (the lease ran out and
+    /// another worker took it over).
+    pub async fn trigger_delivered(&self, t: &Claimed, media_id: Option<&str>) -> anyhow::Result<bool> {
+        let now = now_millis();
+        let r = sqlx::query(
+            "UPDATE triggers SET state = 'delivered', media_id = $1, delivered_at = $2, updated_at = $2, lease_until = NULL, last_error = NULL
+             WHERE id = $3 AND claim_id = $4 AND state = 'in_flight'",
+        )
+        .bind(media_id)
+        .bind(now)
+        .bind(&t.id)
+        .bind(&t.claim_id)
+        .execute(&self.writer)
+        .await
+        .context("recording delivery")?;
+        self.refresh_upload_state(t.upload_id.as_deref()).await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Records a failed attempt: `failed` with the next attempt at `retry_at`, or `dead` when
+    /// `retry_at` is `None`.
+    pub async fn trigger_failed(&self, t: &Claimed, error: &str, retry_at: Option<i64>) -> anyhow::Result<bool> {
+        let now = now_millis();
+        let r = sqlx::query(
+            "UPDATE triggers SET state = $1, last_error = $2, next_attempt_at = $3, lease_until = NULL, updated_at = $4
+             WHERE id = $5 AND claim_id = $6 AND state = 'in_flight'",
+        )
+        .bind(if retry_at.is_some() { "failed" } else { "dead" })
+        .bind(error)
+        .bind(retry_at.unwrap_or(now))
+        .bind(now)
+        .bind(&t.id)
+        .bind(&t.claim_id)
+        .execute(&self.writer)
+        .await
+        .context("recording failed attempt")?;
+        self.refresh_upload_state(t.upload_id.as_deref()).await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Puts a `failed` or `dead` trigger back in the queue with a fresh retry budget.
+    pub async fn retry_trigger(&self, id: &str) -> anyhow::Result<Option<TriggerRow>> {
+        let r = sqlx::query(
+            "UPDATE triggers SET state = 'pending', attempts = 0, next_attempt_at = $1, updated_at = $1 WHERE id = $2 AND state IN ('failed', 'dead')",
+        )
+        .bind(now_millis())
+        .bind(id)
+        .execute(&self.writer)
+        .await
+        .context("requeueing trigger")?;
+        if r.rows_affected() == 0 {
+            return Ok(None);
+        }
+        let row = self.get_trigger(id).await?;
+        if let Some(t) = &row {
+            self.refresh_upload_state(t.upload_id.as_deref()).await?;
+        }
+        Ok(row)
+    }
+
+    pub async fn get_trigger(&self, id: &str) -> anyhow::Result<Option<TriggerRow>> {
+        let row = sqlx::query(&format!("SELECT {TRIGGER_COLUMNS} FROM triggers WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await
+            .context("reading trigger")?;
+        row.as_ref().map(trigger_from_row).transpose()
+    }
+
+    pub async fn list_triggers(&self, state: &str, limit: u32) -> anyhow::Result<Vec<TriggerRow>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {TRIGGER_COLUMNS} FROM triggers WHERE state = $1 ORDER BY updated_at DESC LIMIT $2"
+        ))
+        .bind(state)
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await
+        .context("listing triggers")?;
+        rows.iter().map(trigger_from_row).collect()
+    }
+
+    pub async fn triggers_for_upload(&self, upload_id: &str) -> anyhow::Result<Vec<TriggerRow>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {TRIGGER_COLUMNS} FROM triggers WHERE upload_id = $1 ORDER BY created_at, id"
+        ))
+        .bind(upload_id)
+        .fetch_all(&self.reader)
+        .await
+        .context("reading upload triggers")?;
+        rows.iter().map(trigger_from_row).collect()
+    }
+
+    /// Counts triggers by state, for tests and operators.
+    pub async fn trigger_counts(&self) -> anyhow::Result<Vec<(String, i64)>> {
+        let rows = sqlx::query("SELECT state, COUNT(*) FROM triggers GROUP BY state ORDER BY state")
+            .fetch_all(&self.reader)
+            .await
+            .context("counting triggers")?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+
+    /// `triggered` once every trigger of the upload is delivered, `failed` when one is dead,
+    /// `uploaded` while any is still on its way.
+    async fn refresh_upload_state(&self, upload_id: Option<&str>) -> anyhow::Result<()> {
+        let Some(id) = upload_id else { return Ok(()) };
+        sqlx::query(
+            "UPDATE uploads SET state = CASE
+                 WHEN EXISTS (SELECT 1 FROM triggers WHERE upload_id = $1 AND state = 'dead') THEN 'failed'
+                 WHEN NOT EXISTS (SELECT 1 FROM triggers WHERE upload_id = $1 AND state <> 'delivered') THEN 'triggered'
+                 ELSE 'uploaded' END,
+               updated_at = $2
+             WHERE id = $1 AND state IN ('uploaded', 'triggered', 'failed')",
+        )
+        .bind(id)
+        .bind(now_millis())
+        .execute(&self.writer)
+        .await
+        .context("updating upload state")?;
+        Ok(())
+    }
+}
+
+fn trigger_from_row(r: &sqlx::any::AnyRow) -> anyhow::Result<TriggerRow> {
+    Ok(TriggerRow {
+        id: r.try_get("id")?,
+        upload_id: r.try_get("upload_id")?,
+        workflow: r.try_get("workflow_name")?,
+        sink: r.try_get("sink")?,
+        state: r.try_get("state")?,
+        attempts: r.try_get("attempts")?,
+        last_error: r.try_get("last_error")?,
+        media_id: r.try_get("media_id")?,
+        next_attempt_at: r.try_get("next_attempt_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}

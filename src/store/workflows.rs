@@ -1,0 +1,208 @@
+//! Workflow rows.
+
+use anyhow::Context;
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::Row;
+
+use super::{Store, now_millis};
+use crate::config::WorkflowState;
+use crate::workflows::{Sink, Workflow, WorkflowDef};
+
+const COLUMNS: &str = "id, name, state, bucket, prefix, output_prefix, sink, media_workflow_id, webhook_url, webhook_secret, source";
+
+/// Outcome of a write that must keep names unique.
+#[derive(Debug)]
+pub enum Saved {
+    Saved(Workflow),
+    NameTaken,
+    NotFound,
+}
+
+impl Store {
+    pub async fn list_workflows(&self) -> anyhow::Result<Vec<Workflow>> {
+        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM workflows ORDER BY name"))
+            .fetch_all(&self.reader)
+            .await
+            .context("listing workflows")?;
+        rows.iter().map(workflow_from_row).collect()
+    }
+
+    pub async fn get_workflow(&self, id: &str) -> anyhow::Result<Option<Workflow>> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM workflows WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await
+            .context("reading workflow")?;
+        row.as_ref().map(workflow_from_row).transpose()
+    }
+
+    pub async fn create_workflow(&self, def: WorkflowDef) -> anyhow::Result<Saved> {
+        let id = uuid::Uuid::now_v7().to_string();
+        let (sink, mwf, url, secret) = sink_columns(&def.sink);
+        let now = now_millis();
+        let result = sqlx::query(
+            "INSERT INTO workflows (id, name, state, bucket, prefix, output_prefix, sink, media_workflow_id, webhook_url, webhook_secret, source, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'api', $11, $12) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(&id)
+        .bind(&def.name)
+        .bind(state_str(def.state))
+        .bind(&def.bucket)
+        .bind(&def.prefix)
+        .bind(&def.output_prefix)
+        .bind(sink)
+        .bind(mwf)
+        .bind(url)
+        .bind(secret)
+        .bind(now)
+        .bind(now)
+        .execute(&self.writer)
+        .await
+        .context("creating workflow")?;
+        if result.rows_affected() == 0 {
+            return Ok(Saved::NameTaken);
+        }
+        Ok(Saved::Saved(Workflow {
+            id,
+            source: "api".into(),
+            def,
+        }))
+    }
+
+    pub async fn update_workflow(&self, id: &str, def: WorkflowDef) -> anyhow::Result<Saved> {
+        let (sink, mwf, url, secret) = sink_columns(&def.sink);
+        let taken = sqlx::query("SELECT id FROM workflows WHERE name = $1 AND id <> $2")
+            .bind(&def.name)
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await
+            .context("checking workflow name")?;
+        if taken.is_some() {
+            return Ok(Saved::NameTaken);
+        }
+        let result = sqlx::query(
+            "UPDATE workflows SET name = $1, state = $2, bucket = $3, prefix = $4, output_prefix = $5, sink = $6,
+             media_workflow_id = $7, webhook_url = $8, webhook_secret = $9, updated_at = $10 WHERE id = $11",
+        )
+        .bind(&def.name)
+        .bind(state_str(def.state))
+        .bind(&def.bucket)
+        .bind(&def.prefix)
+        .bind(&def.output_prefix)
+        .bind(sink)
+        .bind(mwf)
+        .bind(url)
+        .bind(secret)
+        .bind(now_millis())
+        .bind(id)
+        .execute(&self.writer)
+        .await;
+        match result {
+            Ok(r) if r.rows_affected() == 0 => Ok(Saved::NotFound),
+            Ok(_) => Ok(match self.get_workflow(id).await? {
+                Some(w) => Saved::Saved(w),
+                None => Saved::NotFound,
+            }),
+            // A concurrent rename to the same name lost the race on the unique index.
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(Saved::NameTaken),
+            Err(e) => Err(e).context("updating workflow"),
+        }
+    }
+
+    pub async fn delete_workflow(&self, id: &str) -> anyhow::Result<bool> {
+        let result = sqlx::query("DELETE FROM workflows WHERE id = $1")
+            .bind(id)
+            .execute(&self.writer)
+            .await
+            .context("deleting workflow")?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    /// Creates or replaces each configured workflow by name, marking it as from the config.
+    pub async fn apply_config_workflows(&self, defs: Vec<WorkflowDef>) -> anyhow::Result<()> {
+        for def in defs {
+            let (sink, mwf, url, secret) = sink_columns(&def.sink);
+            let now = now_millis();
+            sqlx::query(
+                "INSERT INTO workflows (id, name, state, bucket, prefix, output_prefix, sink, media_workflow_id, webhook_url, webhook_secret, source, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'config', $11, $12)
+                 ON CONFLICT (name) DO UPDATE SET state = excluded.state, bucket = excluded.bucket, prefix = excluded.prefix,
+                   output_prefix = excluded.output_prefix, sink = excluded.sink, media_workflow_id = excluded.media_workflow_id,
+                   webhook_url = excluded.webhook_url, webhook_secret = excluded.webhook_secret, source = 'config', updated_at = excluded.updated_at",
+            )
+            .bind(uuid::Uuid::now_v7().to_string())
+            .bind(&def.name)
+            .bind(state_str(def.state))
+            .bind(&def.bucket)
+            .bind(&def.prefix)
+            .bind(&def.output_prefix)
+            .bind(sink)
+            .bind(mwf)
+            .bind(url)
+            .bind(secret)
+            .bind(now)
+            .bind(now)
+            .execute(&self.writer)
+            .await
+            .with_context(|| format!("applying configured workflow {:?}", def.name))?;
+        }
+        Ok(())
+    }
+}
+
+fn state_str(state: WorkflowState) -> &'static str {
+    match state {
+        WorkflowState::Active => "Active",
+        WorkflowState::Inactive => "Inactive",
+    }
+}
+
+type SinkColumns = (&'static str, Option<String>, Option<String>, Option<String>);
+
+fn sink_columns(sink: &Sink) -> SinkColumns {
+    match sink {
+        Sink::Mps { media_workflow_id } => ("mps", Some(media_workflow_id.clone()), None, None),
+        // The webhook secret is stored as is: signing needs it, a hash would not do.
+        Sink::Webhook { url, secret } => (
+            "webhook",
+            None,
+            Some(url.clone()),
+            Some(secret.expose_secret().to_owned()),
+        ),
+    }
+}
+
+fn workflow_from_row(r: &sqlx::any::AnyRow) -> anyhow::Result<Workflow> {
+    let state: String = r.try_get("state")?;
+    let sink: String = r.try_get("sink")?;
+    let sink = match sink.as_str() {
+        "mps" => Sink::Mps {
+            media_workflow_id: r
+                .try_get::<Option<String>, _>("media_workflow_id")?
+                .unwrap_or_default(),
+        },
+        _ => Sink::Webhook {
+            url: r.try_get::<Option<String>, _>("webhook_url")?.unwrap_or_default(),
+            secret: SecretString::from(
+                r.try_get::<Option<String>, _>("webhook_secret")?
+                    .unwrap_or_default(),
+            ),
+        },
+    };
+    Ok(Workflow {
+        id: r.try_get("id")?,
+        source: r.try_get("source")?,
+        def: WorkflowDef {
+            name: r.try_get("name")?,
+            state: if state == "Active" {
+                WorkflowState::Active
+            } else {
+                WorkflowState::Inactive
+            },
+            bucket: r.try_get("bucket")?,
+            prefix: r.try_get("prefix")?,
+            output_prefix: r.try_get("output_prefix")?,
+            sink,
+        },
+    })
+}

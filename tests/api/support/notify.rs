@@ -1,0 +1,150 @@
+//! Signers playing OSS (upload callbacks) and MNS (pushed OSS events) for the integration
+//! tests. The signed content comes from `mediagate::callbacks`, so it is defined in one place;
+//! only the private-key half lives here. Pin `key_url`/`public_pem` or `cert_url`/`cert_pem`
+//! in `NotificationsConfig` so the app trusts them without fetching.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use md5::Md5;
+use mediagate::callbacks::{mns, oss};
+use rsa::pkcs1v15::SigningKey;
+use rsa::pkcs8::{EncodePublicKey, LineEnding};
+use rsa::{Pkcs1v15Sign, RsaPrivateKey};
+use sha1::{Digest, Sha1};
+use x509_cert::builder::{Builder, CertificateBuilder, Profile};
+use x509_cert::der::EncodePem;
+use x509_cert::der::asn1::UtcTime;
+use x509_cert::name::Name;
+use x509_cert::serial_number::SerialNumber;
+use x509_cert::spki::SubjectPublicKeyInfoOwned;
+use x509_cert::time::{Time, Validity};
+
+/// Signs OSS upload callbacks with its own key, published (in the test) at `key_url`.
+pub struct OssSigner {
+    pub key_url: String,
+    /// The public key as SPKI PEM (`BEGIN PUBLIC KEY`), like OSS publishes it.
+    pub public_pem: String,
+    private: RsaPrivateKey,
+}
+
+impl OssSigner {
+    pub fn new(key_url: &str) -> OssSigner {
+        let private = RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 1024).expect("RSA keygen");
+        let public_pem = private
+            .to_public_key()
+            .to_public_key_pem(LineEnding::LF)
+            .expect("encode public key");
+        OssSigner {
+            key_url: key_url.to_owned(),
+            public_pem,
+            private,
+        }
+    }
+
+    /// The `authorization` and `x-oss-pub-key-url` headers OSS sends with a callback to
+    /// `raw_path` (as sent on the wire, still percent-encoded) `?raw_query` carrying `body`.
+    pub fn sign(&self, raw_path: &str, raw_query: Option<&str>, body: &[u8]) -> (String, String) {
+        let signed = oss::callback_string_to_sign(raw_path, raw_query, body);
+        let signature = self
+            .private
+            .sign(oss::pkcs1v15_md5(), &Md5::digest(&signed))
+            .expect("sign callback");
+        (B64.encode(signature), B64.encode(&self.key_url))
+    }
+}
+
+/// Signs MNS pushes with its own key and a self-signed certificate published (in the test) at
+/// `cert_url`. Like the real MNS certificate, it expired long ago.
+pub struct MnsSigner {
+    pub cert_url: String,
+    pub cert_pem: String,
+    private: RsaPrivateKey,
+}
+
+impl MnsSigner {
+    pub fn new(cert_url: &str) -> MnsSigner {
+        let private = RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 1024).expect("RSA keygen");
+        let signer = SigningKey::<sha2::Sha256>::new(private.clone());
+        let spki =
+            SubjectPublicKeyInfoOwned::from_key(private.to_public_key()).expect("encode key");
+        let utc = |unix_seconds: u64| {
+            Time::UtcTime(
+                UtcTime::from_unix_duration(Duration::from_secs(unix_seconds)).expect("UTC time"),
+            )
+        };
+        // 2015-07-02 .. 2016-07-01, the validity of the certificate MNS still signs with.
+        let validity = Validity {
+            not_before: utc(1_435_802_776),
+            not_after: utc(1_467_338_776),
+        };
+        let cert_pem = CertificateBuilder::new(
+            Profile::Root,
+            SerialNumber::from(1u32),
+            validity,
+            Name::from_str("CN=notify,OU=Mns,O=mediagate tests").expect("subject"),
+            spki,
+            &signer,
+        )
+        .expect("certificate builder")
+        .build::<rsa::pkcs1v15::Signature>()
+        .expect("self-signed certificate")
+        .to_pem(LineEnding::LF)
+        .expect("encode certificate");
+        MnsSigner {
+            cert_url: cert_url.to_owned(),
+            cert_pem,
+            private,
+        }
+    }
+
+    /// Every header of a push of `body_b64` (the base64 message MNS sends as the body) to
+    /// `path_and_query`, signed for `date` (an HTTP date such as
+    /// `Wed, 25 Nov 2026 08:00:00 GMT`): `Authorization`, `Content-MD5`, `Content-Type`,
+    /// `Date`, `x-mns-request-id`, `x-mns-signing-cert-url` and `x-mns-version`.
+    pub fn headers(
+        &self,
+        path_and_query: &str,
+        body_b64: &str,
+        date: &str,
+    ) -> Vec<(String, String)> {
+        // As captured from real pushes: the MD5 as upper-case hex, and the plain-text type of
+        // a raw ("SIMPLIFIED") message body.
+        let content_md5 = hex::encode_upper(Md5::digest(body_b64.as_bytes()));
+        let content_type = "text/plain;charset=utf-8";
+        let request_id = uuid::Uuid::new_v4().simple().to_string().to_uppercase()[..24].to_owned();
+        let mns_headers = vec![
+            ("x-mns-request-id".to_owned(), request_id),
+            (
+                "x-mns-signing-cert-url".to_owned(),
+                B64.encode(&self.cert_url),
+            ),
+            ("x-mns-version".to_owned(), "2015-06-06".to_owned()),
+        ];
+        let string_to_sign = mns::string_to_sign(
+            "POST",
+            &content_md5,
+            content_type,
+            date,
+            &mns_headers,
+            path_and_query,
+        );
+        let signature = self
+            .private
+            .sign(
+                Pkcs1v15Sign::new::<Sha1>(),
+                &Sha1::digest(string_to_sign.as_bytes()),
+            )
+            .expect("sign push");
+        let mut headers = vec![
+            ("Authorization".to_owned(), B64.encode(signature)),
+            ("Content-MD5".to_owned(), content_md5),
+            ("Content-Type".to_owned(), content_type.to_owned()),
+            ("Date".to_owned(), date.to_owned()),
+        ];
+        headers.extend(mns_headers);
+        headers
+    }
+}
