@@ -71,3 +71,15 @@ impl FromRequestParts<Arc<App>> for User {
         Ok(User(app.auth.authenticate(header).await?))
     }
 }
+
+/// The raw body, for routes that verify a signature over its exact bytes; 413 JSON past the
+/// route's limit.
+pub struct RawBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        Ok(RawBody(Bytes::from_request(req, state).await?))
+    }
+}

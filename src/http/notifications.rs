@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -16,6 +15,7 @@ use serde_json::{Value, json};
 use tracing::{info, warn};
 
 use super::error::ApiError;
+use super::extract::RawBody;
 use crate::app::App;
 use crate::callbacks::keys::KeyError;
 use crate::callbacks::{mns, oss};
@@ -65,7 +65,7 @@ pub async fn oss_callback(
     State(app): State<Arc<App>>,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     let authorization = header(&headers, "authorization")
         .ok_or_else(|| invalid_signature("missing authorization header"))?;
@@ -179,7 +179,7 @@ pub async fn oss_events(
     State(app): State<Arc<App>>,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     let authorization = header(&headers, "authorization")
         .ok_or_else(|| invalid_signature("missing authorization header"))?;
@@ -295,7 +295,7 @@ fn percent_decode(s: &str) -> String {
 pub async fn s3_events(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     let expected = app
         .config

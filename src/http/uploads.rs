@@ -250,9 +250,12 @@ pub async fn get(
     User(principal): User,
     Path(id): Path<String>,
 ) -> Result<axum::Json<UploadView>, ApiError> {
-    Ok(axum::Json(
-        owned_upload(&app, &principal, &id).await?.into(),
-    ))
+    let upload = owned_upload(&app, &principal, &id).await?;
+    let triggers = app.store.triggers_for_upload(&upload.id).await?;
+    Ok(axum::Json(UploadView {
+        triggers,
+        ..upload.into()
+    }))
 }
 
 #[derive(Debug, Deserialize)]

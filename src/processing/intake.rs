@@ -31,8 +31,11 @@ pub async fn accept(
     store: &Store,
     prefix: &KeyPrefix,
     region: &str,
-    event: ObjectEvent,
+    mut event: ObjectEvent,
 ) -> anyhow::Result<Recorded> {
+    // OSS writes ETags in upper case, S3 in lower case, some senders quote them: one object
+    // version must dedupe to one record whoever announces it.
+    event.etag = event.etag.trim_matches('"').to_ascii_uppercase();
     let workflows = store.list_workflows().await?;
     let matching = decide(&workflows, &event.bucket, &event.key);
     let now = Utc::now().timestamp_millis();

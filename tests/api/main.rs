@@ -5,5 +5,6 @@ mod support;
 mod auth;
 mod bad_input;
 mod cli;
+mod notifications;
 mod sts_errors;
 mod uploads;
