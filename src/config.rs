@@ -472,27 +472,44 @@ impl Config {
         }
         let n = &self.notifications;
         for (key, prefixes) in [
-            ("notifications.oss_key_url_prefixes", &n.oss_key_url_prefixes),
-            ("notifications.mns_cert_url_prefixes", &n.mns_cert_url_prefixes),
+            (
+                "notifications.oss_key_url_prefixes",
+                &n.oss_key_url_prefixes,
+            ),
+            (
+                "notifications.mns_cert_url_prefixes",
+                &n.mns_cert_url_prefixes,
+            ),
         ] {
             for prefix in prefixes {
                 // A prefix must pin at least the host, or it would allow fetching anything.
-                if http_url(prefix).is_err() || !prefix[prefix.find("://").map_or(0, |i| i + 3)..].contains('/') {
-                    p(format!("{key}: {prefix:?} must be an http(s) URL prefix ending in a path, like https://host/"));
+                if http_url(prefix).is_err()
+                    || !prefix[prefix.find("://").map_or(0, |i| i + 3)..].contains('/')
+                {
+                    p(format!(
+                        "{key}: {prefix:?} must be an http(s) URL prefix ending in a path, like https://host/"
+                    ));
                 }
             }
         }
         for (url, pem) in &n.oss_pinned_keys {
             if crate::callbacks::oss::parse_public_key_pem(pem).is_err() {
-                p(format!("notifications.oss_pinned_keys: the key for {url:?} is not an RSA public key PEM"));
+                p(format!(
+                    "notifications.oss_pinned_keys: the key for {url:?} is not an RSA public key PEM"
+                ));
             }
         }
         for (url, pem) in &n.mns_pinned_certs {
             if crate::callbacks::mns::public_key_from_cert_pem(pem).is_err() {
-                p(format!("notifications.mns_pinned_certs: the certificate for {url:?} is not an RSA certificate PEM"));
+                p(format!(
+                    "notifications.mns_pinned_certs: the certificate for {url:?} is not an RSA certificate PEM"
+                ));
             }
         }
-        if n.s3_token.as_ref().is_some_and(|t| t.expose_secret().len() < 16) {
+        if n.s3_token
+            .as_ref()
+            .is_some_and(|t| t.expose_secret().len() < 16)
+        {
             p("notifications.s3_token: must be at least 16 characters".into());
         }
         if n.fetch_timeout_ms == 0 {

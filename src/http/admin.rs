@@ -27,7 +27,13 @@ impl FromRequestParts<Arc<App>> for Admin {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
-        let denied = || ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "admin token required");
+        let denied = || {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "admin token required",
+            )
+        };
         let expected = app.config.auth.admin_token.as_ref().ok_or_else(denied)?;
         let presented = parts
             .headers
@@ -100,7 +106,13 @@ fn saved(result: Saved, status: StatusCode) -> Result<Response, ApiError> {
 }
 
 pub async fn list_workflows(State(app): State<Arc<App>>, _: Admin) -> Result<Response, ApiError> {
-    let workflows: Vec<WorkflowView> = app.store.list_workflows().await?.into_iter().map(Into::into).collect();
+    let workflows: Vec<WorkflowView> = app
+        .store
+        .list_workflows()
+        .await?
+        .into_iter()
+        .map(Into::into)
+        .collect();
     Ok(axum::Json(json!({ "workflows": workflows })).into_response())
 }
 
@@ -167,7 +179,9 @@ pub async fn explain_match(
 pub fn match_report(workflows: &[Workflow], bucket: &str, key: &str) -> serde_json::Value {
     let m = decide(workflows, bucket, key);
     let extension = match &m.media {
-        crate::workflows::MediaCheck::Media(e) | crate::workflows::MediaCheck::NotMedia(e) => Some(e.clone()),
+        crate::workflows::MediaCheck::Media(e) | crate::workflows::MediaCheck::NotMedia(e) => {
+            Some(e.clone())
+        }
         _ => None,
     };
     json!({
@@ -193,8 +207,13 @@ pub async fn list_triggers(
     Query(p): Query<TriggerParams>,
 ) -> Result<Response, ApiError> {
     let state = p.state.unwrap_or_else(|| "failed".into());
-    if !matches!(state.as_str(), "pending" | "in_flight" | "failed" | "dead" | "delivered") {
-        return Err(ApiError::bad_request("state must be one of pending, in_flight, failed, dead, delivered"));
+    if !matches!(
+        state.as_str(),
+        "pending" | "in_flight" | "failed" | "dead" | "delivered"
+    ) {
+        return Err(ApiError::bad_request(
+            "state must be one of pending, in_flight, failed, dead, delivered",
+        ));
     }
     let limit = p.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
@@ -218,7 +237,10 @@ pub async fn retry_trigger(
         Some(t) => Err(ApiError::new(
             StatusCode::CONFLICT,
             "invalid_state",
-            format!("trigger is {}; only failed or dead triggers can be retried", t.state),
+            format!(
+                "trigger is {}; only failed or dead triggers can be retried",
+                t.state
+            ),
         )),
         None => Err(ApiError::not_found()),
     }

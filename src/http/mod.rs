@@ -41,9 +41,18 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/sts-token", get(uploads::sts_token))
         .merge(
             Router::new()
-                .route("/v1/notifications/oss-callback", post(notifications::oss_callback))
-                .route("/v1/notifications/oss-events", post(notifications::oss_events))
-                .route("/v1/notifications/s3-events", post(notifications::s3_events))
+                .route(
+                    "/v1/notifications/oss-callback",
+                    post(notifications::oss_callback),
+                )
+                .route(
+                    "/v1/notifications/oss-events",
+                    post(notifications::oss_events),
+                )
+                .route(
+                    "/v1/notifications/s3-events",
+                    post(notifications::s3_events),
+                )
                 .layer(DefaultBodyLimit::max(NOTIFICATION_BODY_LIMIT)),
         )
         .route(

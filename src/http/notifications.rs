@@ -49,13 +49,18 @@ async fn record(app: &App, event: ObjectEvent) -> Result<Recorded, ApiError> {
     let (bucket, key, source) = (event.bucket.clone(), event.key.clone(), event.source);
     let recorded = accept(&app.store, &app.prefix, &app.config.storage.region, event).await?;
     match &recorded {
-        Recorded::Accepted { triggers, upload_id } => {
+        Recorded::Accepted {
+            triggers,
+            upload_id,
+        } => {
             info!(source, %bucket, %key, triggers, upload_id = upload_id.as_deref().unwrap_or(""), "object event recorded");
             if *triggers > 0 {
                 app.wake_worker.notify_one();
             }
         }
-        Recorded::Duplicate { .. } => info!(source, %bucket, %key, "duplicate object event ignored"),
+        Recorded::Duplicate { .. } => {
+            info!(source, %bucket, %key, "duplicate object event ignored")
+        }
     }
     Ok(recorded)
 }
@@ -81,9 +86,13 @@ pub async fn oss_callback(
     let text = |k: &str| fields.get(k).and_then(field_text);
     let event = ObjectEvent {
         source: "oss-callback",
-        bucket: text("bucket").ok_or_else(|| ApiError::bad_request("callback body has no bucket"))?,
+        bucket: text("bucket")
+            .ok_or_else(|| ApiError::bad_request("callback body has no bucket"))?,
         key: text("object").ok_or_else(|| ApiError::bad_request("callback body has no object"))?,
-        etag: text("etag").unwrap_or_default().trim_matches('"').to_owned(),
+        etag: text("etag")
+            .unwrap_or_default()
+            .trim_matches('"')
+            .to_owned(),
         size: fields.get("size").and_then(field_number),
         content_type: text("mimeType").filter(|m| !m.is_empty()),
         upload_hint: text("upload_id").or_else(|| text("x:upload_id")),
@@ -94,7 +103,10 @@ pub async fn oss_callback(
         Recorded::Accepted { upload_id, .. } => (upload_id, false),
         Recorded::Duplicate { upload_id } => (upload_id, true),
     };
-    Ok(axum::Json(json!({"Status": "OK", "upload_id": upload_id, "duplicate": duplicate})).into_response())
+    Ok(
+        axum::Json(json!({"Status": "OK", "upload_id": upload_id, "duplicate": duplicate}))
+            .into_response(),
+    )
 }
 
 /// The callback body as a flat map: JSON object, or form fields (OSS URL-encodes the values it
@@ -201,9 +213,11 @@ pub async fn oss_events(
         &all,
         path_and_query,
     );
-    mns::verify(&key, authorization, &string_to_sign).map_err(|e| invalid_signature(e.to_string()))?;
+    mns::verify(&key, authorization, &string_to_sign)
+        .map_err(|e| invalid_signature(e.to_string()))?;
 
-    let text = std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("body is not base64 text"))?;
+    let text =
+        std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("body is not base64 text"))?;
     let decoded = B64
         .decode(text.trim())
         .map_err(|_| ApiError::bad_request("body is not valid base64"))?;
@@ -222,7 +236,13 @@ pub async fn oss_events(
                 source: "oss-events",
                 bucket: event.oss.bucket.name,
                 key: percent_decode(&event.oss.object.key),
-                etag: event.oss.object.etag.unwrap_or_default().trim_matches('"').to_owned(),
+                etag: event
+                    .oss
+                    .object
+                    .etag
+                    .unwrap_or_default()
+                    .trim_matches('"')
+                    .to_owned(),
                 size: event.oss.object.size,
                 content_type: None,
                 upload_hint: vars.get("x:upload_id").cloned(),
@@ -297,29 +317,41 @@ pub async fn s3_events(
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
-    let expected = app
-        .config
-        .notifications
-        .s3_token
-        .as_ref()
-        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "S3 notifications are not enabled (notifications.s3_token)"))?;
+    let expected = app.config.notifications.s3_token.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "S3 notifications are not enabled (notifications.s3_token)",
+        )
+    })?;
     let presented = header(&headers, "authorization")
         .and_then(|h| h.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, t)| t.trim());
-    if !presented.is_some_and(|t| constant_time_eq(t.as_bytes(), expected.expose_secret().as_bytes())) {
-        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "missing or wrong bearer token"));
+    if !presented
+        .is_some_and(|t| constant_time_eq(t.as_bytes(), expected.expose_secret().as_bytes()))
+    {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or wrong bearer token",
+        ));
     }
     let mut doc: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))?;
     if doc.get("Type").and_then(Value::as_str) == Some("Notification") {
-        let message = doc.get("Message").and_then(Value::as_str).unwrap_or_default();
+        let message = doc
+            .get("Message")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         doc = serde_json::from_str(message)
             .map_err(|e| ApiError::bad_request(format!("malformed SNS Message: {e}")))?;
     } else if doc.get("Type").and_then(Value::as_str) == Some("SubscriptionConfirmation") {
         // Confirming would mean fetching a URL the sender chose; an operator confirms by hand.
         warn!("SNS subscription confirmation received; confirm it from the SNS console");
-        return Ok(axum::Json(json!({"accepted": 0, "duplicates": 0, "ignored": 0})).into_response());
+        return Ok(
+            axum::Json(json!({"accepted": 0, "duplicates": 0, "ignored": 0})).into_response(),
+        );
     }
     let records: Vec<S3Record> = match doc.get("Records") {
         Some(r) => serde_json::from_value(r.clone())
@@ -329,12 +361,16 @@ pub async fn s3_events(
     };
     let mut tally = Tally::default();
     for r in records {
-        let created = r.event_name.starts_with("s3:ObjectCreated:") || r.event_name.starts_with("ObjectCreated:");
+        let created = r.event_name.starts_with("s3:ObjectCreated:")
+            || r.event_name.starts_with("ObjectCreated:");
         if !created {
             tally.ignored += 1;
             continue;
         }
-        let key = decode_s3_key(&r.s3.object.key, r.event_source.as_deref().unwrap_or("aws:s3"));
+        let key = decode_s3_key(
+            &r.s3.object.key,
+            r.event_source.as_deref().unwrap_or("aws:s3"),
+        );
         let meta = r.s3.object.user_metadata.unwrap_or_default();
         let meta_get = |k: &str| {
             meta.iter()
@@ -350,7 +386,13 @@ pub async fn s3_events(
                 source: "s3-events",
                 bucket: r.s3.bucket.name,
                 key,
-                etag: r.s3.object.etag.unwrap_or_default().trim_matches('"').to_owned(),
+                etag: r
+                    .s3
+                    .object
+                    .etag
+                    .unwrap_or_default()
+                    .trim_matches('"')
+                    .to_owned(),
                 size: r.s3.object.size,
                 content_type: r.s3.object.content_type,
                 upload_hint: meta_get("upload_id"),
@@ -369,10 +411,12 @@ fn decode_s3_key(key: &str, event_source: &str) -> String {
     if event_source.starts_with("ceph") {
         key.to_owned()
     } else {
-        url::form_urlencoded::parse(format!("k={}", key.replace('&', "%26").replace('=', "%3D")).as_bytes())
-            .next()
-            .map(|(_, v)| v.into_owned())
-            .unwrap_or_default()
+        url::form_urlencoded::parse(
+            format!("k={}", key.replace('&', "%26").replace('=', "%3D")).as_bytes(),
+        )
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
     }
 }
 
@@ -409,7 +453,10 @@ mod tests {
 
     #[test]
     fn key_decoding_per_sender() {
-        assert_eq!(decode_s3_key("dir%2Fmy+clip.mp4", "minio:s3"), "dir/my clip.mp4");
+        assert_eq!(
+            decode_s3_key("dir%2Fmy+clip.mp4", "minio:s3"),
+            "dir/my clip.mp4"
+        );
         assert_eq!(decode_s3_key("my+clip%2B1.mp4", "aws:s3"), "my clip+1.mp4");
         assert_eq!(decode_s3_key("a&b=c.mp4", "aws:s3"), "a&b=c.mp4");
         assert_eq!(decode_s3_key("my+clip%.mp4", "ceph:s3"), "my+clip%.mp4");

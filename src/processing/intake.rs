@@ -126,11 +126,20 @@ pub async fn accept(
         content_type: event.content_type,
         source: event.source.to_owned(),
         upload_id,
-        outcome: if triggers.is_empty() { "skipped" } else { "queued" }.into(),
+        outcome: if triggers.is_empty() {
+            "skipped"
+        } else {
+            "queued"
+        }
+        .into(),
         reason: skip_reason.clone(),
         received_at: now,
     };
-    let state = if triggers.is_empty() { "skipped" } else { "uploaded" };
+    let state = if triggers.is_empty() {
+        "skipped"
+    } else {
+        "uploaded"
+    };
     store
         .record_event(&row, &change, (state, skip_reason.as_deref()), &triggers)
         .await
@@ -190,7 +199,10 @@ mod tests {
     #[test]
     fn owner_segment_needs_a_path_below_it() {
         let p = KeyPrefix::parse("uploads/").unwrap();
-        assert_eq!(owner_segment(&p, "uploads/alice/1/a.mp4").as_deref(), Some("alice"));
+        assert_eq!(
+            owner_segment(&p, "uploads/alice/1/a.mp4").as_deref(),
+            Some("alice")
+        );
         assert_eq!(owner_segment(&p, "uploads/alice/"), None);
         assert_eq!(owner_segment(&p, "uploads/a.mp4"), None);
         assert_eq!(owner_segment(&p, "other/alice/a.mp4"), None);

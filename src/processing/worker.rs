@@ -39,11 +39,9 @@ impl Worker {
                 .access_key_id
                 .clone()
                 .unwrap_or_else(|| config.sts.access_key_id.clone()),
-            config
-                .mps
-                .access_key_secret
-                .clone()
-                .unwrap_or_else(|| SecretString::from(config.sts.access_key_secret.expose_secret())),
+            config.mps.access_key_secret.clone().unwrap_or_else(|| {
+                SecretString::from(config.sts.access_key_secret.expose_secret())
+            }),
             Duration::from_millis(config.mps.timeout_ms),
         )?;
         Ok(Worker {
@@ -67,7 +65,10 @@ impl Worker {
         let attempts = claimed.into_iter().map(|t| self.attempt(t));
         for result in futures_util::future::join_all(attempts).await {
             if let Err(e) = result {
-                warn!(error = format!("{e:#}"), "recording a delivery outcome failed");
+                warn!(
+                    error = format!("{e:#}"),
+                    "recording a delivery outcome failed"
+                );
             }
         }
         Ok(n)
@@ -103,12 +104,16 @@ impl Worker {
                 delivery.attempt = attempt;
                 self.deliver(&t, &delivery).await
             }
-            Err(e) => Err(DeliveryError::Fatal(format!("unreadable trigger payload: {e}"))),
+            Err(e) => Err(DeliveryError::Fatal(format!(
+                "unreadable trigger payload: {e}"
+            ))),
         };
         match outcome {
             Ok(Delivered { media_id }) => {
                 info!(trigger = %t.id, workflow = %t.workflow_name, attempt, "trigger delivered");
-                self.store.trigger_delivered(&t, media_id.as_deref()).await?;
+                self.store
+                    .trigger_delivered(&t, media_id.as_deref())
+                    .await?;
             }
             Err(DeliveryError::Retry(reason)) if attempt < self.max_attempts => {
                 let delay = crate::sts::backoff(attempt - 1, self.backoff_base, self.backoff_max)
@@ -135,7 +140,9 @@ impl Worker {
             .map_err(|e| DeliveryError::Retry(format!("reading workflow: {e}")))?
             .ok_or_else(|| DeliveryError::Fatal("workflow was deleted".into()))?;
         match &workflow.def.sink {
-            Sink::Mps { media_workflow_id } => self.mps.add_media(delivery, media_workflow_id).await,
+            Sink::Mps { media_workflow_id } => {
+                self.mps.add_media(delivery, media_workflow_id).await
+            }
             Sink::Webhook { url, secret } => self.webhook.deliver(delivery, url, secret).await,
         }
     }

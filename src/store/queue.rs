@@ -86,8 +86,7 @@ pub struct TriggerRow {
     pub updated_at: i64,
 }
 
-const TRIGGER_COLUMNS: &str =
-    "id, upload_id, workflow_name, sink, state, attempts, last_error, media_id, next_attempt_at, updated_at";
+const TRIGGER_COLUMNS: &str = "id, upload_id, workflow_name, sink, state, attempts, last_error, media_id, next_attempt_at, updated_at";
 
 impl Store {
     /// Records the event with its upload change and triggers, unless the same object version
@@ -245,7 +244,11 @@ impl Store {
 
     /// Marks a claimed trigger delivered. `false` when the claim was lost (the lease ran out and
     /// another worker took it over).
-    pub async fn trigger_delivered(&self, t: &Claimed, media_id: Option<&str>) -> anyhow::Result<bool> {
+    pub async fn trigger_delivered(
+        &self,
+        t: &Claimed,
+        media_id: Option<&str>,
+    ) -> anyhow::Result<bool> {
         let now = now_millis();
         let r = sqlx::query(
             "UPDATE triggers SET state = 'delivered', media_id = $1, delivered_at = $2, updated_at = $2, lease_until = NULL, last_error = NULL
@@ -264,7 +267,12 @@ impl Store {
 
     /// Records a failed attempt: `failed` with the next attempt at `retry_at`, or `dead` when
     /// `retry_at` is `None`.
-    pub async fn trigger_failed(&self, t: &Claimed, error: &str, retry_at: Option<i64>) -> anyhow::Result<bool> {
+    pub async fn trigger_failed(
+        &self,
+        t: &Claimed,
+        error: &str,
+        retry_at: Option<i64>,
+    ) -> anyhow::Result<bool> {
         let now = now_millis();
         let r = sqlx::query(
             "UPDATE triggers SET state = $1, last_error = $2, next_attempt_at = $3, lease_until = NULL, updated_at = $4
@@ -304,11 +312,13 @@ impl Store {
     }
 
     pub async fn get_trigger(&self, id: &str) -> anyhow::Result<Option<TriggerRow>> {
-        let row = sqlx::query(&format!("SELECT {TRIGGER_COLUMNS} FROM triggers WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.reader)
-            .await
-            .context("reading trigger")?;
+        let row = sqlx::query(&format!(
+            "SELECT {TRIGGER_COLUMNS} FROM triggers WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.reader)
+        .await
+        .context("reading trigger")?;
         row.as_ref().map(trigger_from_row).transpose()
     }
 
@@ -337,10 +347,11 @@ impl Store {
 
     /// Counts triggers by state, for tests and operators.
     pub async fn trigger_counts(&self) -> anyhow::Result<Vec<(String, i64)>> {
-        let rows = sqlx::query("SELECT state, COUNT(*) FROM triggers GROUP BY state ORDER BY state")
-            .fetch_all(&self.reader)
-            .await
-            .context("counting triggers")?;
+        let rows =
+            sqlx::query("SELECT state, COUNT(*) FROM triggers GROUP BY state ORDER BY state")
+                .fetch_all(&self.reader)
+                .await
+                .context("counting triggers")?;
         rows.iter()
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
             .collect()

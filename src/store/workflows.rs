@@ -182,7 +182,9 @@ fn workflow_from_row(r: &sqlx::any::AnyRow) -> anyhow::Result<Workflow> {
                 .unwrap_or_default(),
         },
         _ => Sink::Webhook {
-            url: r.try_get::<Option<String>, _>("webhook_url")?.unwrap_or_default(),
+            url: r
+                .try_get::<Option<String>, _>("webhook_url")?
+                .unwrap_or_default(),
             secret: SecretString::from(
                 r.try_get::<Option<String>, _>("webhook_secret")?
                     .unwrap_or_default(),

@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
-use crate::support::{JWT_SECRET, StsFake, sts_fake, test_config, token_with};
+use crate::support::{
+    JWT_SECRET, OSS_KEY_URL, StsFake, WEBHOOK_SECRET, WebhookReceiver, oss_signer, sts_fake,
+    test_config, token_with,
+};
 
 fn mediagate() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_mediagate"));
@@ -103,31 +106,8 @@ async fn serve_vends_credentials_keeps_secrets_out_of_logs_and_stops_on_sigterm(
         String::from_utf8_lossy(&ok.stderr)
     );
 
-    let mut child = mediagate()
-        .args(["serve"])
-        .envs(env)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (lines_tx, lines_rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = lines_tx.send(line);
-        }
-    });
-    let mut logs = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let address = loop {
-        let line = lines_rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("server logs its address");
-        logs.push(line.clone());
-        let entry: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
-        if entry["message"] == "mediagate listening" {
-            break entry["address"].as_str().unwrap().to_owned();
-        }
-    };
+    let mut server = Server::start(&env, None);
+    let address = server.address.clone();
 
     let client = reqwest::Client::new();
     let token = token_with(
@@ -150,16 +130,11 @@ async fn serve_vends_credentials_keeps_secrets_out_of_logs_and_stops_on_sigterm(
             .starts_with("uploads/alice/")
     );
 
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = wait_with_timeout(&mut child, Duration::from_secs(10));
+    server.signal("-TERM");
+    let exit = wait_with_timeout(&mut server.child, Duration::from_secs(10));
     assert_eq!(exit, Some(0), "clean exit on SIGTERM");
-    logs.extend(lines_rx.try_iter());
 
-    let all = logs.join("\n");
+    let all = server.logs();
     for secret in [
         sts_fake::ACCESS_KEY_SECRET,
         JWT_SECRET,
@@ -182,4 +157,161 @@ fn wait_with_timeout(child: &mut std::process::Child, timeout: Duration) -> Opti
     }
     let _ = child.kill();
     None
+}
+
+/// A `mediagate serve` process on a free port, its stderr collected.
+struct Server {
+    child: std::process::Child,
+    address: String,
+    logs: Vec<String>,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Server {
+    fn start(env: &[(&'static str, String)], config: Option<&std::path::Path>) -> Server {
+        let mut cmd = mediagate();
+        cmd.arg("serve");
+        if let Some(path) = config {
+            cmd.arg("--config").arg(path);
+        }
+        let mut child = cmd
+            .envs(env.iter().cloned())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut logs = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let address = loop {
+            let line = lines
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .unwrap_or_else(|_| {
+                    panic!("server never logged its address:\n{}", logs.join("\n"))
+                });
+            logs.push(line.clone());
+            let entry: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+            if entry["message"] == "mediagate listening" {
+                break entry["address"].as_str().unwrap().to_owned();
+            }
+        };
+        Server {
+            child,
+            address,
+            logs,
+            lines,
+        }
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    fn logs(&mut self) -> String {
+        self.logs.extend(self.lines.try_iter());
+        self.logs.join("\n")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// kill -9 while triggers are pending and in flight; after a restart every trigger is
+/// delivered, none lost.
+#[tokio::test]
+async fn triggers_survive_a_crash() {
+    let sts = StsFake::start().await;
+    let hooks = WebhookReceiver::start(WEBHOOK_SECRET).await;
+    hooks.set_latency(Duration::from_millis(250));
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(&sts, dir.path()).await;
+    let file = dir.path().join("mediagate.toml");
+    let toml = format!(
+        r#"[processing]
+concurrency = 4
+lease_seconds = 3
+webhook_timeout_ms = 2000
+backoff_base_ms = 50
+backoff_max_ms = 200
+poll_interval_ms = 50
+
+[mps]
+timeout_ms = 2000
+
+[notifications.oss_pinned_keys]
+"{OSS_KEY_URL}" = '''{pem}'''
+
+[[workflows]]
+name = "hooks"
+state = "Active"
+bucket = "media-input"
+prefix = "uploads/"
+sink = "webhook"
+webhook_url = "{url}"
+webhook_secret = "{WEBHOOK_SECRET}"
+"#,
+        pem = oss_signer().public_pem,
+        url = hooks.url
+    );
+    std::fs::write(&file, toml).unwrap();
+    let env = env_for(&config);
+    let total = 40;
+
+    let mut first = Server::start(&env, Some(&file));
+    let client = reqwest::Client::new();
+    let path = "/v1/notifications/oss-callback";
+    for i in 0..total {
+        let form =
+            format!("bucket=media-input&object=uploads%2Fcrash%2Fx%2F{i}.mp4&etag=E{i}&size=1");
+        let (authorization, key_url) = oss_signer().sign(path, None, form.as_bytes());
+        let response = client
+            .post(format!("http://{}{path}", first.address))
+            .header("authorization", authorization)
+            .header("x-oss-pub-key-url", key_url)
+            .body(form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{}", first.logs());
+    }
+    assert!(hooks.wait_for(4, Duration::from_secs(10)).await);
+    first.signal("-KILL");
+    let _ = wait_with_timeout(&mut first.child, Duration::from_secs(5));
+    let delivered_before = hooks.count();
+    assert!(delivered_before < total, "the crash must leave work behind");
+
+    let _second = Server::start(&env, Some(&file));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let deliveries = hooks.deliveries();
+        let ids: std::collections::HashSet<&str> =
+            deliveries.iter().map(|(id, _)| id.as_str()).collect();
+        let keys: std::collections::HashSet<&str> = deliveries
+            .iter()
+            .map(|(_, body)| body["object_key"].as_str().unwrap_or_default())
+            .collect();
+        if keys.len() == total {
+            assert_eq!(ids.len(), total, "one trigger per object");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {total} objects delivered after restart ({delivered_before} before the crash)",
+            keys.len(),
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -5,15 +5,23 @@ use base64::engine::general_purpose::STANDARD as B64;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::support::{TestApp, error_code, mns_signer, oss_signer, S3_TOKEN};
+use crate::support::{S3_TOKEN, TestApp, error_code, mns_signer, oss_signer};
 
 #[tokio::test]
 async fn a_callback_triggers_the_matching_workflow_once() {
     let app = TestApp::spawn().await;
     app.webhook_workflow("hooks", "uploads/").await;
-    let (id, key) = app.issue("alice", "trip.MP4", json!({"title": "Trip", "tags": ["a", "b"]})).await;
+    let (id, key) = app
+        .issue(
+            "alice",
+            "trip.MP4",
+            json!({"title": "Trip", "tags": ["a", "b"]}),
+        )
+        .await;
 
-    let response = app.upload_completed(&key, "\"5EB63BBBE01EEED093CB22BB8F5ACDC3\"", &id).await;
+    let response = app
+        .upload_completed(&key, "\"5EB63BBBE01EEED093CB22BB8F5ACDC3\"", &id)
+        .await;
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["Status"], "OK");
@@ -30,7 +38,9 @@ async fn a_callback_triggers_the_matching_workflow_once() {
     assert_eq!(delivery["media"]["title"], "Trip");
     assert_eq!(delivery["workflow"], "hooks");
 
-    let upload = app.wait_upload("alice", &id, |u| u["state"] == "triggered").await;
+    let upload = app
+        .wait_upload("alice", &id, |u| u["state"] == "triggered")
+        .await;
     assert!(upload["uploaded_at"].is_string());
     assert_eq!(upload["size"], 1048576);
     let triggers = upload["triggers"].as_array().unwrap();
@@ -42,7 +52,9 @@ async fn a_callback_triggers_the_matching_workflow_once() {
     assert_eq!(triggers[0]["id"], webhook_id);
 
     // OSS retries, and the same object is also announced by an event: nothing new.
-    let again = app.upload_completed(&key, "\"5EB63BBBE01EEED093CB22BB8F5ACDC3\"", &id).await;
+    let again = app
+        .upload_completed(&key, "\"5EB63BBBE01EEED093CB22BB8F5ACDC3\"", &id)
+        .await;
     let again: Value = again.json().await.unwrap();
     assert_eq!(again["duplicate"], true);
     assert_eq!(again["upload_id"], id);
@@ -53,6 +65,11 @@ async fn a_callback_triggers_the_matching_workflow_once() {
     assert_eq!(event.status(), 200);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(app.hooks.count(), 1, "one delivery for one object");
+    assert_eq!(
+        app.hooks.rejected(),
+        0,
+        "every delivery was correctly signed"
+    );
 }
 
 #[tokio::test]
@@ -65,29 +82,46 @@ async fn every_matching_workflow_gets_its_own_trigger_and_mps_gets_addmedia() {
         .issue("alice", "my trip 1.mov", json!({"title": "Trip", "description": "d", "tags": ["x", "y"], "cate_id": 7, "cover_url": "https://cdn.example.com/c.jpg", "user_data": "{\"k\":1}"}))
         .await;
     assert_eq!(app.upload_completed(&key, "abc", &id).await.status(), 200);
-    let upload = app.wait_upload("alice", &id, |u| u["state"] == "triggered").await;
+    let upload = app
+        .wait_upload("alice", &id, |u| u["state"] == "triggered")
+        .await;
     let triggers = upload["triggers"].as_array().unwrap();
     assert_eq!(triggers.len(), 2);
     let mps = triggers.iter().find(|t| t["sink"] == "mps").unwrap();
-    assert_eq!(mps["media_id"].as_str(), app.mps.media_ids().first().map(String::as_str));
+    assert_eq!(
+        mps["media_id"].as_str(),
+        app.mps.media_ids().first().map(String::as_str)
+    );
 
     let requests = app.mps.requests();
     assert_eq!(requests.len(), 1);
     let r = &requests[0];
     let encoded_key = key.replace(' ', "%20");
-    assert_eq!(r["FileURL"], format!("http://media-input.oss-cn-hangzhou.aliyuncs.com/{encoded_key}"));
+    assert_eq!(
+        r["FileURL"],
+        format!("http://media-input.oss-cn-hangzhou.aliyuncs.com/{encoded_key}")
+    );
     assert_eq!(r["Title"], "Trip");
     assert_eq!(r["Tags"], "x,y");
     assert_eq!(r["CateId"], "7");
     assert_eq!(r["MediaWorkflowUserData"], "{\"k\":1}");
-    assert_eq!(r["MediaWorkflowId"], crate::support::mps_fake::MEDIA_WORKFLOW_ID);
+    assert_eq!(
+        r["MediaWorkflowId"],
+        crate::support::mps_fake::MEDIA_WORKFLOW_ID
+    );
 }
 
 #[tokio::test]
 async fn custom_variables_override_media_attributes() {
     let app = TestApp::spawn().await;
     app.mps_workflow("transcode", "uploads/").await;
-    let (id, key) = app.issue("alice", "a.mp4", json!({"title": "old", "description": "keep"})).await;
+    let (id, key) = app
+        .issue(
+            "alice",
+            "a.mp4",
+            json!({"title": "old", "description": "keep"}),
+        )
+        .await;
     let form = url::form_urlencoded::Serializer::new(String::new())
         .append_pair("bucket", "media-input")
         .append_pair("object", &key)
@@ -97,7 +131,8 @@ async fn custom_variables_override_media_attributes() {
         .append_pair("x:title", "New title")
         .finish();
     assert_eq!(app.oss_callback(&form).await.status(), 200);
-    app.wait_upload("alice", &id, |u| u["state"] == "triggered").await;
+    app.wait_upload("alice", &id, |u| u["state"] == "triggered")
+        .await;
     let r = &app.mps.requests()[0];
     assert_eq!(r["Title"], "New title");
     assert_eq!(r["Description"], "keep");
@@ -122,7 +157,8 @@ async fn json_callback_bodies_are_accepted() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    app.wait_upload("alice", &id, |u| u["state"] == "triggered").await;
+    app.wait_upload("alice", &id, |u| u["state"] == "triggered")
+        .await;
 }
 
 #[tokio::test]
@@ -148,8 +184,16 @@ async fn forged_callbacks_are_400_and_record_nothing() {
         (tampered, Some(authorization.clone()), Some(key_url.clone())),
         (form.clone(), None, Some(key_url.clone())),
         (form.clone(), Some(authorization.clone()), None),
-        (form.clone(), Some("not base64!".into()), Some(key_url.clone())),
-        (form.clone(), Some(authorization.clone()), Some("%%%".into())),
+        (
+            form.clone(),
+            Some("not base64!".into()),
+            Some(key_url.clone()),
+        ),
+        (
+            form.clone(),
+            Some(authorization.clone()),
+            Some("%%%".into()),
+        ),
     ] {
         let response = send(body, auth, url).await.unwrap();
         assert_eq!(response.status(), 400);
@@ -157,10 +201,17 @@ async fn forged_callbacks_are_400_and_record_nothing() {
     }
     // Signed for another path: replaying it here fails.
     let (other_auth, _) = oss_signer().sign("/elsewhere", None, form.as_bytes());
-    let response = send(form.clone(), Some(other_auth), Some(key_url.clone())).await.unwrap();
+    let response = send(form.clone(), Some(other_auth), Some(key_url.clone()))
+        .await
+        .unwrap();
     assert_eq!(response.status(), 400);
 
-    let upload: Value = app.get(&app.token("alice"), &format!("/v1/uploads/{id}")).await.json().await.unwrap();
+    let upload: Value = app
+        .get(&app.token("alice"), &format!("/v1/uploads/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(upload["state"], "issued");
     assert!(app.app.store.trigger_counts().await.unwrap().is_empty());
 }
@@ -184,7 +235,11 @@ async fn key_urls_outside_the_allowlist_are_never_fetched() {
     let form = "bucket=media-input&object=uploads%2Fa.mp4&etag=e";
     let path = "/v1/notifications/oss-callback";
     let (authorization, _) = oss_signer().sign(path, None, form.as_bytes());
-    for url in [evil.clone(), "https://gosspublic.alicdn.com.evil.example/k.pem".into(), "file:///etc/passwd".into()] {
+    for url in [
+        evil.clone(),
+        "https://gosspublic.alicdn.com.evil.example/k.pem".into(),
+        "file:///etc/passwd".into(),
+    ] {
         let response = app
             .client
             .post(app.url(path))
@@ -211,19 +266,40 @@ async fn skipped_objects_are_recorded_with_a_reason() {
     assert_eq!(r.status(), 200);
     let tally: Value = r.json().await.unwrap();
     assert_eq!(tally["accepted"], 1);
-    let history: Value = app.get(&app.token("bob"), "/v1/uploads").await.json().await.unwrap();
+    let history: Value = app
+        .get(&app.token("bob"), "/v1/uploads")
+        .await
+        .json()
+        .await
+        .unwrap();
     let uploads = history["uploads"].as_array().unwrap();
     assert_eq!(uploads.len(), 1, "recorded in bob's history: {history}");
     assert_eq!(uploads[0]["object_key"], "uploads/bob/x/notes.txt");
     assert_eq!(uploads[0]["state"], "skipped");
-    assert!(uploads[0]["state_reason"].as_str().unwrap().contains("not a media file"));
+    assert!(
+        uploads[0]["state_reason"]
+            .as_str()
+            .unwrap()
+            .contains("not a media file")
+    );
 
     // A media file outside every workflow prefix.
     let (id, key) = app.issue("carol", "a.mp4", json!({})).await;
     assert_eq!(app.upload_completed(&key, "c1", &id).await.status(), 200);
-    let upload: Value = app.get(&app.token("carol"), &format!("/v1/uploads/{id}")).await.json().await.unwrap();
+    let upload: Value = app
+        .get(&app.token("carol"), &format!("/v1/uploads/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(upload["state"], "skipped");
-    assert!(upload["state_reason"].as_str().unwrap().contains("outside prefix"), "{upload}");
+    assert!(
+        upload["state_reason"]
+            .as_str()
+            .unwrap()
+            .contains("outside prefix"),
+        "{upload}"
+    );
 
     // An unknown bucket: 200 and skipped.
     let r = app.s3_event(&json!({"Records": [{"eventName": "s3:ObjectCreated:Put",
@@ -238,11 +314,23 @@ async fn skipped_objects_are_recorded_with_a_reason() {
 async fn a_forged_upload_id_cannot_touch_another_users_upload() {
     let app = TestApp::spawn().await;
     app.webhook_workflow("hooks", "uploads/").await;
-    let (alice_id, _) = app.issue("alice", "a.mp4", json!({"title": "alice's"})).await;
+    let (alice_id, _) = app
+        .issue("alice", "a.mp4", json!({"title": "alice's"}))
+        .await;
     let (_, mallory_key) = app.issue("mallory", "m.mp4", json!({})).await;
-    assert_eq!(app.upload_completed(&mallory_key, "m1", &alice_id).await.status(), 200);
+    assert_eq!(
+        app.upload_completed(&mallory_key, "m1", &alice_id)
+            .await
+            .status(),
+        200
+    );
     assert!(app.hooks.wait_for(1, Duration::from_secs(10)).await);
-    let alice: Value = app.get(&app.token("alice"), &format!("/v1/uploads/{alice_id}")).await.json().await.unwrap();
+    let alice: Value = app
+        .get(&app.token("alice"), &format!("/v1/uploads/{alice_id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(alice["state"], "issued");
     let (_, delivery) = app.hooks.deliveries().remove(0);
     assert_ne!(delivery["upload_id"], alice_id);
@@ -256,10 +344,18 @@ async fn a_sink_outage_of_several_attempts_ends_delivered() {
     app.hooks.fail_next(3);
     let (id, key) = app.issue("alice", "a.mp4", json!({})).await;
     app.upload_completed(&key, "o1", &id).await;
-    let upload = app.wait_upload("alice", &id, |u| u["state"] == "triggered").await;
+    let upload = app
+        .wait_upload("alice", &id, |u| u["state"] == "triggered")
+        .await;
     assert_eq!(upload["triggers"][0]["attempts"], 4);
     assert_eq!(app.hooks.count(), 1);
-    let ids: std::collections::HashSet<_> = app.hooks.deliveries().into_iter().map(|(id, _)| id).collect();
+    assert_eq!(app.hooks.calls(), 4);
+    let ids: std::collections::HashSet<_> = app
+        .hooks
+        .deliveries()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
     assert_eq!(ids.len(), 1);
 }
 
@@ -270,22 +366,47 @@ async fn exhausted_retries_end_dead_and_an_operator_can_replay() {
     app.hooks.fail_next(2);
     let (id, key) = app.issue("alice", "a.mp4", json!({})).await;
     app.upload_completed(&key, "d1", &id).await;
-    let upload = app.wait_upload("alice", &id, |u| u["state"] == "failed").await;
+    let upload = app
+        .wait_upload("alice", &id, |u| u["state"] == "failed")
+        .await;
     let trigger = &upload["triggers"][0];
     assert_eq!(trigger["state"], "dead");
     assert_eq!(trigger["attempts"], 2);
-    assert!(trigger["last_error"].as_str().unwrap().contains("503"), "{trigger}");
+    assert!(
+        trigger["last_error"].as_str().unwrap().contains("503"),
+        "{trigger}"
+    );
 
-    let dead: Value = app.admin(Method::GET, "/v1/admin/triggers?state=dead", None).await.json().await.unwrap();
+    let dead: Value = app
+        .admin(Method::GET, "/v1/admin/triggers?state=dead", None)
+        .await
+        .json()
+        .await
+        .unwrap();
     let tid = dead["triggers"][0]["id"].as_str().unwrap().to_owned();
     assert_eq!(tid, trigger["id"].as_str().unwrap());
-    let retried = app.admin(Method::POST, &format!("/v1/admin/triggers/{tid}/retry"), None).await;
+    let retried = app
+        .admin(
+            Method::POST,
+            &format!("/v1/admin/triggers/{tid}/retry"),
+            None,
+        )
+        .await;
     assert_eq!(retried.status(), 200);
-    app.wait_upload("alice", &id, |u| u["state"] == "triggered").await;
-    let again = app.admin(Method::POST, &format!("/v1/admin/triggers/{tid}/retry"), None).await;
+    app.wait_upload("alice", &id, |u| u["state"] == "triggered")
+        .await;
+    let again = app
+        .admin(
+            Method::POST,
+            &format!("/v1/admin/triggers/{tid}/retry"),
+            None,
+        )
+        .await;
     assert_eq!(again.status(), 409);
     assert_eq!(error_code(again).await, "invalid_state");
-    let missing = app.admin(Method::POST, "/v1/admin/triggers/nope/retry", None).await;
+    let missing = app
+        .admin(Method::POST, "/v1/admin/triggers/nope/retry", None)
+        .await;
     assert_eq!(missing.status(), 404);
 }
 
@@ -296,21 +417,33 @@ async fn mps_invalid_parameters_end_dead_at_once() {
     app.mps.fail_next(400, "InvalidParameter.FileURL");
     let (id, key) = app.issue("alice", "a.mp4", json!({})).await;
     app.upload_completed(&key, "i1", &id).await;
-    let upload = app.wait_upload("alice", &id, |u| u["state"] == "failed").await;
+    let upload = app
+        .wait_upload("alice", &id, |u| u["state"] == "failed")
+        .await;
     assert_eq!(upload["triggers"][0]["attempts"], 1);
-    assert!(upload["triggers"][0]["last_error"].as_str().unwrap().contains("InvalidParameter.FileURL"));
+    assert!(
+        upload["triggers"][0]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("InvalidParameter.FileURL")
+    );
 
     app.mps.fail_next(503, "ServiceUnavailable");
     app.mps.fail_next(400, "Throttling.User");
     let (id, key) = app.issue("alice", "b.mp4", json!({})).await;
     app.upload_completed(&key, "i2", &id).await;
-    let upload = app.wait_upload("alice", &id, |u| u["state"] == "triggered").await;
+    let upload = app
+        .wait_upload("alice", &id, |u| u["state"] == "triggered")
+        .await;
     assert_eq!(upload["triggers"][0]["attempts"], 3);
     assert!(upload["triggers"][0]["media_id"].is_string());
+    assert_eq!(app.mps.calls(), 4);
 }
 
 fn http_date() -> String {
-    chrono::Utc::now().format("%a, %d %b %Y %H:%M:%S GMT").to_string()
+    chrono::Utc::now()
+        .format("%a, %d %b %Y %H:%M:%S GMT")
+        .to_string()
 }
 
 async fn mns_push(app: &TestApp, message: &Value, date: &str, tamper: bool) -> reqwest::Response {
@@ -318,7 +451,11 @@ async fn mns_push(app: &TestApp, message: &Value, date: &str, tamper: bool) -> r
     let body = B64.encode(message.to_string());
     let mut request = app.client.post(app.url(path));
     for (name, value) in mns_signer().headers(path, &body, date) {
-        let value = if tamper && name == "x-mns-request-id" { "tampered".into() } else { value };
+        let value = if tamper && name == "x-mns-request-id" {
+            "tampered".into()
+        } else {
+            value
+        };
         request = request.header(name, value);
     }
     request.body(body).send().await.unwrap()
@@ -341,11 +478,18 @@ async fn mns_pushed_oss_events_are_verified_and_recorded() {
     let tally: Value = response.json().await.unwrap();
     assert_eq!(tally["accepted"], 1);
     assert_eq!(tally["ignored"], 1);
-    let upload = app.wait_upload("alice", &id, |u| u["state"] == "triggered").await;
+    let upload = app
+        .wait_upload("alice", &id, |u| u["state"] == "triggered")
+        .await;
     assert_eq!(upload["size"], 122539);
-    assert_eq!(app.hooks.deliveries()[0].1["media"]["title"], "from the event");
+    assert_eq!(
+        app.hooks.deliveries()[0].1["media"]["title"],
+        "from the event"
+    );
 
-    let stale = (chrono::Utc::now() - chrono::Duration::minutes(16)).format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+    let stale = (chrono::Utc::now() - chrono::Duration::minutes(16))
+        .format("%a, %d %b %Y %H:%M:%S GMT")
+        .to_string();
     let response = mns_push(&app, &message, &stale, false).await;
     assert_eq!(response.status(), 400);
     assert_eq!(error_code(response).await, "invalid_signature");
@@ -372,8 +516,15 @@ async fn s3_events_need_the_token_and_understand_sns_envelopes() {
     app.webhook_workflow("hooks", "uploads/").await;
     let records = json!({"Records": [{"eventName": "ObjectCreated:Put", "eventSource": "aws:s3",
         "s3": {"bucket": {"name": "media-input"}, "object": {"key": "uploads/dave/x/my+clip.mp4", "eTag": "s1", "size": 5}}}]});
-    for auth in [None, Some("Bearer wrong-token-wrong-token"), Some("Basic abc")] {
-        let mut request = app.client.post(app.url("/v1/notifications/s3-events")).json(&records);
+    for auth in [
+        None,
+        Some("Bearer wrong-token-wrong-token"),
+        Some("Basic abc"),
+    ] {
+        let mut request = app
+            .client
+            .post(app.url("/v1/notifications/s3-events"))
+            .json(&records);
         if let Some(a) = auth {
             request = request.header("authorization", a);
         }
@@ -381,13 +532,20 @@ async fn s3_events_need_the_token_and_understand_sns_envelopes() {
         assert_eq!(response.status(), 401);
         assert_eq!(error_code(response).await, "unauthorized");
     }
-    let envelope = json!({"Type": "Notification", "MessageId": "m", "Message": records.to_string()});
+    let envelope =
+        json!({"Type": "Notification", "MessageId": "m", "Message": records.to_string()});
     let response = app.s3_event(&envelope).await;
     assert_eq!(response.status(), 200);
     assert!(app.hooks.wait_for(1, Duration::from_secs(10)).await);
-    assert_eq!(app.hooks.deliveries()[0].1["object_key"], "uploads/dave/x/my clip.mp4");
+    assert_eq!(
+        app.hooks.deliveries()[0].1["object_key"],
+        "uploads/dave/x/my clip.mp4"
+    );
 
-    for bad in [json!({"Records": "nope"}), json!({"Type": "Notification", "Message": "{"})] {
+    for bad in [
+        json!({"Records": "nope"}),
+        json!({"Type": "Notification", "Message": "{"}),
+    ] {
         let response = app.s3_event(&bad).await;
         assert_eq!(response.status(), 400);
         assert_eq!(error_code(response).await, "bad_request");
@@ -417,4 +575,23 @@ async fn notification_bodies_over_one_mebibyte_are_413() {
         .unwrap();
     assert_eq!(response.status(), 413);
     assert_eq!(error_code(response).await, "payload_too_large");
+}
+
+#[tokio::test]
+async fn a_slow_mps_times_out_and_is_retried() {
+    let app = TestApp::spawn_with(|c| c.mps.timeout_ms = 300).await;
+    app.mps_workflow("transcode", "uploads/").await;
+    app.mps.set_latency(Duration::from_millis(600));
+    let (id, key) = app.issue("alice", "a.mp4", json!({})).await;
+    app.upload_completed(&key, "t1", &id).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while app.mps.calls() == 0 {
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    app.mps.set_latency(Duration::ZERO);
+    let upload = app
+        .wait_upload("alice", &id, |u| u["state"] == "triggered")
+        .await;
+    assert_eq!(upload["triggers"][0]["attempts"], 2);
 }

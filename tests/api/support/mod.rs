@@ -185,7 +185,12 @@ impl TestApp {
     }
 
     /// The callback OSS sends for `key` with the body mediagate asks for.
-    pub async fn upload_completed(&self, key: &str, etag: &str, upload_id: &str) -> reqwest::Response {
+    pub async fn upload_completed(
+        &self,
+        key: &str,
+        etag: &str,
+        upload_id: &str,
+    ) -> reqwest::Response {
         let form = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("bucket", "media-input")
             .append_pair("object", key)
@@ -207,8 +212,16 @@ impl TestApp {
             .unwrap()
     }
 
-    pub async fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> reqwest::Response {
-        let mut request = self.client.request(method, self.url(path)).bearer_auth(ADMIN_TOKEN);
+    pub async fn admin(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> reqwest::Response {
+        let mut request = self
+            .client
+            .request(method, self.url(path))
+            .bearer_auth(ADMIN_TOKEN);
         if let Some(body) = body {
             request = request.json(&body);
         }
@@ -230,7 +243,9 @@ impl TestApp {
     }
 
     async fn create_workflow(&self, body: Value) -> String {
-        let response = self.admin(reqwest::Method::POST, "/v1/admin/workflows", Some(body)).await;
+        let response = self
+            .admin(reqwest::Method::POST, "/v1/admin/workflows", Some(body))
+            .await;
         assert_eq!(response.status(), 201);
         let created: Value = response.json().await.unwrap();
         created["id"].as_str().unwrap().to_owned()
@@ -239,7 +254,10 @@ impl TestApp {
     /// Requests an upload for `user` and returns (upload id, object key).
     pub async fn issue(&self, user: &str, file: &str, media: Value) -> (String, String) {
         let body: Value = self
-            .create_upload(&self.token(user), json!({"file_name": file, "media": media}))
+            .create_upload(
+                &self.token(user),
+                json!({"file_name": file, "media": media}),
+            )
             .await
             .json()
             .await
@@ -263,7 +281,10 @@ impl TestApp {
             if done(&upload) {
                 return upload;
             }
-            assert!(std::time::Instant::now() < deadline, "upload never got there: {upload}");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "upload never got there: {upload}"
+            );
             tokio::time::sleep(std::time::Duration::from_millis(30)).await;
         }
     }

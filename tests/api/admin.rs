@@ -1,0 +1,190 @@
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::support::{TestApp, WEBHOOK_SECRET, error_code};
+
+fn webhook(name: &str) -> Value {
+    json!({"name": name, "state": "Active", "bucket": "media-input", "prefix": "uploads/",
+           "sink": "webhook", "webhook_url": "https://hooks.example.com/in", "webhook_secret": WEBHOOK_SECRET,
+           "output_prefix": "uploads/out/"})
+}
+
+#[tokio::test]
+async fn workflows_crud() {
+    let app = TestApp::spawn().await;
+    let created = app
+        .admin(Method::POST, "/v1/admin/workflows", Some(webhook("hd")))
+        .await;
+    assert_eq!(created.status(), 201);
+    let created: Value = created.json().await.unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert_eq!(created["webhook_secret_set"], true);
+    assert!(
+        created.get("webhook_secret").is_none(),
+        "secrets are never returned"
+    );
+    assert!(!created.to_string().contains(WEBHOOK_SECRET));
+    assert_eq!(created["source"], "api");
+
+    let taken = app
+        .admin(Method::POST, "/v1/admin/workflows", Some(webhook("hd")))
+        .await;
+    assert_eq!(taken.status(), 409);
+    assert_eq!(error_code(taken).await, "name_taken");
+
+    let mut changed = webhook("hd-renamed");
+    changed["state"] = json!("Inactive");
+    let updated = app
+        .admin(
+            Method::PUT,
+            &format!("/v1/admin/workflows/{id}"),
+            Some(changed),
+        )
+        .await;
+    assert_eq!(updated.status(), 200);
+    let got: Value = app
+        .admin(Method::GET, &format!("/v1/admin/workflows/{id}"), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(got["name"], "hd-renamed");
+    assert_eq!(got["state"], "Inactive");
+
+    let list: Value = app
+        .admin(Method::GET, "/v1/admin/workflows", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["workflows"].as_array().unwrap().len(), 1);
+
+    let deleted = app
+        .admin(Method::DELETE, &format!("/v1/admin/workflows/{id}"), None)
+        .await;
+    assert_eq!(deleted.status(), 204);
+    let gone = app
+        .admin(Method::GET, &format!("/v1/admin/workflows/{id}"), None)
+        .await;
+    assert_eq!(gone.status(), 404);
+    let gone = app
+        .admin(
+            Method::PUT,
+            &format!("/v1/admin/workflows/{id}"),
+            Some(webhook("x")),
+        )
+        .await;
+    assert_eq!(gone.status(), 404);
+}
+
+#[tokio::test]
+async fn invalid_workflows_are_422() {
+    let app = TestApp::spawn().await;
+    let long_name = "n".repeat(65);
+    let cases = [
+        json!({"name": long_name, "state": "Active", "bucket": "media-input", "sink": "mps", "media_workflow_id": "w"}),
+        json!({"name": "a", "state": "Active", "bucket": "Bad_Bucket", "sink": "mps", "media_workflow_id": "w"}),
+        json!({"name": "a", "state": "Active", "bucket": "media-input", "sink": "mps"}),
+        json!({"name": "a", "state": "Active", "bucket": "media-input", "sink": "webhook", "webhook_url": "ftp://x", "webhook_secret": WEBHOOK_SECRET}),
+        json!({"name": "a", "state": "Active", "bucket": "media-input", "sink": "webhook", "webhook_url": "https://x.example.com", "webhook_secret": "short"}),
+        json!({"name": "a", "state": "Deleted", "bucket": "media-input", "sink": "mps", "media_workflow_id": "w"}),
+        json!({"name": "a", "state": "Active", "bucket": "media-input", "sink": "ftp"}),
+        json!({"name": "a"}),
+    ];
+    for body in cases {
+        let response = app
+            .admin(Method::POST, "/v1/admin/workflows", Some(body.clone()))
+            .await;
+        assert_eq!(response.status(), 422, "{body}");
+        assert_eq!(error_code(response).await, "invalid_request", "{body}");
+    }
+    let malformed = app
+        .client
+        .post(app.url("/v1/admin/workflows"))
+        .bearer_auth(crate::support::ADMIN_TOKEN)
+        .body("{")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(malformed.status(), 400);
+}
+
+#[tokio::test]
+async fn the_admin_api_needs_the_admin_token() {
+    let app = TestApp::spawn().await;
+    for token in [
+        None,
+        Some("wrong-token-wrong".to_string()),
+        Some(app.token("alice")),
+    ] {
+        let mut request = app.client.get(app.url("/v1/admin/workflows"));
+        if let Some(t) = &token {
+            request = request.bearer_auth(t);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 401);
+        assert_eq!(error_code(response).await, "unauthorized");
+    }
+    let closed = TestApp::spawn_with(|c| c.auth.admin_token = None).await;
+    let response = closed.admin(Method::GET, "/v1/admin/workflows", None).await;
+    assert_eq!(response.status(), 401);
+}
+
+#[tokio::test]
+async fn match_explains_each_decision() {
+    let app = TestApp::spawn().await;
+    app.admin(Method::POST, "/v1/admin/workflows", Some(webhook("hd")))
+        .await;
+    let mut off = webhook("off");
+    off["state"] = json!("Inactive");
+    app.admin(Method::POST, "/v1/admin/workflows", Some(off))
+        .await;
+
+    let report: Value = app
+        .admin(
+            Method::GET,
+            "/v1/admin/match?bucket=media-input&key=uploads/alice/1/trip.MP4",
+            None,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(report["media"], true);
+    assert_eq!(report["extension"], "mp4");
+    let decisions = report["workflows"].as_array().unwrap();
+    let hd = decisions.iter().find(|d| d["name"] == "hd").unwrap();
+    assert_eq!(hd["matched"], true);
+    let off = decisions.iter().find(|d| d["name"] == "off").unwrap();
+    assert_eq!(off["matched"], false);
+    assert_eq!(off["reason"], "workflow is Inactive");
+
+    let report: Value = app
+        .admin(
+            Method::GET,
+            "/v1/admin/match?bucket=media-input&key=uploads/out/a.mp4",
+            None,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let hd = report["workflows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "hd")
+        .unwrap()
+        .clone();
+    assert_eq!(hd["matched"], false);
+    assert!(hd["reason"].as_str().unwrap().contains("output prefix"));
+
+    let missing = app
+        .admin(Method::GET, "/v1/admin/match?bucket=media-input", None)
+        .await;
+    assert_eq!(missing.status(), 400);
+    let bad_state = app
+        .admin(Method::GET, "/v1/admin/triggers?state=bogus", None)
+        .await;
+    assert_eq!(bad_state.status(), 400);
+}
