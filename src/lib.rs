@@ -28,5 +28,7 @@ pub mod store;
 pub mod sts;
 /// Logging setup.
 pub mod telemetry;
+/// Shared habits of talking to outside HTTP services.
+pub mod upstream;
 /// Media workflows and the media-file rule.
 pub mod workflows;

@@ -60,6 +60,39 @@ pub fn rpc_signature(secret: &str, method: &str, canonical_query: &str) -> Strin
     hmac_sha1_base64(format!("{secret}&").as_bytes(), string_to_sign.as_bytes())
 }
 
+/// The common parameters of one RPC call; nonce and timestamp must be fresh per attempt.
+pub struct RpcCall<'a> {
+    pub action: &'a str,
+    pub version: &'a str,
+    pub access_key_id: &'a str,
+    pub nonce: &'a str,
+    /// `YYYY-MM-DDThh:mm:ssZ`.
+    pub timestamp: &'a str,
+}
+
+/// The full query string of a signed RPC request: the common parameters, the operation's
+/// `params`, and `Signature` last.
+pub fn rpc_signed_query<'a>(
+    call: &RpcCall<'a>,
+    secret: &str,
+    method: &str,
+    params: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> String {
+    let common = [
+        ("Action", call.action),
+        ("Version", call.version),
+        ("Format", "JSON"),
+        ("AccessKeyId", call.access_key_id),
+        ("SignatureMethod", "HMAC-SHA1"),
+        ("SignatureVersion", "1.0"),
+        ("SignatureNonce", call.nonce),
+        ("Timestamp", call.timestamp),
+    ];
+    let query = rpc_canonical_query(common.into_iter().chain(params));
+    let signature = rpc_signature(secret, method, &query);
+    format!("{query}&Signature={}", percent_encode(&signature))
+}
+
 /// base64(HMAC-SHA1(key, message)); also the OSS PostObject V1 policy signature.
 pub fn hmac_sha1_base64(key: &[u8], message: &[u8]) -> String {
     let mut mac = Hmac::<Sha1>::new_from_slice(key).expect("HMAC accepts keys of any length");

@@ -10,7 +10,8 @@ use serde::Deserialize;
 use tracing::instrument;
 
 use super::{Delivered, Delivery, DeliveryError};
-use crate::signing::{percent_encode, rpc_canonical_query, rpc_signature};
+use crate::signing::{RpcCall, percent_encode, rpc_signed_query};
+use crate::upstream::without_url;
 
 /// AddMedia's limit on `FileURL` (and `CoverURL`), in bytes.
 const MAX_FILE_URL: usize = 3200;
@@ -96,35 +97,27 @@ impl MpsClient {
         outcome(status.as_u16(), &body)
     }
 
-    /// The signed URL for one attempt: common parameters, then the operation's, then
-    /// `Signature`. Nonce and timestamp are fresh each attempt.
+    /// The signed URL for one attempt; nonce and timestamp are fresh each attempt.
     fn signed_url(
         &self,
         params: &[(&'static str, String)],
         nonce: &str,
         timestamp: &str,
     ) -> String {
-        let common = [
-            ("Action", "AddMedia"),
-            ("Version", "2014-06-18"),
-            ("Format", "JSON"),
-            ("AccessKeyId", self.access_key_id.as_str()),
-            ("SignatureMethod", "HMAC-SHA1"),
-            ("SignatureVersion", "1.0"),
-            ("SignatureNonce", nonce),
-            ("Timestamp", timestamp),
-        ];
-        let query = rpc_canonical_query(
-            common
-                .into_iter()
-                .chain(params.iter().map(|(k, v)| (*k, v.as_str()))),
+        let call = RpcCall {
+            action: "AddMedia",
+            version: "2014-06-18",
+            access_key_id: &self.access_key_id,
+            nonce,
+            timestamp,
+        };
+        let query = rpc_signed_query(
+            &call,
+            self.access_key_secret.expose_secret(),
+            "POST",
+            params.iter().map(|(k, v)| (*k, v.as_str())),
         );
-        let signature = rpc_signature(self.access_key_secret.expose_secret(), "POST", &query);
-        format!(
-            "{}/?{query}&Signature={}",
-            self.endpoint,
-            percent_encode(&signature)
-        )
+        format!("{}/?{query}", self.endpoint)
     }
 }
 
@@ -237,30 +230,6 @@ fn quote_message(message: &str) -> String {
         .map(|c| if c.is_control() { ' ' } else { c })
         .take(MAX_MESSAGE)
         .collect()
-}
-
-/// A reqwest error without its URL, which for MPS carries the AccessKeyId and signature and
-/// for a webhook may carry a token in its query.
-// The same as `sts::aliyun::without_url`; both could live in one shared place.
-pub(crate) fn without_url(e: &reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "connection failed"
-    } else {
-        "transport error"
-    };
-    let mut source = std::error::Error::source(e);
-    let mut detail = String::new();
-    while let Some(s) = source {
-        detail = s.to_string();
-        source = s.source();
-    }
-    if detail.is_empty() {
-        kind.to_owned()
-    } else {
-        format!("{kind}: {detail}")
-    }
 }
 
 #[derive(Deserialize)]
@@ -445,10 +414,12 @@ mod tests {
         let parsed = url::Url::parse(&url).unwrap();
         let pairs: Vec<(String, String)> = parsed.query_pairs().into_owned().collect();
         let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-        let query = rpc_canonical_query(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let query = crate::signing::rpc_canonical_query(
+            pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        );
         assert_eq!(
             get("Signature").unwrap(),
-            rpc_signature("testsecret", "POST", &query)
+            crate::signing::rpc_signature("testsecret", "POST", &query)
         );
         assert_eq!(get("Action"), Some("AddMedia"));
         assert_eq!(get("Version"), Some("2014-06-18"));
@@ -583,10 +554,11 @@ mod tests {
                 .find(|(k, _)| k == "Signature")
                 .map(|(_, v)| v.clone())
                 .unwrap_or_default();
-            let canonical =
-                rpc_canonical_query(params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            let canonical = crate::signing::rpc_canonical_query(
+                params.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            );
             if method != Method::POST
-                || rpc_signature("testsecret", "POST", &canonical) != signature
+                || crate::signing::rpc_signature("testsecret", "POST", &canonical) != signature
             {
                 // The real service echoes its string to sign.
                 let message = format!(

@@ -15,8 +15,8 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 use tracing::instrument;
 
-use super::mps::without_url;
 use super::{Delivered, Delivery, DeliveryError};
+use crate::upstream::without_url;
 
 /// Prefix of Standard Webhooks secrets whose remainder is the base64 key.
 const SECRET_PREFIX: &str = "whsec_";

@@ -11,7 +11,8 @@ use tracing::{instrument, warn};
 
 use super::{AssumeRole, Credentials, Sts, StsError, backoff};
 use crate::config::StsConfig;
-use crate::signing::{percent_encode, rpc_canonical_query, rpc_signature};
+use crate::signing::{RpcCall, rpc_signed_query};
+use crate::upstream::without_url;
 
 pub struct AliyunSts {
     http: reqwest::Client,
@@ -45,14 +46,6 @@ impl AliyunSts {
     fn signed_url(&self, request: &AssumeRole, nonce: &str, timestamp: &str) -> String {
         let duration = request.duration_seconds.to_string();
         let mut params = vec![
-            ("Action", "AssumeRole"),
-            ("Version", "2015-04-01"),
-            ("Format", "JSON"),
-            ("AccessKeyId", self.access_key_id.as_str()),
-            ("SignatureMethod", "HMAC-SHA1"),
-            ("SignatureVersion", "1.0"),
-            ("SignatureNonce", nonce),
-            ("Timestamp", timestamp),
             ("RoleArn", self.role_arn.as_str()),
             ("RoleSessionName", request.role_session_name.as_str()),
             ("Policy", request.policy.as_str()),
@@ -61,13 +54,20 @@ impl AliyunSts {
         if let Some(external_id) = &self.external_id {
             params.push(("ExternalId", external_id.as_str()));
         }
-        let query = rpc_canonical_query(params);
-        let signature = rpc_signature(self.access_key_secret.expose_secret(), "POST", &query);
-        format!(
-            "{}/?{query}&Signature={}",
-            self.endpoint,
-            percent_encode(&signature)
-        )
+        let call = RpcCall {
+            action: "AssumeRole",
+            version: "2015-04-01",
+            access_key_id: &self.access_key_id,
+            nonce,
+            timestamp,
+        };
+        let query = rpc_signed_query(
+            &call,
+            self.access_key_secret.expose_secret(),
+            "POST",
+            params,
+        );
+        format!("{}/?{query}", self.endpoint)
     }
 
     async fn attempt(&self, request: &AssumeRole) -> Attempt {
@@ -112,28 +112,6 @@ impl AliyunSts {
 enum Attempt {
     Done(Result<Credentials, StsError>),
     Retry(String),
-}
-
-// reqwest errors print the URL, which here carries the AccessKeyId and signature.
-fn without_url(e: &reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "connection failed"
-    } else {
-        "transport error"
-    };
-    let mut source = std::error::Error::source(e);
-    let mut detail = String::new();
-    while let Some(s) = source {
-        detail = s.to_string();
-        source = s.source();
-    }
-    if detail.is_empty() {
-        kind.to_owned()
-    } else {
-        format!("{kind}: {detail}")
-    }
 }
 
 #[async_trait]
@@ -234,8 +212,13 @@ mod tests {
             .unwrap()
             .1
             .clone();
-        let query = rpc_canonical_query(params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        assert_eq!(rpc_signature("testsecret", "POST", &query), signature);
+        let query = crate::signing::rpc_canonical_query(
+            params.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        );
+        assert_eq!(
+            crate::signing::rpc_signature("testsecret", "POST", &query),
+            signature
+        );
         assert!(url.starts_with("http://127.0.0.1:1/?"));
         assert!(url.contains("Policy=%7B%22Version%22%3A%221%22%7D"));
         assert!(!url.contains('+'));
