@@ -315,3 +315,57 @@ webhook_secret = "{WEBHOOK_SECRET}"
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn match_explains_configured_workflows() {
+    let sts = StsFake::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(&sts, dir.path()).await;
+    let file = dir.path().join("mediagate.toml");
+    std::fs::write(
+        &file,
+        r#"[[workflows]]
+name = "transcode-hd"
+state = "Active"
+bucket = "media-input"
+prefix = "uploads/"
+sink = "mps"
+media_workflow_id = "wf-1"
+output_prefix = "uploads/out/"
+
+[[workflows]]
+name = "paused"
+state = "Inactive"
+bucket = "media-input"
+prefix = "uploads/"
+sink = "mps"
+media_workflow_id = "wf-2"
+"#,
+    )
+    .unwrap();
+    let run = |key: &str| {
+        let out = mediagate()
+            .args(["match", "--bucket", "media-input", "--key", key, "--config"])
+            .arg(&file)
+            .envs(env_for(&config))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let report = run("uploads/alice/1/trip.MP4");
+    assert_eq!(report["media"], true);
+    assert_eq!(report["extension"], "mp4");
+    let decisions = report["workflows"].as_array().unwrap();
+    assert_eq!(decisions[0]["name"], "transcode-hd");
+    assert_eq!(decisions[0]["matched"], true);
+    assert_eq!(decisions[1]["reason"], "workflow is Inactive");
+    let report = run("uploads/out/x.mp4");
+    assert_eq!(report["workflows"][0]["matched"], false);
+    let report = run("uploads/alice/notes.txt");
+    assert_eq!(report["media"], false);
+}
