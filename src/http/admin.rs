@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::error::ApiError;
-use super::extract::{Json, Query};
+use super::extract::{Json, Query, bearer};
 use crate::app::App;
 use crate::config::{SinkKind, WorkflowConfig, WorkflowState};
 use crate::signing::constant_time_eq;
@@ -35,14 +35,11 @@ impl FromRequestParts<Arc<App>> for Admin {
             )
         };
         let expected = app.config.auth.admin_token.as_ref().ok_or_else(denied)?;
-        let presented = parts
+        let header = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|h| h.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, t)| t.trim())
-            .ok_or_else(denied)?;
+            .and_then(|v| v.to_str().ok());
+        let presented = bearer(header).ok_or_else(denied)?;
         if constant_time_eq(presented.as_bytes(), expected.expose_secret().as_bytes()) {
             Ok(Admin)
         } else {

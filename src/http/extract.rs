@@ -83,3 +83,10 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
         Ok(RawBody(Bytes::from_request(req, state).await?))
     }
 }
+
+/// The token of an `Authorization: Bearer <token>` header value.
+pub fn bearer(authorization: Option<&str>) -> Option<&str> {
+    let (scheme, token) = authorization?.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}

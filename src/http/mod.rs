@@ -8,6 +8,7 @@ mod ops;
 mod uploads;
 
 pub use admin::match_report;
+pub use extract::bearer;
 
 use std::sync::Arc;
 

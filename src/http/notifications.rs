@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use tracing::{info, warn};
 
 use super::error::ApiError;
-use super::extract::RawBody;
+use super::extract::{RawBody, bearer};
 use crate::app::App;
 use crate::callbacks::keys::KeyError;
 use crate::callbacks::{mns, oss};
@@ -42,6 +42,11 @@ impl From<KeyError> for ApiError {
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// A header the signature check needs: its absence is a signature failure.
+fn signed_header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, ApiError> {
+    header(headers, name).ok_or_else(|| invalid_signature(format!("missing {name} header")))
 }
 
 /// Records one event and wakes the worker when it queued triggers.
@@ -72,10 +77,8 @@ pub async fn oss_callback(
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
-    let authorization = header(&headers, "authorization")
-        .ok_or_else(|| invalid_signature("missing authorization header"))?;
-    let key_url = header(&headers, "x-oss-pub-key-url")
-        .ok_or_else(|| invalid_signature("missing x-oss-pub-key-url header"))?;
+    let authorization = signed_header(&headers, "authorization")?;
+    let key_url = signed_header(&headers, "x-oss-pub-key-url")?;
     let key = app.keys.oss_callback_key(key_url).await?;
     let signed = oss::callback_string_to_sign(uri.path(), uri.query(), &body);
     oss::verify_callback(&key, authorization, &signed)
@@ -193,11 +196,9 @@ pub async fn oss_events(
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
-    let authorization = header(&headers, "authorization")
-        .ok_or_else(|| invalid_signature("missing authorization header"))?;
-    let cert_url = header(&headers, "x-mns-signing-cert-url")
-        .ok_or_else(|| invalid_signature("missing x-mns-signing-cert-url header"))?;
-    let date = header(&headers, "date").ok_or_else(|| invalid_signature("missing date header"))?;
+    let authorization = signed_header(&headers, "authorization")?;
+    let cert_url = signed_header(&headers, "x-mns-signing-cert-url")?;
+    let date = signed_header(&headers, "date")?;
     mns::check_date(date, chrono::Utc::now()).map_err(|e| invalid_signature(e.to_string()))?;
     let key = app.keys.mns_cert_key(cert_url).await?;
     let all: Vec<(String, String)> = headers
@@ -324,10 +325,7 @@ pub async fn s3_events(
             "S3 notifications are not enabled (notifications.s3_token)",
         )
     })?;
-    let presented = header(&headers, "authorization")
-        .and_then(|h| h.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, t)| t.trim());
+    let presented = bearer(header(&headers, "authorization"));
     if !presented
         .is_some_and(|t| constant_time_eq(t.as_bytes(), expected.expose_secret().as_bytes()))
     {

@@ -270,6 +270,14 @@ fn upload_from_row(r: &sqlx::any::AnyRow) -> anyhow::Result<UploadRow> {
     })
 }
 
+/// `$first, $first+1, ...`: `count` numbered placeholders, for PostgreSQL and SQLite alike.
+fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|n| format!("${n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 pub fn now_millis() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }

@@ -5,6 +5,7 @@
 use anyhow::Context;
 use sqlx::Row;
 
+use super::batch::BatchRow;
 use super::{Backend, Store, UploadRow, now_millis};
 
 /// An accepted object-created notification, as stored.
@@ -150,28 +151,20 @@ impl Store {
                 .context("updating upload")?;
             }
             UploadChange::New(row) => {
-                sqlx::query(&format!(
-                    "INSERT INTO uploads ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
-                    super::UPLOAD_COLUMNS
-                ))
-                .bind(&row.id)
-                .bind(&row.owner)
-                .bind(&row.subject)
-                .bind(&row.bucket)
-                .bind(&row.object_key)
-                .bind(&row.file_name)
-                .bind(row.size)
-                .bind(&row.content_type)
-                .bind(&row.mode)
-                .bind(&row.media)
-                .bind(state)
-                .bind(reason)
-                .bind(row.created_at)
-                .bind(row.uploaded_at)
-                .bind(row.updated_at)
-                .execute(&mut *tx)
-                .await
-                .context("recording unannounced upload")?;
+                let row = UploadRow {
+                    state: state.to_owned(),
+                    state_reason: reason.map(str::to_owned),
+                    ..(**row).clone()
+                };
+                let sql = format!(
+                    "{} VALUES ({})",
+                    UploadRow::INSERT,
+                    super::placeholders(1, UploadRow::COLUMNS)
+                );
+                row.bind(sqlx::query(&sql))
+                    .execute(&mut *tx)
+                    .await
+                    .context("recording unannounced upload")?;
             }
             UploadChange::None => {}
         }

@@ -38,13 +38,36 @@ impl Store {
 
     pub async fn create_workflow(&self, def: WorkflowDef) -> anyhow::Result<Saved> {
         let id = uuid::Uuid::now_v7().to_string();
+        let inserted = self
+            .insert_workflow(&id, &def, "api", "DO NOTHING")
+            .await
+            .context("creating workflow")?;
+        if !inserted {
+            return Ok(Saved::NameTaken);
+        }
+        Ok(Saved::Saved(Workflow {
+            id,
+            source: "api".into(),
+            def,
+        }))
+    }
+
+    /// Inserts a workflow; `on_conflict` says what happens when the name exists. `true` when a
+    /// row was written.
+    async fn insert_workflow(
+        &self,
+        id: &str,
+        def: &WorkflowDef,
+        source: &str,
+        on_conflict: &str,
+    ) -> sqlx::Result<bool> {
         let (sink, mwf, url, secret) = sink_columns(&def.sink);
         let now = now_millis();
-        let result = sqlx::query(
+        let result = sqlx::query(&format!(
             "INSERT INTO workflows (id, name, state, bucket, prefix, output_prefix, sink, media_workflow_id, webhook_url, webhook_secret, source, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'api', $11, $12) ON CONFLICT (name) DO NOTHING",
-        )
-        .bind(&id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT (name) {on_conflict}"
+        ))
+        .bind(id)
         .bind(&def.name)
         .bind(state_str(def.state))
         .bind(&def.bucket)
@@ -54,19 +77,12 @@ impl Store {
         .bind(mwf)
         .bind(url)
         .bind(secret)
+        .bind(source)
         .bind(now)
         .bind(now)
         .execute(&self.writer)
-        .await
-        .context("creating workflow")?;
-        if result.rows_affected() == 0 {
-            return Ok(Saved::NameTaken);
-        }
-        Ok(Saved::Saved(Workflow {
-            id,
-            source: "api".into(),
-            def,
-        }))
+        .await?;
+        Ok(result.rows_affected() > 0)
     }
 
     pub async fn update_workflow(&self, id: &str, def: WorkflowDef) -> anyhow::Result<Saved> {
@@ -120,31 +136,14 @@ impl Store {
 
     /// Creates or replaces each configured workflow by name, marking it as from the config.
     pub async fn apply_config_workflows(&self, defs: Vec<WorkflowDef>) -> anyhow::Result<()> {
+        const REPLACE: &str = "DO UPDATE SET state = excluded.state, bucket = excluded.bucket, prefix = excluded.prefix,
+            output_prefix = excluded.output_prefix, sink = excluded.sink, media_workflow_id = excluded.media_workflow_id,
+            webhook_url = excluded.webhook_url, webhook_secret = excluded.webhook_secret, source = excluded.source,
+            updated_at = excluded.updated_at";
         for def in defs {
-            let (sink, mwf, url, secret) = sink_columns(&def.sink);
-            let now = now_millis();
-            sqlx::query(
-                "INSERT INTO workflows (id, name, state, bucket, prefix, output_prefix, sink, media_workflow_id, webhook_url, webhook_secret, source, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'config', $11, $12)
-                 ON CONFLICT (name) DO UPDATE SET state = excluded.state, bucket = excluded.bucket, prefix = excluded.prefix,
-                   output_prefix = excluded.output_prefix, sink = excluded.sink, media_workflow_id = excluded.media_workflow_id,
-                   webhook_url = excluded.webhook_url, webhook_secret = excluded.webhook_secret, source = 'config', updated_at = excluded.updated_at",
-            )
-            .bind(uuid::Uuid::now_v7().to_string())
-            .bind(&def.name)
-            .bind(state_str(def.state))
-            .bind(&def.bucket)
-            .bind(&def.prefix)
-            .bind(&def.output_prefix)
-            .bind(sink)
-            .bind(mwf)
-            .bind(url)
-            .bind(secret)
-            .bind(now)
-            .bind(now)
-            .execute(&self.writer)
-            .await
-            .with_context(|| format!("applying configured workflow {:?}", def.name))?;
+            self.insert_workflow(&uuid::Uuid::now_v7().to_string(), &def, "config", REPLACE)
+                .await
+                .with_context(|| format!("applying configured workflow {:?}", def.name))?;
         }
         Ok(())
     }
