@@ -86,6 +86,10 @@ impl Worker {
                 }
             };
             if worked {
+                // Busy: finish the batch in hand, then stop if asked, else go on.
+                if futures_util::FutureExt::now_or_never(&mut stop).is_some() {
+                    return;
+                }
                 continue;
             }
             tokio::select! {
