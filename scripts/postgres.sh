@@ -3,9 +3,9 @@
 #   scripts/postgres.sh start   installs PostgreSQL from Debian's packages if missing, starts a
 #                               fresh cluster and prints its URL
 #   scripts/postgres.sh stop    stops it and deletes its data
-# PGPORT (default 55432) and MEDIAGATE_PG_DIR (default /tmp/mediagate-pg-$PGPORT) override.
+# PGPORT (default 25432) and MEDIAGATE_PG_DIR (default /tmp/mediagate-pg-$PGPORT) override.
 set -euo pipefail
-PGPORT=${PGPORT:-55432}
+PGPORT=${PGPORT:-25432}
 DIR=${MEDIAGATE_PG_DIR:-/tmp/mediagate-pg-$PGPORT}
 
 find_bin() {

@@ -6,7 +6,7 @@ use chrono::Utc;
 use super::Delivery;
 use crate::credentials::KeyPrefix;
 use crate::media::{MediaAttributes, MediaAttributesInput};
-use crate::store::{EventRow, NewTrigger, Recorded, Store, UploadChange, UploadRow};
+use crate::store::{EventRow, EventWrite, NewTrigger, Recorded, Store, UploadChange, UploadRow};
 use crate::workflows::{Sink, decide};
 
 /// An object-created notification after its signature or token was checked and its key
@@ -141,7 +141,13 @@ pub async fn accept(
         "uploaded"
     };
     store
-        .record_event(&row, &change, (state, skip_reason.as_deref()), &triggers)
+        .record_event(EventWrite {
+            event: row,
+            upload: change,
+            upload_state: state.into(),
+            upload_reason: skip_reason,
+            triggers,
+        })
         .await
 }
 

@@ -1,6 +1,7 @@
 //! The worker: claims due triggers, delivers them to their sink, and records the outcome with
 //! exponential backoff and jitter until the retry budget is spent, then `dead`.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,8 +13,8 @@ use super::mps::MpsClient;
 use super::webhook::WebhookClient;
 use super::{Delivered, Delivery, DeliveryError};
 use crate::config::Config;
-use crate::store::{Claimed, Store, now_millis};
-use crate::workflows::Sink;
+use crate::store::{Claimed, Outcome, Store, now_millis};
+use crate::workflows::{Sink, Workflow};
 
 pub struct Worker {
     store: Store,
@@ -62,7 +63,19 @@ impl Worker {
     pub async fn run_once(&self) -> anyhow::Result<usize> {
         let claimed = self.store.claim_triggers(self.batch, self.lease_ms).await?;
         let n = claimed.len();
-        let attempts = claimed.into_iter().map(|t| self.attempt(t));
+        if n == 0 {
+            return Ok(0);
+        }
+        // The workflows as they are now, read once per batch: a deleted workflow ends its
+        // triggers, a changed URL or secret applies to the next attempt.
+        let workflows: HashMap<String, Workflow> = self
+            .store
+            .list_workflows()
+            .await?
+            .into_iter()
+            .map(|w| (w.id.clone(), w))
+            .collect();
+        let attempts = claimed.into_iter().map(|t| self.attempt(t, &workflows));
         for result in futures_util::future::join_all(attempts).await {
             if let Err(e) = result {
                 warn!(
@@ -100,13 +113,20 @@ impl Worker {
         }
     }
 
-    async fn attempt(&self, t: Claimed) -> anyhow::Result<()> {
+    async fn attempt(
+        &self,
+        t: Claimed,
+        workflows: &HashMap<String, Workflow>,
+    ) -> anyhow::Result<()> {
         let attempt = u32::try_from(t.attempts).unwrap_or(u32::MAX);
         let outcome = match serde_json::from_str::<Delivery>(&t.payload) {
             Ok(mut delivery) => {
                 delivery.trigger_id = t.id.clone();
                 delivery.attempt = attempt;
-                self.deliver(&t, &delivery).await
+                match workflows.get(&t.workflow_id) {
+                    Some(w) => self.deliver(w, &delivery).await,
+                    None => Err(DeliveryError::Fatal("workflow was deleted".into())),
+                }
             }
             Err(e) => Err(DeliveryError::Fatal(format!(
                 "unreadable trigger payload: {e}"
@@ -116,33 +136,45 @@ impl Worker {
             Ok(Delivered { media_id }) => {
                 info!(trigger = %t.id, workflow = %t.workflow_name, attempt, "trigger delivered");
                 self.store
-                    .trigger_delivered(&t, media_id.as_deref())
+                    .record_outcome(t, Outcome::Delivered { media_id })
                     .await?;
             }
             Err(DeliveryError::Retry(reason)) if attempt < self.max_attempts => {
                 let delay = crate::sts::backoff(attempt - 1, self.backoff_base, self.backoff_max)
                     .max(self.backoff_base / 2);
                 warn!(trigger = %t.id, workflow = %t.workflow_name, attempt, %reason, retry_in_ms = delay.as_millis() as u64, "delivery failed");
-                let at = now_millis() + delay.as_millis() as i64;
-                self.store.trigger_failed(&t, &reason, Some(at)).await?;
+                let retry_at = Some(now_millis() + delay.as_millis() as i64);
+                self.store
+                    .record_outcome(
+                        t,
+                        Outcome::Failed {
+                            error: reason,
+                            retry_at,
+                        },
+                    )
+                    .await?;
             }
             Err(DeliveryError::Retry(reason) | DeliveryError::Fatal(reason)) => {
                 warn!(trigger = %t.id, workflow = %t.workflow_name, attempt, %reason, "trigger is dead");
-                self.store.trigger_failed(&t, &reason, None).await?;
+                self.store
+                    .record_outcome(
+                        t,
+                        Outcome::Failed {
+                            error: reason,
+                            retry_at: None,
+                        },
+                    )
+                    .await?;
             }
         }
         Ok(())
     }
 
-    async fn deliver(&self, t: &Claimed, delivery: &Delivery) -> Result<Delivered, DeliveryError> {
-        // The workflow as it is now: a deleted workflow ends its triggers, a changed URL or
-        // secret applies to the next attempt.
-        let workflow = self
-            .store
-            .get_workflow(&t.workflow_id)
-            .await
-            .map_err(|e| DeliveryError::Retry(format!("reading workflow: {e}")))?
-            .ok_or_else(|| DeliveryError::Fatal("workflow was deleted".into()))?;
+    async fn deliver(
+        &self,
+        workflow: &Workflow,
+        delivery: &Delivery,
+    ) -> Result<Delivered, DeliveryError> {
         match &workflow.def.sink {
             Sink::Mps { media_workflow_id } => {
                 self.mps.add_media(delivery, media_workflow_id).await

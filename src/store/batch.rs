@@ -10,7 +10,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use sqlx::any::AnyArguments;
 use sqlx::query::Query;
-use sqlx::{Any, AnyPool};
+use sqlx::{Any, AnyConnection, AnyPool};
 use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 
@@ -135,5 +135,104 @@ async fn insert<R: BatchRow>(pool: &AnyPool, backend: Backend, rows: &[&R]) -> a
         .execute(pool)
         .await
         .with_context(|| format!("inserting {} row(s)", rows.len()))?;
+    Ok(())
+}
+
+/// A unit of work that runs inside a transaction shared with other concurrent work.
+#[async_trait::async_trait]
+pub trait TxJob: Send + Sync + 'static {
+    type Output: Send + 'static;
+    /// May run more than once: a batch that fails is retried job by job.
+    async fn run(&self, conn: &mut AnyConnection) -> anyhow::Result<Self::Output>;
+}
+
+#[async_trait::async_trait]
+trait Queued: Send {
+    async fn run(&mut self, conn: &mut AnyConnection) -> anyhow::Result<()>;
+    fn finish(self: Box<Self>, result: anyhow::Result<()>);
+}
+
+struct Slot<J: TxJob> {
+    job: J,
+    output: Option<J::Output>,
+    done: oneshot::Sender<anyhow::Result<J::Output>>,
+}
+
+#[async_trait::async_trait]
+impl<J: TxJob> Queued for Slot<J> {
+    async fn run(&mut self, conn: &mut AnyConnection) -> anyhow::Result<()> {
+        self.output = Some(self.job.run(conn).await?);
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>, result: anyhow::Result<()>) {
+        let Slot { output, done, .. } = *self;
+        let _ = done.send(result.and_then(|()| output.context("job produced no output")));
+    }
+}
+
+/// Group commit for multi-statement writes (events with their triggers, delivery outcomes):
+/// whatever is waiting runs back to back in one transaction, and each caller hears back only
+/// after the commit. The statements of one job still run one after another, but the
+/// connection never idles between jobs and the commit is shared.
+#[derive(Clone)]
+pub struct TxBatcher {
+    queue: mpsc::Sender<Box<dyn Queued>>,
+}
+
+impl TxBatcher {
+    pub fn start(pool: AnyPool) -> Self {
+        let (queue, rx) = mpsc::channel(QUEUE);
+        tokio::spawn(run_jobs(pool, rx));
+        Self { queue }
+    }
+
+    pub async fn submit<J: TxJob>(&self, job: J) -> anyhow::Result<J::Output> {
+        let (done, result) = oneshot::channel();
+        let stopped = || anyhow::anyhow!("database writer has stopped");
+        self.queue
+            .send(Box::new(Slot {
+                job,
+                output: None,
+                done,
+            }))
+            .await
+            .map_err(|_| stopped())?;
+        result.await.map_err(|_| stopped())?
+    }
+}
+
+async fn run_jobs(pool: AnyPool, mut rx: mpsc::Receiver<Box<dyn Queued>>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        match commit_jobs(&pool, &mut batch).await {
+            Ok(()) => batch.drain(..).for_each(|job| job.finish(Ok(()))),
+            Err(e) if batch.len() > 1 && is_row_error(&e) => {
+                warn!(
+                    error = format!("{e:#}"),
+                    jobs = batch.len(),
+                    "batched transaction failed; running each job alone"
+                );
+                for mut job in batch.drain(..) {
+                    let result = commit_jobs(&pool, std::slice::from_mut(&mut job)).await;
+                    job.finish(result);
+                }
+            }
+            Err(e) => {
+                let message = format!("{e:#}");
+                for job in batch.drain(..) {
+                    job.finish(Err(anyhow::anyhow!("{message}")));
+                }
+            }
+        }
+    }
+}
+
+async fn commit_jobs(pool: &AnyPool, jobs: &mut [Box<dyn Queued>]) -> anyhow::Result<()> {
+    let mut tx = pool.begin().await.context("starting transaction")?;
+    for job in jobs.iter_mut() {
+        job.run(&mut tx).await?;
+    }
+    tx.commit().await.context("committing")?;
     Ok(())
 }

@@ -11,8 +11,10 @@ use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Executor, Row};
 
 use crate::config::DatabaseConfig;
-use batch::{BatchRow, InsertBatcher};
-pub use queue::{Claimed, EventRow, NewTrigger, Recorded, TriggerRow, UploadChange};
+use batch::{BatchRow, InsertBatcher, TxBatcher};
+pub use queue::{
+    Claimed, EventRow, EventWrite, NewTrigger, Outcome, Recorded, TriggerRow, UploadChange,
+};
 pub use workflows::Saved;
 
 mod batch;
@@ -38,6 +40,8 @@ pub struct Store {
     reader: AnyPool,
     /// Group insert for uploads, the write on the vending hot path.
     uploads: InsertBatcher<UploadRow>,
+    /// Group commit for events and delivery outcomes.
+    transactions: TxBatcher,
 }
 
 /// An upload as stored.
@@ -119,6 +123,7 @@ impl Store {
                 Store {
                     backend,
                     uploads: InsertBatcher::start(writer.clone(), backend),
+                    transactions: TxBatcher::start(writer.clone()),
                     writer,
                     reader,
                 }
@@ -133,6 +138,7 @@ impl Store {
                 Store {
                     backend,
                     uploads: InsertBatcher::start(pool.clone(), backend),
+                    transactions: TxBatcher::start(pool.clone()),
                     writer: pool.clone(),
                     reader: pool,
                 }

@@ -5,7 +5,9 @@
 use anyhow::Context;
 use sqlx::Row;
 
-use super::batch::BatchRow;
+use sqlx::AnyConnection;
+
+use super::batch::{BatchRow, TxJob};
 use super::{Backend, Store, UploadRow, now_millis};
 
 /// An accepted object-created notification, as stored.
@@ -91,107 +93,9 @@ const TRIGGER_COLUMNS: &str = "id, upload_id, workflow_name, sink, state, attemp
 
 impl Store {
     /// Records the event with its upload change and triggers, unless the same object version
-    /// was recorded before.
-    pub async fn record_event(
-        &self,
-        event: &EventRow,
-        upload: &UploadChange,
-        upload_state: (&str, Option<&str>),
-        triggers: &[NewTrigger],
-    ) -> anyhow::Result<Recorded> {
-        let mut tx = self.writer.begin().await.context("starting transaction")?;
-        let inserted = sqlx::query(
-            "INSERT INTO events (id, bucket, object_key, etag, size, content_type, source, upload_id, outcome, reason, received_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (bucket, object_key, etag) DO NOTHING",
-        )
-        .bind(&event.id)
-        .bind(&event.bucket)
-        .bind(&event.object_key)
-        .bind(&event.etag)
-        .bind(event.size)
-        .bind(&event.content_type)
-        .bind(&event.source)
-        .bind(&event.upload_id)
-        .bind(&event.outcome)
-        .bind(&event.reason)
-        .bind(event.received_at)
-        .execute(&mut *tx)
-        .await
-        .context("recording event")?;
-        if inserted.rows_affected() == 0 {
-            tx.rollback().await.ok();
-            let upload_id = sqlx::query(
-                "SELECT upload_id FROM events WHERE bucket = $1 AND object_key = $2 AND etag = $3",
-            )
-            .bind(&event.bucket)
-            .bind(&event.object_key)
-            .bind(&event.etag)
-            .fetch_optional(&self.writer)
-            .await
-            .context("reading duplicate event")?
-            .map(|r| r.try_get::<Option<String>, _>(0))
-            .transpose()?
-            .flatten();
-            return Ok(Recorded::Duplicate { upload_id });
-        }
-        let (state, reason) = upload_state;
-        match upload {
-            UploadChange::Existing { id } => {
-                sqlx::query(
-                    "UPDATE uploads SET state = $1, state_reason = $2, uploaded_at = $3, size = COALESCE($4, size), updated_at = $5 WHERE id = $6",
-                )
-                .bind(state)
-                .bind(reason)
-                .bind(event.received_at)
-                .bind(event.size)
-                .bind(event.received_at)
-                .bind(id)
-                .execute(&mut *tx)
-                .await
-                .context("updating upload")?;
-            }
-            UploadChange::New(row) => {
-                let row = UploadRow {
-                    state: state.to_owned(),
-                    state_reason: reason.map(str::to_owned),
-                    ..(**row).clone()
-                };
-                let sql = format!(
-                    "{} VALUES ({})",
-                    UploadRow::INSERT,
-                    super::placeholders(1, UploadRow::COLUMNS)
-                );
-                row.bind(sqlx::query(&sql))
-                    .execute(&mut *tx)
-                    .await
-                    .context("recording unannounced upload")?;
-            }
-            UploadChange::None => {}
-        }
-        for t in triggers {
-            sqlx::query(
-                "INSERT INTO triggers (id, event_id, upload_id, workflow_id, workflow_name, sink, state, attempts, next_attempt_at, payload, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $8, $9, $10)",
-            )
-            .bind(&t.id)
-            .bind(&event.id)
-            .bind(&event.upload_id)
-            .bind(&t.workflow_id)
-            .bind(&t.workflow_name)
-            .bind(&t.sink)
-            .bind(event.received_at)
-            .bind(&t.payload)
-            .bind(event.received_at)
-            .bind(event.received_at)
-            .execute(&mut *tx)
-            .await
-            .context("queueing trigger")?;
-        }
-        tx.commit().await.context("committing event")?;
-        Ok(Recorded::Accepted {
-            upload_id: event.upload_id.clone(),
-            triggers: triggers.len(),
-        })
+    /// was recorded before. Commits together with other concurrent writes.
+    pub async fn record_event(&self, write: EventWrite) -> anyhow::Result<Recorded> {
+        self.transactions.submit(write).await
     }
 
     /// Claims up to `limit` due triggers (pending, failed and due, or in flight with an
@@ -235,53 +139,11 @@ impl Store {
             .collect()
     }
 
-    /// Marks a claimed trigger delivered. `false` when the claim was lost (the lease ran out and
-    /// another worker took it over).
-    pub async fn trigger_delivered(
-        &self,
-        t: &Claimed,
-        media_id: Option<&str>,
-    ) -> anyhow::Result<bool> {
-        let now = now_millis();
-        let r = sqlx::query(
-            "UPDATE triggers SET state = 'delivered', media_id = $1, delivered_at = $2, updated_at = $2, lease_until = NULL, last_error = NULL
-             WHERE id = $3 AND claim_id = $4 AND state = 'in_flight'",
-        )
-        .bind(media_id)
-        .bind(now)
-        .bind(&t.id)
-        .bind(&t.claim_id)
-        .execute(&self.writer)
-        .await
-        .context("recording delivery")?;
-        self.refresh_upload_state(t.upload_id.as_deref()).await?;
-        Ok(r.rows_affected() == 1)
-    }
-
-    /// Records a failed attempt: `failed` with the next attempt at `retry_at`, or `dead` when
-    /// `retry_at` is `None`.
-    pub async fn trigger_failed(
-        &self,
-        t: &Claimed,
-        error: &str,
-        retry_at: Option<i64>,
-    ) -> anyhow::Result<bool> {
-        let now = now_millis();
-        let r = sqlx::query(
-            "UPDATE triggers SET state = $1, last_error = $2, next_attempt_at = $3, lease_until = NULL, updated_at = $4
-             WHERE id = $5 AND claim_id = $6 AND state = 'in_flight'",
-        )
-        .bind(if retry_at.is_some() { "failed" } else { "dead" })
-        .bind(error)
-        .bind(retry_at.unwrap_or(now))
-        .bind(now)
-        .bind(&t.id)
-        .bind(&t.claim_id)
-        .execute(&self.writer)
-        .await
-        .context("recording failed attempt")?;
-        self.refresh_upload_state(t.upload_id.as_deref()).await?;
-        Ok(r.rows_affected() == 1)
+    /// Records the outcome of an attempt; commits together with other concurrent writes.
+    pub async fn record_outcome(&self, trigger: Claimed, outcome: Outcome) -> anyhow::Result<bool> {
+        self.transactions
+            .submit(OutcomeWrite { trigger, outcome })
+            .await
     }
 
     /// Puts a `failed` or `dead` trigger back in the queue with a fresh retry budget.
@@ -298,8 +160,9 @@ impl Store {
             return Ok(None);
         }
         let row = self.get_trigger(id).await?;
-        if let Some(t) = &row {
-            self.refresh_upload_state(t.upload_id.as_deref()).await?;
+        if let Some(upload_id) = row.as_ref().and_then(|t| t.upload_id.as_deref()) {
+            let mut conn = self.writer.acquire().await?;
+            refresh_upload_state(&mut conn, upload_id).await?;
         }
         Ok(row)
     }
@@ -349,26 +212,194 @@ impl Store {
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
             .collect()
     }
+}
 
-    /// `triggered` once every trigger of the upload is delivered, `failed` when one is dead,
-    /// `uploaded` while any is still on its way.
-    async fn refresh_upload_state(&self, upload_id: Option<&str>) -> anyhow::Result<()> {
-        let Some(id) = upload_id else { return Ok(()) };
-        sqlx::query(
-            "UPDATE uploads SET state = CASE
-                 WHEN EXISTS (SELECT 1 FROM triggers WHERE upload_id = $1 AND state = 'dead') THEN 'failed'
-                 WHEN NOT EXISTS (SELECT 1 FROM triggers WHERE upload_id = $1 AND state <> 'delivered') THEN 'triggered'
-                 ELSE 'uploaded' END,
-               updated_at = $2
-             WHERE id = $1 AND state IN ('uploaded', 'triggered', 'failed')",
+/// An event with what it does to its upload and the triggers it queues, written together.
+#[derive(Debug, Clone)]
+pub struct EventWrite {
+    pub event: EventRow,
+    pub upload: UploadChange,
+    pub upload_state: String,
+    pub upload_reason: Option<String>,
+    pub triggers: Vec<NewTrigger>,
+}
+
+#[async_trait::async_trait]
+impl TxJob for EventWrite {
+    type Output = Recorded;
+
+    async fn run(&self, conn: &mut AnyConnection) -> anyhow::Result<Recorded> {
+        let event = &self.event;
+        let inserted = sqlx::query(
+            "INSERT INTO events (id, bucket, object_key, etag, size, content_type, source, upload_id, outcome, reason, received_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (bucket, object_key, etag) DO NOTHING",
         )
-        .bind(id)
-        .bind(now_millis())
-        .execute(&self.writer)
+        .bind(&event.id)
+        .bind(&event.bucket)
+        .bind(&event.object_key)
+        .bind(&event.etag)
+        .bind(event.size)
+        .bind(&event.content_type)
+        .bind(&event.source)
+        .bind(&event.upload_id)
+        .bind(&event.outcome)
+        .bind(&event.reason)
+        .bind(event.received_at)
+        .execute(&mut *conn)
         .await
-        .context("updating upload state")?;
-        Ok(())
+        .context("recording event")?;
+        if inserted.rows_affected() == 0 {
+            let upload_id = sqlx::query(
+                "SELECT upload_id FROM events WHERE bucket = $1 AND object_key = $2 AND etag = $3",
+            )
+            .bind(&event.bucket)
+            .bind(&event.object_key)
+            .bind(&event.etag)
+            .fetch_optional(&mut *conn)
+            .await
+            .context("reading duplicate event")?
+            .map(|r| r.try_get::<Option<String>, _>(0))
+            .transpose()?
+            .flatten();
+            return Ok(Recorded::Duplicate { upload_id });
+        }
+        match &self.upload {
+            UploadChange::Existing { id } => {
+                sqlx::query(
+                    "UPDATE uploads SET state = $1, state_reason = $2, uploaded_at = $3, size = COALESCE($4, size), updated_at = $5 WHERE id = $6",
+                )
+                .bind(&self.upload_state)
+                .bind(&self.upload_reason)
+                .bind(event.received_at)
+                .bind(event.size)
+                .bind(event.received_at)
+                .bind(id)
+                .execute(&mut *conn)
+                .await
+                .context("updating upload")?;
+            }
+            UploadChange::New(row) => {
+                let row = UploadRow {
+                    state: self.upload_state.clone(),
+                    state_reason: self.upload_reason.clone(),
+                    ..(**row).clone()
+                };
+                let sql = format!(
+                    "{} VALUES ({})",
+                    UploadRow::INSERT,
+                    super::placeholders(1, UploadRow::COLUMNS)
+                );
+                row.bind(sqlx::query(&sql))
+                    .execute(&mut *conn)
+                    .await
+                    .context("recording unannounced upload")?;
+            }
+            UploadChange::None => {}
+        }
+        for t in &self.triggers {
+            sqlx::query(
+                "INSERT INTO triggers (id, event_id, upload_id, workflow_id, workflow_name, sink, state, attempts, next_attempt_at, payload, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $8, $9, $10)",
+            )
+            .bind(&t.id)
+            .bind(&event.id)
+            .bind(&event.upload_id)
+            .bind(&t.workflow_id)
+            .bind(&t.workflow_name)
+            .bind(&t.sink)
+            .bind(event.received_at)
+            .bind(&t.payload)
+            .bind(event.received_at)
+            .bind(event.received_at)
+            .execute(&mut *conn)
+            .await
+            .context("queueing trigger")?;
+        }
+        Ok(Recorded::Accepted {
+            upload_id: event.upload_id.clone(),
+            triggers: self.triggers.len(),
+        })
     }
+}
+
+/// What happened to one claimed trigger.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Delivered {
+        media_id: Option<String>,
+    },
+    /// `retry_at: None` makes the trigger `dead`.
+    Failed {
+        error: String,
+        retry_at: Option<i64>,
+    },
+}
+
+/// Records an attempt's outcome and the upload state that follows from it.
+#[derive(Debug, Clone)]
+pub struct OutcomeWrite {
+    pub trigger: Claimed,
+    pub outcome: Outcome,
+}
+
+#[async_trait::async_trait]
+impl TxJob for OutcomeWrite {
+    /// `false` when the claim was lost (its lease ran out and another worker took it over).
+    type Output = bool;
+
+    async fn run(&self, conn: &mut AnyConnection) -> anyhow::Result<bool> {
+        let t = &self.trigger;
+        let now = now_millis();
+        let result = match &self.outcome {
+            Outcome::Delivered { media_id } => sqlx::query(
+                "UPDATE triggers SET state = 'delivered', media_id = $1, delivered_at = $2, updated_at = $2, lease_until = NULL, last_error = NULL
+                 WHERE id = $3 AND claim_id = $4 AND state = 'in_flight'",
+            )
+            .bind(media_id)
+            .bind(now)
+            .bind(&t.id)
+            .bind(&t.claim_id)
+            .execute(&mut *conn)
+            .await
+            .context("recording delivery")?,
+            Outcome::Failed { error, retry_at } => sqlx::query(
+                "UPDATE triggers SET state = $1, last_error = $2, next_attempt_at = $3, lease_until = NULL, updated_at = $4
+                 WHERE id = $5 AND claim_id = $6 AND state = 'in_flight'",
+            )
+            .bind(if retry_at.is_some() { "failed" } else { "dead" })
+            .bind(error)
+            .bind(retry_at.unwrap_or(now))
+            .bind(now)
+            .bind(&t.id)
+            .bind(&t.claim_id)
+            .execute(&mut *conn)
+            .await
+            .context("recording failed attempt")?,
+        };
+        if let Some(upload_id) = &t.upload_id {
+            refresh_upload_state(conn, upload_id).await?;
+        }
+        Ok(result.rows_affected() == 1)
+    }
+}
+
+/// `triggered` once every trigger of the upload is delivered, `failed` when one is dead,
+/// `uploaded` while any is still on its way.
+async fn refresh_upload_state(conn: &mut AnyConnection, upload_id: &str) -> anyhow::Result<()> {
+    sqlx::query(
+        "UPDATE uploads SET state = CASE
+             WHEN EXISTS (SELECT 1 FROM triggers WHERE upload_id = $1 AND state = 'dead') THEN 'failed'
+             WHEN NOT EXISTS (SELECT 1 FROM triggers WHERE upload_id = $1 AND state <> 'delivered') THEN 'triggered'
+             ELSE 'uploaded' END,
+           updated_at = $2
+         WHERE id = $1 AND state IN ('uploaded', 'triggered', 'failed')",
+    )
+    .bind(upload_id)
+    .bind(now_millis())
+    .execute(conn)
+    .await
+    .context("updating upload state")?;
+    Ok(())
 }
 
 fn trigger_from_row(r: &sqlx::any::AnyRow) -> anyhow::Result<TriggerRow> {
