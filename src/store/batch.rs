@@ -175,22 +175,36 @@ impl<J: TxJob> Queued for Slot<J> {
 /// whatever is waiting runs back to back in one transaction, and each caller hears back only
 /// after the commit. The statements of one job still run one after another, but the
 /// connection never idles between jobs and the commit is shared.
+///
+/// `lanes` batches run side by side on separate connections: one for SQLite, which has a
+/// single writer anyway; several for PostgreSQL, where each statement is a network round trip
+/// and concurrent transactions do not block each other.
 #[derive(Clone)]
 pub struct TxBatcher {
-    queue: mpsc::Sender<Box<dyn Queued>>,
+    lanes: Arc<[mpsc::Sender<Box<dyn Queued>>]>,
+    next: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl TxBatcher {
-    pub fn start(pool: AnyPool) -> Self {
-        let (queue, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run_jobs(pool, rx));
-        Self { queue }
+    pub fn start(pool: AnyPool, lanes: usize) -> Self {
+        let lanes: Vec<_> = (0..lanes.max(1))
+            .map(|_| {
+                let (queue, rx) = mpsc::channel(QUEUE);
+                tokio::spawn(run_jobs(pool.clone(), rx));
+                queue
+            })
+            .collect();
+        Self {
+            lanes: lanes.into(),
+            next: Default::default(),
+        }
     }
 
     pub async fn submit<J: TxJob>(&self, job: J) -> anyhow::Result<J::Output> {
         let (done, result) = oneshot::channel();
         let stopped = || anyhow::anyhow!("database writer has stopped");
-        self.queue
+        let lane = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.lanes.len();
+        self.lanes[lane]
             .send(Box::new(Slot {
                 job,
                 output: None,

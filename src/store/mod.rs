@@ -123,7 +123,7 @@ impl Store {
                 Store {
                     backend,
                     uploads: InsertBatcher::start(writer.clone(), backend),
-                    transactions: TxBatcher::start(writer.clone()),
+                    transactions: TxBatcher::start(writer.clone(), 1),
                     writer,
                     reader,
                 }
@@ -138,7 +138,10 @@ impl Store {
                 Store {
                     backend,
                     uploads: InsertBatcher::start(pool.clone(), backend),
-                    transactions: TxBatcher::start(pool.clone()),
+                    transactions: TxBatcher::start(
+                        pool.clone(),
+                        (config.max_connections as usize / 2).max(1),
+                    ),
                     writer: pool.clone(),
                     reader: pool,
                 }
