@@ -51,6 +51,17 @@ async fn a_callback_triggers_the_matching_workflow_once() {
     assert_eq!(triggers[0]["attempts"], 1);
     assert_eq!(triggers[0]["id"], webhook_id);
 
+    // The upload is done: no more credentials for it.
+    let refresh = app
+        .client
+        .post(app.url(&format!("/v1/uploads/{id}/credentials")))
+        .bearer_auth(app.token("alice"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refresh.status(), 409);
+    assert_eq!(error_code(refresh).await, "invalid_state");
+
     // OSS retries, and the same object is also announced by an event: nothing new.
     let again = app
         .upload_completed(&key, "\"5EB63BBBE01EEED093CB22BB8F5ACDC3\"", &id)
