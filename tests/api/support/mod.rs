@@ -3,6 +3,7 @@
 
 pub mod mps_fake;
 pub mod notify;
+pub mod rpc;
 pub mod sts_fake;
 pub mod webhook_receiver;
 

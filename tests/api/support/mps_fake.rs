@@ -12,9 +12,9 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
-use axum::http::{Method, StatusCode};
+use axum::http::Method;
 use axum::response::{IntoResponse, Response};
-use chrono::{NaiveDateTime, Utc};
+use chrono::Utc;
 use serde_json::{Value, json};
 
 /// The same keys as the loopback STS: MPS keys default to the STS keys, so a test app
@@ -85,19 +85,7 @@ impl MpsFake {
 }
 
 fn error(status: u16, code: &str, message: &str) -> Response {
-    let body = json!({
-        "RequestId": uuid::Uuid::new_v4().to_string().to_uppercase(),
-        "HostId": "mts.cn-hangzhou.aliyuncs.com",
-        "Code": code,
-        "Message": message,
-        "Recommend": "https://api.aliyun.com/troubleshoot",
-    });
-    (
-        StatusCode::from_u16(status).unwrap(),
-        [("content-type", "application/json")],
-        body.to_string(),
-    )
-        .into_response()
+    rpc::error(status, code, message, "mts.aliyuncs.com")
 }
 
 async fn handle(
@@ -111,13 +99,7 @@ async fn handle(
     if latency > 0 {
         tokio::time::sleep(Duration::from_millis(latency)).await;
     }
-    let mut params: HashMap<String, String> = HashMap::new();
-    let mut duplicate = false;
-    for source in [query.unwrap_or_default().into_bytes(), body.to_vec()] {
-        for (k, v) in url::form_urlencoded::parse(&source) {
-            duplicate |= params.insert(k.into_owned(), v.into_owned()).is_some();
-        }
-    }
+    let (params, duplicate) = rpc::params(query, &body);
     state.requests.lock().unwrap().push(params.clone());
     if duplicate {
         return error(400, "InvalidParameter", "duplicate parameter");
@@ -131,7 +113,7 @@ async fn handle(
     }
 }
 
-type Rejection = (u16, &'static str, String);
+use super::rpc::{self, Rejection};
 
 fn invalid(code: &'static str, message: &str) -> Rejection {
     (400, code, message.to_owned())
@@ -142,77 +124,8 @@ fn add_media(
     method: &Method,
     p: &HashMap<String, String>,
 ) -> Result<Value, Rejection> {
-    let get = |k: &str| {
-        p.get(k).map(String::as_str).ok_or((
-            400,
-            "MissingParameter",
-            format!("{k} is mandatory for this action."),
-        ))
-    };
-    for k in [
-        "Action",
-        "Version",
-        "Format",
-        "AccessKeyId",
-        "SignatureMethod",
-        "SignatureVersion",
-        "SignatureNonce",
-        "Timestamp",
-        "Signature",
-    ] {
-        get(k)?;
-    }
-    if get("AccessKeyId")? != ACCESS_KEY_ID {
-        return Err((
-            404,
-            "InvalidAccessKeyId.NotFound",
-            "Specified access key is not found.".into(),
-        ));
-    }
-    if get("SignatureMethod")? != "HMAC-SHA1" || get("SignatureVersion")? != "1.0" {
-        return Err(invalid("InvalidParameter", "unsupported signature method"));
-    }
-    let canonical =
-        mediagate::signing::rpc_canonical_query(p.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    let expected =
-        mediagate::signing::rpc_signature(ACCESS_KEY_SECRET, method.as_str(), &canonical);
-    if expected != get("Signature")? {
-        // Like the real service, echo the string to sign (never the key): a client must not
-        // copy it into anything it stores.
-        return Err((
-            400,
-            "SignatureDoesNotMatch",
-            format!(
-                "Specified signature is not matched with our calculation. server string to sign is:{}",
-                mediagate::signing::rpc_string_to_sign(method.as_str(), &canonical)
-            ),
-        ));
-    }
-    let timestamp = NaiveDateTime::parse_from_str(get("Timestamp")?, "%Y-%m-%dT%H:%M:%SZ")
-        .map_err(|_| {
-            invalid(
-                "InvalidTimeStamp.Format",
-                "Specified time stamp is not valid.",
-            )
-        })?
-        .and_utc();
-    if (Utc::now() - timestamp).num_seconds().abs() > 900 {
-        return Err(invalid(
-            "InvalidTimeStamp.Expired",
-            "Specified time stamp or date value is expired.",
-        ));
-    }
-    if !state
-        .nonces
-        .lock()
-        .unwrap()
-        .insert(get("SignatureNonce")?.to_owned())
-    {
-        return Err(invalid(
-            "SignatureNonceUsed",
-            "Specified signature nonce was used already.",
-        ));
-    }
+    rpc::verify(method, p, ACCESS_KEY_ID, ACCESS_KEY_SECRET, &state.nonces)?;
+    let get = |k: &str| rpc::get(p, k);
     if get("Action")? != "AddMedia" {
         return Err((
             404,
