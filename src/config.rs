@@ -166,6 +166,9 @@ pub struct StorageConfig {
     pub prefix: String,
     /// `MEDIAGATE__STORAGE__CREDENTIAL_SCOPE`: `user` (default) or `upload`.
     pub credential_scope: CredentialScope,
+    /// `MEDIAGATE__STORAGE__MAX_UPLOAD_BYTES`, default 5 GiB (the PostObject maximum): the
+    /// upper bound of a form upload's `content-length-range`.
+    pub max_upload_bytes: u64,
 }
 
 impl Default for StorageConfig {
@@ -177,6 +180,7 @@ impl Default for StorageConfig {
             endpoint: String::new(),
             prefix: "uploads/".into(),
             credential_scope: CredentialScope::User,
+            max_upload_bytes: crate::credentials::MAX_POST_OBJECT_BYTES,
         }
     }
 }
@@ -433,6 +437,9 @@ impl Config {
         }
         if let Err(e) = http_url(&s.endpoint) {
             p(format!("storage.endpoint: {e}"));
+        }
+        if !(1..=crate::credentials::MAX_POST_OBJECT_BYTES).contains(&s.max_upload_bytes) {
+            p("storage.max_upload_bytes: must be between 1 and 5 GiB".into());
         }
         if let Err(e) = crate::credentials::KeyPrefix::parse(&s.prefix) {
             p(format!("storage.prefix: {e}"));

@@ -100,6 +100,14 @@ pub fn hmac_sha1_base64(key: &[u8], message: &[u8]) -> String {
     B64.encode(mac.finalize().into_bytes())
 }
 
+/// An OSS PostObject V1 form signature: returns (`policy` field, `Signature` field), the
+/// policy base64-encoded and HMAC-SHA1-signed with the (temporary) AccessKeySecret.
+pub fn oss_post_signature(secret: &str, policy_json: &str) -> (String, String) {
+    let policy = B64.encode(policy_json.as_bytes());
+    let signature = hmac_sha1_base64(secret.as_bytes(), policy.as_bytes());
+    (policy, signature)
+}
+
 /// Compares two strings in time independent of where they differ, for signatures and tokens.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {

@@ -21,6 +21,8 @@ pub const MAX_OBJECT_KEY_BYTES: usize = 1023;
 pub const MAX_FILE_NAME_BYTES: usize = 1024;
 /// Session policies longer than this are refused by STS.
 pub const MAX_POLICY_CHARS: usize = 2048;
+/// OSS PostObject accepts objects up to 5 GB.
+pub const MAX_POST_OBJECT_BYTES: u64 = 5 * 1024 * 1024 * 1024;
 
 /// The path segment that confines one principal's uploads: `{prefix}{segment}/`.
 ///
@@ -306,6 +308,45 @@ pub fn role_session_name(user: &UserSegment) -> String {
     }
 }
 
+/// Which keys a PostObject policy allows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyCondition<'a> {
+    Exact(&'a str),
+    StartsWith(&'a str),
+}
+
+/// An OSS PostObject V1 policy document (compact JSON): the bucket, the key, the size range,
+/// `success_action_status` 200, and the upload callback when given. The browser cannot change
+/// any of these without breaking the signature.
+pub fn oss_post_policy(
+    expiration: chrono::DateTime<chrono::Utc>,
+    bucket: &str,
+    key: KeyCondition<'_>,
+    size: (u64, u64),
+    callback: Option<&str>,
+) -> String {
+    let key = match key {
+        KeyCondition::Exact(k) => serde_json::json!(["eq", "$key", k]),
+        KeyCondition::StartsWith(p) => serde_json::json!(["starts-with", "$key", p]),
+    };
+    let mut conditions = vec![
+        serde_json::json!({ "bucket": bucket }),
+        key,
+        serde_json::json!(["content-length-range", size.0, size.1]),
+        serde_json::json!(["eq", "$success_action_status", "200"]),
+    ];
+    if let Some(callback) = callback {
+        conditions.push(serde_json::json!({ "callback": callback }));
+    }
+    // Field order is part of the signed bytes, so the document is written by hand rather than
+    // through a map that might reorder it.
+    format!(
+        r#"{{"expiration":"{}","conditions":{}}}"#,
+        expiration.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        serde_json::Value::Array(conditions)
+    )
+}
+
 /// Hands out credentials for a scope in the input bucket, through the cache.
 pub struct Vendor {
     cache: CredentialCache,
@@ -443,6 +484,47 @@ mod tests {
                 .unwrap()
                 .contains(r#""acs:oss:*:*:media-input/uploads/alice/id/trip.mp4""#)
         );
+    }
+
+    #[test]
+    fn tv_post_1_policy_bytes_and_signature() {
+        let expiration = chrono::DateTime::parse_from_rfc3339("2030-01-01T00:00:00Z")
+            .unwrap()
+            .to_utc();
+        let policy = oss_post_policy(
+            expiration,
+            "my-bucket",
+            KeyCondition::StartsWith("uploads/u-42/"),
+            (1, 10485760),
+            None,
+        );
+        assert_eq!(
+            policy,
+            r#"{"expiration":"2030-01-01T00:00:00.000Z","conditions":[{"bucket":"my-bucket"},["starts-with","$key","uploads/u-42/"],["content-length-range",1,10485760],["eq","$success_action_status","200"]]}"#
+        );
+        let (_, signature) = crate::signing::oss_post_signature("testsecret", &policy);
+        assert_eq!(signature, "W21a7cbmrfgHvqnlFb66rSIjYdY=");
+    }
+
+    #[test]
+    fn post_policy_pins_the_key_and_carries_the_callback() {
+        let policy = oss_post_policy(
+            chrono::Utc::now(),
+            "b",
+            KeyCondition::Exact("uploads/a/1/x \"y\".mp4"),
+            (10, 10),
+            Some("Y2I="),
+        );
+        let v: serde_json::Value = serde_json::from_str(&policy).unwrap();
+        assert_eq!(
+            v["conditions"][1],
+            serde_json::json!(["eq", "$key", "uploads/a/1/x \"y\".mp4"])
+        );
+        assert_eq!(
+            v["conditions"][2],
+            serde_json::json!(["content-length-range", 10, 10])
+        );
+        assert_eq!(v["conditions"][4]["callback"], "Y2I=");
     }
 
     #[test]

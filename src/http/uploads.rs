@@ -16,8 +16,9 @@ use super::extract::{Json, Query, User};
 use crate::app::App;
 use crate::auth::Principal;
 use crate::callbacks::{OssCallbackParams, oss_callback_params};
-use crate::credentials::{FileName, ObjectKey, Scope};
+use crate::credentials::{FileName, KeyCondition, ObjectKey, Scope, oss_post_policy};
 use crate::media::{MediaAttributes, MediaAttributesInput};
+use crate::signing::oss_post_signature;
 use crate::store::{UploadRow, now_millis};
 use crate::sts::Credentials;
 use crate::workflows::{MediaCheck, media_check};
@@ -67,8 +68,61 @@ struct CreatedUpload<'a> {
     region: &'a str,
     endpoint: &'a str,
     expires_at: String,
-    credentials: CredentialsView<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    credentials: Option<CredentialsView<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    callback: Option<OssCallbackParams>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    post_policy: Option<PostForm>,
+}
+
+/// A browser form upload: POST the `fields` (file last) to `url`.
+#[derive(Serialize)]
+struct PostForm {
+    url: String,
+    fields: std::collections::BTreeMap<&'static str, String>,
+}
+
+/// The OSS PostObject V1 form for exactly `key`, signed with the vended credentials, with the
+/// size range and the upload callback bound into the policy.
+fn post_form(
+    storage: &crate::config::StorageConfig,
+    key: &ObjectKey,
+    upload_id: &str,
+    creds: &Credentials,
+    size: (u64, u64),
     callback: OssCallbackParams,
+) -> Result<PostForm, ApiError> {
+    let mut url =
+        url::Url::parse(&storage.endpoint).map_err(|e| anyhow::anyhow!("storage.endpoint: {e}"))?;
+    let host = format!("{}.{}", storage.bucket, url.host_str().unwrap_or_default());
+    url.set_host(Some(&host))
+        .map_err(|e| anyhow::anyhow!("bucket host: {e}"))?;
+    let policy = oss_post_policy(
+        creds.expiration,
+        &storage.bucket,
+        KeyCondition::Exact(key.as_str()),
+        size,
+        Some(&callback.callback),
+    );
+    let (policy, signature) = oss_post_signature(creds.access_key_secret.expose_secret(), &policy);
+    let fields = [
+        ("key", key.as_str().to_owned()),
+        ("policy", policy),
+        ("OSSAccessKeyId", creds.access_key_id.clone()),
+        ("Signature", signature),
+        (
+            "x-oss-security-token",
+            creds.security_token.expose_secret().to_owned(),
+        ),
+        ("success_action_status", "200".to_owned()),
+        ("callback", callback.callback),
+        ("x:upload_id", upload_id.to_owned()),
+    ];
+    Ok(PostForm {
+        url: url.to_string(),
+        fields: fields.into_iter().collect(),
+    })
 }
 
 /// `POST /v1/uploads`: checks the file and its media attributes, vends credentials scoped to
@@ -111,10 +165,12 @@ pub async fn create(
         .size
         .map(|s| i64::try_from(s).map_err(|_| ApiError::invalid_request("size is too large")))
         .transpose()?;
-    if req.mode == Mode::PostPolicy {
-        return Err(ApiError::invalid_request(
-            "mode \"post_policy\" is not available yet; use \"sts\"",
-        ));
+    // Form uploads are capped by the policy; STS uploads may be multipart and far larger.
+    let max = app.config.storage.max_upload_bytes;
+    if req.mode == Mode::PostPolicy && req.size.is_some_and(|s| s > max) {
+        return Err(ApiError::invalid_request(format!(
+            "size exceeds the largest upload allowed ({max} bytes)"
+        )));
     }
 
     let config = &app.config.storage;
@@ -140,7 +196,10 @@ pub async fn create(
             file_name: file.as_str().to_owned(),
             size,
             content_type: req.content_type,
-            mode: "sts".into(),
+            mode: match req.mode {
+                Mode::Sts => "sts".into(),
+                Mode::PostPolicy => "post_policy".into(),
+            },
             media: serde_json::to_string(&media).map_err(anyhow::Error::from)?,
             state: "issued".into(),
             state_reason: None,
@@ -150,6 +209,16 @@ pub async fn create(
         })
         .await?;
 
+    let callback = oss_callback_params(&app.config.server.public_url, &upload_id);
+    let (credentials, callback, post_policy) = match req.mode {
+        Mode::Sts => (Some(credentials_view(&creds)), Some(callback), None),
+        // The browser gets a signed form, never the secret.
+        Mode::PostPolicy => {
+            let size = req.size.map_or((1, max), |s| (s, s));
+            let form = post_form(config, &key, &upload_id, &creds, size, callback)?;
+            (None, None, Some(form))
+        }
+    };
     let body = CreatedUpload {
         upload_id: &upload_id,
         object_key: key.as_str(),
@@ -158,8 +227,9 @@ pub async fn create(
         region: &config.region,
         endpoint: &config.endpoint,
         expires_at: rfc3339(creds.expiration),
-        credentials: credentials_view(&creds),
-        callback: oss_callback_params(&app.config.server.public_url, &upload_id),
+        credentials,
+        callback,
+        post_policy,
     };
     Ok((StatusCode::CREATED, axum::Json(body)).into_response())
 }

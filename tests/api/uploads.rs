@@ -359,3 +359,80 @@ async fn health_and_readiness() {
     let body: Value = ready.json().await.unwrap();
     assert_eq!(body["checks"]["database"]["status"], "failed");
 }
+
+#[tokio::test]
+async fn post_policy_mode_gives_a_signed_form_and_never_the_secret() {
+    let app = TestApp::spawn_with(|c| c.storage.max_upload_bytes = 100 * 1024 * 1024).await;
+    let response = app
+        .create_upload(
+            &app.token("alice"),
+            json!({"file_name": "clip.webm", "size": 2048, "mode": "post_policy"}),
+        )
+        .await;
+    assert_eq!(response.status(), 201);
+    let body: Value = response.json().await.unwrap();
+    assert!(body.get("credentials").is_none());
+    let form = &body["post_policy"];
+    assert_eq!(
+        form["url"],
+        "https://media-input.oss-cn-hangzhou.aliyuncs.com/"
+    );
+    let fields = &form["fields"];
+    assert_eq!(fields["key"], body["object_key"]);
+    assert_eq!(fields["success_action_status"], "200");
+    assert_eq!(fields["x:upload_id"], body["upload_id"]);
+    let access_key_id = fields["OSSAccessKeyId"].as_str().unwrap();
+    let secret = app.sts.secret_of(access_key_id).expect("issued by the STS");
+    assert!(
+        !body.to_string().contains(&secret),
+        "the secret never reaches the browser"
+    );
+    assert!(
+        fields["x-oss-security-token"]
+            .as_str()
+            .unwrap()
+            .starts_with("CAIS")
+    );
+
+    let policy_b64 = fields["policy"].as_str().unwrap();
+    assert_eq!(
+        fields["Signature"],
+        mediagate::signing::hmac_sha1_base64(secret.as_bytes(), policy_b64.as_bytes())
+    );
+    let policy: Value = serde_json::from_slice(&B64.decode(policy_b64).unwrap()).unwrap();
+    let conditions = policy["conditions"].as_array().unwrap();
+    assert!(conditions.contains(&json!({"bucket": "media-input"})));
+    assert!(conditions.contains(&json!(["eq", "$key", body["object_key"]])));
+    assert!(conditions.contains(&json!(["content-length-range", 2048, 2048])));
+    assert!(conditions.contains(&json!({"callback": fields["callback"]})));
+
+    // Without a declared size, the configured maximum bounds the form.
+    let body: Value = app
+        .create_upload(
+            &app.token("alice"),
+            json!({"file_name": "b.mp4", "mode": "post_policy"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let policy: Value = serde_json::from_slice(
+        &B64.decode(body["post_policy"]["fields"]["policy"].as_str().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(policy["conditions"].as_array().unwrap().contains(&json!([
+        "content-length-range",
+        1,
+        104857600
+    ])));
+
+    let too_big = app
+        .create_upload(
+            &app.token("alice"),
+            json!({"file_name": "c.mp4", "size": 200 * 1024 * 1024, "mode": "post_policy"}),
+        )
+        .await;
+    assert_eq!(too_big.status(), 422);
+    assert_eq!(error_code(too_big).await, "invalid_request");
+}

@@ -35,6 +35,9 @@ struct FakeState {
     rejections: Mutex<Vec<String>>,
     /// Lifetime of issued credentials, when it should differ from DurationSeconds.
     lifetime_override: Mutex<Option<i64>>,
+    /// AccessKeyId -> AccessKeySecret of every credential issued, so tests can check what
+    /// was signed with them.
+    secrets: Mutex<HashMap<String, String>>,
 }
 
 #[derive(Clone)]
@@ -82,6 +85,16 @@ impl StsFake {
 
     pub fn set_credential_lifetime(&self, seconds: i64) {
         *self.state.lifetime_override.lock().unwrap() = Some(seconds);
+    }
+
+    /// The AccessKeySecret issued with `access_key_id`.
+    pub fn secret_of(&self, access_key_id: &str) -> Option<String> {
+        self.state
+            .secrets
+            .lock()
+            .unwrap()
+            .get(access_key_id)
+            .cloned()
     }
 
     /// The STS error codes the fake answered with, in order.
@@ -245,6 +258,13 @@ fn assume_role(
         .unwrap()
         .unwrap_or(i64::from(duration));
     let expiration: DateTime<Utc> = Utc::now() + chrono::Duration::seconds(lifetime);
+    let access_key_id = format!("STS.NUk{n:020}");
+    let secret = format!("fake-secret-{}", uuid::Uuid::new_v4().simple());
+    state
+        .secrets
+        .lock()
+        .unwrap()
+        .insert(access_key_id.clone(), secret.clone());
     Ok(json!({
         "RequestId": uuid::Uuid::new_v4().to_string(),
         "AssumedRoleUser": {
@@ -252,8 +272,8 @@ fn assume_role(
             "AssumedRoleId": format!("3{n:017}:{session}"),
         },
         "Credentials": {
-            "AccessKeyId": format!("STS.NUk{n:020}"),
-            "AccessKeySecret": format!("fake-secret-{}", uuid::Uuid::new_v4().simple()),
+            "AccessKeyId": access_key_id,
+            "AccessKeySecret": secret,
             "SecurityToken": format!("CAIS{}", uuid::Uuid::new_v4().simple()),
             "Expiration": expiration.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
         },
