@@ -268,6 +268,10 @@ pub struct NotificationsConfig {
     pub mns_pinned_certs: std::collections::BTreeMap<String, String>,
     /// `MEDIAGATE__NOTIFICATIONS__S3_TOKEN`: bearer token S3/RGW/MinIO webhooks must send.
     pub s3_token: Option<SecretString>,
+    /// `MEDIAGATE__NOTIFICATIONS__MNS_TOKEN`: when set, MNS pushes must carry `?token=` with
+    /// it in the subscribed URL. MNS signs with one certificate for every account, so the
+    /// signature alone proves only that MNS sent the push, not that our topic did.
+    pub mns_token: Option<SecretString>,
     /// `MEDIAGATE__NOTIFICATIONS__FETCH_TIMEOUT_MS`, default 3000: key and cert fetches.
     pub fetch_timeout_ms: u64,
 }
@@ -286,6 +290,7 @@ impl Default for NotificationsConfig {
             ],
             mns_pinned_certs: Default::default(),
             s3_token: None,
+            mns_token: None,
             fetch_timeout_ms: 3000,
         }
     }

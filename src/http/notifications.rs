@@ -20,7 +20,7 @@ use crate::app::App;
 use crate::callbacks::keys::KeyError;
 use crate::callbacks::{mns, oss};
 use crate::media::MediaAttributesInput;
-use crate::processing::{ObjectEvent, accept};
+use crate::processing::{ObjectEvent, StorageScope, accept};
 use crate::signing::constant_time_eq;
 use crate::store::Recorded;
 
@@ -51,8 +51,23 @@ fn signed_header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, ApiE
 
 /// Records one event and wakes the worker when it queued triggers.
 async fn record(app: &App, event: ObjectEvent) -> Result<Recorded, ApiError> {
+    for (field, value) in [("bucket", &event.bucket), ("key", &event.key), ("etag", &event.etag)] {
+        if value.chars().any(char::is_control) || value.len() > 2048 {
+            return Err(ApiError::bad_request(format!(
+                "{field} is not a valid object {field}"
+            )));
+        }
+    }
+    if event.bucket.is_empty() || event.key.is_empty() {
+        return Err(ApiError::bad_request("bucket and key are required"));
+    }
     let (bucket, key, source) = (event.bucket.clone(), event.key.clone(), event.source);
-    let recorded = accept(&app.store, &app.prefix, &app.config.storage.region, event).await?;
+    let storage = StorageScope {
+        bucket: &app.config.storage.bucket,
+        prefix: &app.prefix,
+        region: &app.config.storage.region,
+    };
+    let recorded = accept(&app.store, &storage, event).await?;
     match &recorded {
         Recorded::Accepted {
             triggers,
@@ -206,9 +221,24 @@ pub async fn oss_events(
         .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
         .collect();
     let path_and_query = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+    // The signature covers Content-MD5, not the body: only the digest check ties the body to
+    // the signature.
+    let content_md5 = signed_header(&headers, "content-md5")?;
+    if !md5_matches(content_md5, &body) {
+        return Err(invalid_signature("Content-MD5 does not match the body"));
+    }
+    if let Some(token) = &app.config.notifications.mns_token {
+        let presented = url::form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes())
+            .find(|(k, _)| k == "token")
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default();
+        if !constant_time_eq(presented.as_bytes(), token.expose_secret().as_bytes()) {
+            return Err(invalid_signature("missing or wrong token in the endpoint URL"));
+        }
+    }
     let string_to_sign = mns::string_to_sign(
         "POST",
-        header(&headers, "content-md5").unwrap_or_default(),
+        content_md5,
         header(&headers, "content-type").unwrap_or_default(),
         date,
         &all,
@@ -226,25 +256,20 @@ pub async fn oss_events(
         .map_err(|e| ApiError::bad_request(format!("malformed event JSON: {e}")))?;
     let mut tally = Tally::default();
     for event in message.events {
-        if !OSS_CREATED.contains(&event.event_name.as_str()) {
+        let Some(oss) = event.oss.filter(|_| OSS_CREATED.contains(&event.event_name.as_str()))
+        else {
             tally.ignored += 1;
             continue;
-        }
+        };
         let vars = event.x_vars.unwrap_or_default();
         let r = record(
             &app,
             ObjectEvent {
                 source: "oss-events",
-                bucket: event.oss.bucket.name,
-                key: percent_decode(&event.oss.object.key),
-                etag: event
-                    .oss
-                    .object
-                    .etag
-                    .unwrap_or_default()
-                    .trim_matches('"')
-                    .to_owned(),
-                size: event.oss.object.size,
+                bucket: oss.bucket.name,
+                key: percent_decode(&oss.object.key),
+                etag: oss.object.etag.unwrap_or_default(),
+                size: oss.object.size,
                 content_type: None,
                 upload_hint: vars.get("x:upload_id").cloned(),
                 media_overrides: overrides(|k| vars.get(&format!("x:{k}")).cloned()),
@@ -256,6 +281,14 @@ pub async fn oss_events(
     Ok(axum::Json(tally).into_response())
 }
 
+/// MNS sends the body's MD5 as hex (seen in captured pushes); base64 is accepted too.
+fn md5_matches(header: &str, body: &[u8]) -> bool {
+    use md5::{Digest, Md5};
+    let digest = Md5::digest(body);
+    let header = header.trim();
+    header.eq_ignore_ascii_case(&hex::encode(digest)) || header == B64.encode(digest)
+}
+
 #[derive(Deserialize)]
 struct OssEventMessage {
     events: Vec<OssEvent>,
@@ -265,7 +298,8 @@ struct OssEventMessage {
 struct OssEvent {
     #[serde(rename = "eventName")]
     event_name: String,
-    oss: OssEventObject,
+    // Optional so one odd event we would ignore anyway does not fail the whole message.
+    oss: Option<OssEventObject>,
     #[serde(rename = "xVars")]
     x_vars: Option<std::collections::HashMap<String, String>>,
 }
@@ -297,6 +331,8 @@ fn percent_decode(s: &str) -> String {
     while i < bytes.len() {
         if bytes[i] == b'%'
             && i + 2 < bytes.len()
+            && bytes[i + 1].is_ascii_hexdigit()
+            && bytes[i + 2].is_ascii_hexdigit()
             && let Some(b) = std::str::from_utf8(&bytes[i + 1..i + 3])
                 .ok()
                 .and_then(|h| u8::from_str_radix(h, 16).ok())

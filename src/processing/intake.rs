@@ -9,6 +9,13 @@ use crate::media::{MediaAttributes, MediaAttributesInput};
 use crate::store::{EventRow, EventWrite, NewTrigger, Recorded, Store, UploadChange, UploadRow};
 use crate::workflows::{Sink, decide};
 
+/// Where uploads go: the input bucket, its key prefix and region.
+pub struct StorageScope<'a> {
+    pub bucket: &'a str,
+    pub prefix: &'a KeyPrefix,
+    pub region: &'a str,
+}
+
 /// An object-created notification after its signature or token was checked and its key
 /// decoded.
 #[derive(Debug, Clone, Default)]
@@ -29,10 +36,10 @@ pub struct ObjectEvent {
 /// Records `event` once per (bucket, key, ETag) and queues a trigger per matching workflow.
 pub async fn accept(
     store: &Store,
-    prefix: &KeyPrefix,
-    region: &str,
+    storage: &StorageScope<'_>,
     mut event: ObjectEvent,
 ) -> anyhow::Result<Recorded> {
+    let (prefix, region) = (storage.prefix, storage.region);
     // OSS writes ETags in upper case, S3 in lower case, some senders quote them: one object
     // version must dedupe to one record whoever announces it.
     event.etag = event.etag.trim_matches('"').to_ascii_uppercase();
@@ -42,19 +49,25 @@ pub async fn accept(
     let event_id = uuid::Uuid::now_v7().to_string();
 
     let existing = linked_upload(store, prefix, &event).await?;
-    let owner = existing
-        .as_ref()
-        .map(|u| u.owner.clone())
-        .or_else(|| owner_segment(prefix, &event.key));
+    // Only our own bucket has user prefixes.
+    let owner = existing.as_ref().map(|u| u.owner.clone()).or_else(|| {
+        (event.bucket == storage.bucket)
+            .then(|| owner_segment(prefix, &event.key))
+            .flatten()
+    });
     let base_media = existing
         .as_ref()
         .and_then(|u| serde_json::from_str::<MediaAttributes>(&u.media).ok())
         .unwrap_or_default();
     let media = merge_media(base_media, event.media_overrides.clone());
 
+    // An OSS callback body is written by the uploading client (OSS signs whatever template it
+    // was given), so it only counts for an upload mediagate issued for exactly this key; other
+    // objects are announced by signed events or token-authenticated webhooks.
+    let untrusted = event.source == "oss-callback" && existing.is_none();
     let change = match (&existing, &owner) {
         (Some(u), _) => UploadChange::Existing { id: u.id.clone() },
-        (None, Some(owner)) if !event.key.ends_with('/') => {
+        (None, Some(owner)) if !untrusted && !event.key.ends_with('/') => {
             let file_name = event.key.rsplit('/').next().unwrap_or_default().to_owned();
             UploadChange::New(Box::new(UploadRow {
                 id: uuid::Uuid::now_v7().to_string(),
@@ -116,7 +129,15 @@ pub async fn accept(
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
 
-    let skip_reason = triggers.is_empty().then(|| matching.skip_reason());
+    let (triggers, skip_reason) = if untrusted {
+        (
+            Vec::new(),
+            Some("callback for an object mediagate did not issue; ignored".to_string()),
+        )
+    } else {
+        let reason = triggers.is_empty().then(|| matching.skip_reason());
+        (triggers, reason)
+    };
     let row = EventRow {
         id: event_id,
         bucket: event.bucket,

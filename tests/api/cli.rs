@@ -10,8 +10,8 @@ use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
 use crate::support::{
-    JWT_SECRET, OSS_KEY_URL, StsFake, WEBHOOK_SECRET, WebhookReceiver, oss_signer, sts_fake,
-    test_config, token_with,
+    JWT_SECRET, S3_TOKEN, StsFake, WEBHOOK_SECRET, WebhookReceiver, sts_fake, test_config,
+    token_with,
 };
 
 fn mediagate() -> Command {
@@ -251,8 +251,8 @@ poll_interval_ms = 50
 [mps]
 timeout_ms = 2000
 
-[notifications.oss_pinned_keys]
-"{OSS_KEY_URL}" = '''{pem}'''
+[notifications]
+s3_token = "{S3_TOKEN}"
 
 [[workflows]]
 name = "hooks"
@@ -263,7 +263,6 @@ sink = "webhook"
 webhook_url = "{url}"
 webhook_secret = "{WEBHOOK_SECRET}"
 "#,
-        pem = oss_signer().public_pem,
         url = hooks.url
     );
     std::fs::write(&file, toml).unwrap();
@@ -272,16 +271,16 @@ webhook_secret = "{WEBHOOK_SECRET}"
 
     let mut first = Server::start(&env, Some(&file));
     let client = reqwest::Client::new();
-    let path = "/v1/notifications/oss-callback";
     for i in 0..total {
-        let form =
-            format!("bucket=media-input&object=uploads%2Fcrash%2Fx%2F{i}.mp4&etag=E{i}&size=1");
-        let (authorization, key_url) = oss_signer().sign(path, None, form.as_bytes());
+        let records = json!({"Records": [{"eventName": "s3:ObjectCreated:Put", "eventSource": "minio:s3",
+            "s3": {"bucket": {"name": "media-input"}, "object": {"key": format!("uploads%2Fcrash%2Fx%2F{i}.mp4"), "eTag": format!("E{i}"), "size": 1}}}]});
         let response = client
-            .post(format!("http://{}{path}", first.address))
-            .header("authorization", authorization)
-            .header("x-oss-pub-key-url", key_url)
-            .body(form)
+            .post(format!(
+                "http://{}/v1/notifications/s3-events",
+                first.address
+            ))
+            .bearer_auth(S3_TOKEN)
+            .json(&records)
             .send()
             .await
             .unwrap();

@@ -606,3 +606,93 @@ async fn a_slow_mps_times_out_and_is_retried() {
         .await;
     assert_eq!(upload["triggers"][0]["attempts"], 2);
 }
+
+#[tokio::test]
+async fn callbacks_only_count_for_uploads_mediagate_issued() {
+    let app = TestApp::spawn().await;
+    app.webhook_workflow("hooks", "uploads/").await;
+    // A correctly signed callback (any uploader can make OSS sign one) naming an object under
+    // bob's prefix that was never issued.
+    let form =
+        "bucket=media-input&object=uploads%2Fbob%2Fx%2Fevil.mp4&etag=e1&size=1&x%3Atitle=pwned";
+    let response = app.oss_callback(form).await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert!(body["upload_id"].is_null());
+    let history: Value = app
+        .get(&app.token("bob"), "/v1/uploads")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(history["uploads"], json!([]), "no row in bob's history");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(app.hooks.count(), 0);
+    assert!(app.app.store.trigger_counts().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn control_characters_in_keys_are_400() {
+    let app = TestApp::spawn().await;
+    let r = app
+        .s3_event(&json!({"Records": [{"eventName": "s3:ObjectCreated:Put", "eventSource": "minio:s3",
+            "s3": {"bucket": {"name": "media-input"}, "object": {"key": "uploads%2Fa%00b.mp4", "eTag": "x"}}}]}))
+        .await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(error_code(r).await, "bad_request");
+    let (id, key) = app.issue("alice", "a.mp4", json!({})).await;
+    let body = json!({"bucket": "media-input", "object": format!("{key}\u{0}"), "etag": "E", "upload_id": id}).to_string();
+    let path = "/v1/notifications/oss-callback";
+    let (authorization, key_url) = oss_signer().sign(path, None, body.as_bytes());
+    let r = app
+        .client
+        .post(app.url(path))
+        .header("authorization", authorization)
+        .header("x-oss-pub-key-url", key_url)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+}
+
+#[tokio::test]
+async fn mns_bodies_are_bound_by_content_md5_and_the_endpoint_token() {
+    let app = TestApp::spawn_with(|c| {
+        c.notifications.mns_token = Some(secrecy::SecretString::from("mns-endpoint-token-123"));
+    })
+    .await;
+    app.webhook_workflow("hooks", "uploads/").await;
+    let message = |key: &str| {
+        B64.encode(
+            json!({"events": [{"eventName": "ObjectCreated:PutObject",
+                "oss": {"bucket": {"name": "media-input"}, "object": {"key": key, "size": 1, "eTag": "M1"}}}]})
+            .to_string(),
+        )
+    };
+    let send = |path: &'static str, signed_body: String, sent_body: String| {
+        let headers = mns_signer().headers(path, &signed_body, &http_date());
+        let mut request = app.client.post(app.url(path));
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        request.body(sent_body).send()
+    };
+    let good = message("uploads/carol/1/a.mp4");
+    let with_token = "/v1/notifications/oss-events?token=mns-endpoint-token-123";
+    // The same signed headers with another body: refused.
+    let swapped = send(with_token, good.clone(), message("uploads/carol/1/b.mp4"))
+        .await
+        .unwrap();
+    assert_eq!(swapped.status(), 400);
+    assert_eq!(error_code(swapped).await, "invalid_signature");
+    // A correctly signed push to the URL without our token: another account's topic.
+    let foreign = send("/v1/notifications/oss-events", good.clone(), good.clone())
+        .await
+        .unwrap();
+    assert_eq!(foreign.status(), 400);
+    let ok = send(with_token, good.clone(), good).await.unwrap();
+    assert_eq!(ok.status(), 200);
+    assert!(app.hooks.wait_for(1, Duration::from_secs(10)).await);
+}
