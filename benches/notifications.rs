@@ -22,20 +22,20 @@
 #[path = "../tests/api/support/mod.rs"]
 mod support;
 
+mod common;
+
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use mediagate::app::{App, serve};
+use common::{env_or, percentile_ms, rate, row, runtime, shown_url, table_header};
 use mediagate::config::{SinkKind, WorkflowConfig, WorkflowState};
 use reqwest::Url;
 use secrecy::SecretString;
 use serde_json::Value;
 use sqlx::Connection;
 use support::{StsFake, WEBHOOK_SECRET, WebhookReceiver, config_for, oss_signer};
-use tokio::runtime::Runtime;
-use tokio::sync::oneshot;
 
 const CALLBACK_PATH: &str = "/v1/notifications/oss-callback";
 const BUCKET: &str = "media-input";
@@ -67,15 +67,6 @@ impl Params {
     }
 }
 
-fn env_or(name: &str, default: u64) -> u64 {
-    match std::env::var(name) {
-        Ok(v) => v
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v:?} is not a whole number")),
-        Err(_) => default,
-    }
-}
-
 #[derive(Clone, Copy)]
 enum Endpoint {
     Healthz,
@@ -88,6 +79,50 @@ struct Sent {
     n: u64,
     at: Instant,
     accepted: bool,
+}
+
+/// The upload mediagate issued for object `n` of connection `conn` (rows written before the
+/// run): callbacks only count for issued uploads.
+fn upload_id(conn: usize, n: u64) -> String {
+    uuid::Uuid::from_u128(((conn as u128) << 64) | u128::from(n)).to_string()
+}
+
+/// Records the uploads for objects `0..per_connection` of every connection, as
+/// `POST /v1/uploads` would have, straight into the store so issuing costs no bench time.
+async fn issue_uploads(store: &mediagate::store::Store, connections: usize, per_connection: u64) {
+    let now = chrono::Utc::now().timestamp_millis();
+    let mut tasks = tokio::task::JoinSet::new();
+    for conn in 0..connections {
+        let store = store.clone();
+        tasks.spawn(async move {
+            for n in 0..per_connection {
+                let key = object_key(conn, n);
+                store
+                    .insert_upload(mediagate::store::UploadRow {
+                        id: upload_id(conn, n),
+                        owner: "bench".into(),
+                        subject: "bench".into(),
+                        bucket: BUCKET.into(),
+                        file_name: key.rsplit('/').next().unwrap_or_default().into(),
+                        object_key: key,
+                        size: None,
+                        content_type: None,
+                        mode: "sts".into(),
+                        media: "{}".into(),
+                        state: "issued".into(),
+                        state_reason: None,
+                        created_at: now,
+                        uploaded_at: None,
+                        updated_at: now,
+                    })
+                    .await
+                    .expect("issue upload");
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.expect("issuing task");
+    }
 }
 
 fn object_key(conn: usize, n: u64) -> String {
@@ -213,6 +248,7 @@ impl Load {
             .append_pair("etag", &format!("BENCH{conn:04}{n:012}"))
             .append_pair("size", "1048576")
             .append_pair("mimeType", "video/mp4")
+            .append_pair("upload_id", &upload_id(conn, n))
             .finish();
         let (authorization, key_url) = oss_signer().sign(CALLBACK_PATH, None, form.as_bytes());
         Callback {
@@ -606,15 +642,13 @@ async fn measure(
 }
 
 struct Server {
-    base: String,
+    app: common::Server,
     _sts: StsFake,
     database: String,
     max_connections: u32,
     processing: String,
     /// A database created on a PostgreSQL server for this run: (server URL, name).
     created: Option<(String, String)>,
-    shutdown: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
 /// Creates a fresh database on the PostgreSQL server at `server`; returns its URL and name.
@@ -639,14 +673,11 @@ async fn start_server(receiver_url: &str, dir: &std::path::Path) -> Server {
     let (url, database, created) = match std::env::var("BENCH_DATABASE_URL") {
         Ok(server) if !server.is_empty() => {
             let (url, name) = fresh_postgres_database(&server).await;
-            // Show where the database is, never the password.
-            let mut shown = Url::parse(&url).unwrap();
-            let _ = shown.set_password(None);
-            (
-                url,
-                format!("{shown} (fresh database on BENCH_DATABASE_URL's server)"),
-                Some((server, name)),
-            )
+            let shown = format!(
+                "{} (fresh database on BENCH_DATABASE_URL's server)",
+                shown_url(&url)
+            );
+            (url, shown, Some((server, name)))
         }
         _ => (
             format!("sqlite://{}/mediagate.db", dir.display()),
@@ -668,7 +699,6 @@ async fn start_server(receiver_url: &str, dir: &std::path::Path) -> Server {
     }];
     c.processing.concurrency = 32;
     c.processing.poll_interval_ms = 50;
-    assert_eq!(c.validate(), Vec::<String>::new());
     let max_connections = c.database.max_connections;
     let p = &c.processing;
     let processing = format!(
@@ -680,58 +710,14 @@ async fn start_server(receiver_url: &str, dir: &std::path::Path) -> Server {
         p.backoff_base_ms,
         p.backoff_max_ms
     );
-
-    let app = App::build(c).await.expect("app builds");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (shutdown, stop) = oneshot::channel();
-    let task = tokio::spawn(serve(app, listener, async {
-        let _ = stop.await;
-    }));
     Server {
-        base,
+        app: common::Server::start(c).await,
         _sts: sts,
         database,
         max_connections,
         processing,
         created,
-        shutdown,
-        task,
     }
-}
-
-fn runtime(name: &str, workers: usize) -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .thread_name(name)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-/// Nearest-rank percentile of sorted durations, in milliseconds.
-fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = (p / 100.0 * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1].as_secs_f64() * 1000.0
-}
-
-fn rate(phase: &Phase) -> f64 {
-    phase.latencies.len() as f64 / phase.elapsed.as_secs_f64()
-}
-
-fn row(name: &str, phase: &mut Phase) {
-    phase.latencies.sort_unstable();
-    println!(
-        "| {name} | {} | {:.0} | {:.2} | {:.2} | {} |",
-        phase.latencies.len(),
-        rate(phase),
-        percentile_ms(&phase.latencies, 50.0),
-        percentile_ms(&phase.latencies, 99.0),
-        phase.errors,
-    );
 }
 
 fn main() {
@@ -759,27 +745,51 @@ fn main() {
         params.phase.as_secs(),
         params.warm_up,
     );
+    // Enough issued uploads for every object a connection can send: the warm-up, the
+    // presigned ones, and as many again signed during the phase.
+    let per_connection = params.warm_up as u64
+        + 2 * (params.presign_rate as u64 * params.phase.as_secs())
+            .div_ceil(params.connections as u64)
+        + 1000;
+    let issuing = Instant::now();
+    server_rt.block_on(issue_uploads(
+        &server.app.app.store,
+        params.connections,
+        per_connection,
+    ));
     println!(
-        "- each callback: RSA-signed form body for a new object `uploads/bench/<conn>/<n>.mp4`, one active webhook workflow on `{BUCKET}` / `uploads/`"
+        "- each callback: RSA-signed form body for a new object `uploads/bench/<conn>/<n>.mp4` of an upload issued beforehand ({} uploads written in {:.1} s), one active webhook workflow on `{BUCKET}` / `uploads/`",
+        per_connection * params.connections as u64,
+        issuing.elapsed().as_secs_f64()
     );
     println!(
         "- server on one multi-thread tokio runtime ({cores} workers), load generator and webhook receiver on a separate one ({cores} workers), sharing this machine's {cores} cores\n"
     );
 
-    let load = Arc::new(Load::new(&server.base, &params));
+    let load = Arc::new(Load::new(&server.app.base, &params));
     let mut r = load_rt.block_on(measure(&load, &receiver, &params, cores));
     // Closing the clients' connections lets the graceful shutdown finish.
     drop(load);
 
-    println!("| endpoint | requests | req/s | p50 ms | p99 ms | errors |");
-    println!("|---|---:|---:|---:|---:|---:|");
-    row("GET /healthz", &mut r.healthz);
-    row("POST oss-callback", &mut r.callbacks);
+    table_header();
+    let (healthz, callbacks) = (&mut r.healthz, &mut r.callbacks);
+    row(
+        "GET /healthz",
+        &mut healthz.latencies,
+        healthz.elapsed,
+        healthz.errors,
+    );
+    row(
+        "POST oss-callback",
+        &mut callbacks.latencies,
+        callbacks.elapsed,
+        callbacks.errors,
+    );
     println!();
-    let events = r.check.accepted as f64 / r.callbacks.elapsed.as_secs_f64();
+    let events = rate(r.check.accepted, callbacks.elapsed);
     println!(
         "accepted durable events/s: {events:.0}; ratio events/healthz: {:.2}",
-        events / rate(&r.healthz)
+        events / rate(healthz.latencies.len(), healthz.elapsed)
     );
     let c = &mut r.check;
     c.delays.sort_unstable();
@@ -863,13 +873,7 @@ fn main() {
         }
     }
 
-    let _ = server.shutdown.send(());
-    match server_rt
-        .block_on(async { tokio::time::timeout(Duration::from_secs(10), server.task).await })
-    {
-        Ok(Ok(Ok(()))) => {}
-        other => eprintln!("server did not shut down cleanly: {other:?}"),
-    }
+    server.app.stop(&server_rt);
     if let Some((server_url, name)) = &server.created {
         let dropped = server_rt.block_on(async {
             let mut conn = sqlx::PgConnection::connect(server_url).await?;

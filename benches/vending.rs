@@ -13,15 +13,15 @@
 #[path = "../tests/api/support/mod.rs"]
 mod support;
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mediagate::app::{App, serve};
+use common::{env_or, rate, row, runtime, shown_url, table_header};
 use reqwest::Url;
 use serde_json::json;
 use support::{JWT_SECRET, StsFake, config_for, token_with};
-use tokio::runtime::Runtime;
-use tokio::sync::oneshot;
 
 const UPLOAD_BODY: &str = r#"{"file_name":"clip.mp4"}"#;
 /// Measured phases per endpoint, alternated so that drift (thermal, database growth) hits
@@ -45,15 +45,6 @@ impl Params {
         };
         assert!(params.users > 0 && params.connections > 0 && !params.phase.is_zero());
         params
-    }
-}
-
-fn env_or(name: &str, default: u64) -> u64 {
-    match std::env::var(name) {
-        Ok(v) => v
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v:?} is not a whole number")),
-        Err(_) => default,
     }
 }
 
@@ -245,12 +236,10 @@ async fn measure(load: &Arc<Load>, sts: &StsFake, params: &Params) -> Results {
 }
 
 struct Server {
-    base: String,
+    app: common::Server,
     sts: StsFake,
     database: String,
     max_connections: u32,
-    shutdown: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
 /// Starts the STS fake and the app on the current (server) runtime.
@@ -259,10 +248,8 @@ async fn start_server(params: &Params, dir: &std::path::Path) -> Server {
     sts.set_latency(params.sts_latency);
     let (url, database) = match std::env::var("BENCH_DATABASE_URL") {
         Ok(url) if !url.is_empty() => {
-            // Show where the database is, never the password.
-            let mut shown = Url::parse(&url).expect("BENCH_DATABASE_URL is a URL");
-            let _ = shown.set_password(None);
-            (url, format!("{shown} (BENCH_DATABASE_URL)"))
+            let shown = format!("{} (BENCH_DATABASE_URL)", shown_url(&url));
+            (url, shown)
         }
         _ => (
             format!("sqlite://{}/mediagate.db", dir.display()),
@@ -270,58 +257,13 @@ async fn start_server(params: &Params, dir: &std::path::Path) -> Server {
         ),
     };
     let c = config_for(&sts, url);
-    assert_eq!(c.validate(), Vec::<String>::new());
     let max_connections = c.database.max_connections;
-
-    let app = App::build(c).await.expect("app builds");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (shutdown, stop) = oneshot::channel();
-    let task = tokio::spawn(serve(app, listener, async {
-        let _ = stop.await;
-    }));
     Server {
-        base,
+        app: common::Server::start(c).await,
         sts,
         database,
         max_connections,
-        shutdown,
-        task,
     }
-}
-
-fn runtime(name: &str, workers: usize) -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .thread_name(name)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-/// Nearest-rank percentile of sorted latencies, in milliseconds.
-fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = (p / 100.0 * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1].as_secs_f64() * 1000.0
-}
-
-fn rate(phase: &Phase) -> f64 {
-    phase.latencies.len() as f64 / phase.elapsed.as_secs_f64()
-}
-
-fn row(name: &str, phase: &mut Phase) {
-    phase.latencies.sort_unstable();
-    println!(
-        "| {name} | {} | {:.0} | {:.2} | {:.2} | {} |",
-        phase.latencies.len(),
-        rate(phase),
-        percentile_ms(&phase.latencies, 50.0),
-        percentile_ms(&phase.latencies, 99.0),
-        phase.errors,
-    );
 }
 
 fn main() {
@@ -353,19 +295,30 @@ fn main() {
         "- server and STS fake on one multi-thread tokio runtime ({cores} workers), load generator on a separate one ({cores} workers), sharing this machine's {cores} cores\n"
     );
 
-    let load = Arc::new(Load::new(&server.base, &params));
+    let load = Arc::new(Load::new(&server.app.base, &params));
     let mut r = load_rt.block_on(measure(&load, &server.sts, &params));
     // Closing the clients' connections lets the graceful shutdown finish.
     drop(load);
 
-    println!("| endpoint | requests | req/s | p50 ms | p99 ms | errors |");
-    println!("|---|---:|---:|---:|---:|---:|");
-    row("GET /healthz", &mut r.healthz);
-    row("POST /v1/uploads", &mut r.vending);
+    table_header();
+    let (healthz, vending) = (&mut r.healthz, &mut r.vending);
+    row(
+        "GET /healthz",
+        &mut healthz.latencies,
+        healthz.elapsed,
+        healthz.errors,
+    );
+    row(
+        "POST /v1/uploads",
+        &mut vending.latencies,
+        vending.elapsed,
+        vending.errors,
+    );
     println!();
     println!(
         "ratio vending/healthz: {:.2}",
-        rate(&r.vending) / rate(&r.healthz)
+        rate(vending.latencies.len(), vending.elapsed)
+            / rate(healthz.latencies.len(), healthz.elapsed)
     );
     println!(
         "STS calls during warm-up: {} (users: {}, credentials issued: {})",
@@ -387,13 +340,7 @@ fn main() {
         }
     }
 
-    let _ = server.shutdown.send(());
-    match server_rt
-        .block_on(async { tokio::time::timeout(Duration::from_secs(10), server.task).await })
-    {
-        Ok(Ok(Ok(()))) => {}
-        other => eprintln!("server did not shut down cleanly: {other:?}"),
-    }
+    server.app.stop(&server_rt);
     if r.warm_up.errors + r.healthz.errors + r.vending.errors > 0 {
         std::process::exit(1);
     }
