@@ -51,7 +51,11 @@ fn signed_header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, ApiE
 
 /// Records one event and wakes the worker when it queued triggers.
 async fn record(app: &App, event: ObjectEvent) -> Result<Recorded, ApiError> {
-    for (field, value) in [("bucket", &event.bucket), ("key", &event.key), ("etag", &event.etag)] {
+    for (field, value) in [
+        ("bucket", &event.bucket),
+        ("key", &event.key),
+        ("etag", &event.etag),
+    ] {
         if value.chars().any(char::is_control) || value.len() > 2048 {
             return Err(ApiError::bad_request(format!(
                 "{field} is not a valid object {field}"
@@ -233,7 +237,9 @@ pub async fn oss_events(
             .map(|(_, v)| v.into_owned())
             .unwrap_or_default();
         if !constant_time_eq(presented.as_bytes(), token.expose_secret().as_bytes()) {
-            return Err(invalid_signature("missing or wrong token in the endpoint URL"));
+            return Err(invalid_signature(
+                "missing or wrong token in the endpoint URL",
+            ));
         }
     }
     let string_to_sign = mns::string_to_sign(
@@ -256,7 +262,9 @@ pub async fn oss_events(
         .map_err(|e| ApiError::bad_request(format!("malformed event JSON: {e}")))?;
     let mut tally = Tally::default();
     for event in message.events {
-        let Some(oss) = event.oss.filter(|_| OSS_CREATED.contains(&event.event_name.as_str()))
+        let Some(oss) = event
+            .oss
+            .filter(|_| OSS_CREATED.contains(&event.event_name.as_str()))
         else {
             tally.ignored += 1;
             continue;
