@@ -132,42 +132,42 @@ impl Worker {
                 "unreadable trigger payload: {e}"
             ))),
         };
-        match outcome {
+        let outcome = match outcome {
             Ok(Delivered { media_id }) => {
                 info!(trigger = %t.id, workflow = %t.workflow_name, attempt, "trigger delivered");
-                self.store
-                    .record_outcome(t, Outcome::Delivered { media_id })
-                    .await?;
+                Outcome::Delivered { media_id }
             }
             Err(DeliveryError::Retry(reason)) if attempt < self.max_attempts => {
                 let delay = crate::sts::backoff(attempt - 1, self.backoff_base, self.backoff_max)
                     .max(self.backoff_base / 2);
                 warn!(trigger = %t.id, workflow = %t.workflow_name, attempt, %reason, retry_in_ms = delay.as_millis() as u64, "delivery failed");
-                let retry_at = Some(now_millis() + delay.as_millis() as i64);
-                self.store
-                    .record_outcome(
-                        t,
-                        Outcome::Failed {
-                            error: reason,
-                            retry_at,
-                        },
-                    )
-                    .await?;
+                Outcome::Failed {
+                    error: reason,
+                    retry_at: Some(now_millis() + delay.as_millis() as i64),
+                }
             }
             Err(DeliveryError::Retry(reason) | DeliveryError::Fatal(reason)) => {
                 warn!(trigger = %t.id, workflow = %t.workflow_name, attempt, %reason, "trigger is dead");
-                self.store
-                    .record_outcome(
-                        t,
-                        Outcome::Failed {
-                            error: reason,
-                            retry_at: None,
-                        },
-                    )
-                    .await?;
+                Outcome::Failed {
+                    error: reason,
+                    retry_at: None,
+                }
+            }
+        };
+        // A delivery that happened but was not recorded would be repeated when the lease ends
+        // (a second AddMedia for MPS), so recording gets a few tries of its own.
+        let mut tries = 0;
+        loop {
+            match self.store.record_outcome(t.clone(), outcome.clone()).await {
+                Ok(_) => return Ok(()),
+                Err(e) if tries < 3 => {
+                    tries += 1;
+                    warn!(trigger = %t.id, error = format!("{e:#}"), "recording the outcome failed; trying again");
+                    tokio::time::sleep(Duration::from_millis(200 << tries)).await;
+                }
+                Err(e) => return Err(e),
             }
         }
-        Ok(())
     }
 
     async fn deliver(

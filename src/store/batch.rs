@@ -242,7 +242,31 @@ async fn run_jobs(pool: AnyPool, mut rx: mpsc::Receiver<Box<dyn Queued>>) {
     }
 }
 
+/// Commits the jobs together, trying again when the database only asked us to (a deadlock or
+/// serialization failure on PostgreSQL, a busy SQLite): an OSS callback is never resent, so
+/// giving up on a transient conflict would lose its event.
 async fn commit_jobs(pool: &AnyPool, jobs: &mut [Box<dyn Queued>]) -> anyhow::Result<()> {
+    let mut attempt = 0;
+    loop {
+        match commit_once(pool, jobs).await {
+            Err(e) if attempt < 3 && is_transient(&e) => {
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(10 << attempt)).await;
+            }
+            result => return result,
+        }
+    }
+}
+
+fn is_transient(e: &anyhow::Error) -> bool {
+    let Some(sqlx::Error::Database(db)) = e.downcast_ref::<sqlx::Error>() else {
+        return false;
+    };
+    // 40001 serialization_failure, 40P01 deadlock_detected; SQLite 5 BUSY, 6 LOCKED.
+    matches!(db.code().as_deref(), Some("40001" | "40P01" | "5" | "6"))
+}
+
+async fn commit_once(pool: &AnyPool, jobs: &mut [Box<dyn Queued>]) -> anyhow::Result<()> {
     let mut tx = pool.begin().await.context("starting transaction")?;
     for job in jobs.iter_mut() {
         job.run(&mut tx).await?;

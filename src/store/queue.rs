@@ -386,6 +386,16 @@ impl TxJob for OutcomeWrite {
 /// `triggered` once every trigger of the upload is delivered, `failed` when one is dead,
 /// `uploaded` while any is still on its way.
 async fn refresh_upload_state(conn: &mut AnyConnection, upload_id: &str) -> anyhow::Result<()> {
+    // Lock the upload row first. Two outcomes for the same upload committing side by side
+    // (PostgreSQL runs several lanes) would otherwise each read the other's trigger as still
+    // pending and leave the upload `uploaded` for good; once the lock is held, the next
+    // statement sees whatever the other transaction committed.
+    sqlx::query("UPDATE uploads SET updated_at = $1 WHERE id = $2")
+        .bind(now_millis())
+        .bind(upload_id)
+        .execute(&mut *conn)
+        .await
+        .context("locking upload")?;
     sqlx::query(
         "UPDATE uploads SET state = CASE
              WHEN EXISTS (SELECT 1 FROM triggers WHERE upload_id = $1 AND state = 'dead') THEN 'failed'

@@ -140,11 +140,30 @@ impl Store {
             output_prefix = excluded.output_prefix, sink = excluded.sink, media_workflow_id = excluded.media_workflow_id,
             webhook_url = excluded.webhook_url, webhook_secret = excluded.webhook_secret, source = excluded.source,
             updated_at = excluded.updated_at";
+        let names: Vec<String> = defs.iter().map(|d| d.name.clone()).collect();
         for def in defs {
             self.insert_workflow(&uuid::Uuid::now_v7().to_string(), &def, "config", REPLACE)
                 .await
                 .with_context(|| format!("applying configured workflow {:?}", def.name))?;
         }
+        // A workflow taken out of the configuration stops triggering; its row stays for the
+        // triggers that name it, and an operator can delete it.
+        let sql = format!(
+            "UPDATE workflows SET state = 'Inactive', updated_at = $1 WHERE source = 'config' AND state = 'Active'{}",
+            if names.is_empty() {
+                String::new()
+            } else {
+                format!(" AND name NOT IN ({})", super::placeholders(2, names.len()))
+            }
+        );
+        let mut retired = sqlx::query(&sql).bind(now_millis());
+        for name in &names {
+            retired = retired.bind(name);
+        }
+        retired
+            .execute(&self.writer)
+            .await
+            .context("retiring workflows removed from the configuration")?;
         Ok(())
     }
 }

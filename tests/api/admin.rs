@@ -188,3 +188,56 @@ async fn match_explains_each_decision() {
         .await;
     assert_eq!(bad_state.status(), 400);
 }
+
+#[tokio::test]
+async fn configured_workflows_are_applied_at_start_and_retired_when_removed() {
+    let spec = |name: &str| mediagate::config::WorkflowConfig {
+        name: name.into(),
+        state: mediagate::config::WorkflowState::Active,
+        bucket: "media-input".into(),
+        prefix: "uploads/".into(),
+        sink: mediagate::config::SinkKind::Mps,
+        media_workflow_id: Some("wf".into()),
+        webhook_url: None,
+        webhook_secret: None,
+        output_prefix: None,
+    };
+    let app = TestApp::spawn_with(|c| c.workflows = vec![spec("keep"), spec("drop")]).await;
+    let state_of = |list: &Value, name: &str| {
+        list["workflows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|w| w["name"] == name)
+            .map(|w| (w["state"].clone(), w["source"].clone()))
+    };
+    let list: Value = app
+        .admin(Method::GET, "/v1/admin/workflows", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        state_of(&list, "drop"),
+        Some((json!("Active"), json!("config")))
+    );
+
+    // The next start, with "drop" taken out of the configuration.
+    let mut config = app.app.config.clone();
+    config.workflows = vec![spec("keep")];
+    mediagate::app::App::build(config).await.unwrap();
+    let list: Value = app
+        .admin(Method::GET, "/v1/admin/workflows", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        state_of(&list, "keep"),
+        Some((json!("Active"), json!("config")))
+    );
+    assert_eq!(
+        state_of(&list, "drop"),
+        Some((json!("Inactive"), json!("config")))
+    );
+}
