@@ -94,17 +94,7 @@ impl Load {
                 )
             })
             .collect();
-        // A client whose requests are strictly sequential keeps exactly one keep-alive
-        // connection, so N clients means N connections.
-        let clients = (0..params.connections)
-            .map(|_| {
-                reqwest::Client::builder()
-                    .pool_max_idle_per_host(1)
-                    .tcp_nodelay(true)
-                    .build()
-                    .unwrap()
-            })
-            .collect();
+        let clients = common::clients(params.connections);
         Load {
             healthz: Url::parse(&format!("{base}/healthz")).unwrap(),
             uploads: Url::parse(&format!("{base}/v1/uploads")).unwrap(),

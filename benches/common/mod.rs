@@ -58,6 +58,20 @@ pub fn row(name: &str, latencies: &mut [Duration], elapsed: Duration, errors: us
     );
 }
 
+/// `n` HTTP clients, one per load connection: a client whose requests are strictly
+/// sequential keeps exactly one keep-alive connection, so `n` clients mean `n` connections.
+pub fn clients(n: usize) -> Vec<reqwest::Client> {
+    (0..n)
+        .map(|_| {
+            reqwest::Client::builder()
+                .pool_max_idle_per_host(1)
+                .tcp_nodelay(true)
+                .build()
+                .unwrap()
+        })
+        .collect()
+}
+
 /// A database URL fit for the output: where the database is, never the password.
 pub fn shown_url(url: &str) -> String {
     let mut shown = Url::parse(url).expect("BENCH_DATABASE_URL is a URL");
