@@ -13,11 +13,12 @@ use tracing::{info, warn};
 use crate::auth::Authenticator;
 use crate::callbacks::keys::KeyStore;
 use crate::config::Config;
+use crate::config::Provider;
 use crate::credentials::cache::CredentialCache;
 use crate::credentials::{KeyPrefix, Vendor};
 use crate::processing::Worker;
 use crate::store::Store;
-use crate::sts::{AliyunSts, Sts};
+use crate::sts::{AliyunSts, AwsSts, Sts};
 use crate::workflows::WorkflowDef;
 
 /// Everything a request handler needs; one `Arc<App>` is the router's state.
@@ -48,7 +49,11 @@ impl App {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|problems| anyhow::anyhow!("workflows: {}", problems.join("; ")))?;
         store.apply_config_workflows(defs).await?;
-        let sts: Arc<dyn Sts> = Arc::new(AliyunSts::new(&config.sts)?);
+        let endpoint = config.sts_endpoint();
+        let sts: Arc<dyn Sts> = match config.storage.provider {
+            Provider::Aliyun => Arc::new(AliyunSts::new(&config.sts, &endpoint)?),
+            Provider::S3 => Arc::new(AwsSts::new(&config.sts, &endpoint, config.sts_region())?),
+        };
         Self::with_parts(config, store, sts)
     }
 
@@ -63,6 +68,7 @@ impl App {
         );
         let vendor = Vendor::new(
             cache,
+            config.storage.provider,
             config.storage.bucket.clone(),
             config.sts.duration_seconds,
         );

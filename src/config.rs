@@ -138,7 +138,19 @@ impl Default for AuthConfig {
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Provider {
+    /// Alibaba Cloud OSS, STS (RPC signature v1) and MPS.
     Aliyun,
+    /// Any S3-compatible store with an AWS-style STS (AWS, Ceph RGW, MinIO), SigV4-signed.
+    S3,
+}
+
+impl Provider {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::Aliyun => "aliyun",
+            Provider::S3 => "s3",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -169,6 +181,9 @@ pub struct StorageConfig {
     /// `MEDIAGATE__STORAGE__MAX_UPLOAD_BYTES`, default 5 GiB (the PostObject maximum): the
     /// upper bound of a form upload's `content-length-range`.
     pub max_upload_bytes: u64,
+    /// `MEDIAGATE__STORAGE__PATH_STYLE`, default false: S3 URLs as `{endpoint}/{bucket}/key`
+    /// rather than `{bucket}.{endpoint host}` (RGW and MinIO without wildcard DNS).
+    pub path_style: bool,
 }
 
 impl Default for StorageConfig {
@@ -181,6 +196,7 @@ impl Default for StorageConfig {
             prefix: "uploads/".into(),
             credential_scope: CredentialScope::User,
             max_upload_bytes: crate::credentials::MAX_POST_OBJECT_BYTES,
+            path_style: false,
         }
     }
 }
@@ -188,13 +204,17 @@ impl Default for StorageConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StsConfig {
-    /// `MEDIAGATE__STS__ENDPOINT`, default `https://sts.aliyuncs.com`.
-    pub endpoint: String,
+    /// `MEDIAGATE__STS__ENDPOINT`, default `https://sts.aliyuncs.com` for `aliyun` and
+    /// `https://sts.{region}.amazonaws.com` for `s3`.
+    pub endpoint: Option<String>,
+    /// `MEDIAGATE__STS__REGION`: the SigV4 signing region for `s3`, default `storage.region`.
+    pub region: Option<String>,
     /// `MEDIAGATE__STS__ACCESS_KEY_ID`.
     pub access_key_id: String,
     /// `MEDIAGATE__STS__ACCESS_KEY_SECRET`.
     pub access_key_secret: SecretString,
-    /// `MEDIAGATE__STS__ROLE_ARN`, e.g. `acs:ram::1234567890123456:role/uploader`.
+    /// `MEDIAGATE__STS__ROLE_ARN`, e.g. `acs:ram::1234567890123456:role/uploader` or
+    /// `arn:aws:iam::123456789012:role/uploader`.
     pub role_arn: String,
     /// `MEDIAGATE__STS__EXTERNAL_ID`: sent when set.
     pub external_id: Option<String>,
@@ -215,7 +235,8 @@ pub struct StsConfig {
 impl Default for StsConfig {
     fn default() -> Self {
         Self {
-            endpoint: "https://sts.aliyuncs.com".into(),
+            endpoint: None,
+            region: None,
             access_key_id: String::new(),
             access_key_secret: SecretString::from(""),
             role_arn: String::new(),
@@ -383,6 +404,20 @@ impl Config {
             .map_err(|e| anyhow::anyhow!(e.to_string()))
     }
 
+    /// The STS endpoint: configured, or the provider's default.
+    pub fn sts_endpoint(&self) -> String {
+        match (&self.sts.endpoint, self.storage.provider) {
+            (Some(e), _) => e.clone(),
+            (None, Provider::Aliyun) => "https://sts.aliyuncs.com".into(),
+            (None, Provider::S3) => format!("https://sts.{}.amazonaws.com", self.sts_region()),
+        }
+    }
+
+    /// The region STS requests are signed for (`s3`).
+    pub fn sts_region(&self) -> &str {
+        self.sts.region.as_deref().unwrap_or(&self.storage.region)
+    }
+
     /// Every problem in the configuration, one line each; empty when it is usable.
     pub fn validate(&self) -> Vec<String> {
         let mut problems = Vec::new();
@@ -432,13 +467,8 @@ impl Config {
         if let Err(e) = crate::credentials::validate_bucket_name(&s.bucket) {
             p(format!("storage.bucket: {e}"));
         }
-        if s.region.is_empty()
-            || !s
-                .region
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        {
-            p("storage.region: required, like cn-hangzhou".into());
+        if !is_region(&s.region) {
+            p("storage.region: required, like cn-hangzhou or us-east-1".into());
         }
         if let Err(e) = http_url(&s.endpoint) {
             p(format!("storage.endpoint: {e}"));
@@ -451,8 +481,13 @@ impl Config {
         }
 
         let t = &self.sts;
-        if let Err(e) = secure_url(&t.endpoint) {
+        if let Err(e) = secure_url(&self.sts_endpoint()) {
             p(format!("sts.endpoint: {e}"));
+        }
+        if let Some(r) = &t.region
+            && !is_region(r)
+        {
+            p("sts.region: must look like us-east-1".into());
         }
         if t.access_key_id.is_empty() {
             p("sts.access_key_id: required".into());
@@ -460,8 +495,14 @@ impl Config {
         if t.access_key_secret.expose_secret().is_empty() {
             p("sts.access_key_secret: required".into());
         }
-        if !is_role_arn(&t.role_arn) {
-            p("sts.role_arn: must look like acs:ram::1234567890123456:role/uploader".into());
+        match s.provider {
+            Provider::Aliyun if !is_role_arn(&t.role_arn) => {
+                p("sts.role_arn: must look like acs:ram::1234567890123456:role/uploader".into())
+            }
+            Provider::S3 if !is_aws_role_arn(&t.role_arn) => {
+                p("sts.role_arn: must look like arn:aws:iam::123456789012:role/uploader".into())
+            }
+            _ => {}
         }
         if !(900..=43200).contains(&t.duration_seconds) {
             p("sts.duration_seconds: must be between 900 and 43200".into());
@@ -551,6 +592,12 @@ impl Config {
             if !names.insert(w.name.clone()) {
                 p(format!("workflows[{i}]: name {:?} is used twice", w.name));
             }
+            if w.sink == SinkKind::Mps && s.provider != Provider::Aliyun {
+                p(format!(
+                    "workflows[{i}] ({:?}): sink \"mps\" needs storage.provider = \"aliyun\" (MPS reads from OSS)",
+                    w.name
+                ));
+            }
             if let Err(errors) = crate::workflows::WorkflowDef::parse(w.clone()) {
                 for e in errors {
                     p(format!("workflows[{i}] ({:?}): {e}", w.name));
@@ -585,6 +632,35 @@ fn secure_url(s: &str) -> Result<Url, String> {
         ));
     }
     Ok(url)
+}
+
+fn is_region(region: &str) -> bool {
+    !region.is_empty()
+        && region.len() <= 64
+        && region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// `arn:{partition}:iam::{account}:role/{path/}{name}`; the account may be empty (Ceph RGW
+/// roles of the default tenant).
+fn is_aws_role_arn(arn: &str) -> bool {
+    let mut parts = arn.splitn(6, ':');
+    let (Some("arn"), Some(partition), Some("iam"), Some(""), Some(account), Some(resource)) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return false;
+    };
+    partition.starts_with("aws")
+        && account.bytes().all(|b| b.is_ascii_digit())
+        && resource
+            .strip_prefix("role/")
+            .is_some_and(|r| !r.is_empty() && !r.ends_with('/'))
 }
 
 fn is_role_arn(arn: &str) -> bool {
@@ -650,7 +726,7 @@ mod tests {
     fn key_and_credential_endpoints_need_https_off_loopback() {
         let mut c = valid();
         c.auth.jwks_url = Some("http://idp.example.com/jwks".into());
-        c.sts.endpoint = "http://sts.aliyuncs.com".into();
+        c.sts.endpoint = Some("http://sts.aliyuncs.com".into());
         let problems = c.validate();
         assert!(
             problems.iter().any(|p| p.starts_with("auth.jwks_url")),
@@ -661,7 +737,7 @@ mod tests {
             "{problems:?}"
         );
         c.auth.jwks_url = Some("http://127.0.0.1:9400/jwks".into());
-        c.sts.endpoint = "http://localhost:8000".into();
+        c.sts.endpoint = Some("http://localhost:8000".into());
         assert_eq!(c.validate(), Vec::<String>::new());
     }
 
@@ -671,6 +747,51 @@ mod tests {
         assert!(!is_role_arn("arn:aws:iam:::role/uploader"));
         assert!(!is_role_arn("acs:ram::12ab:role/x"));
         assert!(!is_role_arn("acs:ram::123:role/"));
+        assert!(is_aws_role_arn("arn:aws:iam::123456789012:role/uploader"));
+        assert!(is_aws_role_arn("arn:aws:iam:::role/uploader"));
+        assert!(is_aws_role_arn(
+            "arn:aws-cn:iam::123456789012:role/path/uploader"
+        ));
+        assert!(!is_aws_role_arn("arn:aws:iam::123456789012:user/uploader"));
+        assert!(!is_aws_role_arn("arn:aws:sts::123456789012:role/uploader"));
+        assert!(!is_aws_role_arn("arn:aws:iam::12ab:role/uploader"));
+        assert!(!is_aws_role_arn("acs:ram::1234567890123456:role/uploader"));
+    }
+
+    #[test]
+    fn s3_provider_defaults_and_rules() {
+        let mut c = valid();
+        c.storage.provider = Provider::S3;
+        c.storage.region = "us-east-1".into();
+        assert!(
+            c.validate().iter().any(|p| p.starts_with("sts.role_arn")),
+            "an Alibaba role is refused for s3"
+        );
+        c.sts.role_arn = "arn:aws:iam::123456789012:role/uploader".into();
+        assert_eq!(c.validate(), Vec::<String>::new());
+        assert_eq!(c.sts_endpoint(), "https://sts.us-east-1.amazonaws.com");
+        c.sts.region = Some("eu-west-1".into());
+        assert_eq!(c.sts_endpoint(), "https://sts.eu-west-1.amazonaws.com");
+        c.sts.endpoint = Some("http://127.0.0.1:7480".into());
+        assert_eq!(c.sts_endpoint(), "http://127.0.0.1:7480");
+        c.workflows.push(WorkflowConfig {
+            name: "t".into(),
+            state: WorkflowState::Active,
+            bucket: "media-input".into(),
+            prefix: String::new(),
+            sink: SinkKind::Mps,
+            media_workflow_id: Some("w".into()),
+            webhook_url: None,
+            webhook_secret: None,
+            output_prefix: None,
+        });
+        assert!(
+            c.validate()
+                .iter()
+                .any(|p| p.contains("needs storage.provider")),
+            "{:?}",
+            c.validate()
+        );
     }
 
     #[test]

@@ -108,6 +108,21 @@ pub fn oss_post_signature(secret: &str, policy_json: &str) -> (String, String) {
     (policy, signature)
 }
 
+/// A SigV4 POST policy signature: hex(HMAC-SHA256(signing key for `date`/`region`/`s3`,
+/// base64 policy)). Returns (`policy` field, `x-amz-signature` field).
+pub fn s3_post_signature(
+    secret: &str,
+    time: std::time::SystemTime,
+    region: &str,
+    policy_json: &str,
+) -> (String, String) {
+    use aws_sigv4::sign::v4::{calculate_signature, generate_signing_key};
+    let policy = B64.encode(policy_json.as_bytes());
+    let key = generate_signing_key(secret, time, region, "s3");
+    let signature = calculate_signature(key, policy.as_bytes());
+    (policy, signature)
+}
+
 /// Compares two strings in time independent of where they differ, for signatures and tokens.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
@@ -169,6 +184,35 @@ mod tests {
             rpc_signature("testsecret", "GET", &query),
             "CFA3WCBSVQWx/WyeR0tb6Einq7Q="
         );
+    }
+
+    #[test]
+    fn s3_post_signature_matches_botocore() {
+        // Reproduced with botocore's S3SigV4PostAuth (the signer behind boto3's
+        // generate_presigned_post) for these keys, this policy and 2026-12-01.
+        let policy = r#"{"expiration": "2030-01-01T00:00:00.000Z", "conditions": [{"bucket": "media-input"}, ["eq", "$key", "uploads/alice/1/trip.mp4"], ["content-length-range", 1, 1048576], {"x-amz-algorithm": "AWS4-HMAC-SHA256"}, {"x-amz-credential": "AKIAIOSFODNN7EXAMPLE/20261201/us-east-1/s3/aws4_request"}, {"x-amz-date": "20261201T184521Z"}, {"x-amz-security-token": "session-token-1"}]}"#;
+        let time =
+            std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_796_150_721);
+        let (field, signature) = s3_post_signature(
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            time,
+            "us-east-1",
+            policy,
+        );
+        assert!(field.starts_with(
+            "eyJleHBpcmF0aW9uIjogIjIwMzAtMDEtMDFUMDA6MDA6MDAuMDAwWiIsICJjb25kaXRpb25zIjog"
+        ));
+        assert_eq!(
+            signature,
+            "4e86a987e29cb8aecedb9ef33afa615c20f07619b80666b7b3a2ec6b1d18ffbc"
+        );
+        let (_, other_day) = s3_post_signature(
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            time + std::time::Duration::from_secs(86_400),
+            "us-east-1",
+            policy,
+        );
+        assert_ne!(other_day, signature, "the date is part of the signing key");
     }
 
     #[test]

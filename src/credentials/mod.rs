@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::config::CredentialScope;
+use crate::config::{CredentialScope, Provider};
 use crate::sts::{AssumeRole, Credentials, StsError};
 use cache::CredentialCache;
 
@@ -274,15 +274,28 @@ struct Statement<'a> {
 pub const OSS_UPLOAD_ACTIONS: &[&str] =
     &["oss:PutObject", "oss:AbortMultipartUpload", "oss:ListParts"];
 
-/// The RAM session policy (compact JSON) allowing only the upload actions on `scope` in
-/// `bucket`. Fails when the policy would exceed what STS accepts.
-pub fn oss_session_policy(bucket: &str, scope: &Scope) -> Result<String, String> {
+/// The S3 equivalents: `s3:PutObject` covers PUT, POST and creating, uploading parts of and
+/// completing a multipart upload.
+pub const S3_UPLOAD_ACTIONS: &[&str] = &[
+    "s3:PutObject",
+    "s3:AbortMultipartUpload",
+    "s3:ListMultipartUploadParts",
+];
+
+/// The session policy (compact JSON) allowing only the upload actions on `scope` in `bucket`,
+/// in the provider's dialect: a RAM policy on `acs:oss:*:*:{bucket}/...` or an IAM policy on
+/// `arn:aws:s3:::{bucket}/...`. Fails when the policy would exceed what STS accepts.
+pub fn session_policy(provider: Provider, bucket: &str, scope: &Scope) -> Result<String, String> {
+    let (version, action, resource) = match provider {
+        Provider::Aliyun => ("1", OSS_UPLOAD_ACTIONS, "acs:oss:*:*:"),
+        Provider::S3 => ("2012-10-17", S3_UPLOAD_ACTIONS, "arn:aws:s3:::"),
+    };
     let policy = Policy {
-        version: "1",
+        version,
         statement: [Statement {
             effect: "Allow",
-            action: OSS_UPLOAD_ACTIONS,
-            resource: [format!("acs:oss:*:*:{bucket}/{}", scope.key_pattern())],
+            action,
+            resource: [format!("{resource}{bucket}/{}", scope.key_pattern())],
         }],
     };
     let json = serde_json::to_string(&policy).map_err(|e| e.to_string())?;
@@ -293,6 +306,11 @@ pub fn oss_session_policy(bucket: &str, scope: &Scope) -> Result<String, String>
         ));
     }
     Ok(json)
+}
+
+/// The RAM session policy for OSS; see [`session_policy`].
+pub fn oss_session_policy(bucket: &str, scope: &Scope) -> Result<String, String> {
+    session_policy(Provider::Aliyun, bucket, scope)
 }
 
 /// RoleSessionName for a user: `mg.{segment}` (2-32 of `[A-Za-z0-9.@_-]`). A segment too long
@@ -325,19 +343,54 @@ pub fn oss_post_policy(
     size: (u64, u64),
     callback: Option<&str>,
 ) -> String {
+    let mut conditions = post_conditions(bucket, key, size);
+    conditions.push(serde_json::json!(["eq", "$success_action_status", "200"]));
+    if let Some(callback) = callback {
+        conditions.push(serde_json::json!({ "callback": callback }));
+    }
+    post_policy_document(expiration, conditions)
+}
+
+/// An S3 POST policy document (compact JSON) for SigV4: the bucket, the key, the size range,
+/// and every other form field by exact value (`fields`: the `x-amz-*` signing fields, the
+/// session token, `success_action_status`, metadata), as S3 requires of each field but the
+/// policy, the signature and the file.
+pub fn s3_post_policy(
+    expiration: chrono::DateTime<chrono::Utc>,
+    bucket: &str,
+    key: KeyCondition<'_>,
+    size: (u64, u64),
+    fields: &[(&str, &str)],
+) -> String {
+    let mut conditions = post_conditions(bucket, key, size);
+    conditions.extend(
+        fields
+            .iter()
+            .map(|(name, value)| serde_json::json!({ *name: value })),
+    );
+    post_policy_document(expiration, conditions)
+}
+
+fn post_conditions(
+    bucket: &str,
+    key: KeyCondition<'_>,
+    size: (u64, u64),
+) -> Vec<serde_json::Value> {
     let key = match key {
         KeyCondition::Exact(k) => serde_json::json!(["eq", "$key", k]),
         KeyCondition::StartsWith(p) => serde_json::json!(["starts-with", "$key", p]),
     };
-    let mut conditions = vec![
+    vec![
         serde_json::json!({ "bucket": bucket }),
         key,
         serde_json::json!(["content-length-range", size.0, size.1]),
-        serde_json::json!(["eq", "$success_action_status", "200"]),
-    ];
-    if let Some(callback) = callback {
-        conditions.push(serde_json::json!({ "callback": callback }));
-    }
+    ]
+}
+
+fn post_policy_document(
+    expiration: chrono::DateTime<chrono::Utc>,
+    conditions: Vec<serde_json::Value>,
+) -> String {
     // Field order is part of the signed bytes, so the document is written by hand rather than
     // through a map that might reorder it.
     format!(
@@ -350,14 +403,21 @@ pub fn oss_post_policy(
 /// Hands out credentials for a scope in the input bucket, through the cache.
 pub struct Vendor {
     cache: CredentialCache,
+    provider: Provider,
     bucket: String,
     duration_seconds: u32,
 }
 
 impl Vendor {
-    pub fn new(cache: CredentialCache, bucket: String, duration_seconds: u32) -> Self {
+    pub fn new(
+        cache: CredentialCache,
+        provider: Provider,
+        bucket: String,
+        duration_seconds: u32,
+    ) -> Self {
         Self {
             cache,
+            provider,
             bucket,
             duration_seconds,
         }
@@ -370,12 +430,13 @@ impl Vendor {
         scope: &Scope,
     ) -> Result<Arc<Credentials>, StsError> {
         // Both inputs are checked types, so a failure here is a bug in our limits.
-        let policy =
-            oss_session_policy(&self.bucket, scope).map_err(|message| StsError::Rejected {
+        let policy = session_policy(self.provider, &self.bucket, scope).map_err(|message| {
+            StsError::Rejected {
                 code: "PolicyTooLong".into(),
                 message,
                 request_id: String::new(),
-            })?;
+            }
+        })?;
         self.cache
             .get(scope, || AssumeRole {
                 role_session_name: role_session_name(user),

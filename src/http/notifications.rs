@@ -232,10 +232,7 @@ pub async fn oss_events(
         return Err(invalid_signature("Content-MD5 does not match the body"));
     }
     if let Some(token) = &app.config.notifications.mns_token {
-        let presented = url::form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes())
-            .find(|(k, _)| k == "token")
-            .map(|(_, v)| v.into_owned())
-            .unwrap_or_default();
+        let presented = query_token(&uri).unwrap_or_default();
         if !constant_time_eq(presented.as_bytes(), token.expose_secret().as_bytes()) {
             return Err(invalid_signature(
                 "missing or wrong token in the endpoint URL",
@@ -287,6 +284,13 @@ pub async fn oss_events(
         tally.add(&r);
     }
     Ok(axum::Json(tally).into_response())
+}
+
+/// `token` from the query string of the endpoint URL a sender was configured with.
+fn query_token(uri: &Uri) -> Option<String> {
+    url::form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes())
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v.into_owned())
 }
 
 /// MNS sends the body's MD5 as hex (seen in captured pushes); base64 is accepted too.
@@ -356,9 +360,12 @@ fn percent_decode(s: &str) -> String {
 }
 
 /// `POST /v1/notifications/s3-events`: S3-style `Records` from AWS S3, MinIO or Ceph RGW
-/// (also inside an SNS `Notification`), authenticated by `notifications.s3_token`.
+/// (also inside an SNS `Notification`), authenticated by `notifications.s3_token` as a bearer
+/// token or, for senders that cannot set headers (Ceph RGW's push endpoints), as `?token=`
+/// in the endpoint URL.
 pub async fn s3_events(
     State(app): State<Arc<App>>,
+    uri: Uri,
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
@@ -369,7 +376,9 @@ pub async fn s3_events(
             "S3 notifications are not enabled (notifications.s3_token)",
         )
     })?;
-    let presented = bearer(header(&headers, "authorization"));
+    let presented = bearer(header(&headers, "authorization"))
+        .map(str::to_owned)
+        .or_else(|| query_token(&uri));
     if !presented
         .is_some_and(|t| constant_time_eq(t.as_bytes(), expected.expose_secret().as_bytes()))
     {
@@ -413,15 +422,8 @@ pub async fn s3_events(
             &r.s3.object.key,
             r.event_source.as_deref().unwrap_or("aws:s3"),
         );
-        let meta = r.s3.object.user_metadata.unwrap_or_default();
-        let meta_get = |k: &str| {
-            meta.iter()
-                .find(|(name, _)| {
-                    let n = name.to_ascii_lowercase();
-                    n == k || n == format!("x-amz-meta-{k}")
-                })
-                .map(|(_, v)| v.clone())
-        };
+        let meta = object_metadata(&r.s3.object);
+        let meta_get = |k: &str| meta.get(k).cloned();
         let recorded = record(
             &app,
             ObjectEvent {
@@ -445,6 +447,30 @@ pub async fn s3_events(
         tally.add(&recorded);
     }
     Ok(axum::Json(tally).into_response())
+}
+
+/// User metadata by plain lower-case name with `_` for `-` (`upload_id`): MinIO sends a
+/// `userMetadata` map, Ceph RGW a `metadata` list of `x-amz-meta-*` headers with `_` turned
+/// into `-`.
+fn object_metadata(object: &S3Object) -> std::collections::HashMap<String, String> {
+    let listed = object
+        .metadata
+        .iter()
+        .flatten()
+        .map(|m| (m.key.as_str(), m.val.as_str()));
+    let mapped = object
+        .user_metadata
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.as_str(), v.as_str()));
+    listed
+        .chain(mapped)
+        .map(|(name, value)| {
+            let name = name.to_ascii_lowercase();
+            let name = name.strip_prefix("x-amz-meta-").unwrap_or(&name);
+            (name.replace('-', "_"), value.to_owned())
+        })
+        .collect()
 }
 
 /// AWS form-encodes keys (`+` for space); MinIO URL-encodes them the same way; Ceph RGW sends
@@ -487,6 +513,13 @@ struct S3Object {
     content_type: Option<String>,
     #[serde(rename = "userMetadata")]
     user_metadata: Option<std::collections::HashMap<String, String>>,
+    metadata: Option<Vec<MetadataEntry>>,
+}
+
+#[derive(Deserialize)]
+struct MetadataEntry {
+    key: String,
+    val: String,
 }
 
 #[cfg(test)]

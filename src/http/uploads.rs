@@ -16,9 +16,12 @@ use super::extract::{Json, Query, User};
 use crate::app::App;
 use crate::auth::Principal;
 use crate::callbacks::{OssCallbackParams, oss_callback_params};
-use crate::credentials::{FileName, KeyCondition, ObjectKey, Scope, oss_post_policy};
+use crate::config::{Provider, StorageConfig};
+use crate::credentials::{
+    FileName, KeyCondition, ObjectKey, Scope, oss_post_policy, s3_post_policy,
+};
 use crate::media::{MediaAttributes, MediaAttributesInput};
-use crate::signing::oss_post_signature;
+use crate::signing::{oss_post_signature, s3_post_signature};
 use crate::store::{UploadRow, now_millis};
 use crate::sts::Credentials;
 use crate::workflows::{MediaCheck, media_check};
@@ -67,6 +70,9 @@ struct CreatedUpload<'a> {
     bucket: &'a str,
     region: &'a str,
     endpoint: &'a str,
+    /// S3 only: whether clients must address the bucket in the path (RGW, MinIO).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    force_path_style: Option<bool>,
     expires_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     credentials: Option<CredentialsView<'a>>,
@@ -83,44 +89,94 @@ struct PostForm {
     fields: std::collections::BTreeMap<&'static str, String>,
 }
 
-/// The OSS PostObject V1 form for exactly `key`, signed with the vended credentials, with the
-/// size range and the upload callback bound into the policy.
+/// Where browsers POST form uploads: the bucket's URL, virtual-hosted
+/// (`{scheme}://{bucket}.{host}/`) or, for S3 with `storage.path_style`, `{endpoint}/{bucket}`.
+fn bucket_url(storage: &StorageConfig) -> Result<String, ApiError> {
+    let mut url =
+        url::Url::parse(&storage.endpoint).map_err(|e| anyhow::anyhow!("storage.endpoint: {e}"))?;
+    if storage.provider == Provider::S3 && storage.path_style {
+        url.set_path(&format!("/{}", storage.bucket));
+    } else {
+        let host = format!("{}.{}", storage.bucket, url.host_str().unwrap_or_default());
+        url.set_host(Some(&host))
+            .map_err(|e| anyhow::anyhow!("bucket host: {e}"))?;
+        url.set_path("/");
+    }
+    Ok(url.to_string())
+}
+
+/// The form for exactly `key`, signed with the vended credentials (whose secret never leaves
+/// the server), with the size range bound into the policy: OSS PostObject V1 with the upload
+/// callback, or an S3 SigV4 POST with the upload id as metadata.
 fn post_form(
-    storage: &crate::config::StorageConfig,
+    storage: &StorageConfig,
     key: &ObjectKey,
     upload_id: &str,
     creds: &Credentials,
     size: (u64, u64),
     callback: OssCallbackParams,
 ) -> Result<PostForm, ApiError> {
-    let mut url =
-        url::Url::parse(&storage.endpoint).map_err(|e| anyhow::anyhow!("storage.endpoint: {e}"))?;
-    let host = format!("{}.{}", storage.bucket, url.host_str().unwrap_or_default());
-    url.set_host(Some(&host))
-        .map_err(|e| anyhow::anyhow!("bucket host: {e}"))?;
-    let policy = oss_post_policy(
-        creds.expiration,
-        &storage.bucket,
-        KeyCondition::Exact(key.as_str()),
-        size,
-        Some(&callback.callback),
-    );
-    let (policy, signature) = oss_post_signature(creds.access_key_secret.expose_secret(), &policy);
-    let fields = [
-        ("key", key.as_str().to_owned()),
-        ("policy", policy),
-        ("OSSAccessKeyId", creds.access_key_id.clone()),
-        ("Signature", signature),
-        (
-            "x-oss-security-token",
-            creds.security_token.expose_secret().to_owned(),
-        ),
-        ("success_action_status", "200".to_owned()),
-        ("callback", callback.callback),
-        ("x:upload_id", upload_id.to_owned()),
-    ];
+    let url = bucket_url(storage)?;
+    let secret = creds.access_key_secret.expose_secret();
+    let token = creds.security_token.expose_secret();
+    let fields: Vec<(&'static str, String)> = match storage.provider {
+        Provider::Aliyun => {
+            let policy = oss_post_policy(
+                creds.expiration,
+                &storage.bucket,
+                KeyCondition::Exact(key.as_str()),
+                size,
+                Some(&callback.callback),
+            );
+            let (policy, signature) = oss_post_signature(secret, &policy);
+            vec![
+                ("key", key.as_str().to_owned()),
+                ("policy", policy),
+                ("OSSAccessKeyId", creds.access_key_id.clone()),
+                ("Signature", signature),
+                ("x-oss-security-token", token.to_owned()),
+                ("success_action_status", "200".to_owned()),
+                ("callback", callback.callback),
+                ("x:upload_id", upload_id.to_owned()),
+            ]
+        }
+        Provider::S3 => {
+            let now = std::time::SystemTime::now();
+            let date = DateTime::<Utc>::from(now);
+            let credential = format!(
+                "{}/{}/{}/s3/aws4_request",
+                creds.access_key_id,
+                date.format("%Y%m%d"),
+                storage.region
+            );
+            let signed = [
+                ("success_action_status", "200".to_owned()),
+                ("x-amz-algorithm", "AWS4-HMAC-SHA256".to_owned()),
+                ("x-amz-credential", credential),
+                ("x-amz-date", date.format("%Y%m%dT%H%M%SZ").to_string()),
+                ("x-amz-security-token", token.to_owned()),
+                ("x-amz-meta-upload_id", upload_id.to_owned()),
+            ];
+            let pairs: Vec<(&str, &str)> = signed.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let policy = s3_post_policy(
+                creds.expiration,
+                &storage.bucket,
+                KeyCondition::Exact(key.as_str()),
+                size,
+                &pairs,
+            );
+            let (policy, signature) = s3_post_signature(secret, now, &storage.region, &policy);
+            let mut fields = vec![
+                ("key", key.as_str().to_owned()),
+                ("policy", policy),
+                ("x-amz-signature", signature),
+            ];
+            fields.extend(signed);
+            fields
+        }
+    };
     Ok(PostForm {
-        url: url.to_string(),
+        url,
         fields: fields.into_iter().collect(),
     })
 }
@@ -210,8 +266,14 @@ pub async fn create(
         .await?;
 
     let callback = oss_callback_params(&app.config.server.public_url, &upload_id);
+    let s3 = config.provider == Provider::S3;
     let (credentials, callback, post_policy) = match req.mode {
-        Mode::Sts => (Some(credentials_view(&creds)), Some(callback), None),
+        // S3 has no upload callback: the store's event notifications announce the object.
+        Mode::Sts => (
+            Some(credentials_view(&creds)),
+            (!s3).then_some(callback),
+            None,
+        ),
         // The browser gets a signed form, never the secret.
         Mode::PostPolicy => {
             let size = req.size.map_or((1, max), |s| (s, s));
@@ -222,10 +284,11 @@ pub async fn create(
     let body = CreatedUpload {
         upload_id: &upload_id,
         object_key: key.as_str(),
-        provider: "aliyun",
+        provider: config.provider.as_str(),
         bucket: &config.bucket,
         region: &config.region,
         endpoint: &config.endpoint,
+        force_path_style: s3.then_some(config.path_style),
         expires_at: rfc3339(creds.expiration),
         credentials,
         callback,

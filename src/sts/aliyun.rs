@@ -1,15 +1,13 @@
 //! Alibaba Cloud STS `AssumeRole` over the RPC API (signature v1, HMAC-SHA1), sent as POST
 //! with the parameters in the query string, as the official SDKs do.
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
-use tracing::{instrument, warn};
+use tracing::instrument;
 
-use super::{AssumeRole, Credentials, Sts, StsError, backoff};
+use super::{AssumeRole, Attempt, Credentials, Sts, StsError, http_client, with_retries};
 use crate::config::StsConfig;
 use crate::signing::{RpcCall, rpc_signed_query};
 use crate::upstream::without_url;
@@ -25,15 +23,11 @@ pub struct AliyunSts {
 }
 
 impl AliyunSts {
-    pub fn new(config: &StsConfig) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_millis(config.timeout_ms))
-            .connect_timeout(Duration::from_millis(config.timeout_ms.min(3000)))
-            .user_agent(concat!("mediagate/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+    /// A client for the STS at `endpoint` with the keys and role of `config`.
+    pub fn new(config: &StsConfig, endpoint: &str) -> anyhow::Result<Self> {
         Ok(Self {
-            http,
-            endpoint: config.endpoint.trim_end_matches('/').to_owned(),
+            http: http_client(config.timeout_ms)?,
+            endpoint: endpoint.trim_end_matches('/').to_owned(),
             access_key_id: config.access_key_id.clone(),
             access_key_secret: config.access_key_secret.clone(),
             role_arn: config.role_arn.clone(),
@@ -109,37 +103,11 @@ impl AliyunSts {
     }
 }
 
-enum Attempt {
-    Done(Result<Credentials, StsError>),
-    Retry(String),
-}
-
 #[async_trait]
 impl Sts for AliyunSts {
     #[instrument(skip_all, fields(session = %request.role_session_name))]
     async fn assume_role(&self, request: &AssumeRole) -> Result<Credentials, StsError> {
-        let mut last = String::new();
-        for attempt in 0..self.max_attempts {
-            if attempt > 0 {
-                tokio::time::sleep(backoff(
-                    attempt - 1,
-                    Duration::from_millis(100),
-                    Duration::from_secs(2),
-                ))
-                .await;
-            }
-            match self.attempt(request).await {
-                Attempt::Done(result) => return result,
-                Attempt::Retry(reason) => {
-                    warn!(attempt = attempt + 1, %reason, "STS AssumeRole failed, will retry");
-                    last = reason;
-                }
-            }
-        }
-        Err(StsError::Unavailable {
-            detail: last,
-            retry_after: Duration::from_secs(5),
-        })
+        with_retries(self.max_attempts, || self.attempt(request)).await
     }
 }
 
@@ -191,13 +159,12 @@ mod tests {
     #[test]
     fn signed_url_carries_every_parameter_and_a_verifiable_signature() {
         let config = StsConfig {
-            endpoint: "http://127.0.0.1:1/".into(),
             access_key_id: "testid".into(),
             access_key_secret: SecretString::from("testsecret"),
             role_arn: "acs:ram::1234567890123456:role/uploader".into(),
             ..StsConfig::default()
         };
-        let sts = AliyunSts::new(&config).unwrap();
+        let sts = AliyunSts::new(&config, "http://127.0.0.1:1/").unwrap();
         let request = AssumeRole {
             role_session_name: "mg.alice".into(),
             policy: r#"{"Version":"1"}"#.into(),

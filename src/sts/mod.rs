@@ -1,7 +1,9 @@
-//! Talking to a Security Token Service: the [`Sts`] trait the rest of mediagate uses, and the
-//! Alibaba Cloud client that signs `AssumeRole` with RPC signature v1.
+//! Talking to a Security Token Service: the [`Sts`] trait the rest of mediagate uses, the
+//! Alibaba Cloud client (RPC signature v1) and the AWS-compatible client (SigV4) for AWS,
+//! Ceph RGW and MinIO.
 
 mod aliyun;
+mod aws;
 
 use std::time::Duration;
 
@@ -10,6 +12,7 @@ use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 
 pub use aliyun::AliyunSts;
+pub use aws::AwsSts;
 
 /// One `AssumeRole` call: who the session is for and what it may do.
 #[derive(Debug, Clone)]
@@ -53,6 +56,56 @@ pub enum StsError {
 #[async_trait]
 pub trait Sts: Send + Sync {
     async fn assume_role(&self, request: &AssumeRole) -> Result<Credentials, StsError>;
+}
+
+/// What one attempt at `AssumeRole` came to.
+pub(crate) enum Attempt {
+    Done(Result<Credentials, StsError>),
+    /// Throttling, a server fault or the network: worth another attempt.
+    Retry(String),
+}
+
+/// Runs `attempt` up to `max_attempts` times with jittered backoff between tries; persistent
+/// retryable failures become [`StsError::Unavailable`].
+pub(crate) async fn with_retries<F, Fut>(
+    max_attempts: u32,
+    mut attempt: F,
+) -> Result<Credentials, StsError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Attempt>,
+{
+    let mut last = String::new();
+    for n in 0..max_attempts.max(1) {
+        if n > 0 {
+            tokio::time::sleep(backoff(
+                n - 1,
+                Duration::from_millis(100),
+                Duration::from_secs(2),
+            ))
+            .await;
+        }
+        match attempt().await {
+            Attempt::Done(result) => return result,
+            Attempt::Retry(reason) => {
+                tracing::warn!(attempt = n + 1, %reason, "STS AssumeRole failed, will retry");
+                last = reason;
+            }
+        }
+    }
+    Err(StsError::Unavailable {
+        detail: last,
+        retry_after: Duration::from_secs(5),
+    })
+}
+
+/// The HTTP client for one STS: bounded per attempt so a hung STS cannot hang a request.
+pub(crate) fn http_client(timeout_ms: u64) -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .timeout(Duration::from_millis(timeout_ms))
+        .connect_timeout(Duration::from_millis(timeout_ms.min(3000)))
+        .user_agent(concat!("mediagate/", env!("CARGO_PKG_VERSION")))
+        .build()?)
 }
 
 /// Exponential backoff with full jitter: a random delay up to `base * 2^attempt`, capped.

@@ -42,7 +42,7 @@ fn env_for(config: &mediagate::config::Config) -> Vec<(&'static str, String)> {
             "MEDIAGATE__STORAGE__ENDPOINT",
             config.storage.endpoint.clone(),
         ),
-        ("MEDIAGATE__STS__ENDPOINT", config.sts.endpoint.clone()),
+        ("MEDIAGATE__STS__ENDPOINT", config.sts_endpoint()),
         (
             "MEDIAGATE__STS__ACCESS_KEY_ID",
             sts_fake::ACCESS_KEY_ID.into(),

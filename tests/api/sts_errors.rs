@@ -51,7 +51,7 @@ async fn an_sts_outage_is_503_with_retry_after() {
 async fn an_unreachable_sts_is_503() {
     let app = TestApp::spawn_with(|c| {
         // Nothing listens on port 9 on loopback.
-        c.sts.endpoint = "http://127.0.0.1:9".into();
+        c.sts.endpoint = Some("http://127.0.0.1:9".into());
         c.sts.max_attempts = 2;
     })
     .await;

@@ -66,7 +66,7 @@ pub fn config_for(sts: &StsFake, database_url: String) -> Config {
     c.storage.bucket = "media-input".into();
     c.storage.region = "cn-hangzhou".into();
     c.storage.endpoint = "https://oss-cn-hangzhou.aliyuncs.com".into();
-    c.sts.endpoint = sts.url.clone();
+    c.sts.endpoint = Some(sts.url.clone());
     c.sts.access_key_id = sts_fake::ACCESS_KEY_ID.into();
     c.sts.access_key_secret = SecretString::from(sts_fake::ACCESS_KEY_SECRET);
     c.sts.role_arn = sts_fake::ROLE_ARN.into();
