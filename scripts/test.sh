@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite, as CI runs it: formatting, lints, unit and property tests, and the
-# integration tests against SQLite and then against a local PostgreSQL this script starts.
+# The whole test suite, as CI runs it: formatting, lints, unit and property tests, the
+# integration tests against SQLite and then against a local PostgreSQL this script starts,
+# and the end-to-end tests against a local Ceph RGW (S3 + STS) with boto3 as the client.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,7 +11,17 @@ cargo clippy --all-targets --locked -- -D warnings
 echo "== unit, property and integration tests (SQLite) =="
 cargo test --locked
 
+cleanup() {
+  scripts/postgres.sh stop || true
+  scripts/rgw.sh stop || true
+}
+trap cleanup EXIT
+
 echo "== integration tests (PostgreSQL) =="
 PG_URL=$(scripts/postgres.sh start)
-trap 'scripts/postgres.sh stop' EXIT
 MEDIAGATE_TEST_POSTGRES_URL="$PG_URL" cargo test --locked --test api
+
+echo "== end-to-end tests against Ceph RGW =="
+MEDIAGATE_TEST_PYTHON=$(scripts/python.sh) \
+MEDIAGATE_TEST_RGW_URL=$(scripts/rgw.sh start) \
+  cargo test --locked --test api rgw:: -- --ignored

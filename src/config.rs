@@ -162,6 +162,13 @@ pub enum CredentialScope {
     Upload,
 }
 
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PostSigning {
+    Session,
+    Service,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
@@ -181,6 +188,12 @@ pub struct StorageConfig {
     /// `MEDIAGATE__STORAGE__MAX_UPLOAD_BYTES`, default 5 GiB (the PostObject maximum): the
     /// upper bound of a form upload's `content-length-range`.
     pub max_upload_bytes: u64,
+    /// `MEDIAGATE__STORAGE__POST_SIGNING`: which keys sign form uploads. `session` (default):
+    /// the vended temporary credentials. `service`: the `sts` keys themselves, so the form
+    /// shows their AccessKeyId (never the secret); for stores that do not honour forms signed
+    /// with session credentials (Ceph RGW 16 neither checks their size range nor announces
+    /// their objects).
+    pub post_signing: PostSigning,
     /// `MEDIAGATE__STORAGE__PATH_STYLE`, default false: S3 URLs as `{endpoint}/{bucket}/key`
     /// rather than `{bucket}.{endpoint host}` (RGW and MinIO without wildcard DNS).
     pub path_style: bool,
@@ -197,6 +210,7 @@ impl Default for StorageConfig {
             credential_scope: CredentialScope::User,
             max_upload_bytes: crate::credentials::MAX_POST_OBJECT_BYTES,
             path_style: false,
+            post_signing: PostSigning::Session,
         }
     }
 }

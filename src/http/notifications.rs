@@ -70,6 +70,7 @@ async fn record(app: &App, event: ObjectEvent) -> Result<Recorded, ApiError> {
         bucket: &app.config.storage.bucket,
         prefix: &app.prefix,
         region: &app.config.storage.region,
+        max_upload_bytes: app.config.storage.max_upload_bytes,
     };
     let recorded = accept(&app.store, &storage, event).await?;
     match &recorded {

@@ -16,7 +16,7 @@ use super::extract::{Json, Query, User};
 use crate::app::App;
 use crate::auth::Principal;
 use crate::callbacks::{OssCallbackParams, oss_callback_params};
-use crate::config::{Provider, StorageConfig};
+use crate::config::{Config, PostSigning, Provider, StorageConfig};
 use crate::credentials::{
     FileName, KeyCondition, ObjectKey, Scope, oss_post_policy, s3_post_policy,
 };
@@ -89,6 +89,19 @@ struct PostForm {
     fields: std::collections::BTreeMap<&'static str, String>,
 }
 
+/// The configured STS keys as signing credentials for forms (`storage.post_signing =
+/// "service"`), valid as long as vended credentials would be.
+fn service_credentials(config: &Config) -> Credentials {
+    let now = Utc::now();
+    Credentials {
+        access_key_id: config.sts.access_key_id.clone(),
+        access_key_secret: config.sts.access_key_secret.clone(),
+        security_token: secrecy::SecretString::from(""),
+        expiration: now + chrono::Duration::seconds(i64::from(config.sts.duration_seconds)),
+        obtained_at: now,
+    }
+}
+
 /// Where browsers POST form uploads: the bucket's URL, virtual-hosted
 /// (`{scheme}://{bucket}.{host}/`) or, for S3 with `storage.path_style`, `{endpoint}/{bucket}`.
 fn bucket_url(storage: &StorageConfig) -> Result<String, ApiError> {
@@ -129,16 +142,19 @@ fn post_form(
                 Some(&callback.callback),
             );
             let (policy, signature) = oss_post_signature(secret, &policy);
-            vec![
+            let mut fields = vec![
                 ("key", key.as_str().to_owned()),
                 ("policy", policy),
                 ("OSSAccessKeyId", creds.access_key_id.clone()),
                 ("Signature", signature),
-                ("x-oss-security-token", token.to_owned()),
                 ("success_action_status", "200".to_owned()),
                 ("callback", callback.callback),
                 ("x:upload_id", upload_id.to_owned()),
-            ]
+            ];
+            if !token.is_empty() {
+                fields.push(("x-oss-security-token", token.to_owned()));
+            }
+            fields
         }
         Provider::S3 => {
             let now = std::time::SystemTime::now();
@@ -149,14 +165,16 @@ fn post_form(
                 date.format("%Y%m%d"),
                 storage.region
             );
-            let signed = [
+            let mut signed = vec![
                 ("success_action_status", "200".to_owned()),
                 ("x-amz-algorithm", "AWS4-HMAC-SHA256".to_owned()),
                 ("x-amz-credential", credential),
                 ("x-amz-date", date.format("%Y%m%dT%H%M%SZ").to_string()),
-                ("x-amz-security-token", token.to_owned()),
                 ("x-amz-meta-upload_id", upload_id.to_owned()),
             ];
+            if !token.is_empty() {
+                signed.push(("x-amz-security-token", token.to_owned()));
+            }
             let pairs: Vec<(&str, &str)> = signed.iter().map(|(k, v)| (*k, v.as_str())).collect();
             let policy = s3_post_policy(
                 creds.expiration,
@@ -239,7 +257,12 @@ pub async fn create(
         &principal.segment,
         &key,
     );
-    let creds = app.vendor.credentials(&principal.segment, &scope).await?;
+    let creds = if req.mode == Mode::PostPolicy && config.post_signing == PostSigning::Service {
+        // The form is signed here and never carries the secret; nothing to vend.
+        Arc::new(service_credentials(&app.config))
+    } else {
+        app.vendor.credentials(&principal.segment, &scope).await?
+    };
 
     let now = now_millis();
     app.store

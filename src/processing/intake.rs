@@ -9,11 +9,30 @@ use crate::media::{MediaAttributes, MediaAttributesInput};
 use crate::store::{EventRow, EventWrite, NewTrigger, Recorded, Store, UploadChange, UploadRow};
 use crate::workflows::{Sink, decide};
 
-/// Where uploads go: the input bucket, its key prefix and region.
+/// Where uploads go: the input bucket, its key prefix and region, and the largest form upload.
 pub struct StorageScope<'a> {
     pub bucket: &'a str,
     pub prefix: &'a KeyPrefix,
     pub region: &'a str,
+    pub max_upload_bytes: u64,
+}
+
+/// Why an object announced for a form upload must not be processed: its size is outside the
+/// range its signed policy allowed (the declared size, or 1 to `max_upload_bytes`). Stores
+/// should refuse such uploads themselves, but not all do (Ceph RGW 16 does not check the range
+/// of forms signed with session credentials), so mediagate checks again before triggering.
+pub fn form_size_violation(upload: &UploadRow, size: Option<i64>, max: u64) -> Option<String> {
+    if upload.mode != "post_policy" {
+        return None;
+    }
+    let size = size?;
+    let (low, high) = match upload.size {
+        Some(declared) => (declared, declared),
+        None => (1, i64::try_from(max).unwrap_or(i64::MAX)),
+    };
+    (size < low || size > high).then(|| {
+        format!("object size {size} is outside the signed form's range {low}..={high}; not processed")
+    })
 }
 
 /// An object-created notification after its signature or token was checked and its key
@@ -129,11 +148,16 @@ pub async fn accept(
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
 
+    let oversize = existing
+        .as_ref()
+        .and_then(|u| form_size_violation(u, event.size, storage.max_upload_bytes));
     let (triggers, skip_reason) = if untrusted {
         (
             Vec::new(),
             Some("callback for an object mediagate did not issue; ignored".to_string()),
         )
+    } else if let Some(reason) = oversize {
+        (Vec::new(), Some(reason))
     } else {
         let reason = triggers.is_empty().then(|| matching.skip_reason());
         (triggers, reason)
@@ -222,6 +246,42 @@ fn merge_media(base: MediaAttributes, overrides: MediaAttributesInput) -> MediaA
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn form_uploads_outside_their_signed_range_are_not_processed() {
+        let row = |mode: &str, size: Option<i64>| UploadRow {
+            id: "u".into(),
+            owner: "alice".into(),
+            subject: "alice".into(),
+            bucket: "b".into(),
+            object_key: "uploads/alice/u/a.mp4".into(),
+            file_name: "a.mp4".into(),
+            size,
+            content_type: None,
+            mode: mode.into(),
+            media: "{}".into(),
+            state: "issued".into(),
+            state_reason: None,
+            created_at: 0,
+            uploaded_at: None,
+            updated_at: 0,
+        };
+        let declared = row("post_policy", Some(2000));
+        assert_eq!(form_size_violation(&declared, Some(2000), 100), None);
+        assert!(
+            form_size_violation(&declared, Some(2001), 1 << 20)
+                .unwrap()
+                .contains("2000..=2000")
+        );
+        assert!(form_size_violation(&declared, Some(1999), 1 << 20).is_some());
+        assert_eq!(form_size_violation(&declared, None, 100), None);
+        let open = row("post_policy", None);
+        assert_eq!(form_size_violation(&open, Some(100), 100), None);
+        assert!(form_size_violation(&open, Some(101), 100).is_some());
+        assert!(form_size_violation(&open, Some(0), 100).is_some());
+        // STS uploads may be multipart and of any size; a declared size there is a hint.
+        assert_eq!(form_size_violation(&row("sts", Some(5)), Some(10), 1), None);
+    }
 
     #[test]
     fn owner_segment_needs_a_path_below_it() {

@@ -7,5 +7,6 @@ mod auth;
 mod bad_input;
 mod cli;
 mod notifications;
+mod rgw;
 mod sts_errors;
 mod uploads;
