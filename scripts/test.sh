@@ -22,6 +22,7 @@ PG_URL=$(scripts/postgres.sh start)
 MEDIAGATE_TEST_POSTGRES_URL="$PG_URL" cargo test --locked --test api
 
 echo "== end-to-end tests against Ceph RGW =="
-MEDIAGATE_TEST_PYTHON=$(scripts/python.sh) \
-MEDIAGATE_TEST_RGW_URL=$(scripts/rgw.sh start) \
+PYTHON=$(scripts/python.sh)
+RGW_URL=$(scripts/rgw.sh start)
+MEDIAGATE_TEST_PYTHON="$PYTHON" MEDIAGATE_TEST_RGW_URL="$RGW_URL" \
   cargo test --locked --test api rgw:: -- --ignored

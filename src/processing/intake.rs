@@ -31,7 +31,9 @@ pub fn form_size_violation(upload: &UploadRow, size: Option<i64>, max: u64) -> O
         None => (1, i64::try_from(max).unwrap_or(i64::MAX)),
     };
     (size < low || size > high).then(|| {
-        format!("object size {size} is outside the signed form's range {low}..={high}; not processed")
+        format!(
+            "object size {size} is outside the signed form's range {low}..={high}; not processed"
+        )
     })
 }
 

@@ -126,7 +126,10 @@ async fn rgw_enforces_the_vended_scope_and_notifies_the_workflow() {
     .await;
     assert_eq!(upload["provider"], "s3");
     assert_eq!(upload["force_path_style"], true);
-    assert!(upload.get("callback").is_none(), "S3 has no upload callback");
+    assert!(
+        upload.get("callback").is_none(),
+        "S3 has no upload callback"
+    );
     let key = upload["object_key"].as_str().unwrap().to_owned();
     let id = upload["upload_id"].as_str().unwrap().to_owned();
 
@@ -136,26 +139,44 @@ async fn rgw_enforces_the_vended_scope_and_notifies_the_workflow() {
     // Into B's prefix, reading, or without the session token: refused by RGW itself.
     let bobs = key.replace("uploads/alice/", "uploads/bob/");
     let r = s3client("put", args(&upload, &bobs, json!({}))).await;
-    assert_eq!((r["ok"].clone(), r["code"].clone()), (json!(false), json!("AccessDenied")), "{r}");
+    assert_eq!(
+        (r["ok"].clone(), r["code"].clone()),
+        (json!(false), json!("AccessDenied")),
+        "{r}"
+    );
     let r = s3client("get", args(&upload, &key, json!({}))).await;
-    assert_eq!((r["ok"].clone(), r["code"].clone()), (json!(false), json!("AccessDenied")), "{r}");
+    assert_eq!(
+        (r["ok"].clone(), r["code"].clone()),
+        (json!(false), json!("AccessDenied")),
+        "{r}"
+    );
     let mut tokenless = args(&upload, &key, json!({}));
     tokenless["creds"]["security_token"] = Value::Null;
     let r = s3client("put", tokenless).await;
     assert_eq!(r["ok"], false, "{r}");
     assert_eq!(r["status"], 403, "{r}");
     // The object really is there, as written by A.
-    let head = s3client("head", json!({"endpoint": rgw_url(), "creds": admin(), "bucket": bucket, "key": key})).await;
+    let head = s3client(
+        "head",
+        json!({"endpoint": rgw_url(), "creds": admin(), "bucket": bucket, "key": key}),
+    )
+    .await;
     assert_eq!(head["size"], 4096, "{head}");
 
     // RGW's notification reached mediagate, matched the workflow and the webhook got a
     // correctly signed delivery.
-    assert!(app.hooks.wait_for(1, Duration::from_secs(20)).await, "no delivery");
+    assert!(
+        app.hooks.wait_for(1, Duration::from_secs(20)).await,
+        "no delivery"
+    );
     let (_, delivery) = &app.hooks.deliveries()[0];
     assert_eq!(delivery["object_key"], key.as_str());
     assert_eq!(delivery["bucket"], bucket.as_str());
     assert_eq!(delivery["upload_id"], id.as_str());
-    assert_eq!(delivery["etag"], put["etag"].as_str().unwrap().to_uppercase());
+    assert_eq!(
+        delivery["etag"],
+        put["etag"].as_str().unwrap().to_uppercase()
+    );
     assert_eq!(delivery["media"]["title"], "Trip");
     assert_eq!(app.hooks.rejected(), 0);
     let done = app
@@ -165,26 +186,45 @@ async fn rgw_enforces_the_vended_scope_and_notifies_the_workflow() {
 
     // A non-media file under A's prefix (her credentials cover it): recorded as skipped.
     let notes = key.replace("trip.MP4", "notes.txt");
-    assert_eq!(s3client("put", args(&upload, &notes, json!({}))).await["ok"], true);
+    assert_eq!(
+        s3client("put", args(&upload, &notes, json!({}))).await["ok"],
+        true
+    );
     // A media file outside every workflow prefix: bob's upload.
     let bob = request_upload(&app, "bob", json!({"file_name": "clip.mp4"})).await;
     let bob_key = bob["object_key"].as_str().unwrap();
-    assert_eq!(s3client("put", args(&bob, bob_key, json!({}))).await["ok"], true);
+    assert_eq!(
+        s3client("put", args(&bob, bob_key, json!({}))).await["ok"],
+        true
+    );
     // An object in a bucket no workflow reads.
-    let r = s3client("put", json!({"endpoint": rgw_url(), "creds": admin(), "bucket": other,
-        "key": "uploads/alice/x/a.mp4"}))
+    let r = s3client(
+        "put",
+        json!({"endpoint": rgw_url(), "creds": admin(), "bucket": other,
+        "key": "uploads/alice/x/a.mp4"}),
+    )
     .await;
     assert_eq!(r["ok"], true);
 
     let bob_id = bob["upload_id"].as_str().unwrap();
-    let bobs_upload = app.wait_upload("bob", bob_id, |u| u["state"] == "skipped").await;
+    let bobs_upload = app
+        .wait_upload("bob", bob_id, |u| u["state"] == "skipped")
+        .await;
     assert!(
-        bobs_upload["state_reason"].as_str().unwrap().contains("outside prefix"),
+        bobs_upload["state_reason"]
+            .as_str()
+            .unwrap()
+            .contains("outside prefix"),
         "{bobs_upload}"
     );
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let notes_row = loop {
-        let history: Value = app.get(&app.token("alice"), "/v1/uploads").await.json().await.unwrap();
+        let history: Value = app
+            .get(&app.token("alice"), "/v1/uploads")
+            .await
+            .json()
+            .await
+            .unwrap();
         if let Some(row) = history["uploads"]
             .as_array()
             .unwrap()
@@ -193,11 +233,19 @@ async fn rgw_enforces_the_vended_scope_and_notifies_the_workflow() {
         {
             break row.clone();
         }
-        assert!(std::time::Instant::now() < deadline, "notes.txt never recorded: {history}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "notes.txt never recorded: {history}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(notes_row["state"], "skipped");
-    assert!(notes_row["state_reason"].as_str().unwrap().contains("not a media file"));
+    assert!(
+        notes_row["state_reason"]
+            .as_str()
+            .unwrap()
+            .contains("not a media file")
+    );
     // Nothing but the one media upload was delivered.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(app.hooks.count(), 1);
@@ -208,7 +256,10 @@ async fn rgw_enforces_the_vended_scope_and_notifies_the_workflow() {
 async fn a_64_mib_multipart_upload_refreshes_its_credentials_midway() {
     let bucket = bucket();
     // One-object credentials are never cached, so the refresh is a new AssumeRole.
-    let app = spawn(&bucket, |c| c.storage.credential_scope = CredentialScope::Upload).await;
+    let app = spawn(&bucket, |c| {
+        c.storage.credential_scope = CredentialScope::Upload
+    })
+    .await;
     setup(&app, &bucket, &[], &[&bucket]).await;
     webhook_workflow(&app, &bucket, "uploads/").await;
     let upload = request_upload(&app, "alice", json!({"file_name": "long-take.mov"})).await;
@@ -218,8 +269,12 @@ async fn a_64_mib_multipart_upload_refreshes_its_credentials_midway() {
         "token": app.token("alice")});
     let r = s3client(
         "multipart",
-        args(&upload, key, json!({"size_mib": 64, "part_mib": 8, "refresh_after_parts": 4,
-            "refresh": refresh})),
+        args(
+            &upload,
+            key,
+            json!({"size_mib": 64, "part_mib": 8, "refresh_after_parts": 4,
+            "refresh": refresh}),
+        ),
     )
     .await;
     assert_eq!(r["ok"], true, "{r}");
@@ -233,9 +288,15 @@ async fn a_64_mib_multipart_upload_refreshes_its_credentials_midway() {
     let denied = s3client("put", args(&upload, &other, json!({}))).await;
     assert_eq!(denied["code"], "AccessDenied", "{denied}");
 
-    let head = s3client("head", json!({"endpoint": rgw_url(), "creds": admin(), "bucket": bucket, "key": key})).await;
+    let head = s3client(
+        "head",
+        json!({"endpoint": rgw_url(), "creds": admin(), "bucket": bucket, "key": key}),
+    )
+    .await;
     assert_eq!(head["size"], 64 * 1024 * 1024);
-    let done = app.wait_upload("alice", id, |u| u["state"] == "triggered").await;
+    let done = app
+        .wait_upload("alice", id, |u| u["state"] == "triggered")
+        .await;
     assert_eq!(done["triggers"][0]["state"], "delivered");
     assert_eq!(app.hooks.deliveries()[0].1["size"], 64 * 1024 * 1024);
     // Once the upload is complete, no more credentials for it.
@@ -271,18 +332,34 @@ async fn presigned_post_limits_are_enforced_by_rgw() {
         .await;
     assert_eq!(response.status(), 201);
     let text = response.text().await.unwrap();
-    assert!(!text.contains(ADMIN_SECRET), "the signing secret never leaves the server");
+    assert!(
+        !text.contains(ADMIN_SECRET),
+        "the signing secret never leaves the server"
+    );
     let declared: Value = serde_json::from_str(&text).unwrap();
-    assert!(declared.get("credentials").is_none(), "a browser never gets a secret");
+    assert!(
+        declared.get("credentials").is_none(),
+        "a browser never gets a secret"
+    );
     assert_eq!(app.sts.requests().len(), 0);
     let form = &declared["post_policy"];
     assert_eq!(form["url"], format!("{}/{bucket}", rgw_url()));
     let fields = form["fields"].as_object().unwrap();
-    for f in ["key", "policy", "x-amz-signature", "x-amz-credential", "x-amz-date", "x-amz-algorithm"] {
+    for f in [
+        "key",
+        "policy",
+        "x-amz-signature",
+        "x-amz-credential",
+        "x-amz-date",
+        "x-amz-algorithm",
+    ] {
         assert!(fields.contains_key(f), "{f} missing from {form}");
     }
     let post = |fields: &Value, size: u64| {
-        s3client("post", json!({"url": form["url"], "fields": fields, "size": size}))
+        s3client(
+            "post",
+            json!({"url": form["url"], "fields": fields, "size": size}),
+        )
     };
     // Larger or smaller than declared: refused by RGW.
     for size in [2001, 1999] {
@@ -299,20 +376,37 @@ async fn presigned_post_limits_are_enforced_by_rgw() {
     let r = post(&form["fields"], 2000).await;
     assert_eq!(r["ok"], true, "{r}");
     let id = declared["upload_id"].as_str().unwrap();
-    let done = app.wait_upload("alice", id, |u| u["state"] == "triggered").await;
+    let done = app
+        .wait_upload("alice", id, |u| u["state"] == "triggered")
+        .await;
     assert_eq!(done["size"], 2000);
     assert!(app.hooks.wait_for(1, Duration::from_secs(10)).await);
     assert_eq!(app.hooks.deliveries()[0].1["upload_id"], id);
 
     // Undeclared size: capped by storage.max_upload_bytes.
-    let open = request_upload(&app, "alice", json!({"file_name": "big.webm", "mode": "post_policy"})).await;
+    let open = request_upload(
+        &app,
+        "alice",
+        json!({"file_name": "big.webm", "mode": "post_policy"}),
+    )
+    .await;
     let form = &open["post_policy"];
-    let r = s3client("post", json!({"url": form["url"], "fields": form["fields"], "size": 64 * 1024 + 1})).await;
+    let r = s3client(
+        "post",
+        json!({"url": form["url"], "fields": form["fields"], "size": 64 * 1024 + 1}),
+    )
+    .await;
     assert_eq!(r["status"], 400, "{r}");
-    let r = s3client("post", json!({"url": form["url"], "fields": form["fields"], "size": 64 * 1024})).await;
+    let r = s3client(
+        "post",
+        json!({"url": form["url"], "fields": form["fields"], "size": 64 * 1024}),
+    )
+    .await;
     assert_eq!(r["ok"], true, "{r}");
-    app.wait_upload("alice", open["upload_id"].as_str().unwrap(), |u| u["state"] == "triggered")
-        .await;
+    app.wait_upload("alice", open["upload_id"].as_str().unwrap(), |u| {
+        u["state"] == "triggered"
+    })
+    .await;
     // Declaring more than the maximum is refused before anything is signed.
     let r = app
         .create_upload(

@@ -185,3 +185,78 @@ async fn credentials_past_their_reuse_window_are_refreshed() {
     assert_eq!(response.status(), 201);
     assert_eq!(app.sts.issued(), 2);
 }
+
+/// A loopback server that reads each request and answers with `status` and an XML `body`
+/// (never, when `answer` is `None`).
+async fn raw_sts(answer: Option<(&'static str, &'static str)>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 16 * 1024];
+                let _ = socket.read(&mut buf).await;
+                match answer {
+                    Some((status, body)) => {
+                        let response = format!(
+                            "HTTP/1.1 {status}\r\ncontent-type: text/xml\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                            body.len()
+                        );
+                        let _ = socket.write_all(response.as_bytes()).await;
+                    }
+                    None => tokio::time::sleep(Duration::from_secs(3600)).await,
+                }
+            });
+        }
+    });
+    url
+}
+
+fn s3_provider(c: &mut mediagate::config::Config, sts: String) {
+    c.storage.provider = mediagate::config::Provider::S3;
+    c.storage.region = "us-east-1".into();
+    c.storage.endpoint = "http://127.0.0.1:7480".into();
+    c.sts.endpoint = Some(sts);
+    c.sts.role_arn = "arn:aws:iam::123456789012:role/uploader".into();
+    c.sts.max_attempts = 2;
+    c.sts.timeout_ms = 300;
+}
+
+#[tokio::test]
+async fn s3_provider_an_unreachable_or_hung_sts_is_503_without_hanging() {
+    let hung = raw_sts(None).await;
+    for sts in ["http://127.0.0.1:9".to_owned(), hung] {
+        let app = TestApp::spawn_with(|c| s3_provider(c, sts)).await;
+        let started = std::time::Instant::now();
+        let response = app
+            .create_upload(&app.token("alice"), json!({"file_name": "a.mp4"}))
+            .await;
+        assert_eq!(response.status(), 503);
+        assert_eq!(response.headers()["retry-after"], "5");
+        assert_eq!(error_code(response).await, "sts_unavailable");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+}
+
+#[tokio::test]
+async fn s3_provider_sts_refusals_are_502_and_throttling_is_503() {
+    const DENIED: &str = "<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>User: x is not authorized to perform sts:AssumeRole</Message></Error><RequestId>r</RequestId></ErrorResponse>";
+    const THROTTLED: &str = "<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error></ErrorResponse>";
+    for (answer, status, code) in [
+        (("403 Forbidden", DENIED), 502, "sts_error"),
+        (("400 Bad Request", THROTTLED), 503, "sts_unavailable"),
+    ] {
+        let sts = raw_sts(Some(answer)).await;
+        let app = TestApp::spawn_with(|c| s3_provider(c, sts)).await;
+        let response = app
+            .create_upload(&app.token("alice"), json!({"file_name": "a.mp4"}))
+            .await;
+        assert_eq!(response.status(), status);
+        assert_eq!(error_code(response).await, code);
+    }
+}
