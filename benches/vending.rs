@@ -1,11 +1,14 @@
 //! `cargo bench --bench vending`: warm-cache credential vending (`POST /v1/uploads`) next to
-//! `GET /healthz`, against a loopback STS fake that answers after `BENCH_STS_LATENCY_MS`.
+//! `GET /healthz`, with the `aliyun` provider against a loopback STS fake that answers after
+//! `BENCH_STS_LATENCY_MS`, and, when `BENCH_RGW_URL` names a Ceph RGW (`scripts/rgw.sh
+//! start`), with the `s3` provider against RGW's STS in the same run.
 //!
 //! Environment: `BENCH_USERS` (100), `BENCH_CONNECTIONS` (32), `BENCH_SECONDS` per measured
 //! phase (10), `BENCH_STS_LATENCY_MS` (30), `BENCH_DATABASE_URL` (default: SQLite in a
-//! temporary directory).
+//! temporary directory), `BENCH_RGW_URL` (unset).
 //!
-//! Prints a markdown table (requests, req/s, p50/p99 latency, errors per endpoint), the
+//! Prints per provider a markdown table (requests, req/s, p50/p99 latency, errors per
+//! endpoint, the cold phase in which every user's first vend calls `AssumeRole`), the
 //! vending/healthz throughput ratio, and the STS calls seen by the fake.
 
 // The API tests' support code (STS fake, configuration, tokens); the bench uses only part of it.
@@ -19,7 +22,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{env_or, rate, row, runtime, shown_url, table_header};
+use mediagate::config::{Config, Provider};
 use reqwest::Url;
+use secrecy::SecretString;
 use serde_json::json;
 use support::{JWT_SECRET, StsFake, config_for, token_with};
 
@@ -166,6 +171,7 @@ impl Load {
     /// so the measured phases see a warm credential cache and established connections.
     async fn warm_up(self: &Arc<Self>) -> Phase {
         let n = self.clients.len();
+        let start = Instant::now();
         let tasks: Vec<_> = (0..n)
             .map(|c| {
                 let load = self.clone();
@@ -188,6 +194,7 @@ impl Load {
         for task in tasks {
             phase.merge(task.await.unwrap());
         }
+        phase.elapsed = start.elapsed();
         phase
     }
 }
@@ -225,71 +232,71 @@ async fn measure(load: &Arc<Load>, sts: &StsFake, params: &Params) -> Results {
     }
 }
 
+/// One provider's server: the app, the STS fake (the one called for `aliyun`; idle for
+/// `s3`) and what the output says about it.
 struct Server {
     app: common::Server,
     sts: StsFake,
-    database: String,
-    max_connections: u32,
+    label: String,
+    /// Whether `sts` is the STS the app calls, so its counts mean something.
+    counts_sts: bool,
 }
 
-/// Starts the STS fake and the app on the current (server) runtime.
-async fn start_server(params: &Params, dir: &std::path::Path) -> Server {
-    let sts = StsFake::start().await;
-    sts.set_latency(params.sts_latency);
-    let (url, database) = match std::env::var("BENCH_DATABASE_URL") {
+fn database_url(dir: &std::path::Path, name: &str) -> (String, String) {
+    match std::env::var("BENCH_DATABASE_URL") {
         Ok(url) if !url.is_empty() => {
             let shown = format!("{} (BENCH_DATABASE_URL)", shown_url(&url));
             (url, shown)
         }
         _ => (
-            format!("sqlite://{}/mediagate.db", dir.display()),
+            format!("sqlite://{}/{name}.db", dir.display()),
             "SQLite file in a temporary directory".into(),
         ),
-    };
-    let c = config_for(&sts, url);
-    let max_connections = c.database.max_connections;
-    Server {
-        app: common::Server::start(c).await,
-        sts,
-        database,
-        max_connections,
     }
 }
 
-fn main() {
-    let params = Params::from_env();
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    // Separate runtimes keep the load generator's tasks off the server's workers; they still
-    // compete for the same cores, which the output states.
-    let server_rt = runtime("server", cores);
-    let load_rt = runtime("load", cores);
-    let dir = tempfile::tempdir().unwrap();
-    let server = server_rt.block_on(start_server(&params, dir.path()));
+/// Starts the STS fake and the app for `provider` on the current (server) runtime.
+async fn start_server(params: &Params, dir: &std::path::Path, provider: Provider) -> Server {
+    let sts = StsFake::start().await;
+    sts.set_latency(params.sts_latency);
+    let (url, database) = database_url(dir, provider.as_str());
+    let mut c: Config = config_for(&sts, url);
+    let label = match provider {
+        Provider::Aliyun => format!(
+            "aliyun: loopback STS fake answering after {} ms",
+            params.sts_latency.as_millis()
+        ),
+        Provider::S3 => {
+            let rgw = std::env::var("BENCH_RGW_URL").expect("BENCH_RGW_URL");
+            c.storage.provider = Provider::S3;
+            c.storage.region = "us-east-1".into();
+            c.storage.endpoint = rgw.clone();
+            c.storage.path_style = true;
+            c.sts.endpoint = Some(rgw.clone());
+            c.sts.access_key_id = "TESTERAK".into();
+            c.sts.access_key_secret = SecretString::from("TESTERSK");
+            c.sts.role_arn = "arn:aws:iam:::role/uploader".into();
+            format!("s3: Ceph RGW STS at {rgw} (SigV4 AssumeRole)")
+        }
+    };
+    let label = format!(
+        "{label}; database {database}, max_connections {}",
+        c.database.max_connections
+    );
+    Server {
+        app: common::Server::start(c).await,
+        counts_sts: provider == Provider::Aliyun,
+        sts,
+        label,
+    }
+}
 
-    println!("# mediagate credential vending benchmark\n");
+fn report(server: &Server, params: &Params, r: &mut Results) {
     println!(
-        "- database: {}, max_connections {}",
-        server.database, server.max_connections
+        "## provider {}
+",
+        server.label
     );
-    println!(
-        "- {} users, {} connections (one reqwest client each, keep-alive), {} s per measured phase, {ROUNDS} phases per endpoint alternated",
-        params.users,
-        params.connections,
-        params.phase.as_secs(),
-    );
-    println!(
-        "- loopback STS fake latency {} ms",
-        params.sts_latency.as_millis()
-    );
-    println!(
-        "- server and STS fake on one multi-thread tokio runtime ({cores} workers), load generator on a separate one ({cores} workers), sharing this machine's {cores} cores\n"
-    );
-
-    let load = Arc::new(Load::new(&server.app.base, &params));
-    let mut r = load_rt.block_on(measure(&load, &server.sts, &params));
-    // Closing the clients' connections lets the graceful shutdown finish.
-    drop(load);
-
     table_header();
     let (healthz, vending) = (&mut r.healthz, &mut r.vending);
     row(
@@ -311,15 +318,23 @@ fn main() {
             / rate(healthz.latencies.len(), healthz.elapsed)
     );
     println!(
-        "STS calls during warm-up: {} (users: {}, credentials issued: {})",
-        r.sts_warm_up, params.users, r.issued_warm_up
+        "cold vending (warm-up, one AssumeRole per user): {} users in {:.0} ms, {:.0} vends/s",
+        params.users,
+        r.warm_up.elapsed.as_secs_f64() * 1000.0,
+        rate(params.users, r.warm_up.elapsed)
     );
-    println!(
-        "STS calls per 10,000 vending requests (measured): {:.2} ({} calls in {} requests)",
-        r.sts_measured as f64 * 10_000.0 / r.vending.latencies.len().max(1) as f64,
-        r.sts_measured,
-        r.vending.latencies.len(),
-    );
+    if server.counts_sts {
+        println!(
+            "STS calls during warm-up: {} (users: {}, credentials issued: {})",
+            r.sts_warm_up, params.users, r.issued_warm_up
+        );
+        println!(
+            "STS calls per 10,000 vending requests (measured): {:.2} ({} calls in {} requests)",
+            r.sts_measured as f64 * 10_000.0 / r.vending.latencies.len().max(1) as f64,
+            r.sts_measured,
+            r.vending.latencies.len(),
+        );
+    }
     for (name, phase) in [
         ("warm-up", &r.warm_up),
         ("healthz", &r.healthz),
@@ -329,9 +344,45 @@ fn main() {
             println!("{name}: {} errors, first: {e}", phase.errors);
         }
     }
+    println!();
+}
 
-    server.app.stop(&server_rt);
-    if r.warm_up.errors + r.healthz.errors + r.vending.errors > 0 {
+fn main() {
+    let params = Params::from_env();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // Separate runtimes keep the load generator's tasks off the server's workers; they still
+    // compete for the same cores, which the output states.
+    let server_rt = runtime("server", cores);
+    let load_rt = runtime("load", cores);
+    let dir = tempfile::tempdir().unwrap();
+    let mut providers = vec![Provider::Aliyun];
+    if std::env::var("BENCH_RGW_URL").is_ok_and(|u| !u.is_empty()) {
+        providers.push(Provider::S3);
+    }
+
+    println!("# mediagate credential vending benchmark\n");
+    println!(
+        "- {} users, {} connections (one reqwest client each, keep-alive), {} s per measured phase, {ROUNDS} phases per endpoint alternated",
+        params.users,
+        params.connections,
+        params.phase.as_secs(),
+    );
+    println!(
+        "- server and STS fake on one multi-thread tokio runtime ({cores} workers), load generator on a separate one ({cores} workers), sharing this machine's {cores} cores\n"
+    );
+
+    let mut errors = 0;
+    for provider in providers {
+        let server = server_rt.block_on(start_server(&params, dir.path(), provider));
+        let load = Arc::new(Load::new(&server.app.base, &params));
+        let mut r = load_rt.block_on(measure(&load, &server.sts, &params));
+        // Closing the clients' connections lets the graceful shutdown finish.
+        drop(load);
+        report(&server, &params, &mut r);
+        errors += r.warm_up.errors + r.healthz.errors + r.vending.errors;
+        server.app.stop(&server_rt);
+    }
+    if errors > 0 {
         std::process::exit(1);
     }
 }

@@ -28,5 +28,6 @@ MEDIAGATE_TEST_PYTHON="$PYTHON" MEDIAGATE_TEST_RGW_URL="$RGW_URL" \
   cargo test --locked --test api rgw:: -- --ignored
 
 echo "== the quick-start demo, end to end =="
-scripts/demo.sh >/dev/null
+DEMO_LOG=$(mktemp)
+scripts/demo.sh >"$DEMO_LOG" 2>&1 || { cat "$DEMO_LOG"; exit 1; }
 echo "demo: 1 passed, 0 failed"
