@@ -87,19 +87,13 @@ impl AliyunSts {
         let retryable = status.is_server_error()
             || error.code.starts_with("Throttling")
             || matches!(error.code.as_str(), "InternalError" | "ServiceUnavailable");
-        if retryable {
-            Attempt::Retry(format!("HTTP {status} {}: {}", error.code, error.message))
-        } else {
-            Attempt::Done(Err(StsError::Rejected {
-                code: if error.code.is_empty() {
-                    format!("HTTP{}", status.as_u16())
-                } else {
-                    error.code
-                },
-                message: error.message,
-                request_id: error.request_id,
-            }))
-        }
+        Attempt::failed(
+            status.as_u16(),
+            retryable,
+            error.code,
+            error.message,
+            error.request_id,
+        )
     }
 }
 

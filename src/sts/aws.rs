@@ -170,19 +170,13 @@ fn outcome(status: u16, body: &str) -> Attempt {
                 | "InternalError"
                 | "SlowDown"
         );
-    if retryable {
-        Attempt::Retry(format!("HTTP {status} {}: {}", error.code, error.message))
-    } else {
-        Attempt::Done(Err(StsError::Rejected {
-            code: if error.code.is_empty() {
-                format!("HTTP{status}")
-            } else {
-                error.code
-            },
-            message: error.message,
-            request_id: error.request_id,
-        }))
-    }
+    Attempt::failed(
+        status,
+        retryable,
+        error.code,
+        error.message,
+        error.request_id,
+    )
 }
 
 #[async_trait]

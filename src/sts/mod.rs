@@ -65,6 +65,31 @@ pub(crate) enum Attempt {
     Retry(String),
 }
 
+impl Attempt {
+    /// An STS error answer: retried when `retryable`, otherwise a rejection carrying STS's
+    /// code (or the HTTP status when it gave none).
+    pub(crate) fn failed(
+        status: u16,
+        retryable: bool,
+        code: String,
+        message: String,
+        request_id: String,
+    ) -> Attempt {
+        if retryable {
+            return Attempt::Retry(format!("HTTP {status} {code}: {message}"));
+        }
+        Attempt::Done(Err(StsError::Rejected {
+            code: if code.is_empty() {
+                format!("HTTP{status}")
+            } else {
+                code
+            },
+            message,
+            request_id,
+        }))
+    }
+}
+
 /// Runs `attempt` up to `max_attempts` times with jittered backoff between tries; persistent
 /// retryable failures become [`StsError::Unavailable`].
 pub(crate) async fn with_retries<F, Fut>(
