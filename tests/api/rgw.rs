@@ -71,6 +71,10 @@ async fn spawn(bucket: &str, customise: impl FnOnce(&mut mediagate::config::Conf
 
 /// Creates `bucket` (and `others`) with notifications of `notify` pushed to the app.
 async fn setup(app: &TestApp, bucket: &str, others: &[&str], notify: &[&str]) {
+    // RGW keeps a tenant's topics in one object that concurrent CreateTopic calls overwrite,
+    // so tests running side by side set up one at a time.
+    static SETUP: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _one_at_a_time = SETUP.lock().await;
     let mut buckets = vec![bucket];
     buckets.extend_from_slice(others);
     let push = format!("{}/v1/notifications/s3-events?token={S3_TOKEN}", app.base);
