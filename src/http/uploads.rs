@@ -118,9 +118,9 @@ fn bucket_url(storage: &StorageConfig) -> Result<String, ApiError> {
     Ok(url.to_string())
 }
 
-/// The form for exactly `key`, signed with the vended credentials (whose secret never leaves
-/// the server), with the size range bound into the policy: OSS PostObject V1 with the upload
-/// callback, or an S3 SigV4 POST with the upload id as metadata.
+/// The form for exactly `key`, signed with `creds` (vended, or the service keys; their secret
+/// never leaves the server), with the size range bound into the policy: OSS PostObject V1 with
+/// the upload callback, or an S3 SigV4 POST with the upload id as metadata.
 fn post_form(
     storage: &StorageConfig,
     key: &ObjectKey,
