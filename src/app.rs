@@ -34,6 +34,8 @@ pub struct App {
     /// Wakes the worker when triggers are queued.
     pub wake_worker: Arc<Notify>,
     pub worker: Arc<Worker>,
+    /// Rate limits on credential vending.
+    pub limits: crate::http::VendLimits,
 }
 
 impl App {
@@ -76,7 +78,9 @@ impl App {
         let keys = KeyStore::new(&config.notifications)?;
         let wake_worker = Arc::new(Notify::new());
         let worker = Arc::new(Worker::new(&config, store.clone(), wake_worker.clone())?);
+        let limits = crate::http::VendLimits::new(&config.limits);
         Ok(Arc::new(App {
+            limits,
             config,
             store,
             auth,

@@ -25,6 +25,7 @@ pub struct Config {
     pub mps: MpsConfig,
     pub notifications: NotificationsConfig,
     pub processing: ProcessingConfig,
+    pub limits: LimitsConfig,
     /// `[[workflows]]`: loaded into the database at start (matched by name).
     pub workflows: Vec<WorkflowConfig>,
 }
@@ -41,6 +42,17 @@ pub struct ServerConfig {
     /// `MEDIAGATE__SERVER__SHUTDOWN_TIMEOUT_SECONDS`, default 20: in-flight requests get this
     /// long to finish after SIGTERM/SIGINT.
     pub shutdown_timeout_seconds: u64,
+    /// `MEDIAGATE__SERVER__REQUEST_TIMEOUT_SECONDS`, default 30: a request still running after
+    /// this long is answered 503 `timeout`.
+    pub request_timeout_seconds: u64,
+    /// `MEDIAGATE__SERVER__CORS_ORIGINS`: browser origins allowed to call `/v1/uploads*` and
+    /// `/v1/sts-token` (exact `scheme://host[:port]`); empty (default) allows none. The
+    /// notification and admin routes never allow cross-origin use.
+    pub cors_origins: Vec<String>,
+    /// `MEDIAGATE__SERVER__CLIENT_IP_HEADER`: behind a load balancer, the header it puts the
+    /// client address in (e.g. `x-forwarded-for`; its last address is used, the one the
+    /// balancer appended). Unset (default): the TCP peer address.
+    pub client_ip_header: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -50,6 +62,29 @@ impl Default for ServerConfig {
             public_url: "http://127.0.0.1:8080".into(),
             log_format: LogFormat::Pretty,
             shutdown_timeout_seconds: 20,
+            request_timeout_seconds: 30,
+            cors_origins: Vec::new(),
+            client_ip_header: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// `MEDIAGATE__LIMITS__VEND_PER_USER_PER_MINUTE`, default 120: credential requests
+    /// (`POST /v1/uploads`, `.../credentials`, `/v1/sts-token`) per user; 0 disables.
+    pub vend_per_user_per_minute: u32,
+    /// `MEDIAGATE__LIMITS__VEND_PER_IP_PER_MINUTE`, default 1200: the same per client address;
+    /// 0 disables.
+    pub vend_per_ip_per_minute: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            vend_per_user_per_minute: 120,
+            vend_per_ip_per_minute: 1200,
         }
     }
 }
@@ -446,6 +481,23 @@ impl Config {
         if let Err(e) = http_url(&self.server.public_url) {
             p(format!("server.public_url: {e}"));
         }
+        if self.server.request_timeout_seconds == 0 {
+            p("server.request_timeout_seconds: must be at least 1".into());
+        }
+        for origin in &self.server.cors_origins {
+            if !is_origin(origin) {
+                p(format!(
+                    "server.cors_origins: {origin:?} must be an origin like https://app.example.com (no path, no wildcard)"
+                ));
+            }
+        }
+        if let Some(h) = &self.server.client_ip_header
+            && axum::http::HeaderName::from_bytes(h.as_bytes()).is_err()
+        {
+            p(format!(
+                "server.client_ip_header: {h:?} is not a header name"
+            ));
+        }
 
         match self.database.scheme() {
             "sqlite" | "postgres" | "postgresql" => {}
@@ -648,6 +700,12 @@ fn secure_url(s: &str) -> Result<Url, String> {
     Ok(url)
 }
 
+/// `scheme://host[:port]` exactly as browsers send it in `Origin`.
+fn is_origin(origin: &str) -> bool {
+    !origin.contains('*')
+        && http_url(origin).is_ok_and(|u| u.origin().ascii_serialization() == origin)
+}
+
 fn is_region(region: &str) -> bool {
     !region.is_empty()
         && region.len() <= 64
@@ -753,6 +811,30 @@ mod tests {
         c.auth.jwks_url = Some("http://127.0.0.1:9400/jwks".into());
         c.sts.endpoint = Some("http://localhost:8000".into());
         assert_eq!(c.validate(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn cors_origins_must_be_exact_origins() {
+        let mut c = valid();
+        c.server.cors_origins = vec![
+            "https://app.example.com".into(),
+            "http://localhost:3000".into(),
+        ];
+        assert_eq!(c.validate(), Vec::<String>::new());
+        for bad in [
+            "*",
+            "https://app.example.com/",
+            "https://*.example.com",
+            "app.example.com",
+        ] {
+            c.server.cors_origins = vec![bad.into()];
+            assert!(
+                c.validate()
+                    .iter()
+                    .any(|p| p.starts_with("server.cors_origins")),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

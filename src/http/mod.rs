@@ -3,21 +3,27 @@
 mod admin;
 pub mod error;
 mod extract;
+mod limits;
 mod notifications;
 mod ops;
 mod uploads;
 
 pub use admin::match_report;
 pub use extract::bearer;
+pub use limits::VendLimits;
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::IntoResponse;
+use std::time::Duration;
+
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
@@ -32,7 +38,8 @@ const NOTIFICATION_BODY_LIMIT: usize = 1024 * 1024;
 
 /// Every route mediagate serves.
 pub fn router(app: Arc<App>) -> Router {
-    Router::new()
+    // What browser apps call: the only routes that may answer cross-origin requests.
+    let app_facing = Router::new()
         .route("/v1/uploads", post(uploads::create).get(uploads::list))
         .route("/v1/uploads/{id}", get(uploads::get))
         .route(
@@ -40,6 +47,15 @@ pub fn router(app: Arc<App>) -> Router {
             post(uploads::refresh_credentials),
         )
         .route("/v1/sts-token", get(uploads::sts_token))
+        // Set before the CORS layer so that it wraps preflight requests too, which no handler
+        // takes; and this router is merged last so the outer fallback does not replace it.
+        .method_not_allowed_fallback(method_not_allowed);
+    let app_facing = match cors(&app.config.server.cors_origins) {
+        Some(layer) => app_facing.layer(layer),
+        None => app_facing,
+    };
+    let timeout = Duration::from_secs(app.config.server.request_timeout_seconds);
+    Router::new()
         .merge(
             Router::new()
                 .route(
@@ -72,14 +88,12 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .fallback(|| async { ApiError::not_found() })
-        .method_not_allowed_fallback(|| async {
-            ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "method not allowed on this route",
-            )
-        })
+        .method_not_allowed_fallback(method_not_allowed)
+        .merge(app_facing)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn(move |req, next| {
+            within(timeout, req, next)
+        }))
         // Responses carry credentials and per-user data: no cache may keep them.
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CACHE_CONTROL,
@@ -92,12 +106,87 @@ pub fn router(app: Arc<App>) -> Router {
                         .extensions()
                         .get::<MatchedPath>()
                         .map_or("unmatched", MatchedPath::as_str);
-                    tracing::info_span!("request", method = %req.method(), route)
+                    let request_id = req
+                        .headers()
+                        .get(REQUEST_ID)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default();
+                    tracing::info_span!("request", method = %req.method(), route, request_id)
                 })
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::internal(anyhow::anyhow!("handler panicked")).into_response()
         }))
+        // Outermost, so the id is in the request's span and on every response.
+        .layer(middleware::from_fn(request_id))
         .with_state(app)
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed on this route",
+    )
+}
+
+const REQUEST_ID: &str = "x-request-id";
+
+/// Keeps a well-formed `x-request-id` from the caller (1-128 of `[A-Za-z0-9._:-]`, so it is
+/// safe in logs) or makes one, and returns it on the response.
+async fn request_id(mut req: Request, next: Next) -> Response {
+    let given = req
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            (1..=128).contains(&v.len())
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+        })
+        .map(str::to_owned);
+    let id = given.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    let value = HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("-"));
+    req.headers_mut().insert(REQUEST_ID, value.clone());
+    let mut response = next.run(req).await;
+    response.headers_mut().insert(REQUEST_ID, value);
+    response
+}
+
+/// Answers 503 `timeout` when the handler takes longer than `limit`, so no request hangs a
+/// client (or shutdown) on a stuck upstream.
+async fn within(limit: Duration, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => ApiError {
+            retry_after: Some(Duration::from_secs(1)),
+            ..ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                format!("the request took longer than {} s", limit.as_secs()),
+            )
+        }
+        .into_response(),
+    }
+}
+
+/// Cross-origin access for the configured browser origins: the methods and headers an upload
+/// needs, and `x-request-id` readable by the page.
+fn cors(origins: &[String]) -> Option<CorsLayer> {
+    let origins: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    if origins.is_empty() {
+        return None;
+    }
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+            .expose_headers([HeaderName::from_static(REQUEST_ID), header::RETRY_AFTER])
+            .max_age(Duration::from_secs(600)),
+    )
 }

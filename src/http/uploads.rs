@@ -13,6 +13,7 @@ use tracing::instrument;
 
 use super::error::ApiError;
 use super::extract::{Json, Query, User};
+use super::limits::ClientIp;
 use crate::app::App;
 use crate::auth::Principal;
 use crate::callbacks::{OssCallbackParams, oss_callback_params};
@@ -204,9 +205,11 @@ fn post_form(
 #[instrument(skip_all, fields(user = %principal.segment.as_str()))]
 pub async fn create(
     State(app): State<Arc<App>>,
+    ClientIp(ip): ClientIp,
     User(principal): User,
     Json(req): Json<CreateUpload>,
 ) -> Result<Response, ApiError> {
+    app.limits.vend(ip, principal.segment.as_str())?;
     let file = FileName::parse(&req.file_name).map_err(ApiError::invalid_request)?;
     match media_check(file.as_str()) {
         MediaCheck::NoExtension | MediaCheck::Media(_) => {}
@@ -336,9 +339,11 @@ async fn owned_upload(app: &App, principal: &Principal, id: &str) -> Result<Uplo
 #[instrument(skip_all, fields(user = %principal.segment.as_str()))]
 pub async fn refresh_credentials(
     State(app): State<Arc<App>>,
+    ClientIp(ip): ClientIp,
     User(principal): User,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
+    app.limits.vend(ip, principal.segment.as_str())?;
     let upload = owned_upload(&app, &principal, &id).await?;
     if upload.state != "issued" {
         return Err(ApiError::new(
@@ -462,12 +467,17 @@ pub async fn list(
 
 /// `GET /v1/sts-token`: the format of the Alibaba OSS mobile SDKs' `OSSAuthCredentialsProvider`,
 /// errors included, for the caller's whole prefix.
-pub async fn sts_token(State(app): State<Arc<App>>, headers: axum::http::HeaderMap) -> Response {
+pub async fn sts_token(
+    State(app): State<Arc<App>>,
+    ClientIp(ip): ClientIp,
+    headers: axum::http::HeaderMap,
+) -> Response {
     let result = async {
         let authorization = headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
         let principal = app.auth.authenticate(authorization).await?;
+        app.limits.vend(ip, principal.segment.as_str())?;
         if app.config.storage.credential_scope == crate::config::CredentialScope::Upload {
             // These credentials would cover the whole prefix, which this deployment forbids.
             return Err(ApiError::new(

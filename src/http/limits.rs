@@ -1,0 +1,160 @@
+//! Protection of credential vending: per-user and per-client-address rate limits (429
+//! `rate_limited` with `Retry-After`), and which address a request comes from.
+
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota};
+
+use super::error::ApiError;
+use crate::app::App;
+use crate::config::{LimitsConfig, ServerConfig};
+
+/// Past this many tracked keys, keys whose buckets are full again are forgotten.
+const PRUNE_ABOVE: usize = 100_000;
+
+pub struct VendLimits {
+    per_user: Option<DefaultKeyedRateLimiter<String>>,
+    per_ip: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    clock: DefaultClock,
+}
+
+impl VendLimits {
+    pub fn new(config: &LimitsConfig) -> Self {
+        VendLimits {
+            per_user: keyed(config.vend_per_user_per_minute),
+            per_ip: keyed(config.vend_per_ip_per_minute),
+            clock: DefaultClock::default(),
+        }
+    }
+
+    /// Counts one credential request from `ip` for `user`; 429 when either is over its quota.
+    pub fn vend(&self, ip: IpAddr, user: &str) -> Result<(), ApiError> {
+        if let Some(limiter) = &self.per_ip {
+            self.check(limiter, &ip, "this address")?;
+        }
+        if let Some(limiter) = &self.per_user {
+            self.check(limiter, &user.to_owned(), "this user")?;
+        }
+        Ok(())
+    }
+
+    fn check<K: std::hash::Hash + Eq + Clone>(
+        &self,
+        limiter: &DefaultKeyedRateLimiter<K>,
+        key: &K,
+        who: &str,
+    ) -> Result<(), ApiError> {
+        if limiter.len() > PRUNE_ABOVE {
+            limiter.retain_recent();
+        }
+        limiter.check_key(key).map_err(|not_until| {
+            let wait = not_until.wait_time_from(self.clock.now());
+            // Whole seconds, rounded up: a client that waits as told is let through.
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            ApiError {
+                retry_after: Some(Duration::from_secs(secs.max(1))),
+                ..ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    format!("too many credential requests from {who}; retry later"),
+                )
+            }
+        })
+    }
+}
+
+/// A limiter allowing `per_minute` (as a burst, refilled evenly), or none for 0.
+fn keyed<K: std::hash::Hash + Eq + Clone>(per_minute: u32) -> Option<DefaultKeyedRateLimiter<K>> {
+    NonZeroU32::new(per_minute).map(|n| DefaultKeyedRateLimiter::keyed(Quota::per_minute(n)))
+}
+
+/// The client's address: the TCP peer, or behind a load balancer the last address in
+/// `server.client_ip_header` (the one the balancer itself appended; earlier ones are whatever
+/// the client sent).
+pub struct ClientIp(pub IpAddr);
+
+impl FromRequestParts<Arc<App>> for ClientIp {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        Ok(ClientIp(
+            client_ip(&app.config.server, &parts.headers, peer)
+                .unwrap_or(IpAddr::from([0, 0, 0, 0])),
+        ))
+    }
+}
+
+fn client_ip(
+    server: &ServerConfig,
+    headers: &axum::http::HeaderMap,
+    peer: Option<IpAddr>,
+) -> Option<IpAddr> {
+    let Some(name) = &server.client_ip_header else {
+        return peer;
+    };
+    headers
+        .get_all(name.as_str())
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|a| a.trim().parse::<IpAddr>().ok())
+        .next_back()
+        .or(peer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotas_are_per_user_and_per_address() {
+        let limits = VendLimits::new(&LimitsConfig {
+            vend_per_user_per_minute: 2,
+            vend_per_ip_per_minute: 3,
+        });
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        assert!(limits.vend(a, "alice").is_ok());
+        assert!(limits.vend(a, "alice").is_ok());
+        let e = limits.vend(a, "alice").unwrap_err();
+        assert_eq!((e.status.as_u16(), e.code), (429, "rate_limited"));
+        assert!(e.retry_after.unwrap() >= Duration::from_secs(1));
+        // Alice's third request used up the address's third.
+        assert!(limits.vend(a, "bob").is_err());
+        assert!(limits.vend(b, "bob").is_ok());
+        let off = VendLimits::new(&LimitsConfig {
+            vend_per_user_per_minute: 0,
+            vend_per_ip_per_minute: 0,
+        });
+        for _ in 0..1000 {
+            assert!(off.vend(a, "alice").is_ok());
+        }
+    }
+
+    #[test]
+    fn the_balancers_address_is_the_last_one() {
+        let mut server = ServerConfig::default();
+        let peer = Some("192.0.2.9".parse().unwrap());
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert("x-forwarded-for", "6.6.6.6, 203.0.113.7".parse().unwrap());
+        assert_eq!(client_ip(&server, &headers, peer), peer);
+        server.client_ip_header = Some("x-forwarded-for".into());
+        assert_eq!(
+            client_ip(&server, &headers, peer),
+            Some("203.0.113.7".parse().unwrap())
+        );
+        headers.insert("x-forwarded-for", "garbage".parse().unwrap());
+        assert_eq!(client_ip(&server, &headers, peer), peer);
+    }
+}

@@ -1,0 +1,154 @@
+//! Rate limits on vending, CORS for browser apps only, request ids and request timeouts.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::support::{TestApp, error_code};
+
+#[tokio::test]
+async fn vending_is_rate_limited_per_user_and_per_address() {
+    let app = TestApp::spawn_with(|c| {
+        c.limits.vend_per_user_per_minute = 3;
+        c.limits.vend_per_ip_per_minute = 5;
+    })
+    .await;
+    let alice = app.token("alice");
+    for _ in 0..3 {
+        let r = app
+            .create_upload(&alice, json!({"file_name": "a.mp4"}))
+            .await;
+        assert_eq!(r.status(), 201);
+    }
+    let r = app
+        .create_upload(&alice, json!({"file_name": "a.mp4"}))
+        .await;
+    assert_eq!(r.status(), 429);
+    let retry_after: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=20).contains(&retry_after), "{retry_after}");
+    assert_eq!(error_code(r).await, "rate_limited");
+    // The mobile SDK route answers in its own format, with the same status.
+    let r = app.get(&alice, "/v1/sts-token").await;
+    assert_eq!(r.status(), 429);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["ErrorCode"], "rate_limited");
+    // Reading history is not vending.
+    assert_eq!(app.get(&alice, "/v1/uploads").await.status(), 200);
+
+    // Another user from the same address has the address's remaining quota (5 - 3 - 2
+    // refused ones counted against it).
+    let bob = app.token("bob");
+    let r = app.create_upload(&bob, json!({"file_name": "b.mp4"})).await;
+    assert_eq!(r.status(), 429, "the address is over its quota");
+    assert!(r.text().await.unwrap().contains("this address"));
+}
+
+#[tokio::test]
+async fn only_configured_origins_get_cors_and_only_on_app_routes() {
+    let app =
+        TestApp::spawn_with(|c| c.server.cors_origins = vec!["https://app.example.com".into()])
+            .await;
+    let preflight = |path: &str, origin: &str| {
+        app.client
+            .request(reqwest::Method::OPTIONS, app.url(path))
+            .header("origin", origin.to_owned())
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization,content-type",
+            )
+            .send()
+    };
+    let r = preflight("/v1/uploads", "https://app.example.com")
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    let methods = r.headers()["access-control-allow-methods"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(methods.contains("POST"), "{methods}");
+    let r = preflight("/v1/uploads", "https://evil.example.com")
+        .await
+        .unwrap();
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+    for path in ["/v1/admin/workflows", "/v1/notifications/s3-events"] {
+        let r = preflight(path, "https://app.example.com").await.unwrap();
+        assert!(r.status().as_u16() < 500);
+        assert!(
+            r.headers().get("access-control-allow-origin").is_none(),
+            "{path} must not allow cross-origin use"
+        );
+    }
+    // A simple cross-origin request gets the header on its answer (errors included).
+    let r = app
+        .client
+        .post(app.url("/v1/uploads"))
+        .header("origin", "https://app.example.com")
+        .bearer_auth(app.token("alice"))
+        .json(&json!({"file_name": "a.mp4"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+}
+
+#[tokio::test]
+async fn request_ids_are_kept_when_well_formed_and_made_otherwise() {
+    let app = TestApp::spawn().await;
+    let r = app.client.get(app.url("/healthz")).send().await.unwrap();
+    let made = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert!(uuid::Uuid::try_parse(&made).is_ok(), "{made}");
+    let r = app
+        .client
+        .get(app.url("/v1/nope"))
+        .header("x-request-id", "lb-1234.abc:9")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(r.headers()["x-request-id"], "lb-1234.abc:9");
+    for bad in ["has space", "quote\"", &"x".repeat(200)] {
+        let r = app
+            .client
+            .get(app.url("/healthz"))
+            .header("x-request-id", bad)
+            .send()
+            .await
+            .unwrap();
+        let id = r.headers()["x-request-id"].to_str().unwrap();
+        assert_ne!(id, bad);
+        assert!(uuid::Uuid::try_parse(id).is_ok());
+    }
+}
+
+#[tokio::test]
+async fn a_request_past_the_timeout_is_503_timeout() {
+    let app = TestApp::spawn_with(|c| {
+        c.server.request_timeout_seconds = 1;
+        c.sts.timeout_ms = 5000;
+        c.sts.max_attempts = 1;
+    })
+    .await;
+    app.sts.set_latency(Duration::from_secs(3));
+    let started = std::time::Instant::now();
+    let r = app
+        .create_upload(&app.token("alice"), json!({"file_name": "a.mp4"}))
+        .await;
+    assert_eq!(r.status(), 503);
+    assert!(r.headers().get("retry-after").is_some());
+    assert_eq!(error_code(r).await, "timeout");
+    assert!(started.elapsed() < Duration::from_millis(2500));
+}
