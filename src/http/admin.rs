@@ -13,15 +13,16 @@ use serde_json::json;
 
 use super::error::ApiError;
 use super::extract::{Json, Query, bearer};
+use super::limits::ClientIp;
 use crate::app::App;
 use crate::config::{SinkKind, WorkflowConfig, WorkflowState};
 use crate::signing::constant_time_eq;
-use crate::store::Saved;
+use crate::store::{Actor, Saved};
 use crate::workflows::{Sink, Workflow, WorkflowDef, decide};
 
-/// An operator authenticated with `auth.admin_token`; with no token configured the admin API
-/// is closed.
-pub struct Admin;
+/// An operator authenticated with `auth.admin_token`, and where the request came from, for
+/// the audit trail; with no token configured the admin API is closed.
+pub struct Admin(Actor);
 
 impl FromRequestParts<Arc<App>> for Admin {
     type Rejection = ApiError;
@@ -41,7 +42,18 @@ impl FromRequestParts<Arc<App>> for Admin {
             .and_then(|v| v.to_str().ok());
         let presented = bearer(header).ok_or_else(denied)?;
         if constant_time_eq(presented.as_bytes(), expected.expose_secret().as_bytes()) {
-            Ok(Admin)
+            let ClientIp(ip) = ClientIp::from_request_parts(parts, app).await?;
+            let request_id = parts
+                .headers
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            Ok(Admin(Actor {
+                actor: "admin-token".into(),
+                client_ip: ip.to_string(),
+                request_id,
+            }))
         } else {
             Err(denied())
         }
@@ -86,6 +98,21 @@ impl From<Workflow> for WorkflowView {
     }
 }
 
+/// A workflow definition as the audit trail records it (no secret, no id).
+fn def_detail(def: &WorkflowDef) -> serde_json::Value {
+    let mut view = serde_json::to_value(WorkflowView::from(Workflow {
+        id: String::new(),
+        source: String::new(),
+        def: def.clone(),
+    }))
+    .unwrap_or_default();
+    if let Some(map) = view.as_object_mut() {
+        map.remove("id");
+        map.remove("source");
+    }
+    view
+}
+
 fn parse_def(spec: WorkflowConfig) -> Result<WorkflowDef, ApiError> {
     WorkflowDef::parse(spec).map_err(|problems| ApiError::invalid_request(problems.join("; ")))
 }
@@ -115,11 +142,15 @@ pub async fn list_workflows(State(app): State<Arc<App>>, _: Admin) -> Result<Res
 
 pub async fn create_workflow(
     State(app): State<Arc<App>>,
-    _: Admin,
+    Admin(who): Admin,
     Json(spec): Json<WorkflowConfig>,
 ) -> Result<Response, ApiError> {
     let def = parse_def(spec)?;
-    saved(app.store.create_workflow(def).await?, StatusCode::CREATED)
+    let detail = json!({ "after": def_detail(&def) });
+    saved(
+        app.store.create_workflow(def, &who, &detail).await?,
+        StatusCode::CREATED,
+    )
 }
 
 pub async fn get_workflow(
@@ -135,20 +166,31 @@ pub async fn get_workflow(
 
 pub async fn update_workflow(
     State(app): State<Arc<App>>,
-    _: Admin,
+    Admin(who): Admin,
     Path(id): Path<String>,
     Json(spec): Json<WorkflowConfig>,
 ) -> Result<Response, ApiError> {
     let def = parse_def(spec)?;
-    saved(app.store.update_workflow(&id, def).await?, StatusCode::OK)
+    let Some(before) = app.store.get_workflow(&id).await? else {
+        return Err(ApiError::not_found());
+    };
+    let detail = json!({ "before": def_detail(&before.def), "after": def_detail(&def) });
+    saved(
+        app.store.update_workflow(&id, def, &who, &detail).await?,
+        StatusCode::OK,
+    )
 }
 
 pub async fn delete_workflow(
     State(app): State<Arc<App>>,
-    _: Admin,
+    Admin(who): Admin,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    if app.store.delete_workflow(&id).await? {
+    let Some(before) = app.store.get_workflow(&id).await? else {
+        return Err(ApiError::not_found());
+    };
+    let detail = json!({ "before": def_detail(&before.def) });
+    if app.store.delete_workflow(&id, &who, &detail).await? {
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
         Err(ApiError::not_found())
@@ -223,10 +265,15 @@ pub async fn list_triggers(
 /// `POST /v1/admin/triggers/{id}/retry`: a failed or dead trigger goes back in the queue.
 pub async fn retry_trigger(
     State(app): State<Arc<App>>,
-    _: Admin,
+    Admin(who): Admin,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    if let Some(t) = app.store.retry_trigger(&id).await? {
+    let before = app.store.get_trigger(&id).await?;
+    let detail = json!({ "before": before.as_ref().map(|t| json!({
+        "state": t.state, "attempts": t.attempts, "last_error": t.last_error,
+        "workflow": t.workflow, "upload_id": t.upload_id,
+    })) });
+    if let Some(t) = app.store.retry_trigger(&id, &who, &detail).await? {
         app.wake_worker.notify_one();
         return Ok(axum::Json(t).into_response());
     }
@@ -241,4 +288,38 @@ pub async fn retry_trigger(
         )),
         None => Err(ApiError::not_found()),
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditParams {
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+/// `GET /v1/admin/audit?limit=&cursor=`: admin changes, newest first.
+pub async fn list_audit(
+    State(app): State<Arc<App>>,
+    _: Admin,
+    Query(p): Query<AuditParams>,
+) -> Result<Response, ApiError> {
+    let limit = p.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request("limit must be between 1 and 1000"));
+    }
+    if let Some(c) = &p.cursor
+        && uuid::Uuid::try_parse(c).is_err()
+    {
+        return Err(ApiError::bad_request(
+            "cursor is not one this server returned",
+        ));
+    }
+    let mut entries = app.store.list_audit(limit + 1, p.cursor.as_deref()).await?;
+    let next_cursor = if entries.len() > limit as usize {
+        entries.truncate(limit as usize);
+        entries.last().map(|e| e.id.clone())
+    } else {
+        None
+    };
+    Ok(axum::Json(json!({ "entries": entries, "next_cursor": next_cursor })).into_response())
 }

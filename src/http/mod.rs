@@ -85,6 +85,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/admin/match", get(admin::explain_match))
         .route("/v1/admin/triggers", get(admin::list_triggers))
         .route("/v1/admin/triggers/{id}/retry", post(admin::retry_trigger))
+        .route("/v1/admin/audit", get(admin::list_audit))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .fallback(|| async { ApiError::not_found() })

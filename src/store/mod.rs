@@ -11,12 +11,14 @@ use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Executor, Row};
 
 use crate::config::DatabaseConfig;
+pub use audit::{Actor, AuditRow};
 use batch::{BatchRow, InsertBatcher, TxBatcher};
 pub use queue::{
     Claimed, EventRow, EventWrite, NewTrigger, Outcome, Recorded, TriggerRow, UploadChange,
 };
 pub use workflows::Saved;
 
+mod audit;
 mod batch;
 mod queue;
 mod workflows;

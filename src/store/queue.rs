@@ -146,19 +146,30 @@ impl Store {
             .await
     }
 
-    /// Puts a `failed` or `dead` trigger back in the queue with a fresh retry budget.
-    pub async fn retry_trigger(&self, id: &str) -> anyhow::Result<Option<TriggerRow>> {
+    /// Puts a `failed` or `dead` trigger back in the queue with a fresh retry budget, and
+    /// records `detail` in the audit trail with the change.
+    pub async fn retry_trigger(
+        &self,
+        id: &str,
+        who: &super::Actor,
+        detail: &serde_json::Value,
+    ) -> anyhow::Result<Option<TriggerRow>> {
+        let mut tx = self.writer.begin().await.context("requeueing trigger")?;
         let r = sqlx::query(
             "UPDATE triggers SET state = 'pending', attempts = 0, next_attempt_at = $1, updated_at = $1 WHERE id = $2 AND state IN ('failed', 'dead')",
         )
         .bind(now_millis())
         .bind(id)
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await
         .context("requeueing trigger")?;
         if r.rows_affected() == 0 {
             return Ok(None);
         }
+        super::audit::record(&mut tx, who, "trigger.retry", id, detail)
+            .await
+            .context("recording the change")?;
+        tx.commit().await.context("requeueing trigger")?;
         let row = self.get_trigger(id).await?;
         if let Some(upload_id) = row.as_ref().and_then(|t| t.upload_id.as_deref()) {
             let mut conn = self.writer.acquire().await?;

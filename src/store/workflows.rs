@@ -4,6 +4,7 @@ use anyhow::Context;
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::Row;
 
+use super::audit::{Actor, record};
 use super::{Store, now_millis};
 use crate::config::WorkflowState;
 use crate::workflows::{Sink, Workflow, WorkflowDef};
@@ -36,15 +37,25 @@ impl Store {
         row.as_ref().map(workflow_from_row).transpose()
     }
 
-    pub async fn create_workflow(&self, def: WorkflowDef) -> anyhow::Result<Saved> {
+    /// Creates a workflow from the admin API and records `detail` in the audit trail with it.
+    pub async fn create_workflow(
+        &self,
+        def: WorkflowDef,
+        who: &Actor,
+        detail: &serde_json::Value,
+    ) -> anyhow::Result<Saved> {
         let id = uuid::Uuid::now_v7().to_string();
-        let inserted = self
-            .insert_workflow(&id, &def, "api", "DO NOTHING")
+        let mut tx = self.writer.begin().await.context("creating workflow")?;
+        let inserted = insert_workflow(&mut tx, &id, &def, "api", "DO NOTHING")
             .await
             .context("creating workflow")?;
         if !inserted {
             return Ok(Saved::NameTaken);
         }
+        record(&mut tx, who, "workflow.create", &id, detail)
+            .await
+            .context("recording the change")?;
+        tx.commit().await.context("creating workflow")?;
         Ok(Saved::Saved(Workflow {
             id,
             source: "api".into(),
@@ -52,40 +63,14 @@ impl Store {
         }))
     }
 
-    /// Inserts a workflow; `on_conflict` says what happens when the name exists. `true` when a
-    /// row was written.
-    async fn insert_workflow(
+    /// Replaces a workflow and records `detail` in the audit trail with the change.
+    pub async fn update_workflow(
         &self,
         id: &str,
-        def: &WorkflowDef,
-        source: &str,
-        on_conflict: &str,
-    ) -> sqlx::Result<bool> {
-        let (sink, mwf, url, secret) = sink_columns(&def.sink);
-        let now = now_millis();
-        let result = sqlx::query(&format!(
-            "INSERT INTO workflows (id, name, state, bucket, prefix, output_prefix, sink, media_workflow_id, webhook_url, webhook_secret, source, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT (name) {on_conflict}"
-        ))
-        .bind(id)
-        .bind(&def.name)
-        .bind(state_str(def.state))
-        .bind(&def.bucket)
-        .bind(&def.prefix)
-        .bind(&def.output_prefix)
-        .bind(sink)
-        .bind(mwf)
-        .bind(url)
-        .bind(secret)
-        .bind(source)
-        .bind(now)
-        .bind(now)
-        .execute(&self.writer)
-        .await?;
-        Ok(result.rows_affected() > 0)
-    }
-
-    pub async fn update_workflow(&self, id: &str, def: WorkflowDef) -> anyhow::Result<Saved> {
+        def: WorkflowDef,
+        who: &Actor,
+        detail: &serde_json::Value,
+    ) -> anyhow::Result<Saved> {
         let (sink, mwf, url, secret) = sink_columns(&def.sink);
         let taken = sqlx::query("SELECT id FROM workflows WHERE name = $1 AND id <> $2")
             .bind(&def.name)
@@ -96,6 +81,7 @@ impl Store {
         if taken.is_some() {
             return Ok(Saved::NameTaken);
         }
+        let mut tx = self.writer.begin().await.context("updating workflow")?;
         let result = sqlx::query(
             "UPDATE workflows SET name = $1, state = $2, bucket = $3, prefix = $4, output_prefix = $5, sink = $6,
              media_workflow_id = $7, webhook_url = $8, webhook_secret = $9, updated_at = $10 WHERE id = $11",
@@ -111,27 +97,48 @@ impl Store {
         .bind(secret)
         .bind(now_millis())
         .bind(id)
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await;
         match result {
             Ok(r) if r.rows_affected() == 0 => Ok(Saved::NotFound),
-            Ok(_) => Ok(match self.get_workflow(id).await? {
-                Some(w) => Saved::Saved(w),
-                None => Saved::NotFound,
-            }),
+            Ok(_) => {
+                record(&mut tx, who, "workflow.update", id, detail)
+                    .await
+                    .context("recording the change")?;
+                tx.commit().await.context("updating workflow")?;
+                Ok(match self.get_workflow(id).await? {
+                    Some(w) => Saved::Saved(w),
+                    None => Saved::NotFound,
+                })
+            }
             // A concurrent rename to the same name lost the race on the unique index.
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(Saved::NameTaken),
             Err(e) => Err(e).context("updating workflow"),
         }
     }
 
-    pub async fn delete_workflow(&self, id: &str) -> anyhow::Result<bool> {
+    /// Deletes a workflow and records `detail` in the audit trail with the change; `false`
+    /// when there was none.
+    pub async fn delete_workflow(
+        &self,
+        id: &str,
+        who: &Actor,
+        detail: &serde_json::Value,
+    ) -> anyhow::Result<bool> {
+        let mut tx = self.writer.begin().await.context("deleting workflow")?;
         let result = sqlx::query("DELETE FROM workflows WHERE id = $1")
             .bind(id)
-            .execute(&self.writer)
+            .execute(&mut *tx)
             .await
             .context("deleting workflow")?;
-        Ok(result.rows_affected() == 1)
+        if result.rows_affected() != 1 {
+            return Ok(false);
+        }
+        record(&mut tx, who, "workflow.delete", id, detail)
+            .await
+            .context("recording the change")?;
+        tx.commit().await.context("deleting workflow")?;
+        Ok(true)
     }
 
     /// Creates or replaces each configured workflow by name, marking it as from the config.
@@ -141,10 +148,20 @@ impl Store {
             webhook_url = excluded.webhook_url, webhook_secret = excluded.webhook_secret, source = excluded.source,
             updated_at = excluded.updated_at";
         let names: Vec<String> = defs.iter().map(|d| d.name.clone()).collect();
-        for def in defs {
-            self.insert_workflow(&uuid::Uuid::now_v7().to_string(), &def, "config", REPLACE)
+        {
+            // Released before the update below: SQLite has a single writer connection.
+            let mut conn = self.writer.acquire().await?;
+            for def in defs {
+                insert_workflow(
+                    &mut conn,
+                    &uuid::Uuid::now_v7().to_string(),
+                    &def,
+                    "config",
+                    REPLACE,
+                )
                 .await
                 .with_context(|| format!("applying configured workflow {:?}", def.name))?;
+            }
         }
         // A workflow taken out of the configuration stops triggering; its row stays for the
         // triggers that name it, and an operator can delete it.
@@ -225,4 +242,37 @@ fn workflow_from_row(r: &sqlx::any::AnyRow) -> anyhow::Result<Workflow> {
             sink,
         },
     })
+}
+
+/// Inserts a workflow; `on_conflict` says what happens when the name exists. `true` when a row
+/// was written.
+async fn insert_workflow(
+    conn: &mut sqlx::AnyConnection,
+    id: &str,
+    def: &WorkflowDef,
+    source: &str,
+    on_conflict: &str,
+) -> sqlx::Result<bool> {
+    let (sink, mwf, url, secret) = sink_columns(&def.sink);
+    let now = now_millis();
+    let result = sqlx::query(&format!(
+            "INSERT INTO workflows (id, name, state, bucket, prefix, output_prefix, sink, media_workflow_id, webhook_url, webhook_secret, source, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT (name) {on_conflict}"
+        ))
+        .bind(id)
+        .bind(&def.name)
+        .bind(state_str(def.state))
+        .bind(&def.bucket)
+        .bind(&def.prefix)
+        .bind(&def.output_prefix)
+        .bind(sink)
+        .bind(mwf)
+        .bind(url)
+        .bind(secret)
+        .bind(source)
+        .bind(now)
+        .bind(now)
+        .execute(conn)
+        .await?;
+    Ok(result.rows_affected() > 0)
 }

@@ -419,6 +419,22 @@ async fn exhausted_retries_end_dead_and_an_operator_can_replay() {
         .admin(Method::POST, "/v1/admin/triggers/nope/retry", None)
         .await;
     assert_eq!(missing.status(), 404);
+    // Only the retry that changed something is in the audit trail, with what it changed.
+    let audit: Value = app
+        .admin(Method::GET, "/v1/admin/audit", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let retries: Vec<&Value> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "trigger.retry")
+        .collect();
+    assert_eq!(retries.len(), 1, "{audit}");
+    assert_eq!(retries[0]["target"], tid.as_str());
+    assert_eq!(retries[0]["detail"]["before"]["state"], "dead");
 }
 
 #[tokio::test]
