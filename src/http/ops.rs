@@ -14,14 +14,18 @@ pub async fn healthz() -> impl IntoResponse {
     axum::Json(json!({"status": "ok"}))
 }
 
-/// `GET /readyz`: 200 when the database answers and is migrated, 503 otherwise; the body names
-/// each check.
+/// `GET /readyz`: 200 when the database answers and is migrated and the trigger worker is
+/// running, 503 otherwise; the body names each check.
 pub async fn readyz(State(app): State<Arc<App>>) -> impl IntoResponse {
     let database = app.store.check_ready().await;
     if let Err(e) = &database {
         tracing::warn!(error = format!("{e:#}"), "readiness check failed: database");
     }
-    let status = if database.is_ok() {
+    let worker = app.worker.is_alive();
+    if !worker {
+        tracing::warn!("readiness check failed: the trigger worker is stopped or stuck");
+    }
+    let status = if database.is_ok() && worker {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -33,7 +37,14 @@ pub async fn readyz(State(app): State<Arc<App>>) -> impl IntoResponse {
     };
     let body = json!({
         "status": if status.is_success() { "ok" } else { "unavailable" },
-        "checks": { "database": check(&database) },
+        "checks": {
+            "database": check(&database),
+            "worker": if worker {
+                json!({"status": "ok"})
+            } else {
+                json!({"status": "failed", "message": "stopped or not looping"})
+            },
+        },
     });
     (status, axum::Json(body))
 }

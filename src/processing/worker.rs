@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
@@ -28,6 +29,8 @@ pub struct Worker {
     batch: u32,
     /// Woken when an event queues triggers, so delivery does not wait for the next poll.
     wake: Arc<Notify>,
+    /// When the loop last went round (Unix ms); 0 once it has stopped.
+    heartbeat: AtomicI64,
 }
 
 impl Worker {
@@ -56,6 +59,9 @@ impl Worker {
             poll: Duration::from_millis(p.poll_interval_ms),
             batch: p.concurrency.max(1) as u32,
             wake,
+            // Counted from construction, so a worker that never starts is noticed once it is
+            // overdue rather than before it had a chance to run.
+            heartbeat: AtomicI64::new(now_millis()),
         })
     }
 
@@ -87,10 +93,23 @@ impl Worker {
         Ok(n)
     }
 
+    /// Whether the loop is running and went round recently: a batch takes at most about one
+    /// lease (deliveries time out well within it), an idle loop wakes every poll interval.
+    pub fn is_alive(&self) -> bool {
+        let last = self.heartbeat.load(Ordering::Relaxed);
+        last > 0 && now_millis() - last <= self.lease_ms + self.poll.as_millis() as i64 + 5_000
+    }
+
     /// Runs until `stop` resolves, polling when idle and waking early when woken.
     pub async fn run(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) {
+        self.beat_until_stopped(stop).await;
+        self.heartbeat.store(0, Ordering::Relaxed);
+    }
+
+    async fn beat_until_stopped(&self, stop: impl std::future::Future<Output = ()>) {
         tokio::pin!(stop);
         loop {
+            self.heartbeat.store(now_millis(), Ordering::Relaxed);
             let worked = match self.run_once().await {
                 Ok(n) => n > 0,
                 Err(e) => {

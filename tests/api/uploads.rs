@@ -352,6 +352,7 @@ async fn health_and_readiness() {
     assert_eq!(ready.status(), 200);
     let body: Value = ready.json().await.unwrap();
     assert_eq!(body["checks"]["database"]["status"], "ok");
+    assert_eq!(body["checks"]["worker"]["status"], "ok");
 
     app.app.store.close().await;
     let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
@@ -435,4 +436,15 @@ async fn post_policy_mode_gives_a_signed_form_and_never_the_secret() {
         .await;
     assert_eq!(too_big.status(), 422);
     assert_eq!(error_code(too_big).await, "invalid_request");
+}
+
+#[tokio::test]
+async fn a_stopped_worker_is_reported_not_alive() {
+    let sts = crate::support::StsFake::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = crate::support::test_config(&sts, dir.path()).await;
+    let app = mediagate::app::App::build(config).await.unwrap();
+    assert!(app.worker.is_alive(), "a worker just built has time to start");
+    app.worker.clone().run(async {}).await;
+    assert!(!app.worker.is_alive(), "a worker that returned is not alive");
 }
