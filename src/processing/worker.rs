@@ -31,6 +31,8 @@ pub struct Worker {
     wake: Arc<Notify>,
     /// When the loop last went round (Unix ms); 0 once it has stopped.
     heartbeat: AtomicI64,
+    /// How long deliveries in flight may finish after a stop is asked for.
+    grace: Duration,
 }
 
 impl Worker {
@@ -62,6 +64,7 @@ impl Worker {
             // Counted from construction, so a worker that never starts is noticed once it is
             // overdue rather than before it had a chance to run.
             heartbeat: AtomicI64::new(now_millis()),
+            grace: Duration::from_secs(config.server.shutdown_timeout_seconds),
         })
     }
 
@@ -69,8 +72,13 @@ impl Worker {
     pub async fn run_once(&self) -> anyhow::Result<usize> {
         let claimed = self.store.claim_triggers(self.batch, self.lease_ms).await?;
         let n = claimed.len();
-        if n == 0 {
-            return Ok(0);
+        self.deliver_all(claimed).await?;
+        Ok(n)
+    }
+
+    async fn deliver_all(&self, claimed: Vec<Claimed>) -> anyhow::Result<()> {
+        if claimed.is_empty() {
+            return Ok(());
         }
         // The workflows as they are now, read once per batch: a deleted workflow ends its
         // triggers, a changed URL or secret applies to the next attempt.
@@ -90,7 +98,7 @@ impl Worker {
                 );
             }
         }
-        Ok(n)
+        Ok(())
     }
 
     /// Whether the loop is running and went round recently: a batch takes at most about one
@@ -110,16 +118,42 @@ impl Worker {
         tokio::pin!(stop);
         loop {
             self.heartbeat.store(now_millis(), Ordering::Relaxed);
-            let worked = match self.run_once().await {
-                Ok(n) => n > 0,
+            let claimed = match self.store.claim_triggers(self.batch, self.lease_ms).await {
+                Ok(c) => c,
                 Err(e) => {
                     warn!(error = format!("{e:#}"), "claiming triggers failed");
-                    false
+                    Vec::new()
                 }
             };
-            if worked {
-                // Busy: finish the batch in hand, then stop if asked, else go on.
-                if futures_util::FutureExt::now_or_never(&mut stop).is_some() {
+            if let Some(first) = claimed.first() {
+                let claim_id = first.claim_id.clone();
+                let mut batch = Box::pin(self.deliver_all(claimed));
+                let stopping = tokio::select! {
+                    result = &mut batch => {
+                        if let Err(e) = result {
+                            warn!(error = format!("{e:#}"), "delivering a batch failed");
+                        }
+                        false
+                    }
+                    _ = &mut stop => true,
+                };
+                if stopping {
+                    // Deliveries in flight get the grace period; what is still unfinished then
+                    // is cancelled and given back rather than held until its lease ends.
+                    if tokio::time::timeout(self.grace, &mut batch).await.is_err() {
+                        // Dropping it closes the deliveries' connections before the release.
+                        drop(batch);
+                        match self.store.release_claim(&claim_id).await {
+                            Ok(n) => info!(
+                                released = n,
+                                "released unfinished deliveries for another worker"
+                            ),
+                            Err(e) => warn!(
+                                error = format!("{e:#}"),
+                                "releasing claimed triggers failed; they are taken over when their lease ends"
+                            ),
+                        }
+                    }
                     return;
                 }
                 continue;

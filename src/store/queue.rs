@@ -139,6 +139,23 @@ impl Store {
             .collect()
     }
 
+    /// Gives back the triggers of claim `claim_id` still in flight (a worker stopping with
+    /// deliveries unfinished), so another instance or the next start takes them at once instead
+    /// of after the lease. The interrupted attempt is not counted. Returns how many.
+    pub async fn release_claim(&self, claim_id: &str) -> anyhow::Result<u64> {
+        let now = now_millis();
+        let r = sqlx::query(
+            "UPDATE triggers SET state = 'pending', claim_id = NULL, lease_until = NULL, attempts = attempts - 1,
+             next_attempt_at = $1, updated_at = $1 WHERE claim_id = $2 AND state = 'in_flight'",
+        )
+        .bind(now)
+        .bind(claim_id)
+        .execute(&self.writer)
+        .await
+        .context("releasing claimed triggers")?;
+        Ok(r.rows_affected())
+    }
+
     /// Records the outcome of an attempt; commits together with other concurrent writes.
     pub async fn record_outcome(&self, trigger: Claimed, outcome: Outcome) -> anyhow::Result<bool> {
         self.transactions

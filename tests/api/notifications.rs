@@ -737,3 +737,53 @@ async fn mns_bodies_are_bound_by_content_md5_and_the_endpoint_token() {
     assert_eq!(ok.status(), 200);
     assert!(app.hooks.wait_for(1, Duration::from_secs(10)).await);
 }
+
+#[tokio::test]
+async fn a_stopping_worker_gives_back_unfinished_deliveries() {
+    let mut first = TestApp::spawn_with(|c| {
+        c.server.shutdown_timeout_seconds = 1;
+        c.processing.lease_seconds = 120;
+        c.processing.webhook_timeout_ms = 60_000;
+    })
+    .await;
+    first.webhook_workflow("hooks", "uploads/").await;
+    first.hooks.set_latency(Duration::from_secs(30));
+    let (id, key) = first.issue("alice", "a.mp4", json!({})).await;
+    first.upload_completed(&key, "g1", &id).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while first.hooks.calls() == 0 {
+        assert!(std::time::Instant::now() < deadline, "never delivered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // SIGTERM while the delivery hangs: after the 1 s grace it is cancelled and released.
+    first.stop();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while first.app.worker.is_alive() {
+        assert!(std::time::Instant::now() < deadline, "worker did not stop");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    first.hooks.set_latency(Duration::ZERO);
+
+    // The next instance on the same database delivers it at once, long before the 120 s lease
+    // would have let it.
+    let second = mediagate::app::App::build(first.app.config.clone())
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(mediagate::app::serve(second.clone(), listener, async {
+        let _ = rx.await;
+    }));
+    assert!(
+        first.hooks.wait_for(1, Duration::from_secs(10)).await,
+        "the released trigger was not delivered"
+    );
+    let trigger = &second.store.triggers_for_upload(&id).await.unwrap()[0];
+    assert_eq!(trigger.state, "delivered");
+    assert_eq!(
+        trigger.attempts, 1,
+        "the interrupted attempt is not counted"
+    );
+    let _ = tx.send(());
+    let _ = server.await;
+}

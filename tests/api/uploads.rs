@@ -444,7 +444,13 @@ async fn a_stopped_worker_is_reported_not_alive() {
     let dir = tempfile::tempdir().unwrap();
     let config = crate::support::test_config(&sts, dir.path()).await;
     let app = mediagate::app::App::build(config).await.unwrap();
-    assert!(app.worker.is_alive(), "a worker just built has time to start");
+    assert!(
+        app.worker.is_alive(),
+        "a worker just built has time to start"
+    );
     app.worker.clone().run(async {}).await;
-    assert!(!app.worker.is_alive(), "a worker that returned is not alive");
+    assert!(
+        !app.worker.is_alive(),
+        "a worker that returned is not alive"
+    );
 }

@@ -294,6 +294,15 @@ impl TestApp {
     }
 }
 
+impl TestApp {
+    /// Asks the server to shut down (as SIGTERM does) without waiting for it.
+    pub fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
 impl Drop for TestApp {
     fn drop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
