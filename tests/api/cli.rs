@@ -229,16 +229,10 @@ impl Drop for Server {
     }
 }
 
-/// kill -9 while triggers are pending and in flight; after a restart every trigger is
-/// delivered, none lost.
-#[tokio::test]
-async fn triggers_survive_a_crash() {
-    let sts = StsFake::start().await;
-    let hooks = WebhookReceiver::start(WEBHOOK_SECRET).await;
-    hooks.set_latency(Duration::from_millis(250));
-    let dir = tempfile::tempdir().unwrap();
-    let config = test_config(&sts, dir.path()).await;
-    let file = dir.path().join("mediagate.toml");
+/// A configuration file with fast retries and one webhook workflow on `uploads/` delivering
+/// to `url`.
+fn webhook_config(dir: &std::path::Path, url: &str) -> std::path::PathBuf {
+    let file = dir.join("mediagate.toml");
     let toml = format!(
         r#"[processing]
 concurrency = 4
@@ -263,9 +257,22 @@ sink = "webhook"
 webhook_url = "{url}"
 webhook_secret = "{WEBHOOK_SECRET}"
 "#,
-        url = hooks.url
+        url = url
     );
     std::fs::write(&file, toml).unwrap();
+    file
+}
+
+/// kill -9 while triggers are pending and in flight; after a restart every trigger is
+/// delivered, none lost.
+#[tokio::test]
+async fn triggers_survive_a_crash() {
+    let sts = StsFake::start().await;
+    let hooks = WebhookReceiver::start(WEBHOOK_SECRET).await;
+    hooks.set_latency(Duration::from_millis(250));
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(&sts, dir.path()).await;
+    let file = webhook_config(dir.path(), &hooks.url);
     let env = env_for(&config);
     let total = 40;
 
@@ -367,4 +374,80 @@ media_workflow_id = "wf-2"
     assert_eq!(report["workflows"][0]["matched"], false);
     let report = run("uploads/alice/notes.txt");
     assert_eq!(report["media"], false);
+}
+
+/// Two `serve` processes on one database, notifications spread over both under concurrent
+/// load: every trigger is delivered exactly once between them.
+#[tokio::test]
+async fn two_instances_on_one_database_deliver_every_trigger_once() {
+    let sts = StsFake::start().await;
+    let hooks = WebhookReceiver::start(WEBHOOK_SECRET).await;
+    hooks.set_latency(Duration::from_millis(20));
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(&sts, dir.path()).await;
+    let file = webhook_config(dir.path(), &hooks.url);
+    let env = env_for(&config);
+    let mut a = Server::start(&env, Some(&file));
+    let mut b = Server::start(&env, Some(&file));
+    let total = 300;
+    let senders = 8;
+    let addresses = [a.address.clone(), b.address.clone()];
+    let client = reqwest::Client::new();
+    let tasks: Vec<_> = (0..senders)
+        .map(|s| {
+            let (client, addresses) = (client.clone(), addresses.clone());
+            tokio::spawn(async move {
+                for i in (s..total).step_by(senders) {
+                    let records = json!({"Records": [{"eventName": "s3:ObjectCreated:Put", "eventSource": "minio:s3",
+                        "s3": {"bucket": {"name": "media-input"}, "object": {"key": format!("uploads%2Fpair%2Fx%2F{i}.mp4"), "eTag": format!("P{i}"), "size": 1}}}]});
+                    let response = client
+                        .post(format!("http://{}/v1/notifications/s3-events", addresses[i % 2]))
+                        .bearer_auth(S3_TOKEN)
+                        .json(&records)
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(response.status(), 200);
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert!(
+        hooks.wait_for(total, Duration::from_secs(60)).await,
+        "only {} of {total} delivered",
+        hooks.count()
+    );
+    // Nothing arrives twice, not even late.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let deliveries = hooks.deliveries();
+    let ids: std::collections::HashSet<&str> =
+        deliveries.iter().map(|(id, _)| id.as_str()).collect();
+    let keys: std::collections::HashSet<&str> = deliveries
+        .iter()
+        .map(|(_, body)| body["object_key"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(deliveries.len(), total, "every trigger exactly once");
+    assert_eq!((ids.len(), keys.len()), (total, total));
+    let delivered_by = |logs: String| {
+        logs.lines()
+            .filter(|l| l.contains("trigger delivered"))
+            .count()
+    };
+    // Log lines arrive through pipes; give the last ones a moment.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (by_a, by_b) = loop {
+        let counts = (delivered_by(a.logs()), delivered_by(b.logs()));
+        if counts.0 + counts.1 >= total || Instant::now() > deadline {
+            break counts;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(by_a + by_b, total);
+    assert!(
+        by_a > 0 && by_b > 0,
+        "both instances delivered: {by_a} + {by_b}"
+    );
 }
