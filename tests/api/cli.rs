@@ -10,8 +10,8 @@ use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
 use crate::support::{
-    JWT_SECRET, S3_TOKEN, StsFake, WEBHOOK_SECRET, WebhookReceiver, sts_fake, test_config,
-    token_with,
+    ADMIN_TOKEN, JWT_SECRET, OSS_KEY_URL, S3_TOKEN, StsFake, WEBHOOK_SECRET, WebhookReceiver,
+    oss_signer, sts_fake, test_config, token_with,
 };
 
 fn mediagate() -> Command {
@@ -91,12 +91,28 @@ async fn check_config_lists_every_problem() {
 #[tokio::test]
 async fn serve_vends_credentials_keeps_secrets_out_of_logs_and_stops_on_sigterm() {
     let sts = StsFake::start().await;
+    let hooks = WebhookReceiver::start(WEBHOOK_SECRET).await;
     let dir = tempfile::tempdir().unwrap();
     let config = test_config(&sts, dir.path()).await;
-    let env = env_for(&config);
+    let file = webhook_config(dir.path(), &hooks.url);
+    let mut env = env_for(&config);
+    env.push(("MEDIAGATE__AUTH__ADMIN_TOKEN", ADMIN_TOKEN.into()));
+    let key_pins = format!(
+        "{{\"{OSS_KEY_URL}\" = \"\"\"{}\"\"\"}}",
+        oss_signer().public_pem
+    );
+    std::fs::write(
+        &file,
+        std::fs::read_to_string(&file).unwrap().replace(
+            "[notifications]\n",
+            &format!("[notifications]\noss_pinned_keys = {key_pins}\n"),
+        ),
+    )
+    .unwrap();
 
     let ok = mediagate()
-        .args(["check-config"])
+        .args(["check-config", "--config"])
+        .arg(&file)
         .envs(env.clone())
         .output()
         .unwrap();
@@ -106,9 +122,11 @@ async fn serve_vends_credentials_keeps_secrets_out_of_logs_and_stops_on_sigterm(
         String::from_utf8_lossy(&ok.stderr)
     );
 
-    let mut server = Server::start(&env, None);
+    let mut server = Server::start(&env, Some(&file));
     let address = server.address.clone();
 
+    // A full flow: vend, the object store's signed callback, an S3 webhook with its token, an
+    // admin call, and the signed delivery to the workflow's webhook.
     let client = reqwest::Client::new();
     let token = token_with(
         json!({"sub": "alice", "exp": crate::support::now() + 600}),
@@ -122,27 +140,79 @@ async fn serve_vends_credentials_keeps_secrets_out_of_logs_and_stops_on_sigterm(
         .await
         .unwrap();
     assert_eq!(response.status(), 201);
+    assert!(response.headers().contains_key("x-request-id"));
     let body: Value = response.json().await.unwrap();
-    assert!(
-        body["object_key"]
-            .as_str()
-            .unwrap()
-            .starts_with("uploads/alice/")
-    );
+    let key = body["object_key"].as_str().unwrap().to_owned();
+    assert!(key.starts_with("uploads/alice/"));
+    let form = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("bucket", "media-input")
+        .append_pair("object", &key)
+        .append_pair("etag", "LOGS1")
+        .append_pair("size", "10")
+        .append_pair("upload_id", body["upload_id"].as_str().unwrap())
+        .finish();
+    let path = "/v1/notifications/oss-callback";
+    let (signature, key_url) = oss_signer().sign(path, None, form.as_bytes());
+    let callback = client
+        .post(format!("http://{address}{path}"))
+        .header("authorization", &signature)
+        .header("x-oss-pub-key-url", &key_url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(callback.status(), 200);
+    let records = json!({"Records": [{"eventName": "s3:ObjectCreated:Put", "eventSource": "minio:s3",
+        "s3": {"bucket": {"name": "media-input"}, "object": {"key": "uploads%2Fbob%2Fx%2Fb.mp4", "eTag": "LOGS2", "size": 1}}}]});
+    let event = client
+        .post(format!("http://{address}/v1/notifications/s3-events"))
+        .bearer_auth(S3_TOKEN)
+        .json(&records)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(event.status(), 200);
+    let audit = client
+        .get(format!("http://{address}/v1/admin/workflows"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(audit.status(), 200);
+    assert!(hooks.wait_for(2, Duration::from_secs(10)).await);
+    let webhook_signatures: Vec<String> = hooks.signatures();
 
     server.signal("-TERM");
     let exit = wait_with_timeout(&mut server.child, Duration::from_secs(10));
     assert_eq!(exit, Some(0), "clean exit on SIGTERM");
 
     let all = server.logs();
-    for secret in [
+    let mut secrets = vec![
         sts_fake::ACCESS_KEY_SECRET,
         JWT_SECRET,
+        ADMIN_TOKEN,
+        S3_TOKEN,
+        WEBHOOK_SECRET,
         token.as_str(),
+        signature.as_str(),
         body["credentials"]["access_key_secret"].as_str().unwrap(),
         body["credentials"]["security_token"].as_str().unwrap(),
-    ] {
+    ];
+    secrets.extend(webhook_signatures.iter().map(String::as_str));
+    for secret in secrets {
         assert!(!all.contains(secret), "secret {secret:?} in logs:\n{all}");
+    }
+    // Every request's lines carry its request id.
+    let request_lines: Vec<Value> = all
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["span"]["name"] == "request")
+        .collect();
+    assert!(request_lines.len() >= 5, "{all}");
+    for line in &request_lines {
+        let id = line["span"]["request_id"].as_str().unwrap_or_default();
+        assert!(!id.is_empty(), "no request id in {line}");
     }
     assert!(all.contains("shutting down"), "{all}");
 }

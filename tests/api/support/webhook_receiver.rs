@@ -32,6 +32,7 @@ struct ReceiverState {
     /// Statuses to answer the next valid deliveries with, instead of accepting them.
     scripted: Mutex<VecDeque<u16>>,
     deliveries: Mutex<Vec<(String, Value)>>,
+    signatures: Mutex<Vec<String>>,
 }
 
 #[derive(Clone)]
@@ -55,6 +56,7 @@ impl WebhookReceiver {
             latency_ms: AtomicU64::new(0),
             scripted: Mutex::new(VecDeque::new()),
             deliveries: Mutex::new(Vec::new()),
+            signatures: Mutex::new(Vec::new()),
         });
         let router = Router::new()
             .route("/hooks", post(handle))
@@ -90,6 +92,11 @@ impl WebhookReceiver {
     /// Verified and accepted deliveries: (`webhook-id` header, parsed JSON body), in order.
     pub fn deliveries(&self) -> Vec<(String, Value)> {
         self.state.deliveries.lock().unwrap().clone()
+    }
+
+    /// The `webhook-signature` headers of accepted deliveries.
+    pub fn signatures(&self) -> Vec<String> {
+        self.state.signatures.lock().unwrap().clone()
     }
 
     /// Number of accepted deliveries.
@@ -151,6 +158,12 @@ async fn handle(
     }
     if let Some(status) = state.scripted.lock().unwrap().pop_front() {
         return (StatusCode::from_u16(status).unwrap(), "scripted failure");
+    }
+    if let Some(signature) = headers
+        .get("webhook-signature")
+        .and_then(|v| v.to_str().ok())
+    {
+        state.signatures.lock().unwrap().push(signature.to_owned());
     }
     state.deliveries.lock().unwrap().push((id, parsed));
     (StatusCode::NO_CONTENT, "")
