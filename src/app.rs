@@ -79,6 +79,7 @@ impl App {
         let wake_worker = Arc::new(Notify::new());
         let worker = Arc::new(Worker::new(&config, store.clone(), wake_worker.clone())?);
         let limits = crate::http::VendLimits::new(&config.limits);
+        crate::telemetry::metrics();
         Ok(Arc::new(App {
             limits,
             config,

@@ -62,8 +62,10 @@ impl CredentialCache {
         if let Some(creds) = &state.creds
             && self.is_fresh(creds, Utc::now())
         {
+            metrics::counter!("mediagate_credential_cache_total", "result" => "hit").increment(1);
             return Ok(creds.clone());
         }
+        metrics::counter!("mediagate_credential_cache_total", "result" => "miss").increment(1);
         if let Some((failed_at, error)) = &state.failure
             && *failed_at >= queued_at
         {
@@ -83,7 +85,17 @@ impl CredentialCache {
     }
 
     async fn fetch(&self, request: AssumeRole) -> Result<Arc<Credentials>, StsError> {
-        let creds = self.sts.assume_role(&request).await?;
+        let started = std::time::Instant::now();
+        let result = self.sts.assume_role(&request).await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(StsError::Unavailable { .. }) => "unavailable",
+            Err(StsError::Rejected { .. }) => "rejected",
+        };
+        metrics::counter!("mediagate_sts_calls_total", "outcome" => outcome).increment(1);
+        metrics::histogram!("mediagate_sts_call_duration_seconds")
+            .record(started.elapsed().as_secs_f64());
+        let creds = result?;
         if creds.expiration - Utc::now() < self.min_remaining {
             return Err(StsError::Rejected {
                 code: "ExpiresTooSoon".into(),

@@ -70,7 +70,8 @@ pub fn router(app: Arc<App>) -> Router {
                     "/v1/notifications/s3-events",
                     post(notifications::s3_events),
                 )
-                .layer(DefaultBodyLimit::max(NOTIFICATION_BODY_LIMIT)),
+                .layer(DefaultBodyLimit::max(NOTIFICATION_BODY_LIMIT))
+                .layer(middleware::from_fn(notifications::count_rejections)),
         )
         .route(
             "/v1/admin/workflows",
@@ -88,6 +89,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/admin/audit", get(admin::list_audit))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(method_not_allowed)
         .merge(app_facing)
@@ -95,6 +97,7 @@ pub fn router(app: Arc<App>) -> Router {
         .layer(middleware::from_fn(move |req, next| {
             within(timeout, req, next)
         }))
+        .layer(middleware::from_fn(track))
         // Responses carry credentials and per-user data: no cache may keep them.
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CACHE_CONTROL,
@@ -122,6 +125,24 @@ pub fn router(app: Arc<App>) -> Router {
         // Outermost, so the id is in the request's span and on every response.
         .layer(middleware::from_fn(request_id))
         .with_state(app)
+}
+
+/// Counts each request and its latency by matched route (never the raw path, whose ids would
+/// make one series per upload), method and status.
+async fn track(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_owned();
+    let method = req.method().as_str().to_owned();
+    let started = std::time::Instant::now();
+    let response = next.run(req).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("mediagate_http_requests_total", "route" => route.clone(), "method" => method.clone(), "status" => status).increment(1);
+    metrics::histogram!("mediagate_http_request_duration_seconds", "route" => route, "method" => method)
+        .record(started.elapsed().as_secs_f64());
+    response
 }
 
 async fn method_not_allowed() -> ApiError {

@@ -73,6 +73,13 @@ async fn record(app: &App, event: ObjectEvent) -> Result<Recorded, ApiError> {
         max_upload_bytes: app.config.storage.max_upload_bytes,
     };
     let recorded = accept(&app.store, &storage, event).await?;
+    let outcome = match &recorded {
+        Recorded::Accepted { triggers: 0, .. } => "skipped",
+        Recorded::Accepted { .. } => "accepted",
+        Recorded::Duplicate { .. } => "duplicate",
+    };
+    metrics::counter!("mediagate_notifications_total", "source" => source, "outcome" => outcome)
+        .increment(1);
     match &recorded {
         Recorded::Accepted {
             triggers,
@@ -88,6 +95,26 @@ async fn record(app: &App, event: ObjectEvent) -> Result<Recorded, ApiError> {
         }
     }
     Ok(recorded)
+}
+
+/// Counts notifications refused as a whole (bad signature or token, malformed body), by
+/// source: the last segment of the route.
+pub async fn count_rejections(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let source: &'static str = match req.uri().path().rsplit('/').next() {
+        Some("oss-callback") => "oss-callback",
+        Some("oss-events") => "oss-events",
+        Some("s3-events") => "s3-events",
+        _ => "other",
+    };
+    let response = next.run(req).await;
+    if response.status().is_client_error() || response.status().is_server_error() {
+        metrics::counter!("mediagate_notifications_total", "source" => source, "outcome" => "rejected")
+            .increment(1);
+    }
+    response
 }
 
 /// `POST /v1/notifications/oss-callback`: OSS's upload callback, RSA-verified.

@@ -48,3 +48,33 @@ pub async fn readyz(State(app): State<Arc<App>>) -> impl IntoResponse {
     });
     (status, axum::Json(body))
 }
+
+/// `GET /metrics`: Prometheus text. The queue gauges are read from the database at each
+/// scrape, so every instance reports the shared queue.
+pub async fn metrics(State(app): State<Arc<App>>) -> axum::response::Response {
+    match app.store.queue_stats().await {
+        Ok(stats) => {
+            for state in ["pending", "in_flight", "failed", "delivered", "dead"] {
+                let n = stats
+                    .counts
+                    .iter()
+                    .find(|(s, _)| s == state)
+                    .map_or(0, |(_, n)| *n);
+                metrics::gauge!("mediagate_queue_triggers", "state" => state).set(n as f64);
+            }
+            metrics::gauge!("mediagate_queue_oldest_pending_age_seconds")
+                .set(stats.oldest_pending_age_ms as f64 / 1000.0);
+        }
+        Err(e) => tracing::warn!(error = format!("{e:#}"), "reading queue metrics failed"),
+    }
+    let handle = crate::telemetry::metrics();
+    handle.run_upkeep();
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        handle.render(),
+    )
+        .into_response()
+}

@@ -207,6 +207,16 @@ impl Worker {
                 }
             }
         };
+        let state = match &outcome {
+            Outcome::Delivered { .. } => "delivered",
+            Outcome::Failed {
+                retry_at: Some(_), ..
+            } => "failed",
+            Outcome::Failed { retry_at: None, .. } => "dead",
+        };
+        metrics::counter!("mediagate_trigger_attempts_total", "workflow" => t.workflow_name.clone(),
+            "sink" => t.sink.clone(), "outcome" => state)
+        .increment(1);
         // A delivery that happened but was not recorded would be repeated when the lease ends
         // (a second AddMedia for MPS), so recording gets a few tries of its own.
         let mut tries = 0;

@@ -72,6 +72,13 @@ pub struct Claimed {
     pub payload: String,
 }
 
+/// What `GET /metrics` reports of the queue.
+#[derive(Debug, Clone)]
+pub struct QueueStats {
+    pub counts: Vec<(String, i64)>,
+    pub oldest_pending_age_ms: i64,
+}
+
 /// A trigger as operators and users see it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct TriggerRow {
@@ -230,6 +237,24 @@ impl Store {
     }
 
     /// Counts triggers by state, for tests and operators.
+    /// Triggers per state, and how long the oldest one waiting (pending or failed and due
+    /// for a retry) has waited, in ms (0 when none waits).
+    pub async fn queue_stats(&self) -> anyhow::Result<QueueStats> {
+        let counts = self.trigger_counts().await?;
+        let oldest: Option<i64> = sqlx::query(
+            "SELECT MIN(created_at) FROM triggers WHERE state = 'pending' OR (state = 'failed' AND next_attempt_at <= $1)",
+        )
+        .bind(now_millis())
+        .fetch_one(&self.reader)
+        .await
+        .context("reading the oldest waiting trigger")?
+        .try_get(0)?;
+        Ok(QueueStats {
+            counts,
+            oldest_pending_age_ms: oldest.map_or(0, |t| (now_millis() - t).max(0)),
+        })
+    }
+
     pub async fn trigger_counts(&self) -> anyhow::Result<Vec<(String, i64)>> {
         let rows =
             sqlx::query("SELECT state, COUNT(*) FROM triggers GROUP BY state ORDER BY state")

@@ -152,3 +152,79 @@ async fn a_request_past_the_timeout_is_503_timeout() {
     assert_eq!(error_code(r).await, "timeout");
     assert!(started.elapsed() < Duration::from_millis(2500));
 }
+
+/// The value of the series named exactly `series` (name and labels as rendered), if present.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test]
+async fn metrics_cover_requests_sts_notifications_triggers_and_the_queue() {
+    let app = TestApp::spawn().await;
+    app.webhook_workflow("metered", "uploads/").await;
+    let (id, key) = app.issue("meter-user", "a.mp4", json!({})).await;
+    app.issue("meter-user", "b.mp4", json!({})).await;
+    app.get(&app.token("meter-user"), &format!("/v1/uploads/{id}"))
+        .await;
+    assert_eq!(app.upload_completed(&key, "m1", &id).await.status(), 200);
+    assert_eq!(app.upload_completed(&key, "m1", &id).await.status(), 200);
+    let forged = app
+        .client
+        .post(app.url("/v1/notifications/s3-events"))
+        .bearer_auth("wrong-token-wrong-token")
+        .json(&json!({"Records": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401);
+    assert!(app.hooks.wait_for(1, Duration::from_secs(10)).await);
+    app.wait_upload("meter-user", &id, |u| u["state"] == "triggered")
+        .await;
+
+    let r = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = r.text().await.unwrap();
+    let at_least = |series: &str, n: f64| {
+        let v = sample(&text, series).unwrap_or_else(|| panic!("{series} missing:\n{text}"));
+        assert!(v >= n, "{series} = {v}, expected at least {n}");
+    };
+    at_least(
+        r#"mediagate_http_requests_total{route="/v1/uploads",method="POST",status="201"}"#,
+        2.0,
+    );
+    at_least(
+        r#"mediagate_http_requests_total{route="/v1/uploads/{id}",method="GET",status="200"}"#,
+        1.0,
+    );
+    at_least(r#"mediagate_credential_cache_total{result="hit"}"#, 1.0);
+    at_least(r#"mediagate_sts_calls_total{outcome="ok"}"#, 1.0);
+    at_least(
+        r#"mediagate_notifications_total{source="oss-callback",outcome="accepted"}"#,
+        1.0,
+    );
+    at_least(
+        r#"mediagate_notifications_total{source="oss-callback",outcome="duplicate"}"#,
+        1.0,
+    );
+    at_least(
+        r#"mediagate_notifications_total{source="s3-events",outcome="rejected"}"#,
+        1.0,
+    );
+    at_least(
+        r#"mediagate_trigger_attempts_total{workflow="metered",sink="webhook",outcome="delivered"}"#,
+        1.0,
+    );
+    at_least(r#"mediagate_queue_triggers{state="delivered"}"#, 1.0);
+    assert!(sample(&text, "mediagate_queue_oldest_pending_age_seconds").is_some());
+    assert!(text.contains("mediagate_http_request_duration_seconds_bucket"));
+    assert!(text.contains("mediagate_sts_call_duration_seconds_bucket"));
+    // Routes are labelled by pattern: no upload id becomes a label.
+    assert!(!text.contains(&id), "raw ids leaked into labels");
+}
