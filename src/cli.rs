@@ -46,6 +46,8 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Print the OpenAPI 3.1 document of the HTTP API (as served at /openapi.json).
+    Openapi,
     /// Manage API keys for server-side callers.
     ApiKey {
         #[command(subcommand)]
@@ -90,6 +92,10 @@ impl Cli {
                     return ExitCode::FAILURE;
                 };
                 report(explain_match(config, &bucket, &key).await)
+            }
+            Command::Openapi => {
+                println!("{}", crate::http::openapi_json());
+                ExitCode::SUCCESS
             }
             Command::ApiKey {
                 command: ApiKeyCommand::Create { name, config },

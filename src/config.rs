@@ -400,21 +400,21 @@ impl Default for ProcessingConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub enum WorkflowState {
     Active,
     Inactive,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SinkKind {
     Mps,
     Webhook,
 }
 
-/// A workflow declared in the configuration.
-#[derive(Debug, Clone, Deserialize)]
+/// A workflow declared in the configuration, or sent to the admin API.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WorkflowConfig {
     pub name: String,
@@ -425,6 +425,7 @@ pub struct WorkflowConfig {
     pub sink: SinkKind,
     pub media_workflow_id: Option<String>,
     pub webhook_url: Option<String>,
+    #[schema(value_type = Option<String>)]
     pub webhook_secret: Option<SecretString>,
     /// Keys under this prefix never trigger (outputs of the workflow itself).
     pub output_prefix: Option<String>,

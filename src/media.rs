@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// Attributes as the client sends them; [`MediaAttributes::parse`] is the only way to a
 /// checked value.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MediaAttributesInput {
     pub title: Option<String>,
@@ -17,7 +17,7 @@ pub struct MediaAttributesInput {
 }
 
 /// Attributes within AddMedia's limits.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MediaAttributes {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,

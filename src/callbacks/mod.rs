@@ -14,7 +14,7 @@ use serde_json::json;
 pub const OSS_CALLBACK_PATH: &str = "/v1/notifications/oss-callback";
 
 /// Base64 values for the OSS SDKs' `callback` and `callback-var` parameters.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct OssCallbackParams {
     pub callback: String,
     pub callback_var: String,

@@ -14,10 +14,11 @@ use serde_json::json;
 use super::error::ApiError;
 use super::extract::{Json, Query, bearer};
 use super::limits::ClientIp;
+use super::openapi::{AuditList, ErrorBody, MatchReport, TriggerList, WorkflowList};
 use crate::app::App;
 use crate::config::{SinkKind, WorkflowConfig, WorkflowState};
 use crate::signing::constant_time_eq;
-use crate::store::{Actor, Saved};
+use crate::store::{Actor, Saved, TriggerRow};
 use crate::workflows::{Sink, Workflow, WorkflowDef, decide};
 
 /// An operator authenticated with `auth.admin_token`, and where the request came from, for
@@ -61,7 +62,7 @@ impl FromRequestParts<Arc<App>> for Admin {
 }
 
 /// A workflow as the admin API shows it: the webhook secret is never returned.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct WorkflowView {
     id: String,
     name: String,
@@ -129,6 +130,10 @@ fn saved(result: Saved, status: StatusCode) -> Result<Response, ApiError> {
     }
 }
 
+#[utoipa::path(get, path = "/v1/admin/workflows", tag = "admin", security(("admin" = [])),
+    responses(
+        (status = 200, description = "every workflow", body = WorkflowList),
+        (status = 401, description = "unauthorized", body = ErrorBody)))]
 pub async fn list_workflows(State(app): State<Arc<App>>, _: Admin) -> Result<Response, ApiError> {
     let workflows: Vec<WorkflowView> = app
         .store
@@ -140,6 +145,14 @@ pub async fn list_workflows(State(app): State<Arc<App>>, _: Admin) -> Result<Res
     Ok(axum::Json(json!({ "workflows": workflows })).into_response())
 }
 
+#[utoipa::path(post, path = "/v1/admin/workflows", tag = "admin", security(("admin" = [])),
+    request_body = WorkflowConfig,
+    responses(
+        (status = 201, description = "created", body = WorkflowView),
+        (status = 400, description = "bad_request: malformed JSON", body = ErrorBody),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 409, description = "name_taken", body = ErrorBody),
+        (status = 422, description = "invalid_request", body = ErrorBody)))]
 pub async fn create_workflow(
     State(app): State<Arc<App>>,
     Admin(who): Admin,
@@ -153,6 +166,12 @@ pub async fn create_workflow(
     )
 }
 
+#[utoipa::path(get, path = "/v1/admin/workflows/{id}", tag = "admin", security(("admin" = [])),
+    params(("id" = String, Path, description = "workflow id")),
+    responses(
+        (status = 200, description = "the workflow", body = WorkflowView),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 404, description = "not_found", body = ErrorBody)))]
 pub async fn get_workflow(
     State(app): State<Arc<App>>,
     _: Admin,
@@ -164,6 +183,16 @@ pub async fn get_workflow(
     }
 }
 
+#[utoipa::path(put, path = "/v1/admin/workflows/{id}", tag = "admin", security(("admin" = [])),
+    params(("id" = String, Path, description = "workflow id")),
+    request_body = WorkflowConfig,
+    responses(
+        (status = 200, description = "replaced", body = WorkflowView),
+        (status = 400, description = "bad_request: malformed JSON", body = ErrorBody),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 404, description = "not_found", body = ErrorBody),
+        (status = 409, description = "name_taken", body = ErrorBody),
+        (status = 422, description = "invalid_request", body = ErrorBody)))]
 pub async fn update_workflow(
     State(app): State<Arc<App>>,
     Admin(who): Admin,
@@ -181,6 +210,12 @@ pub async fn update_workflow(
     )
 }
 
+#[utoipa::path(delete, path = "/v1/admin/workflows/{id}", tag = "admin", security(("admin" = [])),
+    params(("id" = String, Path, description = "workflow id")),
+    responses(
+        (status = 204, description = "deleted"),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 404, description = "not_found", body = ErrorBody)))]
 pub async fn delete_workflow(
     State(app): State<Arc<App>>,
     Admin(who): Admin,
@@ -197,7 +232,7 @@ pub async fn delete_workflow(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct MatchParams {
     bucket: String,
@@ -205,6 +240,12 @@ pub struct MatchParams {
 }
 
 /// `GET /v1/admin/match?bucket=B&key=K`: which workflows the object would trigger, and why.
+#[utoipa::path(get, path = "/v1/admin/match", tag = "admin", security(("admin" = [])),
+    params(MatchParams),
+    responses(
+        (status = 200, description = "which workflows the object would trigger, and why", body = MatchReport),
+        (status = 400, description = "bad_request", body = ErrorBody),
+        (status = 401, description = "unauthorized", body = ErrorBody)))]
 pub async fn explain_match(
     State(app): State<Arc<App>>,
     _: Admin,
@@ -232,7 +273,7 @@ pub fn match_report(workflows: &[Workflow], bucket: &str, key: &str) -> serde_js
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct TriggerParams {
     state: Option<String>,
@@ -240,6 +281,12 @@ pub struct TriggerParams {
 }
 
 /// `GET /v1/admin/triggers?state=failed|dead|pending|in_flight|delivered&limit=`.
+#[utoipa::path(get, path = "/v1/admin/triggers", tag = "admin", security(("admin" = [])),
+    params(TriggerParams),
+    responses(
+        (status = 200, description = "triggers in that state", body = TriggerList),
+        (status = 400, description = "bad_request", body = ErrorBody),
+        (status = 401, description = "unauthorized", body = ErrorBody)))]
 pub async fn list_triggers(
     State(app): State<Arc<App>>,
     _: Admin,
@@ -263,6 +310,13 @@ pub async fn list_triggers(
 }
 
 /// `POST /v1/admin/triggers/{id}/retry`: a failed or dead trigger goes back in the queue.
+#[utoipa::path(post, path = "/v1/admin/triggers/{id}/retry", tag = "admin", security(("admin" = [])),
+    params(("id" = String, Path, description = "trigger id")),
+    responses(
+        (status = 200, description = "back in the queue with a fresh budget", body = TriggerRow),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 404, description = "not_found", body = ErrorBody),
+        (status = 409, description = "invalid_state", body = ErrorBody)))]
 pub async fn retry_trigger(
     State(app): State<Arc<App>>,
     Admin(who): Admin,
@@ -290,7 +344,7 @@ pub async fn retry_trigger(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct AuditParams {
     limit: Option<u32>,
@@ -298,6 +352,12 @@ pub struct AuditParams {
 }
 
 /// `GET /v1/admin/audit?limit=&cursor=`: admin changes, newest first.
+#[utoipa::path(get, path = "/v1/admin/audit", tag = "admin", security(("admin" = [])),
+    params(AuditParams),
+    responses(
+        (status = 200, description = "admin changes, newest first", body = AuditList),
+        (status = 400, description = "bad_request", body = ErrorBody),
+        (status = 401, description = "unauthorized", body = ErrorBody)))]
 pub async fn list_audit(
     State(app): State<Arc<App>>,
     _: Admin,

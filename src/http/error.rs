@@ -145,9 +145,29 @@ impl ApiError {
     }
 }
 
+/// The one error shape: `{"error":{"code","message"}}`.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable and machine-readable, e.g. `unauthorized`, `rate_limited`.
+    pub code: String,
+    /// For people; may change.
+    pub message: String,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({"error": {"code": self.code, "message": self.message}});
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_owned(),
+                message: self.message.clone(),
+            },
+        };
+        let body = serde_json::to_value(body).unwrap_or_else(|_| json!({}));
         self.into_response_with(body)
     }
 }

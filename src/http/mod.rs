@@ -5,6 +5,7 @@ pub mod error;
 mod extract;
 mod limits;
 mod notifications;
+mod openapi;
 mod ops;
 mod uploads;
 
@@ -21,12 +22,14 @@ use std::time::Duration;
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::app::App;
 use error::ApiError;
@@ -36,63 +39,11 @@ const BODY_LIMIT: usize = 64 * 1024;
 /// Notifications may batch many events.
 const NOTIFICATION_BODY_LIMIT: usize = 1024 * 1024;
 
-/// Every route mediagate serves.
+/// Every route mediagate serves, with its middleware.
 pub fn router(app: Arc<App>) -> Router {
-    // What browser apps call: the only routes that may answer cross-origin requests.
-    let app_facing = Router::new()
-        .route("/v1/uploads", post(uploads::create).get(uploads::list))
-        .route("/v1/uploads/{id}", get(uploads::get))
-        .route(
-            "/v1/uploads/{id}/credentials",
-            post(uploads::refresh_credentials),
-        )
-        .route("/v1/sts-token", get(uploads::sts_token))
-        // Set before the CORS layer so that it wraps preflight requests too, which no handler
-        // takes; and this router is merged last so the outer fallback does not replace it.
-        .method_not_allowed_fallback(method_not_allowed);
-    let app_facing = match cors(&app.config.server.cors_origins) {
-        Some(layer) => app_facing.layer(layer),
-        None => app_facing,
-    };
+    let (routes, _) = routes(cors(&app.config.server.cors_origins));
     let timeout = Duration::from_secs(app.config.server.request_timeout_seconds);
-    Router::new()
-        .merge(
-            Router::new()
-                .route(
-                    "/v1/notifications/oss-callback",
-                    post(notifications::oss_callback),
-                )
-                .route(
-                    "/v1/notifications/oss-events",
-                    post(notifications::oss_events),
-                )
-                .route(
-                    "/v1/notifications/s3-events",
-                    post(notifications::s3_events),
-                )
-                .layer(DefaultBodyLimit::max(NOTIFICATION_BODY_LIMIT))
-                .layer(middleware::from_fn(notifications::count_rejections)),
-        )
-        .route(
-            "/v1/admin/workflows",
-            get(admin::list_workflows).post(admin::create_workflow),
-        )
-        .route(
-            "/v1/admin/workflows/{id}",
-            get(admin::get_workflow)
-                .put(admin::update_workflow)
-                .delete(admin::delete_workflow),
-        )
-        .route("/v1/admin/match", get(admin::explain_match))
-        .route("/v1/admin/triggers", get(admin::list_triggers))
-        .route("/v1/admin/triggers/{id}/retry", post(admin::retry_trigger))
-        .route("/v1/admin/audit", get(admin::list_audit))
-        .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
-        .fallback(|| async { ApiError::not_found() })
-        .method_not_allowed_fallback(method_not_allowed)
-        .merge(app_facing)
+    routes
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn(move |req, next| {
             within(timeout, req, next)
@@ -143,6 +94,67 @@ async fn track(req: Request, next: Next) -> Response {
     metrics::histogram!("mediagate_http_request_duration_seconds", "route" => route, "method" => method)
         .record(started.elapsed().as_secs_f64());
     response
+}
+
+/// The route table: each route is registered with its handler's OpenAPI description, so the
+/// document cannot leave one out. `cors` wraps the routes browser apps call, and only those.
+fn routes(cors: Option<CorsLayer>) -> (Router<Arc<App>>, utoipa::openapi::OpenApi) {
+    let (app_facing, app_facing_api) = OpenApiRouter::new()
+        .routes(routes!(uploads::create, uploads::list))
+        .routes(routes!(uploads::get))
+        .routes(routes!(uploads::refresh_credentials))
+        .routes(routes!(uploads::sts_token))
+        .split_for_parts();
+    // Set before the CORS layer so that it wraps preflight requests too, which no handler
+    // takes; and this router is merged last so the outer fallback does not replace it.
+    let app_facing = app_facing.method_not_allowed_fallback(method_not_allowed);
+    let app_facing = match cors {
+        Some(layer) => app_facing.layer(layer),
+        None => app_facing,
+    };
+    let (notifications, notifications_api) = OpenApiRouter::new()
+        .routes(routes!(notifications::oss_callback))
+        .routes(routes!(notifications::oss_events))
+        .routes(routes!(notifications::s3_events))
+        .split_for_parts();
+    let notifications = notifications
+        .layer(DefaultBodyLimit::max(NOTIFICATION_BODY_LIMIT))
+        .layer(middleware::from_fn(notifications::count_rejections));
+    let (rest, mut api) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(admin::list_workflows, admin::create_workflow))
+        .routes(routes!(
+            admin::get_workflow,
+            admin::update_workflow,
+            admin::delete_workflow
+        ))
+        .routes(routes!(admin::explain_match))
+        .routes(routes!(admin::list_triggers))
+        .routes(routes!(admin::retry_trigger))
+        .routes(routes!(admin::list_audit))
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::readyz))
+        .routes(routes!(ops::metrics))
+        .routes(routes!(ops::openapi_json))
+        .split_for_parts();
+    api.merge(app_facing_api);
+    api.merge(notifications_api);
+    let router = rest
+        .merge(notifications)
+        .fallback(|| async { ApiError::not_found() })
+        .method_not_allowed_fallback(method_not_allowed)
+        .merge(app_facing);
+    (router, api)
+}
+
+/// The OpenAPI document of every route, as served at `/openapi.json`.
+pub fn openapi_json() -> &'static str {
+    static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DOCUMENT.get_or_init(|| {
+        routes(None)
+            .1
+            .to_pretty_json()
+            .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    })
 }
 
 async fn method_not_allowed() -> ApiError {

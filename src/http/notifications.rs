@@ -16,6 +16,7 @@ use tracing::{info, warn};
 
 use super::error::ApiError;
 use super::extract::{RawBody, bearer};
+use super::openapi::{CallbackAck, ErrorBody};
 use crate::app::App;
 use crate::callbacks::keys::KeyError;
 use crate::callbacks::{mns, oss};
@@ -118,6 +119,14 @@ pub async fn count_rejections(
 }
 
 /// `POST /v1/notifications/oss-callback`: OSS's upload callback, RSA-verified.
+#[utoipa::path(post, path = "/v1/notifications/oss-callback", tag = "notifications",
+    description = "OSS upload callback; authenticated by its RSA signature (`authorization`, `x-oss-pub-key-url`).",
+    request_body(content = String, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "recorded (or a duplicate)", body = CallbackAck),
+        (status = 400, description = "invalid_signature / bad_request", body = ErrorBody),
+        (status = 413, description = "payload_too_large", body = ErrorBody),
+        (status = 503, description = "key_unavailable (Retry-After)", body = ErrorBody)))]
 pub async fn oss_callback(
     State(app): State<Arc<App>>,
     uri: Uri,
@@ -220,14 +229,15 @@ const OSS_CREATED: &[&str] = &[
     "ObjectCreated:PutSymlink",
 ];
 
-#[derive(Default, serde::Serialize)]
-struct Tally {
+/// What a notification carrying several events came to.
+#[derive(Default, serde::Serialize, utoipa::ToSchema)]
+pub struct NotificationTally {
     accepted: usize,
     duplicates: usize,
     ignored: usize,
 }
 
-impl Tally {
+impl NotificationTally {
     fn add(&mut self, r: &Recorded) {
         match r {
             Recorded::Accepted { .. } => self.accepted += 1,
@@ -237,6 +247,14 @@ impl Tally {
 }
 
 /// `POST /v1/notifications/oss-events`: OSS events pushed by MNS, RSA-SHA1 verified.
+#[utoipa::path(post, path = "/v1/notifications/oss-events", tag = "notifications",
+    description = "OSS events pushed by MNS (base64 body); authenticated by the MNS RSA-SHA1 signature and, when configured, `?token=`.",
+    request_body(content = String, content_type = "text/plain"),
+    responses(
+        (status = 200, description = "events counted", body = NotificationTally),
+        (status = 400, description = "invalid_signature / bad_request", body = ErrorBody),
+        (status = 413, description = "payload_too_large", body = ErrorBody),
+        (status = 503, description = "key_unavailable (Retry-After)", body = ErrorBody)))]
 pub async fn oss_events(
     State(app): State<Arc<App>>,
     uri: Uri,
@@ -285,7 +303,7 @@ pub async fn oss_events(
         .map_err(|_| ApiError::bad_request("body is not valid base64"))?;
     let message: OssEventMessage = serde_json::from_slice(&decoded)
         .map_err(|e| ApiError::bad_request(format!("malformed event JSON: {e}")))?;
-    let mut tally = Tally::default();
+    let mut tally = NotificationTally::default();
     for event in message.events {
         let Some(oss) = event
             .oss
@@ -391,6 +409,14 @@ fn percent_decode(s: &str) -> String {
 /// (also inside an SNS `Notification`), authenticated by `notifications.s3_token` as a bearer
 /// token or, for senders that cannot set headers (Ceph RGW's push endpoints), as `?token=`
 /// in the endpoint URL.
+#[utoipa::path(post, path = "/v1/notifications/s3-events", tag = "notifications",
+    description = "S3 / MinIO / Ceph RGW `Records` (or an SNS envelope); `Authorization: Bearer <s3_token>` or `?token=`.",
+    request_body(content = Object, content_type = "application/json"),
+    responses(
+        (status = 200, description = "events counted", body = NotificationTally),
+        (status = 400, description = "bad_request", body = ErrorBody),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 413, description = "payload_too_large", body = ErrorBody)))]
 pub async fn s3_events(
     State(app): State<Arc<App>>,
     uri: Uri,
@@ -438,7 +464,7 @@ pub async fn s3_events(
         // MinIO's test event and other record-less messages.
         None => Vec::new(),
     };
-    let mut tally = Tally::default();
+    let mut tally = NotificationTally::default();
     for r in records {
         let created = r.event_name.starts_with("s3:ObjectCreated:")
             || r.event_name.starts_with("ObjectCreated:");

@@ -14,6 +14,7 @@ use tracing::instrument;
 use super::error::ApiError;
 use super::extract::{Json, Query, User};
 use super::limits::ClientIp;
+use super::openapi::{ErrorBody, RefreshedCredentials, StsToken, StsTokenError, UploadList};
 use crate::app::App;
 use crate::auth::Principal;
 use crate::callbacks::{OssCallbackParams, oss_callback_params};
@@ -27,7 +28,7 @@ use crate::store::{UploadRow, now_millis};
 use crate::sts::Credentials;
 use crate::workflows::{MediaCheck, media_check};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUpload {
     file_name: String,
@@ -38,7 +39,7 @@ pub struct CreateUpload {
     media: Option<MediaAttributesInput>,
 }
 
-#[derive(Debug, Default, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Deserialize, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 enum Mode {
     #[default]
@@ -46,8 +47,8 @@ enum Mode {
     PostPolicy,
 }
 
-#[derive(Serialize)]
-struct CredentialsView<'a> {
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CredentialsView<'a> {
     access_key_id: &'a str,
     access_key_secret: &'a str,
     security_token: &'a str,
@@ -63,8 +64,8 @@ fn credentials_view(c: &Credentials) -> CredentialsView<'_> {
     }
 }
 
-#[derive(Serialize)]
-struct CreatedUpload<'a> {
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CreatedUpload<'a> {
     upload_id: &'a str,
     object_key: &'a str,
     provider: &'static str,
@@ -84,8 +85,8 @@ struct CreatedUpload<'a> {
 }
 
 /// A browser form upload: POST the `fields` (file last) to `url`.
-#[derive(Serialize)]
-struct PostForm {
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct PostForm {
     url: String,
     fields: std::collections::BTreeMap<&'static str, String>,
 }
@@ -203,6 +204,17 @@ fn post_form(
 /// `POST /v1/uploads`: checks the file and its media attributes, vends credentials scoped to
 /// the caller's prefix (or the one object), and records the upload as `issued`.
 #[instrument(skip_all, fields(user = %principal.segment.as_str()))]
+#[utoipa::path(post, path = "/v1/uploads", tag = "uploads", security(("app" = [])),
+    request_body = CreateUpload,
+    responses(
+        (status = 201, description = "the upload, with scoped credentials or a signed form", body = CreatedUpload),
+        (status = 400, description = "bad_request: malformed JSON", body = ErrorBody),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 413, description = "payload_too_large", body = ErrorBody),
+        (status = 422, description = "invalid_request / unsupported_media_type / invalid_media_attributes", body = ErrorBody),
+        (status = 429, description = "rate_limited (Retry-After)", body = ErrorBody),
+        (status = 502, description = "sts_error", body = ErrorBody),
+        (status = 503, description = "sts_unavailable / timeout (Retry-After)", body = ErrorBody)))]
 pub async fn create(
     State(app): State<Arc<App>>,
     ClientIp(ip): ClientIp,
@@ -337,6 +349,16 @@ async fn owned_upload(app: &App, principal: &Principal, id: &str) -> Result<Uplo
 
 /// `POST /v1/uploads/{id}/credentials`: fresh credentials for an upload still in progress.
 #[instrument(skip_all, fields(user = %principal.segment.as_str()))]
+#[utoipa::path(post, path = "/v1/uploads/{id}/credentials", tag = "uploads", security(("app" = [])),
+    params(("id" = String, Path, description = "upload id")),
+    responses(
+        (status = 200, description = "fresh credentials for the same upload", body = RefreshedCredentials),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 404, description = "not_found (also for another user's upload)", body = ErrorBody),
+        (status = 409, description = "invalid_state", body = ErrorBody),
+        (status = 429, description = "rate_limited (Retry-After)", body = ErrorBody),
+        (status = 502, description = "sts_error", body = ErrorBody),
+        (status = 503, description = "sts_unavailable (Retry-After)", body = ErrorBody)))]
 pub async fn refresh_credentials(
     State(app): State<Arc<App>>,
     ClientIp(ip): ClientIp,
@@ -369,7 +391,7 @@ pub async fn refresh_credentials(
     .into_response())
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct UploadView {
     upload_id: String,
     object_key: String,
@@ -380,6 +402,7 @@ pub struct UploadView {
     state: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     state_reason: Option<String>,
+    #[schema(value_type = MediaAttributes)]
     media: serde_json::Value,
     created_at: String,
     uploaded_at: Option<String>,
@@ -406,6 +429,12 @@ impl From<UploadRow> for UploadView {
 }
 
 /// `GET /v1/uploads/{id}`.
+#[utoipa::path(get, path = "/v1/uploads/{id}", tag = "uploads", security(("app" = [])),
+    params(("id" = String, Path, description = "upload id")),
+    responses(
+        (status = 200, description = "the upload and its triggers", body = UploadView),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 404, description = "not_found", body = ErrorBody)))]
 pub async fn get(
     State(app): State<Arc<App>>,
     User(principal): User,
@@ -419,7 +448,7 @@ pub async fn get(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
     limit: Option<u32>,
@@ -427,6 +456,12 @@ pub struct ListParams {
 }
 
 /// `GET /v1/uploads?limit=&cursor=`: the caller's uploads, newest first.
+#[utoipa::path(get, path = "/v1/uploads", tag = "uploads", security(("app" = [])),
+    params(ListParams),
+    responses(
+        (status = 200, description = "the caller's uploads, newest first", body = UploadList),
+        (status = 400, description = "bad_request", body = ErrorBody),
+        (status = 401, description = "unauthorized", body = ErrorBody)))]
 pub async fn list(
     State(app): State<Arc<App>>,
     User(principal): User,
@@ -467,6 +502,14 @@ pub async fn list(
 
 /// `GET /v1/sts-token`: the format of the Alibaba OSS mobile SDKs' `OSSAuthCredentialsProvider`,
 /// errors included, for the caller's whole prefix.
+#[utoipa::path(get, path = "/v1/sts-token", tag = "uploads", security(("app" = [])),
+    responses(
+        (status = 200, description = "OSSAuthCredentialsProvider format", body = StsToken),
+        (status = 401, description = "unauthorized", body = StsTokenError),
+        (status = 403, description = "forbidden: credential_scope is upload", body = StsTokenError),
+        (status = 429, description = "rate_limited", body = StsTokenError),
+        (status = 502, description = "sts_error", body = StsTokenError),
+        (status = 503, description = "sts_unavailable", body = StsTokenError)))]
 pub async fn sts_token(
     State(app): State<Arc<App>>,
     ClientIp(ip): ClientIp,

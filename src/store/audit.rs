@@ -15,7 +15,7 @@ pub struct Actor {
 }
 
 /// One recorded change.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AuditRow {
     pub id: String,
     pub at: String,
@@ -27,6 +27,7 @@ pub struct AuditRow {
     /// The workflow or trigger id.
     pub target: String,
     /// What changed (never a secret).
+    #[schema(value_type = Object)]
     pub detail: serde_json::Value,
 }
 

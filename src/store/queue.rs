@@ -80,7 +80,7 @@ pub struct QueueStats {
 }
 
 /// A trigger as operators and users see it.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct TriggerRow {
     pub id: String,
     pub upload_id: Option<String>,

@@ -7,6 +7,7 @@ mod auth;
 mod bad_input;
 mod cli;
 mod notifications;
+mod openapi;
 mod protection;
 mod rgw;
 mod sts_errors;
