@@ -6,6 +6,7 @@ mod admin;
 mod auth;
 mod bad_input;
 mod cli;
+mod fuzz;
 mod notifications;
 mod openapi;
 mod protection;
