@@ -53,6 +53,9 @@ pub struct ServerConfig {
     /// client address in (e.g. `x-forwarded-for`; its last address is used, the one the
     /// balancer appended). Unset (default): the TCP peer address.
     pub client_ip_header: Option<String>,
+    /// `MEDIAGATE__SERVER__READYZ_UPSTREAMS`, default false: `/readyz` also checks that the
+    /// STS (and, for `aliyun`, MPS) endpoint accepts a connection within a second.
+    pub readyz_upstreams: bool,
 }
 
 impl Default for ServerConfig {
@@ -65,6 +68,7 @@ impl Default for ServerConfig {
             request_timeout_seconds: 30,
             cors_origins: Vec::new(),
             client_ip_header: None,
+            readyz_upstreams: false,
         }
     }
 }

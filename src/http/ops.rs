@@ -32,7 +32,36 @@ pub async fn readyz(State(app): State<Arc<App>>) -> impl IntoResponse {
     if !worker {
         tracing::warn!("readiness check failed: the trigger worker is stopped or stuck");
     }
-    let status = if database.is_ok() && worker {
+    let mut upstreams = serde_json::Map::new();
+    let mut upstreams_ok = true;
+    if app.config.server.readyz_upstreams {
+        let mut targets = vec![("sts", app.config.sts_endpoint())];
+        if app.config.storage.provider == crate::config::Provider::Aliyun {
+            targets.push(("mps", app.config.mps.endpoint.clone()));
+        }
+        let probes = targets.iter().map(|(_, url)| reachable(url));
+        for ((name, _), ok) in targets
+            .iter()
+            .zip(futures_util::future::join_all(probes).await)
+        {
+            if !ok {
+                tracing::warn!(
+                    upstream = name,
+                    "readiness check failed: upstream unreachable"
+                );
+                upstreams_ok = false;
+            }
+            upstreams.insert(
+                (*name).to_owned(),
+                if ok {
+                    json!({"status": "ok"})
+                } else {
+                    json!({"status": "failed", "message": "no connection within 1 s"})
+                },
+            );
+        }
+    }
+    let status = if database.is_ok() && worker && upstreams_ok {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -42,18 +71,45 @@ pub async fn readyz(State(app): State<Arc<App>>) -> impl IntoResponse {
         // Details go to the log; this endpoint is unauthenticated.
         Err(_) => json!({"status": "failed", "message": "unreachable or not migrated"}),
     };
-    let body = json!({
-        "status": if status.is_success() { "ok" } else { "unavailable" },
-        "checks": {
-            "database": check(&database),
-            "worker": if worker {
-                json!({"status": "ok"})
-            } else {
-                json!({"status": "failed", "message": "stopped or not looping"})
-            },
+    let mut checks = json!({
+        "database": check(&database),
+        "worker": if worker {
+            json!({"status": "ok"})
+        } else {
+            json!({"status": "failed", "message": "stopped or not looping"})
         },
     });
+    if let Some(map) = checks.as_object_mut() {
+        map.extend(upstreams);
+    }
+    let body = json!({
+        "status": if status.is_success() { "ok" } else { "unavailable" },
+        "checks": checks,
+    });
     (status, axum::Json(body))
+}
+
+/// Whether `url`'s host accepts a TCP connection within a second: enough to tell a network or
+/// DNS fault from a working path, without calling (and being billed for) an API.
+async fn reachable(url: &str) -> bool {
+    let Ok(url) = url::Url::parse(url) else {
+        return false;
+    };
+    let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
+        return false;
+    };
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    matches!(
+        tokio::time::timeout(
+            std::time::Duration::from_secs(1),
+            tokio::net::TcpStream::connect((host.as_str(), port)),
+        )
+        .await,
+        Ok(Ok(_))
+    )
 }
 
 /// `GET /metrics`: Prometheus text. The queue gauges are read from the database at each

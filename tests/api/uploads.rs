@@ -454,3 +454,33 @@ async fn a_stopped_worker_is_reported_not_alive() {
         "a worker that returned is not alive"
     );
 }
+
+#[tokio::test]
+async fn readiness_can_probe_the_upstreams() {
+    let app = TestApp::spawn_with(|c| c.server.readyz_upstreams = true).await;
+    let body: Value = app
+        .client
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["checks"]["sts"]["status"], "ok", "{body}");
+    assert_eq!(body["checks"]["mps"]["status"], "ok", "{body}");
+    let down = TestApp::spawn_with(|c| {
+        c.server.readyz_upstreams = true;
+        c.sts.endpoint = Some("http://127.0.0.1:9".into());
+    })
+    .await;
+    let r = down.client.get(down.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["checks"]["sts"]["status"], "failed", "{body}");
+    assert_eq!(body["checks"]["database"]["status"], "ok");
+    // Off by default: no upstream is contacted.
+    let plain = TestApp::spawn_with(|c| c.sts.endpoint = Some("http://127.0.0.1:9".into())).await;
+    let r = plain.client.get(plain.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}
