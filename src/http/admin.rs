@@ -142,7 +142,7 @@ pub async fn list_workflows(State(app): State<Arc<App>>, _: Admin) -> Result<Res
         .into_iter()
         .map(Into::into)
         .collect();
-    Ok(axum::Json(json!({ "workflows": workflows })).into_response())
+    Ok(axum::Json(WorkflowList { workflows }).into_response())
 }
 
 #[utoipa::path(post, path = "/v1/admin/workflows", tag = "admin", security(("admin" = [])),
@@ -306,7 +306,7 @@ pub async fn list_triggers(
         return Err(ApiError::bad_request("limit must be between 1 and 1000"));
     }
     let triggers = app.store.list_triggers(&state, limit).await?;
-    Ok(axum::Json(json!({ "triggers": triggers })).into_response())
+    Ok(axum::Json(TriggerList { triggers }).into_response())
 }
 
 /// `POST /v1/admin/triggers/{id}/retry`: a failed or dead trigger goes back in the queue.
@@ -381,5 +381,9 @@ pub async fn list_audit(
     } else {
         None
     };
-    Ok(axum::Json(json!({ "entries": entries, "next_cursor": next_cursor })).into_response())
+    Ok(axum::Json(AuditList {
+        entries,
+        next_cursor,
+    })
+    .into_response())
 }

@@ -162,10 +162,12 @@ pub async fn oss_callback(
         Recorded::Accepted { upload_id, .. } => (upload_id, false),
         Recorded::Duplicate { upload_id } => (upload_id, true),
     };
-    Ok(
-        axum::Json(json!({"Status": "OK", "upload_id": upload_id, "duplicate": duplicate}))
-            .into_response(),
-    )
+    Ok(axum::Json(CallbackAck {
+        status: "OK",
+        upload_id,
+        duplicate,
+    })
+    .into_response())
 }
 
 /// The callback body as a flat map: JSON object, or form fields (OSS URL-encodes the values it

@@ -1,6 +1,6 @@
 //! The OpenAPI 3.1 description of the HTTP API, assembled from the handlers' `#[utoipa::path]`
 //! annotations as the route table registers them (so a route cannot be served without being
-//! described), and the schemas of the bodies that handlers build as JSON values.
+//! described), and the response bodies the handlers share with it.
 
 use serde::Serialize;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -44,54 +44,56 @@ impl Modify for BearerSchemes {
     }
 }
 
-// Bodies the handlers write with `json!`; their fields are the contract of design.md.
+// Response bodies the handlers write, so the document cannot drift from them; their fields
+// are the contract of
+// design.md.
 
 #[derive(Serialize, ToSchema)]
 pub struct UploadList {
-    uploads: Vec<UploadView>,
+    pub uploads: Vec<UploadView>,
     /// Pass as `cursor` for the next page; null on the last one.
-    next_cursor: Option<String>,
+    pub next_cursor: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct RefreshedCredentials {
-    upload_id: String,
-    object_key: String,
-    expires_at: String,
-    credentials: CredentialsView<'static>,
+pub struct RefreshedCredentials<'a> {
+    pub upload_id: String,
+    pub object_key: String,
+    pub expires_at: String,
+    pub credentials: CredentialsView<'a>,
 }
 
 /// The Alibaba OSS mobile SDKs' `OSSAuthCredentialsProvider` format.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "PascalCase")]
-pub struct StsToken {
-    status_code: u16,
-    access_key_id: String,
-    access_key_secret: String,
-    security_token: String,
-    expiration: String,
+pub struct StsToken<'a> {
+    pub status_code: u16,
+    pub access_key_id: &'a str,
+    pub access_key_secret: &'a str,
+    pub security_token: &'a str,
+    pub expiration: String,
 }
 
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct StsTokenError {
-    status_code: u16,
-    error_code: String,
-    error_message: String,
+    pub status_code: u16,
+    pub error_code: String,
+    pub error_message: String,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct CallbackAck {
     /// Always `OK`: what OSS expects of a callback.
     #[serde(rename = "Status")]
-    status: String,
-    upload_id: Option<String>,
-    duplicate: bool,
+    pub status: &'static str,
+    pub upload_id: Option<String>,
+    pub duplicate: bool,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct WorkflowList {
-    workflows: Vec<super::admin::WorkflowView>,
+    pub workflows: Vec<super::admin::WorkflowView>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -112,18 +114,18 @@ pub struct MatchDecision {
 
 #[derive(Serialize, ToSchema)]
 pub struct TriggerList {
-    triggers: Vec<TriggerRow>,
+    pub triggers: Vec<TriggerRow>,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct AuditList {
-    entries: Vec<AuditRow>,
-    next_cursor: Option<String>,
+    pub entries: Vec<AuditRow>,
+    pub next_cursor: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct Health {
-    status: String,
+    pub status: &'static str,
 }
 
 #[derive(Serialize, ToSchema)]

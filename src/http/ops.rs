@@ -14,7 +14,7 @@ use crate::app::App;
 #[utoipa::path(get, path = "/healthz", tag = "operations",
     responses((status = 200, description = "the process is up", body = Health)))]
 pub async fn healthz() -> impl IntoResponse {
-    axum::Json(json!({"status": "ok"}))
+    axum::Json(Health { status: "ok" })
 }
 
 /// `GET /readyz`: 200 when the database answers and is migrated and the trigger worker is

@@ -382,12 +382,12 @@ pub async fn refresh_credentials(
         crate::config::CredentialScope::Upload => Scope::Object(upload.object_key.clone()),
     };
     let creds = app.vendor.credentials(&principal.segment, &scope).await?;
-    Ok(axum::Json(json!({
-        "upload_id": upload.id,
-        "object_key": upload.object_key,
-        "expires_at": rfc3339(creds.expiration),
-        "credentials": credentials_view(&creds),
-    }))
+    Ok(axum::Json(RefreshedCredentials {
+        upload_id: upload.id,
+        object_key: upload.object_key,
+        expires_at: rfc3339(creds.expiration),
+        credentials: credentials_view(&creds),
+    })
     .into_response())
 }
 
@@ -497,7 +497,11 @@ pub async fn list(
     } else {
         None
     };
-    Ok(axum::Json(json!({ "uploads": uploads, "next_cursor": next_cursor })).into_response())
+    Ok(axum::Json(UploadList {
+        uploads,
+        next_cursor,
+    })
+    .into_response())
 }
 
 /// `GET /v1/sts-token`: the format of the Alibaba OSS mobile SDKs' `OSSAuthCredentialsProvider`,
@@ -534,20 +538,21 @@ pub async fn sts_token(
     }
     .await;
     match result {
-        Ok(c) => axum::Json(json!({
-            "StatusCode": 200,
-            "AccessKeyId": c.access_key_id,
-            "AccessKeySecret": c.access_key_secret.expose_secret(),
-            "SecurityToken": c.security_token.expose_secret(),
-            "Expiration": rfc3339(c.expiration),
-        }))
+        Ok(c) => axum::Json(StsToken {
+            status_code: 200,
+            access_key_id: &c.access_key_id,
+            access_key_secret: c.access_key_secret.expose_secret(),
+            security_token: c.security_token.expose_secret(),
+            expiration: rfc3339(c.expiration),
+        })
         .into_response(),
         Err(e) => {
-            let body = json!({
-                "StatusCode": e.status.as_u16(),
-                "ErrorCode": e.code,
-                "ErrorMessage": e.message,
-            });
+            let body = serde_json::to_value(StsTokenError {
+                status_code: e.status.as_u16(),
+                error_code: e.code.to_owned(),
+                error_message: e.message.clone(),
+            })
+            .unwrap_or_default();
             e.into_response_with(body)
         }
     }
