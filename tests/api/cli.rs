@@ -163,16 +163,8 @@ async fn serve_vends_credentials_keeps_secrets_out_of_logs_and_stops_on_sigterm(
         .await
         .unwrap();
     assert_eq!(callback.status(), 200);
-    let records = json!({"Records": [{"eventName": "s3:ObjectCreated:Put", "eventSource": "minio:s3",
-        "s3": {"bucket": {"name": "media-input"}, "object": {"key": "uploads%2Fbob%2Fx%2Fb.mp4", "eTag": "LOGS2", "size": 1}}}]});
-    let event = client
-        .post(format!("http://{address}/v1/notifications/s3-events"))
-        .bearer_auth(S3_TOKEN)
-        .json(&records)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(event.status(), 200);
+    let event = announce(&client, &address, "uploads%2Fbob%2Fx%2Fb.mp4", "LOGS2").await;
+    assert_eq!(event, 200);
     let audit = client
         .get(format!("http://{address}/v1/admin/workflows"))
         .bearer_auth(ADMIN_TOKEN)
@@ -299,6 +291,22 @@ impl Drop for Server {
     }
 }
 
+/// Announces `key` (URL-encoded, as MinIO sends it) as created through the S3 webhook of the
+/// server at `address`; the answer's status.
+async fn announce(client: &reqwest::Client, address: &str, key: &str, etag: &str) -> u16 {
+    let records = json!({"Records": [{"eventName": "s3:ObjectCreated:Put", "eventSource": "minio:s3",
+        "s3": {"bucket": {"name": "media-input"}, "object": {"key": key, "eTag": etag, "size": 1}}}]});
+    client
+        .post(format!("http://{address}/v1/notifications/s3-events"))
+        .bearer_auth(S3_TOKEN)
+        .json(&records)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
 /// A configuration file with fast retries and one webhook workflow on `uploads/` delivering
 /// to `url`.
 fn webhook_config(dir: &std::path::Path, url: &str) -> std::path::PathBuf {
@@ -349,19 +357,9 @@ async fn triggers_survive_a_crash() {
     let mut first = Server::start(&env, Some(&file));
     let client = reqwest::Client::new();
     for i in 0..total {
-        let records = json!({"Records": [{"eventName": "s3:ObjectCreated:Put", "eventSource": "minio:s3",
-            "s3": {"bucket": {"name": "media-input"}, "object": {"key": format!("uploads%2Fcrash%2Fx%2F{i}.mp4"), "eTag": format!("E{i}"), "size": 1}}}]});
-        let response = client
-            .post(format!(
-                "http://{}/v1/notifications/s3-events",
-                first.address
-            ))
-            .bearer_auth(S3_TOKEN)
-            .json(&records)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200, "{}", first.logs());
+        let key = format!("uploads%2Fcrash%2Fx%2F{i}.mp4");
+        let status = announce(&client, &first.address, &key, &format!("E{i}")).await;
+        assert_eq!(status, 200, "{}", first.logs());
     }
     assert!(hooks.wait_for(4, Duration::from_secs(10)).await);
     first.signal("-KILL");
@@ -468,16 +466,9 @@ async fn two_instances_on_one_database_deliver_every_trigger_once() {
             let (client, addresses) = (client.clone(), addresses.clone());
             tokio::spawn(async move {
                 for i in (s..total).step_by(senders) {
-                    let records = json!({"Records": [{"eventName": "s3:ObjectCreated:Put", "eventSource": "minio:s3",
-                        "s3": {"bucket": {"name": "media-input"}, "object": {"key": format!("uploads%2Fpair%2Fx%2F{i}.mp4"), "eTag": format!("P{i}"), "size": 1}}}]});
-                    let response = client
-                        .post(format!("http://{}/v1/notifications/s3-events", addresses[i % 2]))
-                        .bearer_auth(S3_TOKEN)
-                        .json(&records)
-                        .send()
-                        .await
-                        .unwrap();
-                    assert_eq!(response.status(), 200);
+                    let key = format!("uploads%2Fpair%2Fx%2F{i}.mp4");
+                    let status = announce(&client, &addresses[i % 2], &key, &format!("P{i}")).await;
+                    assert_eq!(status, 200);
                 }
             })
         })
