@@ -128,9 +128,11 @@ pub async fn serve(
             server.abort();
         }
     }
-    // The worker stops after its current deliveries; what it has not finished stays claimed
-    // until the lease ends, then the next start (or another instance) takes it over.
-    let _ = tokio::time::timeout(grace, worker).await;
+    // The worker gives its deliveries in flight the same grace (counted from the signal), then
+    // cancels and releases what is unfinished; the margin lets that release reach the database
+    // before the pool closes. Were it still stuck, its claims would be taken over when their
+    // lease ends.
+    let _ = tokio::time::timeout(grace + Duration::from_secs(5), worker).await;
     app.store.close().await;
     Ok(())
 }

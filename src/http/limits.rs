@@ -21,6 +21,7 @@ const PRUNE_ABOVE: usize = 100_000;
 
 pub struct VendLimits {
     per_user: Option<DefaultKeyedRateLimiter<String>>,
+    /// Keyed by IPv4 address or IPv6 /64: one IPv6 client usually holds a whole /64.
     per_ip: Option<DefaultKeyedRateLimiter<IpAddr>>,
     clock: DefaultClock,
 }
@@ -35,12 +36,14 @@ impl VendLimits {
     }
 
     /// Counts one credential request from `ip` for `user`; 429 when either is over its quota.
+    /// The user is checked first, so one user's refused requests do not use up the address's
+    /// quota for everyone else behind it (a company NAT, say).
     pub fn vend(&self, ip: IpAddr, user: &str) -> Result<(), ApiError> {
-        if let Some(limiter) = &self.per_ip {
-            self.check(limiter, &ip, "this address")?;
-        }
         if let Some(limiter) = &self.per_user {
             self.check(limiter, &user.to_owned(), "this user")?;
+        }
+        if let Some(limiter) = &self.per_ip {
+            self.check(limiter, &address_key(ip), "this address")?;
         }
         Ok(())
     }
@@ -70,14 +73,26 @@ impl VendLimits {
     }
 }
 
+/// The address as rate limits count it: IPv4 as is, IPv6 by its /64.
+fn address_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            IpAddr::from([s[0], s[1], s[2], s[3], 0, 0, 0, 0])
+        }
+    }
+}
+
 /// A limiter allowing `per_minute` (as a burst, refilled evenly), or none for 0.
 fn keyed<K: std::hash::Hash + Eq + Clone>(per_minute: u32) -> Option<DefaultKeyedRateLimiter<K>> {
     NonZeroU32::new(per_minute).map(|n| DefaultKeyedRateLimiter::keyed(Quota::per_minute(n)))
 }
 
-/// The client's address: the TCP peer, or behind a load balancer the last address in
+/// The client's address: the TCP peer, or behind a load balancer the last entry of
 /// `server.client_ip_header` (the one the balancer itself appended; earlier ones are whatever
-/// the client sent).
+/// the client sent, so they are never used), without a port; the TCP peer when that entry is
+/// not an address.
 pub struct ClientIp(pub IpAddr);
 
 impl FromRequestParts<Arc<App>> for ClientIp {
@@ -103,14 +118,28 @@ fn client_ip(
     let Some(name) = &server.client_ip_header else {
         return peer;
     };
-    headers
+    let last = headers
         .get_all(name.as_str())
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|a| a.trim().parse::<IpAddr>().ok())
         .next_back()
-        .or(peer)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit(',').next())
+        .map(str::trim);
+    last.and_then(parse_address).or(peer)
+}
+
+/// `1.2.3.4`, `1.2.3.4:5678`, `2001:db8::1` or `[2001:db8::1]:5678`.
+fn parse_address(entry: &str) -> Option<IpAddr> {
+    if let Ok(ip) = entry.parse() {
+        return Some(ip);
+    }
+    if let Ok(addr) = entry.parse::<SocketAddr>() {
+        return Some(addr.ip());
+    }
+    entry
+        .strip_prefix('[')
+        .and_then(|rest| rest.split_once(']'))
+        .and_then(|(ip, _)| ip.parse().ok())
 }
 
 #[cfg(test)]
@@ -130,9 +159,23 @@ mod tests {
         let e = limits.vend(a, "alice").unwrap_err();
         assert_eq!((e.status.as_u16(), e.code), (429, "rate_limited"));
         assert!(e.retry_after.unwrap() >= Duration::from_secs(1));
-        // Alice's third request used up the address's third.
-        assert!(limits.vend(a, "bob").is_err());
-        assert!(limits.vend(b, "bob").is_ok());
+        // Alice's refused requests did not count against the address.
+        assert!(limits.vend(a, "bob").is_ok());
+        assert!(
+            limits
+                .vend(a, "carol")
+                .unwrap_err()
+                .message
+                .contains("address")
+        );
+        assert!(limits.vend(b, "carol").is_ok());
+        // One IPv6 /64 is one address.
+        let v6 = |s: &str| s.parse::<IpAddr>().unwrap();
+        for host in ["2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:2:ffff::9"] {
+            let _ = limits.vend(v6(host), &format!("u-{host}"));
+        }
+        assert!(limits.vend(v6("2001:db8:1:2::77"), "dave").is_err());
+        assert!(limits.vend(v6("2001:db8:1:3::1"), "dave").is_ok());
         let off = VendLimits::new(&LimitsConfig {
             vend_per_user_per_minute: 0,
             vend_per_ip_per_minute: 0,
@@ -150,11 +193,30 @@ mod tests {
         headers.insert("x-forwarded-for", "6.6.6.6, 203.0.113.7".parse().unwrap());
         assert_eq!(client_ip(&server, &headers, peer), peer);
         server.client_ip_header = Some("x-forwarded-for".into());
+        let none = axum::http::HeaderMap::new();
+        assert_eq!(client_ip(&server, &none, peer), peer, "no header: the peer");
         assert_eq!(
             client_ip(&server, &headers, peer),
             Some("203.0.113.7".parse().unwrap())
         );
         headers.insert("x-forwarded-for", "garbage".parse().unwrap());
         assert_eq!(client_ip(&server, &headers, peer), peer);
+        // A spoofed earlier entry is never used, even when the last one is unreadable.
+        headers.insert("x-forwarded-for", "6.6.6.6, unknown".parse().unwrap());
+        assert_eq!(client_ip(&server, &headers, peer), peer);
+        for (entry, ip) in [
+            ("203.0.113.7:443", "203.0.113.7"),
+            ("[2001:db8::5]:443", "2001:db8::5"),
+            ("2001:db8::5", "2001:db8::5"),
+        ] {
+            headers.insert(
+                "x-forwarded-for",
+                format!("6.6.6.6, {entry}").parse().unwrap(),
+            );
+            assert_eq!(
+                client_ip(&server, &headers, peer),
+                Some(ip.parse().unwrap())
+            );
+        }
     }
 }
