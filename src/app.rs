@@ -15,7 +15,7 @@ use crate::callbacks::keys::KeyStore;
 use crate::config::Config;
 use crate::config::Provider;
 use crate::credentials::cache::CredentialCache;
-use crate::credentials::{KeyPrefix, Vendor};
+use crate::credentials::{KeyPrefix, PolicyDialect, Vendor};
 use crate::processing::Worker;
 use crate::store::Store;
 use crate::sts::{AliyunSts, AwsSts, Sts};
@@ -36,6 +36,9 @@ pub struct App {
     pub worker: Arc<Worker>,
     /// Rate limits on credential vending.
     pub limits: crate::http::VendLimits,
+    /// The queue figures `/metrics` last read, and when: scrapes within a few seconds share
+    /// one read, so an unauthenticated endpoint cannot make the database count in a loop.
+    pub queue_stats: tokio::sync::Mutex<Option<(std::time::Instant, crate::store::QueueStats)>>,
 }
 
 impl App {
@@ -70,7 +73,7 @@ impl App {
         );
         let vendor = Vendor::new(
             cache,
-            config.storage.provider,
+            PolicyDialect::for_provider(config.storage.provider, config.aws_partition()),
             config.storage.bucket.clone(),
             config.sts.duration_seconds,
         );
@@ -82,6 +85,7 @@ impl App {
         crate::telemetry::metrics();
         Ok(Arc::new(App {
             limits,
+            queue_stats: tokio::sync::Mutex::new(None),
             config,
             store,
             auth,

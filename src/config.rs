@@ -463,8 +463,25 @@ impl Config {
         match (&self.sts.endpoint, self.storage.provider) {
             (Some(e), _) => e.clone(),
             (None, Provider::Aliyun) => "https://sts.aliyuncs.com".into(),
-            (None, Provider::S3) => format!("https://sts.{}.amazonaws.com", self.sts_region()),
+            (None, Provider::S3) => {
+                let domain = match self.aws_partition() {
+                    "aws-cn" => "amazonaws.com.cn",
+                    _ => "amazonaws.com",
+                };
+                format!("https://sts.{}.{domain}", self.sts_region())
+            }
         }
+    }
+
+    /// The AWS partition of `sts.role_arn` (`aws`, `aws-cn`, `aws-us-gov`); `aws` when the ARN
+    /// names none.
+    pub fn aws_partition(&self) -> &str {
+        self.sts
+            .role_arn
+            .strip_prefix("arn:")
+            .and_then(|rest| rest.split(':').next())
+            .filter(|p| p.starts_with("aws"))
+            .unwrap_or("aws")
     }
 
     /// The region STS requests are signed for (`s3`).
@@ -873,6 +890,10 @@ mod tests {
         assert_eq!(c.sts_endpoint(), "https://sts.us-east-1.amazonaws.com");
         c.sts.region = Some("eu-west-1".into());
         assert_eq!(c.sts_endpoint(), "https://sts.eu-west-1.amazonaws.com");
+        c.sts.role_arn = "arn:aws-cn:iam::123456789012:role/uploader".into();
+        c.sts.region = Some("cn-north-1".into());
+        assert_eq!(c.aws_partition(), "aws-cn");
+        assert_eq!(c.sts_endpoint(), "https://sts.cn-north-1.amazonaws.com.cn");
         c.sts.endpoint = Some("http://127.0.0.1:7480".into());
         assert_eq!(c.sts_endpoint(), "http://127.0.0.1:7480");
         c.workflows.push(WorkflowConfig {

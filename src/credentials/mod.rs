@@ -282,13 +282,40 @@ pub const S3_UPLOAD_ACTIONS: &[&str] = &[
     "s3:ListMultipartUploadParts",
 ];
 
+/// Which policy language a session policy is written in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicyDialect {
+    /// Alibaba RAM: `acs:oss:*:*:{bucket}/...`.
+    Ram,
+    /// AWS IAM in `partition` (`aws`, `aws-cn`, `aws-us-gov`): `arn:{partition}:s3:::{bucket}/...`.
+    Iam { partition: String },
+}
+
+impl PolicyDialect {
+    pub fn for_provider(provider: Provider, partition: &str) -> Self {
+        match provider {
+            Provider::Aliyun => PolicyDialect::Ram,
+            Provider::S3 => PolicyDialect::Iam {
+                partition: partition.to_owned(),
+            },
+        }
+    }
+}
+
 /// The session policy (compact JSON) allowing only the upload actions on `scope` in `bucket`,
-/// in the provider's dialect: a RAM policy on `acs:oss:*:*:{bucket}/...` or an IAM policy on
-/// `arn:aws:s3:::{bucket}/...`. Fails when the policy would exceed what STS accepts.
-pub fn session_policy(provider: Provider, bucket: &str, scope: &Scope) -> Result<String, String> {
-    let (version, action, resource) = match provider {
-        Provider::Aliyun => ("1", OSS_UPLOAD_ACTIONS, "acs:oss:*:*:"),
-        Provider::S3 => ("2012-10-17", S3_UPLOAD_ACTIONS, "arn:aws:s3:::"),
+/// in `dialect`. Fails when the policy would exceed what STS accepts.
+pub fn session_policy(
+    dialect: &PolicyDialect,
+    bucket: &str,
+    scope: &Scope,
+) -> Result<String, String> {
+    let (version, action, resource) = match dialect {
+        PolicyDialect::Ram => ("1", OSS_UPLOAD_ACTIONS, "acs:oss:*:*:".to_owned()),
+        PolicyDialect::Iam { partition } => (
+            "2012-10-17",
+            S3_UPLOAD_ACTIONS,
+            format!("arn:{partition}:s3:::"),
+        ),
     };
     let policy = Policy {
         version,
@@ -310,7 +337,7 @@ pub fn session_policy(provider: Provider, bucket: &str, scope: &Scope) -> Result
 
 /// The RAM session policy for OSS; see [`session_policy`].
 pub fn oss_session_policy(bucket: &str, scope: &Scope) -> Result<String, String> {
-    session_policy(Provider::Aliyun, bucket, scope)
+    session_policy(&PolicyDialect::Ram, bucket, scope)
 }
 
 /// RoleSessionName for a user: `mg.{segment}` (2-32 of `[A-Za-z0-9.@_-]`). A segment too long
@@ -403,7 +430,7 @@ fn post_policy_document(
 /// Hands out credentials for a scope in the input bucket, through the cache.
 pub struct Vendor {
     cache: CredentialCache,
-    provider: Provider,
+    dialect: PolicyDialect,
     bucket: String,
     duration_seconds: u32,
 }
@@ -411,13 +438,13 @@ pub struct Vendor {
 impl Vendor {
     pub fn new(
         cache: CredentialCache,
-        provider: Provider,
+        dialect: PolicyDialect,
         bucket: String,
         duration_seconds: u32,
     ) -> Self {
         Self {
             cache,
-            provider,
+            dialect,
             bucket,
             duration_seconds,
         }
@@ -430,7 +457,7 @@ impl Vendor {
         scope: &Scope,
     ) -> Result<Arc<Credentials>, StsError> {
         // Both inputs are checked types, so a failure here is a bug in our limits.
-        let policy = session_policy(self.provider, &self.bucket, scope).map_err(|message| {
+        let policy = session_policy(&self.dialect, &self.bucket, scope).map_err(|message| {
             StsError::Rejected {
                 code: "PolicyTooLong".into(),
                 message,
@@ -454,6 +481,32 @@ mod tests {
 
     fn prefix() -> KeyPrefix {
         KeyPrefix::parse("uploads/").unwrap()
+    }
+
+    #[test]
+    fn iam_policy_allows_only_uploads_in_the_partition_and_scope() {
+        let seg = UserSegment::for_subject("alice");
+        let dialect = PolicyDialect::Iam {
+            partition: "aws-cn".into(),
+        };
+        let policy =
+            session_policy(&dialect, "media-input", &Scope::user(&prefix(), &seg)).unwrap();
+        assert_eq!(
+            policy,
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:PutObject","s3:AbortMultipartUpload","s3:ListMultipartUploadParts"],"Resource":["arn:aws-cn:s3:::media-input/uploads/alice/*"]}]}"#
+        );
+        let one = Scope::Object("uploads/alice/1/a b.mp4".into());
+        let policy = session_policy(
+            &PolicyDialect::for_provider(Provider::S3, "aws"),
+            "b-1",
+            &one,
+        )
+        .unwrap();
+        assert!(policy.contains(r#""Resource":["arn:aws:s3:::b-1/uploads/alice/1/a b.mp4"]"#));
+        assert_eq!(
+            PolicyDialect::for_provider(Provider::Aliyun, "aws"),
+            PolicyDialect::Ram
+        );
     }
 
     #[test]

@@ -89,6 +89,20 @@ pub async fn readyz(State(app): State<Arc<App>>) -> impl IntoResponse {
     (status, axum::Json(body))
 }
 
+/// The queue figures, read at most every few seconds; concurrent scrapes wait for one read.
+async fn cached_queue_stats(app: &App) -> anyhow::Result<crate::store::QueueStats> {
+    const FRESH_FOR: std::time::Duration = std::time::Duration::from_secs(5);
+    let mut cached = app.queue_stats.lock().await;
+    if let Some((at, stats)) = cached.as_ref()
+        && at.elapsed() < FRESH_FOR
+    {
+        return Ok(stats.clone());
+    }
+    let stats = app.store.queue_stats().await?;
+    *cached = Some((std::time::Instant::now(), stats.clone()));
+    Ok(stats)
+}
+
 /// Whether `url`'s host accepts a TCP connection within a second: enough to tell a network or
 /// DNS fault from a working path, without calling (and being billed for) an API.
 async fn reachable(url: &str) -> bool {
@@ -117,7 +131,7 @@ async fn reachable(url: &str) -> bool {
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
 pub async fn metrics(State(app): State<Arc<App>>) -> axum::response::Response {
-    match app.store.queue_stats().await {
+    match cached_queue_stats(&app).await {
         Ok(stats) => {
             for state in ["pending", "in_flight", "failed", "delivered", "dead"] {
                 let n = stats
