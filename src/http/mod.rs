@@ -40,13 +40,10 @@ const NOTIFICATION_BODY_LIMIT: usize = 1024 * 1024;
 
 /// Every route mediagate serves, with its middleware.
 pub fn router(app: Arc<App>) -> Router {
-    let (routes, _) = routes(cors(&app.config.server.cors_origins));
     let timeout = Duration::from_secs(app.config.server.request_timeout_seconds);
+    let (routes, _) = routes(cors(&app.config.server.cors_origins), timeout);
     routes
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(middleware::from_fn(move |req, next| {
-            within(timeout, req, next)
-        }))
         .layer(middleware::from_fn(track))
         // Responses carry credentials and per-user data: no cache may keep them.
         .layer(SetResponseHeaderLayer::if_not_present(
@@ -69,9 +66,7 @@ pub fn router(app: Arc<App>) -> Router {
                 })
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
-        .layer(CatchPanicLayer::custom(|_| {
-            ApiError::internal(anyhow::anyhow!("handler panicked")).into_response()
-        }))
+        .layer(CatchPanicLayer::custom(panicked))
         // Outermost, so the id is in the request's span and on every response.
         .layer(middleware::from_fn(request_id))
         .with_state(app)
@@ -97,7 +92,17 @@ async fn track(req: Request, next: Next) -> Response {
 
 /// The route table: each route is registered with its handler's OpenAPI description, so the
 /// document cannot leave one out. `cors` wraps the routes browser apps call, and only those.
-fn routes(cors: Option<CorsLayer>) -> (Router<Arc<App>>, utoipa::openapi::OpenApi) {
+fn routes(
+    cors: Option<CorsLayer>,
+    timeout: Duration,
+) -> (Router<Arc<App>>, utoipa::openapi::OpenApi) {
+    let guarded = |router: Router<Arc<App>>| {
+        router
+            .layer(middleware::from_fn(move |req, next| {
+                within(timeout, req, next)
+            }))
+            .layer(CatchPanicLayer::custom(panicked))
+    };
     let (app_facing, app_facing_api) = OpenApiRouter::new()
         .routes(routes!(uploads::create, uploads::list))
         .routes(routes!(uploads::get))
@@ -106,7 +111,8 @@ fn routes(cors: Option<CorsLayer>) -> (Router<Arc<App>>, utoipa::openapi::OpenAp
         .split_for_parts();
     // Set before the CORS layer so that it wraps preflight requests too, which no handler
     // takes; and this router is merged last so the outer fallback does not replace it.
-    let app_facing = app_facing.method_not_allowed_fallback(method_not_allowed);
+    // Timeouts and panics are answered inside the CORS layer, so a browser can read them.
+    let app_facing = guarded(app_facing.method_not_allowed_fallback(method_not_allowed));
     let app_facing = match cors {
         Some(layer) => app_facing.layer(layer),
         None => app_facing,
@@ -116,7 +122,7 @@ fn routes(cors: Option<CorsLayer>) -> (Router<Arc<App>>, utoipa::openapi::OpenAp
         .routes(routes!(notifications::oss_events))
         .routes(routes!(notifications::s3_events))
         .split_for_parts();
-    let notifications = notifications
+    let notifications = guarded(notifications)
         .layer(DefaultBodyLimit::max(NOTIFICATION_BODY_LIMIT))
         .layer(middleware::from_fn(notifications::count_rejections));
     let (rest, mut api) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
@@ -137,7 +143,7 @@ fn routes(cors: Option<CorsLayer>) -> (Router<Arc<App>>, utoipa::openapi::OpenAp
         .split_for_parts();
     api.merge(app_facing_api);
     api.merge(notifications_api);
-    let router = rest
+    let router = guarded(rest)
         .merge(notifications)
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(method_not_allowed)
@@ -149,11 +155,15 @@ fn routes(cors: Option<CorsLayer>) -> (Router<Arc<App>>, utoipa::openapi::OpenAp
 pub fn openapi_json() -> &'static str {
     static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     DOCUMENT.get_or_init(|| {
-        routes(None)
+        routes(None, Duration::from_secs(30))
             .1
             .to_pretty_json()
             .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
     })
+}
+
+fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    ApiError::internal(anyhow::anyhow!("handler panicked")).into_response()
 }
 
 async fn method_not_allowed() -> ApiError {

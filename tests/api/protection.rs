@@ -144,6 +144,7 @@ async fn request_ids_are_kept_when_well_formed_and_made_otherwise() {
 async fn a_request_past_the_timeout_is_503_timeout() {
     let app = TestApp::spawn_with(|c| {
         c.server.request_timeout_seconds = 1;
+        c.server.cors_origins = vec!["https://app.example.com".into()];
         c.sts.timeout_ms = 5000;
         c.sts.max_attempts = 1;
     })
@@ -151,10 +152,21 @@ async fn a_request_past_the_timeout_is_503_timeout() {
     app.sts.set_latency(Duration::from_secs(3));
     let started = std::time::Instant::now();
     let r = app
-        .create_upload(&app.token("alice"), json!({"file_name": "a.mp4"}))
-        .await;
+        .client
+        .post(app.url("/v1/uploads"))
+        .header("origin", "https://app.example.com")
+        .bearer_auth(app.token("alice"))
+        .json(&json!({"file_name": "a.mp4"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 503);
     assert!(r.headers().get("retry-after").is_some());
+    // The page that asked can read the answer.
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
     assert_eq!(error_code(r).await, "timeout");
     assert!(started.elapsed() < Duration::from_millis(2500));
 }
