@@ -118,7 +118,9 @@ print(json.dumps({"endpoint": u["endpoint"], "region": u["region"], "creds": u["
                   "bucket": u["bucket"], "key": u["object_key"], "size": 262144}))')
 echo "PUT $KEY -> $("$PY" "$S3CLIENT" put "$ARGS")"
 OUTSIDE=$(echo "$ARGS" | python3 -c 'import json,sys;a=json.load(sys.stdin);a["key"]=a["key"].replace("uploads/alice/","uploads/bob/");print(json.dumps(a))')
-echo "PUT into bob's prefix with alice's credentials -> $("$PY" "$S3CLIENT" put "$OUTSIDE")"
+REFUSED=$("$PY" "$S3CLIENT" put "$OUTSIDE")
+echo "PUT into bob's prefix with alice's credentials -> $REFUSED"
+echo "$REFUSED" | grep -q '"code": "AccessDenied"' || { echo "RGW did not refuse the write outside alice's prefix" >&2; exit 1; }
 
 step "7. The event RGW sent, and the workflow it matched"
 for _ in $(seq 1 100); do grep -q "object event recorded" "$WORK/mediagate.log" && break; sleep 0.1; done
