@@ -200,12 +200,10 @@ pub async fn update_workflow(
     Json(spec): Json<WorkflowConfig>,
 ) -> Result<Response, ApiError> {
     let def = parse_def(spec)?;
-    let Some(before) = app.store.get_workflow(&id).await? else {
-        return Err(ApiError::not_found());
-    };
-    let detail = json!({ "before": def_detail(&before.def), "after": def_detail(&def) });
+    let after = def_detail(&def);
+    let detail = |before: &Workflow| json!({ "before": def_detail(&before.def), "after": after });
     saved(
-        app.store.update_workflow(&id, def, &who, &detail).await?,
+        app.store.update_workflow(&id, def, &who, detail).await?,
         StatusCode::OK,
     )
 }
@@ -221,11 +219,8 @@ pub async fn delete_workflow(
     Admin(who): Admin,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let Some(before) = app.store.get_workflow(&id).await? else {
-        return Err(ApiError::not_found());
-    };
-    let detail = json!({ "before": def_detail(&before.def) });
-    if app.store.delete_workflow(&id, &who, &detail).await? {
+    let detail = |before: &Workflow| json!({ "before": def_detail(&before.def) });
+    if app.store.delete_workflow(&id, &who, detail).await? {
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
         Err(ApiError::not_found())

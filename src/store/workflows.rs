@@ -63,13 +63,14 @@ impl Store {
         }))
     }
 
-    /// Replaces a workflow and records `detail` in the audit trail with the change.
+    /// Replaces a workflow and records the change in the audit trail, `detail` made from the
+    /// workflow as it was, read in the same transaction.
     pub async fn update_workflow(
         &self,
         id: &str,
         def: WorkflowDef,
         who: &Actor,
-        detail: &serde_json::Value,
+        detail: impl FnOnce(&Workflow) -> serde_json::Value,
     ) -> anyhow::Result<Saved> {
         let (sink, mwf, url, secret) = sink_columns(&def.sink);
         let taken = sqlx::query("SELECT id FROM workflows WHERE name = $1 AND id <> $2")
@@ -82,6 +83,10 @@ impl Store {
             return Ok(Saved::NameTaken);
         }
         let mut tx = self.writer.begin().await.context("updating workflow")?;
+        let Some(before) = self.locked_workflow(&mut tx, id).await? else {
+            return Ok(Saved::NotFound);
+        };
+        let detail = detail(&before);
         let result = sqlx::query(
             "UPDATE workflows SET name = $1, state = $2, bucket = $3, prefix = $4, output_prefix = $5, sink = $6,
              media_workflow_id = $7, webhook_url = $8, webhook_secret = $9, updated_at = $10 WHERE id = $11",
@@ -102,7 +107,7 @@ impl Store {
         match result {
             Ok(r) if r.rows_affected() == 0 => Ok(Saved::NotFound),
             Ok(_) => {
-                record(&mut tx, who, "workflow.update", id, detail)
+                record(&mut tx, who, "workflow.update", id, &detail)
                     .await
                     .context("recording the change")?;
                 tx.commit().await.context("updating workflow")?;
@@ -117,15 +122,19 @@ impl Store {
         }
     }
 
-    /// Deletes a workflow and records `detail` in the audit trail with the change; `false`
-    /// when there was none.
+    /// Deletes a workflow and records the change in the audit trail, `detail` made from the
+    /// workflow as it was, read in the same transaction; `false` when there was none.
     pub async fn delete_workflow(
         &self,
         id: &str,
         who: &Actor,
-        detail: &serde_json::Value,
+        detail: impl FnOnce(&Workflow) -> serde_json::Value,
     ) -> anyhow::Result<bool> {
         let mut tx = self.writer.begin().await.context("deleting workflow")?;
+        let Some(before) = self.locked_workflow(&mut tx, id).await? else {
+            return Ok(false);
+        };
+        let detail = detail(&before);
         let result = sqlx::query("DELETE FROM workflows WHERE id = $1")
             .bind(id)
             .execute(&mut *tx)
@@ -134,11 +143,32 @@ impl Store {
         if result.rows_affected() != 1 {
             return Ok(false);
         }
-        record(&mut tx, who, "workflow.delete", id, detail)
+        record(&mut tx, who, "workflow.delete", id, &detail)
             .await
             .context("recording the change")?;
         tx.commit().await.context("deleting workflow")?;
         Ok(true)
+    }
+
+    /// The workflow `id` inside `tx`, locked on PostgreSQL until the transaction ends (SQLite
+    /// has one writer, so its transaction already excludes others).
+    async fn locked_workflow(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        id: &str,
+    ) -> anyhow::Result<Option<Workflow>> {
+        let lock = match self.backend {
+            super::Backend::Postgres => " FOR UPDATE",
+            super::Backend::Sqlite => "",
+        };
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM workflows WHERE id = $1{lock}"
+        ))
+        .bind(id)
+        .fetch_optional(tx)
+        .await
+        .context("reading workflow")?;
+        row.as_ref().map(workflow_from_row).transpose()
     }
 
     /// Creates or replaces each configured workflow by name, marking it as from the config.
