@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::error::ApiError;
-use super::extract::{Json, Query, bearer};
+use super::extract::{Json, Query, bearer, page};
 use super::limits::ClientIp;
 use super::openapi::{AuditList, ErrorBody, MatchReport, TriggerList, WorkflowList};
 use crate::app::App;
@@ -296,10 +296,7 @@ pub async fn list_triggers(
             "state must be one of pending, in_flight, failed, dead, delivered",
         ));
     }
-    let limit = p.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::bad_request("limit must be between 1 and 1000"));
-    }
+    let limit = page(p.limit, None, 100, 1000)?;
     let triggers = app.store.list_triggers(&state, limit).await?;
     Ok(axum::Json(TriggerList { triggers }).into_response())
 }
@@ -358,17 +355,7 @@ pub async fn list_audit(
     _: Admin,
     Query(p): Query<AuditParams>,
 ) -> Result<Response, ApiError> {
-    let limit = p.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::bad_request("limit must be between 1 and 1000"));
-    }
-    if let Some(c) = &p.cursor
-        && uuid::Uuid::try_parse(c).is_err()
-    {
-        return Err(ApiError::bad_request(
-            "cursor is not one this server returned",
-        ));
-    }
+    let limit = page(p.limit, p.cursor.as_deref(), 100, 1000)?;
     let mut entries = app.store.list_audit(limit + 1, p.cursor.as_deref()).await?;
     let next_cursor = if entries.len() > limit as usize {
         entries.truncate(limit as usize);

@@ -44,6 +44,28 @@ fn json_error(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
     }
 }
 
+/// A page of a list: `limit` (default `default`, 1 to `max`) and a cursor, which must be an
+/// id this server returned. 400 `bad_request` otherwise.
+pub fn page(
+    limit: Option<u32>,
+    cursor: Option<&str>,
+    default: u32,
+    max: u32,
+) -> Result<u32, ApiError> {
+    let limit = limit.unwrap_or(default);
+    if !(1..=max).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "limit must be between 1 and {max}"
+        )));
+    }
+    if cursor.is_some_and(|c| uuid::Uuid::try_parse(c).is_err()) {
+        return Err(ApiError::bad_request(
+            "cursor is not one this server returned",
+        ));
+    }
+    Ok(limit)
+}
+
 /// Query parameters, 400 `bad_request` when they do not parse.
 pub struct Query<T>(pub T);
 

@@ -12,7 +12,7 @@ use serde_json::json;
 use tracing::instrument;
 
 use super::error::ApiError;
-use super::extract::{Json, Query, User};
+use super::extract::{Json, Query, User, page};
 use super::limits::ClientIp;
 use super::openapi::{ErrorBody, RefreshedCredentials, StsToken, StsTokenError, UploadList};
 use crate::app::App;
@@ -467,17 +467,7 @@ pub async fn list(
     User(principal): User,
     Query(params): Query<ListParams>,
 ) -> Result<Response, ApiError> {
-    let limit = params.limit.unwrap_or(20);
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::bad_request("limit must be between 1 and 100"));
-    }
-    if let Some(c) = &params.cursor
-        && uuid::Uuid::try_parse(c).is_err()
-    {
-        return Err(ApiError::bad_request(
-            "cursor is not one this server returned",
-        ));
-    }
+    let limit = page(params.limit, params.cursor.as_deref(), 20, 100)?;
     let rows = app
         .store
         .list_uploads(
