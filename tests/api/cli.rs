@@ -90,12 +90,13 @@ async fn check_config_lists_every_problem() {
 
 #[tokio::test]
 async fn serve_vends_credentials_keeps_secrets_out_of_logs_and_stops_on_sigterm() {
-    let sts = StsFake::start().await;
-    let hooks = WebhookReceiver::start(WEBHOOK_SECRET).await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = test_config(&sts, dir.path()).await;
-    let file = webhook_config(dir.path(), &hooks.url);
-    let mut env = env_for(&config);
+    let WebhookSetup {
+        _sts,
+        hooks,
+        _dir,
+        file,
+        mut env,
+    } = webhook_setup(Duration::ZERO).await;
     env.push(("MEDIAGATE__AUTH__ADMIN_TOKEN", ADMIN_TOKEN.into()));
     let key_pins = format!(
         "{{\"{OSS_KEY_URL}\" = \"\"\"{}\"\"\"}}",
@@ -291,6 +292,33 @@ impl Drop for Server {
     }
 }
 
+/// What a `serve` process delivering to a webhook receiver needs: the STS fake and the
+/// directory kept alive, the receiver answering after `latency`, the config file and the env.
+struct WebhookSetup {
+    _sts: StsFake,
+    hooks: WebhookReceiver,
+    _dir: tempfile::TempDir,
+    file: std::path::PathBuf,
+    env: Vec<(&'static str, String)>,
+}
+
+async fn webhook_setup(latency: Duration) -> WebhookSetup {
+    let sts = StsFake::start().await;
+    let hooks = WebhookReceiver::start(WEBHOOK_SECRET).await;
+    hooks.set_latency(latency);
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(&sts, dir.path()).await;
+    let file = webhook_config(dir.path(), &hooks.url);
+    let env = env_for(&config);
+    WebhookSetup {
+        _sts: sts,
+        hooks,
+        _dir: dir,
+        file,
+        env,
+    }
+}
+
 /// Announces `key` (URL-encoded, as MinIO sends it) as created through the S3 webhook of the
 /// server at `address`; the answer's status.
 async fn announce(client: &reqwest::Client, address: &str, key: &str, etag: &str) -> u16 {
@@ -345,13 +373,13 @@ webhook_secret = "{WEBHOOK_SECRET}"
 /// delivered, none lost.
 #[tokio::test]
 async fn triggers_survive_a_crash() {
-    let sts = StsFake::start().await;
-    let hooks = WebhookReceiver::start(WEBHOOK_SECRET).await;
-    hooks.set_latency(Duration::from_millis(250));
-    let dir = tempfile::tempdir().unwrap();
-    let config = test_config(&sts, dir.path()).await;
-    let file = webhook_config(dir.path(), &hooks.url);
-    let env = env_for(&config);
+    let WebhookSetup {
+        _sts,
+        hooks,
+        _dir,
+        file,
+        env,
+    } = webhook_setup(Duration::from_millis(250)).await;
     let total = 40;
 
     let mut first = Server::start(&env, Some(&file));
@@ -448,13 +476,13 @@ media_workflow_id = "wf-2"
 /// load: every trigger is delivered exactly once between them.
 #[tokio::test]
 async fn two_instances_on_one_database_deliver_every_trigger_once() {
-    let sts = StsFake::start().await;
-    let hooks = WebhookReceiver::start(WEBHOOK_SECRET).await;
-    hooks.set_latency(Duration::from_millis(20));
-    let dir = tempfile::tempdir().unwrap();
-    let config = test_config(&sts, dir.path()).await;
-    let file = webhook_config(dir.path(), &hooks.url);
-    let env = env_for(&config);
+    let WebhookSetup {
+        _sts,
+        hooks,
+        _dir,
+        file,
+        env,
+    } = webhook_setup(Duration::from_millis(20)).await;
     let mut a = Server::start(&env, Some(&file));
     let mut b = Server::start(&env, Some(&file));
     let total = 300;
