@@ -36,6 +36,11 @@ pub struct App {
     pub worker: Arc<Worker>,
     /// Rate limits on credential vending.
     pub limits: crate::http::VendLimits,
+    /// Failed authentication per client address.
+    pub auth_throttle: crate::http::AuthThrottle,
+    /// The last readiness answer, and when: probes within a second share one check, so an
+    /// unauthenticated endpoint cannot make the database (or upstreams) work in a loop.
+    pub readiness: tokio::sync::Mutex<Option<(std::time::Instant, crate::http::Readiness)>>,
     /// The queue figures `/metrics` last read, and when: scrapes within a few seconds share
     /// one read, so an unauthenticated endpoint cannot make the database count in a loop.
     pub queue_stats: tokio::sync::Mutex<Option<(std::time::Instant, crate::store::QueueStats)>>,
@@ -82,9 +87,12 @@ impl App {
         let wake_worker = Arc::new(Notify::new());
         let worker = Arc::new(Worker::new(&config, store.clone(), wake_worker.clone())?);
         let limits = crate::http::VendLimits::new(&config.limits);
+        let auth_throttle = crate::http::AuthThrottle::new(&config.limits);
         crate::telemetry::metrics();
         Ok(Arc::new(App {
             limits,
+            auth_throttle,
+            readiness: tokio::sync::Mutex::new(None),
             queue_stats: tokio::sync::Mutex::new(None),
             config,
             store,
@@ -95,6 +103,18 @@ impl App {
             wake_worker,
             worker,
         }))
+    }
+}
+
+impl App {
+    /// Where uploads go, as intake needs it.
+    pub fn storage(&self) -> crate::processing::StorageScope<'_> {
+        crate::processing::StorageScope {
+            bucket: &self.config.storage.bucket,
+            prefix: &self.prefix,
+            region: &self.config.storage.region,
+            max_upload_bytes: self.config.storage.max_upload_bytes,
+        }
     }
 }
 

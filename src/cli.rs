@@ -125,6 +125,9 @@ fn load_valid(path: Option<PathBuf>) -> Option<Config> {
     for p in &problems {
         eprintln!("configuration: {p}");
     }
+    for w in config.warnings() {
+        eprintln!("configuration warning: {w}");
+    }
     problems.is_empty().then_some(config)
 }
 

@@ -82,6 +82,11 @@ pub struct LimitsConfig {
     /// `MEDIAGATE__LIMITS__VEND_PER_IP_PER_MINUTE`, default 1200: the same per client address;
     /// 0 disables.
     pub vend_per_ip_per_minute: u32,
+    /// `MEDIAGATE__LIMITS__AUTH_FAILURES_PER_IP_PER_MINUTE`, default 30: refused credentials
+    /// (app tokens, API keys, the admin token, the S3 notification token) per client address;
+    /// past it, that address is answered 429 with `Retry-After` before any check runs. 0
+    /// disables.
+    pub auth_failures_per_ip_per_minute: u32,
 }
 
 impl Default for LimitsConfig {
@@ -89,6 +94,7 @@ impl Default for LimitsConfig {
         Self {
             vend_per_user_per_minute: 120,
             vend_per_ip_per_minute: 1200,
+            auth_failures_per_ip_per_minute: 30,
         }
     }
 }
@@ -238,6 +244,24 @@ pub struct StorageConfig {
     pub path_style: bool,
 }
 
+impl StorageConfig {
+    /// Whether clients must address the bucket in the path (`{endpoint}/{bucket}/key`): as
+    /// configured, and always where a bucket host name cannot work (as the AWS SDKs decide):
+    /// an endpoint that is an IP address or `localhost` (MinIO and RGW run so), or a bucket
+    /// with dots over https (no certificate covers `a.b.host`). S3 only: OSS always
+    /// addresses buckets by host name.
+    pub fn uses_path_style(&self) -> bool {
+        if self.provider != Provider::S3 {
+            return false;
+        }
+        let Ok(url) = Url::parse(&self.endpoint) else {
+            return self.path_style;
+        };
+        let bare_host = !matches!(url.host(), Some(url::Host::Domain(d)) if d != "localhost");
+        self.path_style || bare_host || (self.bucket.contains('.') && url.scheme() == "https")
+    }
+}
+
 impl Default for StorageConfig {
     fn default() -> Self {
         Self {
@@ -342,9 +366,16 @@ pub struct NotificationsConfig {
     pub mns_pinned_certs: std::collections::BTreeMap<String, String>,
     /// `MEDIAGATE__NOTIFICATIONS__S3_TOKEN`: bearer token S3/RGW/MinIO webhooks must send.
     pub s3_token: Option<SecretString>,
-    /// `MEDIAGATE__NOTIFICATIONS__MNS_TOKEN`: when set, MNS pushes must carry `?token=` with
-    /// it in the subscribed URL. MNS signs with one certificate for every account, so the
-    /// signature alone proves only that MNS sent the push, not that our topic did.
+    /// `MEDIAGATE__NOTIFICATIONS__MNS_ACCOUNT_ID`: the Alibaba Cloud account (digits) whose
+    /// MNS topics may push OSS events. MNS signs every account's pushes with one certificate,
+    /// so the signed `x-mns-topic-owner` of each push must equal this; unset (default), the
+    /// `oss-events` route is not served (404).
+    pub mns_account_id: Option<String>,
+    /// `MEDIAGATE__NOTIFICATIONS__MNS_TOPIC_NAMES`: when not empty, only pushes from these
+    /// topics (the signed `x-mns-topic-name`) are accepted.
+    pub mns_topic_names: Vec<String>,
+    /// `MEDIAGATE__NOTIFICATIONS__MNS_TOKEN`: when set (at least 16 characters), MNS pushes
+    /// must also carry `?token=` with it in the subscribed URL.
     pub mns_token: Option<SecretString>,
     /// `MEDIAGATE__NOTIFICATIONS__FETCH_TIMEOUT_MS`, default 3000: key and cert fetches.
     pub fetch_timeout_ms: u64,
@@ -364,6 +395,8 @@ impl Default for NotificationsConfig {
             ],
             mns_pinned_certs: Default::default(),
             s3_token: None,
+            mns_account_id: None,
+            mns_topic_names: Vec::new(),
             mns_token: None,
             fetch_timeout_ms: 3000,
         }
@@ -534,10 +567,15 @@ impl Config {
         {
             p("auth.jwt_secret: must be at least 32 bytes for HS256".into());
         }
-        if let Some(url) = &self.auth.jwks_url
-            && let Err(e) = secure_url(url)
-        {
-            p(format!("auth.jwks_url: {e}"));
+        if let Some(url) = &self.auth.jwks_url {
+            if let Err(e) = secure_url(url) {
+                p(format!("auth.jwks_url: {e}"));
+            }
+            // An identity provider signs tokens for all its applications with the same keys:
+            // without an audience, a token minted for any of them would be accepted here.
+            if self.auth.audience.is_none() {
+                p("auth.audience: required with auth.jwks_url (tokens the identity provider issued for other applications would be accepted)".into());
+            }
         }
         if self.auth.jwks_min_refetch_seconds == 0 {
             p("auth.jwks_min_refetch_seconds: must be at least 1".into());
@@ -558,8 +596,23 @@ impl Config {
         if !is_region(&s.region) {
             p("storage.region: required, like cn-hangzhou or us-east-1".into());
         }
-        if let Err(e) = http_url(&s.endpoint) {
-            p(format!("storage.endpoint: {e}"));
+        match http_url(&s.endpoint) {
+            Err(e) => p(format!("storage.endpoint: {e}")),
+            Ok(url) => {
+                if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+                    p(format!(
+                        "storage.endpoint: {:?} must be scheme://host[:port] only; the bucket and key are added to it",
+                        s.endpoint
+                    ));
+                }
+                let domain = matches!(url.host(), Some(url::Host::Domain(d)) if d != "localhost");
+                if s.provider == Provider::Aliyun && !domain {
+                    p(format!(
+                        "storage.endpoint: {:?} is not a host name; OSS addresses buckets as {{bucket}}.{{endpoint host}}",
+                        s.endpoint
+                    ));
+                }
+            }
         }
         if !(1..=crate::credentials::MAX_POST_OBJECT_BYTES).contains(&s.max_upload_bytes) {
             p("storage.max_upload_bytes: must be between 1 and 5 GiB".into());
@@ -647,11 +700,32 @@ impl Config {
                 ));
             }
         }
-        if n.s3_token
-            .as_ref()
-            .is_some_and(|t| t.expose_secret().len() < 16)
+        for (key, token) in [
+            ("notifications.s3_token", &n.s3_token),
+            ("notifications.mns_token", &n.mns_token),
+        ] {
+            if token.as_ref().is_some_and(|t| t.expose_secret().len() < 16) {
+                p(format!("{key}: must be at least 16 characters when set"));
+            }
+        }
+        if let Some(id) = &n.mns_account_id
+            && (!(1..=32).contains(&id.len()) || !id.bytes().all(|b| b.is_ascii_digit()))
         {
-            p("notifications.s3_token: must be at least 16 characters".into());
+            p("notifications.mns_account_id: must be the account id, digits only".into());
+        }
+        for topic in &n.mns_topic_names {
+            if !(1..=256).contains(&topic.len())
+                || !topic
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            {
+                p(format!(
+                    "notifications.mns_topic_names: {topic:?} is not an MNS topic name"
+                ));
+            }
+        }
+        if !n.mns_topic_names.is_empty() && n.mns_account_id.is_none() {
+            p("notifications.mns_topic_names: needs notifications.mns_account_id".into());
         }
         if n.fetch_timeout_ms == 0 {
             p("notifications.fetch_timeout_ms: must be at least 1".into());
@@ -686,6 +760,15 @@ impl Config {
                     w.name
                 ));
             }
+            if let Some(output) = &w.output_prefix
+                && w.bucket == s.bucket
+                && overlaps_upload_prefix(output, &s.prefix)
+            {
+                p(format!(
+                    "workflows[{i}] ({:?}): output_prefix {output:?} overlaps storage.prefix {:?}; app users could write into it and outputs would land in a user's history",
+                    w.name, s.prefix
+                ));
+            }
             if let Err(errors) = crate::workflows::WorkflowDef::parse(w.clone()) {
                 for e in errors {
                     p(format!("workflows[{i}] ({:?}): {e}", w.name));
@@ -693,6 +776,51 @@ impl Config {
             }
         }
         problems
+    }
+}
+
+/// Whether a workflow's output prefix and the upload prefix share keys: either contains the
+/// other (an empty output prefix means none).
+pub fn overlaps_upload_prefix(output_prefix: &str, upload_prefix: &str) -> bool {
+    !output_prefix.is_empty()
+        && (output_prefix.starts_with(upload_prefix) || upload_prefix.starts_with(output_prefix))
+}
+
+impl Config {
+    /// Settings that work but weaken something, one line each: `check-config` prints them and
+    /// `serve` logs them, neither refuses to run.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if self.storage.prefix.is_empty() {
+            warnings.push("storage.prefix is empty: every user's folder is at the root of the bucket, beside anything else stored there".to_owned());
+        }
+        let n = &self.notifications;
+        for (key, prefixes) in [
+            (
+                "notifications.oss_key_url_prefixes",
+                &n.oss_key_url_prefixes,
+            ),
+            (
+                "notifications.mns_cert_url_prefixes",
+                &n.mns_cert_url_prefixes,
+            ),
+        ] {
+            for prefix in prefixes {
+                let twin = prefix.replacen("http://", "https://", 1);
+                if prefix.starts_with("http://") && !prefixes.contains(&twin) {
+                    warnings.push(format!(
+                        "{key}: {prefix:?} is plain http with no https twin: keys from it are fetched unencrypted (add {twin:?} and they are fetched over https)"
+                    ));
+                }
+            }
+        }
+        if n.mns_account_id.is_none() {
+            warnings.push("notifications.mns_account_id is not set: /v1/notifications/oss-events is not served (404), since MNS signs every account's pushes alike".to_owned());
+        }
+        if self.auth.admin_token.is_none() {
+            warnings.push("auth.admin_token is not set: the admin API is closed".to_owned());
+        }
+        warnings
     }
 }
 
@@ -832,6 +960,8 @@ mod tests {
         );
         c.auth.jwks_url = Some("http://127.0.0.1:9400/jwks".into());
         c.sts.endpoint = Some("http://localhost:8000".into());
+        assert_eq!(c.validate(), vec!["auth.audience: required with auth.jwks_url (tokens the identity provider issued for other applications would be accepted)".to_string()]);
+        c.auth.audience = Some("mediagate".into());
         assert_eq!(c.validate(), Vec::<String>::new());
     }
 

@@ -1,5 +1,20 @@
 //! Shared habits of talking to outside HTTP services.
 
+use std::time::Duration;
+
+/// The one way mediagate builds an HTTP client for an outside service: `timeout` bounds a
+/// whole request, connecting at most 3 s of it, and redirects are never followed. Every
+/// request we send is signed for, or carries a secret meant for, the configured host; a
+/// redirect would replay it to a host nobody configured (or leave an allowed key prefix).
+pub fn client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(3)))
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("mediagate/", env!("CARGO_PKG_VERSION")))
+        .build()?)
+}
+
 /// Describes a failed request without its URL: reqwest's own message includes it, and our
 /// URLs carry signatures, access key ids or webhook tokens.
 pub fn without_url(e: &reqwest::Error) -> String {

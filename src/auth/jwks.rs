@@ -48,10 +48,7 @@ impl Jwks {
     pub fn new(url: String, ttl: Duration, min_refetch: Duration) -> anyhow::Result<Self> {
         let inner = Inner {
             url,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(5))
-                .redirect(reqwest::redirect::Policy::none())
-                .build()?,
+            http: crate::upstream::client(Duration::from_secs(5))?,
             ttl,
             min_refetch,
             cached: RwLock::new(Cached::default()),

@@ -23,6 +23,9 @@ pub use jwks::Jwks;
 /// API keys start with this, so they are never mistaken for JWTs.
 pub const API_KEY_PREFIX: &str = "mgk_";
 
+/// Characters after the prefix: base64url of 32 bytes, unpadded.
+const API_KEY_CHARS: usize = 43;
+
 /// An authenticated caller.
 #[derive(Debug, Clone)]
 pub struct Principal {
@@ -106,6 +109,15 @@ impl Authenticator {
     }
 
     async fn api_key(&self, secret: &str) -> Result<Principal, AuthError> {
+        // Only the shape `generate_api_key` makes can exist: anything else is refused without
+        // a database lookup.
+        if secret.len() != API_KEY_CHARS
+            || !secret
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(AuthError::UnknownApiKey);
+        }
         let name = self
             .store
             .api_key_name(&hash_api_key(&format!("{API_KEY_PREFIX}{secret}")))

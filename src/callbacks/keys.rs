@@ -3,17 +3,23 @@
 //!
 //! Both URLs come from the unauthenticated request, so they are checked against configured
 //! prefixes before any network I/O (otherwise anyone could make us fetch anything, or sign
-//! with their own key). Pinned keys are used without fetching; fetched keys are cached for
-//! the life of the process, failures are not.
+//! with their own key), and only one spelling of each is accepted: no query, fragment,
+//! userinfo or dot segments, compared and cached in normalised form. Pinned keys are used
+//! without fetching. Fetched keys stay in a small least-recently-used cache; answers that
+//! were not a key are remembered for a few minutes; transport failures are not remembered;
+//! and fetches are rate-limited, so no stream of requests becomes a stream of fetches.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
+use governor::{DefaultDirectRateLimiter, Quota};
+use hashlink::LruCache;
 use rsa::RsaPublicKey;
 use tokio::sync::OnceCell;
 
@@ -50,11 +56,7 @@ impl KeyStore {
     /// Builds the store from configuration. Fails if a pinned PEM does not parse or the HTTP
     /// client cannot be built.
     pub fn new(config: &NotificationsConfig) -> anyhow::Result<KeyStore> {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_millis(config.fetch_timeout_ms))
-            // A redirect could leave the allowed prefix.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
+        let client = crate::upstream::client(Duration::from_millis(config.fetch_timeout_ms))
             .context("building the key-fetching HTTP client")?;
         Ok(KeyStore {
             client,
@@ -129,15 +131,31 @@ impl Kind {
 
 type Cell = Arc<OnceCell<Arc<RsaPublicKey>>>;
 
+/// Fetched keys kept per kind, least recently used out: a real host publishes one or two.
+const CACHED_KEYS: usize = 8;
+/// URLs whose answer was not a key, remembered (and not fetched again) for a while.
+const REMEMBERED_REFUSALS: usize = 64;
+const REFUSAL_MEMORY: Duration = Duration::from_secs(300);
+/// Outbound fetches per kind and minute, whatever the requests name: a flood of distinct
+/// (allowed) URLs costs at most this many requests to the key host.
+const FETCHES_PER_MINUTE: u32 = 30;
+
 /// One kind of key: where it may come from, what is pinned, what was fetched.
 struct Source {
     kind: Kind,
     prefixes: Vec<String>,
-    /// The prefixes as the URL parser writes them, to check the URL after normalisation too.
+    /// The prefixes as the URL parser writes them; URLs are compared in that form.
     normalized_prefixes: Vec<String>,
     pinned: HashMap<String, Arc<RsaPublicKey>>,
-    /// One cell per URL so concurrent first requests share one fetch.
-    fetched: Mutex<HashMap<String, Cell>>,
+    cache: Mutex<Cache>,
+    fetches: DefaultDirectRateLimiter,
+}
+
+struct Cache {
+    /// One cell per normalised URL so concurrent first requests share one fetch.
+    keys: LruCache<String, Cell>,
+    /// URLs that answered with something other than a key, and when.
+    refused: LruCache<String, (Instant, String)>,
 }
 
 impl Source {
@@ -164,7 +182,13 @@ impl Source {
             prefixes: prefixes.to_vec(),
             normalized_prefixes,
             pinned,
-            fetched: Mutex::new(HashMap::new()),
+            cache: Mutex::new(Cache {
+                keys: LruCache::new(CACHED_KEYS),
+                refused: LruCache::new(REMEMBERED_REFUSALS),
+            }),
+            fetches: DefaultDirectRateLimiter::direct(Quota::per_minute(
+                NonZeroU32::new(FETCHES_PER_MINUTE).expect("not zero"),
+            )),
         })
     }
 
@@ -174,81 +198,128 @@ impl Source {
         header_b64: &str,
     ) -> Result<Arc<RsaPublicKey>, KeyError> {
         let header = self.kind.header();
-        let url = B64
+        let raw = B64
             .decode(header_b64.trim())
             .ok()
             .and_then(|bytes| String::from_utf8(bytes).ok())
             .ok_or_else(|| KeyError::Invalid(format!("{header} is not base64 of a URL")))?;
 
-        // Pinned keys are trusted by configuration, so they need no prefix.
-        if let Some(key) = self.pinned.get(&url) {
+        // Pinned keys are trusted by configuration, so they need no prefix and no fetch.
+        if let Some(key) = self.pinned.get(&raw) {
             return Ok(key.clone());
         }
-        let parsed = self.allowed(&url)?;
+        let url = self.allowed(&raw)?;
+        if let Some(key) = self.pinned.get(url.as_str()) {
+            return Ok(key.clone());
+        }
+        let name = url.as_str().to_owned();
 
-        let cell = self
-            .fetched
-            .lock()
-            .expect("key cache lock")
-            .entry(url.clone())
-            .or_default()
-            .clone();
+        let cell = {
+            let mut cache = self.cache.lock().expect("key cache lock");
+            if let Some((at, why)) = cache.refused.get(&name) {
+                if at.elapsed() < REFUSAL_MEMORY {
+                    return Err(KeyError::Invalid(why.clone()));
+                }
+                cache.refused.remove(&name);
+            }
+            match cache.keys.get(&name) {
+                Some(cell) => cell.clone(),
+                None => {
+                    let cell = Cell::default();
+                    cache.keys.insert(name.clone(), cell.clone());
+                    cell
+                }
+            }
+        };
         let result = cell
             .get_or_try_init(|| async {
-                fetch(client, self.kind, parsed, &url).await.map(Arc::new)
+                if self.fetches.check().is_err() {
+                    return Err(KeyError::Unavailable(format!(
+                        "too many {header} fetches; retry later"
+                    )));
+                }
+                fetch(client, self.kind, url).await.map(Arc::new)
             })
             .await
             .cloned();
-        if result.is_err() {
-            // Forget the failure (and the entry, so failed URLs do not pile up), unless
-            // another request has replaced or filled the cell meanwhile.
-            let mut fetched = self.fetched.lock().expect("key cache lock");
-            if let Some(current) = fetched.get(&url)
+        if let Err(e) = &result {
+            // Forget the failed cell (so failures do not crowd out keys), unless another
+            // request has replaced or filled it meanwhile; remember answers that were not a
+            // key, so naming them again costs no fetch.
+            let mut cache = self.cache.lock().expect("key cache lock");
+            if let Some(current) = cache.keys.peek(&name)
                 && Arc::ptr_eq(current, &cell)
                 && !current.initialized()
             {
-                fetched.remove(&url);
+                cache.keys.remove(&name);
+            }
+            if let KeyError::Invalid(why) = e {
+                cache.refused.insert(name, (Instant::now(), why.clone()));
             }
         }
         result
     }
 
-    /// Parses `url` if it starts with an allowed prefix, both as written and as normalised
-    /// (so `..` segments cannot climb out of a prefix that ends in a directory).
-    fn allowed(&self, url: &str) -> Result<url::Url, KeyError> {
-        let not_allowed = || {
-            KeyError::NotAllowed(format!(
-                "{} {} is not an allowed location",
-                self.kind.header(),
-                shorten(url)
-            ))
+    /// The URL to fetch for `raw`, normalised: an http(s) URL without userinfo, query,
+    /// fragment or dot segments, under an allowed prefix. An `http://` URL whose `https://`
+    /// twin is also allowed is fetched over https. Nothing else is ever fetched.
+    fn allowed(&self, raw: &str) -> Result<url::Url, KeyError> {
+        let header = self.kind.header();
+        let refuse = |why: &str| KeyError::NotAllowed(format!("{header} {} {why}", shown(raw)));
+        if !raw.bytes().all(|b| b.is_ascii_graphic()) || raw.contains('\\') {
+            return Err(refuse("contains spaces, control characters or backslashes"));
+        }
+        if raw.contains('?') || raw.contains('#') {
+            return Err(refuse("has a query or fragment"));
+        }
+        if !self.prefixes.iter().any(|p| raw.starts_with(p.as_str())) {
+            return Err(refuse("is not an allowed location"));
+        }
+        let mut url = url::Url::parse(raw).map_err(|_| refuse("is not a URL"))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(refuse("is not an http(s) URL"));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(refuse("carries user information"));
+        }
+        let dot_segment = raw
+            .splitn(4, '/')
+            .nth(3)
+            .unwrap_or_default()
+            .split('/')
+            .map(|s| s.to_ascii_lowercase().replace("%2e", "."))
+            .any(|s| s == "." || s == "..");
+        if dot_segment {
+            return Err(refuse("has dot segments"));
+        }
+        let under = |u: &url::Url| {
+            self.normalized_prefixes
+                .iter()
+                .any(|p| u.as_str().starts_with(p.as_str()))
         };
-        if !self.prefixes.iter().any(|p| url.starts_with(p.as_str())) {
-            return Err(not_allowed());
+        if !under(&url) {
+            return Err(refuse("is not an allowed location"));
         }
-        let parsed = url::Url::parse(url).map_err(|_| not_allowed())?;
-        if !self
-            .normalized_prefixes
-            .iter()
-            .any(|p| parsed.as_str().starts_with(p.as_str()))
-        {
-            return Err(not_allowed());
+        if url.scheme() == "http" {
+            let mut secure = url.clone();
+            if secure.set_scheme("https").is_ok() && under(&secure) {
+                url = secure;
+            }
         }
-        Ok(parsed)
+        Ok(url)
     }
 }
 
 /// Fetches and parses one key. Transport failures, timeouts, 5xx and 429 are `Unavailable`;
 /// other statuses (redirects included, as they are not followed), oversized or unparsable
 /// bodies are `Invalid`.
-#[tracing::instrument(skip_all, fields(url = %url, kind = ?kind))]
+#[tracing::instrument(skip_all, fields(url = parsed.as_str(), kind = ?kind))]
 async fn fetch(
     client: &reqwest::Client,
     kind: Kind,
     parsed: url::Url,
-    url: &str,
 ) -> Result<RsaPublicKey, KeyError> {
-    let url = shorten(url);
+    let url = shorten(parsed.as_str());
     let unavailable = |e: reqwest::Error| {
         tracing::warn!(error = %e, "key fetch failed");
         let why = if e.is_timeout() {
@@ -289,6 +360,11 @@ async fn fetch(
         .ok()
         .and_then(|pem| kind.parse(pem).ok())
         .ok_or_else(|| KeyError::Invalid(format!("{url} does not hold {}", kind.what())))
+}
+
+/// A URL from a request as messages show it: escaped and cut short.
+fn shown(url: &str) -> String {
+    format!("{:?}", shorten(url))
 }
 
 fn shorten(url: &str) -> String {
@@ -538,7 +614,7 @@ C0fTXv+nvlmklvkcolvpvXLTjaxUHR3W9LXxQ2EHXAJfCB+6H2YF1k8CAwEAAQ==
         assert_eq!(*store.oss_callback_key(&header).await.unwrap(), f.key);
         assert_eq!(*store.oss_callback_key(&header).await.unwrap(), f.key);
         assert_eq!(f.host.hits("keys/flaky.pem"), 2);
-        assert!(store.oss.fetched.lock().unwrap().len() == 1);
+        assert_eq!(store.oss.cache.lock().unwrap().keys.len(), 1);
     }
 
     #[tokio::test]
@@ -564,8 +640,85 @@ C0fTXv+nvlmklvkcolvpvXLTjaxUHR3W9LXxQ2EHXAJfCB+6H2YF1k8CAwEAAQ==
             Err(KeyError::Invalid(_))
         ));
         assert_eq!(f.host.hits("keys/key.pem"), 1);
-        // Failures leave nothing behind in the cache.
-        assert!(store.oss.fetched.lock().unwrap().is_empty());
+        // Failures leave no key cell behind; answers that were not a key are remembered, so
+        // naming them again fetches nothing.
+        assert_eq!(store.oss.cache.lock().unwrap().keys.len(), 0);
+        let before = f.host.total_hits();
+        for _ in 0..3 {
+            let result = store
+                .oss_callback_key(&f.host.header("keys/garbage.pem"))
+                .await;
+            assert!(matches!(result, Err(KeyError::Invalid(_))), "{result:?}");
+        }
+        assert_eq!(f.host.total_hits(), before);
+    }
+
+    #[tokio::test]
+    async fn one_spelling_per_url_and_a_bounded_cache() {
+        let f = fixture().await;
+        let store = KeyStore::new(&f.config).unwrap();
+        let good = f.host.header("keys/key.pem");
+        assert_eq!(*store.oss_callback_key(&good).await.unwrap(), f.key);
+        let base = &f.host.base;
+        let variants = [
+            format!("{base}keys/key.pem#x"),
+            format!("{base}keys/key.pem?"),
+            format!("{base}keys/key.pem?v=1"),
+            format!("{base}keys/./key.pem"),
+            format!("{base}keys/x/../key.pem"),
+            format!("{base}keys/x/%2E%2e/key.pem"),
+            format!("{base}keys/key.pem\r\nERROR forged"),
+            format!("{base}keys/ key.pem"),
+            format!("{base}keys\\key.pem"),
+            base.replace("http://", "http://user:pw@") + "keys/key.pem",
+        ];
+        for v in &variants {
+            let result = store.oss_callback_key(&B64.encode(v)).await;
+            assert!(
+                matches!(result, Err(KeyError::NotAllowed(_))),
+                "{v}: {result:?}"
+            );
+        }
+        assert_eq!(f.host.hits("keys/key.pem"), 1, "variants fetched nothing");
+        // A flood of distinct allowed names: at most CACHED_KEYS cells stay, and the fetch
+        // budget caps the requests the host sees.
+        for i in 0..(FETCHES_PER_MINUTE as usize + 10) {
+            let _ = store
+                .oss_callback_key(&f.host.header(&format!("keys/k{i}.pem")))
+                .await;
+        }
+        assert!(store.oss.cache.lock().unwrap().keys.len() <= CACHED_KEYS);
+        assert!(f.host.total_hits() <= FETCHES_PER_MINUTE as usize);
+        let refused = store
+            .oss_callback_key(&f.host.header("keys/another.pem"))
+            .await;
+        assert!(
+            matches!(&refused, Err(KeyError::Unavailable(m)) if m.contains("too many")),
+            "{refused:?}"
+        );
+        // The key fetched first is still served from the cache.
+        assert_eq!(*store.oss_callback_key(&good).await.unwrap(), f.key);
+    }
+
+    #[tokio::test]
+    async fn http_urls_with_an_allowed_https_twin_are_fetched_over_https() {
+        let store = KeyStore::new(&NotificationsConfig {
+            oss_key_url_prefixes: vec![
+                "http://keys.example/".into(),
+                "https://keys.example/".into(),
+            ],
+            ..NotificationsConfig::default()
+        })
+        .unwrap();
+        let url = store.oss.allowed("http://keys.example/k.pem").unwrap();
+        assert_eq!(url.as_str(), "https://keys.example/k.pem");
+        let only_http = KeyStore::new(&NotificationsConfig {
+            oss_key_url_prefixes: vec!["http://keys.example/".into()],
+            ..NotificationsConfig::default()
+        })
+        .unwrap();
+        let url = only_http.oss.allowed("http://keys.example/k.pem").unwrap();
+        assert_eq!(url.as_str(), "http://keys.example/k.pem");
     }
 
     #[tokio::test]

@@ -16,9 +16,10 @@ use super::extract::{Json, Query, bearer, page};
 use super::limits::ClientIp;
 use super::openapi::{AuditList, ErrorBody, MatchReport, TriggerList, WorkflowList};
 use crate::app::App;
-use crate::config::{SinkKind, WorkflowConfig, WorkflowState};
+use crate::config::{SinkKind, WorkflowConfig, WorkflowState, overlaps_upload_prefix};
+use crate::processing::{Reprocessed, reprocess};
 use crate::signing::constant_time_eq;
-use crate::store::{Actor, Saved, TriggerRow};
+use crate::store::{Actor, EventRow, Saved, TriggerRow};
 use crate::workflows::{Sink, Workflow, WorkflowDef, decide};
 
 /// An operator authenticated with `auth.admin_token`, and where the request came from, for
@@ -114,8 +115,19 @@ fn def_detail(def: &WorkflowDef) -> serde_json::Value {
     view
 }
 
-fn parse_def(spec: WorkflowConfig) -> Result<WorkflowDef, ApiError> {
-    WorkflowDef::parse(spec).map_err(|problems| ApiError::invalid_request(problems.join("; ")))
+fn parse_def(app: &App, spec: WorkflowConfig) -> Result<WorkflowDef, ApiError> {
+    let def = WorkflowDef::parse(spec)
+        .map_err(|problems| ApiError::invalid_request(problems.join("; ")))?;
+    if let Some(output) = &def.output_prefix
+        && def.bucket == app.config.storage.bucket
+        && overlaps_upload_prefix(output, app.prefix.as_str())
+    {
+        return Err(ApiError::invalid_request(format!(
+            "output_prefix {output:?} overlaps the upload prefix {:?}: app users could write into it",
+            app.prefix.as_str()
+        )));
+    }
+    Ok(def)
 }
 
 fn saved(result: Saved, status: StatusCode) -> Result<Response, ApiError> {
@@ -158,7 +170,7 @@ pub async fn create_workflow(
     Admin(who): Admin,
     Json(spec): Json<WorkflowConfig>,
 ) -> Result<Response, ApiError> {
-    let def = parse_def(spec)?;
+    let def = parse_def(&app, spec)?;
     let detail = json!({ "after": def_detail(&def) });
     saved(
         app.store.create_workflow(def, &who, &detail).await?,
@@ -199,7 +211,7 @@ pub async fn update_workflow(
     Path(id): Path<String>,
     Json(spec): Json<WorkflowConfig>,
 ) -> Result<Response, ApiError> {
-    let def = parse_def(spec)?;
+    let def = parse_def(&app, spec)?;
     let after = def_detail(&def);
     let detail = |before: &Workflow| json!({ "before": def_detail(&before.def), "after": after });
     saved(
@@ -333,6 +345,114 @@ pub async fn retry_trigger(
             ),
         )),
         None => Err(ApiError::not_found()),
+    }
+}
+
+/// An upload as operators see it: who uploaded it, every notification recorded for it
+/// (repeats included) and its triggers with their full error text.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct AdminUploadView {
+    upload_id: String,
+    owner: String,
+    subject: String,
+    bucket: String,
+    object_key: String,
+    file_name: String,
+    size: Option<i64>,
+    content_type: Option<String>,
+    /// `sts`, `post_policy` or `external` (announced without a prior `POST /v1/uploads`).
+    mode: String,
+    state: String,
+    state_reason: Option<String>,
+    #[schema(value_type = Object)]
+    media: serde_json::Value,
+    created_at: String,
+    uploaded_at: Option<String>,
+    triggers: Vec<TriggerRow>,
+    events: Vec<EventRow>,
+}
+
+/// `GET /v1/admin/uploads/{id}`: the upload with its notifications and triggers in full.
+#[utoipa::path(get, path = "/v1/admin/uploads/{id}", tag = "admin", security(("admin" = [])),
+    params(("id" = String, Path, description = "upload id")),
+    responses(
+        (status = 200, description = "the upload, its notifications and its triggers", body = AdminUploadView),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 404, description = "not_found", body = ErrorBody)))]
+pub async fn get_upload(
+    State(app): State<Arc<App>>,
+    _: Admin,
+    Path(id): Path<String>,
+) -> Result<axum::Json<AdminUploadView>, ApiError> {
+    let u = app
+        .store
+        .get_upload(&id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    let triggers = app.store.triggers_for_upload(&id).await?;
+    let events = app.store.events_for_upload(&id).await?;
+    Ok(axum::Json(AdminUploadView {
+        media: serde_json::from_str(&u.media).unwrap_or_else(|_| json!({})),
+        upload_id: u.id,
+        owner: u.owner,
+        subject: u.subject,
+        bucket: u.bucket,
+        object_key: u.object_key,
+        file_name: u.file_name,
+        size: u.size,
+        content_type: u.content_type,
+        mode: u.mode,
+        state: u.state,
+        state_reason: u.state_reason,
+        created_at: super::uploads::rfc3339_millis(u.created_at),
+        uploaded_at: u.uploaded_at.map(super::uploads::rfc3339_millis),
+        triggers,
+        events,
+    }))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ReprocessView {
+    upload_id: String,
+    /// The upload's state after matching: `uploaded` (triggers queued) or `skipped`.
+    state: &'static str,
+    /// How many triggers were queued.
+    triggers: usize,
+}
+
+/// `POST /v1/admin/uploads/{id}/reprocess`: matches a completed upload again and queues its
+/// triggers, on purpose (audited). Later notifications never do this by themselves.
+#[utoipa::path(post, path = "/v1/admin/uploads/{id}/reprocess", tag = "admin", security(("admin" = [])),
+    params(("id" = String, Path, description = "upload id")),
+    responses(
+        (status = 200, description = "matched again; triggers queued", body = ReprocessView),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 404, description = "not_found", body = ErrorBody),
+        (status = 409, description = "invalid_state: nothing announced yet, or triggers still on their way", body = ErrorBody)))]
+pub async fn reprocess_upload(
+    State(app): State<Arc<App>>,
+    Admin(who): Admin,
+    Path(id): Path<String>,
+) -> Result<axum::Json<ReprocessView>, ApiError> {
+    let conflict = |m: &str| ApiError::new(StatusCode::CONFLICT, "invalid_state", m);
+    match reprocess(&app.store, &app.storage(), &id, &who).await? {
+        Reprocessed::NotFound => Err(ApiError::not_found()),
+        Reprocessed::NothingAnnounced => Err(conflict(
+            "no object was announced for this upload yet; there is nothing to process",
+        )),
+        Reprocessed::Busy => Err(conflict(
+            "some of this upload's triggers are still pending, in flight or retrying",
+        )),
+        Reprocessed::Queued { triggers, state } => {
+            if triggers > 0 {
+                app.wake_worker.notify_one();
+            }
+            Ok(axum::Json(ReprocessView {
+                upload_id: id,
+                state,
+                triggers,
+            }))
+        }
     }
 }
 

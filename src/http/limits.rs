@@ -1,10 +1,12 @@
 //! Protection of credential vending: per-user and per-client-address rate limits (429
-//! `rate_limited` with `Retry-After`), and which address a request comes from.
+//! `rate_limited` with `Retry-After`), the throttle on failed authentication, and which
+//! address a request comes from.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::StatusCode;
@@ -58,25 +60,104 @@ impl VendLimits {
             limiter.retain_recent();
         }
         limiter.check_key(key).map_err(|not_until| {
-            let wait = not_until.wait_time_from(self.clock.now());
-            // Whole seconds, rounded up: a client that waits as told is let through.
-            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-            ApiError {
-                retry_after: Some(Duration::from_secs(secs.max(1))),
-                ..ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limited",
-                    format!("too many credential requests from {who}; retry later"),
-                )
-            }
+            too_many(
+                not_until.wait_time_from(self.clock.now()),
+                &format!("too many credential requests from {who}; retry later"),
+            )
         })
     }
 }
 
-/// The address as rate limits count it: IPv4 as is, IPv6 by its /64.
+/// Failed authentication per client address: each refused credential counts, and an address
+/// past its quota is answered 429 before its next attempt is even looked at, so guessing
+/// tokens or API keys (each a database lookup) is bounded.
+pub struct AuthThrottle {
+    failures: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    /// Addresses over their quota, until when.
+    blocked: Mutex<HashMap<IpAddr, Instant>>,
+    clock: DefaultClock,
+}
+
+impl AuthThrottle {
+    pub fn new(config: &LimitsConfig) -> Self {
+        AuthThrottle {
+            failures: keyed(config.auth_failures_per_ip_per_minute),
+            blocked: Mutex::new(HashMap::new()),
+            clock: DefaultClock::default(),
+        }
+    }
+
+    /// 429 `rate_limited` while `ip` is over its quota of failures.
+    pub fn check(&self, ip: IpAddr) -> Result<(), ApiError> {
+        let key = address_key(ip);
+        let now = Instant::now();
+        let blocked = self.blocked.lock().expect("throttle lock");
+        match blocked.get(&key) {
+            Some(until) if *until > now => Err(too_many(
+                *until - now,
+                "too many failed authentication attempts from this address; retry later",
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts one refused credential from `ip`.
+    pub fn failed(&self, ip: IpAddr) {
+        let Some(limiter) = &self.failures else {
+            return;
+        };
+        if limiter.len() > PRUNE_ABOVE {
+            limiter.retain_recent();
+        }
+        let key = address_key(ip);
+        if let Err(not_until) = limiter.check_key(&key) {
+            let now = Instant::now();
+            let until = now + not_until.wait_time_from(self.clock.now());
+            let mut blocked = self.blocked.lock().expect("throttle lock");
+            if blocked.len() > PRUNE_ABOVE {
+                blocked.retain(|_, until| *until > now);
+            }
+            blocked.insert(key, until);
+        }
+    }
+}
+
+/// 429 `rate_limited` with `Retry-After` in whole seconds, rounded up, so a client that waits
+/// as told is let through.
+fn too_many(wait: Duration, message: &str) -> ApiError {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    ApiError {
+        retry_after: Some(Duration::from_secs(secs.max(1))),
+        ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message)
+    }
+}
+
+/// Applies [`AuthThrottle`] around the routes that authenticate callers: refuses addresses
+/// over their quota up front, and counts every 401 they are answered.
+pub async fn throttle_auth(
+    axum::extract::State(app): axum::extract::State<Arc<App>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let (parts, body) = req.into_parts();
+    let ClientIp(ip) = ClientIp::of(&parts, &app);
+    if let Err(e) = app.auth_throttle.check(ip) {
+        return e.into_response();
+    }
+    let response = next
+        .run(axum::extract::Request::from_parts(parts, body))
+        .await;
+    if response.status() == StatusCode::UNAUTHORIZED {
+        app.auth_throttle.failed(ip);
+    }
+    response
+}
+
+/// The address as rate limits count it: IPv4 as is (IPv4-mapped IPv6 too), IPv6 by its /64.
 fn address_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
+    match ip.to_canonical() {
+        v4 @ IpAddr::V4(_) => v4,
         IpAddr::V6(v6) => {
             let s = v6.segments();
             IpAddr::from([s[0], s[1], s[2], s[3], 0, 0, 0, 0])
@@ -99,18 +180,34 @@ impl FromRequestParts<Arc<App>> for ClientIp {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
+        Ok(ClientIp::of(parts, app))
+    }
+}
+
+impl ClientIp {
+    fn of(parts: &Parts, app: &App) -> ClientIp {
         let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip());
-        Ok(ClientIp(
+        ClientIp(
             client_ip(&app.config.server, &parts.headers, peer)
                 .unwrap_or(IpAddr::from([0, 0, 0, 0])),
-        ))
+        )
     }
 }
 
+/// IPv4 clients of a dual-stack listener (`[::]:8080`) arrive as `::ffff:a.b.c.d`; they are
+/// counted as the IPv4 addresses they are, never as one shared IPv6 /64.
 fn client_ip(
+    server: &ServerConfig,
+    headers: &axum::http::HeaderMap,
+    peer: Option<IpAddr>,
+) -> Option<IpAddr> {
+    forwarded_ip(server, headers, peer).map(|ip| ip.to_canonical())
+}
+
+fn forwarded_ip(
     server: &ServerConfig,
     headers: &axum::http::HeaderMap,
     peer: Option<IpAddr>,
@@ -151,6 +248,7 @@ mod tests {
         let limits = VendLimits::new(&LimitsConfig {
             vend_per_user_per_minute: 2,
             vend_per_ip_per_minute: 3,
+            auth_failures_per_ip_per_minute: 0,
         });
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let b: IpAddr = "10.0.0.2".parse().unwrap();
@@ -179,6 +277,7 @@ mod tests {
         let off = VendLimits::new(&LimitsConfig {
             vend_per_user_per_minute: 0,
             vend_per_ip_per_minute: 0,
+            auth_failures_per_ip_per_minute: 0,
         });
         for _ in 0..1000 {
             assert!(off.vend(a, "alice").is_ok());

@@ -11,7 +11,8 @@ mod uploads;
 
 pub use admin::match_report;
 pub use extract::bearer;
-pub use limits::VendLimits;
+pub use limits::{AuthThrottle, VendLimits};
+pub use ops::Readiness;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,7 +42,11 @@ const NOTIFICATION_BODY_LIMIT: usize = 1024 * 1024;
 /// Every route mediagate serves, with its middleware.
 pub fn router(app: Arc<App>) -> Router {
     let timeout = Duration::from_secs(app.config.server.request_timeout_seconds);
-    let (routes, _) = routes(cors(&app.config.server.cors_origins), timeout);
+    let (routes, _) = routes(
+        cors(&app.config.server.cors_origins),
+        timeout,
+        Some(app.clone()),
+    );
     routes
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn(track))
@@ -62,7 +67,8 @@ pub fn router(app: Arc<App>) -> Router {
                         .get(REQUEST_ID)
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or_default();
-                    tracing::info_span!("request", method = %req.method(), route, request_id)
+                    let method = method_label(req.method());
+                    tracing::info_span!("request", method, route, request_id)
                 })
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
@@ -80,14 +86,26 @@ async fn track(req: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map_or("unmatched", MatchedPath::as_str)
         .to_owned();
-    let method = req.method().as_str().to_owned();
+    let method = method_label(req.method());
     let started = std::time::Instant::now();
     let response = next.run(req).await;
     let status = response.status().as_u16().to_string();
-    metrics::counter!("mediagate_http_requests_total", "route" => route.clone(), "method" => method.clone(), "status" => status).increment(1);
+    metrics::counter!("mediagate_http_requests_total", "route" => route.clone(), "method" => method, "status" => status).increment(1);
     metrics::histogram!("mediagate_http_request_duration_seconds", "route" => route, "method" => method)
         .record(started.elapsed().as_secs_f64());
     response
+}
+
+/// A request's method as a metric label or log field: one of the standard methods, or
+/// `other`. Any token is a valid method, so the raw text would let every request mint a new
+/// series (and a log field of any size).
+pub fn method_label(method: &Method) -> &'static str {
+    [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+    ]
+    .into_iter()
+    .find(|m| *m == method.as_str())
+    .unwrap_or("other")
 }
 
 /// The route table: each route is registered with its handler's OpenAPI description, so the
@@ -95,13 +113,22 @@ async fn track(req: Request, next: Next) -> Response {
 fn routes(
     cors: Option<CorsLayer>,
     timeout: Duration,
+    app: Option<Arc<App>>,
 ) -> (Router<Arc<App>>, utoipa::openapi::OpenApi) {
     let guarded = |router: Router<Arc<App>>| {
-        router
+        let router = router
             .layer(middleware::from_fn(move |req, next| {
                 within(timeout, req, next)
             }))
-            .layer(CatchPanicLayer::custom(panicked))
+            .layer(CatchPanicLayer::custom(panicked));
+        // Every route that checks a credential counts its refusals per address.
+        match &app {
+            Some(app) => router.layer(middleware::from_fn_with_state(
+                app.clone(),
+                limits::throttle_auth,
+            )),
+            None => router,
+        }
     };
     let (app_facing, app_facing_api) = OpenApiRouter::new()
         .routes(routes!(uploads::create, uploads::list))
@@ -125,7 +152,7 @@ fn routes(
     let notifications = guarded(notifications)
         .layer(DefaultBodyLimit::max(NOTIFICATION_BODY_LIMIT))
         .layer(middleware::from_fn(notifications::count_rejections));
-    let (rest, mut api) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+    let (admin, admin_api) = OpenApiRouter::new()
         .routes(routes!(admin::list_workflows, admin::create_workflow))
         .routes(routes!(
             admin::get_workflow,
@@ -135,15 +162,26 @@ fn routes(
         .routes(routes!(admin::explain_match))
         .routes(routes!(admin::list_triggers))
         .routes(routes!(admin::retry_trigger))
+        .routes(routes!(admin::get_upload))
+        .routes(routes!(admin::reprocess_upload))
         .routes(routes!(admin::list_audit))
+        .split_for_parts();
+    let (ops, mut api) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))
         .routes(routes!(ops::openapi_json))
         .split_for_parts();
+    api.merge(admin_api);
     api.merge(app_facing_api);
     api.merge(notifications_api);
-    let router = guarded(rest)
+    let ops = ops
+        .layer(middleware::from_fn(move |req, next| {
+            within(timeout, req, next)
+        }))
+        .layer(CatchPanicLayer::custom(panicked));
+    let router = guarded(admin)
+        .merge(ops)
         .merge(notifications)
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(method_not_allowed)
@@ -155,7 +193,7 @@ fn routes(
 pub fn openapi_json() -> &'static str {
     static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     DOCUMENT.get_or_init(|| {
-        routes(None, Duration::from_secs(30))
+        routes(None, Duration::from_secs(30), None)
             .1
             .to_pretty_json()
             .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))

@@ -11,7 +11,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use secrecy::ExposeSecret;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tracing::{info, warn};
 
 use super::error::ApiError;
@@ -21,7 +21,7 @@ use crate::app::App;
 use crate::callbacks::keys::KeyError;
 use crate::callbacks::{mns, oss};
 use crate::media::MediaAttributesInput;
-use crate::processing::{ObjectEvent, StorageScope, accept};
+use crate::processing::{ObjectEvent, accept};
 use crate::signing::constant_time_eq;
 use crate::store::Recorded;
 
@@ -67,32 +67,44 @@ async fn record(app: &App, event: ObjectEvent) -> Result<Recorded, ApiError> {
         return Err(ApiError::bad_request("bucket and key are required"));
     }
     let (bucket, key, source) = (event.bucket.clone(), event.key.clone(), event.source);
-    let storage = StorageScope {
-        bucket: &app.config.storage.bucket,
-        prefix: &app.prefix,
-        region: &app.config.storage.region,
-        max_upload_bytes: app.config.storage.max_upload_bytes,
-    };
-    let recorded = accept(&app.store, &storage, event).await?;
+    let recorded = accept(&app.store, &app.storage(), event).await?;
     let outcome = match &recorded {
         Recorded::Accepted { triggers: 0, .. } => "skipped",
         Recorded::Accepted { .. } => "accepted",
         Recorded::Duplicate { .. } => "duplicate",
+        Recorded::Repeat { .. } => "repeat",
     };
     metrics::counter!("mediagate_notifications_total", "source" => source, "outcome" => outcome)
         .increment(1);
+    // Bucket and key come from the sender: logged escaped (`?`), never raw.
     match &recorded {
         Recorded::Accepted {
             triggers,
             upload_id,
         } => {
-            info!(source, %bucket, %key, triggers, upload_id = upload_id.as_deref().unwrap_or(""), "object event recorded");
+            info!(
+                source,
+                ?bucket,
+                ?key,
+                triggers,
+                upload_id = upload_id.as_deref().unwrap_or(""),
+                "object event recorded"
+            );
             if *triggers > 0 {
                 app.wake_worker.notify_one();
             }
         }
         Recorded::Duplicate { .. } => {
-            info!(source, %bucket, %key, "duplicate object event ignored")
+            info!(source, ?bucket, ?key, "duplicate object event ignored")
+        }
+        Recorded::Repeat { upload_id } => {
+            warn!(
+                source,
+                ?bucket,
+                ?key,
+                upload_id = upload_id.as_deref().unwrap_or(""),
+                "another version of a completed object announced; recorded, nothing triggered"
+            )
         }
     }
     Ok(recorded)
@@ -154,13 +166,14 @@ pub async fn oss_callback(
             .to_owned(),
         size: fields.get("size").and_then(field_number),
         content_type: text("mimeType").filter(|m| !m.is_empty()),
+        symlink: false,
         upload_hint: text("upload_id").or_else(|| text("x:upload_id")),
         media_overrides: overrides(|k| text(&format!("x:{k}")).or_else(|| text(k))),
     };
     let recorded = record(&app, event).await?;
     let (upload_id, duplicate) = match recorded {
         Recorded::Accepted { upload_id, .. } => (upload_id, false),
-        Recorded::Duplicate { upload_id } => (upload_id, true),
+        Recorded::Duplicate { upload_id } | Recorded::Repeat { upload_id } => (upload_id, true),
     };
     Ok(axum::Json(CallbackAck {
         status: "OK",
@@ -228,14 +241,19 @@ const OSS_CREATED: &[&str] = &[
     "ObjectCreated:CopyObject",
     "ObjectCreated:AppendObject",
     "ObjectCreated:CompleteMultipartUpload",
-    "ObjectCreated:PutSymlink",
 ];
+
+/// A link to another object, which `oss:PutObject` lets any uploader create: recorded, never
+/// processed as the uploader's media.
+const OSS_SYMLINK: &str = "ObjectCreated:PutSymlink";
 
 /// What a notification carrying several events came to.
 #[derive(Default, serde::Serialize, utoipa::ToSchema)]
 pub struct NotificationTally {
     accepted: usize,
     duplicates: usize,
+    /// Other versions of objects completed before: recorded, nothing triggered.
+    repeats: usize,
     ignored: usize,
 }
 
@@ -244,6 +262,7 @@ impl NotificationTally {
         match r {
             Recorded::Accepted { .. } => self.accepted += 1,
             Recorded::Duplicate { .. } => self.duplicates += 1,
+            Recorded::Repeat { .. } => self.repeats += 1,
         }
     }
 }
@@ -263,23 +282,24 @@ pub async fn oss_events(
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
+    let n = &app.config.notifications;
+    let account = n
+        .mns_account_id
+        .as_deref()
+        .ok_or_else(ApiError::not_found)?;
+    // Everything that costs no fetch and no RSA comes first: the Date window, the body's
+    // digest, the endpoint token and the publishing account.
     let authorization = signed_header(&headers, "authorization")?;
     let cert_url = signed_header(&headers, "x-mns-signing-cert-url")?;
     let date = signed_header(&headers, "date")?;
     mns::check_date(date, chrono::Utc::now()).map_err(|e| invalid_signature(e.to_string()))?;
-    let key = app.keys.mns_cert_key(cert_url).await?;
-    let all: Vec<(String, String)> = headers
-        .iter()
-        .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
-        .collect();
-    let path_and_query = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
     // The signature covers Content-MD5, not the body: only the digest check ties the body to
     // the signature.
     let content_md5 = signed_header(&headers, "content-md5")?;
     if !md5_matches(content_md5, &body) {
         return Err(invalid_signature("Content-MD5 does not match the body"));
     }
-    if let Some(token) = &app.config.notifications.mns_token {
+    if let Some(token) = &n.mns_token {
         let presented = query_token(&uri).unwrap_or_default();
         if !constant_time_eq(presented.as_bytes(), token.expose_secret().as_bytes()) {
             return Err(invalid_signature(
@@ -287,6 +307,25 @@ pub async fn oss_events(
             ));
         }
     }
+    // MNS signs every account's pushes with the same certificate: the signed topic owner is
+    // what says the push came from the operator's own topic.
+    if header(&headers, "x-mns-topic-owner") != Some(account) {
+        return Err(ApiError::forbidden(
+            "the push does not come from this deployment's MNS account",
+        ));
+    }
+    let topic = header(&headers, "x-mns-topic-name").unwrap_or_default();
+    if !n.mns_topic_names.is_empty() && !n.mns_topic_names.iter().any(|t| t == topic) {
+        return Err(ApiError::forbidden(
+            "the push does not come from an allowed MNS topic",
+        ));
+    }
+    let key = app.keys.mns_cert_key(cert_url).await?;
+    let all: Vec<(String, String)> = headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+        .collect();
+    let path_and_query = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
     let string_to_sign = mns::string_to_sign(
         "POST",
         content_md5,
@@ -307,9 +346,10 @@ pub async fn oss_events(
         .map_err(|e| ApiError::bad_request(format!("malformed event JSON: {e}")))?;
     let mut tally = NotificationTally::default();
     for event in message.events {
+        let symlink = event.event_name == OSS_SYMLINK;
         let Some(oss) = event
             .oss
-            .filter(|_| OSS_CREATED.contains(&event.event_name.as_str()))
+            .filter(|_| symlink || OSS_CREATED.contains(&event.event_name.as_str()))
         else {
             tally.ignored += 1;
             continue;
@@ -324,6 +364,7 @@ pub async fn oss_events(
                 etag: oss.object.etag.unwrap_or_default(),
                 size: oss.object.size,
                 content_type: None,
+                symlink,
                 upload_hint: vars.get("x:upload_id").cloned(),
                 media_overrides: overrides(|k| vars.get(&format!("x:{k}")).cloned()),
             },
@@ -421,29 +462,9 @@ fn percent_decode(s: &str) -> String {
         (status = 413, description = "payload_too_large", body = ErrorBody)))]
 pub async fn s3_events(
     State(app): State<Arc<App>>,
-    uri: Uri,
-    headers: HeaderMap,
+    _: S3Sender,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
-    let expected = app.config.notifications.s3_token.as_ref().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "S3 notifications are not enabled (notifications.s3_token)",
-        )
-    })?;
-    let presented = bearer(header(&headers, "authorization"))
-        .map(str::to_owned)
-        .or_else(|| query_token(&uri));
-    if !presented
-        .is_some_and(|t| constant_time_eq(t.as_bytes(), expected.expose_secret().as_bytes()))
-    {
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "missing or wrong bearer token",
-        ));
-    }
     let mut doc: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))?;
     if doc.get("Type").and_then(Value::as_str) == Some("Notification") {
@@ -456,9 +477,7 @@ pub async fn s3_events(
     } else if doc.get("Type").and_then(Value::as_str) == Some("SubscriptionConfirmation") {
         // Confirming would mean fetching a URL the sender chose; an operator confirms by hand.
         warn!("SNS subscription confirmation received; confirm it from the SNS console");
-        return Ok(
-            axum::Json(json!({"accepted": 0, "duplicates": 0, "ignored": 0})).into_response(),
-        );
+        return Ok(axum::Json(NotificationTally::default()).into_response());
     }
     let records: Vec<S3Record> = match doc.get("Records") {
         Some(r) => serde_json::from_value(r.clone())
@@ -495,6 +514,7 @@ pub async fn s3_events(
                     .to_owned(),
                 size: r.s3.object.size,
                 content_type: r.s3.object.content_type,
+                symlink: false,
                 upload_hint: meta_get("upload_id"),
                 media_overrides: overrides(meta_get),
             },
@@ -503,6 +523,33 @@ pub async fn s3_events(
         tally.add(&recorded);
     }
     Ok(axum::Json(tally).into_response())
+}
+
+/// A sender holding `notifications.s3_token`, as a bearer token or `?token=`. Checked from the
+/// request head, before the body is read: a wrong guess costs no body upload.
+pub struct S3Sender;
+
+impl axum::extract::FromRequestParts<Arc<App>> for S3Sender {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        app: &Arc<App>,
+    ) -> Result<Self, ApiError> {
+        let expected = app.config.notifications.s3_token.as_ref().ok_or_else(|| {
+            ApiError::unauthorized("S3 notifications are not enabled (notifications.s3_token)")
+        })?;
+        let presented = bearer(header(&parts.headers, "authorization"))
+            .map(str::to_owned)
+            .or_else(|| query_token(&parts.uri));
+        if presented
+            .is_some_and(|t| constant_time_eq(t.as_bytes(), expected.expose_secret().as_bytes()))
+        {
+            Ok(S3Sender)
+        } else {
+            Err(ApiError::unauthorized("missing or wrong bearer token"))
+        }
+    }
 }
 
 /// User metadata by plain lower-case name with `_` for `-` (`upload_id`): MinIO sends a

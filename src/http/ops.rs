@@ -24,6 +24,22 @@ pub async fn healthz() -> impl IntoResponse {
         (status = 200, description = "ready", body = Ready),
         (status = 503, description = "not ready; the failing check is named", body = Ready)))]
 pub async fn readyz(State(app): State<Arc<App>>) -> impl IntoResponse {
+    const FRESH_FOR: std::time::Duration = std::time::Duration::from_secs(1);
+    let mut cached = app.readiness.lock().await;
+    if let Some((at, answer)) = cached.as_ref()
+        && at.elapsed() < FRESH_FOR
+    {
+        return answer.clone();
+    }
+    let answer = check_readiness(&app).await;
+    *cached = Some((std::time::Instant::now(), answer.clone()));
+    answer
+}
+
+/// The answer of `/readyz`: its status and body.
+pub type Readiness = (StatusCode, axum::Json<serde_json::Value>);
+
+async fn check_readiness(app: &App) -> Readiness {
     let database = app.store.check_ready().await;
     if let Err(e) = &database {
         tracing::warn!(error = format!("{e:#}"), "readiness check failed: database");

@@ -105,19 +105,23 @@ fn service_credentials(config: &Config) -> Credentials {
 }
 
 /// Where browsers POST form uploads: the bucket's URL, virtual-hosted
-/// (`{scheme}://{bucket}.{host}/`) or, for S3 with `storage.path_style`, `{endpoint}/{bucket}`.
-fn bucket_url(storage: &StorageConfig) -> Result<String, ApiError> {
-    let mut url =
-        url::Url::parse(&storage.endpoint).map_err(|e| anyhow::anyhow!("storage.endpoint: {e}"))?;
-    if storage.provider == Provider::S3 && storage.path_style {
+/// (`{scheme}://{bucket}.{host}/`) or, where [`StorageConfig::uses_path_style`],
+/// `{endpoint}/{bucket}`. The configuration was validated, so this cannot fail.
+fn bucket_url(storage: &StorageConfig) -> String {
+    let Ok(mut url) = url::Url::parse(&storage.endpoint) else {
+        return format!(
+            "{}/{}",
+            storage.endpoint.trim_end_matches('/'),
+            storage.bucket
+        );
+    };
+    let host = format!("{}.{}", storage.bucket, url.host_str().unwrap_or_default());
+    if storage.uses_path_style() || url.set_host(Some(&host)).is_err() {
         url.set_path(&format!("/{}", storage.bucket));
     } else {
-        let host = format!("{}.{}", storage.bucket, url.host_str().unwrap_or_default());
-        url.set_host(Some(&host))
-            .map_err(|e| anyhow::anyhow!("bucket host: {e}"))?;
         url.set_path("/");
     }
-    Ok(url.to_string())
+    url.to_string()
 }
 
 /// The form for exactly `key`, signed with `creds` (vended, or the service keys; their secret
@@ -131,7 +135,7 @@ fn post_form(
     size: (u64, u64),
     callback: OssCallbackParams,
 ) -> Result<PostForm, ApiError> {
-    let url = bucket_url(storage)?;
+    let url = bucket_url(storage);
     let secret = creds.access_key_secret.expose_secret();
     let token = creds.security_token.expose_secret();
     let fields: Vec<(&'static str, String)> = match storage.provider {
@@ -326,7 +330,7 @@ pub async fn create(
         bucket: &config.bucket,
         region: &config.region,
         endpoint: &config.endpoint,
-        force_path_style: s3.then_some(config.path_style),
+        force_path_style: s3.then_some(config.uses_path_style()),
         expires_at: rfc3339(creds.expiration),
         credentials,
         callback,
@@ -406,7 +410,52 @@ pub struct UploadView {
     media: serde_json::Value,
     created_at: String,
     uploaded_at: Option<String>,
-    triggers: Vec<crate::store::TriggerRow>,
+    triggers: Vec<TriggerView>,
+}
+
+/// Why an upload triggered nothing, as app users may see it: only codes from this list, so
+/// no operator detail (workflow names, buckets, prefixes) reaches them.
+const USER_REASONS: &[&str] = &[
+    "not_media",
+    "no_matching_workflow",
+    "size_mismatch",
+    "too_large",
+    "object_missing",
+    "symlink",
+];
+
+/// A trigger as its upload's owner sees it: state and a fixed reason, never a receiver's or
+/// MPS's error text (operators read that on `/v1/admin/uploads/{id}`).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TriggerView {
+    id: String,
+    workflow: String,
+    sink: String,
+    /// `pending`, `in_flight`, `failed` (retrying), `dead` or `delivered`.
+    state: String,
+    attempts: i64,
+    /// `delivery_failed` (will be retried) or `delivery_abandoned` (retries used up).
+    last_error: Option<&'static str>,
+    media_id: Option<String>,
+}
+
+impl From<crate::store::TriggerRow> for TriggerView {
+    fn from(t: crate::store::TriggerRow) -> Self {
+        let last_error = match t.state.as_str() {
+            "dead" => Some("delivery_abandoned"),
+            "failed" => Some("delivery_failed"),
+            _ => None,
+        };
+        TriggerView {
+            id: t.id,
+            workflow: t.workflow,
+            sink: t.sink,
+            state: t.state,
+            attempts: t.attempts,
+            last_error,
+            media_id: t.media_id,
+        }
+    }
 }
 
 impl From<UploadRow> for UploadView {
@@ -420,7 +469,9 @@ impl From<UploadRow> for UploadView {
             size: u.size,
             content_type: u.content_type,
             state: u.state,
-            state_reason: u.state_reason,
+            state_reason: u
+                .state_reason
+                .filter(|r| USER_REASONS.contains(&r.as_str())),
             created_at: rfc3339_millis(u.created_at),
             uploaded_at: u.uploaded_at.map(rfc3339_millis),
             triggers: Vec::new(),
@@ -443,7 +494,7 @@ pub async fn get(
     let upload = owned_upload(&app, &principal, &id).await?;
     let triggers = app.store.triggers_for_upload(&upload.id).await?;
     Ok(axum::Json(UploadView {
-        triggers,
+        triggers: triggers.into_iter().map(Into::into).collect(),
         ..upload.into()
     }))
 }
@@ -552,7 +603,7 @@ fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-fn rfc3339_millis(ms: i64) -> String {
+pub(super) fn rfc3339_millis(ms: i64) -> String {
     Utc.timestamp_millis_opt(ms)
         .single()
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))

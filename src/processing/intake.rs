@@ -6,8 +6,10 @@ use chrono::Utc;
 use super::Delivery;
 use crate::credentials::KeyPrefix;
 use crate::media::{MediaAttributes, MediaAttributesInput};
-use crate::store::{EventRow, EventWrite, NewTrigger, Recorded, Store, UploadChange, UploadRow};
-use crate::workflows::{Sink, decide};
+use crate::store::{
+    Actor, EventRow, EventWrite, NewTrigger, Recorded, Reprocess, Store, UploadChange, UploadRow,
+};
+use crate::workflows::{Sink, Workflow, decide};
 
 /// Where uploads go: the input bucket, its key prefix and region, and the largest form upload.
 pub struct StorageScope<'a> {
@@ -21,7 +23,12 @@ pub struct StorageScope<'a> {
 /// range its signed policy allowed (the declared size, or 1 to `max_upload_bytes`). Stores
 /// should refuse such uploads themselves, but not all do (Ceph RGW 16 does not check the range
 /// of forms signed with session credentials), so mediagate checks again before triggering.
-pub fn form_size_violation(upload: &UploadRow, size: Option<i64>, max: u64) -> Option<String> {
+/// Returns the reason code users see and the detail operators see.
+pub fn form_size_violation(
+    upload: &UploadRow,
+    size: Option<i64>,
+    max: u64,
+) -> Option<(&'static str, String)> {
     if upload.mode != "post_policy" {
         return None;
     }
@@ -30,11 +37,19 @@ pub fn form_size_violation(upload: &UploadRow, size: Option<i64>, max: u64) -> O
         Some(declared) => (declared, declared),
         None => (1, i64::try_from(max).unwrap_or(i64::MAX)),
     };
-    (size < low || size > high).then(|| {
+    let code = if size > high {
+        "too_large"
+    } else if size < low {
+        "size_mismatch"
+    } else {
+        return None;
+    };
+    Some((
+        code,
         format!(
             "object size {size} is outside the signed form's range {low}..={high}; not processed"
-        )
-    })
+        ),
+    ))
 }
 
 /// An object-created notification after its signature or token was checked and its key
@@ -48,13 +63,18 @@ pub struct ObjectEvent {
     pub etag: String,
     pub size: Option<i64>,
     pub content_type: Option<String>,
+    /// The object is a symbolic link to another object (OSS `PutSymlink`): recorded, never
+    /// processed, and it completes nothing.
+    pub symlink: bool,
     /// `x:upload_id` from the client; only trusted when it names the upload of this very key.
     pub upload_hint: Option<String>,
     /// `x:title` and friends: override the upload's media attributes when valid.
     pub media_overrides: MediaAttributesInput,
 }
 
-/// Records `event` once per (bucket, key, ETag) and queues a trigger per matching workflow.
+/// Records `event` once per (bucket, key, ETag). The first event for an object completes it
+/// and queues a trigger per matching workflow; a later one for the same object (another
+/// ETag, from any sender) is recorded as a repeat and changes nothing.
 pub async fn accept(
     store: &Store,
     storage: &StorageScope<'_>,
@@ -64,12 +84,43 @@ pub async fn accept(
     // OSS writes ETags in upper case, S3 in lower case, some senders quote them: one object
     // version must dedupe to one record whoever announces it.
     event.etag = event.etag.trim_matches('"').to_ascii_uppercase();
-    let workflows = store.list_workflows().await?;
-    let matching = decide(&workflows, &event.bucket, &event.key);
     let now = Utc::now().timestamp_millis();
-    let event_id = uuid::Uuid::now_v7().to_string();
-
     let existing = linked_upload(store, prefix, &event).await?;
+    let mut row = EventRow {
+        id: uuid::Uuid::now_v7().to_string(),
+        bucket: event.bucket.clone(),
+        object_key: event.key.clone(),
+        etag: event.etag.clone(),
+        size: event.size,
+        content_type: event.content_type.clone(),
+        source: event.source.to_owned(),
+        upload_id: existing.as_ref().map(|u| u.id.clone()),
+        outcome: String::new(),
+        reason: None,
+        received_at: now,
+    };
+
+    // An OSS callback body is written by the uploading client (OSS signs whatever template it
+    // was given), so it only counts for an upload mediagate issued for exactly this key; other
+    // objects are announced by signed events or token-authenticated webhooks.
+    let untrusted = event.source == "oss-callback" && existing.is_none();
+    if untrusted || event.symlink {
+        let (outcome, reason) = if event.symlink {
+            (
+                "symlink",
+                "a symbolic link to another object; not processed",
+            )
+        } else {
+            (
+                "ignored",
+                "callback for an object mediagate did not issue; ignored",
+            )
+        };
+        row.outcome = outcome.into();
+        row.reason = Some(reason.into());
+        return store.record_event(EventWrite::only(row)).await;
+    }
+
     // Only our own bucket has user prefixes.
     let owner = existing.as_ref().map(|u| u.owner.clone()).or_else(|| {
         (event.bucket == storage.bucket)
@@ -81,14 +132,9 @@ pub async fn accept(
         .and_then(|u| serde_json::from_str::<MediaAttributes>(&u.media).ok())
         .unwrap_or_default();
     let media = merge_media(base_media, event.media_overrides.clone());
-
-    // An OSS callback body is written by the uploading client (OSS signs whatever template it
-    // was given), so it only counts for an upload mediagate issued for exactly this key; other
-    // objects are announced by signed events or token-authenticated webhooks.
-    let untrusted = event.source == "oss-callback" && existing.is_none();
     let change = match (&existing, &owner) {
         (Some(u), _) => UploadChange::Existing { id: u.id.clone() },
-        (None, Some(owner)) if !untrusted && !event.key.ends_with('/') => {
+        (None, Some(owner)) if !event.key.ends_with('/') => {
             let file_name = event.key.rsplit('/').next().unwrap_or_default().to_owned();
             UploadChange::New(Box::new(UploadRow {
                 id: uuid::Uuid::now_v7().to_string(),
@@ -110,17 +156,17 @@ pub async fn accept(
         }
         _ => UploadChange::None,
     };
-    let upload_id = match &change {
+    row.upload_id = match &change {
         UploadChange::Existing { id } => Some(id.clone()),
-        UploadChange::New(row) => Some(row.id.clone()),
+        UploadChange::New(upload) => Some(upload.id.clone()),
         UploadChange::None => None,
     };
 
-    let delivery = Delivery {
+    let object = Delivery {
         trigger_id: String::new(),
         attempt: 0,
         workflow: String::new(),
-        upload_id: upload_id.clone(),
+        upload_id: row.upload_id.clone(),
         user: owner,
         bucket: event.bucket.clone(),
         region: region.to_owned(),
@@ -130,72 +176,166 @@ pub async fn accept(
         content_type: event.content_type.clone(),
         media,
     };
-    let triggers = matching
-        .matched(&workflows)
-        .map(|w| {
-            let payload = Delivery {
-                workflow: w.def.name.clone(),
-                ..delivery.clone()
-            };
-            Ok(NewTrigger {
-                id: uuid::Uuid::now_v7().to_string(),
-                workflow_id: w.id.clone(),
-                workflow_name: w.def.name.clone(),
-                sink: match w.def.sink {
-                    Sink::Mps { .. } => "mps".into(),
-                    Sink::Webhook { .. } => "webhook".into(),
-                },
-                payload: serde_json::to_string(&payload)?,
-            })
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-
     let oversize = existing
         .as_ref()
         .and_then(|u| form_size_violation(u, event.size, storage.max_upload_bytes));
-    let (triggers, skip_reason) = if untrusted {
-        (
-            Vec::new(),
-            Some("callback for an object mediagate did not issue; ignored".to_string()),
-        )
-    } else if let Some(reason) = oversize {
-        (Vec::new(), Some(reason))
-    } else {
-        let reason = triggers.is_empty().then(|| matching.skip_reason());
-        (triggers, reason)
+    let plan = match oversize {
+        Some((code, detail)) => Plan::skip(code, detail),
+        None => Plan::for_object(&store.list_workflows().await?, &object)?,
     };
-    let row = EventRow {
-        id: event_id,
-        bucket: event.bucket,
-        object_key: event.key,
-        etag: event.etag,
-        size: event.size,
-        content_type: event.content_type,
-        source: event.source.to_owned(),
-        upload_id,
-        outcome: if triggers.is_empty() {
+    row.outcome = plan.outcome().into();
+    row.reason = plan.detail;
+    store
+        .record_event(EventWrite {
+            event: row,
+            completes: true,
+            upload: change,
+            upload_state: plan.upload_state.into(),
+            upload_reason: plan.code.map(str::to_owned),
+            triggers: plan.triggers,
+        })
+        .await
+}
+
+/// What an operator's request to process an upload again came to.
+#[derive(Debug)]
+pub enum Reprocessed {
+    NotFound,
+    /// Nothing was announced for it yet (still `issued`): there is nothing to process.
+    NothingAnnounced,
+    /// Some of its triggers are still pending, in flight or waiting for a retry.
+    Busy,
+    /// Matched again; `triggers` were queued.
+    Queued {
+        triggers: usize,
+        state: &'static str,
+    },
+}
+
+/// Processes a completed upload again, on purpose: the newest version of its object that was
+/// announced is matched against today's workflows and queued like a first notification, and
+/// the operator's request is audited with the change.
+pub async fn reprocess(
+    store: &Store,
+    storage: &StorageScope<'_>,
+    upload_id: &str,
+    who: &Actor,
+) -> anyhow::Result<Reprocessed> {
+    let Some(upload) = store.get_upload(upload_id).await? else {
+        return Ok(Reprocessed::NotFound);
+    };
+    let events = store.events_for_upload(upload_id).await?;
+    let Some(latest) = events
+        .iter()
+        .rev()
+        .find(|e| matches!(e.outcome.as_str(), "queued" | "skipped" | "repeat"))
+    else {
+        return Ok(Reprocessed::NothingAnnounced);
+    };
+    let object = Delivery {
+        trigger_id: String::new(),
+        attempt: 0,
+        workflow: String::new(),
+        upload_id: Some(upload.id.clone()),
+        user: Some(upload.owner.clone()).filter(|o| !o.is_empty()),
+        bucket: upload.bucket.clone(),
+        region: storage.region.to_owned(),
+        object_key: upload.object_key.clone(),
+        etag: latest.etag.clone(),
+        size: latest.size,
+        content_type: latest.content_type.clone(),
+        media: serde_json::from_str(&upload.media).unwrap_or_default(),
+    };
+    let plan = match form_size_violation(&upload, latest.size, storage.max_upload_bytes) {
+        Some((code, detail)) => Plan::skip(code, detail),
+        None => Plan::for_object(&store.list_workflows().await?, &object)?,
+    };
+    let (state, queued) = (plan.upload_state, plan.triggers.len());
+    let detail = serde_json::json!({
+        "before": {"state": upload.state, "state_reason": upload.state_reason},
+        "event_id": latest.id,
+        "etag": latest.etag,
+        "triggers": queued,
+    });
+    let write = Reprocess {
+        upload_id: upload.id.clone(),
+        event_id: latest.id.clone(),
+        size: latest.size,
+        upload_state: state.into(),
+        upload_reason: plan.code.map(str::to_owned),
+        triggers: plan.triggers,
+    };
+    if store.reprocess_upload(write, who, &detail).await? {
+        Ok(Reprocessed::Queued {
+            triggers: queued,
+            state,
+        })
+    } else if upload.state == "issued" {
+        Ok(Reprocessed::NothingAnnounced)
+    } else {
+        Ok(Reprocessed::Busy)
+    }
+}
+
+/// What an object that completes an upload comes to: the triggers of the workflows it
+/// matches, or why it triggers nothing (a code users see, the detail operators see).
+pub struct Plan {
+    pub triggers: Vec<NewTrigger>,
+    pub upload_state: &'static str,
+    pub code: Option<&'static str>,
+    pub detail: Option<String>,
+}
+
+impl Plan {
+    fn skip(code: &'static str, detail: String) -> Plan {
+        Plan {
+            triggers: Vec::new(),
+            upload_state: "skipped",
+            code: Some(code),
+            detail: Some(detail),
+        }
+    }
+
+    /// One trigger per workflow `object` matches, each carrying the object's attributes.
+    pub fn for_object(workflows: &[Workflow], object: &Delivery) -> anyhow::Result<Plan> {
+        let matching = decide(workflows, &object.bucket, &object.object_key);
+        let triggers = matching
+            .matched(workflows)
+            .map(|w| {
+                let payload = Delivery {
+                    workflow: w.def.name.clone(),
+                    ..object.clone()
+                };
+                Ok(NewTrigger {
+                    id: uuid::Uuid::now_v7().to_string(),
+                    workflow_id: w.id.clone(),
+                    workflow_name: w.def.name.clone(),
+                    sink: match w.def.sink {
+                        Sink::Mps { .. } => "mps".into(),
+                        Sink::Webhook { .. } => "webhook".into(),
+                    },
+                    payload: serde_json::to_string(&payload)?,
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        if triggers.is_empty() {
+            return Ok(Plan::skip(matching.skip_code(), matching.skip_reason()));
+        }
+        Ok(Plan {
+            triggers,
+            upload_state: "uploaded",
+            code: None,
+            detail: None,
+        })
+    }
+
+    fn outcome(&self) -> &'static str {
+        if self.triggers.is_empty() {
             "skipped"
         } else {
             "queued"
         }
-        .into(),
-        reason: skip_reason.clone(),
-        received_at: now,
-    };
-    let state = if triggers.is_empty() {
-        "skipped"
-    } else {
-        "uploaded"
-    };
-    store
-        .record_event(EventWrite {
-            event: row,
-            upload: change,
-            upload_state: state.into(),
-            upload_reason: skip_reason,
-            triggers,
-        })
-        .await
+    }
 }
 
 /// The upload this object completes: the one named by the hint or by the upload-id segment of
@@ -272,10 +412,12 @@ mod tests {
         assert_eq!(form_size_violation(&declared, Some(2000), 100), None);
         assert!(
             form_size_violation(&declared, Some(2001), 1 << 20)
-                .unwrap()
-                .contains("2000..=2000")
+                .is_some_and(|(code, detail)| code == "too_large" && detail.contains("2000..=2000"))
         );
-        assert!(form_size_violation(&declared, Some(1999), 1 << 20).is_some());
+        assert_eq!(
+            form_size_violation(&declared, Some(1999), 1 << 20).map(|v| v.0),
+            Some("size_mismatch")
+        );
         assert_eq!(form_size_violation(&declared, None, 100), None);
         let open = row("post_policy", None);
         assert_eq!(form_size_violation(&open, Some(100), 100), None);

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::media::MediaAttributes;
 
-pub use intake::{ObjectEvent, StorageScope, accept};
+pub use intake::{ObjectEvent, Reprocessed, StorageScope, accept, reprocess};
 pub use worker::Worker;
 
 /// Everything a sink needs to deliver one trigger. Stored as the trigger's payload when the

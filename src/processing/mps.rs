@@ -44,14 +44,7 @@ impl MpsClient {
         access_key_secret: SecretString,
         timeout: Duration,
     ) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(3)))
-            // A redirect would replay the signed request somewhere we were not configured to
-            // talk to; MPS never redirects.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("mediagate/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+        let http = crate::upstream::client(timeout)?;
         Ok(Self {
             http,
             endpoint: endpoint.trim_end_matches('/').to_owned(),

@@ -38,14 +38,7 @@ pub struct WebhookClient {
 impl WebhookClient {
     /// `timeout` bounds one whole delivery (connect, send, response headers and body).
     pub fn new(timeout: Duration) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(3)))
-            // A redirect is a receiver misconfiguration; following it would send a signed
-            // event to a URL nobody configured.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("mediagate/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+        let http = crate::upstream::client(timeout)?;
         Ok(Self { http })
     }
 
@@ -139,17 +132,25 @@ pub fn signing_key(secret: &str) -> Vec<u8> {
         .unwrap_or_else(|| secret.as_bytes().to_vec())
 }
 
-/// Checks that `secret` can sign: not empty, and a `whsec_` secret is base64 of a non-empty
-/// key. For configuration validation; the error says what is wrong without quoting it.
+/// The shortest HMAC key a webhook secret may give: 192 bits, so a receiver's secret cannot
+/// be guessed from signed deliveries.
+pub const MIN_KEY_BYTES: usize = 24;
+
+/// Checks that `secret` can sign: a `whsec_` secret is base64 of the key, any other secret is
+/// the key itself, and the key has at least [`MIN_KEY_BYTES`]. For configuration validation;
+/// the error says what is wrong without quoting it.
 pub fn validate_secret(secret: &str) -> Result<(), String> {
-    if secret.is_empty() {
-        return Err("webhook secret is empty".into());
-    }
-    if let Some(b64) = secret.strip_prefix(SECRET_PREFIX) {
-        match SECRET_B64.decode(b64) {
-            Ok(key) if !key.is_empty() => {}
-            _ => return Err("webhook secret starts with whsec_ but the rest is not base64".into()),
-        }
+    let key_len = match secret.strip_prefix(SECRET_PREFIX) {
+        Some(b64) => SECRET_B64
+            .decode(b64)
+            .map_err(|_| "webhook secret starts with whsec_ but the rest is not base64")?
+            .len(),
+        None => secret.len(),
+    };
+    if key_len < MIN_KEY_BYTES {
+        return Err(format!(
+            "webhook secret gives a {key_len}-byte key; at least {MIN_KEY_BYTES} bytes are required (whsec_ + base64 of 24 random bytes, or 24 characters)"
+        ));
     }
     Ok(())
 }
@@ -258,8 +259,11 @@ mod tests {
         assert_eq!(signing_key("whsec_aGVsbG8"), b"hello");
         assert_eq!(signing_key("plain secret"), b"plain secret");
         assert_eq!(signing_key("whsec_not base64!"), b"whsec_not base64!");
-        assert!(validate_secret("whsec_aGVsbG8=").is_ok());
-        assert!(validate_secret("plain secret").is_ok());
+        assert!(validate_secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").is_ok());
+        assert!(validate_secret("a plain secret of 24 ch.").is_ok());
+        // whsec_ + 10 characters is a 7-byte key: refused, as are short raw secrets.
+        assert!(validate_secret("whsec_aGVsbG8xMjM=").is_err());
+        assert!(validate_secret("plain secret").is_err());
         assert!(validate_secret("").is_err());
         assert!(validate_secret("whsec_").is_err());
         let err = validate_secret("whsec_not base64!").unwrap_err();
@@ -344,7 +348,7 @@ mod tests {
     #[tokio::test]
     async fn bad_url_or_secret_is_fatal_and_network_errors_retry() {
         let client = WebhookClient::new(Duration::from_secs(1)).unwrap();
-        let secret = SecretString::from("s3cret");
+        let secret = SecretString::from("a raw secret of 24 bytes");
         for url in ["not a url", "ftp://example.com/x", "file:///etc/passwd"] {
             assert!(matches!(
                 client.deliver(&delivery(), url, &secret).await,
@@ -451,7 +455,7 @@ mod tests {
     async fn redirects_gone_errors_and_timeouts_over_http() {
         let (base, seen) = loopback().await;
         let client = WebhookClient::new(Duration::from_millis(200)).unwrap();
-        let secret = SecretString::from("raw");
+        let secret = SecretString::from("a raw secret of 24 bytes");
         let d = delivery();
         let deliver = async |path: &str| {
             let url = format!("{base}{path}");
@@ -488,7 +492,7 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn any_whsec_secret_round_trips(
-            key in proptest::collection::vec(proptest::prelude::any::<u8>(), 1..64),
+            key in proptest::collection::vec(proptest::prelude::any::<u8>(), MIN_KEY_BYTES..64),
             id in "[a-zA-Z0-9_]{1,40}",
             timestamp in 0i64..4_000_000_000,
             body in proptest::collection::vec(proptest::prelude::any::<u8>(), 1..256),

@@ -14,8 +14,8 @@ use crate::config::DatabaseConfig;
 pub use audit::{Actor, AuditRow};
 use batch::{BatchRow, InsertBatcher, TxBatcher};
 pub use queue::{
-    Claimed, EventRow, EventWrite, NewTrigger, Outcome, QueueStats, Recorded, TriggerRow,
-    UploadChange,
+    Claimed, EventRow, EventWrite, NewTrigger, Outcome, QueueStats, Recorded, Reprocess,
+    TriggerRow, UploadChange,
 };
 pub use workflows::Saved;
 

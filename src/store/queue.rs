@@ -11,7 +11,7 @@ use super::batch::{BatchRow, TxJob};
 use super::{Backend, Store, UploadRow, now_millis};
 
 /// An accepted object-created notification, as stored.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct EventRow {
     pub id: String,
     pub bucket: String,
@@ -21,7 +21,8 @@ pub struct EventRow {
     pub content_type: Option<String>,
     pub source: String,
     pub upload_id: Option<String>,
-    /// `queued` or `skipped`.
+    /// `queued`, `skipped`, `repeat` (another version of a completed object), `symlink`, or
+    /// `ignored` (a callback for an object mediagate did not issue).
     pub outcome: String,
     pub reason: Option<String>,
     pub received_at: i64,
@@ -57,6 +58,9 @@ pub enum Recorded {
     },
     /// The same (bucket, key, ETag) was recorded before: nothing new happens.
     Duplicate { upload_id: Option<String> },
+    /// Another version of an object that was completed before: recorded for operators,
+    /// nothing else changes.
+    Repeat { upload_id: Option<String> },
 }
 
 /// A claimed trigger.
@@ -202,6 +206,73 @@ impl Store {
         Ok(row)
     }
 
+    /// The notifications recorded for an upload, oldest first.
+    pub async fn events_for_upload(&self, upload_id: &str) -> anyhow::Result<Vec<EventRow>> {
+        let rows = sqlx::query(
+            "SELECT id, bucket, object_key, etag, size, content_type, source, upload_id, outcome, reason, received_at
+             FROM events WHERE upload_id = $1 ORDER BY id",
+        )
+        .bind(upload_id)
+        .fetch_all(&self.reader)
+        .await
+        .context("reading upload events")?;
+        rows.iter()
+            .map(|r| {
+                Ok(EventRow {
+                    id: r.try_get("id")?,
+                    bucket: r.try_get("bucket")?,
+                    object_key: r.try_get("object_key")?,
+                    etag: r.try_get("etag")?,
+                    size: r.try_get("size")?,
+                    content_type: r.try_get("content_type")?,
+                    source: r.try_get("source")?,
+                    upload_id: r.try_get("upload_id")?,
+                    outcome: r.try_get("outcome")?,
+                    reason: r.try_get("reason")?,
+                    received_at: r.try_get("received_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Processes a completed upload again on an operator's request: sets its state, size and
+    /// reason and queues `triggers` for `event_id`, with the audit row, in one transaction.
+    /// `Ok(false)`, with nothing changed, when the upload is still `issued` or has triggers
+    /// still on their way.
+    pub async fn reprocess_upload(
+        &self,
+        write: Reprocess,
+        who: &super::Actor,
+        detail: &serde_json::Value,
+    ) -> anyhow::Result<bool> {
+        let now = now_millis();
+        let mut tx = self.writer.begin().await.context("reprocessing upload")?;
+        let updated = sqlx::query(
+            "UPDATE uploads SET state = $1, state_reason = $2, size = COALESCE($3, size), updated_at = $4
+             WHERE id = $5 AND state <> 'issued'
+               AND NOT EXISTS (SELECT 1 FROM triggers WHERE upload_id = $5 AND state IN ('pending', 'in_flight', 'failed'))",
+        )
+        .bind(&write.upload_state)
+        .bind(&write.upload_reason)
+        .bind(write.size)
+        .bind(now)
+        .bind(&write.upload_id)
+        .execute(&mut *tx)
+        .await
+        .context("reprocessing upload")?;
+        if updated.rows_affected() == 0 {
+            return Ok(false);
+        }
+        for t in &write.triggers {
+            insert_trigger(&mut tx, t, &write.event_id, Some(&write.upload_id), now).await?;
+        }
+        super::audit::record(&mut tx, who, "upload.reprocess", &write.upload_id, detail)
+            .await
+            .context("recording the change")?;
+        tx.commit().await.context("reprocessing upload")?;
+        Ok(true)
+    }
+
     pub async fn get_trigger(&self, id: &str) -> anyhow::Result<Option<TriggerRow>> {
         let row = sqlx::query(&format!(
             "SELECT {TRIGGER_COLUMNS} FROM triggers WHERE id = $1"
@@ -271,10 +342,28 @@ impl Store {
 #[derive(Debug, Clone)]
 pub struct EventWrite {
     pub event: EventRow,
+    /// Whether the event completes its object. The first such event for a (bucket, key)
+    /// claims it; a later one is recorded as a `repeat` and its upload change and triggers
+    /// are dropped.
+    pub completes: bool,
     pub upload: UploadChange,
     pub upload_state: String,
     pub upload_reason: Option<String>,
     pub triggers: Vec<NewTrigger>,
+}
+
+impl EventWrite {
+    /// The event alone: it completes nothing and changes nothing.
+    pub fn only(event: EventRow) -> EventWrite {
+        EventWrite {
+            event,
+            completes: false,
+            upload: UploadChange::None,
+            upload_state: String::new(),
+            upload_reason: None,
+            triggers: Vec::new(),
+        }
+    }
 }
 
 #[async_trait::async_trait]
@@ -316,6 +405,44 @@ impl TxJob for EventWrite {
             .flatten();
             return Ok(Recorded::Duplicate { upload_id });
         }
+        if self.completes {
+            // The primary key serialises concurrent claims: on PostgreSQL the second insert
+            // waits for the first transaction and then does nothing.
+            let claimed = sqlx::query(
+                "INSERT INTO objects (bucket, object_key, event_id, upload_id, completed_at) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (bucket, object_key) DO NOTHING",
+            )
+            .bind(&event.bucket)
+            .bind(&event.object_key)
+            .bind(&event.id)
+            .bind(&event.upload_id)
+            .bind(event.received_at)
+            .execute(&mut *conn)
+            .await
+            .context("claiming the object")?;
+            if claimed.rows_affected() == 0 {
+                let upload_id: Option<String> = sqlx::query(
+                    "SELECT upload_id FROM objects WHERE bucket = $1 AND object_key = $2",
+                )
+                .bind(&event.bucket)
+                .bind(&event.object_key)
+                .fetch_one(&mut *conn)
+                .await
+                .context("reading the object's claim")?
+                .try_get(0)?;
+                sqlx::query(
+                    "UPDATE events SET outcome = 'repeat', upload_id = $1,
+                     reason = 'the object was completed by an earlier notification; nothing triggered'
+                     WHERE id = $2",
+                )
+                .bind(&upload_id)
+                .bind(&event.id)
+                .execute(&mut *conn)
+                .await
+                .context("recording a repeat")?;
+                return Ok(Recorded::Repeat { upload_id });
+            }
+        }
         match &self.upload {
             UploadChange::Existing { id } => {
                 sqlx::query(
@@ -350,29 +477,57 @@ impl TxJob for EventWrite {
             UploadChange::None => {}
         }
         for t in &self.triggers {
-            sqlx::query(
-                "INSERT INTO triggers (id, event_id, upload_id, workflow_id, workflow_name, sink, state, attempts, next_attempt_at, payload, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $8, $9, $10)",
+            insert_trigger(
+                &mut *conn,
+                t,
+                &event.id,
+                event.upload_id.as_deref(),
+                event.received_at,
             )
-            .bind(&t.id)
-            .bind(&event.id)
-            .bind(&event.upload_id)
-            .bind(&t.workflow_id)
-            .bind(&t.workflow_name)
-            .bind(&t.sink)
-            .bind(event.received_at)
-            .bind(&t.payload)
-            .bind(event.received_at)
-            .bind(event.received_at)
-            .execute(&mut *conn)
-            .await
-            .context("queueing trigger")?;
+            .await?;
         }
         Ok(Recorded::Accepted {
             upload_id: event.upload_id.clone(),
             triggers: self.triggers.len(),
         })
     }
+}
+
+/// What an operator's reprocessing of an upload writes.
+#[derive(Debug, Clone)]
+pub struct Reprocess {
+    pub upload_id: String,
+    /// The recorded notification the new triggers act on.
+    pub event_id: String,
+    pub size: Option<i64>,
+    pub upload_state: String,
+    pub upload_reason: Option<String>,
+    pub triggers: Vec<NewTrigger>,
+}
+
+async fn insert_trigger(
+    conn: &mut AnyConnection,
+    t: &NewTrigger,
+    event_id: &str,
+    upload_id: Option<&str>,
+    now: i64,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "INSERT INTO triggers (id, event_id, upload_id, workflow_id, workflow_name, sink, state, attempts, next_attempt_at, payload, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $8, $7, $7)",
+    )
+    .bind(&t.id)
+    .bind(event_id)
+    .bind(upload_id)
+    .bind(&t.workflow_id)
+    .bind(&t.workflow_name)
+    .bind(&t.sink)
+    .bind(now)
+    .bind(&t.payload)
+    .execute(conn)
+    .await
+    .context("queueing trigger")?;
+    Ok(())
 }
 
 /// What happened to one claimed trigger.

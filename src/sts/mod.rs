@@ -126,11 +126,7 @@ where
 
 /// The HTTP client for one STS: bounded per attempt so a hung STS cannot hang a request.
 pub(crate) fn http_client(timeout_ms: u64) -> anyhow::Result<reqwest::Client> {
-    Ok(reqwest::Client::builder()
-        .timeout(Duration::from_millis(timeout_ms))
-        .connect_timeout(Duration::from_millis(timeout_ms.min(3000)))
-        .user_agent(concat!("mediagate/", env!("CARGO_PKG_VERSION")))
-        .build()?)
+    crate::upstream::client(Duration::from_millis(timeout_ms))
 }
 
 /// Exponential backoff with full jitter: a random delay up to `base * 2^attempt`, capped.

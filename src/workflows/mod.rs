@@ -150,16 +150,16 @@ impl WorkflowDef {
                             .into(),
                     );
                 }
-                let secret_ok = spec.webhook_secret.as_ref().is_some_and(|s| {
-                    use secrecy::ExposeSecret;
-                    s.expose_secret().len() >= 16
-                        && crate::processing::webhook::validate_secret(s.expose_secret()).is_ok()
-                });
-                if !secret_ok {
-                    problems.push(
-                        "webhook_secret: required for sink \"webhook\", at least 16 characters (whsec_ secrets must be base64 after the prefix)"
-                            .into(),
-                    );
+                let secret_check = match spec.webhook_secret.as_ref() {
+                    Some(s) => {
+                        use secrecy::ExposeSecret;
+                        crate::processing::webhook::validate_secret(s.expose_secret())
+                    }
+                    None => Err("required for sink \"webhook\"".into()),
+                };
+                let secret_ok = secret_check.is_ok();
+                if let Err(e) = secret_check {
+                    problems.push(format!("webhook_secret: {e}"));
                 }
                 match (url_ok && secret_ok, spec.webhook_url, spec.webhook_secret) {
                     (true, Some(url), Some(secret)) => Some(Sink::Webhook { url, secret }),
@@ -205,7 +205,17 @@ impl Matching {
             .map(|(w, _)| w)
     }
 
-    /// Why nothing matched, for the upload's history.
+    /// Why nothing matched, as the code app users see: `not_media` or
+    /// `no_matching_workflow` (the detail, which names workflows, is for operators).
+    pub fn skip_code(&self) -> &'static str {
+        if self.media.is_media() {
+            "no_matching_workflow"
+        } else {
+            "not_media"
+        }
+    }
+
+    /// Why nothing matched, in detail, for operators.
     pub fn skip_reason(&self) -> String {
         if !self.media.is_media() {
             return match &self.media {

@@ -4,9 +4,9 @@ use serde_json::{Value, json};
 use crate::support::{TestApp, WEBHOOK_SECRET, error_code};
 
 fn webhook(name: &str) -> Value {
-    json!({"name": name, "state": "Active", "bucket": "media-input", "prefix": "uploads/",
+    json!({"name": name, "state": "Active", "bucket": "media-input", "prefix": "",
            "sink": "webhook", "webhook_url": "https://hooks.example.com/in", "webhook_secret": WEBHOOK_SECRET,
-           "output_prefix": "uploads/out/"})
+           "output_prefix": "out/"})
 }
 
 #[tokio::test]
@@ -162,7 +162,7 @@ async fn match_explains_each_decision() {
     let report: Value = app
         .admin(
             Method::GET,
-            "/v1/admin/match?bucket=media-input&key=uploads/out/a.mp4",
+            "/v1/admin/match?bucket=media-input&key=out/a.mp4",
             None,
         )
         .await

@@ -51,7 +51,7 @@ fn sign(alg: Algorithm, kid: Option<&str>, claims: &Value, key: &EncodingKey) ->
 }
 
 fn claims(sub: &str) -> Value {
-    json!({"sub": sub, "exp": now() + 600})
+    json!({"sub": sub, "exp": now() + 600, "aud": "mediagate"})
 }
 
 /// A loopback identity provider serving a JWKS it can rotate, counting fetches.
@@ -218,6 +218,7 @@ async fn rs256_and_es256_tokens_verify_against_the_jwks() {
     let app = TestApp::spawn_with(move |c| {
         c.auth.jwt_secret = None;
         c.auth.jwks_url = Some(url);
+        c.auth.audience = Some("mediagate".into());
     })
     .await;
     let rsa = EncodingKey::from_rsa_pem(rsa_key().private_pem.as_bytes()).unwrap();
@@ -274,6 +275,7 @@ async fn hs_rs_confusion_is_rejected() {
         let url = idp.url.clone();
         let app = TestApp::spawn_with(move |c| {
             c.auth.jwks_url = Some(url);
+            c.auth.audience = Some("mediagate".into());
             if !keep_secret {
                 c.auth.jwt_secret = None;
             }
@@ -299,6 +301,7 @@ async fn unknown_kids_refetch_the_jwks_at_a_bounded_rate() {
     let url = idp.url.clone();
     let app = TestApp::spawn_with(move |c| {
         c.auth.jwks_url = Some(url);
+        c.auth.audience = Some("mediagate".into());
         c.auth.jwks_min_refetch_seconds = 1;
     })
     .await;
@@ -348,6 +351,7 @@ async fn unknown_kids_refetch_the_jwks_at_a_bounded_rate() {
 async fn an_unreachable_jwks_is_401_not_500() {
     let app = TestApp::spawn_with(|c| {
         c.auth.jwks_url = Some("http://127.0.0.1:9/jwks".into());
+        c.auth.audience = Some("mediagate".into());
     })
     .await;
     let rsa = EncodingKey::from_rsa_pem(rsa_key().private_pem.as_bytes()).unwrap();

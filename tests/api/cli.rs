@@ -433,7 +433,7 @@ bucket = "media-input"
 prefix = "uploads/"
 sink = "mps"
 media_workflow_id = "wf-1"
-output_prefix = "uploads/out/"
+output_prefix = "out/"
 
 [[workflows]]
 name = "paused"
@@ -466,7 +466,7 @@ media_workflow_id = "wf-2"
     assert_eq!(decisions[0]["name"], "transcode-hd");
     assert_eq!(decisions[0]["matched"], true);
     assert_eq!(decisions[1]["reason"], "workflow is Inactive");
-    let report = run("uploads/out/x.mp4");
+    let report = run("out/x.mp4");
     assert_eq!(report["workflows"][0]["matched"], false);
     let report = run("uploads/alice/notes.txt");
     assert_eq!(report["media"], false);

@@ -287,11 +287,16 @@ async fn skipped_objects_are_recorded_with_a_reason() {
     assert_eq!(uploads.len(), 1, "recorded in bob's history: {history}");
     assert_eq!(uploads[0]["object_key"], "uploads/bob/x/notes.txt");
     assert_eq!(uploads[0]["state"], "skipped");
+    assert_eq!(uploads[0]["state_reason"], "not_media");
+    let bobs = app
+        .admin_upload(uploads[0]["upload_id"].as_str().unwrap())
+        .await;
     assert!(
-        uploads[0]["state_reason"]
+        bobs["events"][0]["reason"]
             .as_str()
             .unwrap()
-            .contains("not a media file")
+            .contains("not a media file"),
+        "{bobs}"
     );
 
     // A media file outside every workflow prefix.
@@ -304,12 +309,12 @@ async fn skipped_objects_are_recorded_with_a_reason() {
         .await
         .unwrap();
     assert_eq!(upload["state"], "skipped");
+    assert_eq!(upload["state_reason"], "no_matching_workflow", "{upload}");
     assert!(
-        upload["state_reason"]
+        app.admin_upload(&id).await["events"][0]["reason"]
             .as_str()
             .unwrap()
-            .contains("outside prefix"),
-        "{upload}"
+            .contains("outside prefix")
     );
 
     // An unknown bucket: 200 and skipped.
@@ -383,9 +388,15 @@ async fn exhausted_retries_end_dead_and_an_operator_can_replay() {
     let trigger = &upload["triggers"][0];
     assert_eq!(trigger["state"], "dead");
     assert_eq!(trigger["attempts"], 2);
+    // The owner sees a fixed reason; the receiver's answer is for operators.
+    assert_eq!(trigger["last_error"], "delivery_abandoned", "{trigger}");
+    let full = app.admin_upload(&id).await;
     assert!(
-        trigger["last_error"].as_str().unwrap().contains("503"),
-        "{trigger}"
+        full["triggers"][0]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("503"),
+        "{full}"
     );
 
     let dead: Value = app
@@ -448,8 +459,9 @@ async fn mps_invalid_parameters_end_dead_at_once() {
         .wait_upload("alice", &id, |u| u["state"] == "failed")
         .await;
     assert_eq!(upload["triggers"][0]["attempts"], 1);
+    assert_eq!(upload["triggers"][0]["last_error"], "delivery_abandoned");
     assert!(
-        upload["triggers"][0]["last_error"]
+        app.admin_upload(&id).await["triggers"][0]["last_error"]
             .as_str()
             .unwrap()
             .contains("InvalidParameter.FileURL")

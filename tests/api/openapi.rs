@@ -23,6 +23,8 @@ const OPERATIONS: &[(&str, &str)] = &[
     ("get", "/v1/admin/match"),
     ("get", "/v1/admin/triggers"),
     ("post", "/v1/admin/triggers/{id}/retry"),
+    ("get", "/v1/admin/uploads/{id}"),
+    ("post", "/v1/admin/uploads/{id}/reprocess"),
     ("get", "/v1/admin/audit"),
     ("get", "/healthz"),
     ("get", "/readyz"),

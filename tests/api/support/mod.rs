@@ -28,6 +28,8 @@ pub const S3_TOKEN: &str = "test-s3-token-0123456789";
 pub const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 /// Where the test OSS callback key is "published" (pinned in the configuration).
 pub const OSS_KEY_URL: &str = "https://gosspublic.alicdn.com/mediagate_test_key.pem";
+/// The operator's Alibaba Cloud account: the owner of the MNS topic that pushes OSS events.
+pub const MNS_ACCOUNT_ID: &str = "1234567890123456";
 pub const MNS_CERT_URL: &str = "https://mnstest.oss-cn-hangzhou.aliyuncs.com/mediagate_test.pem";
 
 /// One signer pair per test binary: RSA key generation is slow in debug builds.
@@ -89,6 +91,8 @@ pub fn config_for(sts: &StsFake, database_url: String) -> Config {
     // Tests and benches that are not about rate limits send far more than a user would.
     c.limits.vend_per_user_per_minute = 0;
     c.limits.vend_per_ip_per_minute = 0;
+    c.limits.auth_failures_per_ip_per_minute = 0;
+    c.notifications.mns_account_id = Some(MNS_ACCOUNT_ID.into());
     c
 }
 
@@ -230,6 +234,19 @@ impl TestApp {
             request = request.json(&body);
         }
         request.send().await.unwrap()
+    }
+
+    /// The upload as operators see it: notifications and triggers in full.
+    pub async fn admin_upload(&self, id: &str) -> Value {
+        let r = self
+            .admin(
+                reqwest::Method::GET,
+                &format!("/v1/admin/uploads/{id}"),
+                None,
+            )
+            .await;
+        assert_eq!(r.status(), 200);
+        r.json().await.unwrap()
     }
 
     /// Creates an Active webhook workflow on `media-input` for `prefix`, delivering to the

@@ -110,6 +110,25 @@ impl MnsSigner {
         body_b64: &str,
         date: &str,
     ) -> Vec<(String, String)> {
+        self.headers_from(
+            super::MNS_ACCOUNT_ID,
+            "mediagate-uploads",
+            path_and_query,
+            body_b64,
+            date,
+        )
+    }
+
+    /// The same, for a push from `topic` of the account `owner` (MNS signs the topic owner and
+    /// name like every `x-mns-*` header).
+    pub fn headers_from(
+        &self,
+        owner: &str,
+        topic: &str,
+        path_and_query: &str,
+        body_b64: &str,
+        date: &str,
+    ) -> Vec<(String, String)> {
         // As captured from real pushes: the MD5 as upper-case hex, and the plain-text type of
         // a raw ("SIMPLIFIED") message body.
         let content_md5 = hex::encode_upper(Md5::digest(body_b64.as_bytes()));
@@ -122,6 +141,8 @@ impl MnsSigner {
                 B64.encode(&self.cert_url),
             ),
             ("x-mns-version".to_owned(), "2015-06-06".to_owned()),
+            ("x-mns-topic-owner".to_owned(), owner.to_owned()),
+            ("x-mns-topic-name".to_owned(), topic.to_owned()),
         ];
         let string_to_sign = mns::string_to_sign(
             "POST",
