@@ -101,11 +101,10 @@ impl AuthThrottle {
         }
     }
 
-    /// Counts one refused credential from `ip`.
-    pub fn failed(&self, ip: IpAddr) {
-        let Some(limiter) = &self.failures else {
-            return;
-        };
+    /// Counts one refused credential from `ip`; past the quota, blocks the address and returns
+    /// the 429 to answer instead.
+    pub fn failed(&self, ip: IpAddr) -> Option<ApiError> {
+        let limiter = self.failures.as_ref()?;
         if limiter.len() > PRUNE_ABOVE {
             limiter.retain_recent();
         }
@@ -118,7 +117,10 @@ impl AuthThrottle {
                 blocked.retain(|_, until| *until > now);
             }
             blocked.insert(key, until);
+            drop(blocked);
+            return self.check(ip).err();
         }
+        None
     }
 }
 
@@ -148,8 +150,10 @@ pub async fn throttle_auth(
     let response = next
         .run(axum::extract::Request::from_parts(parts, body))
         .await;
-    if response.status() == StatusCode::UNAUTHORIZED {
-        app.auth_throttle.failed(ip);
+    if response.status() == StatusCode::UNAUTHORIZED
+        && let Some(refused) = app.auth_throttle.failed(ip)
+    {
+        return refused.into_response();
     }
     response
 }

@@ -6,6 +6,8 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
@@ -86,6 +88,127 @@ async fn check_config_lists_every_problem() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
+}
+
+#[tokio::test]
+async fn risky_settings_are_refused_or_flagged() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("risky.toml");
+    std::fs::write(
+        &file,
+        r#"[auth]
+jwks_url = "https://idp.example.com/jwks"
+
+[storage]
+prefix = ""
+
+[notifications]
+oss_key_url_prefixes = ["http://keys.example.com/"]
+mns_token = "short"
+
+[[workflows]]
+name = "weak"
+state = "Active"
+bucket = "media-input"
+prefix = ""
+sink = "webhook"
+webhook_url = "https://hooks.example.com/in"
+webhook_secret = "whsec_aGVsbG8xMjM="
+
+[[workflows]]
+name = "outputs-in-uploads"
+state = "Active"
+bucket = "media-input"
+prefix = ""
+sink = "mps"
+media_workflow_id = "wf"
+output_prefix = "out/"
+"#,
+    )
+    .unwrap();
+    let sts = StsFake::start().await;
+    let config = test_config(&sts, dir.path()).await;
+    let out = mediagate()
+        .args(["check-config", "--config"])
+        .arg(&file)
+        .envs(env_for(&config))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    for error in [
+        "configuration: auth.audience: required with auth.jwks_url",
+        "configuration: notifications.mns_token: must be at least 16 characters",
+        "configuration: workflows[0] (\"weak\"): webhook_secret: webhook secret gives a 8-byte key",
+        "configuration: workflows[1] (\"outputs-in-uploads\"): output_prefix \"out/\" overlaps storage.prefix",
+    ] {
+        assert!(stderr.contains(error), "{error} missing in:\n{stderr}");
+    }
+    for warning in [
+        "configuration warning: storage.prefix is empty",
+        "configuration warning: notifications.oss_key_url_prefixes: \"http://keys.example.com/\" is plain http",
+        "configuration warning: notifications.mns_account_id is not set: /v1/notifications/oss-events is not served",
+    ] {
+        assert!(stderr.contains(warning), "{warning} missing in:\n{stderr}");
+    }
+    assert!(!stderr.contains("aGVsbG8xMjM"), "secrets are never printed");
+}
+
+/// Nothing a request sends reaches the default (`pretty`) log raw: a CR/LF in a key URL
+/// cannot start a line of its own, and an invented method of any size is logged as `other`.
+#[tokio::test]
+async fn request_text_cannot_forge_log_lines() {
+    let sts = StsFake::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(&sts, dir.path()).await;
+    let mut env: Vec<_> = env_for(&config)
+        .into_iter()
+        .filter(|(k, _)| *k != "MEDIAGATE__SERVER__LOG_FORMAT")
+        .collect();
+    env.push(("NO_COLOR", "1".into()));
+    env.push(("MEDIAGATE__NOTIFICATIONS__FETCH_TIMEOUT_MS", "300".into()));
+    let mut server = Server::start(&env, None);
+    let client = reqwest::Client::new();
+    let path = "/v1/notifications/oss-callback";
+    let body = "bucket=media-input&object=uploads%2Fa%2F1%2Fa.mp4&etag=E&size=1";
+    let forged = "https://gosspublic.alicdn.com/k.pem\r\nERROR forged line\r\n";
+    let (authorization, _) = oss_signer().sign(path, None, body.as_bytes());
+    let r = client
+        .post(format!("http://{}{path}", server.address))
+        .header("authorization", authorization)
+        .header("x-oss-pub-key-url", B64.encode(forged))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let method =
+        reqwest::Method::from_bytes(format!("MADEUP{}", "Q".repeat(20_000)).as_bytes()).unwrap();
+    let r = client
+        .request(method, format!("http://{}/healthz", server.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    // The answers are logged as the requests finish; wait until both are.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let logs = loop {
+        let logs = server.logs();
+        if logs.matches("finished processing request").count() >= 2 {
+            break logs;
+        }
+        assert!(Instant::now() < deadline, "requests never logged:\n{logs}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(logs.contains("method=\"other\""), "{logs}");
+    for line in logs.lines() {
+        assert!(
+            !line.trim_start().starts_with("ERROR forged"),
+            "forged: {line}"
+        );
+        assert!(!line.contains("MADEUP"), "raw method logged");
+        assert!(line.len() < 2000, "a {}-byte log line", line.len());
+    }
 }
 
 #[tokio::test]
@@ -261,6 +384,10 @@ impl Server {
             let entry: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
             if entry["message"] == "mediagate listening" {
                 break entry["address"].as_str().unwrap().to_owned();
+            }
+            // The `pretty` format, without colours: `... mediagate listening address=...`.
+            if let Some((_, rest)) = line.split_once("mediagate listening address=") {
+                break rest.split_whitespace().next().unwrap().to_owned();
             }
         };
         Server {

@@ -135,10 +135,11 @@ async fn random_requests_never_get_a_server_error() {
                     ["limit", "cursor", "state", "bucket", "key", "token"][rng.random_range(0..6)];
                 path = format!("{path}?{known}={v}&{k}={v}");
             }
-            let method_name = if rng.random_bool(0.9) {
-                method.to_uppercase()
-            } else {
-                ["PATCH", "OPTIONS", "HEAD", "PUT"][rng.random_range(0..4)].to_owned()
+            let method_name = match rng.random_range(0..10) {
+                0 => ["PATCH", "OPTIONS", "HEAD", "PUT"][rng.random_range(0..4)].to_owned(),
+                // Any token is a method: invented ones, some of them huge.
+                1 => invented_method(&mut rng),
+                _ => method.to_uppercase(),
             };
             let http_method = reqwest::Method::from_bytes(method_name.as_bytes()).unwrap();
             let mut request = app.client.request(http_method.clone(), app.url(&path));
@@ -176,6 +177,12 @@ async fn random_requests_never_get_a_server_error() {
                 ("content-md5", random_text(&mut rng, 30)),
                 ("origin", random_text(&mut rng, 30)),
             ] {
+                // Now and then a value far larger than any real one.
+                let value = if rng.random_bool(0.05) {
+                    value.repeat(16 * 1024 / value.len().max(1) + 1)
+                } else {
+                    value
+                };
                 if rng.random_bool(0.3)
                     && let Ok(v) = reqwest::header::HeaderValue::from_str(&value)
                 {
@@ -215,4 +222,34 @@ async fn random_requests_never_get_a_server_error() {
     // Still serving.
     let health = app.client.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(health.status(), 200, "seed {seed}");
+    // No request text became a metric label.
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !metrics.contains(INVENTED),
+        "seed {seed}: an invented method became a label"
+    );
+}
+
+/// Marks every invented method, so the metrics can be searched for them.
+const INVENTED: &str = "INVENTED";
+
+fn invented_method(rng: &mut StdRng) -> String {
+    const TOKEN: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+-.^_`|~";
+    let len = if rng.random_bool(0.2) {
+        rng.random_range(1000..20_000)
+    } else {
+        rng.random_range(1..12)
+    };
+    let tail: String = (0..len)
+        .map(|_| TOKEN[rng.random_range(0..TOKEN.len())] as char)
+        .collect();
+    format!("{INVENTED}{tail}")
 }

@@ -2,6 +2,7 @@
 
 mod support;
 
+mod abuse;
 mod admin;
 mod auth;
 mod bad_input;

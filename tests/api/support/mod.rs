@@ -120,6 +120,11 @@ impl TestApp {
     }
 
     pub async fn spawn_with(customise: impl FnOnce(&mut Config)) -> TestApp {
+        Self::spawn_at("127.0.0.1:0", customise).await
+    }
+
+    /// The app listening on `address` (`[::]:0` for a dual-stack listener).
+    pub async fn spawn_at(address: &str, customise: impl FnOnce(&mut Config)) -> TestApp {
         let sts = StsFake::start().await;
         let mps = MpsFake::start().await;
         let hooks = WebhookReceiver::start(WEBHOOK_SECRET).await;
@@ -129,8 +134,9 @@ impl TestApp {
         customise(&mut config);
         assert_eq!(config.validate(), Vec::<String>::new());
         let app = App::build(config).await.expect("app builds");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
+        let listener = tokio::net::TcpListener::bind(address).await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let base = format!("http://127.0.0.1:{port}");
         let (tx, rx) = oneshot::channel();
         tokio::spawn(serve(app.clone(), listener, async {
             let _ = rx.await;
