@@ -381,6 +381,22 @@ pub struct NotificationsConfig {
     pub fetch_timeout_ms: u64,
 }
 
+impl NotificationsConfig {
+    /// Where keys and certificates may be fetched from, by configuration key.
+    fn fetch_prefixes(&self) -> [(&'static str, &Vec<String>); 2] {
+        [
+            (
+                "notifications.oss_key_url_prefixes",
+                &self.oss_key_url_prefixes,
+            ),
+            (
+                "notifications.mns_cert_url_prefixes",
+                &self.mns_cert_url_prefixes,
+            ),
+        ]
+    }
+}
+
 impl Default for NotificationsConfig {
     fn default() -> Self {
         Self {
@@ -665,16 +681,7 @@ impl Config {
             p(format!("mps.endpoint: {e}"));
         }
         let n = &self.notifications;
-        for (key, prefixes) in [
-            (
-                "notifications.oss_key_url_prefixes",
-                &n.oss_key_url_prefixes,
-            ),
-            (
-                "notifications.mns_cert_url_prefixes",
-                &n.mns_cert_url_prefixes,
-            ),
-        ] {
+        for (key, prefixes) in n.fetch_prefixes() {
             for prefix in prefixes {
                 // A prefix must pin at least the host, or it would allow fetching anything.
                 if http_url(prefix).is_err()
@@ -795,16 +802,7 @@ impl Config {
             warnings.push("storage.prefix is empty: every user's folder is at the root of the bucket, beside anything else stored there".to_owned());
         }
         let n = &self.notifications;
-        for (key, prefixes) in [
-            (
-                "notifications.oss_key_url_prefixes",
-                &n.oss_key_url_prefixes,
-            ),
-            (
-                "notifications.mns_cert_url_prefixes",
-                &n.mns_cert_url_prefixes,
-            ),
-        ] {
+        for (key, prefixes) in n.fetch_prefixes() {
             for prefix in prefixes {
                 let twin = prefix.replacen("http://", "https://", 1);
                 if prefix.starts_with("http://") && !prefixes.contains(&twin) {

@@ -83,7 +83,7 @@ impl From<StsError> for ApiError {
                 detail,
                 retry_after,
             } => {
-                error!(%detail, "STS unavailable");
+                error!(?detail, "STS unavailable");
                 ApiError {
                     retry_after: Some(retry_after),
                     ..ApiError::new(
@@ -100,7 +100,7 @@ impl From<StsError> for ApiError {
             } => {
                 // A configuration fault on our side (role, permissions, keys): loud for the
                 // operator, opaque for the client.
-                error!(sts_code = %code, sts_message = %message, sts_request_id = %request_id,
+                error!(sts_code = ?code, sts_message = ?message, sts_request_id = ?request_id,
                     "STS rejected AssumeRole: check the sts section of the configuration");
                 ApiError::new(
                     StatusCode::BAD_GATEWAY,

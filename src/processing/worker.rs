@@ -193,14 +193,14 @@ impl Worker {
             Err(DeliveryError::Retry(reason)) if attempt < self.max_attempts => {
                 let delay = crate::sts::backoff(attempt - 1, self.backoff_base, self.backoff_max)
                     .max(self.backoff_base / 2);
-                warn!(trigger = %t.id, workflow = %t.workflow_name, attempt, %reason, retry_in_ms = delay.as_millis() as u64, "delivery failed");
+                warn!(trigger = %t.id, workflow = %t.workflow_name, attempt, ?reason, retry_in_ms = delay.as_millis() as u64, "delivery failed");
                 Outcome::Failed {
                     error: reason,
                     retry_at: Some(now_millis() + delay.as_millis() as i64),
                 }
             }
             Err(DeliveryError::Retry(reason) | DeliveryError::Fatal(reason)) => {
-                warn!(trigger = %t.id, workflow = %t.workflow_name, attempt, %reason, "trigger is dead");
+                warn!(trigger = %t.id, workflow = %t.workflow_name, attempt, ?reason, "trigger is dead");
                 Outcome::Failed {
                     error: reason,
                     retry_at: None,

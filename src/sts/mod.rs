@@ -113,7 +113,11 @@ where
         match attempt().await {
             Attempt::Done(result) => return result,
             Attempt::Retry(reason) => {
-                tracing::warn!(attempt = n + 1, %reason, "STS AssumeRole failed, will retry");
+                tracing::warn!(
+                    attempt = n + 1,
+                    ?reason,
+                    "STS AssumeRole failed, will retry"
+                );
                 last = reason;
             }
         }

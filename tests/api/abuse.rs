@@ -15,7 +15,9 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::{MNS_ACCOUNT_ID, S3_TOKEN, TestApp, error_code, mns_signer, oss_signer};
+use crate::support::{
+    MNS_ACCOUNT_ID, S3_TOKEN, TestApp, error_code, http_date, mns_signer, oss_signer,
+};
 
 /// A loopback HTTP host serving fixed bodies by path and counting every request per path;
 /// paths under `/moved` redirect to `/landed`.
@@ -59,23 +61,6 @@ impl Host {
     }
 }
 
-fn http_date() -> String {
-    chrono::Utc::now()
-        .format("%a, %d %b %Y %H:%M:%S GMT")
-        .to_string()
-}
-
-/// A signed MNS push of OSS `events` from `owner`'s topic `topic`.
-async fn mns_push(app: &TestApp, owner: &str, topic: &str, events: Value) -> reqwest::Response {
-    let path = "/v1/notifications/oss-events";
-    let body = B64.encode(json!({ "events": events }).to_string());
-    let mut request = app.client.post(app.url(path));
-    for (name, value) in mns_signer().headers_from(owner, topic, path, &body, &http_date()) {
-        request = request.header(name, value);
-    }
-    request.body(body).send().await.unwrap()
-}
-
 fn oss_event(name: &str, key: &str, etag: &str, size: i64) -> Value {
     json!({"eventName": name, "oss": {"bucket": {"name": "media-input"},
         "object": {"key": key, "size": size, "eTag": etag}}})
@@ -108,15 +93,7 @@ async fn invented_methods_do_not_become_metric_series() {
         assert_eq!(r.status(), 405);
         assert_eq!(error_code(r).await, "method_not_allowed");
     }
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text().await;
     assert!(
         !text.contains("MADEUP"),
         "an invented method became a label"
@@ -256,7 +233,7 @@ async fn mns_pushes_from_other_accounts_record_nothing() {
         ("9999999999999999", "mediagate-uploads"),
         (MNS_ACCOUNT_ID, "someone-elses-topic"),
     ] {
-        let r = mns_push(&app, owner, topic, events.clone()).await;
+        let r = app.mns_push_from(owner, topic, events.clone()).await;
         assert_eq!(r.status(), 403, "{owner}/{topic}");
         assert_eq!(error_code(r).await, "forbidden");
     }
@@ -273,13 +250,17 @@ async fn mns_pushes_from_other_accounts_record_nothing() {
             .is_empty()
     );
     // The operator's own topic goes through.
-    let r = mns_push(&app, MNS_ACCOUNT_ID, "mediagate-uploads", events).await;
+    let r = app
+        .mns_push_from(MNS_ACCOUNT_ID, "mediagate-uploads", events)
+        .await;
     assert_eq!(r.status(), 200);
     assert_eq!(trigger_count(&app).await, 1);
 
     // Without an account configured, the route is not served at all.
     let closed = TestApp::spawn_with(|c| c.notifications.mns_account_id = None).await;
-    let r = mns_push(&closed, MNS_ACCOUNT_ID, "mediagate-uploads", json!([])).await;
+    let r = closed
+        .mns_push_from(MNS_ACCOUNT_ID, "mediagate-uploads", json!([]))
+        .await;
     assert_eq!(r.status(), 404);
     assert_eq!(error_code(r).await, "not_found");
 }
@@ -310,13 +291,13 @@ async fn an_upload_is_processed_once_whatever_is_announced_later() {
         assert_eq!(ack["duplicate"], true, "{ack}");
     }
     // An overwrite announced by MNS and by an S3 webhook.
-    let r = mns_push(
-        &app,
-        MNS_ACCOUNT_ID,
-        "t",
-        json!([oss_event("ObjectCreated:PutObject", &key, "E6", 6)]),
-    )
-    .await;
+    let r = app
+        .mns_push_from(
+            MNS_ACCOUNT_ID,
+            "t",
+            json!([oss_event("ObjectCreated:PutObject", &key, "E6", 6)]),
+        )
+        .await;
     assert_eq!(r.json::<Value>().await.unwrap()["repeats"], 1);
     let r = app
         .s3_event(&json!({"Records": [{"eventName": "s3:ObjectCreated:Put", "eventSource": "ceph:s3",
@@ -406,26 +387,26 @@ async fn symlinks_are_recorded_and_never_processed() {
     let app = TestApp::spawn().await;
     app.webhook_workflow("hooks", "uploads/").await;
     let (id, key) = app.issue("alice", "a.mp4", json!({})).await;
-    let r = mns_push(
-        &app,
-        MNS_ACCOUNT_ID,
-        "t",
-        json!([oss_event("ObjectCreated:PutSymlink", &key, "S1", 0)]),
-    )
-    .await;
+    let r = app
+        .mns_push_from(
+            MNS_ACCOUNT_ID,
+            "t",
+            json!([oss_event("ObjectCreated:PutSymlink", &key, "S1", 0)]),
+        )
+        .await;
     assert_eq!(r.status(), 200);
     assert_eq!(trigger_count(&app).await, 0);
     let full = app.admin_upload(&id).await;
     assert_eq!(full["state"], "issued");
     assert_eq!(full["events"][0]["outcome"], "symlink");
     // The real object, announced afterwards, is processed.
-    let r = mns_push(
-        &app,
-        MNS_ACCOUNT_ID,
-        "t",
-        json!([oss_event("ObjectCreated:PutObject", &key, "R1", 10)]),
-    )
-    .await;
+    let r = app
+        .mns_push_from(
+            MNS_ACCOUNT_ID,
+            "t",
+            json!([oss_event("ObjectCreated:PutObject", &key, "R1", 10)]),
+        )
+        .await;
     assert_eq!(r.json::<Value>().await.unwrap()["accepted"], 1);
     assert_eq!(trigger_count(&app).await, 1);
 }

@@ -223,15 +223,7 @@ async fn random_requests_never_get_a_server_error() {
     let health = app.client.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(health.status(), 200, "seed {seed}");
     // No request text became a metric label.
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     assert!(
         !metrics.contains(INVENTED),
         "seed {seed}: an invented method became a label"

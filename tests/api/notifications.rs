@@ -5,7 +5,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::support::{S3_TOKEN, TestApp, error_code, mns_signer, oss_signer};
+use crate::support::{S3_TOKEN, TestApp, error_code, http_date, mns_signer, oss_signer};
 
 #[tokio::test]
 async fn a_callback_triggers_the_matching_workflow_once() {
@@ -477,12 +477,6 @@ async fn mps_invalid_parameters_end_dead_at_once() {
     assert_eq!(upload["triggers"][0]["attempts"], 3);
     assert!(upload["triggers"][0]["media_id"].is_string());
     assert_eq!(app.mps.calls(), 4);
-}
-
-fn http_date() -> String {
-    chrono::Utc::now()
-        .format("%a, %d %b %Y %H:%M:%S GMT")
-        .to_string()
 }
 
 async fn mns_push(app: &TestApp, message: &Value, date: &str, tamper: bool) -> reqwest::Response {

@@ -242,6 +242,31 @@ impl TestApp {
         request.send().await.unwrap()
     }
 
+    /// The Prometheus text of `GET /metrics`.
+    pub async fn metrics_text(&self) -> String {
+        let r = self.client.get(self.url("/metrics")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        r.text().await.unwrap()
+    }
+
+    /// A signed MNS push of OSS `events` from `owner`'s topic `topic`.
+    pub async fn mns_push_from(
+        &self,
+        owner: &str,
+        topic: &str,
+        events: Value,
+    ) -> reqwest::Response {
+        use base64::Engine;
+        let path = "/v1/notifications/oss-events";
+        let body = base64::engine::general_purpose::STANDARD
+            .encode(json!({ "events": events }).to_string());
+        let mut request = self.client.post(self.url(path));
+        for (name, value) in mns_signer().headers_from(owner, topic, path, &body, &http_date()) {
+            request = request.header(name, value);
+        }
+        request.body(body).send().await.unwrap()
+    }
+
     /// The upload as operators see it: notifications and triggers in full.
     pub async fn admin_upload(&self, id: &str) -> Value {
         let r = self
@@ -332,6 +357,13 @@ impl Drop for TestApp {
             let _ = tx.send(());
         }
     }
+}
+
+/// Now as an HTTP date, as MNS sends it.
+pub fn http_date() -> String {
+    chrono::Utc::now()
+        .format("%a, %d %b %Y %H:%M:%S GMT")
+        .to_string()
 }
 
 pub fn now() -> i64 {
