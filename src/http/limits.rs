@@ -89,6 +89,9 @@ impl AuthThrottle {
 
     /// 429 `rate_limited` while `ip` is over its quota of failures.
     pub fn check(&self, ip: IpAddr) -> Result<(), ApiError> {
+        if self.failures.is_none() {
+            return Ok(());
+        }
         let key = address_key(ip);
         let now = Instant::now();
         let blocked = self.blocked.lock().expect("throttle lock");
@@ -278,6 +281,12 @@ mod tests {
         }
         assert!(limits.vend(v6("2001:db8:1:2::77"), "dave").is_err());
         assert!(limits.vend(v6("2001:db8:1:3::1"), "dave").is_ok());
+        // IPv4-mapped IPv6 is the IPv4 address, not the shared ::ffff:0:0/64.
+        assert_eq!(address_key(v6("::ffff:10.0.0.9")), v6("10.0.0.9"));
+        assert_ne!(
+            address_key(v6("::ffff:10.0.0.9")),
+            address_key(v6("::ffff:10.0.0.10"))
+        );
         let off = VendLimits::new(&LimitsConfig {
             vend_per_user_per_minute: 0,
             vend_per_ip_per_minute: 0,

@@ -26,8 +26,10 @@ pub async fn healthz() -> impl IntoResponse {
 pub async fn readyz(State(app): State<Arc<App>>) -> impl IntoResponse {
     const FRESH_FOR: std::time::Duration = std::time::Duration::from_secs(1);
     let mut cached = app.readiness.lock().await;
+    // A stopping worker (shutdown has begun) is seen at once, whatever was cached.
     if let Some((at, answer)) = cached.as_ref()
         && at.elapsed() < FRESH_FOR
+        && (answer.0 != StatusCode::OK || app.worker.is_alive())
     {
         return answer.clone();
     }

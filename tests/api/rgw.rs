@@ -214,12 +214,17 @@ async fn rgw_enforces_the_vended_scope_and_notifies_the_workflow() {
     let bobs_upload = app
         .wait_upload("bob", bob_id, |u| u["state"] == "skipped")
         .await;
+    assert_eq!(
+        bobs_upload["state_reason"], "no_matching_workflow",
+        "{bobs_upload}"
+    );
+    let detail = app.admin_upload(bob_id).await;
     assert!(
-        bobs_upload["state_reason"]
+        detail["events"][0]["reason"]
             .as_str()
             .unwrap()
             .contains("outside prefix"),
-        "{bobs_upload}"
+        "{detail}"
     );
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let notes_row = loop {
@@ -244,12 +249,7 @@ async fn rgw_enforces_the_vended_scope_and_notifies_the_workflow() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(notes_row["state"], "skipped");
-    assert!(
-        notes_row["state_reason"]
-            .as_str()
-            .unwrap()
-            .contains("not a media file")
-    );
+    assert_eq!(notes_row["state_reason"], "not_media");
     // Nothing but the one media upload was delivered.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(app.hooks.count(), 1);
