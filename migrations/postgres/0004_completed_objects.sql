@@ -21,8 +21,6 @@ WHERE e.id = (
       AND NOT (x.source = 'oss-callback' AND x.upload_id IS NULL)
 );
 
-CREATE INDEX events_upload ON events (upload_id);
-
 -- Users see a reason from a fixed vocabulary; the detail stays on the event.
 UPDATE uploads SET state_reason = CASE
     WHEN state_reason LIKE 'not a%' THEN 'not_media'

@@ -8,7 +8,7 @@ CREATE TABLE objects (
     upload_id TEXT,
     completed_at BIGINT NOT NULL,
     PRIMARY KEY (bucket, object_key)
-);
+) WITHOUT ROWID;
 
 -- Objects completed before this table existed: the first event of each, unless it was a
 -- callback for an object mediagate had not issued (those never completed anything).
@@ -20,8 +20,6 @@ WHERE e.id = (
     WHERE x.bucket = e.bucket AND x.object_key = e.object_key
       AND NOT (x.source = 'oss-callback' AND x.upload_id IS NULL)
 );
-
-CREATE INDEX events_upload ON events (upload_id);
 
 -- Users see a reason from a fixed vocabulary; the detail stays on the event.
 UPDATE uploads SET state_reason = CASE

@@ -390,7 +390,10 @@ pub async fn get_upload(
         .await?
         .ok_or_else(ApiError::not_found)?;
     let triggers = app.store.triggers_for_upload(&id).await?;
-    let events = app.store.events_for_upload(&id).await?;
+    let events = app
+        .store
+        .events_for_object(&u.bucket, &u.object_key)
+        .await?;
     Ok(axum::Json(AdminUploadView {
         media: serde_json::from_str(&u.media).unwrap_or_else(|_| json!({})),
         upload_id: u.id,

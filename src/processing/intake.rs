@@ -224,7 +224,9 @@ pub async fn reprocess(
     let Some(upload) = store.get_upload(upload_id).await? else {
         return Ok(Reprocessed::NotFound);
     };
-    let events = store.events_for_upload(upload_id).await?;
+    let events = store
+        .events_for_object(&upload.bucket, &upload.object_key)
+        .await?;
     let Some(latest) = events
         .iter()
         .rev()

@@ -206,13 +206,19 @@ impl Store {
         Ok(row)
     }
 
-    /// The notifications recorded for an upload, oldest first.
-    pub async fn events_for_upload(&self, upload_id: &str) -> anyhow::Result<Vec<EventRow>> {
+    /// The notifications recorded for an object (an upload's key is its own), oldest first.
+    /// Read through the (bucket, key, ETag) index, so recording events needs no other.
+    pub async fn events_for_object(
+        &self,
+        bucket: &str,
+        object_key: &str,
+    ) -> anyhow::Result<Vec<EventRow>> {
         let rows = sqlx::query(
             "SELECT id, bucket, object_key, etag, size, content_type, source, upload_id, outcome, reason, received_at
-             FROM events WHERE upload_id = $1 ORDER BY id",
+             FROM events WHERE bucket = $1 AND object_key = $2 ORDER BY id",
         )
-        .bind(upload_id)
+        .bind(bucket)
+        .bind(object_key)
         .fetch_all(&self.reader)
         .await
         .context("reading upload events")?;
