@@ -1,6 +1,6 @@
 //! The MNS push signature: how MNS signs the HTTP push that carries an OSS event (RSA
-//! PKCS#1 v1.5 over SHA-1 with the key of an X.509 certificate, see protocols.md §5), and
-//! the freshness rule for its `Date`. Pure functions; the certificate itself comes from
+//! PKCS#1 v1.5 over SHA-1 with the key of an X.509 certificate, see docs/protocols.md §5),
+//! and the freshness rule for its `Date`. Pure functions; the certificate itself comes from
 //! [`super::keys`].
 
 use base64::Engine;

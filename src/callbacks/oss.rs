@@ -1,6 +1,6 @@
 //! The OSS upload callback signature: what OSS signs when it calls us back after an upload,
-//! and how we check it (RSA PKCS#1 v1.5 over MD5, see protocols.md §3). Pure functions; the
-//! public key itself comes from [`super::keys`].
+//! and how we check it (RSA PKCS#1 v1.5 over MD5, see docs/protocols.md §3). Pure functions;
+//! the public key itself comes from [`super::keys`].
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -116,7 +116,7 @@ mod tests {
     use rsa::pkcs1::EncodeRsaPublicKey;
     use rsa::pkcs8::{EncodePublicKey, LineEnding};
 
-    /// TV-CB-1 (protocols.md §3): the published example.
+    /// TV-CB-1 (docs/protocols.md §3): the published example.
     const TV_KEY: &str = "-----BEGIN PUBLIC KEY-----
 MFwwDQYJKoZIhvcNAQEBBQADSwAwSAJBAKs/JBGzwUB2aVht4crBx3oIPBLNsjGs
 C0fTXv+nvlmklvkcolvpvXLTjaxUHR3W9LXxQ2EHXAJfCB+6H2YF1k8CAwEAAQ==

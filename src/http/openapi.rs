@@ -45,7 +45,7 @@ impl Modify for BearerSchemes {
 }
 
 // Response bodies the handlers write, so the document cannot drift from them; their fields
-// are the contract of design.md.
+// are the API contract the README describes.
 
 #[derive(Serialize, ToSchema)]
 pub struct UploadList {

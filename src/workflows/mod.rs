@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::config::{SinkKind, WorkflowConfig, WorkflowState};
 
-/// Video extensions MPS treats as media (protocols.md section 7), lower case.
+/// Video extensions MPS treats as media (docs/protocols.md §7), lower case.
 pub const VIDEO_EXTENSIONS: &[&str] = &[
     "3gp", "asf", "avi", "dat", "dv", "flv", "f4v", "gif", "m2t", "m3u8", "m4v", "mj2", "mjpeg",
     "mkv", "mov", "mp4", "mpe", "mpg", "mpeg", "mts", "ogg", "qt", "rm", "rmvb", "swf", "ts",
