@@ -1,25 +1,17 @@
--- An object is processed once: the first notification that completes it claims its
--- (bucket, key) here, in the same transaction as its triggers. A later notification for the
--- same object (another ETag, any source) finds the claim taken and is recorded as a repeat.
-CREATE TABLE objects (
-    bucket TEXT NOT NULL,
-    object_key TEXT NOT NULL,
-    event_id TEXT NOT NULL,
-    upload_id TEXT,
-    completed_at BIGINT NOT NULL,
-    PRIMARY KEY (bucket, object_key)
+-- An object is processed once: the first notification that completes it is marked, and a
+-- partial unique index lets no second event of the same (bucket, key) be marked. A later
+-- notification for the object (another ETag, any source) is recorded as a repeat instead.
+ALTER TABLE events ADD COLUMN completes BIGINT NOT NULL DEFAULT 0;
+
+-- Objects completed before: the first event of each, unless it was a callback for an object
+-- mediagate had not issued (those never completed anything).
+UPDATE events SET completes = 1 WHERE id IN (
+    SELECT MIN(id) FROM events
+    WHERE NOT (source = 'oss-callback' AND upload_id IS NULL)
+    GROUP BY bucket, object_key
 );
 
--- Objects completed before this table existed: the first event of each, unless it was a
--- callback for an object mediagate had not issued (those never completed anything).
-INSERT INTO objects (bucket, object_key, event_id, upload_id, completed_at)
-SELECT e.bucket, e.object_key, e.id, e.upload_id, e.received_at
-FROM events e
-WHERE e.id = (
-    SELECT MIN(x.id) FROM events x
-    WHERE x.bucket = e.bucket AND x.object_key = e.object_key
-      AND NOT (x.source = 'oss-callback' AND x.upload_id IS NULL)
-);
+CREATE UNIQUE INDEX events_completing ON events (bucket, object_key) WHERE completes = 1;
 
 -- Users see a reason from a fixed vocabulary; the detail stays on the event.
 UPDATE uploads SET state_reason = CASE

@@ -378,77 +378,104 @@ impl TxJob for EventWrite {
 
     async fn run(&self, conn: &mut AnyConnection) -> anyhow::Result<Recorded> {
         let event = &self.event;
-        let inserted = sqlx::query(
-            "INSERT INTO events (id, bucket, object_key, etag, size, content_type, source, upload_id, outcome, reason, received_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (bucket, object_key, etag) DO NOTHING",
+        // One statement on the happy path: the unique index on (bucket, key, ETag) drops a
+        // repeat of the same version, and the partial one on (bucket, key) of completing
+        // events lets only the first version of an object complete it. On PostgreSQL a
+        // concurrent claim waits for the first transaction and then does nothing.
+        if insert_event(
+            conn,
+            event,
+            self.completes,
+            &event.outcome,
+            &event.reason,
+            &event.upload_id,
         )
-        .bind(&event.id)
+        .await?
+        {
+            return self.apply(conn).await;
+        }
+        if let Some(upload_id) = recorded_upload(
+            conn,
+            "SELECT upload_id FROM events WHERE bucket = $1 AND object_key = $2 AND etag = $3",
+            event,
+        )
+        .await?
+        {
+            return Ok(Recorded::Duplicate { upload_id });
+        }
+        // Another version completed the object first: this one is recorded, nothing else.
+        let upload_id = recorded_upload(
+            conn,
+            "SELECT upload_id FROM events WHERE bucket = $1 AND object_key = $2 AND completes = 1 AND etag <> $3",
+            event,
+        )
+        .await?
+        .flatten();
+        let reason = Some(
+            "the object was completed by an earlier notification; nothing triggered".to_owned(),
+        );
+        if insert_event(conn, event, false, "repeat", &reason, &upload_id).await? {
+            Ok(Recorded::Repeat { upload_id })
+        } else {
+            Ok(Recorded::Duplicate { upload_id })
+        }
+    }
+}
+
+/// Inserts `event` (as completing its object or not, with `outcome`, `reason` and
+/// `upload_id`); `false` when a unique index already holds it.
+async fn insert_event(
+    conn: &mut AnyConnection,
+    event: &EventRow,
+    completes: bool,
+    outcome: &str,
+    reason: &Option<String>,
+    upload_id: &Option<String>,
+) -> anyhow::Result<bool> {
+    let inserted = sqlx::query(
+        "INSERT INTO events (id, bucket, object_key, etag, size, content_type, source, upload_id, outcome, reason, received_at, completes)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING",
+    )
+    .bind(&event.id)
+    .bind(&event.bucket)
+    .bind(&event.object_key)
+    .bind(&event.etag)
+    .bind(event.size)
+    .bind(&event.content_type)
+    .bind(&event.source)
+    .bind(upload_id)
+    .bind(outcome)
+    .bind(reason)
+    .bind(event.received_at)
+    .bind(i64::from(completes))
+    .execute(conn)
+    .await
+    .context("recording event")?;
+    Ok(inserted.rows_affected() == 1)
+}
+
+/// The upload of the event `sql` finds for `event`'s bucket, key and ETag (`$1`-`$3`):
+/// `None` when there is no such event.
+async fn recorded_upload(
+    conn: &mut AnyConnection,
+    sql: &str,
+    event: &EventRow,
+) -> anyhow::Result<Option<Option<String>>> {
+    sqlx::query(sql)
         .bind(&event.bucket)
         .bind(&event.object_key)
         .bind(&event.etag)
-        .bind(event.size)
-        .bind(&event.content_type)
-        .bind(&event.source)
-        .bind(&event.upload_id)
-        .bind(&event.outcome)
-        .bind(&event.reason)
-        .bind(event.received_at)
-        .execute(&mut *conn)
+        .fetch_optional(conn)
         .await
-        .context("recording event")?;
-        if inserted.rows_affected() == 0 {
-            let upload_id = sqlx::query(
-                "SELECT upload_id FROM events WHERE bucket = $1 AND object_key = $2 AND etag = $3",
-            )
-            .bind(&event.bucket)
-            .bind(&event.object_key)
-            .bind(&event.etag)
-            .fetch_optional(&mut *conn)
-            .await
-            .context("reading duplicate event")?
-            .map(|r| r.try_get::<Option<String>, _>(0))
-            .transpose()?
-            .flatten();
-            return Ok(Recorded::Duplicate { upload_id });
-        }
-        if self.completes {
-            // The primary key serialises concurrent claims: on PostgreSQL the second insert
-            // waits for the first transaction and then does nothing.
-            let claimed = sqlx::query(
-                "INSERT INTO objects (bucket, object_key, event_id, upload_id, completed_at) VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT (bucket, object_key) DO NOTHING",
-            )
-            .bind(&event.bucket)
-            .bind(&event.object_key)
-            .bind(&event.id)
-            .bind(&event.upload_id)
-            .bind(event.received_at)
-            .execute(&mut *conn)
-            .await
-            .context("claiming the object")?;
-            if claimed.rows_affected() == 0 {
-                let upload_id: Option<String> = sqlx::query(
-                    "SELECT upload_id FROM objects WHERE bucket = $1 AND object_key = $2",
-                )
-                .bind(&event.bucket)
-                .bind(&event.object_key)
-                .fetch_one(&mut *conn)
-                .await
-                .context("reading the object's claim")?
-                .try_get(0)?;
-                sqlx::query(
-                    "UPDATE events SET outcome = 'repeat', upload_id = $1,
-                     reason = 'the object was completed by an earlier notification; nothing triggered'
-                     WHERE id = $2",
-                )
-                .bind(&upload_id)
-                .bind(&event.id)
-                .execute(&mut *conn)
-                .await
-                .context("recording a repeat")?;
-                return Ok(Recorded::Repeat { upload_id });
-            }
-        }
+        .context("reading a recorded event")?
+        .map(|r| r.try_get::<Option<String>, _>(0).map_err(Into::into))
+        .transpose()
+}
+
+impl EventWrite {
+    /// What a recorded event does beyond its own row: the upload change and the triggers.
+    async fn apply(&self, conn: &mut AnyConnection) -> anyhow::Result<Recorded> {
+        let event = &self.event;
         match &self.upload {
             UploadChange::Existing { id } => {
                 sqlx::query(
