@@ -1,25 +1,31 @@
-//! The application: its shared state, how it is built from configuration, and how it serves
-//! on a listener until a shutdown signal.
+//! The application: its shared state and how it is built from configuration.
 
-use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
 use tokio::sync::Notify;
-use tracing::{info, warn};
 
 use crate::auth::Authenticator;
 use crate::callbacks::keys::KeyStore;
 use crate::config::Config;
 use crate::config::Provider;
 use crate::credentials::cache::CredentialCache;
+use crate::credentials::limits::{AuthThrottle, VendLimits};
 use crate::credentials::{KeyPrefix, PolicyDialect, Vendor};
-use crate::processing::Worker;
+use crate::processing::mps::MpsClient;
+use crate::processing::webhook::WebhookClient;
+use crate::processing::{Sinks, Worker};
 use crate::store::Store;
 use crate::sts::{AliyunSts, AwsSts, Sts};
 use crate::workflows::WorkflowDef;
+use secrecy::{ExposeSecret, SecretString};
+
+/// What `/readyz` last found: whether the service is ready, and each check by name.
+#[derive(Debug, Clone)]
+pub struct Readiness {
+    pub ready: bool,
+    pub checks: serde_json::Value,
+}
 
 /// Everything a request handler needs; one `Arc<App>` is the router's state.
 pub struct App {
@@ -35,12 +41,12 @@ pub struct App {
     pub wake_worker: Arc<Notify>,
     pub worker: Arc<Worker>,
     /// Rate limits on credential vending.
-    pub limits: crate::http::VendLimits,
+    pub limits: VendLimits,
     /// Failed authentication per client address.
-    pub auth_throttle: crate::http::AuthThrottle,
+    pub auth_throttle: AuthThrottle,
     /// The last readiness answer, and when: probes within a second share one check, so an
     /// unauthenticated endpoint cannot make the database (or upstreams) work in a loop.
-    pub readiness: tokio::sync::Mutex<Option<(std::time::Instant, crate::http::Readiness)>>,
+    pub readiness: tokio::sync::Mutex<Option<(std::time::Instant, Readiness)>>,
     /// The queue figures `/metrics` last read, and when: scrapes within a few seconds share
     /// one read, so an unauthenticated endpoint cannot make the database count in a loop.
     pub queue_stats: tokio::sync::Mutex<Option<(std::time::Instant, crate::store::QueueStats)>>,
@@ -64,11 +70,39 @@ impl App {
             Provider::Aliyun => Arc::new(AliyunSts::new(&config.sts, &endpoint)?),
             Provider::S3 => Arc::new(AwsSts::new(&config.sts, &endpoint, config.sts_region())?),
         };
-        Self::with_parts(config, store, sts)
+        let sinks = Self::sinks(&config)?;
+        Self::with_parts(config, store, sts, sinks)
     }
 
-    /// Builds the app around an existing store and STS client.
-    pub fn with_parts(config: Config, store: Store, sts: Arc<dyn Sts>) -> anyhow::Result<Arc<App>> {
+    /// The MPS sink (with the `mps` keys, by default the `sts` ones) and the webhook sink.
+    fn sinks(config: &Config) -> anyhow::Result<Sinks> {
+        let mps = MpsClient::new(
+            &config.mps.endpoint,
+            config
+                .mps
+                .access_key_id
+                .clone()
+                .unwrap_or_else(|| config.sts.access_key_id.clone()),
+            config.mps.access_key_secret.clone().unwrap_or_else(|| {
+                SecretString::from(config.sts.access_key_secret.expose_secret())
+            }),
+            Duration::from_millis(config.mps.timeout_ms),
+        )?;
+        Ok(Sinks {
+            mps: Arc::new(mps),
+            webhook: Arc::new(WebhookClient::new(Duration::from_millis(
+                config.processing.webhook_timeout_ms,
+            ))?),
+        })
+    }
+
+    /// Builds the app around an existing store, STS client and sinks.
+    pub fn with_parts(
+        config: Config,
+        store: Store,
+        sts: Arc<dyn Sts>,
+        sinks: Sinks,
+    ) -> anyhow::Result<Arc<App>> {
         let prefix = KeyPrefix::parse(&config.storage.prefix)
             .map_err(|e| anyhow::anyhow!("storage.prefix: {e}"))?;
         let cache = CredentialCache::new(
@@ -85,9 +119,15 @@ impl App {
         let auth = Authenticator::new(&config.auth, store.clone())?;
         let keys = KeyStore::new(&config.notifications)?;
         let wake_worker = Arc::new(Notify::new());
-        let worker = Arc::new(Worker::new(&config, store.clone(), wake_worker.clone())?);
-        let limits = crate::http::VendLimits::new(&config.limits);
-        let auth_throttle = crate::http::AuthThrottle::new(&config.limits);
+        let worker = Arc::new(Worker::new(
+            &config.processing,
+            sinks,
+            Duration::from_secs(config.server.shutdown_timeout_seconds),
+            store.clone(),
+            wake_worker.clone(),
+        ));
+        let limits = VendLimits::new(&config.limits);
+        let auth_throttle = AuthThrottle::new(&config.limits);
         crate::telemetry::metrics();
         Ok(Arc::new(App {
             limits,
@@ -116,47 +156,4 @@ impl App {
             max_upload_bytes: self.config.storage.max_upload_bytes,
         }
     }
-}
-
-/// Serves `app` on `listener` until `shutdown` completes, then gives in-flight requests up to
-/// `server.shutdown_timeout_seconds` to finish.
-pub async fn serve(
-    app: Arc<App>,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    let grace = Duration::from_secs(app.config.server.shutdown_timeout_seconds);
-    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-    let (worker_stop_tx, worker_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let worker = tokio::spawn(app.worker.clone().run(async {
-        let _ = worker_stop_rx.await;
-    }));
-    let signal = async move {
-        shutdown.await;
-        info!("shutting down: no new connections, finishing in-flight requests");
-        let _ = worker_stop_tx.send(());
-        let _ = stopping_tx.send(());
-    };
-    let router = crate::http::router(app.clone());
-    let server = axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(signal);
-    let server = tokio::spawn(async move { server.await });
-    tokio::pin!(server);
-    tokio::select! {
-        result = &mut server => { result??; }
-        _ = async { let _ = stopping_rx.await; tokio::time::sleep(grace).await } => {
-            warn!(seconds = grace.as_secs(), "in-flight requests did not finish in time; closing them");
-            server.abort();
-        }
-    }
-    // The worker gives its deliveries in flight the same grace (counted from the signal), then
-    // cancels and releases what is unfinished; the margin lets that release reach the database
-    // before the pool closes. Were it still stuck, its claims would be taken over when their
-    // lease ends.
-    let _ = tokio::time::timeout(grace + Duration::from_secs(5), worker).await;
-    app.store.close().await;
-    Ok(())
 }

@@ -7,10 +7,11 @@ use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
 use tracing::info;
 
-use crate::app::{App, serve};
+use crate::app::App;
 use crate::auth::{generate_api_key, hash_api_key};
 use crate::config::Config;
 use crate::credentials::validate_api_key_name;
+use crate::server::{openapi_json, serve, shutdown_signal};
 use crate::store::Store;
 use crate::workflows::{Workflow, WorkflowDef};
 
@@ -94,7 +95,7 @@ impl Cli {
                 report(explain_match(config, &bucket, &key).await)
             }
             Command::Openapi => {
-                println!("{}", crate::http::openapi_json());
+                println!("{}", openapi_json());
                 ExitCode::SUCCESS
             }
             Command::ApiKey {
@@ -148,24 +149,6 @@ async fn run_server(config: Config) -> anyhow::Result<()> {
     serve(app, listener, shutdown_signal()).await
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = terminate => {} }
-}
-
 /// The workflows in the database, with the configured ones as the next start would apply them.
 async fn explain_match(config: Config, bucket: &str, key: &str) -> anyhow::Result<()> {
     let store = Store::connect(&config.database).await?;
@@ -182,7 +165,7 @@ async fn explain_match(config: Config, bucket: &str, key: &str) -> anyhow::Resul
             }),
         }
     }
-    let report = crate::http::match_report(&workflows, bucket, key);
+    let report = crate::workflows::match_report(&workflows, bucket, key);
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
 }

@@ -7,9 +7,19 @@ use std::path::{Path, PathBuf};
 
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use serde::Deserialize;
 use url::Url;
+
+pub use crate::auth::AuthConfig;
+pub use crate::callbacks::NotificationsConfig;
+pub use crate::credentials::limits::LimitsConfig;
+pub use crate::processing::{MpsConfig, ProcessingConfig};
+pub use crate::storage::{CredentialScope, PostSigning, Provider, StorageConfig};
+pub use crate::store::DatabaseConfig;
+pub use crate::sts::StsConfig;
+pub use crate::telemetry::LogFormat;
+pub use crate::workflows::{SinkKind, WorkflowConfig, WorkflowState};
 
 /// The file read when `--config` is not given, if it exists.
 pub const DEFAULT_CONFIG_PATH: &str = "config/mediagate.toml";
@@ -71,417 +81,6 @@ impl Default for ServerConfig {
             readyz_upstreams: false,
         }
     }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LimitsConfig {
-    /// `MEDIAGATE__LIMITS__VEND_PER_USER_PER_MINUTE`, default 120: credential requests
-    /// (`POST /v1/uploads`, `.../credentials`, `/v1/sts-token`) per user; 0 disables.
-    pub vend_per_user_per_minute: u32,
-    /// `MEDIAGATE__LIMITS__VEND_PER_IP_PER_MINUTE`, default 1200: the same per client address;
-    /// 0 disables.
-    pub vend_per_ip_per_minute: u32,
-    /// `MEDIAGATE__LIMITS__AUTH_FAILURES_PER_IP_PER_MINUTE`, default 30: refused credentials
-    /// (app tokens, API keys, the admin token, the S3 notification token) per client address;
-    /// past it, that address is answered 429 with `Retry-After` before any check runs. 0
-    /// disables.
-    pub auth_failures_per_ip_per_minute: u32,
-}
-
-impl Default for LimitsConfig {
-    fn default() -> Self {
-        Self {
-            vend_per_user_per_minute: 120,
-            vend_per_ip_per_minute: 1200,
-            auth_failures_per_ip_per_minute: 30,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    Pretty,
-    Json,
-}
-
-#[derive(Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DatabaseConfig {
-    /// `MEDIAGATE__DATABASE__URL`, default `sqlite://data/mediagate.db`; or `postgres://...`.
-    pub url: SecretString,
-    /// `MEDIAGATE__DATABASE__MAX_CONNECTIONS`, default 8.
-    pub max_connections: u32,
-}
-
-impl Default for DatabaseConfig {
-    fn default() -> Self {
-        Self {
-            url: SecretString::from("sqlite://data/mediagate.db"),
-            max_connections: 8,
-        }
-    }
-}
-
-impl std::fmt::Debug for DatabaseConfig {
-    // The URL may carry a password; show only its scheme.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DatabaseConfig")
-            .field("url", &format_args!("{}://[REDACTED]", self.scheme()))
-            .field("max_connections", &self.max_connections)
-            .finish()
-    }
-}
-
-impl DatabaseConfig {
-    pub fn scheme(&self) -> &str {
-        self.url
-            .expose_secret()
-            .split_once("://")
-            .map_or("", |(scheme, _)| scheme)
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AuthConfig {
-    /// `MEDIAGATE__AUTH__JWT_SECRET`: HS256 secret for app tokens (at least 32 bytes).
-    pub jwt_secret: Option<SecretString>,
-    /// `MEDIAGATE__AUTH__JWKS_URL`: JWKS of the identity provider, for RS256/ES256 tokens.
-    pub jwks_url: Option<String>,
-    /// `MEDIAGATE__AUTH__ISSUER`: required `iss` when set.
-    pub issuer: Option<String>,
-    /// `MEDIAGATE__AUTH__AUDIENCE`: required `aud` when set.
-    pub audience: Option<String>,
-    /// `MEDIAGATE__AUTH__ADMIN_TOKEN`: bearer token for `/v1/admin/*`.
-    pub admin_token: Option<SecretString>,
-    /// `MEDIAGATE__AUTH__LEEWAY_SECONDS`, default 30: clock skew allowed on `exp`/`nbf`.
-    pub leeway_seconds: u64,
-    /// `MEDIAGATE__AUTH__JWKS_CACHE_SECONDS`, default 600: how long fetched keys are trusted.
-    pub jwks_cache_seconds: u64,
-    /// `MEDIAGATE__AUTH__JWKS_MIN_REFETCH_SECONDS`, default 30: an unknown `kid` refetches the
-    /// JWKS at most this often, so forged tokens cannot make us hammer the identity provider.
-    pub jwks_min_refetch_seconds: u64,
-}
-
-impl Default for AuthConfig {
-    fn default() -> Self {
-        Self {
-            jwt_secret: None,
-            jwks_url: None,
-            issuer: None,
-            audience: None,
-            admin_token: None,
-            leeway_seconds: 30,
-            jwks_cache_seconds: 600,
-            jwks_min_refetch_seconds: 30,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum Provider {
-    /// Alibaba Cloud OSS, STS (RPC signature v1) and MPS.
-    Aliyun,
-    /// Any S3-compatible store with an AWS-style STS (AWS, Ceph RGW, MinIO), SigV4-signed.
-    S3,
-}
-
-impl Provider {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Provider::Aliyun => "aliyun",
-            Provider::S3 => "s3",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum CredentialScope {
-    /// Credentials cover the user's whole prefix, so they are cached and shared.
-    User,
-    /// Credentials cover exactly one object key; never cached.
-    Upload,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum PostSigning {
-    Session,
-    Service,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct StorageConfig {
-    /// `MEDIAGATE__STORAGE__PROVIDER`, default `aliyun`.
-    pub provider: Provider,
-    /// `MEDIAGATE__STORAGE__BUCKET`: the input bucket.
-    pub bucket: String,
-    /// `MEDIAGATE__STORAGE__REGION`, e.g. `cn-hangzhou`.
-    pub region: String,
-    /// `MEDIAGATE__STORAGE__ENDPOINT`: what clients upload to.
-    pub endpoint: String,
-    /// `MEDIAGATE__STORAGE__PREFIX`, default `uploads/`: each user uploads under
-    /// `{prefix}{user}/`.
-    pub prefix: String,
-    /// `MEDIAGATE__STORAGE__CREDENTIAL_SCOPE`: `user` (default) or `upload`.
-    pub credential_scope: CredentialScope,
-    /// `MEDIAGATE__STORAGE__MAX_UPLOAD_BYTES`, default 5 GiB (the PostObject maximum): the
-    /// upper bound of a form upload's `content-length-range`.
-    pub max_upload_bytes: u64,
-    /// `MEDIAGATE__STORAGE__POST_SIGNING`: which keys sign form uploads. `session` (default):
-    /// the vended temporary credentials. `service`: the `sts` keys themselves, so the form
-    /// shows their AccessKeyId (never the secret); for stores that do not honour forms signed
-    /// with session credentials (Ceph RGW 16 neither checks their size range nor announces
-    /// their objects).
-    pub post_signing: PostSigning,
-    /// `MEDIAGATE__STORAGE__PATH_STYLE`, default false: S3 URLs as `{endpoint}/{bucket}/key`
-    /// rather than `{bucket}.{endpoint host}` (RGW and MinIO without wildcard DNS).
-    pub path_style: bool,
-}
-
-impl StorageConfig {
-    /// Whether clients must address the bucket in the path (`{endpoint}/{bucket}/key`): as
-    /// configured, and always where a bucket host name cannot work (as the AWS SDKs decide):
-    /// an endpoint that is an IP address or `localhost` (MinIO and RGW run so), or a bucket
-    /// with dots over https (no certificate covers `a.b.host`). S3 only: OSS always
-    /// addresses buckets by host name.
-    pub fn uses_path_style(&self) -> bool {
-        if self.provider != Provider::S3 {
-            return false;
-        }
-        let Ok(url) = Url::parse(&self.endpoint) else {
-            return self.path_style;
-        };
-        let bare_host = !matches!(url.host(), Some(url::Host::Domain(d)) if d != "localhost");
-        self.path_style || bare_host || (self.bucket.contains('.') && url.scheme() == "https")
-    }
-}
-
-impl Default for StorageConfig {
-    fn default() -> Self {
-        Self {
-            provider: Provider::Aliyun,
-            bucket: String::new(),
-            region: String::new(),
-            endpoint: String::new(),
-            prefix: "uploads/".into(),
-            credential_scope: CredentialScope::User,
-            max_upload_bytes: crate::credentials::MAX_POST_OBJECT_BYTES,
-            path_style: false,
-            post_signing: PostSigning::Session,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct StsConfig {
-    /// `MEDIAGATE__STS__ENDPOINT`, default `https://sts.aliyuncs.com` for `aliyun` and
-    /// `https://sts.{region}.amazonaws.com` for `s3`.
-    pub endpoint: Option<String>,
-    /// `MEDIAGATE__STS__REGION`: the SigV4 signing region for `s3`, default `storage.region`.
-    pub region: Option<String>,
-    /// `MEDIAGATE__STS__ACCESS_KEY_ID`.
-    pub access_key_id: String,
-    /// `MEDIAGATE__STS__ACCESS_KEY_SECRET`.
-    pub access_key_secret: SecretString,
-    /// `MEDIAGATE__STS__ROLE_ARN`, e.g. `acs:ram::1234567890123456:role/uploader` or
-    /// `arn:aws:iam::123456789012:role/uploader`.
-    pub role_arn: String,
-    /// `MEDIAGATE__STS__EXTERNAL_ID`: sent when set.
-    pub external_id: Option<String>,
-    /// `MEDIAGATE__STS__DURATION_SECONDS`, default 3600 (900 up to the role's maximum).
-    pub duration_seconds: u32,
-    /// `MEDIAGATE__STS__TIMEOUT_MS`, default 5000: per attempt.
-    pub timeout_ms: u64,
-    /// `MEDIAGATE__STS__MAX_ATTEMPTS`, default 3: throttling, 5xx and network errors are retried.
-    pub max_attempts: u32,
-    /// `MEDIAGATE__STS__REFRESH_AFTER`, default 0.8: cached credentials are reused until this
-    /// share of their lifetime has passed.
-    pub refresh_after: f64,
-    /// `MEDIAGATE__STS__MIN_REMAINING_SECONDS`, default 300: credentials with less left are never
-    /// handed out.
-    pub min_remaining_seconds: u64,
-}
-
-impl Default for StsConfig {
-    fn default() -> Self {
-        Self {
-            endpoint: None,
-            region: None,
-            access_key_id: String::new(),
-            access_key_secret: SecretString::from(""),
-            role_arn: String::new(),
-            external_id: None,
-            duration_seconds: 3600,
-            timeout_ms: 5000,
-            max_attempts: 3,
-            refresh_after: 0.8,
-            min_remaining_seconds: 300,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct MpsConfig {
-    /// `MEDIAGATE__MPS__ENDPOINT`, e.g. `https://mts.cn-hangzhou.aliyuncs.com`.
-    pub endpoint: String,
-    /// `MEDIAGATE__MPS__ACCESS_KEY_ID`: defaults to `sts.access_key_id`.
-    pub access_key_id: Option<String>,
-    /// `MEDIAGATE__MPS__ACCESS_KEY_SECRET`: defaults to `sts.access_key_secret`.
-    pub access_key_secret: Option<SecretString>,
-    /// `MEDIAGATE__MPS__TIMEOUT_MS`, default 10000.
-    pub timeout_ms: u64,
-}
-
-impl Default for MpsConfig {
-    fn default() -> Self {
-        Self {
-            endpoint: "https://mts.cn-hangzhou.aliyuncs.com".into(),
-            access_key_id: None,
-            access_key_secret: None,
-            timeout_ms: 10_000,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct NotificationsConfig {
-    /// `MEDIAGATE__NOTIFICATIONS__OSS_KEY_URL_PREFIXES`: the only places OSS callback public
-    /// keys are fetched from.
-    pub oss_key_url_prefixes: Vec<String>,
-    /// `MEDIAGATE__NOTIFICATIONS__OSS_PINNED_KEYS`: key URL -> PEM, used instead of fetching.
-    pub oss_pinned_keys: std::collections::BTreeMap<String, String>,
-    /// `MEDIAGATE__NOTIFICATIONS__MNS_CERT_URL_PREFIXES`: the only places MNS signing
-    /// certificates are fetched from.
-    pub mns_cert_url_prefixes: Vec<String>,
-    /// `MEDIAGATE__NOTIFICATIONS__MNS_PINNED_CERTS`: cert URL -> PEM certificate.
-    pub mns_pinned_certs: std::collections::BTreeMap<String, String>,
-    /// `MEDIAGATE__NOTIFICATIONS__S3_TOKEN`: bearer token S3/RGW/MinIO webhooks must send.
-    pub s3_token: Option<SecretString>,
-    /// `MEDIAGATE__NOTIFICATIONS__MNS_ACCOUNT_ID`: the Alibaba Cloud account (digits) whose
-    /// MNS topics may push OSS events. MNS signs every account's pushes with one certificate,
-    /// so the signed `x-mns-topic-owner` of each push must equal this; unset (default), the
-    /// `oss-events` route is not served (404).
-    pub mns_account_id: Option<String>,
-    /// `MEDIAGATE__NOTIFICATIONS__MNS_TOPIC_NAMES`: when not empty, only pushes from these
-    /// topics (the signed `x-mns-topic-name`) are accepted.
-    pub mns_topic_names: Vec<String>,
-    /// `MEDIAGATE__NOTIFICATIONS__MNS_TOKEN`: when set (at least 16 characters), MNS pushes
-    /// must also carry `?token=` with it in the subscribed URL.
-    pub mns_token: Option<SecretString>,
-    /// `MEDIAGATE__NOTIFICATIONS__FETCH_TIMEOUT_MS`, default 3000: key and cert fetches.
-    pub fetch_timeout_ms: u64,
-}
-
-impl NotificationsConfig {
-    /// Where keys and certificates may be fetched from, by configuration key.
-    fn fetch_prefixes(&self) -> [(&'static str, &Vec<String>); 2] {
-        [
-            (
-                "notifications.oss_key_url_prefixes",
-                &self.oss_key_url_prefixes,
-            ),
-            (
-                "notifications.mns_cert_url_prefixes",
-                &self.mns_cert_url_prefixes,
-            ),
-        ]
-    }
-}
-
-impl Default for NotificationsConfig {
-    fn default() -> Self {
-        Self {
-            oss_key_url_prefixes: vec![
-                "http://gosspublic.alicdn.com/".into(),
-                "https://gosspublic.alicdn.com/".into(),
-            ],
-            oss_pinned_keys: Default::default(),
-            mns_cert_url_prefixes: vec![
-                "https://mnstest.oss-cn-hangzhou.aliyuncs.com/".into(),
-                "http://mnstest.oss-cn-hangzhou.aliyuncs.com/".into(),
-            ],
-            mns_pinned_certs: Default::default(),
-            s3_token: None,
-            mns_account_id: None,
-            mns_topic_names: Vec::new(),
-            mns_token: None,
-            fetch_timeout_ms: 3000,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ProcessingConfig {
-    /// `MEDIAGATE__PROCESSING__MAX_ATTEMPTS`, default 8: then the trigger is `dead`.
-    pub max_attempts: u32,
-    /// `MEDIAGATE__PROCESSING__BACKOFF_BASE_MS`, default 1000: first retry delay ceiling.
-    pub backoff_base_ms: u64,
-    /// `MEDIAGATE__PROCESSING__BACKOFF_MAX_MS`, default 300000.
-    pub backoff_max_ms: u64,
-    /// `MEDIAGATE__PROCESSING__LEASE_SECONDS`, default 60: a claimed trigger whose worker
-    /// vanished is taken over after this long.
-    pub lease_seconds: u64,
-    /// `MEDIAGATE__PROCESSING__POLL_INTERVAL_MS`, default 500: idle worker poll interval.
-    pub poll_interval_ms: u64,
-    /// `MEDIAGATE__PROCESSING__CONCURRENCY`, default 16: deliveries in flight per instance.
-    pub concurrency: usize,
-    /// `MEDIAGATE__PROCESSING__WEBHOOK_TIMEOUT_MS`, default 10000.
-    pub webhook_timeout_ms: u64,
-}
-
-impl Default for ProcessingConfig {
-    fn default() -> Self {
-        Self {
-            max_attempts: 8,
-            backoff_base_ms: 1000,
-            backoff_max_ms: 300_000,
-            lease_seconds: 60,
-            poll_interval_ms: 500,
-            concurrency: 16,
-            webhook_timeout_ms: 10_000,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize, PartialEq, Eq, utoipa::ToSchema)]
-pub enum WorkflowState {
-    Active,
-    Inactive,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize, PartialEq, Eq, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum SinkKind {
-    Mps,
-    Webhook,
-}
-
-/// A workflow declared in the configuration, or sent to the admin API.
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct WorkflowConfig {
-    pub name: String,
-    pub state: WorkflowState,
-    pub bucket: String,
-    #[serde(default)]
-    pub prefix: String,
-    pub sink: SinkKind,
-    pub media_workflow_id: Option<String>,
-    pub webhook_url: Option<String>,
-    #[schema(value_type = Option<String>)]
-    pub webhook_secret: Option<SecretString>,
-    /// Keys under this prefix never trigger (outputs of the workflow itself).
-    pub output_prefix: Option<String>,
 }
 
 impl Config {
@@ -606,7 +205,7 @@ impl Config {
         }
 
         let s = &self.storage;
-        if let Err(e) = crate::credentials::validate_bucket_name(&s.bucket) {
+        if let Err(e) = crate::storage::validate_bucket_name(&s.bucket) {
             p(format!("storage.bucket: {e}"));
         }
         if !is_region(&s.region) {
@@ -630,7 +229,7 @@ impl Config {
                 }
             }
         }
-        if !(1..=crate::credentials::MAX_POST_OBJECT_BYTES).contains(&s.max_upload_bytes) {
+        if !(1..=crate::storage::MAX_POST_OBJECT_BYTES).contains(&s.max_upload_bytes) {
             p("storage.max_upload_bytes: must be between 1 and 5 GiB".into());
         }
         if let Err(e) = crate::credentials::KeyPrefix::parse(&s.prefix) {
@@ -896,6 +495,7 @@ fn is_role_arn(arn: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use secrecy::SecretString;
 
     fn valid() -> Config {
         let mut c = Config::default();

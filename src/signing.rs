@@ -2,9 +2,12 @@
 //! so every one of them is checked against published test vectors.
 
 use base64::Engine;
+use base64::alphabet;
 use base64::engine::general_purpose::STANDARD as B64;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
+use sha2::Sha256;
 
 /// Percent-encodes the way Alibaba's RPC and OSS signers do: UTF-8 bytes, `A-Z a-z 0-9 - _ . ~`
 /// unchanged, every other byte as `%XY` with upper-case hex (so space is `%20`, `*` is `%2A`).
@@ -129,6 +132,60 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
         return false;
     }
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Prefix of Standard Webhooks secrets whose remainder is the base64 key.
+const SECRET_PREFIX: &str = "whsec_";
+
+// Secrets are usually padded base64, but an unpadded one is unambiguous, so accept both.
+const SECRET_B64: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// The HMAC key of a webhook secret: the base64-decoded remainder of a `whsec_` secret, else
+/// the secret's raw bytes. A `whsec_` secret that is not valid base64 is used raw as a whole;
+/// [`validate_webhook_secret`] rejects those, and the webhook sink refuses to use them.
+pub fn webhook_signing_key(secret: &str) -> Vec<u8> {
+    secret
+        .strip_prefix(SECRET_PREFIX)
+        .and_then(|b64| SECRET_B64.decode(b64).ok())
+        .unwrap_or_else(|| secret.as_bytes().to_vec())
+}
+
+/// The shortest HMAC key a webhook secret may give: 192 bits, so a receiver's secret cannot
+/// be guessed from signed deliveries.
+pub const MIN_WEBHOOK_KEY_BYTES: usize = 24;
+
+/// Checks that `secret` can sign: a `whsec_` secret is base64 of the key, any other secret is
+/// the key itself, and the key has at least [`MIN_WEBHOOK_KEY_BYTES`]. For configuration validation;
+/// the error says what is wrong without quoting it.
+pub fn validate_webhook_secret(secret: &str) -> Result<(), String> {
+    let key_len = match secret.strip_prefix(SECRET_PREFIX) {
+        Some(b64) => SECRET_B64
+            .decode(b64)
+            .map_err(|_| "webhook secret starts with whsec_ but the rest is not base64")?
+            .len(),
+        None => secret.len(),
+    };
+    if key_len < MIN_WEBHOOK_KEY_BYTES {
+        return Err(format!(
+            "webhook secret gives a {key_len}-byte key; at least {MIN_WEBHOOK_KEY_BYTES} bytes are required (whsec_ + base64 of 24 random bytes, or 24 characters)"
+        ));
+    }
+    Ok(())
+}
+
+/// The `webhook-signature` header value: `v1,` + base64(HMAC-SHA256(key,
+/// "{id}.{timestamp}.{body}")), where `key` comes from [`webhook_signing_key`].
+pub fn webhook_signature(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC accepts keys of any length");
+    mac.update(id.as_bytes());
+    mac.update(b".");
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    format!("v1,{}", B64.encode(mac.finalize().into_bytes()))
 }
 
 #[cfg(test)]

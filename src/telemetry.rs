@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
-use crate::config::LogFormat;
+use serde::Deserialize;
 
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env()
@@ -40,4 +40,12 @@ pub fn metrics() -> &'static PrometheusHandle {
         let _ = metrics::set_global_recorder(recorder);
         handle
     })
+}
+
+/// How log lines are written: `pretty` for people, `json` for collectors.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
 }

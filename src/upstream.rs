@@ -37,3 +37,10 @@ pub fn without_url(e: &reqwest::Error) -> String {
         format!("{kind}: {detail}")
     }
 }
+
+/// Exponential backoff with full jitter: a random delay up to `base * 2^attempt`, capped.
+pub fn backoff(attempt: u32, base: Duration, cap: Duration) -> Duration {
+    let ceiling = base.saturating_mul(1u32 << attempt.min(16)).min(cap);
+    let millis = ceiling.as_millis() as u64;
+    Duration::from_millis(rand::random_range(0..=millis))
+}

@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
-use mediagate::app::{App, serve};
+use mediagate::app::App;
 use mediagate::config::Config;
+use mediagate::server::serve;
 use reqwest::Url;
 use tokio::runtime::Runtime;
 use tokio::sync::oneshot;

@@ -10,11 +10,10 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::config::AuthConfig;
 use crate::credentials::UserSegment;
 use crate::store::Store;
 
@@ -184,4 +183,42 @@ pub fn generate_api_key() -> String {
 /// there is nothing to brute-force, and lookups stay one indexed query.
 pub fn hash_api_key(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+/// `[auth]`: how callers prove who they are.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// `MEDIAGATE__AUTH__JWT_SECRET`: HS256 secret for app tokens (at least 32 bytes).
+    pub jwt_secret: Option<SecretString>,
+    /// `MEDIAGATE__AUTH__JWKS_URL`: JWKS of the identity provider, for RS256/ES256 tokens.
+    pub jwks_url: Option<String>,
+    /// `MEDIAGATE__AUTH__ISSUER`: required `iss` when set.
+    pub issuer: Option<String>,
+    /// `MEDIAGATE__AUTH__AUDIENCE`: required `aud` when set.
+    pub audience: Option<String>,
+    /// `MEDIAGATE__AUTH__ADMIN_TOKEN`: bearer token for `/v1/admin/*`.
+    pub admin_token: Option<SecretString>,
+    /// `MEDIAGATE__AUTH__LEEWAY_SECONDS`, default 30: clock skew allowed on `exp`/`nbf`.
+    pub leeway_seconds: u64,
+    /// `MEDIAGATE__AUTH__JWKS_CACHE_SECONDS`, default 600: how long fetched keys are trusted.
+    pub jwks_cache_seconds: u64,
+    /// `MEDIAGATE__AUTH__JWKS_MIN_REFETCH_SECONDS`, default 30: an unknown `kid` refetches the
+    /// JWKS at most this often, so forged tokens cannot make us hammer the identity provider.
+    pub jwks_min_refetch_seconds: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            jwt_secret: None,
+            jwks_url: None,
+            issuer: None,
+            audience: None,
+            admin_token: None,
+            leeway_seconds: 30,
+            jwks_cache_seconds: 600,
+            jwks_min_refetch_seconds: 30,
+        }
+    }
 }

@@ -23,8 +23,8 @@ use hashlink::LruCache;
 use rsa::RsaPublicKey;
 use tokio::sync::OnceCell;
 
+use super::NotificationsConfig;
 use super::{mns, oss};
-use crate::config::NotificationsConfig;
 
 /// Largest key or certificate body we read; real ones are well under 2 KiB.
 const MAX_BODY_BYTES: usize = 16 * 1024;

@@ -3,13 +3,14 @@
 //! policy JSON and the RoleSessionName.
 
 pub mod cache;
+pub mod limits;
 
 use std::sync::Arc;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::config::{CredentialScope, Provider};
+use crate::storage::{CredentialScope, Provider};
 use crate::sts::{AssumeRole, Credentials, StsError};
 use cache::CredentialCache;
 
@@ -21,8 +22,6 @@ pub const MAX_OBJECT_KEY_BYTES: usize = 1023;
 pub const MAX_FILE_NAME_BYTES: usize = 1024;
 /// Session policies longer than this are refused by STS.
 pub const MAX_POLICY_CHARS: usize = 2048;
-/// OSS PostObject accepts objects up to 5 GB.
-pub const MAX_POST_OBJECT_BYTES: u64 = 5 * 1024 * 1024 * 1024;
 
 /// The path segment that confines one principal's uploads: `{prefix}{segment}/`.
 ///
@@ -122,24 +121,6 @@ impl KeyPrefix {
 
 fn is_policy_special(c: char) -> bool {
     matches!(c, '*' | '?' | '"' | '\\')
-}
-
-/// Bucket names as OSS and S3 accept them: 3-63 of `[a-z0-9-]`, starting and ending with a
-/// letter or digit.
-pub fn validate_bucket_name(bucket: &str) -> Result<(), String> {
-    let b = bucket.as_bytes();
-    let ok = (3..=63).contains(&b.len())
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-        && b[0] != b'-'
-        && b[b.len() - 1] != b'-';
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "{bucket:?} must be 3-63 characters of a-z, 0-9 and -, not starting or ending with -"
-        ))
-    }
 }
 
 /// A file name as a client may send it: the last segment of the object key.

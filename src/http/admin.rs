@@ -20,7 +20,7 @@ use crate::config::{SinkKind, WorkflowConfig, WorkflowState, overlaps_upload_pre
 use crate::processing::{Reprocessed, reprocess};
 use crate::signing::constant_time_eq;
 use crate::store::{Actor, EventRow, Saved, TriggerRow};
-use crate::workflows::{Sink, Workflow, WorkflowDef, decide};
+use crate::workflows::{Sink, Workflow, WorkflowDef};
 
 /// An operator authenticated with `auth.admin_token`, and where the request came from, for
 /// the audit trail; with no token configured the admin API is closed.
@@ -30,13 +30,7 @@ impl FromRequestParts<Arc<App>> for Admin {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
-        let denied = || {
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "admin token required",
-            )
-        };
+        let denied = || ApiError::unauthorized("admin token required");
         let expected = app.config.auth.admin_token.as_ref().ok_or_else(denied)?;
         let header = parts
             .headers
@@ -133,11 +127,7 @@ fn parse_def(app: &App, spec: WorkflowConfig) -> Result<WorkflowDef, ApiError> {
 fn saved(result: Saved, status: StatusCode) -> Result<Response, ApiError> {
     match result {
         Saved::Saved(w) => Ok((status, axum::Json(WorkflowView::from(w))).into_response()),
-        Saved::NameTaken => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "name_taken",
-            "a workflow with this name exists",
-        )),
+        Saved::NameTaken => Err(ApiError::name_taken("a workflow with this name exists")),
         Saved::NotFound => Err(ApiError::not_found()),
     }
 }
@@ -259,25 +249,10 @@ pub async fn explain_match(
     Query(p): Query<MatchParams>,
 ) -> Result<Response, ApiError> {
     let workflows = app.store.list_workflows().await?;
-    Ok(axum::Json(match_report(&workflows, &p.bucket, &p.key)).into_response())
-}
-
-/// The match explanation shared by the admin API and `mediagate match`.
-pub fn match_report(workflows: &[Workflow], bucket: &str, key: &str) -> serde_json::Value {
-    let m = decide(workflows, bucket, key);
-    let extension = match &m.media {
-        crate::workflows::MediaCheck::Media(e) | crate::workflows::MediaCheck::NotMedia(e) => {
-            Some(e.clone())
-        }
-        _ => None,
-    };
-    json!({
-        "bucket": bucket,
-        "key": key,
-        "media": m.media.is_media(),
-        "extension": extension,
-        "workflows": m.decisions,
-    })
+    Ok(axum::Json(crate::workflows::match_report(
+        &workflows, &p.bucket, &p.key,
+    ))
+    .into_response())
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -336,14 +311,10 @@ pub async fn retry_trigger(
         return Ok(axum::Json(t).into_response());
     }
     match app.store.get_trigger(&id).await? {
-        Some(t) => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "invalid_state",
-            format!(
-                "trigger is {}; only failed or dead triggers can be retried",
-                t.state
-            ),
-        )),
+        Some(t) => Err(ApiError::invalid_state(format!(
+            "trigger is {}; only failed or dead triggers can be retried",
+            t.state
+        ))),
         None => Err(ApiError::not_found()),
     }
 }
@@ -437,7 +408,7 @@ pub async fn reprocess_upload(
     Admin(who): Admin,
     Path(id): Path<String>,
 ) -> Result<axum::Json<ReprocessView>, ApiError> {
-    let conflict = |m: &str| ApiError::new(StatusCode::CONFLICT, "invalid_state", m);
+    let conflict = |m: &str| ApiError::invalid_state(m);
     match reprocess(&app.store, &app.storage(), &id, &who).await? {
         Reprocessed::NotFound => Err(ApiError::not_found()),
         Reprocessed::NothingAnnounced => Err(conflict(

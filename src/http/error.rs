@@ -10,6 +10,8 @@ use serde_json::json;
 use tracing::error;
 
 use crate::auth::AuthError;
+use crate::callbacks::keys::KeyError;
+use crate::credentials::limits::RateLimited;
 use crate::sts::StsError;
 
 #[derive(Debug)]
@@ -21,7 +23,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -44,6 +46,64 @@ impl ApiError {
 
     pub fn forbidden(message: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    pub fn unsupported_media_type(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unsupported_media_type",
+            message,
+        )
+    }
+
+    pub fn invalid_media_attributes(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_media_attributes",
+            message,
+        )
+    }
+
+    /// The resource exists but is not in a state that allows this.
+    pub fn invalid_state(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "invalid_state", message)
+    }
+
+    pub fn name_taken(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "name_taken", message)
+    }
+
+    /// A notification whose signature, key URL, `Date`, digest or token does not verify.
+    pub fn invalid_signature(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_signature", message)
+    }
+
+    pub fn method_not_allowed() -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "method not allowed on this route",
+        )
+    }
+
+    /// The request ran past `limit`; worth retrying shortly.
+    pub fn timeout(limit: Duration) -> Self {
+        ApiError {
+            retry_after: Some(Duration::from_secs(1)),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                format!("the request took longer than {} s", limit.as_secs()),
+            )
+        }
+    }
+
+    /// The key or certificate a notification names could not be fetched now.
+    pub fn key_unavailable(message: impl Into<String>) -> Self {
+        ApiError {
+            retry_after: Some(Duration::from_secs(5)),
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "key_unavailable", message)
+        }
     }
 
     pub fn not_found() -> Self {
@@ -108,6 +168,24 @@ impl From<StsError> for ApiError {
                     "the credential service refused the request",
                 )
             }
+        }
+    }
+}
+
+impl From<KeyError> for ApiError {
+    fn from(e: KeyError) -> Self {
+        match e {
+            KeyError::Unavailable(m) => ApiError::key_unavailable(m),
+            KeyError::NotAllowed(m) | KeyError::Invalid(m) => ApiError::invalid_signature(m),
+        }
+    }
+}
+
+impl From<RateLimited> for ApiError {
+    fn from(r: RateLimited) -> Self {
+        ApiError {
+            retry_after: Some(r.retry_after),
+            ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", r.message)
         }
     }
 }

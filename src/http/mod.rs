@@ -9,17 +9,14 @@ mod openapi;
 mod ops;
 mod uploads;
 
-pub use admin::match_report;
 pub use extract::bearer;
-pub use limits::{AuthThrottle, VendLimits};
-pub use ops::Readiness;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
-use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use tower_http::catch_panic::CatchPanicLayer;
@@ -205,11 +202,7 @@ fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        "method not allowed on this route",
-    )
+    ApiError::method_not_allowed()
 }
 
 const REQUEST_ID: &str = "x-request-id";
@@ -240,15 +233,7 @@ async fn request_id(mut req: Request, next: Next) -> Response {
 async fn within(limit: Duration, req: Request, next: Next) -> Response {
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(response) => response,
-        Err(_) => ApiError {
-            retry_after: Some(Duration::from_secs(1)),
-            ..ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "timeout",
-                format!("the request took longer than {} s", limit.as_secs()),
-            )
-        }
-        .into_response(),
+        Err(_) => ApiError::timeout(limit).into_response(),
     }
 }
 

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::{HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -18,28 +18,11 @@ use super::error::ApiError;
 use super::extract::{RawBody, bearer};
 use super::openapi::{CallbackAck, ErrorBody};
 use crate::app::App;
-use crate::callbacks::keys::KeyError;
 use crate::callbacks::{mns, oss};
 use crate::media::MediaAttributesInput;
 use crate::processing::{ObjectEvent, accept};
 use crate::signing::constant_time_eq;
 use crate::store::Recorded;
-
-fn invalid_signature(message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, "invalid_signature", message)
-}
-
-impl From<KeyError> for ApiError {
-    fn from(e: KeyError) -> Self {
-        match e {
-            KeyError::Unavailable(m) => ApiError {
-                retry_after: Some(std::time::Duration::from_secs(5)),
-                ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "key_unavailable", m)
-            },
-            KeyError::NotAllowed(m) | KeyError::Invalid(m) => invalid_signature(m),
-        }
-    }
-}
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
@@ -47,7 +30,8 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 /// A header the signature check needs: its absence is a signature failure.
 fn signed_header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, ApiError> {
-    header(headers, name).ok_or_else(|| invalid_signature(format!("missing {name} header")))
+    header(headers, name)
+        .ok_or_else(|| ApiError::invalid_signature(format!("missing {name} header")))
 }
 
 /// Records one event and wakes the worker when it queued triggers.
@@ -150,7 +134,7 @@ pub async fn oss_callback(
     let key = app.keys.oss_callback_key(key_url).await?;
     let signed = oss::callback_string_to_sign(uri.path(), uri.query(), &body);
     oss::verify_callback(&key, authorization, &signed)
-        .map_err(|e| invalid_signature(e.to_string()))?;
+        .map_err(|e| ApiError::invalid_signature(e.to_string()))?;
 
     let is_json = header(&headers, "content-type").is_some_and(|c| c.contains("json"));
     let fields = callback_fields(&body, is_json)?;
@@ -292,17 +276,20 @@ pub async fn oss_events(
     let authorization = signed_header(&headers, "authorization")?;
     let cert_url = signed_header(&headers, "x-mns-signing-cert-url")?;
     let date = signed_header(&headers, "date")?;
-    mns::check_date(date, chrono::Utc::now()).map_err(|e| invalid_signature(e.to_string()))?;
+    mns::check_date(date, chrono::Utc::now())
+        .map_err(|e| ApiError::invalid_signature(e.to_string()))?;
     // The signature covers Content-MD5, not the body: only the digest check ties the body to
     // the signature.
     let content_md5 = signed_header(&headers, "content-md5")?;
     if !md5_matches(content_md5, &body) {
-        return Err(invalid_signature("Content-MD5 does not match the body"));
+        return Err(ApiError::invalid_signature(
+            "Content-MD5 does not match the body",
+        ));
     }
     if let Some(token) = &n.mns_token {
         let presented = query_token(&uri).unwrap_or_default();
         if !constant_time_eq(presented.as_bytes(), token.expose_secret().as_bytes()) {
-            return Err(invalid_signature(
+            return Err(ApiError::invalid_signature(
                 "missing or wrong token in the endpoint URL",
             ));
         }
@@ -335,7 +322,7 @@ pub async fn oss_events(
         path_and_query,
     );
     mns::verify(&key, authorization, &string_to_sign)
-        .map_err(|e| invalid_signature(e.to_string()))?;
+        .map_err(|e| ApiError::invalid_signature(e.to_string()))?;
 
     let text =
         std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("body is not base64 text"))?;

@@ -8,7 +8,7 @@ use axum::response::IntoResponse;
 use serde_json::json;
 
 use super::openapi::{Health, Ready};
-use crate::app::App;
+use crate::app::{App, Readiness};
 
 /// `GET /healthz`: the process is up and serving.
 #[utoipa::path(get, path = "/healthz", tag = "operations",
@@ -27,19 +27,24 @@ pub async fn readyz(State(app): State<Arc<App>>) -> impl IntoResponse {
     const FRESH_FOR: std::time::Duration = std::time::Duration::from_secs(1);
     let mut cached = app.readiness.lock().await;
     // A stopping worker (shutdown has begun) is seen at once, whatever was cached.
-    if let Some((at, answer)) = cached.as_ref()
-        && at.elapsed() < FRESH_FOR
-        && (answer.0 != StatusCode::OK || app.worker.is_alive())
-    {
-        return answer.clone();
-    }
-    let answer = check_readiness(&app).await;
-    *cached = Some((std::time::Instant::now(), answer.clone()));
-    answer
+    let fresh = cached.as_ref().filter(|(at, answer)| {
+        at.elapsed() < FRESH_FOR && (!answer.ready || app.worker.is_alive())
+    });
+    let answer = match fresh {
+        Some((_, answer)) => answer.clone(),
+        None => {
+            let answer = check_readiness(&app).await;
+            *cached = Some((std::time::Instant::now(), answer.clone()));
+            answer
+        }
+    };
+    let status = if answer.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(answer.checks))
 }
-
-/// The answer of `/readyz`: its status and body.
-pub type Readiness = (StatusCode, axum::Json<serde_json::Value>);
 
 async fn check_readiness(app: &App) -> Readiness {
     let database = app.store.check_ready().await;
@@ -100,11 +105,13 @@ async fn check_readiness(app: &App) -> Readiness {
     if let Some(map) = checks.as_object_mut() {
         map.extend(upstreams);
     }
-    let body = json!({
-        "status": if status.is_success() { "ok" } else { "unavailable" },
-        "checks": checks,
-    });
-    (status, axum::Json(body))
+    Readiness {
+        ready: status.is_success(),
+        checks: json!({
+            "status": if status.is_success() { "ok" } else { "unavailable" },
+            "checks": checks,
+        }),
+    }
 }
 
 /// The queue figures, read at most every few seconds; concurrent scrapes wait for one read.

@@ -230,23 +230,14 @@ pub async fn create(
     match media_check(file.as_str()) {
         MediaCheck::NoExtension | MediaCheck::Media(_) => {}
         MediaCheck::NotMedia(ext) => {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "unsupported_media_type",
-                format!(
-                    "extension {ext:?} is not a video or audio extension media workflows accept"
-                ),
-            ));
+            return Err(ApiError::unsupported_media_type(format!(
+                "extension {ext:?} is not a video or audio extension media workflows accept"
+            )));
         }
         MediaCheck::NotAFile => return Err(ApiError::invalid_request("file_name is not a file")),
     }
-    let media = MediaAttributes::parse(req.media.unwrap_or_default()).map_err(|problems| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_media_attributes",
-            problems.join("; "),
-        )
-    })?;
+    let media = MediaAttributes::parse(req.media.unwrap_or_default())
+        .map_err(|problems| ApiError::invalid_media_attributes(problems.join("; ")))?;
     if let Some(ct) = &req.content_type
         && (ct.len() > 255 || ct.chars().any(|c| c.is_control()))
     {
@@ -372,14 +363,10 @@ pub async fn refresh_credentials(
     app.limits.vend(ip, principal.segment.as_str())?;
     let upload = owned_upload(&app, &principal, &id).await?;
     if upload.state != "issued" {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "invalid_state",
-            format!(
-                "upload is {}; credentials are only issued before the upload completes",
-                upload.state
-            ),
-        ));
+        return Err(ApiError::invalid_state(format!(
+            "upload is {}; credentials are only issued before the upload completes",
+            upload.state
+        )));
     }
     let scope = match app.config.storage.credential_scope {
         crate::config::CredentialScope::User => Scope::user(&app.prefix, &principal.segment),
@@ -568,9 +555,7 @@ pub async fn sts_token(
         app.limits.vend(ip, principal.segment.as_str())?;
         if app.config.storage.credential_scope == crate::config::CredentialScope::Upload {
             // These credentials would cover the whole prefix, which this deployment forbids.
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
+            return Err(ApiError::forbidden(
                 "credentials for a whole prefix are disabled (storage.credential_scope = \"upload\"); use POST /v1/uploads",
             ));
         }

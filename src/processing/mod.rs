@@ -6,11 +6,33 @@ pub mod mps;
 pub mod webhook;
 mod worker;
 
+use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 use crate::media::MediaAttributes;
 
 pub use intake::{ObjectEvent, Reprocessed, StorageScope, accept, reprocess};
+
+/// Where triggers go: MPS `AddMedia` ([`mps::MpsClient`]) or a signed webhook
+/// ([`webhook::WebhookClient`]). One attempt per call; the queue owns retries. The worker is
+/// given its sinks, so tests can hand it their own.
+#[async_trait::async_trait]
+pub trait Sink: Send + Sync {
+    /// Delivers `delivery` to `target`, the workflow's sink settings; a target of another
+    /// kind is a [`DeliveryError::Fatal`].
+    async fn deliver(
+        &self,
+        target: &crate::workflows::Sink,
+        delivery: &Delivery,
+    ) -> Result<Delivered, DeliveryError>;
+}
+
+/// The sink of each kind a worker delivers to.
+#[derive(Clone)]
+pub struct Sinks {
+    pub mps: std::sync::Arc<dyn Sink>,
+    pub webhook: std::sync::Arc<dyn Sink>,
+}
 pub use worker::Worker;
 
 /// Everything a sink needs to deliver one trigger. Stored as the trigger's payload when the
@@ -51,4 +73,64 @@ pub enum DeliveryError {
     /// Will never succeed as is (invalid parameters, gone): the trigger ends `dead`.
     #[error("{0}")]
     Fatal(String),
+}
+
+/// `[mps]`: the MPS endpoint and keys of the `mps` sink.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MpsConfig {
+    /// `MEDIAGATE__MPS__ENDPOINT`, e.g. `https://mts.cn-hangzhou.aliyuncs.com`.
+    pub endpoint: String,
+    /// `MEDIAGATE__MPS__ACCESS_KEY_ID`: defaults to `sts.access_key_id`.
+    pub access_key_id: Option<String>,
+    /// `MEDIAGATE__MPS__ACCESS_KEY_SECRET`: defaults to `sts.access_key_secret`.
+    pub access_key_secret: Option<SecretString>,
+    /// `MEDIAGATE__MPS__TIMEOUT_MS`, default 10000.
+    pub timeout_ms: u64,
+}
+
+impl Default for MpsConfig {
+    fn default() -> Self {
+        Self {
+            endpoint: "https://mts.cn-hangzhou.aliyuncs.com".into(),
+            access_key_id: None,
+            access_key_secret: None,
+            timeout_ms: 10_000,
+        }
+    }
+}
+
+/// `[processing]`: the trigger queue and its worker.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProcessingConfig {
+    /// `MEDIAGATE__PROCESSING__MAX_ATTEMPTS`, default 8: then the trigger is `dead`.
+    pub max_attempts: u32,
+    /// `MEDIAGATE__PROCESSING__BACKOFF_BASE_MS`, default 1000: first retry delay ceiling.
+    pub backoff_base_ms: u64,
+    /// `MEDIAGATE__PROCESSING__BACKOFF_MAX_MS`, default 300000.
+    pub backoff_max_ms: u64,
+    /// `MEDIAGATE__PROCESSING__LEASE_SECONDS`, default 60: a claimed trigger whose worker
+    /// vanished is taken over after this long.
+    pub lease_seconds: u64,
+    /// `MEDIAGATE__PROCESSING__POLL_INTERVAL_MS`, default 500: idle worker poll interval.
+    pub poll_interval_ms: u64,
+    /// `MEDIAGATE__PROCESSING__CONCURRENCY`, default 16: deliveries in flight per instance.
+    pub concurrency: usize,
+    /// `MEDIAGATE__PROCESSING__WEBHOOK_TIMEOUT_MS`, default 10000.
+    pub webhook_timeout_ms: u64,
+}
+
+impl Default for ProcessingConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: 8,
+            backoff_base_ms: 1000,
+            backoff_max_ms: 300_000,
+            lease_seconds: 60,
+            poll_interval_ms: 500,
+            concurrency: 16,
+            webhook_timeout_ms: 10_000,
+        }
+    }
 }

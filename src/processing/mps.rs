@@ -35,6 +35,24 @@ impl std::fmt::Debug for MpsClient {
     }
 }
 
+#[async_trait::async_trait]
+impl super::Sink for MpsClient {
+    async fn deliver(
+        &self,
+        target: &crate::workflows::Sink,
+        delivery: &Delivery,
+    ) -> Result<Delivered, DeliveryError> {
+        match target {
+            crate::workflows::Sink::Mps { media_workflow_id } => {
+                self.add_media(delivery, media_workflow_id).await
+            }
+            crate::workflows::Sink::Webhook { .. } => Err(DeliveryError::Fatal(
+                "a webhook workflow reached the MPS sink".into(),
+            )),
+        }
+    }
+}
+
 impl MpsClient {
     /// `endpoint` is e.g. `https://mts.cn-hangzhou.aliyuncs.com`; the keys are the resolved
     /// `[mps]` keys (which default to the `[sts]` ones). `timeout` bounds one whole call.

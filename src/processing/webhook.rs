@@ -4,35 +4,40 @@
 
 use std::time::Duration;
 
-use base64::Engine;
-use base64::alphabet;
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use chrono::{DateTime, SecondsFormat, Utc};
-use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
-use sha2::Sha256;
 use tracing::instrument;
 
 use super::{Delivered, Delivery, DeliveryError};
+use crate::signing::{validate_webhook_secret, webhook_signature, webhook_signing_key};
 use crate::upstream::without_url;
 
-/// Prefix of Standard Webhooks secrets whose remainder is the base64 key.
-const SECRET_PREFIX: &str = "whsec_";
 /// Longest part of a receiver's response body quoted in an error.
 const MAX_QUOTED_BODY: usize = 200;
-
-// Secrets are usually padded base64, but an unpadded one is unambiguous, so accept both.
-const SECRET_B64: GeneralPurpose = GeneralPurpose::new(
-    &alphabet::STANDARD,
-    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
-);
 
 /// Delivers triggers to webhook receivers.
 #[derive(Debug)]
 pub struct WebhookClient {
     http: reqwest::Client,
+}
+
+#[async_trait::async_trait]
+impl super::Sink for WebhookClient {
+    async fn deliver(
+        &self,
+        target: &crate::workflows::Sink,
+        delivery: &Delivery,
+    ) -> Result<Delivered, DeliveryError> {
+        match target {
+            crate::workflows::Sink::Webhook { url, secret } => {
+                self.post(delivery, url, secret).await
+            }
+            crate::workflows::Sink::Mps { .. } => Err(DeliveryError::Fatal(
+                "an MPS workflow reached the webhook sink".into(),
+            )),
+        }
+    }
 }
 
 impl WebhookClient {
@@ -48,7 +53,7 @@ impl WebhookClient {
     /// [`DeliveryError::Fatal`]; every other status (3xx included: redirects are not
     /// followed), timeouts and network errors are [`DeliveryError::Retry`].
     #[instrument(skip_all, fields(trigger = %delivery.trigger_id, workflow = %delivery.workflow, attempt = delivery.attempt))]
-    pub async fn deliver(
+    pub async fn post(
         &self,
         delivery: &Delivery,
         url: &str,
@@ -60,13 +65,13 @@ impl WebhookClient {
                 "webhook URL is not an http:// or https:// URL".into(),
             ));
         }
-        validate_secret(secret.expose_secret()).map_err(DeliveryError::Fatal)?;
-        let key = signing_key(secret.expose_secret());
+        validate_webhook_secret(secret.expose_secret()).map_err(DeliveryError::Fatal)?;
+        let key = webhook_signing_key(secret.expose_secret());
         let now = Utc::now();
         let body = serde_json::to_vec(&payload(delivery, now))
             .map_err(|e| DeliveryError::Fatal(format!("encoding the event: {e}")))?;
         let timestamp = now.timestamp();
-        let signature = sign(&key, &delivery.trigger_id, timestamp, &body);
+        let signature = webhook_signature(&key, &delivery.trigger_id, timestamp, &body);
         let request = self
             .http
             .post(url)
@@ -122,51 +127,6 @@ pub fn payload(delivery: &Delivery, now: DateTime<Utc>) -> Value {
     })
 }
 
-/// The HMAC key of a webhook secret: the base64-decoded remainder of a `whsec_` secret, else
-/// the secret's raw bytes. A `whsec_` secret that is not valid base64 is used raw as a whole;
-/// [`validate_secret`] rejects those, and [`WebhookClient::deliver`] refuses to use them.
-pub fn signing_key(secret: &str) -> Vec<u8> {
-    secret
-        .strip_prefix(SECRET_PREFIX)
-        .and_then(|b64| SECRET_B64.decode(b64).ok())
-        .unwrap_or_else(|| secret.as_bytes().to_vec())
-}
-
-/// The shortest HMAC key a webhook secret may give: 192 bits, so a receiver's secret cannot
-/// be guessed from signed deliveries.
-pub const MIN_KEY_BYTES: usize = 24;
-
-/// Checks that `secret` can sign: a `whsec_` secret is base64 of the key, any other secret is
-/// the key itself, and the key has at least [`MIN_KEY_BYTES`]. For configuration validation;
-/// the error says what is wrong without quoting it.
-pub fn validate_secret(secret: &str) -> Result<(), String> {
-    let key_len = match secret.strip_prefix(SECRET_PREFIX) {
-        Some(b64) => SECRET_B64
-            .decode(b64)
-            .map_err(|_| "webhook secret starts with whsec_ but the rest is not base64")?
-            .len(),
-        None => secret.len(),
-    };
-    if key_len < MIN_KEY_BYTES {
-        return Err(format!(
-            "webhook secret gives a {key_len}-byte key; at least {MIN_KEY_BYTES} bytes are required (whsec_ + base64 of 24 random bytes, or 24 characters)"
-        ));
-    }
-    Ok(())
-}
-
-/// The `webhook-signature` header value: `v1,` + base64(HMAC-SHA256(key,
-/// "{id}.{timestamp}.{body}")), where `key` comes from [`signing_key`].
-pub fn sign(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC accepts keys of any length");
-    mac.update(id.as_bytes());
-    mac.update(b".");
-    mac.update(timestamp.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    format!("v1,{}", B64.encode(mac.finalize().into_bytes()))
-}
-
 /// Classifies a non-2xx (or 2xx) receiver response from its status and the head of its body.
 fn outcome(status: u16, body_head: &[u8]) -> Result<Delivered, DeliveryError> {
     match status {
@@ -206,9 +166,12 @@ mod tests {
     use axum::http::{HeaderMap, StatusCode};
     use chrono::TimeZone;
 
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD as B64;
+
     use super::*;
     use crate::media::MediaAttributes;
-    use crate::signing::constant_time_eq;
+    use crate::signing::{MIN_WEBHOOK_KEY_BYTES, constant_time_eq};
 
     fn delivery() -> Delivery {
         Delivery {
@@ -233,7 +196,7 @@ mod tests {
 
     /// What a Standard Webhooks receiver does: every `v1,` entry of the header is a candidate.
     fn verify(secret: &str, id: &str, timestamp: i64, body: &[u8], header: &str) -> bool {
-        let expected = sign(&signing_key(secret), id, timestamp, body);
+        let expected = webhook_signature(&webhook_signing_key(secret), id, timestamp, body);
         header
             .split(' ')
             .any(|candidate| constant_time_eq(candidate.as_bytes(), expected.as_bytes()))
@@ -241,9 +204,9 @@ mod tests {
 
     #[test]
     fn standard_webhooks_reference_example() {
-        let key = signing_key("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+        let key = webhook_signing_key("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
         assert_eq!(
-            sign(
+            webhook_signature(
                 &key,
                 "msg_p5jXN8AQM9LWM0D4loKWxJek",
                 1614265330,
@@ -255,18 +218,21 @@ mod tests {
 
     #[test]
     fn signing_key_decodes_whsec_and_otherwise_uses_raw_bytes() {
-        assert_eq!(signing_key("whsec_aGVsbG8="), b"hello");
-        assert_eq!(signing_key("whsec_aGVsbG8"), b"hello");
-        assert_eq!(signing_key("plain secret"), b"plain secret");
-        assert_eq!(signing_key("whsec_not base64!"), b"whsec_not base64!");
-        assert!(validate_secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").is_ok());
-        assert!(validate_secret("a plain secret of 24 ch.").is_ok());
+        assert_eq!(webhook_signing_key("whsec_aGVsbG8="), b"hello");
+        assert_eq!(webhook_signing_key("whsec_aGVsbG8"), b"hello");
+        assert_eq!(webhook_signing_key("plain secret"), b"plain secret");
+        assert_eq!(
+            webhook_signing_key("whsec_not base64!"),
+            b"whsec_not base64!"
+        );
+        assert!(validate_webhook_secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").is_ok());
+        assert!(validate_webhook_secret("a plain secret of 24 ch.").is_ok());
         // whsec_ + 10 characters is a 7-byte key: refused, as are short raw secrets.
-        assert!(validate_secret("whsec_aGVsbG8xMjM=").is_err());
-        assert!(validate_secret("plain secret").is_err());
-        assert!(validate_secret("").is_err());
-        assert!(validate_secret("whsec_").is_err());
-        let err = validate_secret("whsec_not base64!").unwrap_err();
+        assert!(validate_webhook_secret("whsec_aGVsbG8xMjM=").is_err());
+        assert!(validate_webhook_secret("plain secret").is_err());
+        assert!(validate_webhook_secret("").is_err());
+        assert!(validate_webhook_secret("whsec_").is_err());
+        let err = validate_webhook_secret("whsec_not base64!").unwrap_err();
         assert!(!err.contains("not base64!"), "{err}");
     }
 
@@ -274,7 +240,8 @@ mod tests {
     fn signatures_round_trip_and_bind_id_timestamp_and_body() {
         for secret in ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "raw-secret"] {
             let body = serde_json::to_vec(&payload(&delivery(), Utc::now())).unwrap();
-            let header = sign(&signing_key(secret), "trg_1", 1_700_000_000, &body);
+            let header =
+                webhook_signature(&webhook_signing_key(secret), "trg_1", 1_700_000_000, &body);
             assert!(verify(secret, "trg_1", 1_700_000_000, &body, &header));
             // Receivers accept a list of signatures (key rotation).
             let listed = format!("v1,bm90IGl0 {header}");
@@ -351,13 +318,13 @@ mod tests {
         let secret = SecretString::from("a raw secret of 24 bytes");
         for url in ["not a url", "ftp://example.com/x", "file:///etc/passwd"] {
             assert!(matches!(
-                client.deliver(&delivery(), url, &secret).await,
+                client.post(&delivery(), url, &secret).await,
                 Err(DeliveryError::Fatal(m)) if !m.contains(url)
             ));
         }
         assert!(matches!(
             client
-                .deliver(
+                .post(
                     &delivery(),
                     "http://127.0.0.1:1/h",
                     &SecretString::from("whsec_!!")
@@ -367,7 +334,7 @@ mod tests {
         ));
         // Nothing listens on port 1; the URL (and its token) stays out of the reason.
         let result = client
-            .deliver(&delivery(), "http://127.0.0.1:1/h?token=tok123", &secret)
+            .post(&delivery(), "http://127.0.0.1:1/h?token=tok123", &secret)
             .await;
         let Err(DeliveryError::Retry(m)) = result else {
             panic!("expected retry, got {result:?}");
@@ -424,7 +391,7 @@ mod tests {
         let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
         let d = delivery();
         let result = client
-            .deliver(&d, &format!("{base}/ok"), &SecretString::from(secret))
+            .post(&d, &format!("{base}/ok"), &SecretString::from(secret))
             .await;
         assert_eq!(result, Ok(Delivered { media_id: None }));
         let (headers, body) = seen.lock().unwrap()[0].clone();
@@ -459,7 +426,7 @@ mod tests {
         let d = delivery();
         let deliver = async |path: &str| {
             let url = format!("{base}{path}");
-            client.deliver(&d, &url, &secret).await
+            client.post(&d, &url, &secret).await
         };
         assert_eq!(
             deliver("/moved").await,
@@ -492,16 +459,16 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn any_whsec_secret_round_trips(
-            key in proptest::collection::vec(proptest::prelude::any::<u8>(), MIN_KEY_BYTES..64),
+            key in proptest::collection::vec(proptest::prelude::any::<u8>(), MIN_WEBHOOK_KEY_BYTES..64),
             id in "[a-zA-Z0-9_]{1,40}",
             timestamp in 0i64..4_000_000_000,
             body in proptest::collection::vec(proptest::prelude::any::<u8>(), 1..256),
             flip in proptest::prelude::any::<proptest::sample::Index>(),
         ) {
             let secret = format!("whsec_{}", B64.encode(&key));
-            proptest::prop_assert!(validate_secret(&secret).is_ok());
-            proptest::prop_assert_eq!(signing_key(&secret), key.clone());
-            let header = sign(&signing_key(&secret), &id, timestamp, &body);
+            proptest::prop_assert!(validate_webhook_secret(&secret).is_ok());
+            proptest::prop_assert_eq!(webhook_signing_key(&secret), key.clone());
+            let header = webhook_signature(&webhook_signing_key(&secret), &id, timestamp, &body);
             proptest::prop_assert!(verify(&secret, &id, timestamp, &body, &header));
             let mut tampered = body.clone();
             tampered[flip.index(body.len())] ^= 0x01;

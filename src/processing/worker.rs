@@ -6,21 +6,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Notify;
 use tracing::{info, warn};
 
-use super::mps::MpsClient;
-use super::webhook::WebhookClient;
 use super::{Delivered, Delivery, DeliveryError};
-use crate::config::Config;
+use super::{ProcessingConfig, Sinks};
 use crate::store::{Claimed, Outcome, Store, now_millis};
-use crate::workflows::{Sink, Workflow};
+use crate::workflows::{Sink as Target, Workflow};
 
 pub struct Worker {
     store: Store,
-    mps: MpsClient,
-    webhook: WebhookClient,
+    sinks: Sinks,
     max_attempts: u32,
     backoff_base: Duration,
     backoff_max: Duration,
@@ -36,24 +32,18 @@ pub struct Worker {
 }
 
 impl Worker {
-    pub fn new(config: &Config, store: Store, wake: Arc<Notify>) -> anyhow::Result<Worker> {
-        let p = &config.processing;
-        let mps = MpsClient::new(
-            &config.mps.endpoint,
-            config
-                .mps
-                .access_key_id
-                .clone()
-                .unwrap_or_else(|| config.sts.access_key_id.clone()),
-            config.mps.access_key_secret.clone().unwrap_or_else(|| {
-                SecretString::from(config.sts.access_key_secret.expose_secret())
-            }),
-            Duration::from_millis(config.mps.timeout_ms),
-        )?;
-        Ok(Worker {
+    /// A worker delivering to `sinks` by the rules of `p`; on a stop, deliveries in flight
+    /// get `grace` to finish.
+    pub fn new(
+        p: &ProcessingConfig,
+        sinks: Sinks,
+        grace: Duration,
+        store: Store,
+        wake: Arc<Notify>,
+    ) -> Worker {
+        Worker {
             store,
-            mps,
-            webhook: WebhookClient::new(Duration::from_millis(p.webhook_timeout_ms))?,
+            sinks,
             max_attempts: p.max_attempts.max(1),
             backoff_base: Duration::from_millis(p.backoff_base_ms),
             backoff_max: Duration::from_millis(p.backoff_max_ms),
@@ -64,8 +54,21 @@ impl Worker {
             // Counted from construction, so a worker that never starts is noticed once it is
             // overdue rather than before it had a chance to run.
             heartbeat: AtomicI64::new(now_millis()),
-            grace: Duration::from_secs(config.server.shutdown_timeout_seconds),
-        })
+            grace,
+        }
+    }
+
+    /// Delivers until nothing is due (each retry waits for its backoff first, so a trigger
+    /// that keeps failing ends `dead` or waiting); returns how many attempts were made. Tests
+    /// use it to settle the queue instead of sleeping.
+    pub async fn drain(&self) -> anyhow::Result<usize> {
+        let mut attempts = 0;
+        loop {
+            match self.run_once().await? {
+                0 => return Ok(attempts),
+                n => attempts += n,
+            }
+        }
     }
 
     /// Claims what is due now and delivers it (concurrently); returns how many were attempted.
@@ -191,8 +194,9 @@ impl Worker {
                 Outcome::Delivered { media_id }
             }
             Err(DeliveryError::Retry(reason)) if attempt < self.max_attempts => {
-                let delay = crate::sts::backoff(attempt - 1, self.backoff_base, self.backoff_max)
-                    .max(self.backoff_base / 2);
+                let delay =
+                    crate::upstream::backoff(attempt - 1, self.backoff_base, self.backoff_max)
+                        .max(self.backoff_base / 2);
                 warn!(trigger = %t.id, workflow = %t.workflow_name, attempt, ?reason, retry_in_ms = delay.as_millis() as u64, "delivery failed");
                 Outcome::Failed {
                     error: reason,
@@ -238,11 +242,10 @@ impl Worker {
         workflow: &Workflow,
         delivery: &Delivery,
     ) -> Result<Delivered, DeliveryError> {
-        match &workflow.def.sink {
-            Sink::Mps { media_workflow_id } => {
-                self.mps.add_media(delivery, media_workflow_id).await
-            }
-            Sink::Webhook { url, secret } => self.webhook.deliver(delivery, url, secret).await,
-        }
+        let sink = match &workflow.def.sink {
+            Target::Mps { .. } => &self.sinks.mps,
+            Target::Webhook { .. } => &self.sinks.webhook,
+        };
+        sink.deliver(&workflow.def.sink, delivery).await
     }
 }

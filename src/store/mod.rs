@@ -10,13 +10,14 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Executor, Row};
 
-use crate::config::DatabaseConfig;
 pub use audit::{Actor, AuditRow};
 use batch::{BatchRow, InsertBatcher, TxBatcher};
 pub use queue::{
     Claimed, EventRow, EventWrite, NewTrigger, Outcome, QueueStats, Recorded, Reprocess,
     TriggerRow, UploadChange,
 };
+use secrecy::SecretString;
+use serde::Deserialize;
 pub use workflows::Saved;
 
 mod audit;
@@ -334,6 +335,44 @@ fn sqlite_pool(max: u32) -> AnyPoolOptions {
                 Ok(())
             })
         })
+}
+
+/// `[database]`: where the data lives.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `MEDIAGATE__DATABASE__URL`, default `sqlite://data/mediagate.db`; or `postgres://...`.
+    pub url: SecretString,
+    /// `MEDIAGATE__DATABASE__MAX_CONNECTIONS`, default 8.
+    pub max_connections: u32,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: SecretString::from("sqlite://data/mediagate.db"),
+            max_connections: 8,
+        }
+    }
+}
+
+impl std::fmt::Debug for DatabaseConfig {
+    // The URL may carry a password; show only its scheme.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("url", &format_args!("{}://[REDACTED]", self.scheme()))
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
+}
+
+impl DatabaseConfig {
+    pub fn scheme(&self) -> &str {
+        self.url
+            .expose_secret()
+            .split_once("://")
+            .map_or("", |(scheme, _)| scheme)
+    }
 }
 
 #[cfg(test)]

@@ -45,7 +45,7 @@ pub struct NewTrigger {
     pub workflow_id: String,
     pub workflow_name: String,
     pub sink: String,
-    /// JSON of [`crate::processing::Delivery`].
+    /// JSON of the delivery a sink needs (the processing module's `Delivery`).
     pub payload: String,
 }
 

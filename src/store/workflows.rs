@@ -6,7 +6,7 @@ use sqlx::Row;
 
 use super::audit::{Actor, record};
 use super::{Store, now_millis};
-use crate::config::WorkflowState;
+use crate::workflows::WorkflowState;
 use crate::workflows::{Sink, Workflow, WorkflowDef};
 
 const COLUMNS: &str = "id, name, state, bucket, prefix, output_prefix, sink, media_workflow_id, webhook_url, webhook_secret, source";

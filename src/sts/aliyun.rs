@@ -7,8 +7,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use tracing::instrument;
 
+use super::StsConfig;
 use super::{AssumeRole, Attempt, Credentials, Sts, StsError, http_client, with_retries};
-use crate::config::StsConfig;
 use crate::signing::{RpcCall, rpc_signed_query};
 use crate::upstream::without_url;
 

@@ -5,6 +5,7 @@
 mod aliyun;
 mod aws;
 
+use serde::Deserialize;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -103,7 +104,7 @@ where
     let mut last = String::new();
     for n in 0..max_attempts.max(1) {
         if n > 0 {
-            tokio::time::sleep(backoff(
+            tokio::time::sleep(crate::upstream::backoff(
                 n - 1,
                 Duration::from_millis(100),
                 Duration::from_secs(2),
@@ -133,9 +134,52 @@ pub(crate) fn http_client(timeout_ms: u64) -> anyhow::Result<reqwest::Client> {
     crate::upstream::client(Duration::from_millis(timeout_ms))
 }
 
-/// Exponential backoff with full jitter: a random delay up to `base * 2^attempt`, capped.
-pub(crate) fn backoff(attempt: u32, base: Duration, cap: Duration) -> Duration {
-    let ceiling = base.saturating_mul(1u32 << attempt.min(16)).min(cap);
-    let millis = ceiling.as_millis() as u64;
-    Duration::from_millis(rand::random_range(0..=millis))
+/// `[sts]`: the STS mediagate assumes the uploader role with.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StsConfig {
+    /// `MEDIAGATE__STS__ENDPOINT`, default `https://sts.aliyuncs.com` for `aliyun` and
+    /// `https://sts.{region}.amazonaws.com` for `s3`.
+    pub endpoint: Option<String>,
+    /// `MEDIAGATE__STS__REGION`: the SigV4 signing region for `s3`, default `storage.region`.
+    pub region: Option<String>,
+    /// `MEDIAGATE__STS__ACCESS_KEY_ID`.
+    pub access_key_id: String,
+    /// `MEDIAGATE__STS__ACCESS_KEY_SECRET`.
+    pub access_key_secret: SecretString,
+    /// `MEDIAGATE__STS__ROLE_ARN`, e.g. `acs:ram::1234567890123456:role/uploader` or
+    /// `arn:aws:iam::123456789012:role/uploader`.
+    pub role_arn: String,
+    /// `MEDIAGATE__STS__EXTERNAL_ID`: sent when set.
+    pub external_id: Option<String>,
+    /// `MEDIAGATE__STS__DURATION_SECONDS`, default 3600 (900 up to the role's maximum).
+    pub duration_seconds: u32,
+    /// `MEDIAGATE__STS__TIMEOUT_MS`, default 5000: per attempt.
+    pub timeout_ms: u64,
+    /// `MEDIAGATE__STS__MAX_ATTEMPTS`, default 3: throttling, 5xx and network errors are retried.
+    pub max_attempts: u32,
+    /// `MEDIAGATE__STS__REFRESH_AFTER`, default 0.8: cached credentials are reused until this
+    /// share of their lifetime has passed.
+    pub refresh_after: f64,
+    /// `MEDIAGATE__STS__MIN_REMAINING_SECONDS`, default 300: credentials with less left are never
+    /// handed out.
+    pub min_remaining_seconds: u64,
+}
+
+impl Default for StsConfig {
+    fn default() -> Self {
+        Self {
+            endpoint: None,
+            region: None,
+            access_key_id: String::new(),
+            access_key_secret: SecretString::from(""),
+            role_arn: String::new(),
+            external_id: None,
+            duration_seconds: 3600,
+            timeout_ms: 5000,
+            max_attempts: 3,
+            refresh_after: 0.8,
+            min_remaining_seconds: 300,
+        }
+    }
 }

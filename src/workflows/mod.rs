@@ -2,8 +2,9 @@
 
 use secrecy::SecretString;
 use serde::Serialize;
+use serde_json::json;
 
-use crate::config::{SinkKind, WorkflowConfig, WorkflowState};
+use serde::Deserialize;
 
 /// Video extensions MPS treats as media (docs/protocols.md §7), lower case.
 pub const VIDEO_EXTENSIONS: &[&str] = &[
@@ -103,7 +104,7 @@ impl WorkflowDef {
         if spec.name.chars().any(char::is_control) {
             problems.push("name must not contain control characters".into());
         }
-        if let Err(e) = crate::credentials::validate_bucket_name(&spec.bucket) {
+        if let Err(e) = crate::storage::validate_bucket_name(&spec.bucket) {
             problems.push(format!("bucket: {e}"));
         }
         for (field, value) in [
@@ -153,7 +154,7 @@ impl WorkflowDef {
                 let secret_check = match spec.webhook_secret.as_ref() {
                     Some(s) => {
                         use secrecy::ExposeSecret;
-                        crate::processing::webhook::validate_secret(s.expose_secret())
+                        crate::signing::validate_webhook_secret(s.expose_secret())
                     }
                     None => Err("required for sink \"webhook\"".into()),
                 };
@@ -275,6 +276,54 @@ pub fn decide(workflows: &[Workflow], bucket: &str, key: &str) -> Matching {
         })
         .collect();
     Matching { media, decisions }
+}
+
+/// Whether a workflow takes new objects.
+#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize, PartialEq, Eq, utoipa::ToSchema)]
+pub enum WorkflowState {
+    Active,
+    Inactive,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize, PartialEq, Eq, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SinkKind {
+    Mps,
+    Webhook,
+}
+
+/// A workflow declared in the configuration, or sent to the admin API.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WorkflowConfig {
+    pub name: String,
+    pub state: WorkflowState,
+    pub bucket: String,
+    #[serde(default)]
+    pub prefix: String,
+    pub sink: SinkKind,
+    pub media_workflow_id: Option<String>,
+    pub webhook_url: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub webhook_secret: Option<SecretString>,
+    /// Keys under this prefix never trigger (outputs of the workflow itself).
+    pub output_prefix: Option<String>,
+}
+
+/// The match explanation shared by the admin API and `mediagate match`.
+pub fn match_report(workflows: &[Workflow], bucket: &str, key: &str) -> serde_json::Value {
+    let m = decide(workflows, bucket, key);
+    let extension = match &m.media {
+        MediaCheck::Media(e) | MediaCheck::NotMedia(e) => Some(e.clone()),
+        _ => None,
+    };
+    json!({
+        "bucket": bucket,
+        "key": key,
+        "media": m.media.is_media(),
+        "extension": extension,
+        "workflows": m.decisions,
+    })
 }
 
 #[cfg(test)]

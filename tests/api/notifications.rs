@@ -74,7 +74,7 @@ async fn a_callback_triggers_the_matching_workflow_once() {
             "s3": {"bucket": {"name": "media-input"}, "object": {"key": key, "eTag": "5eb63bbbe01eeed093cb22bb8f5acdc3", "size": 1048576}}}]}))
         .await;
     assert_eq!(event.status(), 200);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.settle().await;
     assert_eq!(app.hooks.count(), 1, "one delivery for one object");
     assert_eq!(
         app.hooks.rejected(),
@@ -321,7 +321,7 @@ async fn skipped_objects_are_recorded_with_a_reason() {
     let r = app.s3_event(&json!({"Records": [{"eventName": "s3:ObjectCreated:Put",
         "s3": {"bucket": {"name": "unknown-bucket"}, "object": {"key": "uploads/alice/1/a.mp4", "eTag": "u1"}}}]})).await;
     assert_eq!(r.status(), 200);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    app.settle().await;
     assert_eq!(app.hooks.count(), 0);
     assert!(app.app.store.trigger_counts().await.unwrap().is_empty());
 }
@@ -673,7 +673,7 @@ async fn callbacks_only_count_for_uploads_mediagate_issued() {
         .await
         .unwrap();
     assert_eq!(history["uploads"], json!([]), "no row in bob's history");
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    app.settle().await;
     assert_eq!(app.hooks.count(), 0);
     assert!(app.app.store.trigger_counts().await.unwrap().is_empty());
 }
@@ -777,7 +777,7 @@ async fn a_stopping_worker_gives_back_unfinished_deliveries() {
         .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(mediagate::app::serve(second.clone(), listener, async {
+    let server = tokio::spawn(mediagate::server::serve(second.clone(), listener, async {
         let _ = rx.await;
     }));
     assert!(

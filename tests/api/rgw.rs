@@ -251,7 +251,7 @@ async fn rgw_enforces_the_vended_scope_and_notifies_the_workflow() {
     assert_eq!(notes_row["state"], "skipped");
     assert_eq!(notes_row["state_reason"], "not_media");
     // Nothing but the one media upload was delivered.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    app.settle().await;
     assert_eq!(app.hooks.count(), 1);
 }
 

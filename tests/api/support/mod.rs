@@ -10,8 +10,9 @@ pub mod webhook_receiver;
 use std::sync::Arc;
 
 use jsonwebtoken::{EncodingKey, Header};
-use mediagate::app::{App, serve};
+use mediagate::app::App;
 use mediagate::config::Config;
+use mediagate::server::serve;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use sqlx::Connection;
@@ -240,6 +241,28 @@ impl TestApp {
             request = request.json(&body);
         }
         request.send().await.unwrap()
+    }
+
+    /// Delivers every due trigger and waits (by reading the queue, not by the clock) until
+    /// none is pending or in flight, so a test can assert what was, and was not, delivered.
+    pub async fn settle(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            self.app.worker.drain().await.expect("draining the queue");
+            let counts = self.app.store.trigger_counts().await.unwrap();
+            let busy = counts
+                .iter()
+                .any(|(state, n)| *n > 0 && (state == "pending" || state == "in_flight"));
+            if !busy {
+                return;
+            }
+            // A delivery the server's own worker has in flight: wait for its outcome.
+            assert!(
+                std::time::Instant::now() < deadline,
+                "triggers still pending or in flight: {counts:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
     }
 
     /// The Prometheus text of `GET /metrics`.

@@ -1,0 +1,79 @@
+//! Serving the app: the HTTP server and the trigger worker on one listener until a shutdown
+//! signal, with the grace periods that make stopping safe.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+
+use crate::app::App;
+
+/// Serves `app` on `listener` until `shutdown` completes, then gives in-flight requests up to
+/// `server.shutdown_timeout_seconds` to finish.
+pub async fn serve(
+    app: Arc<App>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let grace = Duration::from_secs(app.config.server.shutdown_timeout_seconds);
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let (worker_stop_tx, worker_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn(app.worker.clone().run(async {
+        let _ = worker_stop_rx.await;
+    }));
+    let signal = async move {
+        shutdown.await;
+        info!("shutting down: no new connections, finishing in-flight requests");
+        let _ = worker_stop_tx.send(());
+        let _ = stopping_tx.send(());
+    };
+    let router = crate::http::router(app.clone());
+    let server = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(signal);
+    let server = tokio::spawn(async move { server.await });
+    tokio::pin!(server);
+    tokio::select! {
+        result = &mut server => { result??; }
+        _ = async { let _ = stopping_rx.await; tokio::time::sleep(grace).await } => {
+            warn!(seconds = grace.as_secs(), "in-flight requests did not finish in time; closing them");
+            server.abort();
+        }
+    }
+    // The worker gives its deliveries in flight the same grace (counted from the signal), then
+    // cancels and releases what is unfinished; the margin lets that release reach the database
+    // before the pool closes. Were it still stuck, its claims would be taken over when their
+    // lease ends.
+    let _ = tokio::time::timeout(grace + Duration::from_secs(5), worker).await;
+    app.store.close().await;
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = terminate => {} }
+}
+
+/// The OpenAPI document of every route, as served at `/openapi.json`.
+pub fn openapi_json() -> &'static str {
+    crate::http::openapi_json()
+}
