@@ -1,7 +1,6 @@
-//! The MNS push signature: how MNS signs the HTTP push that carries an OSS event (RSA
-//! PKCS#1 v1.5 over SHA-1 with the key of an X.509 certificate, see docs/protocols.md §5),
-//! and the freshness rule for its `Date`. Pure functions; the certificate itself comes from
-//! [`super::keys`].
+//! MNS pushes of OSS events: how MNS signs them (RSA PKCS#1 v1.5 over SHA-1 with the key of
+//! an X.509 certificate, see docs/protocols.md §5), the freshness rule for their `Date`, and
+//! their body. Pure functions; the certificate itself comes from [`super::keys`].
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -13,6 +12,9 @@ use x509_cert::Certificate;
 use x509_cert::der::{DecodePem, Encode};
 
 pub use super::oss::SignatureError;
+use super::{NotificationError, Parsed};
+use crate::processing::ObjectEvent;
+use serde::Deserialize;
 
 /// How far a push's `Date` may be from our clock, either way.
 pub const MAX_CLOCK_SKEW: TimeDelta = TimeDelta::minutes(15);
@@ -88,6 +90,113 @@ pub fn check_date(date_header: &str, now: DateTime<Utc>) -> Result<(), Signature
         return Err(SignatureError::StaleDate);
     }
     Ok(())
+}
+
+/// The object-created events of a verified push body (base64 of `{"events": [...]}`);
+/// multipart steps and other events are counted as ignored, symlinks kept as such.
+pub fn oss_events(body: &[u8]) -> Result<Parsed, NotificationError> {
+    let malformed = |m: &str| NotificationError::Malformed(m.to_owned());
+    let text = std::str::from_utf8(body).map_err(|_| malformed("body is not base64 text"))?;
+    let decoded = B64
+        .decode(text.trim())
+        .map_err(|_| malformed("body is not valid base64"))?;
+    let message: OssEventMessage = serde_json::from_slice(&decoded)
+        .map_err(|e| NotificationError::Malformed(format!("malformed event JSON: {e}")))?;
+    let mut parsed = Parsed::default();
+    for event in message.events {
+        let symlink = event.event_name == OSS_SYMLINK;
+        let Some(oss) = event
+            .oss
+            .filter(|_| symlink || OSS_CREATED.contains(&event.event_name.as_str()))
+        else {
+            parsed.ignored += 1;
+            continue;
+        };
+        let vars = event.x_vars.unwrap_or_default();
+        parsed.events.push(ObjectEvent {
+            source: "oss-events",
+            bucket: oss.bucket.name,
+            key: percent_decode(&oss.object.key),
+            etag: oss.object.etag.unwrap_or_default(),
+            size: oss.object.size,
+            content_type: None,
+            symlink,
+            upload_hint: vars.get("x:upload_id").cloned(),
+            media_overrides: super::overrides(|k| vars.get(&format!("x:{k}")).cloned()),
+        });
+    }
+    Ok(parsed)
+}
+
+/// Object-created events MPS treats as new objects; multipart steps are not.
+const OSS_CREATED: &[&str] = &[
+    "ObjectCreated:PutObject",
+    "ObjectCreated:PostObject",
+    "ObjectCreated:CopyObject",
+    "ObjectCreated:AppendObject",
+    "ObjectCreated:CompleteMultipartUpload",
+];
+
+/// A link to another object, which `oss:PutObject` lets any uploader create: recorded, never
+/// processed as the uploader's media.
+const OSS_SYMLINK: &str = "ObjectCreated:PutSymlink";
+
+#[derive(Deserialize)]
+struct OssEventMessage {
+    events: Vec<OssEvent>,
+}
+
+#[derive(Deserialize)]
+struct OssEvent {
+    #[serde(rename = "eventName")]
+    event_name: String,
+    // Optional so one odd event we would ignore anyway does not fail the whole message.
+    oss: Option<OssEventObject>,
+    #[serde(rename = "xVars")]
+    x_vars: Option<std::collections::HashMap<String, String>>,
+}
+
+#[derive(Deserialize)]
+struct OssEventObject {
+    bucket: NamedBucket,
+    object: EventObject,
+}
+
+#[derive(Deserialize)]
+struct NamedBucket {
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct EventObject {
+    key: String,
+    size: Option<i64>,
+    #[serde(rename = "eTag")]
+    etag: Option<String>,
+}
+
+/// `%XX` decoding only: OSS event keys never use `+` for space.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && bytes[i + 1].is_ascii_hexdigit()
+            && bytes[i + 2].is_ascii_hexdigit()
+            && let Some(b) = std::str::from_utf8(&bytes[i + 1..i + 3])
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(b);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -314,6 +423,13 @@ pub(crate) mod tests {
             public_key_from_cert_pem(&pem).unwrap(),
             private.to_public_key()
         );
+    }
+
+    #[test]
+    fn event_keys_are_percent_decoded_and_plus_stays() {
+        assert_eq!(percent_decode("dir/a%20b+c.mp4"), "dir/a b+c.mp4");
+        assert_eq!(percent_decode("bad%zz%4"), "bad%zz%4");
+        assert_eq!(percent_decode("%E8%A7%86.mp4"), "视.mp4");
     }
 
     #[test]

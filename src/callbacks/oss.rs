@@ -2,6 +2,10 @@
 //! and how we check it (RSA PKCS#1 v1.5 over MD5, see docs/protocols.md §3). Pure functions;
 //! the public key itself comes from [`super::keys`].
 
+use serde_json::Value;
+
+use super::NotificationError;
+use crate::processing::ObjectEvent;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use md5::{Digest, Md5};
@@ -107,6 +111,66 @@ fn percent_decode(input: &str) -> Vec<u8> {
         }
     }
     out
+}
+
+/// The object a verified callback announces: bucket, key, ETag, size and type as the body
+/// (templated by the uploading client) states them, the `x:upload_id` hint and `x:` media
+/// attributes. JSON or form body, as its content type says.
+pub fn callback_event(body: &[u8], is_json: bool) -> Result<ObjectEvent, NotificationError> {
+    let fields = callback_fields(body, is_json)?;
+    let text = |k: &str| fields.get(k).and_then(field_text);
+    let missing = |what: &str| NotificationError::Malformed(format!("callback body has no {what}"));
+    Ok(ObjectEvent {
+        source: "oss-callback",
+        bucket: text("bucket").ok_or_else(|| missing("bucket"))?,
+        key: text("object").ok_or_else(|| missing("object"))?,
+        etag: text("etag")
+            .unwrap_or_default()
+            .trim_matches('"')
+            .to_owned(),
+        size: fields.get("size").and_then(field_number),
+        content_type: text("mimeType").filter(|m| !m.is_empty()),
+        symlink: false,
+        upload_hint: text("upload_id").or_else(|| text("x:upload_id")),
+        media_overrides: super::overrides(|k| text(&format!("x:{k}")).or_else(|| text(k))),
+    })
+}
+
+/// The callback body as a flat map: JSON object, or form fields (OSS URL-encodes the values it
+/// substitutes, so form decoding restores them).
+fn callback_fields(
+    body: &[u8],
+    is_json: bool,
+) -> Result<serde_json::Map<String, Value>, NotificationError> {
+    if is_json {
+        match serde_json::from_slice::<Value>(body) {
+            Ok(Value::Object(map)) => Ok(map),
+            Ok(_) => Err(NotificationError::Malformed(
+                "callback body must be a JSON object".into(),
+            )),
+            Err(e) => Err(NotificationError::Malformed(format!("malformed JSON: {e}"))),
+        }
+    } else {
+        Ok(url::form_urlencoded::parse(body)
+            .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
+            .collect())
+    }
+}
+
+fn field_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn field_number(v: &Value) -> Option<i64> {
+    match v {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

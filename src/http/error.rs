@@ -10,6 +10,7 @@ use serde_json::json;
 use tracing::error;
 
 use crate::auth::AuthError;
+use crate::callbacks::NotificationError;
 use crate::callbacks::keys::KeyError;
 use crate::credentials::limits::RateLimited;
 use crate::sts::StsError;
@@ -177,6 +178,18 @@ impl From<KeyError> for ApiError {
         match e {
             KeyError::Unavailable(m) => ApiError::key_unavailable(m),
             KeyError::NotAllowed(m) | KeyError::Invalid(m) => ApiError::invalid_signature(m),
+        }
+    }
+}
+
+impl From<NotificationError> for ApiError {
+    fn from(e: NotificationError) -> Self {
+        match e {
+            NotificationError::Signature(m) => ApiError::invalid_signature(m),
+            NotificationError::Foreign(m) => ApiError::forbidden(m),
+            NotificationError::Malformed(m) => ApiError::bad_request(m),
+            NotificationError::Key(k) => k.into(),
+            NotificationError::NotServed => ApiError::not_found(),
         }
     }
 }
