@@ -32,6 +32,8 @@ pub mod store;
 pub mod sts;
 /// Logging setup.
 pub mod telemetry;
+/// The upload: what may be asked for, its modes and states.
+pub mod uploads;
 /// Shared habits of talking to outside HTTP services.
 pub mod upstream;
 /// Media workflows and the media-file rule.

@@ -14,6 +14,7 @@ use crate::callbacks::NotificationError;
 use crate::callbacks::keys::KeyError;
 use crate::credentials::limits::RateLimited;
 use crate::sts::StsError;
+use crate::uploads::UploadRefused;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -190,6 +191,16 @@ impl From<NotificationError> for ApiError {
             NotificationError::Malformed(m) => ApiError::bad_request(m),
             NotificationError::Key(k) => k.into(),
             NotificationError::NotServed => ApiError::not_found(),
+        }
+    }
+}
+
+impl From<UploadRefused> for ApiError {
+    fn from(e: UploadRefused) -> Self {
+        match e {
+            UploadRefused::Invalid(m) => ApiError::invalid_request(m),
+            UploadRefused::UnsupportedMediaType(m) => ApiError::unsupported_media_type(m),
+            UploadRefused::InvalidMediaAttributes(m) => ApiError::invalid_media_attributes(m),
         }
     }
 }

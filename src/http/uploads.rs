@@ -19,14 +19,12 @@ use crate::app::App;
 use crate::auth::Principal;
 use crate::callbacks::{OssCallbackParams, oss_callback_params};
 use crate::config::{Config, PostSigning, Provider, StorageConfig};
-use crate::credentials::{
-    FileName, KeyCondition, ObjectKey, Scope, oss_post_policy, s3_post_policy,
-};
+use crate::credentials::{KeyCondition, ObjectKey, Scope, oss_post_policy, s3_post_policy};
 use crate::media::{MediaAttributes, MediaAttributesInput};
 use crate::signing::{oss_post_signature, s3_post_signature};
 use crate::store::{UploadRow, now_millis};
 use crate::sts::Credentials;
-use crate::workflows::{MediaCheck, media_check};
+use crate::uploads::{UploadMode, UploadRequest, UploadState};
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -39,12 +37,22 @@ pub struct CreateUpload {
     media: Option<MediaAttributesInput>,
 }
 
+/// How the client delivers the object: `sts` (credentials) or `post_policy` (a signed form).
 #[derive(Debug, Default, Deserialize, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 enum Mode {
     #[default]
     Sts,
     PostPolicy,
+}
+
+impl From<Mode> for UploadMode {
+    fn from(m: Mode) -> UploadMode {
+        match m {
+            Mode::Sts => UploadMode::Sts,
+            Mode::PostPolicy => UploadMode::PostPolicy,
+        }
+    }
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -226,40 +234,20 @@ pub async fn create(
     Json(req): Json<CreateUpload>,
 ) -> Result<Response, ApiError> {
     app.limits.vend(ip, principal.segment.as_str())?;
-    let file = FileName::parse(&req.file_name).map_err(ApiError::invalid_request)?;
-    match media_check(file.as_str()) {
-        MediaCheck::NoExtension | MediaCheck::Media(_) => {}
-        MediaCheck::NotMedia(ext) => {
-            return Err(ApiError::unsupported_media_type(format!(
-                "extension {ext:?} is not a video or audio extension media workflows accept"
-            )));
-        }
-        MediaCheck::NotAFile => return Err(ApiError::invalid_request("file_name is not a file")),
-    }
-    let media = MediaAttributes::parse(req.media.unwrap_or_default())
-        .map_err(|problems| ApiError::invalid_media_attributes(problems.join("; ")))?;
-    if let Some(ct) = &req.content_type
-        && (ct.len() > 255 || ct.chars().any(|c| c.is_control()))
-    {
-        return Err(ApiError::invalid_request(
-            "content_type must be at most 255 bytes without control characters",
-        ));
-    }
-    let size = req
-        .size
-        .map(|s| i64::try_from(s).map_err(|_| ApiError::invalid_request("size is too large")))
-        .transpose()?;
-    // Form uploads are capped by the policy; STS uploads may be multipart and far larger.
     let max = app.config.storage.max_upload_bytes;
-    if req.mode == Mode::PostPolicy && req.size.is_some_and(|s| s > max) {
-        return Err(ApiError::invalid_request(format!(
-            "size exceeds the largest upload allowed ({max} bytes)"
-        )));
-    }
+    let req = UploadRequest::parse(
+        &req.file_name,
+        req.size,
+        req.content_type,
+        req.mode.into(),
+        req.media,
+        max,
+    )?;
+    let file = &req.file;
 
     let config = &app.config.storage;
     let upload_id = uuid::Uuid::now_v7().to_string();
-    let key = ObjectKey::build(&app.prefix, &principal.segment, &upload_id, &file)
+    let key = ObjectKey::build(&app.prefix, &principal.segment, &upload_id, file)
         .map_err(ApiError::invalid_request)?;
     let scope = Scope::for_upload(
         config.credential_scope,
@@ -267,7 +255,8 @@ pub async fn create(
         &principal.segment,
         &key,
     );
-    let creds = if req.mode == Mode::PostPolicy && config.post_signing == PostSigning::Service {
+    let creds = if req.mode == UploadMode::PostPolicy && config.post_signing == PostSigning::Service
+    {
         // The form is signed here and never carries the secret; nothing to vend.
         Arc::new(service_credentials(&app.config))
     } else {
@@ -283,14 +272,11 @@ pub async fn create(
             bucket: config.bucket.clone(),
             object_key: key.as_str().to_owned(),
             file_name: file.as_str().to_owned(),
-            size,
-            content_type: req.content_type,
-            mode: match req.mode {
-                Mode::Sts => "sts".into(),
-                Mode::PostPolicy => "post_policy".into(),
-            },
-            media: serde_json::to_string(&media).map_err(anyhow::Error::from)?,
-            state: "issued".into(),
+            size: req.size,
+            content_type: req.content_type.clone(),
+            mode: req.mode.as_str().into(),
+            media: serde_json::to_string(&req.media).map_err(anyhow::Error::from)?,
+            state: UploadState::Issued.as_str().into(),
             state_reason: None,
             created_at: now,
             uploaded_at: None,
@@ -302,14 +288,14 @@ pub async fn create(
     let s3 = config.provider == Provider::S3;
     let (credentials, callback, post_policy) = match req.mode {
         // S3 has no upload callback: the store's event notifications announce the object.
-        Mode::Sts => (
+        UploadMode::Sts | UploadMode::External => (
             Some(credentials_view(&creds)),
             (!s3).then_some(callback),
             None,
         ),
         // The browser gets a signed form, never the secret.
-        Mode::PostPolicy => {
-            let size = req.size.map_or((1, max), |s| (s, s));
+        UploadMode::PostPolicy => {
+            let size = req.form_size_range(max);
             let form = post_form(config, &key, &upload_id, &creds, size, callback)?;
             (None, None, Some(form))
         }
@@ -362,7 +348,7 @@ pub async fn refresh_credentials(
 ) -> Result<Response, ApiError> {
     app.limits.vend(ip, principal.segment.as_str())?;
     let upload = owned_upload(&app, &principal, &id).await?;
-    if upload.state != "issued" {
+    if upload.state != UploadState::Issued.as_str() {
         return Err(ApiError::invalid_state(format!(
             "upload is {}; credentials are only issued before the upload completes",
             upload.state

@@ -9,6 +9,7 @@ use crate::media::{MediaAttributes, MediaAttributesInput};
 use crate::store::{
     Actor, EventRow, EventWrite, NewTrigger, Recorded, Reprocess, Store, UploadChange, UploadRow,
 };
+use crate::uploads::{UploadMode, UploadState};
 use crate::workflows::{Sink, Workflow, decide};
 
 /// Where uploads go: the input bucket, its key prefix and region, and the largest form upload.
@@ -29,7 +30,7 @@ pub fn form_size_violation(
     size: Option<i64>,
     max: u64,
 ) -> Option<(&'static str, String)> {
-    if upload.mode != "post_policy" {
+    if upload.mode != UploadMode::PostPolicy.as_str() {
         return None;
     }
     let size = size?;
@@ -145,7 +146,7 @@ pub async fn accept(
                 file_name,
                 size: event.size,
                 content_type: event.content_type.clone(),
-                mode: "external".into(),
+                mode: UploadMode::External.as_str().into(),
                 media: serde_json::to_string(&media)?,
                 state: String::new(),
                 state_reason: None,
@@ -272,7 +273,7 @@ pub async fn reprocess(
             triggers: queued,
             state,
         })
-    } else if upload.state == "issued" {
+    } else if upload.state == UploadState::Issued.as_str() {
         Ok(Reprocessed::NothingAnnounced)
     } else {
         Ok(Reprocessed::Busy)

@@ -1,0 +1,226 @@
+//! The upload, mediagate's central object: what a caller may ask to upload, how it is
+//! delivered to the store (its mode), and the states it goes through.
+
+use crate::credentials::FileName;
+use crate::media::{MediaAttributes, MediaAttributesInput};
+use crate::workflows::{MediaCheck, media_check};
+
+/// How the client delivers the object to the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadMode {
+    /// Temporary credentials in the answer; the client uploads with an SDK (multipart too).
+    Sts,
+    /// A signed form for a browser; the secret never leaves the server.
+    PostPolicy,
+    /// Announced by the store without a prior `POST /v1/uploads`.
+    External,
+}
+
+impl UploadMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UploadMode::Sts => "sts",
+            UploadMode::PostPolicy => "post_policy",
+            UploadMode::External => "external",
+        }
+    }
+
+    /// The mode as stored; `None` for text no version wrote.
+    pub fn parse(s: &str) -> Option<UploadMode> {
+        [
+            UploadMode::Sts,
+            UploadMode::PostPolicy,
+            UploadMode::External,
+        ]
+        .into_iter()
+        .find(|m| m.as_str() == s)
+    }
+}
+
+/// Where an upload is: `issued` (credentials handed out) -> `uploaded` (the object was
+/// announced and its triggers queued) -> `triggered` (all delivered) or `failed` (one is
+/// dead); `skipped` when nothing is processed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadState {
+    Issued,
+    Uploaded,
+    Triggered,
+    Skipped,
+    Failed,
+}
+
+impl UploadState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UploadState::Issued => "issued",
+            UploadState::Uploaded => "uploaded",
+            UploadState::Triggered => "triggered",
+            UploadState::Skipped => "skipped",
+            UploadState::Failed => "failed",
+        }
+    }
+}
+
+/// Why an upload request is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UploadRefused {
+    /// A file name, size or content type that cannot be accepted.
+    #[error("{0}")]
+    Invalid(String),
+    /// An extension no media workflow takes.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// Media attributes outside AddMedia's limits.
+    #[error("{0}")]
+    InvalidMediaAttributes(String),
+}
+
+/// A checked request for an upload.
+#[derive(Debug, Clone)]
+pub struct UploadRequest {
+    pub file: FileName,
+    pub size: Option<i64>,
+    pub content_type: Option<String>,
+    pub mode: UploadMode,
+    pub media: MediaAttributes,
+}
+
+impl UploadRequest {
+    /// Checks what a caller sent: a media file name, media attributes AddMedia accepts, a
+    /// sane content type, and for forms a size within `max_form_bytes` (STS uploads may be
+    /// multipart and far larger).
+    pub fn parse(
+        file_name: &str,
+        size: Option<u64>,
+        content_type: Option<String>,
+        mode: UploadMode,
+        media: Option<MediaAttributesInput>,
+        max_form_bytes: u64,
+    ) -> Result<UploadRequest, UploadRefused> {
+        if mode == UploadMode::External {
+            return Err(UploadRefused::Invalid(
+                "mode must be sts or post_policy".into(),
+            ));
+        }
+        let file = FileName::parse(file_name).map_err(UploadRefused::Invalid)?;
+        match media_check(file.as_str()) {
+            MediaCheck::NoExtension | MediaCheck::Media(_) => {}
+            MediaCheck::NotMedia(ext) => {
+                return Err(UploadRefused::UnsupportedMediaType(format!(
+                    "extension {ext:?} is not a video or audio extension media workflows accept"
+                )));
+            }
+            MediaCheck::NotAFile => {
+                return Err(UploadRefused::Invalid("file_name is not a file".into()));
+            }
+        }
+        let media = MediaAttributes::parse(media.unwrap_or_default())
+            .map_err(|problems| UploadRefused::InvalidMediaAttributes(problems.join("; ")))?;
+        if let Some(ct) = &content_type
+            && (ct.len() > 255 || ct.chars().any(char::is_control))
+        {
+            return Err(UploadRefused::Invalid(
+                "content_type must be at most 255 bytes without control characters".into(),
+            ));
+        }
+        let size_i64 = size
+            .map(i64::try_from)
+            .transpose()
+            .map_err(|_| UploadRefused::Invalid("size is too large".into()))?;
+        if mode == UploadMode::PostPolicy && size.is_some_and(|s| s > max_form_bytes) {
+            return Err(UploadRefused::Invalid(format!(
+                "size exceeds the largest upload allowed ({max_form_bytes} bytes)"
+            )));
+        }
+        Ok(UploadRequest {
+            file,
+            size: size_i64,
+            content_type,
+            mode,
+            media,
+        })
+    }
+
+    /// The `content-length-range` a form for this upload signs: exactly the declared size,
+    /// or 1 up to `max_form_bytes`.
+    pub fn form_size_range(&self, max_form_bytes: u64) -> (u64, u64) {
+        match self.size.and_then(|s| u64::try_from(s).ok()) {
+            Some(s) => (s, s),
+            None => (1, max_form_bytes),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(
+        name: &str,
+        size: Option<u64>,
+        mode: UploadMode,
+    ) -> Result<UploadRequest, UploadRefused> {
+        UploadRequest::parse(name, size, None, mode, None, 100)
+    }
+
+    #[test]
+    fn requests_are_checked_before_anything_is_vended() {
+        assert!(parse("trip.MP4", None, UploadMode::Sts).is_ok());
+        assert!(parse("README", Some(5), UploadMode::PostPolicy).is_ok());
+        assert!(matches!(
+            parse("notes.txt", None, UploadMode::Sts),
+            Err(UploadRefused::UnsupportedMediaType(_))
+        ));
+        assert!(matches!(
+            parse("", None, UploadMode::Sts),
+            Err(UploadRefused::Invalid(_))
+        ));
+        assert!(matches!(
+            parse("a.mp4", Some(101), UploadMode::PostPolicy),
+            Err(UploadRefused::Invalid(_))
+        ));
+        // STS uploads may be far larger than a form.
+        assert!(parse("a.mp4", Some(1 << 40), UploadMode::Sts).is_ok());
+        assert!(matches!(
+            parse("a.mp4", Some(u64::MAX), UploadMode::Sts),
+            Err(UploadRefused::Invalid(_))
+        ));
+        assert!(matches!(
+            parse("a.mp4", None, UploadMode::External),
+            Err(UploadRefused::Invalid(_))
+        ));
+        let bad_type = UploadRequest::parse(
+            "a.mp4",
+            None,
+            Some("video/mp4\r\nx: y".into()),
+            UploadMode::Sts,
+            None,
+            100,
+        );
+        assert!(matches!(bad_type, Err(UploadRefused::Invalid(_))));
+        let long_title = MediaAttributesInput {
+            title: Some("t".repeat(200)),
+            ..Default::default()
+        };
+        assert!(matches!(
+            UploadRequest::parse("a.mp4", None, None, UploadMode::Sts, Some(long_title), 100),
+            Err(UploadRefused::InvalidMediaAttributes(_))
+        ));
+        let form = parse("a.mp4", Some(7), UploadMode::PostPolicy).unwrap();
+        assert_eq!(form.form_size_range(100), (7, 7));
+        let open = parse("a.mp4", None, UploadMode::PostPolicy).unwrap();
+        assert_eq!(open.form_size_range(100), (1, 100));
+    }
+
+    #[test]
+    fn modes_round_trip_through_their_stored_text() {
+        for m in [
+            UploadMode::Sts,
+            UploadMode::PostPolicy,
+            UploadMode::External,
+        ] {
+            assert_eq!(UploadMode::parse(m.as_str()), Some(m));
+        }
+        assert_eq!(UploadMode::parse("other"), None);
+    }
+}
