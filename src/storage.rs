@@ -90,6 +90,22 @@ pub struct StorageConfig {
 }
 
 impl StorageConfig {
+    /// Where browsers POST form uploads: the bucket's URL, virtual-hosted
+    /// (`{scheme}://{bucket}.{host}/`) or, where [`StorageConfig::uses_path_style`],
+    /// `{endpoint}/{bucket}`. The configuration was validated, so this cannot fail.
+    pub fn bucket_url(&self) -> String {
+        let Ok(mut url) = url::Url::parse(&self.endpoint) else {
+            return format!("{}/{}", self.endpoint.trim_end_matches('/'), self.bucket);
+        };
+        let host = format!("{}.{}", self.bucket, url.host_str().unwrap_or_default());
+        if self.uses_path_style() || url.set_host(Some(&host)).is_err() {
+            url.set_path(&format!("/{}", self.bucket));
+        } else {
+            url.set_path("/");
+        }
+        url.to_string()
+    }
+
     /// Whether clients must address the bucket in the path (`{endpoint}/{bucket}/key`): as
     /// configured, and always where a bucket host name cannot work (as the AWS SDKs decide):
     /// an endpoint that is an IP address or `localhost` (MinIO and RGW run so), or a bucket

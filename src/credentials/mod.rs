@@ -3,6 +3,7 @@
 //! policy JSON and the RoleSessionName.
 
 pub mod cache;
+pub mod forms;
 pub mod limits;
 
 use std::sync::Arc;

@@ -18,10 +18,10 @@ use super::openapi::{ErrorBody, RefreshedCredentials, StsToken, StsTokenError, U
 use crate::app::App;
 use crate::auth::Principal;
 use crate::callbacks::{OssCallbackParams, oss_callback_params};
-use crate::config::{Config, PostSigning, Provider, StorageConfig};
-use crate::credentials::{KeyCondition, ObjectKey, Scope, oss_post_policy, s3_post_policy};
+use crate::config::{PostSigning, Provider};
+use crate::credentials::forms::{PostForm, post_form, service_credentials};
+use crate::credentials::{ObjectKey, Scope};
 use crate::media::{MediaAttributes, MediaAttributesInput};
-use crate::signing::{oss_post_signature, s3_post_signature};
 use crate::store::{UploadRow, now_millis};
 use crate::sts::Credentials;
 use crate::uploads::{UploadMode, UploadRequest, UploadState};
@@ -92,127 +92,6 @@ pub struct CreatedUpload<'a> {
     post_policy: Option<PostForm>,
 }
 
-/// A browser form upload: POST the `fields` (file last) to `url`.
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct PostForm {
-    url: String,
-    fields: std::collections::BTreeMap<&'static str, String>,
-}
-
-/// The configured STS keys as signing credentials for forms (`storage.post_signing =
-/// "service"`), valid as long as vended credentials would be.
-fn service_credentials(config: &Config) -> Credentials {
-    let now = Utc::now();
-    Credentials {
-        access_key_id: config.sts.access_key_id.clone(),
-        access_key_secret: config.sts.access_key_secret.clone(),
-        security_token: secrecy::SecretString::from(""),
-        expiration: now + chrono::Duration::seconds(i64::from(config.sts.duration_seconds)),
-        obtained_at: now,
-    }
-}
-
-/// Where browsers POST form uploads: the bucket's URL, virtual-hosted
-/// (`{scheme}://{bucket}.{host}/`) or, where [`StorageConfig::uses_path_style`],
-/// `{endpoint}/{bucket}`. The configuration was validated, so this cannot fail.
-fn bucket_url(storage: &StorageConfig) -> String {
-    let Ok(mut url) = url::Url::parse(&storage.endpoint) else {
-        return format!(
-            "{}/{}",
-            storage.endpoint.trim_end_matches('/'),
-            storage.bucket
-        );
-    };
-    let host = format!("{}.{}", storage.bucket, url.host_str().unwrap_or_default());
-    if storage.uses_path_style() || url.set_host(Some(&host)).is_err() {
-        url.set_path(&format!("/{}", storage.bucket));
-    } else {
-        url.set_path("/");
-    }
-    url.to_string()
-}
-
-/// The form for exactly `key`, signed with `creds` (vended, or the service keys; their secret
-/// never leaves the server), with the size range bound into the policy: OSS PostObject V1 with
-/// the upload callback, or an S3 SigV4 POST with the upload id as metadata.
-fn post_form(
-    storage: &StorageConfig,
-    key: &ObjectKey,
-    upload_id: &str,
-    creds: &Credentials,
-    size: (u64, u64),
-    callback: OssCallbackParams,
-) -> Result<PostForm, ApiError> {
-    let url = bucket_url(storage);
-    let secret = creds.access_key_secret.expose_secret();
-    let token = creds.security_token.expose_secret();
-    let fields: Vec<(&'static str, String)> = match storage.provider {
-        Provider::Aliyun => {
-            let policy = oss_post_policy(
-                creds.expiration,
-                &storage.bucket,
-                KeyCondition::Exact(key.as_str()),
-                size,
-                Some(&callback.callback),
-            );
-            let (policy, signature) = oss_post_signature(secret, &policy);
-            let mut fields = vec![
-                ("key", key.as_str().to_owned()),
-                ("policy", policy),
-                ("OSSAccessKeyId", creds.access_key_id.clone()),
-                ("Signature", signature),
-                ("success_action_status", "200".to_owned()),
-                ("callback", callback.callback),
-                ("x:upload_id", upload_id.to_owned()),
-            ];
-            if !token.is_empty() {
-                fields.push(("x-oss-security-token", token.to_owned()));
-            }
-            fields
-        }
-        Provider::S3 => {
-            let now = std::time::SystemTime::now();
-            let date = DateTime::<Utc>::from(now);
-            let credential = format!(
-                "{}/{}/{}/s3/aws4_request",
-                creds.access_key_id,
-                date.format("%Y%m%d"),
-                storage.region
-            );
-            let mut signed = vec![
-                ("success_action_status", "200".to_owned()),
-                ("x-amz-algorithm", "AWS4-HMAC-SHA256".to_owned()),
-                ("x-amz-credential", credential),
-                ("x-amz-date", date.format("%Y%m%dT%H%M%SZ").to_string()),
-                ("x-amz-meta-upload_id", upload_id.to_owned()),
-            ];
-            if !token.is_empty() {
-                signed.push(("x-amz-security-token", token.to_owned()));
-            }
-            let pairs: Vec<(&str, &str)> = signed.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            let policy = s3_post_policy(
-                creds.expiration,
-                &storage.bucket,
-                KeyCondition::Exact(key.as_str()),
-                size,
-                &pairs,
-            );
-            let (policy, signature) = s3_post_signature(secret, now, &storage.region, &policy);
-            let mut fields = vec![
-                ("key", key.as_str().to_owned()),
-                ("policy", policy),
-                ("x-amz-signature", signature),
-            ];
-            fields.extend(signed);
-            fields
-        }
-    };
-    Ok(PostForm {
-        url,
-        fields: fields.into_iter().collect(),
-    })
-}
-
 /// `POST /v1/uploads`: checks the file and its media attributes, vends credentials scoped to
 /// the caller's prefix (or the one object), and records the upload as `issued`.
 #[instrument(skip_all, fields(user = %principal.segment.as_str()))]
@@ -258,7 +137,7 @@ pub async fn create(
     let creds = if req.mode == UploadMode::PostPolicy && config.post_signing == PostSigning::Service
     {
         // The form is signed here and never carries the secret; nothing to vend.
-        Arc::new(service_credentials(&app.config))
+        Arc::new(service_credentials(&app.config.sts))
     } else {
         app.vendor.credentials(&principal.segment, &scope).await?
     };
@@ -296,7 +175,7 @@ pub async fn create(
         // The browser gets a signed form, never the secret.
         UploadMode::PostPolicy => {
             let size = req.form_size_range(max);
-            let form = post_form(config, &key, &upload_id, &creds, size, callback)?;
+            let form = post_form(config, &key, &upload_id, &creds, size, &callback.callback);
             (None, None, Some(form))
         }
     };
