@@ -6,12 +6,12 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use crate::auth::Authenticator;
-use crate::callbacks::keys::KeyStore;
 use crate::config::Config;
 use crate::config::Provider;
 use crate::credentials::cache::CredentialCache;
 use crate::credentials::limits::{AuthThrottle, VendLimits};
 use crate::credentials::{KeyPrefix, PolicyDialect, Vendor};
+use crate::notifications::keys::KeyStore;
 use crate::processing::mps::MpsClient;
 use crate::processing::webhook::WebhookClient;
 use crate::processing::{Sinks, Worker};

@@ -12,8 +12,8 @@ use serde::Deserialize;
 use url::Url;
 
 pub use crate::auth::AuthConfig;
-pub use crate::callbacks::NotificationsConfig;
 pub use crate::credentials::limits::LimitsConfig;
+pub use crate::notifications::NotificationsConfig;
 pub use crate::processing::{MpsConfig, ProcessingConfig};
 pub use crate::storage::{CredentialScope, PostSigning, Provider, StorageConfig};
 pub use crate::store::DatabaseConfig;
@@ -293,14 +293,14 @@ impl Config {
             }
         }
         for (url, pem) in &n.oss_pinned_keys {
-            if crate::callbacks::oss::parse_public_key_pem(pem).is_err() {
+            if crate::notifications::oss::parse_public_key_pem(pem).is_err() {
                 p(format!(
                     "notifications.oss_pinned_keys: the key for {url:?} is not an RSA public key PEM"
                 ));
             }
         }
         for (url, pem) in &n.mns_pinned_certs {
-            if crate::callbacks::mns::public_key_from_cert_pem(pem).is_err() {
+            if crate::notifications::mns::public_key_from_cert_pem(pem).is_err() {
                 p(format!(
                     "notifications.mns_pinned_certs: the certificate for {url:?} is not an RSA certificate PEM"
                 ));

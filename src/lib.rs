@@ -6,8 +6,6 @@
 pub mod app;
 /// Who is calling: app-user JWTs and API keys.
 pub mod auth;
-/// Upload notifications and the callback parameters clients attach.
-pub mod callbacks;
 /// The command line.
 pub mod cli;
 /// Typed, layered configuration and its validation.
@@ -18,6 +16,8 @@ pub mod credentials;
 pub mod http;
 /// Media attributes and their limits.
 pub mod media;
+/// Upload notifications and the callback parameters clients attach.
+pub mod notifications;
 /// The durable trigger queue, its worker and the sinks (MPS, webhooks).
 pub mod processing;
 /// Serving the app on a listener until a shutdown signal.

@@ -10,9 +10,9 @@ use serde_json::json;
 use tracing::error;
 
 use crate::auth::AuthError;
-use crate::callbacks::NotificationError;
-use crate::callbacks::keys::KeyError;
 use crate::credentials::limits::RateLimited;
+use crate::notifications::NotificationError;
+use crate::notifications::keys::KeyError;
 use crate::sts::StsError;
 use crate::uploads::UploadRefused;
 

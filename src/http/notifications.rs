@@ -15,7 +15,7 @@ use super::error::ApiError;
 use super::extract::{RawBody, bearer};
 use super::openapi::{CallbackAck, ErrorBody};
 use crate::app::App;
-use crate::callbacks::{
+use crate::notifications::{
     Inbound, Parsed, mns, oss, query_token, s3, verify_mns_push, verify_oss_callback,
 };
 use crate::processing::{ObjectEvent, accept};

@@ -1,5 +1,5 @@
 //! Signers playing OSS (upload callbacks) and MNS (pushed OSS events) for the integration
-//! tests. The signed content comes from `mediagate::callbacks`, so it is defined in one place;
+//! tests. The signed content comes from `mediagate::notifications`, so it is defined in one place;
 //! only the private-key half lives here. Pin `key_url`/`public_pem` or `cert_url`/`cert_pem`
 //! in `NotificationsConfig` so the app trusts them without fetching.
 
@@ -9,7 +9,7 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use md5::Md5;
-use mediagate::callbacks::{mns, oss};
+use mediagate::notifications::{mns, oss};
 use rsa::pkcs1v15::SigningKey;
 use rsa::pkcs8::{EncodePublicKey, LineEnding};
 use rsa::{Pkcs1v15Sign, RsaPrivateKey};
