@@ -49,7 +49,7 @@ mod architecture {
     /// The edge and the wiring: only they may know the configuration and the HTTP layer.
     const OUTER: &[&str] = &["app", "cli", "config", "http", "server"];
     /// What the store may use besides crates: the types it persists.
-    const STORE_MAY_USE: &[&str] = &["media", "workflows"];
+    const STORE_MAY_USE: &[&str] = &["media", "uploads", "workflows"];
 
     /// Every top-level module and the top-level modules its code names as `crate::x`
     /// (comments aside).

@@ -20,6 +20,7 @@ use crate::config::{SinkKind, WorkflowConfig, WorkflowState, overlaps_upload_pre
 use crate::processing::{Reprocessed, reprocess};
 use crate::signing::constant_time_eq;
 use crate::store::{Actor, EventRow, Saved, TriggerRow};
+use crate::uploads::{TriggerState, UploadMode, UploadState};
 use crate::workflows::{Sink, Workflow, WorkflowDef};
 
 /// An operator authenticated with `auth.admin_token`, and where the request came from, for
@@ -258,7 +259,8 @@ pub async fn explain_match(
 #[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct TriggerParams {
-    state: Option<String>,
+    /// Default `failed`.
+    state: Option<TriggerState>,
     limit: Option<u32>,
 }
 
@@ -274,17 +276,9 @@ pub async fn list_triggers(
     _: Admin,
     Query(p): Query<TriggerParams>,
 ) -> Result<Response, ApiError> {
-    let state = p.state.unwrap_or_else(|| "failed".into());
-    if !matches!(
-        state.as_str(),
-        "pending" | "in_flight" | "failed" | "dead" | "delivered"
-    ) {
-        return Err(ApiError::bad_request(
-            "state must be one of pending, in_flight, failed, dead, delivered",
-        ));
-    }
+    let state = p.state.unwrap_or(TriggerState::Failed);
     let limit = page(p.limit, None, 100, 1000)?;
-    let triggers = app.store.list_triggers(&state, limit).await?;
+    let triggers = app.store.list_triggers(state, limit).await?;
     Ok(axum::Json(TriggerList { triggers }).into_response())
 }
 
@@ -332,8 +326,8 @@ pub struct AdminUploadView {
     size: Option<i64>,
     content_type: Option<String>,
     /// `sts`, `post_policy` or `external` (announced without a prior `POST /v1/uploads`).
-    mode: String,
-    state: String,
+    mode: UploadMode,
+    state: UploadState,
     state_reason: Option<String>,
     #[schema(value_type = Object)]
     media: serde_json::Value,
@@ -389,7 +383,7 @@ pub async fn get_upload(
 pub struct ReprocessView {
     upload_id: String,
     /// The upload's state after matching: `uploaded` (triggers queued) or `skipped`.
-    state: &'static str,
+    state: UploadState,
     /// How many triggers were queued.
     triggers: usize,
 }

@@ -24,7 +24,7 @@ use crate::media::{MediaAttributes, MediaAttributesInput};
 use crate::notifications::{OssCallbackParams, oss_callback_params};
 use crate::store::{UploadRow, now_millis};
 use crate::sts::Credentials;
-use crate::uploads::{UploadMode, UploadRequest, UploadState};
+use crate::uploads::{TriggerState, UploadMode, UploadRequest, UploadState};
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -153,9 +153,9 @@ pub async fn create(
             file_name: file.as_str().to_owned(),
             size: req.size,
             content_type: req.content_type.clone(),
-            mode: req.mode.as_str().into(),
+            mode: req.mode,
             media: serde_json::to_string(&req.media).map_err(anyhow::Error::from)?,
-            state: UploadState::Issued.as_str().into(),
+            state: UploadState::Issued,
             state_reason: None,
             created_at: now,
             uploaded_at: None,
@@ -227,7 +227,7 @@ pub async fn refresh_credentials(
 ) -> Result<Response, ApiError> {
     app.limits.vend(ip, principal.segment.as_str())?;
     let upload = owned_upload(&app, &principal, &id).await?;
-    if upload.state != UploadState::Issued.as_str() {
+    if upload.state != UploadState::Issued {
         return Err(ApiError::invalid_state(format!(
             "upload is {}; credentials are only issued before the upload completes",
             upload.state
@@ -255,7 +255,7 @@ pub struct UploadView {
     file_name: String,
     size: Option<i64>,
     content_type: Option<String>,
-    state: String,
+    state: UploadState,
     #[serde(skip_serializing_if = "Option::is_none")]
     state_reason: Option<String>,
     #[schema(value_type = MediaAttributes)]
@@ -283,8 +283,7 @@ pub struct TriggerView {
     id: String,
     workflow: String,
     sink: String,
-    /// `pending`, `in_flight`, `failed` (retrying), `dead` or `delivered`.
-    state: String,
+    state: TriggerState,
     attempts: i64,
     /// `delivery_failed` (will be retried) or `delivery_abandoned` (retries used up).
     last_error: Option<&'static str>,
@@ -293,9 +292,9 @@ pub struct TriggerView {
 
 impl From<crate::store::TriggerRow> for TriggerView {
     fn from(t: crate::store::TriggerRow) -> Self {
-        let last_error = match t.state.as_str() {
-            "dead" => Some("delivery_abandoned"),
-            "failed" => Some("delivery_failed"),
+        let last_error = match t.state {
+            TriggerState::Dead => Some("delivery_abandoned"),
+            TriggerState::Failed => Some("delivery_failed"),
             _ => None,
         };
         TriggerView {

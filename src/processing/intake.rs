@@ -9,7 +9,7 @@ use crate::media::{MediaAttributes, MediaAttributesInput};
 use crate::store::{
     Actor, EventRow, EventWrite, NewTrigger, Recorded, Reprocess, Store, UploadChange, UploadRow,
 };
-use crate::uploads::{UploadMode, UploadState};
+use crate::uploads::{EventOutcome, UploadMode, UploadState};
 use crate::workflows::{Sink, Workflow, decide};
 
 /// Where uploads go: the input bucket, its key prefix and region, and the largest form upload.
@@ -30,7 +30,7 @@ pub fn form_size_violation(
     size: Option<i64>,
     max: u64,
 ) -> Option<(&'static str, String)> {
-    if upload.mode != UploadMode::PostPolicy.as_str() {
+    if upload.mode != UploadMode::PostPolicy {
         return None;
     }
     let size = size?;
@@ -96,7 +96,7 @@ pub async fn accept(
         content_type: event.content_type.clone(),
         source: event.source.to_owned(),
         upload_id: existing.as_ref().map(|u| u.id.clone()),
-        outcome: String::new(),
+        outcome: EventOutcome::Skipped,
         reason: None,
         received_at: now,
     };
@@ -108,16 +108,16 @@ pub async fn accept(
     if untrusted || event.symlink {
         let (outcome, reason) = if event.symlink {
             (
-                "symlink",
+                EventOutcome::Symlink,
                 "a symbolic link to another object; not processed",
             )
         } else {
             (
-                "ignored",
+                EventOutcome::Ignored,
                 "callback for an object mediagate did not issue; ignored",
             )
         };
-        row.outcome = outcome.into();
+        row.outcome = outcome;
         row.reason = Some(reason.into());
         return store.record_event(EventWrite::only(row)).await;
     }
@@ -146,9 +146,9 @@ pub async fn accept(
                 file_name,
                 size: event.size,
                 content_type: event.content_type.clone(),
-                mode: UploadMode::External.as_str().into(),
+                mode: UploadMode::External,
                 media: serde_json::to_string(&media)?,
-                state: String::new(),
+                state: UploadState::Skipped,
                 state_reason: None,
                 created_at: now,
                 uploaded_at: Some(now),
@@ -184,14 +184,14 @@ pub async fn accept(
         Some((code, detail)) => Plan::skip(code, detail),
         None => Plan::for_object(&store.list_workflows().await?, &object)?,
     };
-    row.outcome = plan.outcome().into();
+    row.outcome = plan.outcome();
     row.reason = plan.detail;
     store
         .record_event(EventWrite {
             event: row,
             completes: true,
             upload: change,
-            upload_state: plan.upload_state.into(),
+            upload_state: plan.upload_state,
             upload_reason: plan.code.map(str::to_owned),
             triggers: plan.triggers,
         })
@@ -209,7 +209,7 @@ pub enum Reprocessed {
     /// Matched again; `triggers` were queued.
     Queued {
         triggers: usize,
-        state: &'static str,
+        state: UploadState,
     },
 }
 
@@ -228,11 +228,7 @@ pub async fn reprocess(
     let events = store
         .events_for_object(&upload.bucket, &upload.object_key)
         .await?;
-    let Some(latest) = events
-        .iter()
-        .rev()
-        .find(|e| matches!(e.outcome.as_str(), "queued" | "skipped" | "repeat"))
-    else {
+    let Some(latest) = events.iter().rev().find(|e| e.outcome.announced_object()) else {
         return Ok(Reprocessed::NothingAnnounced);
     };
     let object = Delivery {
@@ -264,7 +260,7 @@ pub async fn reprocess(
         upload_id: upload.id.clone(),
         event_id: latest.id.clone(),
         size: latest.size,
-        upload_state: state.into(),
+        upload_state: state,
         upload_reason: plan.code.map(str::to_owned),
         triggers: plan.triggers,
     };
@@ -273,7 +269,7 @@ pub async fn reprocess(
             triggers: queued,
             state,
         })
-    } else if upload.state == UploadState::Issued.as_str() {
+    } else if upload.state == UploadState::Issued {
         Ok(Reprocessed::NothingAnnounced)
     } else {
         Ok(Reprocessed::Busy)
@@ -284,7 +280,7 @@ pub async fn reprocess(
 /// matches, or why it triggers nothing (a code users see, the detail operators see).
 pub struct Plan {
     pub triggers: Vec<NewTrigger>,
-    pub upload_state: &'static str,
+    pub upload_state: UploadState,
     pub code: Option<&'static str>,
     pub detail: Option<String>,
 }
@@ -293,7 +289,7 @@ impl Plan {
     fn skip(code: &'static str, detail: String) -> Plan {
         Plan {
             triggers: Vec::new(),
-            upload_state: "skipped",
+            upload_state: UploadState::Skipped,
             code: Some(code),
             detail: Some(detail),
         }
@@ -326,17 +322,17 @@ impl Plan {
         }
         Ok(Plan {
             triggers,
-            upload_state: "uploaded",
+            upload_state: UploadState::Uploaded,
             code: None,
             detail: None,
         })
     }
 
-    fn outcome(&self) -> &'static str {
+    fn outcome(&self) -> EventOutcome {
         if self.triggers.is_empty() {
-            "skipped"
+            EventOutcome::Skipped
         } else {
-            "queued"
+            EventOutcome::Queued
         }
     }
 }
@@ -394,7 +390,7 @@ mod tests {
 
     #[test]
     fn form_uploads_outside_their_signed_range_are_not_processed() {
-        let row = |mode: &str, size: Option<i64>| UploadRow {
+        let row = |mode: UploadMode, size: Option<i64>| UploadRow {
             id: "u".into(),
             owner: "alice".into(),
             subject: "alice".into(),
@@ -403,15 +399,15 @@ mod tests {
             file_name: "a.mp4".into(),
             size,
             content_type: None,
-            mode: mode.into(),
+            mode,
             media: "{}".into(),
-            state: "issued".into(),
+            state: UploadState::Issued,
             state_reason: None,
             created_at: 0,
             uploaded_at: None,
             updated_at: 0,
         };
-        let declared = row("post_policy", Some(2000));
+        let declared = row(UploadMode::PostPolicy, Some(2000));
         assert_eq!(form_size_violation(&declared, Some(2000), 100), None);
         assert!(
             form_size_violation(&declared, Some(2001), 1 << 20)
@@ -422,12 +418,15 @@ mod tests {
             Some("size_mismatch")
         );
         assert_eq!(form_size_violation(&declared, None, 100), None);
-        let open = row("post_policy", None);
+        let open = row(UploadMode::PostPolicy, None);
         assert_eq!(form_size_violation(&open, Some(100), 100), None);
         assert!(form_size_violation(&open, Some(101), 100).is_some());
         assert!(form_size_violation(&open, Some(0), 100).is_some());
         // STS uploads may be multipart and of any size; a declared size there is a hint.
-        assert_eq!(form_size_violation(&row("sts", Some(5)), Some(10), 1), None);
+        assert_eq!(
+            form_size_violation(&row(UploadMode::Sts, Some(5)), Some(10), 1),
+            None
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Executor, Row};
 
+use crate::uploads::{UploadMode, UploadState};
 pub use audit::{Actor, AuditRow};
 use batch::{BatchRow, InsertBatcher, TxBatcher};
 pub use queue::{
@@ -59,10 +60,10 @@ pub struct UploadRow {
     pub file_name: String,
     pub size: Option<i64>,
     pub content_type: Option<String>,
-    pub mode: String,
+    pub mode: UploadMode,
     /// JSON of [`crate::media::MediaAttributes`].
     pub media: String,
-    pub state: String,
+    pub state: UploadState,
     pub state_reason: Option<String>,
     pub created_at: i64,
     pub uploaded_at: Option<i64>,
@@ -93,9 +94,9 @@ impl BatchRow for UploadRow {
             .bind(&self.file_name)
             .bind(self.size)
             .bind(&self.content_type)
-            .bind(&self.mode)
+            .bind(self.mode.as_str())
             .bind(&self.media)
-            .bind(&self.state)
+            .bind(self.state.as_str())
             .bind(&self.state_reason)
             .bind(self.created_at)
             .bind(self.uploaded_at)
@@ -273,14 +274,24 @@ fn upload_from_row(r: &sqlx::any::AnyRow) -> anyhow::Result<UploadRow> {
         file_name: r.try_get("file_name")?,
         size: r.try_get("size")?,
         content_type: r.try_get("content_type")?,
-        mode: r.try_get("mode")?,
+        mode: stored(r, "mode", UploadMode::parse)?,
         media: r.try_get("media")?,
-        state: r.try_get("state")?,
+        state: stored(r, "state", UploadState::parse)?,
         state_reason: r.try_get("state_reason")?,
         created_at: r.try_get("created_at")?,
         uploaded_at: r.try_get("uploaded_at")?,
         updated_at: r.try_get("updated_at")?,
     })
+}
+
+/// The column `name` of `r` read back into its typed value; text no version wrote is an error.
+pub(crate) fn stored<T>(
+    r: &sqlx::any::AnyRow,
+    name: &str,
+    parse: fn(&str) -> Option<T>,
+) -> anyhow::Result<T> {
+    let text: String = r.try_get(name)?;
+    parse(&text).ok_or_else(|| anyhow::anyhow!("unknown {name} {text:?} in the database"))
 }
 
 /// `$first, $first+1, ...`: `count` numbered placeholders, for PostgreSQL and SQLite alike.
@@ -390,9 +401,9 @@ mod tests {
             file_name: "a.mp4".into(),
             size: None,
             content_type: None,
-            mode: "sts".into(),
+            mode: UploadMode::Sts,
             media: "{}".into(),
-            state: "issued".into(),
+            state: UploadState::Issued,
             state_reason: None,
             created_at: 1,
             uploaded_at: None,

@@ -9,6 +9,7 @@ use sqlx::AnyConnection;
 
 use super::batch::{BatchRow, TxJob};
 use super::{Backend, Store, UploadRow, now_millis};
+use crate::uploads::{EventOutcome, TriggerState, UploadState};
 
 /// An accepted object-created notification, as stored.
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
@@ -21,9 +22,7 @@ pub struct EventRow {
     pub content_type: Option<String>,
     pub source: String,
     pub upload_id: Option<String>,
-    /// `queued`, `skipped`, `repeat` (another version of a completed object), `symlink`, or
-    /// `ignored` (a callback for an object mediagate did not issue).
-    pub outcome: String,
+    pub outcome: EventOutcome,
     pub reason: Option<String>,
     pub received_at: i64,
 }
@@ -90,7 +89,7 @@ pub struct TriggerRow {
     pub upload_id: Option<String>,
     pub workflow: String,
     pub sink: String,
-    pub state: String,
+    pub state: TriggerState,
     pub attempts: i64,
     pub last_error: Option<String>,
     pub media_id: Option<String>,
@@ -233,7 +232,7 @@ impl Store {
                     content_type: r.try_get("content_type")?,
                     source: r.try_get("source")?,
                     upload_id: r.try_get("upload_id")?,
-                    outcome: r.try_get("outcome")?,
+                    outcome: super::stored(r, "outcome", EventOutcome::parse)?,
                     reason: r.try_get("reason")?,
                     received_at: r.try_get("received_at")?,
                 })
@@ -258,7 +257,7 @@ impl Store {
              WHERE id = $5 AND state <> 'issued'
                AND NOT EXISTS (SELECT 1 FROM triggers WHERE upload_id = $5 AND state IN ('pending', 'in_flight', 'failed'))",
         )
-        .bind(&write.upload_state)
+        .bind(write.upload_state.as_str())
         .bind(&write.upload_reason)
         .bind(write.size)
         .bind(now)
@@ -290,11 +289,15 @@ impl Store {
         row.as_ref().map(trigger_from_row).transpose()
     }
 
-    pub async fn list_triggers(&self, state: &str, limit: u32) -> anyhow::Result<Vec<TriggerRow>> {
+    pub async fn list_triggers(
+        &self,
+        state: TriggerState,
+        limit: u32,
+    ) -> anyhow::Result<Vec<TriggerRow>> {
         let rows = sqlx::query(&format!(
             "SELECT {TRIGGER_COLUMNS} FROM triggers WHERE state = $1 ORDER BY updated_at DESC LIMIT $2"
         ))
-        .bind(state)
+        .bind(state.as_str())
         .bind(i64::from(limit))
         .fetch_all(&self.reader)
         .await
@@ -353,7 +356,7 @@ pub struct EventWrite {
     /// are dropped.
     pub completes: bool,
     pub upload: UploadChange,
-    pub upload_state: String,
+    pub upload_state: UploadState,
     pub upload_reason: Option<String>,
     pub triggers: Vec<NewTrigger>,
 }
@@ -365,7 +368,7 @@ impl EventWrite {
             event,
             completes: false,
             upload: UploadChange::None,
-            upload_state: String::new(),
+            upload_state: UploadState::Skipped,
             upload_reason: None,
             triggers: Vec::new(),
         }
@@ -386,7 +389,7 @@ impl TxJob for EventWrite {
             conn,
             event,
             self.completes,
-            &event.outcome,
+            event.outcome,
             &event.reason,
             &event.upload_id,
         )
@@ -414,7 +417,16 @@ impl TxJob for EventWrite {
         let reason = Some(
             "the object was completed by an earlier notification; nothing triggered".to_owned(),
         );
-        if insert_event(conn, event, false, "repeat", &reason, &upload_id).await? {
+        if insert_event(
+            conn,
+            event,
+            false,
+            EventOutcome::Repeat,
+            &reason,
+            &upload_id,
+        )
+        .await?
+        {
             Ok(Recorded::Repeat { upload_id })
         } else {
             Ok(Recorded::Duplicate { upload_id })
@@ -428,7 +440,7 @@ async fn insert_event(
     conn: &mut AnyConnection,
     event: &EventRow,
     completes: bool,
-    outcome: &str,
+    outcome: EventOutcome,
     reason: &Option<String>,
     upload_id: &Option<String>,
 ) -> anyhow::Result<bool> {
@@ -444,7 +456,7 @@ async fn insert_event(
     .bind(&event.content_type)
     .bind(&event.source)
     .bind(upload_id)
-    .bind(outcome)
+    .bind(outcome.as_str())
     .bind(reason)
     .bind(event.received_at)
     .bind(i64::from(completes))
@@ -481,7 +493,7 @@ impl EventWrite {
                 sqlx::query(
                     "UPDATE uploads SET state = $1, state_reason = $2, uploaded_at = $3, size = COALESCE($4, size), updated_at = $5 WHERE id = $6",
                 )
-                .bind(&self.upload_state)
+                .bind(self.upload_state.as_str())
                 .bind(&self.upload_reason)
                 .bind(event.received_at)
                 .bind(event.size)
@@ -493,7 +505,7 @@ impl EventWrite {
             }
             UploadChange::New(row) => {
                 let row = UploadRow {
-                    state: self.upload_state.clone(),
+                    state: self.upload_state,
                     state_reason: self.upload_reason.clone(),
                     ..(**row).clone()
                 };
@@ -533,7 +545,7 @@ pub struct Reprocess {
     /// The recorded notification the new triggers act on.
     pub event_id: String,
     pub size: Option<i64>,
-    pub upload_state: String,
+    pub upload_state: UploadState,
     pub upload_reason: Option<String>,
     pub triggers: Vec<NewTrigger>,
 }
@@ -659,7 +671,7 @@ fn trigger_from_row(r: &sqlx::any::AnyRow) -> anyhow::Result<TriggerRow> {
         upload_id: r.try_get("upload_id")?,
         workflow: r.try_get("workflow_name")?,
         sink: r.try_get("sink")?,
-        state: r.try_get("state")?,
+        state: super::stored(r, "state", TriggerState::parse)?,
         attempts: r.try_get("attempts")?,
         last_error: r.try_get("last_error")?,
         media_id: r.try_get("media_id")?,

@@ -5,59 +5,98 @@ use crate::credentials::FileName;
 use crate::media::{MediaAttributes, MediaAttributesInput};
 use crate::workflows::{MediaCheck, media_check};
 
-/// How the client delivers the object to the store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UploadMode {
-    /// Temporary credentials in the answer; the client uploads with an SDK (multipart too).
-    Sts,
-    /// A signed form for a browser; the secret never leaves the server.
-    PostPolicy,
-    /// Announced by the store without a prior `POST /v1/uploads`.
-    External,
-}
-
-impl UploadMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            UploadMode::Sts => "sts",
-            UploadMode::PostPolicy => "post_policy",
-            UploadMode::External => "external",
+/// Stored and served as fixed lower-case text: `as_str` writes it, `parse` reads it back
+/// (`None` for text no version wrote).
+macro_rules! text_enum {
+    ($(#[$meta:meta])* pub enum $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal,)+ }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+        pub enum $name {
+            $($(#[$vmeta])* #[serde(rename = $text)] $variant,)+
         }
-    }
 
-    /// The mode as stored; `None` for text no version wrote.
-    pub fn parse(s: &str) -> Option<UploadMode> {
-        [
-            UploadMode::Sts,
-            UploadMode::PostPolicy,
-            UploadMode::External,
-        ]
-        .into_iter()
-        .find(|m| m.as_str() == s)
-    }
-}
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
 
-/// Where an upload is: `issued` (credentials handed out) -> `uploaded` (the object was
-/// announced and its triggers queued) -> `triggered` (all delivered) or `failed` (one is
-/// dead); `skipped` when nothing is processed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UploadState {
-    Issued,
-    Uploaded,
-    Triggered,
-    Skipped,
-    Failed,
-}
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
 
-impl UploadState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            UploadState::Issued => "issued",
-            UploadState::Uploaded => "uploaded",
-            UploadState::Triggered => "triggered",
-            UploadState::Skipped => "skipped",
-            UploadState::Failed => "failed",
+            pub fn parse(text: &str) -> Option<$name> {
+                Self::ALL.iter().copied().find(|v| v.as_str() == text)
+            }
         }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+text_enum! {
+    /// How the client delivers the object to the store.
+    pub enum UploadMode {
+        /// Temporary credentials in the answer; the client uploads with an SDK (multipart too).
+        Sts = "sts",
+        /// A signed form for a browser; the secret never leaves the server.
+        PostPolicy = "post_policy",
+        /// Announced by the store without a prior `POST /v1/uploads`.
+        External = "external",
+    }
+}
+
+text_enum! {
+    /// Where an upload is: `issued` (credentials handed out) -> `uploaded` (the object was
+    /// announced and its triggers queued) -> `triggered` (all delivered) or `failed` (one is
+    /// dead); `skipped` when nothing is processed.
+    pub enum UploadState {
+        Issued = "issued",
+        Uploaded = "uploaded",
+        Triggered = "triggered",
+        Skipped = "skipped",
+        Failed = "failed",
+    }
+}
+
+text_enum! {
+    /// Where one delivery to one workflow is: `pending` -> `in_flight` (claimed by a worker) ->
+    /// `delivered`, or `failed` (waiting for a retry) and in the end `dead`.
+    pub enum TriggerState {
+        Pending = "pending",
+        InFlight = "in_flight",
+        Failed = "failed",
+        Dead = "dead",
+        Delivered = "delivered",
+    }
+}
+
+text_enum! {
+    /// What a recorded notification came to.
+    pub enum EventOutcome {
+        /// It completed its object and queued triggers.
+        Queued = "queued",
+        /// It completed its object; nothing matched (or a form was outside its size).
+        Skipped = "skipped",
+        /// Another version of an object completed before: nothing changed.
+        Repeat = "repeat",
+        /// A symbolic link: never processed, completes nothing.
+        Symlink = "symlink",
+        /// A callback for an object mediagate did not issue.
+        Ignored = "ignored",
+    }
+}
+
+impl EventOutcome {
+    /// Whether the event announced a real version of the object (reprocessing may use it).
+    pub fn announced_object(self) -> bool {
+        matches!(
+            self,
+            EventOutcome::Queued | EventOutcome::Skipped | EventOutcome::Repeat
+        )
     }
 }
 

@@ -793,12 +793,14 @@ async fn a_stopping_worker_gives_back_unfinished_deliveries() {
             .await
             .unwrap()
             .remove(0);
-        if t.state == "delivered" || std::time::Instant::now() > deadline {
+        if t.state == mediagate::uploads::TriggerState::Delivered
+            || std::time::Instant::now() > deadline
+        {
             break t;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    assert_eq!(trigger.state, "delivered");
+    assert_eq!(trigger.state, mediagate::uploads::TriggerState::Delivered);
     assert_eq!(
         trigger.attempts, 1,
         "the interrupted attempt is not counted"
