@@ -15,12 +15,13 @@ use super::error::ApiError;
 use super::extract::{Json, Query, bearer, page};
 use super::limits::ClientIp;
 use super::openapi::{AuditList, ErrorBody, MatchReport, TriggerList, WorkflowList};
+use super::uploads::rfc3339_millis;
 use crate::app::App;
 use crate::config::{SinkKind, WorkflowConfig, WorkflowState, overlaps_upload_prefix};
 use crate::processing::{Reprocessed, reprocess};
 use crate::signing::constant_time_eq;
-use crate::store::{Actor, EventRow, Saved, TriggerRow};
-use crate::uploads::{TriggerState, UploadMode, UploadState};
+use crate::store::{Actor, AuditRow, EventRow, Saved, TriggerRow};
+use crate::uploads::{EventOutcome, TriggerState, UploadMode, UploadState};
 use crate::workflows::{Sink, Workflow, WorkflowDef};
 
 /// An operator authenticated with `auth.admin_token`, and where the request came from, for
@@ -279,14 +280,17 @@ pub async fn list_triggers(
     let state = p.state.unwrap_or(TriggerState::Failed);
     let limit = page(p.limit, None, 100, 1000)?;
     let triggers = app.store.list_triggers(state, limit).await?;
-    Ok(axum::Json(TriggerList { triggers }).into_response())
+    Ok(axum::Json(TriggerList {
+        triggers: triggers.into_iter().map(Into::into).collect(),
+    })
+    .into_response())
 }
 
 /// `POST /v1/admin/triggers/{id}/retry`: a failed or dead trigger goes back in the queue.
 #[utoipa::path(post, path = "/v1/admin/triggers/{id}/retry", tag = "admin", security(("admin" = [])),
     params(("id" = String, Path, description = "trigger id")),
     responses(
-        (status = 200, description = "back in the queue with a fresh budget", body = TriggerRow),
+        (status = 200, description = "back in the queue with a fresh budget", body = TriggerAdminView),
         (status = 401, description = "unauthorized", body = ErrorBody),
         (status = 404, description = "not_found", body = ErrorBody),
         (status = 409, description = "invalid_state", body = ErrorBody)))]
@@ -302,7 +306,7 @@ pub async fn retry_trigger(
     })) });
     if let Some(t) = app.store.retry_trigger(&id, &who, &detail).await? {
         app.wake_worker.notify_one();
-        return Ok(axum::Json(t).into_response());
+        return Ok(axum::Json(TriggerAdminView::from(t)).into_response());
     }
     match app.store.get_trigger(&id).await? {
         Some(t) => Err(ApiError::invalid_state(format!(
@@ -310,6 +314,109 @@ pub async fn retry_trigger(
             t.state
         ))),
         None => Err(ApiError::not_found()),
+    }
+}
+
+/// A trigger as operators see it: its full error text and when it is next due.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TriggerAdminView {
+    id: String,
+    upload_id: Option<String>,
+    workflow: String,
+    sink: String,
+    state: TriggerState,
+    attempts: i64,
+    /// The last failure as the sink reported it.
+    last_error: Option<String>,
+    media_id: Option<String>,
+    /// When a pending or failed trigger is due next.
+    next_attempt_at: String,
+    updated_at: String,
+}
+
+impl From<TriggerRow> for TriggerAdminView {
+    fn from(t: TriggerRow) -> Self {
+        TriggerAdminView {
+            next_attempt_at: rfc3339_millis(t.next_attempt_at),
+            updated_at: rfc3339_millis(t.updated_at),
+            id: t.id,
+            upload_id: t.upload_id,
+            workflow: t.workflow,
+            sink: t.sink,
+            state: t.state,
+            attempts: t.attempts,
+            last_error: t.last_error,
+            media_id: t.media_id,
+        }
+    }
+}
+
+/// A recorded notification as operators see it.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct EventView {
+    id: String,
+    bucket: String,
+    object_key: String,
+    etag: String,
+    size: Option<i64>,
+    content_type: Option<String>,
+    /// `oss-callback`, `oss-events` or `s3-events`.
+    source: String,
+    upload_id: Option<String>,
+    outcome: EventOutcome,
+    /// Why nothing was triggered, in detail.
+    reason: Option<String>,
+    received_at: String,
+}
+
+impl From<EventRow> for EventView {
+    fn from(e: EventRow) -> Self {
+        EventView {
+            received_at: rfc3339_millis(e.received_at),
+            id: e.id,
+            bucket: e.bucket,
+            object_key: e.object_key,
+            etag: e.etag,
+            size: e.size,
+            content_type: e.content_type,
+            source: e.source,
+            upload_id: e.upload_id,
+            outcome: e.outcome,
+            reason: e.reason,
+        }
+    }
+}
+
+/// One admin change: who (token holder, address, request), when, what.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct AuditView {
+    id: String,
+    at: String,
+    actor: String,
+    client_ip: String,
+    request_id: String,
+    /// `workflow.create`, `workflow.update`, `workflow.delete`, `trigger.retry`,
+    /// `upload.reprocess`.
+    action: String,
+    /// The workflow, trigger or upload id.
+    target: String,
+    /// What changed (never a secret).
+    #[schema(value_type = Object)]
+    detail: serde_json::Value,
+}
+
+impl From<AuditRow> for AuditView {
+    fn from(a: AuditRow) -> Self {
+        AuditView {
+            at: rfc3339_millis(a.at),
+            id: a.id,
+            actor: a.actor,
+            client_ip: a.client_ip,
+            request_id: a.request_id,
+            action: a.action,
+            target: a.target,
+            detail: a.detail,
+        }
     }
 }
 
@@ -333,8 +440,8 @@ pub struct AdminUploadView {
     media: serde_json::Value,
     created_at: String,
     uploaded_at: Option<String>,
-    triggers: Vec<TriggerRow>,
-    events: Vec<EventRow>,
+    triggers: Vec<TriggerAdminView>,
+    events: Vec<EventView>,
 }
 
 /// `GET /v1/admin/uploads/{id}`: the upload with its notifications and triggers in full.
@@ -372,10 +479,10 @@ pub async fn get_upload(
         mode: u.mode,
         state: u.state,
         state_reason: u.state_reason,
-        created_at: super::uploads::rfc3339_millis(u.created_at),
-        uploaded_at: u.uploaded_at.map(super::uploads::rfc3339_millis),
-        triggers,
-        events,
+        created_at: rfc3339_millis(u.created_at),
+        uploaded_at: u.uploaded_at.map(rfc3339_millis),
+        triggers: triggers.into_iter().map(Into::into).collect(),
+        events: events.into_iter().map(Into::into).collect(),
     }))
 }
 
@@ -452,7 +559,7 @@ pub async fn list_audit(
         None
     };
     Ok(axum::Json(AuditList {
-        entries,
+        entries: entries.into_iter().map(Into::into).collect(),
         next_cursor,
     })
     .into_response())

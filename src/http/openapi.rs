@@ -6,9 +6,9 @@ use serde::Serialize;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
+use super::admin::{AuditView, TriggerAdminView};
 pub use super::error::ErrorBody;
 use super::uploads::{CredentialsView, UploadView};
-use crate::store::{AuditRow, TriggerRow};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -113,12 +113,12 @@ pub struct MatchDecision {
 
 #[derive(Serialize, ToSchema)]
 pub struct TriggerList {
-    pub triggers: Vec<TriggerRow>,
+    pub triggers: Vec<TriggerAdminView>,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct AuditList {
-    pub entries: Vec<AuditRow>,
+    pub entries: Vec<AuditView>,
     pub next_cursor: Option<String>,
 }
 

@@ -1,7 +1,6 @@
 //! The admin audit trail, written in the same transaction as the change it records.
 
 use anyhow::Context;
-use serde::Serialize;
 use sqlx::Row;
 
 use super::{Store, now_millis};
@@ -15,19 +14,16 @@ pub struct Actor {
 }
 
 /// One recorded change.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone)]
 pub struct AuditRow {
     pub id: String,
-    pub at: String,
+    /// Unix milliseconds.
+    pub at: i64,
     pub actor: String,
     pub client_ip: String,
     pub request_id: String,
-    /// `workflow.create`, `workflow.update`, `workflow.delete`, `trigger.retry`.
     pub action: String,
-    /// The workflow or trigger id.
     pub target: String,
-    /// What changed (never a secret).
-    #[schema(value_type = Object)]
     pub detail: serde_json::Value,
 }
 
@@ -77,9 +73,7 @@ impl Store {
                 let detail: String = r.try_get("detail")?;
                 Ok(AuditRow {
                     id: r.try_get("id")?,
-                    at: chrono::DateTime::from_timestamp_millis(at_ms)
-                        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-                        .unwrap_or_default(),
+                    at: at_ms,
                     actor: r.try_get("actor")?,
                     client_ip: r.try_get("client_ip")?,
                     request_id: r.try_get("request_id")?,

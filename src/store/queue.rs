@@ -12,7 +12,7 @@ use super::{Backend, Store, UploadRow, now_millis};
 use crate::uploads::{EventOutcome, TriggerState, UploadState};
 
 /// An accepted object-created notification, as stored.
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone)]
 pub struct EventRow {
     pub id: String,
     pub bucket: String,
@@ -82,8 +82,8 @@ pub struct QueueStats {
     pub oldest_pending_age_ms: i64,
 }
 
-/// A trigger as operators and users see it.
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+/// A trigger as stored.
+#[derive(Debug, Clone)]
 pub struct TriggerRow {
     pub id: String,
     pub upload_id: Option<String>,
@@ -93,9 +93,7 @@ pub struct TriggerRow {
     pub attempts: i64,
     pub last_error: Option<String>,
     pub media_id: Option<String>,
-    #[serde(skip)]
     pub next_attempt_at: i64,
-    #[serde(skip)]
     pub updated_at: i64,
 }
 
