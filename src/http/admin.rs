@@ -262,6 +262,8 @@ pub async fn explain_match(
 pub struct TriggerParams {
     /// Default `failed`.
     state: Option<TriggerState>,
+    /// Default 100.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
 }
 
@@ -534,7 +536,11 @@ pub async fn reprocess_upload(
 #[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct AuditParams {
+    /// Default 100.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    #[param(format = Uuid)]
     cursor: Option<String>,
 }
 

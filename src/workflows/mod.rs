@@ -296,17 +296,30 @@ pub enum SinkKind {
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WorkflowConfig {
+    /// 1-64 bytes without control characters, unique.
+    #[schema(min_length = 1, max_length = 16, pattern = r"^[^\x00-\x1f\x7f]*$")]
     pub name: String,
     pub state: WorkflowState,
+    /// 3-63 of `a-z`, `0-9` and `-`, not starting or ending with `-`.
+    #[schema(pattern = "^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")]
     pub bucket: String,
+    /// Keys starting with this trigger the workflow (plain string prefix; at most 1023 bytes).
     #[serde(default)]
+    #[schema(max_length = 255, pattern = r"^[^\x00-\x1f\x7f]*$")]
     pub prefix: String,
     pub sink: SinkKind,
+    /// For sink `mps`: 1-64 of `A-Z a-z 0-9 - _`.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub media_workflow_id: Option<String>,
+    /// For sink `webhook`: an http(s) URL.
+    #[schema(pattern = "^https?://")]
     pub webhook_url: Option<String>,
-    #[schema(value_type = Option<String>)]
+    /// For sink `webhook`: `whsec_` + base64 of at least 24 bytes, or at least 24 characters.
+    #[schema(value_type = Option<String>, min_length = 24)]
     pub webhook_secret: Option<SecretString>,
-    /// Keys under this prefix never trigger (outputs of the workflow itself).
+    /// Keys under this prefix never trigger (outputs of the workflow itself); it must not
+    /// overlap the upload prefix in the input bucket.
+    #[schema(max_length = 255, pattern = r"^[^\x00-\x1f\x7f]*$")]
     pub output_prefix: Option<String>,
 }
 
