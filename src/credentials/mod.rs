@@ -21,6 +21,9 @@ const MAX_PLAIN_SEGMENT: usize = 64;
 pub const MAX_OBJECT_KEY_BYTES: usize = 1023;
 /// The limit on `file_name` in requests.
 pub const MAX_FILE_NAME_BYTES: usize = 1024;
+/// The limit on `file_name` in characters: 200 characters of any script stay well within the
+/// byte limits of the name and of the whole key, so the API can state it exactly.
+pub const MAX_FILE_NAME_CHARS: usize = 200;
 /// Session policies longer than this are refused by STS.
 pub const MAX_POLICY_CHARS: usize = 2048;
 
@@ -130,14 +133,15 @@ pub struct FileName(String);
 
 impl FileName {
     /// Fails with a message fit for the client when the name is empty, `.` or `..`, longer
-    /// than 1024 bytes, or holds `/`, `\`, `*`, `?`, `"` or control characters.
+    /// than 200 characters (or 1024 bytes), or holds `/`, `\`, `*`, `?`, `"`, `${` or control
+    /// characters.
     pub fn parse(name: &str) -> Result<Self, String> {
         if name.is_empty() {
             return Err("file_name must not be empty".into());
         }
-        if name.len() > MAX_FILE_NAME_BYTES {
+        if name.len() > MAX_FILE_NAME_BYTES || name.chars().count() > MAX_FILE_NAME_CHARS {
             return Err(format!(
-                "file_name must be at most {MAX_FILE_NAME_BYTES} bytes"
+                "file_name must be at most {MAX_FILE_NAME_CHARS} characters"
             ));
         }
         if name == "." || name == ".." {
@@ -546,8 +550,11 @@ mod tests {
         ] {
             assert!(FileName::parse(bad).is_err(), "{bad:?}");
         }
-        assert!(FileName::parse(&"a".repeat(1024)).is_ok());
-        assert!(FileName::parse(&"a".repeat(1025)).is_err());
+        // Counted in characters, whatever the script: 200 of them at most.
+        assert!(FileName::parse(&"a".repeat(200)).is_ok());
+        assert!(FileName::parse(&"視".repeat(200)).is_ok());
+        assert!(FileName::parse(&"a".repeat(201)).is_err());
+        assert!(FileName::parse(&"視".repeat(201)).is_err());
     }
 
     #[test]
@@ -560,9 +567,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(key.as_str(), "uploads/alice/0190-id/trip.mp4");
-        let long = FileName::parse(&"a".repeat(1010)).unwrap();
+        // The whole key stays within 1023 bytes: a long prefix and a long name can exceed it.
+        let long = FileName::parse(&"𝄞".repeat(200)).unwrap();
+        let deep = KeyPrefix::parse(&format!("{}/", "p".repeat(250))).unwrap();
+        assert!(ObjectKey::build(&deep, &UserSegment::for_subject("alice"), "id", &long).is_err());
         assert!(
-            ObjectKey::build(&prefix(), &UserSegment::for_subject("alice"), "id", &long).is_err()
+            ObjectKey::build(&prefix(), &UserSegment::for_subject("alice"), "id", &long).is_ok()
         );
     }
 

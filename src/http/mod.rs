@@ -190,10 +190,10 @@ fn routes(
 pub fn openapi_json() -> &'static str {
     static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     DOCUMENT.get_or_init(|| {
-        routes(None, Duration::from_secs(30), None)
-            .1
-            .to_pretty_json()
-            .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+        let mut doc =
+            serde_json::to_value(routes(None, Duration::from_secs(30), None).1).unwrap_or_default();
+        openapi::with_file_name_rule(&mut doc);
+        serde_json::to_string_pretty(&doc).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
     })
 }
 

@@ -44,6 +44,37 @@ impl Modify for BearerSchemes {
     }
 }
 
+/// Adds what utoipa's attributes cannot state: the file-name rule of `POST /v1/uploads`, made
+/// from the same extension lists the server checks, so a name the document allows is one the
+/// server accepts and the other way round.
+pub fn with_file_name_rule(doc: &mut serde_json::Value) {
+    use crate::workflows::{AUDIO_EXTENSIONS, VIDEO_EXTENSIONS};
+    let extensions: Vec<String> = VIDEO_EXTENSIONS
+        .iter()
+        .chain(AUDIO_EXTENSIONS)
+        .map(|ext| {
+            ext.chars()
+                .map(|c| {
+                    if c.is_ascii_alphabetic() {
+                        format!("[{}{}]", c.to_ascii_lowercase(), c.to_ascii_uppercase())
+                    } else {
+                        c.to_string()
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    let name = &mut doc["components"]["schemas"]["CreateUpload"]["properties"]["file_name"];
+    name["allOf"] = serde_json::json!([
+        // No path, policy or control characters.
+        {"pattern": r#"^[^/\\*?"\x00-\x1f\x7f-\x9f]*$"#},
+        // No `${` (policy-variable syntax).
+        {"pattern": r"^(?:[^$]|\$+[^{$])*\$*$"},
+        // No extension at all, or a media one (so never `.` or `..`).
+        {"pattern": format!(r"^(?:[^.]*|.*\.(?:{}))$", extensions.join("|"))},
+    ]);
+}
+
 // Response bodies the handlers write, so the document cannot drift from them; their fields
 // are the API contract the README describes.
 

@@ -29,16 +29,16 @@ use crate::uploads::{TriggerState, UploadMode, UploadRequest, UploadState};
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUpload {
-    /// The file's name: no `/`, `\`, `*`, `?`, `"` or control characters, and a video or
-    /// audio extension media workflows accept (or none). At most 1024 bytes, and the whole
-    /// object key at most 1023, so keep it well under.
+    /// The file's name: at most 200 characters, no `/`, `\`, `*`, `?`, `"` or control
+    /// characters, not `.` or `..`, and no extension or a video or audio extension media
+    /// workflows accept, in any case (the patterns say exactly which).
     #[schema(min_length = 1, max_length = 200)]
     file_name: String,
     /// The declared size in bytes; a form (`post_policy`) is signed for exactly this size.
     #[schema(maximum = 9223372036854775807_u64)]
     size: Option<u64>,
-    /// At most 255 bytes without control characters.
-    #[schema(max_length = 63, pattern = r"^[^\x00-\x1f\x7f]*$")]
+    /// A MIME type: at most 255 printable ASCII characters.
+    #[schema(max_length = 255, pattern = r"^[\x20-\x7e]*$")]
     content_type: Option<String>,
     #[serde(default)]
     mode: Mode,

@@ -10,9 +10,12 @@ use crate::workflows::{MediaCheck, media_check};
 macro_rules! text_enum {
     ($(#[$meta:meta])* pub enum $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal,)+ }) => {
         $(#[$meta])*
+        // The texts are the variants' names in snake case, which is how serde and the
+        // OpenAPI document spell them too (a test holds the three together).
         #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+        #[serde(rename_all = "snake_case")]
         pub enum $name {
-            $($(#[$vmeta])* #[serde(rename = $text)] $variant,)+
+            $($(#[$vmeta])* $variant,)+
         }
 
         impl $name {
@@ -155,11 +158,13 @@ impl UploadRequest {
         }
         let media = MediaAttributes::parse(media.unwrap_or_default())
             .map_err(|problems| UploadRefused::InvalidMediaAttributes(problems.join("; ")))?;
+        // MIME types are printable ASCII (RFC 6838), so bytes and characters agree and the
+        // API document can state the rule exactly.
         if let Some(ct) = &content_type
-            && (ct.len() > 255 || ct.chars().any(char::is_control))
+            && (ct.len() > 255 || !ct.bytes().all(|b| (0x20..=0x7e).contains(&b)))
         {
             return Err(UploadRefused::Invalid(
-                "content_type must be at most 255 bytes without control characters".into(),
+                "content_type must be at most 255 printable ASCII characters".into(),
             ));
         }
         let size_i64 = size
@@ -252,14 +257,27 @@ mod tests {
     }
 
     #[test]
-    fn modes_round_trip_through_their_stored_text() {
-        for m in [
-            UploadMode::Sts,
-            UploadMode::PostPolicy,
-            UploadMode::External,
-        ] {
-            assert_eq!(UploadMode::parse(m.as_str()), Some(m));
+    fn states_round_trip_through_their_stored_and_documented_text() {
+        fn round_trip<T>(all: &[T], as_str: fn(T) -> &'static str, parse: fn(&str) -> Option<T>)
+        where
+            T: Copy + PartialEq + std::fmt::Debug + serde::Serialize + utoipa::PartialSchema,
+        {
+            let documented = serde_json::to_value(T::schema()).unwrap()["enum"].clone();
+            for v in all {
+                assert_eq!(parse(as_str(*v)), Some(*v));
+                assert_eq!(serde_json::to_value(v).unwrap(), as_str(*v));
+                assert!(
+                    documented
+                        .as_array()
+                        .is_some_and(|values| values.contains(&as_str(*v).into())),
+                    "{documented}"
+                );
+            }
+            assert_eq!(parse("other"), None);
         }
-        assert_eq!(UploadMode::parse("other"), None);
+        round_trip(UploadMode::ALL, UploadMode::as_str, UploadMode::parse);
+        round_trip(UploadState::ALL, UploadState::as_str, UploadState::parse);
+        round_trip(TriggerState::ALL, TriggerState::as_str, TriggerState::parse);
+        round_trip(EventOutcome::ALL, EventOutcome::as_str, EventOutcome::parse);
     }
 }
