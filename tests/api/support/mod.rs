@@ -379,6 +379,35 @@ impl Drop for TestApp {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
+        // A test that ends with deliveries still on their way may be asserting too early:
+        // say so. The test's own runtime is ending, so the queue is read from a thread with
+        // a runtime and a connection of its own.
+        let database = self.app.config.database.clone();
+        let unsettled = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async {
+                let store = mediagate::store::Store::connect(&database).await.ok()?;
+                let counts = store.trigger_counts().await.ok();
+                store.close().await;
+                counts
+            })
+        })
+        .join()
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(state, n)| *n > 0 && matches!(state.as_str(), "pending" | "in_flight"))
+        .collect::<Vec<_>>();
+        if !unsettled.is_empty() && !std::thread::panicking() {
+            eprintln!(
+                "note: the test app ended with triggers still on their way: {unsettled:?} \
+                 (TestApp::settle waits for them)"
+            );
+        }
     }
 }
 
