@@ -138,3 +138,79 @@ impl Default for StorageConfig {
         }
     }
 }
+
+/// The limit on `file_name` in requests.
+pub const MAX_FILE_NAME_BYTES: usize = 1024;
+/// The limit on `file_name` in characters: 200 characters of any script stay well within the
+/// byte limits of the name and of the whole key, so the API can state it exactly.
+pub const MAX_FILE_NAME_CHARS: usize = 200;
+
+/// Characters with a meaning in policies and key patterns: `*`, `?`, `"`, `\\`.
+pub(crate) fn is_policy_special(c: char) -> bool {
+    matches!(c, '*' | '?' | '"' | '\\')
+}
+
+/// A file name as a client may send it: the last segment of the object key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileName(String);
+
+impl FileName {
+    /// Fails with a message fit for the client when the name is empty, `.` or `..`, longer
+    /// than 200 characters (or 1024 bytes), or holds `/`, `\`, `*`, `?`, `"`, `${` or control
+    /// characters.
+    pub fn parse(name: &str) -> Result<Self, String> {
+        if name.is_empty() {
+            return Err("file_name must not be empty".into());
+        }
+        if name.len() > MAX_FILE_NAME_BYTES || name.chars().count() > MAX_FILE_NAME_CHARS {
+            return Err(format!(
+                "file_name must be at most {MAX_FILE_NAME_CHARS} characters"
+            ));
+        }
+        if name == "." || name == ".." {
+            return Err("file_name must not be '.' or '..'".into());
+        }
+        if name.contains('/') {
+            return Err("file_name must not contain '/'".into());
+        }
+        if name.chars().any(char::is_control) {
+            return Err("file_name must not contain control characters".into());
+        }
+        if name.chars().any(is_policy_special) {
+            return Err("file_name must not contain \\ * ? or \"".into());
+        }
+        // `${...}` is policy-variable syntax; keep it out of single-object policies.
+        if name.contains("${") {
+            return Err("file_name must not contain \"${\"".into());
+        }
+        Ok(FileName(name.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_name_rules() {
+        assert!(FileName::parse("trip.MP4").is_ok());
+        assert!(FileName::parse("my holiday (1).mov").is_ok());
+        assert!(FileName::parse("視頻.mp4").is_ok());
+        assert!(FileName::parse("noext").is_ok());
+        for bad in [
+            "", ".", "..", "../x.mp4", "a/b.mp4", "/abs", "a\nb", "a\0b", "*.mp4", "a?.mp4",
+            "a\"b", "a\\b",
+        ] {
+            assert!(FileName::parse(bad).is_err(), "{bad:?}");
+        }
+        // Counted in characters, whatever the script: 200 of them at most.
+        assert!(FileName::parse(&"a".repeat(200)).is_ok());
+        assert!(FileName::parse(&"視".repeat(200)).is_ok());
+        assert!(FileName::parse(&"a".repeat(201)).is_err());
+        assert!(FileName::parse(&"視".repeat(201)).is_err());
+    }
+}

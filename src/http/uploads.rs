@@ -21,9 +21,9 @@ use crate::config::{PostSigning, Provider};
 use crate::credentials::forms::{PostForm, post_form, service_credentials};
 use crate::credentials::{ObjectKey, Scope};
 use crate::media::{MediaAttributes, MediaAttributesInput};
-use crate::notifications::{OssCallbackParams, oss_callback_params};
 use crate::store::{UploadRow, now_millis};
 use crate::sts::Credentials;
+use crate::uploads::callback::{OssCallbackParams, oss_callback_params};
 use crate::uploads::{TriggerState, UploadMode, UploadRequest, UploadState};
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

@@ -1,8 +1,10 @@
 //! The upload, mediagate's central object: what a caller may ask to upload, how it is
 //! delivered to the store (its mode), and the states it goes through.
 
-use crate::credentials::FileName;
+pub mod callback;
+
 use crate::media::{MediaAttributes, MediaAttributesInput};
+use crate::storage::FileName;
 use crate::workflows::{MediaCheck, media_check};
 
 /// Stored and served as fixed lower-case text: `as_str` writes it, `parse` reads it back
