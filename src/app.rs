@@ -147,6 +147,18 @@ impl App {
 }
 
 impl App {
+    /// What issuing an upload needs, borrowed from the app.
+    pub fn issuer(&self) -> crate::credentials::issue::Issuer<'_> {
+        crate::credentials::issue::Issuer {
+            store: &self.store,
+            vendor: &self.vendor,
+            storage: &self.config.storage,
+            prefix: &self.prefix,
+            sts: &self.config.sts,
+            public_url: &self.config.server.public_url,
+        }
+    }
+
     /// Where uploads go, as intake needs it.
     pub fn storage(&self) -> crate::processing::StorageScope<'_> {
         crate::processing::StorageScope {

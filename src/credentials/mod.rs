@@ -4,6 +4,7 @@
 
 pub mod cache;
 pub mod forms;
+pub mod issue;
 pub mod limits;
 
 use std::sync::Arc;

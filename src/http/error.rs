@@ -10,6 +10,7 @@ use serde_json::json;
 use tracing::error;
 
 use crate::auth::AuthError;
+use crate::credentials::issue::IssueError;
 use crate::credentials::limits::RateLimited;
 use crate::notifications::NotificationError;
 use crate::notifications::keys::KeyError;
@@ -191,6 +192,16 @@ impl From<NotificationError> for ApiError {
             NotificationError::Malformed(m) => ApiError::bad_request(m),
             NotificationError::Key(k) => k.into(),
             NotificationError::NotServed => ApiError::not_found(),
+        }
+    }
+}
+
+impl From<IssueError> for ApiError {
+    fn from(e: IssueError) -> Self {
+        match e {
+            IssueError::Refused(r) => r.into(),
+            IssueError::Sts(s) => s.into(),
+            IssueError::Store(e) => ApiError::internal(e),
         }
     }
 }

@@ -17,13 +17,14 @@ use super::limits::ClientIp;
 use super::openapi::{ErrorBody, RefreshedCredentials, StsToken, StsTokenError, UploadList};
 use crate::app::App;
 use crate::auth::Principal;
-use crate::config::{PostSigning, Provider};
-use crate::credentials::forms::{PostForm, post_form, service_credentials};
-use crate::credentials::{ObjectKey, Scope};
+use crate::config::Provider;
+use crate::credentials::Scope;
+use crate::credentials::forms::PostForm;
+use crate::credentials::issue::Delivery;
 use crate::media::{MediaAttributes, MediaAttributesInput};
-use crate::store::{UploadRow, now_millis};
+use crate::store::UploadRow;
 use crate::sts::Credentials;
-use crate::uploads::callback::{OssCallbackParams, oss_callback_params};
+use crate::uploads::callback::OssCallbackParams;
 use crate::uploads::{TriggerState, UploadMode, UploadRequest, UploadState};
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -121,81 +122,33 @@ pub async fn create(
     Json(req): Json<CreateUpload>,
 ) -> Result<Response, ApiError> {
     app.limits.vend(ip, principal.segment.as_str())?;
-    let max = app.config.storage.max_upload_bytes;
-    let req = UploadRequest::parse(
+    let storage = &app.config.storage;
+    let request = UploadRequest::parse(
         &req.file_name,
         req.size,
         req.content_type,
         req.mode.into(),
         req.media,
-        max,
+        storage.max_upload_bytes,
     )?;
-    let file = &req.file;
-
-    let config = &app.config.storage;
-    let upload_id = uuid::Uuid::now_v7().to_string();
-    let key = ObjectKey::build(&app.prefix, &principal.segment, &upload_id, file)
-        .map_err(ApiError::invalid_request)?;
-    let scope = Scope::for_upload(
-        config.credential_scope,
-        &app.prefix,
-        &principal.segment,
-        &key,
-    );
-    let creds = if req.mode == UploadMode::PostPolicy && config.post_signing == PostSigning::Service
-    {
-        // The form is signed here and never carries the secret; nothing to vend.
-        Arc::new(service_credentials(&app.config.sts))
-    } else {
-        app.vendor.credentials(&principal.segment, &scope).await?
-    };
-
-    let now = now_millis();
-    app.store
-        .insert_upload(UploadRow {
-            id: upload_id.clone(),
-            owner: principal.segment.as_str().to_owned(),
-            subject: principal.subject.clone(),
-            bucket: config.bucket.clone(),
-            object_key: key.as_str().to_owned(),
-            file_name: file.as_str().to_owned(),
-            size: req.size,
-            content_type: req.content_type.clone(),
-            mode: req.mode,
-            media: serde_json::to_string(&req.media).map_err(anyhow::Error::from)?,
-            state: UploadState::Issued,
-            state_reason: None,
-            created_at: now,
-            uploaded_at: None,
-            updated_at: now,
-        })
+    let issued = app
+        .issuer()
+        .issue(&principal.segment, &principal.subject, request)
         .await?;
-
-    let callback = oss_callback_params(&app.config.server.public_url, &upload_id);
-    let s3 = config.provider == Provider::S3;
-    let (credentials, callback, post_policy) = match req.mode {
-        // S3 has no upload callback: the store's event notifications announce the object.
-        UploadMode::Sts | UploadMode::External => (
-            Some(credentials_view(&creds)),
-            (!s3).then_some(callback),
-            None,
-        ),
-        // The browser gets a signed form, never the secret.
-        UploadMode::PostPolicy => {
-            let size = req.form_size_range(max);
-            let form = post_form(config, &key, &upload_id, &creds, size, &callback.callback);
-            (None, None, Some(form))
-        }
+    let (credentials, callback, post_policy) = match issued.delivery {
+        Delivery::Sdk { callback } => (Some(credentials_view(&issued.credentials)), callback, None),
+        Delivery::Form(form) => (None, None, Some(form)),
     };
+    let s3 = storage.provider == Provider::S3;
     let body = CreatedUpload {
-        upload_id: &upload_id,
-        object_key: key.as_str(),
-        provider: config.provider.as_str(),
-        bucket: &config.bucket,
-        region: &config.region,
-        endpoint: &config.endpoint,
-        force_path_style: s3.then_some(config.uses_path_style()),
-        expires_at: rfc3339(creds.expiration),
+        upload_id: &issued.upload_id,
+        object_key: issued.key.as_str(),
+        provider: storage.provider.as_str(),
+        bucket: &storage.bucket,
+        region: &storage.region,
+        endpoint: &storage.endpoint,
+        force_path_style: s3.then_some(storage.uses_path_style()),
+        expires_at: rfc3339(issued.credentials.expiration),
         credentials,
         callback,
         post_policy,
