@@ -22,6 +22,16 @@ use crate::processing::{ObjectEvent, accept};
 use crate::signing::constant_time_eq;
 use crate::store::Recorded;
 
+/// The request as the signature checks read it.
+fn inbound<'a>(uri: &'a Uri, headers: &'a [(String, String)], body: &'a [u8]) -> Inbound<'a> {
+    Inbound {
+        path: uri.path(),
+        query: uri.query(),
+        headers,
+        body,
+    }
+}
+
 /// Every header whose value is text, as the signature checks read them.
 fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
     headers
@@ -138,12 +148,7 @@ pub async fn oss_callback(
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     let headers = header_pairs(&headers);
-    let inbound = Inbound {
-        path: uri.path(),
-        query: uri.query(),
-        headers: &headers,
-        body: &body,
-    };
+    let inbound = inbound(&uri, &headers, &body);
     verify_oss_callback(&app.keys, &inbound).await?;
     let is_json = headers
         .iter()
@@ -198,12 +203,7 @@ pub async fn oss_events(
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     let headers = header_pairs(&headers);
-    let inbound = Inbound {
-        path: uri.path(),
-        query: uri.query(),
-        headers: &headers,
-        body: &body,
-    };
+    let inbound = inbound(&uri, &headers, &body);
     verify_mns_push(
         &app.keys,
         &app.config.notifications,
