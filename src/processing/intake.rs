@@ -9,7 +9,7 @@ use crate::media::{MediaAttributes, MediaAttributesInput};
 use crate::store::{
     Actor, EventRow, EventWrite, NewTrigger, Recorded, Reprocess, Store, UploadChange, UploadRow,
 };
-use crate::uploads::{EventOutcome, UploadMode, UploadState};
+use crate::uploads::{EventOutcome, UploadMode, UploadState, form_size_range};
 use crate::workflows::{Sink, Workflow, decide};
 
 /// Where uploads go: the input bucket, its key prefix and region, and the largest form upload.
@@ -33,11 +33,9 @@ pub fn form_size_violation(
     if upload.mode != UploadMode::PostPolicy {
         return None;
     }
-    let size = size?;
-    let (low, high) = match upload.size {
-        Some(declared) => (declared, declared),
-        None => (1, i64::try_from(max).unwrap_or(i64::MAX)),
-    };
+    // A negative size announced by a sender is below any range.
+    let size = u64::try_from(size?).unwrap_or(0);
+    let (low, high) = form_size_range(upload.size, max);
     let code = if size > high {
         "too_large"
     } else if size < low {

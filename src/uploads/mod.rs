@@ -190,10 +190,16 @@ impl UploadRequest {
     /// The `content-length-range` a form for this upload signs: exactly the declared size,
     /// or 1 up to `max_form_bytes`.
     pub fn form_size_range(&self, max_form_bytes: u64) -> (u64, u64) {
-        match self.size.and_then(|s| u64::try_from(s).ok()) {
-            Some(s) => (s, s),
-            None => (1, max_form_bytes),
-        }
+        form_size_range(self.size, max_form_bytes)
+    }
+}
+
+/// The `content-length-range` of a form for an upload that declared `size` (or none): the
+/// range signed into the form, and the one its object is checked against when announced.
+pub fn form_size_range(declared: Option<i64>, max_form_bytes: u64) -> (u64, u64) {
+    match declared.and_then(|s| u64::try_from(s).ok()) {
+        Some(s) => (s, s),
+        None => (1, max_form_bytes),
     }
 }
 
