@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::Mutex;
+use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
@@ -103,7 +103,8 @@ impl VendLimits {
 pub struct AuthThrottle {
     failures: Option<DefaultKeyedRateLimiter<IpAddr>>,
     /// Addresses over their quota, until when.
-    blocked: Mutex<HashMap<IpAddr, Instant>>,
+    /// Read on every authenticated request, written only on a refusal past the quota.
+    blocked: RwLock<HashMap<IpAddr, Instant>>,
     clock: DefaultClock,
 }
 
@@ -111,7 +112,7 @@ impl AuthThrottle {
     pub fn new(config: &LimitsConfig) -> Self {
         AuthThrottle {
             failures: keyed(config.auth_failures_per_ip_per_minute),
-            blocked: Mutex::new(HashMap::new()),
+            blocked: RwLock::new(HashMap::new()),
             clock: DefaultClock::default(),
         }
     }
@@ -121,14 +122,10 @@ impl AuthThrottle {
         if self.failures.is_none() {
             return Ok(());
         }
-        let key = address_key(ip);
         let now = Instant::now();
-        let blocked = self.blocked.lock().expect("throttle lock");
-        match blocked.get(&key) {
-            Some(until) if *until > now => Err(too_many(
-                *until - now,
-                "too many failed authentication attempts from this address; retry later",
-            )),
+        let blocked = self.blocked.read().expect("throttle lock");
+        match blocked.get(&address_key(ip)) {
+            Some(until) if *until > now => Err(refused_auth(*until - now)),
             _ => Ok(()),
         }
     }
@@ -141,19 +138,25 @@ impl AuthThrottle {
             limiter.retain_recent();
         }
         let key = address_key(ip);
-        if let Err(not_until) = limiter.check_key(&key) {
-            let now = Instant::now();
-            let until = now + not_until.wait_time_from(self.clock.now());
-            let mut blocked = self.blocked.lock().expect("throttle lock");
-            if blocked.len() > PRUNE_ABOVE {
-                blocked.retain(|_, until| *until > now);
-            }
-            blocked.insert(key, until);
-            drop(blocked);
-            return self.check(ip).err();
+        let wait = limiter
+            .check_key(&key)
+            .err()?
+            .wait_time_from(self.clock.now());
+        let now = Instant::now();
+        let mut blocked = self.blocked.write().expect("throttle lock");
+        if blocked.len() > PRUNE_ABOVE {
+            blocked.retain(|_, until| *until > now);
         }
-        None
+        blocked.insert(key, now + wait);
+        Some(refused_auth(wait))
     }
+}
+
+fn refused_auth(wait: Duration) -> RateLimited {
+    too_many(
+        wait,
+        "too many failed authentication attempts from this address; retry later",
+    )
 }
 
 /// A refusal for `wait`, in whole seconds rounded up, so a client that waits as told is let
