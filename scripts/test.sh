@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: formatting, lints, unit and property tests, the
-# integration tests against SQLite and then against a local PostgreSQL this script starts,
-# and the end-to-end tests against a local Ceph RGW (S3 + STS) with boto3 as the client.
+# integration tests against SQLite, an OpenAPI-driven fuzzer (Schemathesis) against the
+# server, the integration tests again against a local PostgreSQL this script starts, and the
+# end-to-end tests against a local Ceph RGW (S3 + STS) with boto3 as the client.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +17,11 @@ cleanup() {
   scripts/rgw.sh stop || true
 }
 trap cleanup EXIT
+
+echo "== the OpenAPI document against the server (Schemathesis) =="
+FUZZ_PYTHON=$(scripts/python.sh fuzz)
+MEDIAGATE_TEST_SCHEMATHESIS="$(dirname "$FUZZ_PYTHON")/st" \
+  cargo test --locked --test api schemathesis -- --ignored
 
 echo "== integration tests (PostgreSQL) =="
 PG_URL=$(scripts/postgres.sh start)

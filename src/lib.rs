@@ -14,6 +14,7 @@ pub mod config;
 pub mod credentials;
 /// The HTTP edge: routes, extractors, errors.
 pub mod http;
+pub mod json;
 /// Media attributes and their limits.
 pub mod media;
 /// Upload notifications and the callback parameters clients attach.

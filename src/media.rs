@@ -1,19 +1,69 @@
 //! Media attributes a client attaches to an upload and MPS `AddMedia` receives, checked
 //! against AddMedia's limits when the upload is requested, not when processing fails later.
 
+use std::sync::LazyLock;
+
+use regex::Regex;
 use serde::{Deserialize, Serialize};
 
 /// Attributes as the client sends them; [`MediaAttributes::parse`] is the only way to a
-/// checked value.
+/// checked value. Lengths count characters, as the OpenAPI document does; MPS's byte limits
+/// on display text are met when the request is made (see `processing::mps`), and the fields
+/// MPS must receive whole (`cover_url`, `user_data`) are ASCII, where characters are bytes.
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MediaAttributesInput {
+    /// At most 128 characters; no control characters but newline and tab.
+    #[schema(max_length = 128, pattern = r"^[^\x00-\x08\x0b-\x1f\x7f-\x9f]*$")]
     pub title: Option<String>,
+    /// At most 1024 characters; no control characters but newline and tab.
+    #[schema(max_length = 1024, pattern = r"^[^\x00-\x08\x0b-\x1f\x7f-\x9f]*$")]
     pub description: Option<String>,
+    /// At most 16 tags of 1-32 characters, without `,` or control characters.
+    #[schema(schema_with = tags_schema)]
     pub tags: Option<Vec<String>>,
+    #[schema(minimum = 0)]
+    #[serde(default, deserialize_with = "crate::json::integer")]
     pub cate_id: Option<i64>,
+    /// An `http://` or `https://` URL of at most 3200 printable ASCII characters.
+    #[schema(max_length = 3200, pattern = r"^https?://[\x21-\x7e]+$")]
     pub cover_url: Option<String>,
+    /// At most 1024 printable ASCII characters (JSON, for example), passed to the workflow.
+    #[schema(max_length = 1024, pattern = r"^[\x20-\x7e]*$")]
     pub user_data: Option<String>,
+}
+
+const MAX_TAGS: usize = 16;
+const MAX_TAG_CHARS: usize = 32;
+
+/// The rules, as the document states them and the server checks them.
+const TEXT: &str = r"^[^\x00-\x08\x0b-\x1f\x7f-\x9f]*$";
+const TAG: &str = r"^[^,\x00-\x1f\x7f-\x9f]+$";
+const COVER_URL: &str = r"^https?://[\x21-\x7e]+$";
+const ASCII: &str = r"^[\x20-\x7e]*$";
+
+fn tags_schema() -> utoipa::openapi::schema::Array {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, SchemaType, Type};
+    ArrayBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Array, Type::Null]))
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(MAX_TAG_CHARS))
+                .pattern(Some(TAG)),
+        )
+        .max_items(Some(MAX_TAGS))
+        .build()
+}
+
+static TEXT_RULE: LazyLock<Regex> = LazyLock::new(|| compile(TEXT));
+static TAG_RULE: LazyLock<Regex> = LazyLock::new(|| compile(TAG));
+static COVER_URL_RULE: LazyLock<Regex> = LazyLock::new(|| compile(COVER_URL));
+static ASCII_RULE: LazyLock<Regex> = LazyLock::new(|| compile(ASCII));
+
+fn compile(pattern: &str) -> Regex {
+    Regex::new(pattern).expect("the rules are valid patterns")
 }
 
 /// Attributes within AddMedia's limits.
@@ -37,38 +87,40 @@ impl MediaAttributes {
     /// Checks every limit and reports all violations at once, one per field.
     pub fn parse(input: MediaAttributesInput) -> Result<Self, Vec<String>> {
         let mut problems = Vec::new();
-        let mut max_bytes = |field: &str, value: &Option<String>, max: usize| {
-            if let Some(v) = value {
-                if v.len() > max {
-                    problems.push(format!("{field} must be at most {max} bytes"));
+        let mut check =
+            |field: &str, value: &Option<String>, max: usize, rule: &Regex, what: &str| {
+                if let Some(v) = value {
+                    if v.chars().count() > max {
+                        problems.push(format!("{field} must be at most {max} characters"));
+                    }
+                    if !rule.is_match(v) {
+                        problems.push(format!("{field} must be {what}"));
+                    }
                 }
-                if v.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
-                    problems.push(format!("{field} must not contain control characters"));
-                }
-            }
-        };
-        max_bytes("title", &input.title, 128);
-        max_bytes("description", &input.description, 1024);
-        max_bytes("cover_url", &input.cover_url, 3200);
-        max_bytes("user_data", &input.user_data, 1024);
-        if let Some(url) = &input.cover_url
-            && !url::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
-        {
-            problems.push("cover_url must be an http:// or https:// URL".into());
-        }
+            };
+        let text = "text without control characters (newline and tab allowed)";
+        check("title", &input.title, 128, &TEXT_RULE, text);
+        check("description", &input.description, 1024, &TEXT_RULE, text);
+        let url = "an http:// or https:// URL of printable ASCII";
+        check("cover_url", &input.cover_url, 3200, &COVER_URL_RULE, url);
+        check(
+            "user_data",
+            &input.user_data,
+            1024,
+            &ASCII_RULE,
+            "printable ASCII",
+        );
         if input.cate_id.is_some_and(|c| c < 0) {
             problems.push("cate_id must be an integer >= 0".into());
         }
         let tags = input.tags.unwrap_or_default();
-        if tags.len() > 16 {
-            problems.push("tags: at most 16 tags".into());
+        if tags.len() > MAX_TAGS {
+            problems.push(format!("tags: at most {MAX_TAGS} tags"));
         }
         for tag in &tags {
-            if tag.is_empty() || tag.len() > 32 {
-                problems.push(format!("tag {tag:?} must be 1-32 bytes"));
-            } else if tag.contains(',') || tag.chars().any(char::is_control) {
+            if tag.chars().count() > MAX_TAG_CHARS || !TAG_RULE.is_match(tag) {
                 problems.push(format!(
-                    "tag {tag:?} must not contain ',' or control characters"
+                    "tag {tag:?} must be 1-{MAX_TAG_CHARS} characters without ',' or control characters"
                 ));
             }
         }
@@ -120,5 +172,53 @@ mod tests {
             ..Default::default()
         });
         assert!(too_many.is_err());
+    }
+
+    #[test]
+    fn lengths_count_characters_and_whole_fields_are_ascii() {
+        let wide = MediaAttributes::parse(MediaAttributesInput {
+            title: Some("影".repeat(128)),
+            tags: Some(vec!["旅".repeat(32)]),
+            ..Default::default()
+        });
+        assert!(wide.is_ok(), "{wide:?}");
+        for input in [
+            MediaAttributesInput {
+                user_data: Some("é".into()),
+                ..Default::default()
+            },
+            MediaAttributesInput {
+                cover_url: Some("https://cdn.example.com/影.jpg".into()),
+                ..Default::default()
+            },
+            MediaAttributesInput {
+                tags: Some(vec![String::new()]),
+                ..Default::default()
+            },
+            MediaAttributesInput {
+                title: Some("a\u{85}b".into()),
+                ..Default::default()
+            },
+        ] {
+            assert!(MediaAttributes::parse(input).is_err());
+        }
+    }
+
+    #[test]
+    fn the_document_states_the_rules_the_server_checks() {
+        use utoipa::PartialSchema;
+        let schema = serde_json::to_value(MediaAttributesInput::schema()).unwrap();
+        let pattern = |field: &str| {
+            schema["properties"][field]["pattern"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        };
+        assert_eq!(pattern("title"), TEXT);
+        assert_eq!(pattern("description"), TEXT);
+        assert_eq!(pattern("cover_url"), COVER_URL);
+        assert_eq!(pattern("user_data"), ASCII);
+        assert_eq!(schema["properties"]["tags"]["items"]["pattern"], TAG);
+        assert_eq!(schema["properties"]["tags"]["maxItems"], MAX_TAGS);
     }
 }

@@ -137,10 +137,13 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// Prefix of Standard Webhooks secrets whose remainder is the base64 key.
 const SECRET_PREFIX: &str = "whsec_";
 
-// Secrets are usually padded base64, but an unpadded one is unambiguous, so accept both.
+// Secrets are usually padded base64, but an unpadded one is unambiguous, so accept both; and
+// any base64 text gives a key, whatever the unused bits of its last character.
 const SECRET_B64: GeneralPurpose = GeneralPurpose::new(
     &alphabet::STANDARD,
-    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    GeneralPurposeConfig::new()
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(true),
 );
 
 /// The HMAC key of a webhook secret: the base64-decoded remainder of a `whsec_` secret, else
@@ -156,16 +159,36 @@ pub fn webhook_signing_key(secret: &str) -> Vec<u8> {
 /// The shortest HMAC key a webhook secret may give: 192 bits, so a receiver's secret cannot
 /// be guessed from signed deliveries.
 pub const MIN_WEBHOOK_KEY_BYTES: usize = 24;
+pub const MAX_WEBHOOK_SECRET_CHARS: usize = 256;
+
+/// What [`validate_webhook_secret`] accepts, as patterns for the OpenAPI document: `whsec_` +
+/// base64 of at least 24 bytes (eight whole groups of four), or at least 24 printable ASCII
+/// characters (space included) not starting with `whsec_` (spelled out, one character at a time).
+pub const WEBHOOK_SECRET_B64_PATTERN: &str =
+    "^whsec_(?:[A-Za-z0-9+/]{4}){8,}(?:[A-Za-z0-9+/]{2}(?:==)?|[A-Za-z0-9+/]{3}=?)?$";
+pub const WEBHOOK_SECRET_TEXT_PATTERN: &str = concat!(
+    r"^(?:[\x20-\x76\x78-\x7e]|w(?:[\x20-\x67\x69-\x7e]|h(?:[\x20-\x72\x74-\x7e]",
+    r"|s(?:[\x20-\x64\x66-\x7e]|e(?:[\x20-\x62\x64-\x7e]|c[\x20-\x5e\x60-\x7e])))))",
+    r"[\x20-\x7e]*$"
+);
 
 /// Checks that `secret` can sign: a `whsec_` secret is base64 of the key, any other secret is
-/// the key itself, and the key has at least [`MIN_WEBHOOK_KEY_BYTES`]. For configuration validation;
-/// the error says what is wrong without quoting it.
+/// the key itself (printable ASCII), the key has at least [`MIN_WEBHOOK_KEY_BYTES`], and the
+/// secret at most [`MAX_WEBHOOK_SECRET_CHARS`]. The error says what is wrong without quoting it.
 pub fn validate_webhook_secret(secret: &str) -> Result<(), String> {
+    if secret.len() > MAX_WEBHOOK_SECRET_CHARS {
+        return Err(format!(
+            "webhook secret must be at most {MAX_WEBHOOK_SECRET_CHARS} characters"
+        ));
+    }
     let key_len = match secret.strip_prefix(SECRET_PREFIX) {
         Some(b64) => SECRET_B64
             .decode(b64)
             .map_err(|_| "webhook secret starts with whsec_ but the rest is not base64")?
             .len(),
+        None if !secret.bytes().all(|b| b == b' ' || b.is_ascii_graphic()) => {
+            return Err("webhook secret must be printable ASCII".into());
+        }
         None => secret.len(),
     };
     if key_len < MIN_WEBHOOK_KEY_BYTES {
@@ -189,7 +212,7 @@ pub fn webhook_signature(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> S
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
 
@@ -302,6 +325,14 @@ mod tests {
         out
     }
 
+    /// Strings a pattern matches (proptest generates from the unanchored pattern).
+    pub(crate) fn generated_from(
+        pattern: &str,
+    ) -> proptest::string::RegexGeneratorStrategy<String> {
+        let unanchored = pattern.trim_start_matches('^').trim_end_matches('$');
+        proptest::string::string_regex(unanchored).unwrap()
+    }
+
     proptest! {
         #[test]
         fn encoding_uses_only_the_unreserved_set_and_upper_hex(s in any::<String>()) {
@@ -331,6 +362,24 @@ mod tests {
             let forward = rpc_canonical_query(params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
             let backward = rpc_canonical_query(params.iter().rev().map(|(k, v)| (k.as_str(), v.as_str())));
             prop_assert_eq!(forward, backward);
+        }
+
+        /// The document's patterns and the server's check agree on every secret: generated
+        /// from each pattern, near them, and arbitrary.
+        #[test]
+        fn secret_patterns_state_the_secret_check(secret in prop_oneof![
+            generated_from(WEBHOOK_SECRET_B64_PATTERN),
+            generated_from(WEBHOOK_SECRET_TEXT_PATTERN),
+            "whsec_[A-Za-z0-9+/=]{20,40}",
+            "(whsec_|whse|w)?[ -~]{16,32}",
+            any::<String>(),
+        ]) {
+            let b64 = regex::Regex::new(WEBHOOK_SECRET_B64_PATTERN).unwrap();
+            let text = regex::Regex::new(WEBHOOK_SECRET_TEXT_PATTERN).unwrap();
+            let by_patterns = secret.chars().count() <= MAX_WEBHOOK_SECRET_CHARS
+                && (b64.is_match(&secret)
+                    || (text.is_match(&secret) && secret.chars().count() >= MIN_WEBHOOK_KEY_BYTES));
+            prop_assert_eq!(validate_webhook_secret(&secret).is_ok(), by_patterns, "{:?}", secret);
         }
     }
 }

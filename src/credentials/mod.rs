@@ -22,6 +22,17 @@ const MAX_PLAIN_SEGMENT: usize = 64;
 pub const MAX_OBJECT_KEY_BYTES: usize = 1023;
 pub use crate::storage::FileName;
 
+/// The longest `storage.prefix`: with the longest user segment, an upload id (a UUID) and a
+/// file name of 200 four-byte characters, a key still fits in [`MAX_OBJECT_KEY_BYTES`], so no
+/// request the API document allows is refused for the length of its key.
+pub const MAX_PREFIX_BYTES: usize = MAX_OBJECT_KEY_BYTES
+    - MAX_PLAIN_SEGMENT
+    - "/".len()
+    - UPLOAD_ID_CHARS
+    - "/".len()
+    - 4 * crate::storage::MAX_FILE_NAME_CHARS;
+const UPLOAD_ID_CHARS: usize = 36;
+
 /// Session policies longer than this are refused by STS.
 pub const MAX_POLICY_CHARS: usize = 2048;
 
@@ -94,8 +105,10 @@ impl KeyPrefix {
         if prefix.is_empty() {
             return Ok(KeyPrefix(String::new()));
         }
-        if prefix.len() > 256 {
-            return Err("must be at most 256 bytes".into());
+        if prefix.len() > MAX_PREFIX_BYTES {
+            return Err(format!(
+                "must be at most {MAX_PREFIX_BYTES} bytes, so every key fits in {MAX_OBJECT_KEY_BYTES}"
+            ));
         }
         if !prefix.ends_with('/') || prefix.starts_with('/') || prefix.contains("//") {
             return Err(format!(
@@ -501,13 +514,15 @@ mod tests {
         )
         .unwrap();
         assert_eq!(key.as_str(), "uploads/alice/0190-id/trip.mp4");
-        // The whole key stays within 1023 bytes: a long prefix and a long name can exceed it.
+        // The longest prefix, segment, id and name still fit in 1023 bytes; longer prefixes
+        // are refused when the configuration is read.
         let long = FileName::parse(&"𝄞".repeat(200)).unwrap();
-        let deep = KeyPrefix::parse(&format!("{}/", "p".repeat(250))).unwrap();
-        assert!(ObjectKey::build(&deep, &UserSegment::for_subject("alice"), "id", &long).is_err());
-        assert!(
-            ObjectKey::build(&prefix(), &UserSegment::for_subject("alice"), "id", &long).is_ok()
-        );
+        let deepest = KeyPrefix::parse(&format!("{}/", "p".repeat(MAX_PREFIX_BYTES - 1))).unwrap();
+        let widest = UserSegment::for_subject(&"u".repeat(MAX_PLAIN_SEGMENT));
+        let id = uuid::Uuid::now_v7().to_string();
+        let key = ObjectKey::build(&deepest, &widest, &id, &long).unwrap();
+        assert_eq!(key.as_str().len(), MAX_OBJECT_KEY_BYTES);
+        assert!(KeyPrefix::parse(&format!("{}/", "p".repeat(MAX_PREFIX_BYTES))).is_err());
     }
 
     #[test]

@@ -46,6 +46,7 @@ pub fn router(app: Arc<App>) -> Router {
     );
     routes
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::Extension(ServedDocument::for_app(&app)))
         .layer(middleware::from_fn(track))
         // Responses carry credentials and per-user data: no cache may keep them.
         .layer(SetResponseHeaderLayer::if_not_present(
@@ -193,8 +194,28 @@ pub fn openapi_json() -> &'static str {
         let mut doc =
             serde_json::to_value(routes(None, Duration::from_secs(30), None).1).unwrap_or_default();
         openapi::with_file_name_rule(&mut doc);
+        openapi::with_workflow_sinks(&mut doc);
         serde_json::to_string_pretty(&doc).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
     })
+}
+
+/// The document this deployment serves: [`openapi_json`] plus the rules its configuration
+/// sets, so a request the document allows is one this server accepts.
+#[derive(Clone)]
+struct ServedDocument(axum::body::Bytes);
+
+impl ServedDocument {
+    fn for_app(app: &App) -> Self {
+        let mut doc: serde_json::Value = serde_json::from_str(openapi_json()).unwrap_or_default();
+        let storage = &app.config.storage;
+        openapi::for_deployment(
+            &mut doc,
+            &storage.bucket,
+            app.prefix.as_str(),
+            storage.max_upload_bytes,
+        );
+        ServedDocument(doc.to_string().into())
+    }
 }
 
 fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response {

@@ -75,6 +75,62 @@ pub fn with_file_name_rule(doc: &mut serde_json::Value) {
     ]);
 }
 
+/// Adds the sink-dependent fields of a workflow: `mps` requires `media_workflow_id`, `webhook`
+/// requires `webhook_url` and `webhook_secret`, and neither takes the other's fields.
+pub fn with_workflow_sinks(doc: &mut serde_json::Value) {
+    use serde_json::json;
+    let (text, none) = (json!({"type": "string"}), json!({"type": "null"}));
+    doc["components"]["schemas"]["WorkflowConfig"]["oneOf"] = json!([
+        {
+            "properties": {"sink": {"const": "mps"}, "media_workflow_id": text,
+                "webhook_url": none, "webhook_secret": none},
+            "required": ["media_workflow_id"]
+        },
+        {
+            "properties": {"sink": {"const": "webhook"}, "media_workflow_id": none,
+                "webhook_url": text, "webhook_secret": text},
+            "required": ["webhook_url", "webhook_secret"]
+        }
+    ]);
+}
+
+/// The rules that depend on this deployment's configuration, for the document it serves: a
+/// form's size limit, and output prefixes that would overlap the upload prefix in the input
+/// bucket (where app users could write into them).
+pub fn for_deployment(
+    doc: &mut serde_json::Value,
+    input_bucket: &str,
+    upload_prefix: &str,
+    max_form_bytes: u64,
+) {
+    use serde_json::json;
+    let schemas = &mut doc["components"]["schemas"];
+    schemas["CreateUpload"]["anyOf"] = json!([
+        {"properties": {"mode": {"const": "post_policy"}, "size": {"maximum": max_form_bytes}},
+            "required": ["mode"]},
+        {"properties": {"mode": {"not": {"const": "post_policy"}}}}
+    ]);
+    schemas["WorkflowConfig"]["anyOf"] = json!([
+        {"properties": {"bucket": {"not": {"const": input_bucket}}}},
+        {"properties": {"output_prefix": {"anyOf": [
+            {"type": "null"},
+            {"not": {"pattern": overlapping(upload_prefix)}}
+        ]}}}
+    ]);
+}
+
+/// A pattern matching the non-empty prefixes that overlap `upload_prefix`: those under it
+/// and those it starts with (`crate::config::overlaps_upload_prefix`).
+fn overlapping(upload_prefix: &str) -> String {
+    let mut alternatives = vec![format!("{}[\\s\\S]+", regex::escape(upload_prefix))];
+    alternatives.extend(
+        upload_prefix
+            .char_indices()
+            .map(|(i, c)| regex::escape(&upload_prefix[..i + c.len_utf8()])),
+    );
+    format!("^(?:{})$", alternatives.join("|"))
+}
+
 // Response bodies the handlers write, so the document cannot drift from them; their fields
 // are the API contract the README describes.
 
@@ -165,4 +221,25 @@ pub struct Ready {
     /// `database` and `worker`, each `{"status": "ok"|"failed", "message"?}`.
     #[schema(value_type = Object)]
     checks: serde_json::Value,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The document's overlap pattern and the server's overlap check agree.
+        #[test]
+        fn overlap_pattern_is_the_overlap_check(
+            upload_prefix in "([a-z.+(]{1,4}/){0,2}",
+            output in "[a-z.+(/]{1,10}",
+        ) {
+            let pattern = regex::Regex::new(&overlapping(&upload_prefix)).unwrap();
+            prop_assert_eq!(
+                pattern.is_match(&output),
+                crate::config::overlaps_upload_prefix(&output, &upload_prefix)
+            );
+        }
+    }
 }

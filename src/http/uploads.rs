@@ -37,6 +37,7 @@ pub struct CreateUpload {
     file_name: String,
     /// The declared size in bytes; a form (`post_policy`) is signed for exactly this size.
     #[schema(maximum = 9223372036854775807_u64)]
+    #[serde(default, deserialize_with = "crate::json::integer")]
     size: Option<u64>,
     /// A MIME type: at most 255 printable ASCII characters.
     #[schema(max_length = 255, pattern = r"^[\x20-\x7e]*$")]

@@ -164,23 +164,31 @@ fn add_media_params(
     }
     let media = &delivery.media;
     let mut params = vec![("FileURL", url)];
-    let mut optional = |name: &'static str, value: &Option<String>| {
+    // The API counts characters; AddMedia counts bytes. Display text is cut at a character
+    // boundary to fit (the webhook sink still carries it whole); the other fields are ASCII.
+    let mut optional = |name: &'static str, value: &Option<String>, max_bytes: usize| {
         if let Some(v) = value.as_deref().filter(|v| !v.is_empty()) {
-            params.push((name, v.to_owned()));
+            params.push((name, fit(v, max_bytes).to_owned()));
         }
     };
-    optional("Title", &media.title);
-    optional("Description", &media.description);
-    optional("CoverURL", &media.cover_url);
-    optional("MediaWorkflowUserData", &media.user_data);
+    optional("Title", &media.title, 128);
+    optional("Description", &media.description, 1024);
+    optional("CoverURL", &media.cover_url, 3200);
+    optional("MediaWorkflowUserData", &media.user_data, 1024);
     if !media.tags.is_empty() {
-        params.push(("Tags", media.tags.join(",")));
+        let tags: Vec<&str> = media.tags.iter().map(|t| fit(t, 32)).collect();
+        params.push(("Tags", tags.join(",")));
     }
     if let Some(cate_id) = media.cate_id {
         params.push(("CateId", cate_id.to_string()));
     }
     params.push(("MediaWorkflowId", media_workflow_id.to_owned()));
     Ok(params)
+}
+
+/// The longest prefix of `text` of at most `max_bytes` bytes that ends on a character.
+fn fit(text: &str, max_bytes: usize) -> &str {
+    &text[..text.floor_char_boundary(max_bytes.min(text.len()))]
 }
 
 /// Classifies one AddMedia response.
@@ -389,6 +397,21 @@ mod tests {
         };
         let params = add_media_params(&delivery("a.mp4", blank), "wf-1").unwrap();
         assert_eq!(params.len(), 2);
+    }
+
+    #[test]
+    fn display_text_is_cut_to_addmedias_bytes_on_a_character() {
+        let wide = MediaAttributes {
+            title: Some("影".repeat(128)),
+            description: Some("é".repeat(1024)),
+            tags: vec!["旅".repeat(32), "beach".into()],
+            ..MediaAttributes::default()
+        };
+        let params = add_media_params(&delivery("a.mp4", wide), "wf-1").unwrap();
+        let get = |name: &str| params.iter().find(|(k, _)| *k == name).unwrap().1.clone();
+        assert_eq!(get("Title"), "影".repeat(42));
+        assert_eq!(get("Description"), "é".repeat(512));
+        assert_eq!(get("Tags"), format!("{},beach", "旅".repeat(10)));
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! Media workflows and the pure rules that decide whether an object triggers one.
 
-use secrecy::SecretString;
-use serde::Serialize;
-use serde_json::json;
+use std::sync::LazyLock;
 
-use serde::Deserialize;
+use regex::Regex;
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 /// Video extensions MPS treats as media (docs/protocols.md §7), lower case.
 pub const VIDEO_EXTENSIONS: &[&str] = &[
@@ -94,91 +95,120 @@ pub struct Workflow {
     pub def: WorkflowDef,
 }
 
+/// The rules of a definition, stated once for the OpenAPI document and for [`WorkflowDef::parse`].
+pub mod rules {
+    /// Names and prefixes: no control characters.
+    pub const NO_CONTROL: &str = r"^[^\x00-\x1f\x7f-\x9f]*$";
+    pub const MAX_NAME_CHARS: usize = 64;
+    /// 255 characters of any script stay within the 1023 bytes of an object key.
+    pub const MAX_PREFIX_CHARS: usize = 255;
+    pub const BUCKET: &str = "^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$";
+    pub const MEDIA_WORKFLOW_ID: &str = "^[A-Za-z0-9_-]{1,64}$";
+    /// An http(s) URL with a DNS name (its last label not numeric) or an IPv4 address, an
+    /// optional port, and a path/query of printable ASCII.
+    pub const WEBHOOK_URL: &str = concat!(
+        r"^https?://(?:(?:[A-Za-z0-9-]+\.)*[A-Za-z][A-Za-z0-9-]*",
+        r"|(?:(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9]))",
+        r"(?::(?:[0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?",
+        r"(?:[/?#][\x21-\x7e]*)?$"
+    );
+    pub const MAX_WEBHOOK_URL_CHARS: usize = 2048;
+}
+
+static NO_CONTROL: LazyLock<Regex> = LazyLock::new(|| compile(rules::NO_CONTROL));
+static BUCKET: LazyLock<Regex> = LazyLock::new(|| compile(rules::BUCKET));
+static MEDIA_WORKFLOW_ID: LazyLock<Regex> = LazyLock::new(|| compile(rules::MEDIA_WORKFLOW_ID));
+static WEBHOOK_URL: LazyLock<Regex> = LazyLock::new(|| compile(rules::WEBHOOK_URL));
+
+fn compile(pattern: &str) -> Regex {
+    Regex::new(pattern).expect("the rules are valid patterns")
+}
+
 impl WorkflowDef {
-    /// Checks a definition, reporting every problem.
+    /// Checks a definition, reporting every problem. Each field is checked when present, the
+    /// sink's own fields are required, and the other sink's fields must be absent.
     pub fn parse(spec: WorkflowConfig) -> Result<WorkflowDef, Vec<String>> {
+        use rules::{MAX_NAME_CHARS, MAX_PREFIX_CHARS, MAX_WEBHOOK_URL_CHARS};
         let mut problems = Vec::new();
-        if spec.name.is_empty() || spec.name.len() > 64 {
-            problems.push("name must be 1-64 bytes".to_string());
-        }
-        if spec.name.chars().any(char::is_control) {
-            problems.push("name must not contain control characters".into());
-        }
-        if let Err(e) = crate::storage::validate_bucket_name(&spec.bucket) {
-            problems.push(format!("bucket: {e}"));
-        }
-        for (field, value) in [
-            ("prefix", Some(&spec.prefix)),
-            ("output_prefix", spec.output_prefix.as_ref()),
-        ] {
-            if let Some(v) = value
-                && (v.len() > 1023 || v.chars().any(char::is_control))
-            {
-                problems.push(format!(
-                    "{field} must be at most 1023 bytes without control characters"
-                ));
-            }
-        }
-        let sink = match spec.sink {
-            SinkKind::Mps => {
-                match spec.media_workflow_id {
-                    Some(id)
-                        if !id.is_empty()
-                            && id.len() <= 64
-                            && id
-                                .chars()
-                                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') =>
-                    {
-                        Some(Sink::Mps {
-                            media_workflow_id: id,
-                        })
-                    }
-                    _ => {
-                        problems.push("media_workflow_id: required for sink \"mps\" (1-64 of A-Z a-z 0-9 - _)".into());
-                        None
-                    }
-                }
-            }
-            SinkKind::Webhook => {
-                let url_ok = spec.webhook_url.as_deref().is_some_and(|u| {
-                    url::Url::parse(u).is_ok_and(|u| {
-                        matches!(u.scheme(), "http" | "https") && u.host_str().is_some()
-                    })
-                });
-                if !url_ok {
-                    problems.push(
-                        "webhook_url: required for sink \"webhook\", an http:// or https:// URL"
-                            .into(),
-                    );
-                }
-                let secret_check = match spec.webhook_secret.as_ref() {
-                    Some(s) => {
-                        use secrecy::ExposeSecret;
-                        crate::signing::validate_webhook_secret(s.expose_secret())
-                    }
-                    None => Err("required for sink \"webhook\"".into()),
-                };
-                let secret_ok = secret_check.is_ok();
-                if let Err(e) = secret_check {
-                    problems.push(format!("webhook_secret: {e}"));
-                }
-                match (url_ok && secret_ok, spec.webhook_url, spec.webhook_secret) {
-                    (true, Some(url), Some(secret)) => Some(Sink::Webhook { url, secret }),
-                    _ => None,
-                }
+        let mut check = |ok: bool, problem: &str| {
+            if !ok {
+                problems.push(problem.to_owned());
             }
         };
-        match sink {
-            Some(sink) if problems.is_empty() => Ok(WorkflowDef {
-                name: spec.name,
-                state: spec.state,
-                bucket: spec.bucket,
-                prefix: spec.prefix,
-                output_prefix: spec.output_prefix.filter(|p| !p.is_empty()),
-                sink,
+        let text = |v: &str, max: usize| v.chars().count() <= max && NO_CONTROL.is_match(v);
+        check(
+            !spec.name.is_empty() && text(&spec.name, MAX_NAME_CHARS),
+            "name must be 1-64 characters without control characters",
+        );
+        check(
+            BUCKET.is_match(&spec.bucket),
+            "bucket must be 3-63 characters of a-z, 0-9 and -, not starting or ending with -",
+        );
+        check(
+            text(&spec.prefix, MAX_PREFIX_CHARS),
+            "prefix must be at most 255 characters without control characters",
+        );
+        check(
+            spec.output_prefix
+                .as_deref()
+                .is_none_or(|p| text(p, MAX_PREFIX_CHARS)),
+            "output_prefix must be at most 255 characters without control characters",
+        );
+        let (mps, webhook) = (spec.sink == SinkKind::Mps, spec.sink == SinkKind::Webhook);
+        let id = spec.media_workflow_id.as_deref();
+        check(
+            id.is_some() == mps,
+            "media_workflow_id: required for sink \"mps\", and only for it",
+        );
+        check(
+            id.is_none_or(|id| MEDIA_WORKFLOW_ID.is_match(id)),
+            "media_workflow_id must be 1-64 of A-Z a-z 0-9 - _",
+        );
+        let url = spec.webhook_url.as_deref();
+        check(
+            url.is_some() == webhook,
+            "webhook_url: required for sink \"webhook\", and only for it",
+        );
+        check(
+            url.is_none_or(|u| {
+                u.chars().count() <= MAX_WEBHOOK_URL_CHARS
+                    && WEBHOOK_URL.is_match(u)
+                    && url::Url::parse(u).is_ok()
             }),
-            _ => Err(problems),
+            "webhook_url must be an http:// or https:// URL with a DNS name or IPv4 address",
+        );
+        let secret = spec.webhook_secret.as_ref().map(|s| {
+            use secrecy::ExposeSecret;
+            s.expose_secret()
+        });
+        check(
+            secret.is_some() == webhook,
+            "webhook_secret: required for sink \"webhook\", and only for it",
+        );
+        if let Some(Err(e)) = secret.map(crate::signing::validate_webhook_secret) {
+            problems.push(format!("webhook_secret: {e}"));
         }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        let sink = match (
+            spec.sink,
+            spec.media_workflow_id,
+            spec.webhook_url,
+            spec.webhook_secret,
+        ) {
+            (SinkKind::Mps, Some(media_workflow_id), _, _) => Sink::Mps { media_workflow_id },
+            (SinkKind::Webhook, _, Some(url), Some(secret)) => Sink::Webhook { url, secret },
+            _ => unreachable!("checked above"),
+        };
+        Ok(WorkflowDef {
+            name: spec.name,
+            state: spec.state,
+            bucket: spec.bucket,
+            prefix: spec.prefix,
+            output_prefix: spec.output_prefix.filter(|p| !p.is_empty()),
+            sink,
+        })
     }
 }
 
@@ -296,31 +326,68 @@ pub enum SinkKind {
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WorkflowConfig {
-    /// 1-64 bytes without control characters, unique.
-    #[schema(min_length = 1, max_length = 16, pattern = r"^[^\x00-\x1f\x7f]*$")]
+    /// 1-64 characters without control characters, unique.
+    #[schema(min_length = 1, max_length = 64, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     pub name: String,
     pub state: WorkflowState,
     /// 3-63 of `a-z`, `0-9` and `-`, not starting or ending with `-`.
     #[schema(pattern = "^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")]
     pub bucket: String,
-    /// Keys starting with this trigger the workflow (plain string prefix; at most 1023 bytes).
+    /// Keys starting with this trigger the workflow (plain string prefix).
     #[serde(default)]
-    #[schema(max_length = 255, pattern = r"^[^\x00-\x1f\x7f]*$")]
+    #[schema(max_length = 255, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     pub prefix: String,
     pub sink: SinkKind,
-    /// For sink `mps`: 1-64 of `A-Z a-z 0-9 - _`.
+    /// For sink `mps` only, and required by it: 1-64 of `A-Z a-z 0-9 - _`.
     #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub media_workflow_id: Option<String>,
-    /// For sink `webhook`: an http(s) URL.
-    #[schema(pattern = "^https?://")]
+    /// For sink `webhook` only, and required by it: an http(s) URL with a DNS name or an
+    /// IPv4 address (the pattern says exactly which).
+    #[schema(schema_with = webhook_url_schema)]
     pub webhook_url: Option<String>,
-    /// For sink `webhook`: `whsec_` + base64 of at least 24 bytes, or at least 24 characters.
-    #[schema(value_type = Option<String>, min_length = 24)]
+    /// For sink `webhook` only, and required by it: `whsec_` + base64 of at least 24 bytes,
+    /// or 24-256 printable ASCII characters.
+    #[schema(value_type = Option<String>, schema_with = webhook_secret_schema)]
     pub webhook_secret: Option<SecretString>,
     /// Keys under this prefix never trigger (outputs of the workflow itself); it must not
     /// overlap the upload prefix in the input bucket.
-    #[schema(max_length = 255, pattern = r"^[^\x00-\x1f\x7f]*$")]
+    #[schema(max_length = 255, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     pub output_prefix: Option<String>,
+}
+
+fn nullable_string() -> utoipa::openapi::ObjectBuilder {
+    use utoipa::openapi::schema::{SchemaType, Type};
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+}
+
+fn webhook_url_schema() -> utoipa::openapi::Object {
+    nullable_string()
+        .max_length(Some(rules::MAX_WEBHOOK_URL_CHARS))
+        .pattern(Some(rules::WEBHOOK_URL))
+        .build()
+}
+
+fn webhook_secret_schema() -> utoipa::openapi::Schema {
+    use crate::signing::{
+        MAX_WEBHOOK_SECRET_CHARS, MIN_WEBHOOK_KEY_BYTES, WEBHOOK_SECRET_B64_PATTERN,
+        WEBHOOK_SECRET_TEXT_PATTERN,
+    };
+    use utoipa::openapi::schema::{AnyOfBuilder, Type};
+    use utoipa::openapi::{ObjectBuilder, Schema};
+    let text = |pattern: &str| {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .max_length(Some(MAX_WEBHOOK_SECRET_CHARS))
+            .pattern(Some(pattern))
+    };
+    Schema::AnyOf(
+        AnyOfBuilder::new()
+            .item(ObjectBuilder::new().schema_type(Type::Null))
+            .item(text(WEBHOOK_SECRET_B64_PATTERN))
+            .item(text(WEBHOOK_SECRET_TEXT_PATTERN).min_length(Some(MIN_WEBHOOK_KEY_BYTES)))
+            .build(),
+    )
 }
 
 /// The match explanation shared by the admin API and `mediagate match`.
@@ -476,5 +543,104 @@ mod tests {
             let key = format!("{stem}.{ext}");
             prop_assert_eq!(media_check(&key).is_media(), listed);
         }
+
+        /// Every URL the document's pattern allows is one the server and its HTTP client parse
+        /// (IDNA labels aside, which a pattern cannot check).
+        #[test]
+        fn webhook_url_pattern_only_allows_parseable_urls(
+            u in crate::signing::tests::generated_from(rules::WEBHOOK_URL)
+        ) {
+            prop_assume!(!u.to_ascii_lowercase().contains("xn--"));
+            prop_assert!(url::Url::parse(&u).is_ok(), "{}", u);
+        }
+    }
+
+    #[test]
+    fn the_document_states_the_rules_the_server_checks() {
+        use utoipa::PartialSchema;
+        let schema = serde_json::to_value(WorkflowConfig::schema()).unwrap();
+        let field = |name: &str| schema["properties"][name].clone();
+        assert_eq!(field("name")["pattern"], rules::NO_CONTROL);
+        assert_eq!(field("name")["maxLength"], rules::MAX_NAME_CHARS);
+        assert_eq!(field("prefix")["pattern"], rules::NO_CONTROL);
+        assert_eq!(field("prefix")["maxLength"], rules::MAX_PREFIX_CHARS);
+        assert_eq!(field("output_prefix")["pattern"], rules::NO_CONTROL);
+        assert_eq!(field("bucket")["pattern"], rules::BUCKET);
+        assert_eq!(
+            field("media_workflow_id")["pattern"],
+            rules::MEDIA_WORKFLOW_ID
+        );
+        assert_eq!(field("webhook_url")["pattern"], rules::WEBHOOK_URL);
+    }
+
+    fn spec(sink: SinkKind) -> WorkflowConfig {
+        WorkflowConfig {
+            name: "hd".into(),
+            state: WorkflowState::Active,
+            bucket: "media-input".into(),
+            prefix: "uploads/".into(),
+            sink,
+            media_workflow_id: None,
+            webhook_url: None,
+            webhook_secret: None,
+            output_prefix: None,
+        }
+    }
+
+    #[test]
+    fn each_sink_takes_its_own_fields_and_only_those() {
+        let secret = || Some(SecretString::from("s".repeat(24)));
+        let mps = WorkflowConfig {
+            media_workflow_id: Some("wf-1".into()),
+            ..spec(SinkKind::Mps)
+        };
+        assert!(WorkflowDef::parse(mps.clone()).is_ok());
+        let webhook = WorkflowConfig {
+            webhook_url: Some("http://127.0.0.1:8080/hook".into()),
+            webhook_secret: secret(),
+            ..spec(SinkKind::Webhook)
+        };
+        assert!(WorkflowDef::parse(webhook.clone()).is_ok());
+        for wrong in [
+            spec(SinkKind::Mps),
+            spec(SinkKind::Webhook),
+            WorkflowConfig {
+                webhook_url: Some("http://a.example/".into()),
+                ..mps.clone()
+            },
+            WorkflowConfig {
+                webhook_secret: secret(),
+                ..mps
+            },
+            WorkflowConfig {
+                media_workflow_id: Some("wf-1".into()),
+                ..webhook.clone()
+            },
+            WorkflowConfig {
+                webhook_url: Some("http://1.2.3.999/".into()),
+                ..webhook.clone()
+            },
+            WorkflowConfig {
+                webhook_url: Some("ftp://a.example/".into()),
+                ..webhook.clone()
+            },
+            WorkflowConfig {
+                name: "n".repeat(65),
+                ..webhook.clone()
+            },
+            WorkflowConfig {
+                prefix: "a\u{85}".into(),
+                ..webhook
+            },
+        ] {
+            assert!(WorkflowDef::parse(wrong.clone()).is_err(), "{wrong:?}");
+        }
+        let wide = WorkflowConfig {
+            name: "影".repeat(64),
+            prefix: "影".repeat(255),
+            media_workflow_id: Some("wf-1".into()),
+            ..spec(SinkKind::Mps)
+        };
+        assert!(WorkflowDef::parse(wide).is_ok());
     }
 }

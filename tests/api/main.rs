@@ -12,5 +12,6 @@ mod notifications;
 mod openapi;
 mod protection;
 mod rgw;
+mod schemathesis;
 mod sts_errors;
 mod uploads;

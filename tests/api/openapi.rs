@@ -1,8 +1,8 @@
 //! `/openapi.json` describes every route the server has, and nothing it does not.
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
-use crate::support::TestApp;
+use crate::support::{ADMIN_TOKEN, TestApp};
 
 /// Every operation the API has. A route added to the table shows up in the document by
 /// construction; this list makes sure none disappears or appears unnoticed.
@@ -139,4 +139,69 @@ fn no_route_bypasses_the_documented_table() {
         !source.contains(".route("),
         "register routes with routes!(...) so they are documented"
     );
+}
+
+/// The served document carries this deployment's rules, and they are the server's: an output
+/// prefix the document refuses in the input bucket is one the server refuses, and the other
+/// way round; a form's declared size is bounded by `storage.max_upload_bytes`.
+#[tokio::test]
+async fn the_served_document_states_this_deployments_rules() {
+    let max = 1_000_000;
+    let app = TestApp::spawn_with(|c| c.storage.max_upload_bytes = max).await;
+    let doc = document(&app).await;
+    let workflow = &doc["components"]["schemas"]["WorkflowConfig"];
+    assert_eq!(
+        workflow["anyOf"][0]["properties"]["bucket"]["not"]["const"],
+        app.app.config.storage.bucket
+    );
+    let overlapping =
+        workflow["anyOf"][1]["properties"]["output_prefix"]["anyOf"][1]["not"]["pattern"]
+            .as_str()
+            .unwrap();
+    let overlapping = regex::Regex::new(overlapping).unwrap();
+    for (i, output) in [
+        "u",
+        "uploads",
+        "uploads/",
+        "uploads/x/",
+        "out/",
+        "uploadsx",
+        "x",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let body = json!({"name": format!("wf-{i}"), "state": "Active", "bucket": "media-input",
+            "prefix": "uploads/", "output_prefix": output, "sink": "mps", "media_workflow_id": "wf"});
+        let r = app
+            .client
+            .post(app.url("/v1/admin/workflows"))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let refused_by_document = overlapping.is_match(output);
+        assert_eq!(
+            r.status() == 422,
+            refused_by_document,
+            "{output:?}: server {}, document refuses: {refused_by_document}",
+            r.status()
+        );
+    }
+    let create = &doc["components"]["schemas"]["CreateUpload"];
+    assert_eq!(create["anyOf"][0]["properties"]["size"]["maximum"], max);
+    let form = |size: u64| json!({"file_name": "a.mp4", "mode": "post_policy", "size": size});
+    let user = app.token("alice");
+    for (size, status) in [(max, 201), (max + 1, 422)] {
+        let r = app
+            .client
+            .post(app.url("/v1/uploads"))
+            .bearer_auth(&user)
+            .json(&form(size))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), status, "{size}");
+    }
 }
