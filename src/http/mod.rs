@@ -46,7 +46,6 @@ pub fn router(app: Arc<App>) -> Router {
     );
     routes
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(axum::Extension(ServedDocument::for_app(&app)))
         .layer(middleware::from_fn(track))
         // Responses carry credentials and per-user data: no cache may keep them.
         .layer(SetResponseHeaderLayer::if_not_present(
@@ -178,6 +177,11 @@ fn routes(
             within(timeout, req, next)
         }))
         .layer(CatchPanicLayer::custom(panicked));
+    // Only these routes carry the served document, so other requests do not pay for it.
+    let ops = match &app {
+        Some(app) => ops.layer(axum::Extension(ServedDocument::for_app(app))),
+        None => ops,
+    };
     let router = guarded(admin)
         .merge(ops)
         .merge(notifications)
