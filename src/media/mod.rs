@@ -1,6 +1,8 @@
 //! Media attributes a client attaches to an upload and MPS `AddMedia` receives, checked
 //! against AddMedia's limits when the upload is requested, not when processing fails later.
 
+pub mod content;
+
 use std::sync::LazyLock;
 
 use regex::Regex;

@@ -1,0 +1,210 @@
+//! What an object's first bytes say it is. Extensions are chosen by the uploader; the
+//! container's magic bytes are not, so a `.mp4` that is really a ZIP, an executable or a page
+//! of HTML is told apart before any workflow sees it. `infer` knows most containers; the media
+//! containers it lacks (MPEG-TS, HLS playlists, RealMedia, AC-3, CAF, any ISO-BMFF brand) are
+//! checked here.
+
+/// How many leading bytes [`sniff`] needs at most: one ranged read of the object.
+pub const SNIFF_BYTES: usize = 64 * 1024;
+
+/// A verdict on an object's first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Content {
+    /// A media container (its MIME type).
+    Media(&'static str),
+    /// Positively something else: an archive, executable, document, font, page or still image.
+    Other(&'static str),
+    /// No signature recognised (several listed formats have none that is reliable).
+    Unknown,
+}
+
+/// Identifies the container of an object whose name has `extension` (lower case) from its
+/// first bytes. GIF counts as media (MPS transcodes it); a JPEG stream is media only as
+/// `.mjpeg`, and a JPEG 2000 file only when its brand is Motion JPEG 2000.
+pub fn sniff(head: &[u8], extension: Option<&str>) -> Content {
+    if let Some(media) = missing_from_infer(head) {
+        return Content::Media(media);
+    }
+    let Some(kind) = infer::get(head) else {
+        return Content::Unknown;
+    };
+    let mime = kind.mime_type();
+    match kind.matcher_type() {
+        infer::MatcherType::Audio | infer::MatcherType::Video => Content::Media(mime),
+        _ if mime == "image/gif" || mime == "application/x-shockwave-flash" => Content::Media(mime),
+        _ if mime == "image/jpeg" && matches!(extension, Some("mjpeg")) => {
+            Content::Media("video/x-motion-jpeg")
+        }
+        _ if mime == "image/jp2" && iso_brand(head) == Some(*b"mjp2") => {
+            Content::Media("video/mj2")
+        }
+        _ if iso_brand(head).is_some() && mime != "image/heif" && mime != "image/avif" => {
+            Content::Media("video/mp4")
+        }
+        _ => Content::Other(mime),
+    }
+}
+
+fn missing_from_infer(head: &[u8]) -> Option<&'static str> {
+    // MPEG transport streams: a sync byte every 188 bytes (every 192 in M2TS, after a
+    // four-byte timestamp). Two packets are enough to tell them from chance.
+    let sync = |first: usize, step: usize| {
+        head.len() > first + step && head[first] == 0x47 && head[first + step] == 0x47
+    };
+    if sync(0, 188) || sync(4, 192) {
+        return Some("video/mp2t");
+    }
+    let text = head.strip_prefix(b"\xef\xbb\xbf").unwrap_or(head);
+    if text.starts_with(b"#EXTM3U") {
+        return Some("application/vnd.apple.mpegurl");
+    }
+    if head.starts_with(b".RMF") {
+        return Some("application/vnd.rn-realmedia");
+    }
+    if head.starts_with(b".ra\xfd") {
+        return Some("audio/x-pn-realaudio");
+    }
+    if head.starts_with(b"caff") {
+        return Some("audio/x-caf");
+    }
+    if head.starts_with(b"\x0b\x77") && head.len() > 5 {
+        return Some("audio/ac3");
+    }
+    // ISO base media files that `infer` does not name (3GP, F4V, other brands) are still
+    // media unless their brand is a still-image one, which `infer` names.
+    if let Some(brand) = iso_brand(head)
+        && infer::get(head).is_none()
+        && !matches!(
+            &brand,
+            b"heic" | b"heix" | b"mif1" | b"msf1" | b"avif" | b"avis"
+        )
+    {
+        return Some("video/mp4");
+    }
+    None
+}
+
+/// The major brand of an ISO base media file (`ftyp` box first), or of a JPEG 2000 file
+/// (signature box, then `ftyp`).
+fn iso_brand(head: &[u8]) -> Option<[u8; 4]> {
+    let at = if head.get(4..8) == Some(b"ftyp") {
+        8
+    } else if head.get(16..20) == Some(b"ftyp") {
+        20
+    } else {
+        return None;
+    };
+    head.get(at..at + 4)?.try_into().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ftyp(brand: &[u8; 4]) -> Vec<u8> {
+        let mut b = vec![0, 0, 0, 0x18];
+        b.extend_from_slice(b"ftyp");
+        b.extend_from_slice(brand);
+        b.extend_from_slice(&[0, 0, 0, 0]);
+        b.extend_from_slice(brand);
+        b.extend_from_slice(b"mp41");
+        b
+    }
+
+    /// Real files are longer than their signatures, and some matchers need the context.
+    fn padded(mut head: Vec<u8>) -> Vec<u8> {
+        head.resize(head.len().max(512), 0);
+        head
+    }
+
+    fn transport_stream(packet: usize, offset: usize) -> Vec<u8> {
+        let mut b = vec![0u8; packet * 3];
+        for p in 0..3 {
+            b[p * packet + offset] = 0x47;
+        }
+        b
+    }
+
+    #[test]
+    fn media_containers_are_media() {
+        let riff = |form: &[u8; 4]| [b"RIFF\x24\x00\x00\x00".as_slice(), form, b"fmt "].concat();
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (ftyp(b"isom"), "video/mp4"),
+            (ftyp(b"3gp5"), "video/mp4"),
+            (ftyp(b"M4A "), "audio/m4a"),
+            (ftyp(b"qt  "), "video/quicktime"),
+            (
+                b"\x1a\x45\xdf\xa3\x93\x42\x82\x88matroska".to_vec(),
+                "video/x-matroska",
+            ),
+            (b"ID3\x04\x00\x00\x00\x00\x00\x00".to_vec(), "audio/mpeg"),
+            (b"\xff\xfb\x90\x64\x00\x00\x00\x00".to_vec(), "audio/mpeg"),
+            (riff(b"WAVE"), "audio/x-wav"),
+            (riff(b"AVI "), "video/x-msvideo"),
+            (b"fLaC\x00\x00\x00\x22".to_vec(), "audio/x-flac"),
+            (b"FLV\x01\x05\x00\x00\x00\x09".to_vec(), "video/x-flv"),
+            (transport_stream(188, 0), "video/mp2t"),
+            (transport_stream(192, 4), "video/mp2t"),
+            (
+                b"\xef\xbb\xbf#EXTM3U\n#EXT-X-VERSION:3\n".to_vec(),
+                "application/vnd.apple.mpegurl",
+            ),
+            (
+                b".RMF\x00\x00\x00\x12".to_vec(),
+                "application/vnd.rn-realmedia",
+            ),
+            (b"GIF89a\x01\x00\x01\x00".to_vec(), "image/gif"),
+        ];
+        for (head, mime) in cases {
+            assert_eq!(
+                sniff(&padded(head.clone()), Some("mp4")),
+                Content::Media(mime),
+                "{head:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn other_files_are_named_and_unknown_bytes_are_unknown() {
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (
+                b"PK\x03\x04\x14\x00\x00\x00\x08\x00".to_vec(),
+                "application/zip",
+            ),
+            (
+                b"MZ\x90\x00\x03\x00\x00\x00".to_vec(),
+                "application/vnd.microsoft.portable-executable",
+            ),
+            (
+                b"\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00".to_vec(),
+                "application/x-executable",
+            ),
+            (b"%PDF-1.7\n%\xe2\xe3\xcf\xd3".to_vec(), "application/pdf"),
+            (b"<!DOCTYPE html><html><body>".to_vec(), "text/html"),
+            (
+                b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR".to_vec(),
+                "image/png",
+            ),
+            (b"\xff\xd8\xff\xe0\x00\x10JFIF\x00".to_vec(), "image/jpeg"),
+            (ftyp(b"heic"), "image/heif"),
+        ];
+        for (head, mime) in cases {
+            let got = sniff(&padded(head), Some("mp4"));
+            assert!(
+                matches!(got, Content::Other(m) if m == mime),
+                "{mime}: {got:?}"
+            );
+        }
+        assert_eq!(sniff(b"just some words", Some("mp4")), Content::Unknown);
+        assert_eq!(sniff(b"", None), Content::Unknown);
+    }
+
+    #[test]
+    fn a_few_still_image_formats_are_media_under_their_own_names() {
+        let jpeg = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00";
+        assert!(matches!(sniff(jpeg, Some("mjpeg")), Content::Media(_)));
+        let mut mj2 = b"\x00\x00\x00\x0cjP  \r\n\x87\n\x00\x00\x00\x14ftyp".to_vec();
+        mj2.extend_from_slice(b"mjp2\x00\x00\x00\x00mjp2");
+        assert_eq!(sniff(&mj2, Some("mj2")), Content::Media("video/mj2"));
+    }
+}
