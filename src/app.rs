@@ -15,6 +15,7 @@ use crate::notifications::keys::KeyStore;
 use crate::processing::mps::MpsClient;
 use crate::processing::webhook::WebhookClient;
 use crate::processing::{Sinks, Worker};
+use crate::storage::reader::{ReaderSettings, StoreReader};
 use crate::store::Store;
 use crate::sts::{AliyunSts, AwsSts, Sts};
 use crate::workflows::WorkflowDef;
@@ -88,11 +89,19 @@ impl App {
             }),
             Duration::from_millis(config.mps.timeout_ms),
         )?;
+        let reader = ReaderSettings::new(
+            &config.storage,
+            (&config.sts.access_key_id, &config.sts.access_key_secret),
+        );
         Ok(Sinks {
             mps: Arc::new(mps),
             webhook: Arc::new(WebhookClient::new(Duration::from_millis(
                 config.processing.webhook_timeout_ms,
             ))?),
+            objects: Arc::new(StoreReader::new(
+                &reader,
+                crate::upstream::client(Duration::from_secs(10))?,
+            )?),
         })
     }
 
@@ -121,6 +130,8 @@ impl App {
         let wake_worker = Arc::new(Notify::new());
         let worker = Arc::new(Worker::new(
             &config.processing,
+            &config.verification,
+            config.storage.max_upload_bytes,
             sinks,
             Duration::from_secs(config.server.shutdown_timeout_seconds),
             store.clone(),
@@ -166,6 +177,7 @@ impl App {
             prefix: &self.prefix,
             region: &self.config.storage.region,
             max_upload_bytes: self.config.storage.max_upload_bytes,
+            verify: self.config.verification.enabled,
         }
     }
 }

@@ -14,6 +14,7 @@ use url::Url;
 pub use crate::auth::AuthConfig;
 pub use crate::credentials::limits::LimitsConfig;
 pub use crate::notifications::NotificationsConfig;
+pub use crate::processing::verify::{UnknownContent, VerificationConfig};
 pub use crate::processing::{MpsConfig, ProcessingConfig};
 pub use crate::storage::{CredentialScope, PostSigning, Provider, StorageConfig};
 pub use crate::store::DatabaseConfig;
@@ -35,6 +36,7 @@ pub struct Config {
     pub mps: MpsConfig,
     pub notifications: NotificationsConfig,
     pub processing: ProcessingConfig,
+    pub verification: VerificationConfig,
     pub limits: LimitsConfig,
     /// `[[workflows]]`: loaded into the database at start (matched by name).
     pub workflows: Vec<WorkflowConfig>,
@@ -234,6 +236,18 @@ impl Config {
         }
         if let Err(e) = crate::credentials::KeyPrefix::parse(&s.prefix) {
             p(format!("storage.prefix: {e}"));
+        }
+        if let Some(endpoint) = &s.internal_endpoint {
+            match secure_url(endpoint) {
+                Err(e) => p(format!("storage.internal_endpoint: {e}")),
+                Ok(url) if url.path() != "/" || url.query().is_some() => p(format!(
+                    "storage.internal_endpoint: {endpoint:?} must be scheme://host[:port] only"
+                )),
+                Ok(_) => {}
+            }
+        }
+        if s.access_key_id.is_some() != s.access_key_secret.is_some() {
+            p("storage.access_key_id and storage.access_key_secret: set both, or neither (the sts keys are used)".into());
         }
 
         let t = &self.sts;

@@ -442,6 +442,9 @@ pub struct AdminUploadView {
     media: serde_json::Value,
     created_at: String,
     uploaded_at: Option<String>,
+    /// The verification jobs of the announced object (sink `verify`): attempts, and the
+    /// reason in `last_error` when it was rejected.
+    verification: Vec<TriggerAdminView>,
     triggers: Vec<TriggerAdminView>,
     events: Vec<EventView>,
 }
@@ -463,7 +466,12 @@ pub async fn get_upload(
         .get_upload(&id)
         .await?
         .ok_or_else(ApiError::not_found)?;
-    let triggers = app.store.triggers_for_upload(&id).await?;
+    let (verification, triggers): (Vec<_>, Vec<_>) = app
+        .store
+        .triggers_for_upload(&id)
+        .await?
+        .into_iter()
+        .partition(|t| t.sink == crate::processing::verify::VERIFY_SINK);
     let events = app
         .store
         .events_for_object(&u.bucket, &u.object_key)
@@ -483,6 +491,7 @@ pub async fn get_upload(
         state_reason: u.state_reason,
         created_at: rfc3339_millis(u.created_at),
         uploaded_at: u.uploaded_at.map(rfc3339_millis),
+        verification: verification.into_iter().map(Into::into).collect(),
         triggers: triggers.into_iter().map(Into::into).collect(),
         events: events.into_iter().map(Into::into).collect(),
     }))

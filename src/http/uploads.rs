@@ -22,6 +22,7 @@ use crate::credentials::Scope;
 use crate::credentials::forms::PostForm;
 use crate::credentials::issue::Delivery;
 use crate::media::{MediaAttributes, MediaAttributesInput};
+use crate::processing::verify::VERIFY_SINK;
 use crate::store::UploadRow;
 use crate::sts::Credentials;
 use crate::uploads::callback::OssCallbackParams;
@@ -218,6 +219,8 @@ pub struct UploadView {
     size: Option<i64>,
     content_type: Option<String>,
     state: UploadState,
+    /// Why it was skipped or rejected: `not_media`, `no_matching_workflow`, `size_mismatch`,
+    /// `too_large`, `object_missing`, `symlink`, `empty` or `not_verifiable`.
     #[serde(skip_serializing_if = "Option::is_none")]
     state_reason: Option<String>,
     #[schema(value_type = MediaAttributes)]
@@ -236,6 +239,8 @@ const USER_REASONS: &[&str] = &[
     "too_large",
     "object_missing",
     "symlink",
+    "empty",
+    "not_verifiable",
 ];
 
 /// A trigger as its upload's owner sees it: state and a fixed reason, never a receiver's or
@@ -306,8 +311,10 @@ pub async fn get(
 ) -> Result<axum::Json<UploadView>, ApiError> {
     let upload = owned_upload(&app, &principal, &id).await?;
     let triggers = app.store.triggers_for_upload(&upload.id).await?;
+    // Verification is the upload's own state to app users; operators see its attempts.
+    let workflow_triggers = triggers.into_iter().filter(|t| t.sink != VERIFY_SINK);
     Ok(axum::Json(UploadView {
-        triggers: triggers.into_iter().map(Into::into).collect(),
+        triggers: workflow_triggers.map(Into::into).collect(),
         ..upload.into()
     }))
 }

@@ -12,12 +12,25 @@ use crate::store::{
 use crate::uploads::{EventOutcome, UploadMode, UploadState, form_size_range};
 use crate::workflows::{Sink, Workflow, decide};
 
-/// Where uploads go: the input bucket, its key prefix and region, and the largest form upload.
+/// Where uploads go: the input bucket, its key prefix and region, the largest form upload,
+/// and whether announced objects are verified in the store before anything is triggered.
 pub struct StorageScope<'a> {
     pub bucket: &'a str,
     pub prefix: &'a KeyPrefix,
     pub region: &'a str,
     pub max_upload_bytes: u64,
+    pub verify: bool,
+}
+
+impl StorageScope<'_> {
+    /// Whether mediagate may read `key` in `bucket` with its service keys: only under the
+    /// upload prefix of the input bucket.
+    fn readable(&self, bucket: &str, key: &str) -> bool {
+        bucket == self.bucket
+            && key.len() > self.prefix.as_str().len()
+            && key.starts_with(self.prefix.as_str())
+            && !key.ends_with('/')
+    }
 }
 
 /// Why an object announced for a form upload must not be processed: its size is outside the
@@ -142,7 +155,7 @@ pub async fn accept(
                 bucket: event.bucket.clone(),
                 object_key: event.key.clone(),
                 file_name,
-                size: event.size,
+                size: event.size.filter(|_| !storage.verify),
                 content_type: event.content_type.clone(),
                 mode: UploadMode::External,
                 media: serde_json::to_string(&media)?,
@@ -174,13 +187,19 @@ pub async fn accept(
         size: event.size,
         content_type: event.content_type.clone(),
         media,
+        container: None,
+        rejected: None,
     };
-    let oversize = existing
-        .as_ref()
-        .and_then(|u| form_size_violation(u, event.size, storage.max_upload_bytes));
-    let plan = match oversize {
-        Some((code, detail)) => Plan::skip(code, detail),
-        None => Plan::for_object(&store.list_workflows().await?, &object)?,
+    let plan = if storage.verify {
+        Plan::verify(storage, &store.list_workflows().await?, &object)?
+    } else {
+        match existing
+            .as_ref()
+            .and_then(|u| form_size_violation(u, event.size, storage.max_upload_bytes))
+        {
+            Some((code, detail)) => Plan::skip(code, detail),
+            None => Plan::for_object(&store.list_workflows().await?, &object)?,
+        }
     };
     row.outcome = plan.outcome();
     row.reason = plan.detail;
@@ -191,6 +210,7 @@ pub async fn accept(
             upload: change,
             upload_state: plan.upload_state,
             upload_reason: plan.code.map(str::to_owned),
+            upload_size: event.size.filter(|_| !storage.verify),
             triggers: plan.triggers,
         })
         .await
@@ -242,10 +262,16 @@ pub async fn reprocess(
         size: latest.size,
         content_type: latest.content_type.clone(),
         media: serde_json::from_str(&upload.media).unwrap_or_default(),
+        container: None,
+        rejected: None,
     };
-    let plan = match form_size_violation(&upload, latest.size, storage.max_upload_bytes) {
-        Some((code, detail)) => Plan::skip(code, detail),
-        None => Plan::for_object(&store.list_workflows().await?, &object)?,
+    let plan = if storage.verify {
+        Plan::verify(storage, &store.list_workflows().await?, &object)?
+    } else {
+        match form_size_violation(&upload, latest.size, storage.max_upload_bytes) {
+            Some((code, detail)) => Plan::skip(code, detail),
+            None => Plan::for_object(&store.list_workflows().await?, &object)?,
+        }
     };
     let (state, queued) = (plan.upload_state, plan.triggers.len());
     let detail = serde_json::json!({
@@ -257,7 +283,7 @@ pub async fn reprocess(
     let write = Reprocess {
         upload_id: upload.id.clone(),
         event_id: latest.id.clone(),
-        size: latest.size,
+        size: latest.size.filter(|_| !storage.verify),
         upload_state: state,
         upload_reason: plan.code.map(str::to_owned),
         triggers: plan.triggers,
@@ -291,6 +317,59 @@ impl Plan {
             code: Some(code),
             detail: Some(detail),
         }
+    }
+
+    /// The verification job for an announced object a workflow would take; a skip when none
+    /// would (nothing to verify) or when mediagate may not read it.
+    fn verify(
+        storage: &StorageScope<'_>,
+        workflows: &[Workflow],
+        object: &Delivery,
+    ) -> anyhow::Result<Plan> {
+        let matching = Plan::for_object(workflows, object)?;
+        if matching.triggers.is_empty() {
+            return Ok(matching);
+        }
+        if !storage.readable(&object.bucket, &object.object_key) {
+            return Ok(Plan::skip(
+                "not_verifiable",
+                "outside the upload prefix of the input bucket: not read, not processed".into(),
+            ));
+        }
+        Ok(Plan {
+            triggers: vec![NewTrigger {
+                id: uuid::Uuid::now_v7().to_string(),
+                workflow_id: String::new(),
+                workflow_name: "verification".into(),
+                sink: super::verify::VERIFY_SINK.into(),
+                payload: serde_json::to_string(object)?,
+            }],
+            upload_state: UploadState::Uploaded,
+            code: None,
+            detail: None,
+        })
+    }
+
+    /// After verification refused `object`: a `upload.rejected` notice for each webhook
+    /// workflow that would otherwise have taken it (MPS has nothing to be told).
+    pub fn rejected(
+        workflows: &[Workflow],
+        object: &Delivery,
+        code: &'static str,
+        detail: String,
+    ) -> anyhow::Result<Plan> {
+        let notice = Delivery {
+            rejected: Some(code.to_owned()),
+            ..object.clone()
+        };
+        let mut plan = Plan::for_object(workflows, &notice)?;
+        plan.triggers.retain(|t| t.sink == "webhook");
+        Ok(Plan {
+            triggers: plan.triggers,
+            upload_state: UploadState::Rejected,
+            code: Some(code),
+            detail: Some(detail),
+        })
     }
 
     /// One trigger per workflow `object` matches, each carrying the object's attributes.

@@ -3,6 +3,7 @@
 
 mod intake;
 pub mod mps;
+pub mod verify;
 pub mod webhook;
 mod worker;
 
@@ -27,11 +28,13 @@ pub trait Sink: Send + Sync {
     ) -> Result<Delivered, DeliveryError>;
 }
 
-/// The sink of each kind a worker delivers to.
+/// The sink of each kind a worker delivers to, and the object store its verification jobs
+/// read.
 #[derive(Clone)]
 pub struct Sinks {
     pub mps: std::sync::Arc<dyn Sink>,
     pub webhook: std::sync::Arc<dyn Sink>,
+    pub objects: std::sync::Arc<dyn crate::storage::reader::ObjectReader>,
 }
 pub use worker::Worker;
 
@@ -56,6 +59,13 @@ pub struct Delivery {
     pub size: Option<i64>,
     pub content_type: Option<String>,
     pub media: MediaAttributes,
+    /// The container the object's first bytes identify, once verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// Set on the notice a webhook gets when verification refused an object a workflow would
+    /// otherwise have taken: the reason code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected: Option<String>,
 }
 
 /// A successful delivery.

@@ -43,6 +43,10 @@ impl super::Sink for MpsClient {
         delivery: &Delivery,
     ) -> Result<Delivered, DeliveryError> {
         match target {
+            // Rejected objects are never sent for processing; only webhooks hear of them.
+            _ if delivery.rejected.is_some() => Err(DeliveryError::Fatal(
+                "a rejected object reached the MPS sink".into(),
+            )),
             crate::workflows::Sink::Mps { media_workflow_id } => {
                 self.add_media(delivery, media_workflow_id).await
             }
@@ -293,6 +297,8 @@ mod tests {
             size: Some(122_539),
             content_type: Some("video/mp4".into()),
             media,
+            container: None,
+            rejected: None,
         }
     }
 

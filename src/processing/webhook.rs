@@ -107,11 +107,13 @@ impl WebhookClient {
 }
 
 /// The event body: the trigger id (stable across attempts), the attempt number, the object
-/// and its media attributes, and `timestamp` (RFC 3339, the same instant as the
-/// `webhook-timestamp` header).
+/// (as the store has it once verified, with the `container` its first bytes identify) and
+/// its media attributes, and `timestamp` (RFC 3339, the same instant as the
+/// `webhook-timestamp` header). `upload.rejected` says an object the workflow would have
+/// taken failed verification, with the `reason`.
 pub fn payload(delivery: &Delivery, now: DateTime<Utc>) -> Value {
-    json!({
-        "type": "upload.completed",
+    let mut body = json!({
+        "type": if delivery.rejected.is_some() { "upload.rejected" } else { "upload.completed" },
         "id": delivery.trigger_id,
         "attempt": delivery.attempt,
         "workflow": delivery.workflow,
@@ -124,7 +126,14 @@ pub fn payload(delivery: &Delivery, now: DateTime<Utc>) -> Value {
         "content_type": delivery.content_type,
         "media": delivery.media,
         "timestamp": now.to_rfc3339_opts(SecondsFormat::Secs, true),
-    })
+    });
+    if let Some(container) = &delivery.container {
+        body["container"] = json!(container);
+    }
+    if let Some(reason) = &delivery.rejected {
+        body["reason"] = json!(reason);
+    }
+    body
 }
 
 /// Classifies a non-2xx (or 2xx) receiver response from its status and the head of its body.
@@ -191,6 +200,8 @@ mod tests {
                 tags: vec!["a".into(), "b".into()],
                 ..MediaAttributes::default()
             },
+            container: None,
+            rejected: None,
         }
     }
 
@@ -281,6 +292,15 @@ mod tests {
             ..delivery()
         };
         assert_eq!(payload(&empty, now)["media"], json!({}));
+        let notice = Delivery {
+            rejected: Some("not_media".into()),
+            container: Some("video/mp4".into()),
+            ..delivery()
+        };
+        let body = payload(&notice, now);
+        assert_eq!(body["type"], "upload.rejected");
+        assert_eq!(body["reason"], "not_media");
+        assert_eq!(body["container"], "video/mp4");
     }
 
     #[test]

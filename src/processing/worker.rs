@@ -1,7 +1,6 @@
 //! The worker: claims due triggers, delivers them to their sink, and records the outcome with
 //! exponential backoff and jitter until the retry budget is spent, then `dead`.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
@@ -9,14 +8,17 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tracing::{info, warn};
 
+use super::intake::Plan;
+use super::verify::{VERIFY_SINK, Verdict, VerificationConfig, Verifier};
 use super::{Delivered, Delivery, DeliveryError};
 use super::{ProcessingConfig, Sinks};
-use crate::store::{Claimed, Outcome, Store, now_millis};
+use crate::store::{Claimed, Outcome, Store, VerifiedWrite, now_millis};
 use crate::workflows::{Sink as Target, Workflow};
 
 pub struct Worker {
     store: Store,
     sinks: Sinks,
+    verifier: Verifier,
     max_attempts: u32,
     backoff_base: Duration,
     backoff_max: Duration,
@@ -36,6 +38,8 @@ impl Worker {
     /// get `grace` to finish.
     pub fn new(
         p: &ProcessingConfig,
+        verification: &VerificationConfig,
+        max_form_bytes: u64,
         sinks: Sinks,
         grace: Duration,
         store: Store,
@@ -43,6 +47,7 @@ impl Worker {
     ) -> Worker {
         Worker {
             store,
+            verifier: Verifier::new(sinks.objects.clone(), verification, max_form_bytes),
             sinks,
             max_attempts: p.max_attempts.max(1),
             backoff_base: Duration::from_millis(p.backoff_base_ms),
@@ -85,13 +90,7 @@ impl Worker {
         }
         // The workflows as they are now, read once per batch: a deleted workflow ends its
         // triggers, a changed URL or secret applies to the next attempt.
-        let workflows: HashMap<String, Workflow> = self
-            .store
-            .list_workflows()
-            .await?
-            .into_iter()
-            .map(|w| (w.id.clone(), w))
-            .collect();
+        let workflows = self.store.list_workflows().await?;
         let attempts = claimed.into_iter().map(|t| self.attempt(t, &workflows));
         for result in futures_util::future::join_all(attempts).await {
             if let Err(e) = result {
@@ -169,18 +168,18 @@ impl Worker {
         }
     }
 
-    async fn attempt(
-        &self,
-        t: Claimed,
-        workflows: &HashMap<String, Workflow>,
-    ) -> anyhow::Result<()> {
+    async fn attempt(&self, t: Claimed, workflows: &[Workflow]) -> anyhow::Result<()> {
         let attempt = u32::try_from(t.attempts).unwrap_or(u32::MAX);
         let outcome = match serde_json::from_str::<Delivery>(&t.payload) {
+            Ok(delivery) if t.sink == VERIFY_SINK => self
+                .verify(&t, delivery, workflows)
+                .await
+                .map(Done::Verified),
             Ok(mut delivery) => {
                 delivery.trigger_id = t.id.clone();
                 delivery.attempt = attempt;
-                match workflows.get(&t.workflow_id) {
-                    Some(w) => self.deliver(w, &delivery).await,
+                match workflows.iter().find(|w| w.id == t.workflow_id) {
+                    Some(w) => self.deliver(w, &delivery).await.map(Done::Delivered),
                     None => Err(DeliveryError::Fatal("workflow was deleted".into())),
                 }
             }
@@ -189,10 +188,11 @@ impl Worker {
             ))),
         };
         let outcome = match outcome {
-            Ok(Delivered { media_id }) => {
+            Ok(Done::Delivered(Delivered { media_id })) => {
                 info!(trigger = %t.id, workflow = %t.workflow_name, attempt, "trigger delivered");
                 Outcome::Delivered { media_id }
             }
+            Ok(Done::Verified(write)) => Outcome::Verified(Box::new(write)),
             Err(DeliveryError::Retry(reason)) if attempt < self.max_attempts => {
                 let delay =
                     crate::upstream::backoff(attempt - 1, self.backoff_base, self.backoff_max)
@@ -212,7 +212,7 @@ impl Worker {
             }
         };
         let state = match &outcome {
-            Outcome::Delivered { .. } => "delivered",
+            Outcome::Delivered { .. } | Outcome::Verified(_) => "delivered",
             Outcome::Failed {
                 retry_at: Some(_), ..
             } => "failed",
@@ -237,6 +237,56 @@ impl Worker {
         }
     }
 
+    /// Verifies the object a job announces and plans what follows: the store's attributes
+    /// and the matching workflows' triggers, or the rejection and its notices.
+    async fn verify(
+        &self,
+        job: &Claimed,
+        announced: Delivery,
+        workflows: &[Workflow],
+    ) -> Result<VerifiedWrite, DeliveryError> {
+        let upload = match &job.upload_id {
+            Some(id) => self
+                .store
+                .get_upload(id)
+                .await
+                .map_err(|e| DeliveryError::Retry(format!("reading the upload: {e:#}")))?,
+            None => None,
+        };
+        let verdict = self.verifier.verify(&announced, upload.as_ref()).await?;
+        let key = announced.object_key.clone();
+        let unplanned = |e: anyhow::Error| DeliveryError::Fatal(format!("{e:#}"));
+        let (plan, size, content_type) = match verdict {
+            Verdict::Verified { head, container } => {
+                let object = Delivery {
+                    etag: head.etag,
+                    size: i64::try_from(head.size).ok(),
+                    content_type: head.content_type.clone(),
+                    container: container.map(str::to_owned),
+                    ..announced
+                };
+                let plan = Plan::for_object(workflows, &object).map_err(unplanned)?;
+                (plan, object.size, head.content_type)
+            }
+            Verdict::Rejected { code, detail } => {
+                let plan =
+                    Plan::rejected(workflows, &announced, code, detail).map_err(unplanned)?;
+                (plan, None, None)
+            }
+        };
+        let outcome = plan.code.unwrap_or("verified");
+        info!(job = %job.id, ?key, outcome, "object verified");
+        metrics::counter!("mediagate_verifications_total", "outcome" => outcome).increment(1);
+        Ok(VerifiedWrite {
+            upload_state: plan.upload_state,
+            upload_reason: plan.code.map(str::to_owned),
+            size,
+            content_type,
+            detail: plan.detail,
+            triggers: plan.triggers,
+        })
+    }
+
     async fn deliver(
         &self,
         workflow: &Workflow,
@@ -248,4 +298,10 @@ impl Worker {
         };
         sink.deliver(&workflow.def.sink, delivery).await
     }
+}
+
+/// What a job came to when it did not fail.
+enum Done {
+    Delivered(Delivered),
+    Verified(VerifiedWrite),
 }

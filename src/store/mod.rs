@@ -15,7 +15,7 @@ pub use audit::{Actor, AuditRow};
 use batch::{BatchRow, InsertBatcher, TxBatcher};
 pub use queue::{
     Claimed, EventRow, EventWrite, NewTrigger, Outcome, QueueStats, Recorded, Reprocess,
-    TriggerRow, UploadChange,
+    TriggerRow, UploadChange, VerifiedWrite,
 };
 use secrecy::SecretString;
 use serde::Deserialize;

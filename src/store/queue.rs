@@ -356,6 +356,9 @@ pub struct EventWrite {
     pub upload: UploadChange,
     pub upload_state: UploadState,
     pub upload_reason: Option<String>,
+    /// The size the upload takes from the event; `None` keeps the declared one (while the
+    /// store has not been read, the event's size is only a claim).
+    pub upload_size: Option<i64>,
     pub triggers: Vec<NewTrigger>,
 }
 
@@ -368,6 +371,7 @@ impl EventWrite {
             upload: UploadChange::None,
             upload_state: UploadState::Skipped,
             upload_reason: None,
+            upload_size: None,
             triggers: Vec::new(),
         }
     }
@@ -494,7 +498,7 @@ impl EventWrite {
                 .bind(self.upload_state.as_str())
                 .bind(&self.upload_reason)
                 .bind(event.received_at)
-                .bind(event.size)
+                .bind(self.upload_size)
                 .bind(event.received_at)
                 .bind(id)
                 .execute(&mut *conn)
@@ -584,6 +588,53 @@ pub enum Outcome {
         error: String,
         retry_at: Option<i64>,
     },
+    /// A verification job finished: the upload takes the store's attributes and its state,
+    /// and the triggers that follow are queued, in the same transaction.
+    Verified(Box<VerifiedWrite>),
+}
+
+/// What a finished verification writes.
+#[derive(Debug, Clone)]
+pub struct VerifiedWrite {
+    pub upload_state: UploadState,
+    pub upload_reason: Option<String>,
+    /// The store's size and content type (`None` when rejected before they were read).
+    pub size: Option<i64>,
+    pub content_type: Option<String>,
+    /// For operators: why it was rejected or skipped (kept as the job's `last_error`).
+    pub detail: Option<String>,
+    pub triggers: Vec<NewTrigger>,
+}
+
+impl VerifiedWrite {
+    async fn apply(&self, conn: &mut AnyConnection, job: &Claimed, now: i64) -> anyhow::Result<()> {
+        let event_id: String = sqlx::query("SELECT event_id FROM triggers WHERE id = $1")
+            .bind(&job.id)
+            .fetch_one(&mut *conn)
+            .await
+            .context("reading the verified event")?
+            .try_get(0)?;
+        for trigger in &self.triggers {
+            insert_trigger(conn, trigger, &event_id, job.upload_id.as_deref(), now).await?;
+        }
+        if let Some(upload_id) = &job.upload_id {
+            sqlx::query(
+                "UPDATE uploads SET state = $1, state_reason = $2, size = COALESCE($3, size),
+                   content_type = COALESCE($4, content_type), updated_at = $5
+                 WHERE id = $6 AND state = 'uploaded'",
+            )
+            .bind(self.upload_state.as_str())
+            .bind(&self.upload_reason)
+            .bind(self.size)
+            .bind(&self.content_type)
+            .bind(now)
+            .bind(upload_id)
+            .execute(&mut *conn)
+            .await
+            .context("recording the verified upload")?;
+        }
+        Ok(())
+    }
 }
 
 /// Records an attempt's outcome and the upload state that follows from it.
@@ -626,6 +677,23 @@ impl TxJob for OutcomeWrite {
             .execute(&mut *conn)
             .await
             .context("recording failed attempt")?,
+            Outcome::Verified(v) => {
+                let done = sqlx::query(
+                    "UPDATE triggers SET state = 'delivered', delivered_at = $1, updated_at = $1, lease_until = NULL, last_error = $2
+                     WHERE id = $3 AND claim_id = $4 AND state = 'in_flight'",
+                )
+                .bind(now)
+                .bind(&v.detail)
+                .bind(&t.id)
+                .bind(&t.claim_id)
+                .execute(&mut *conn)
+                .await
+                .context("recording verification")?;
+                if done.rows_affected() == 1 {
+                    v.apply(conn, t, now).await?;
+                }
+                done
+            }
         };
         if let Some(upload_id) = &t.upload_id {
             refresh_upload_state(conn, upload_id).await?;

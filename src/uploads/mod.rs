@@ -56,14 +56,18 @@ text_enum! {
 
 text_enum! {
     /// Where an upload is: `issued` (credentials handed out) -> `uploaded` (the object was
-    /// announced and its triggers queued) -> `triggered` (all delivered) or `failed` (one is
-    /// dead); `skipped` when nothing is processed.
+    /// announced; it is being verified in the store, then its triggers are queued) ->
+    /// `triggered` (all delivered) or `failed` (one is dead, or the store could not be read
+    /// within the retry budget); `skipped` when no workflow takes it; `rejected` when the
+    /// store's object failed verification; `expired` when no object ever came.
     pub enum UploadState {
         Issued = "issued",
         Uploaded = "uploaded",
         Triggered = "triggered",
         Skipped = "skipped",
         Failed = "failed",
+        Rejected = "rejected",
+        Expired = "expired",
     }
 }
 

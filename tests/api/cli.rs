@@ -12,8 +12,8 @@ use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
 use crate::support::{
-    ADMIN_TOKEN, JWT_SECRET, OSS_KEY_URL, S3_TOKEN, StsFake, WEBHOOK_SECRET, WebhookReceiver,
-    oss_signer, sts_fake, test_config, token_with,
+    ADMIN_TOKEN, JWT_SECRET, OSS_KEY_URL, OssFake, S3_TOKEN, StsFake, WEBHOOK_SECRET,
+    WebhookReceiver, oss_signer, sts_fake, test_config, token_with,
 };
 
 fn mediagate() -> Command {
@@ -216,6 +216,7 @@ async fn serve_vends_credentials_keeps_secrets_out_of_logs_and_stops_on_sigterm(
     let WebhookSetup {
         _sts,
         hooks,
+        oss,
         _dir,
         file,
         mut env,
@@ -272,9 +273,10 @@ async fn serve_vends_credentials_keeps_secrets_out_of_logs_and_stops_on_sigterm(
         .append_pair("bucket", "media-input")
         .append_pair("object", &key)
         .append_pair("etag", "LOGS1")
-        .append_pair("size", "10")
+        .append_pair("size", "64")
         .append_pair("upload_id", body["upload_id"].as_str().unwrap())
         .finish();
+    oss.put_media_if_absent(&key, 64, "LOGS1");
     let path = "/v1/notifications/oss-callback";
     let (signature, key_url) = oss_signer().sign(path, None, form.as_bytes());
     let callback = client
@@ -287,7 +289,14 @@ async fn serve_vends_credentials_keeps_secrets_out_of_logs_and_stops_on_sigterm(
         .await
         .unwrap();
     assert_eq!(callback.status(), 200);
-    let event = announce(&client, &address, "uploads%2Fbob%2Fx%2Fb.mp4", "LOGS2").await;
+    let event = announce(
+        &client,
+        &oss,
+        &address,
+        "uploads%2Fbob%2Fx%2Fb.mp4",
+        "LOGS2",
+    )
+    .await;
     assert_eq!(event, 200);
     let audit = client
         .get(format!("http://{address}/v1/admin/workflows"))
@@ -424,6 +433,8 @@ impl Drop for Server {
 struct WebhookSetup {
     _sts: StsFake,
     hooks: WebhookReceiver,
+    /// The input bucket the servers verify announced objects in.
+    oss: OssFake,
     _dir: tempfile::TempDir,
     file: std::path::PathBuf,
     env: Vec<(&'static str, String)>,
@@ -436,21 +447,31 @@ async fn webhook_setup(latency: Duration) -> WebhookSetup {
     let dir = tempfile::tempdir().unwrap();
     let config = test_config(&sts, dir.path()).await;
     let file = webhook_config(dir.path(), &hooks.url);
-    let env = env_for(&config);
+    let oss = OssFake::start().await;
+    let mut env = env_for(&config);
+    env.push(("MEDIAGATE__STORAGE__INTERNAL_ENDPOINT", oss.url.clone()));
     WebhookSetup {
         _sts: sts,
         hooks,
+        oss,
         _dir: dir,
         file,
         env,
     }
 }
 
-/// Announces `key` (URL-encoded, as MinIO sends it) as created through the S3 webhook of the
-/// server at `address`; the answer's status.
-async fn announce(client: &reqwest::Client, address: &str, key: &str, etag: &str) -> u16 {
+/// Puts a 64-byte MP4 at `key` (URL-encoded, as MinIO sends it) in `oss` and announces it
+/// through the S3 webhook of the server at `address`; the answer's status.
+async fn announce(
+    client: &reqwest::Client,
+    oss: &OssFake,
+    address: &str,
+    key: &str,
+    etag: &str,
+) -> u16 {
+    oss.put_media_if_absent(&key.replace("%2F", "/"), 64, etag);
     let records = json!({"Records": [{"eventName": "s3:ObjectCreated:Put", "eventSource": "minio:s3",
-        "s3": {"bucket": {"name": "media-input"}, "object": {"key": key, "eTag": etag, "size": 1}}}]});
+        "s3": {"bucket": {"name": "media-input"}, "object": {"key": key, "eTag": etag, "size": 64}}}]});
     client
         .post(format!("http://{address}/v1/notifications/s3-events"))
         .bearer_auth(S3_TOKEN)
@@ -503,6 +524,7 @@ async fn triggers_survive_a_crash() {
     let WebhookSetup {
         _sts,
         hooks,
+        oss,
         _dir,
         file,
         env,
@@ -513,7 +535,7 @@ async fn triggers_survive_a_crash() {
     let client = reqwest::Client::new();
     for i in 0..total {
         let key = format!("uploads%2Fcrash%2Fx%2F{i}.mp4");
-        let status = announce(&client, &first.address, &key, &format!("E{i}")).await;
+        let status = announce(&client, &oss, &first.address, &key, &format!("E{i}")).await;
         assert_eq!(status, 200, "{}", first.logs());
     }
     assert!(hooks.wait_for(4, Duration::from_secs(10)).await);
@@ -606,6 +628,7 @@ async fn two_instances_on_one_database_deliver_every_trigger_once() {
     let WebhookSetup {
         _sts,
         hooks,
+        oss,
         _dir,
         file,
         env,
@@ -618,11 +641,12 @@ async fn two_instances_on_one_database_deliver_every_trigger_once() {
     let client = reqwest::Client::new();
     let tasks: Vec<_> = (0..senders)
         .map(|s| {
-            let (client, addresses) = (client.clone(), addresses.clone());
+            let (client, addresses, oss) = (client.clone(), addresses.clone(), oss.clone());
             tokio::spawn(async move {
                 for i in (s..total).step_by(senders) {
                     let key = format!("uploads%2Fpair%2Fx%2F{i}.mp4");
-                    let status = announce(&client, &addresses[i % 2], &key, &format!("P{i}")).await;
+                    let status =
+                        announce(&client, &oss, &addresses[i % 2], &key, &format!("P{i}")).await;
                     assert_eq!(status, 200);
                 }
             })

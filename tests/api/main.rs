@@ -15,3 +15,4 @@ mod rgw;
 mod schemathesis;
 mod sts_errors;
 mod uploads;
+mod verification;

@@ -155,6 +155,7 @@ async fn json_callback_bodies_are_accepted() {
     app.webhook_workflow("hooks", "uploads/").await;
     let (id, key) = app.issue("alice", "a.mp4", json!({})).await;
     let body = json!({"bucket": "media-input", "object": key, "etag": "E2", "size": 12, "mimeType": "video/mp4", "upload_id": id}).to_string();
+    app.oss.put_media_if_absent(&key, 12, "E2");
     let path = "/v1/notifications/oss-callback";
     let (authorization, key_url) = oss_signer().sign(path, None, body.as_bytes());
     let response = app
@@ -506,6 +507,8 @@ async fn mns_pushed_oss_events_are_verified_and_recorded() {
          "oss": {"bucket": {"name": "media-input"}, "object": {"key": encoded, "size": 122539, "eTag": "688A7BF4F233DC9C88A80BF985AB7329"}},
          "xVars": {"x:title": "from the event"}}
     ]});
+    app.oss
+        .put_media_if_absent(&key, 122539, "688A7BF4F233DC9C88A80BF985AB7329");
     let response = mns_push(&app, &message, &http_date(), false).await;
     assert_eq!(response.status(), 200);
     let tally: Value = response.json().await.unwrap();

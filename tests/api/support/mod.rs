@@ -3,6 +3,7 @@
 
 pub mod mps_fake;
 pub mod notify;
+pub mod oss_fake;
 pub mod rpc;
 pub mod sts_fake;
 pub mod webhook_receiver;
@@ -20,6 +21,7 @@ use tokio::sync::oneshot;
 
 pub use mps_fake::MpsFake;
 pub use notify::{MnsSigner, OssSigner};
+pub use oss_fake::OssFake;
 pub use sts_fake::StsFake;
 pub use webhook_receiver::WebhookReceiver;
 
@@ -49,6 +51,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub sts: StsFake,
     pub mps: MpsFake,
+    /// The input bucket mediagate verifies announced objects in.
+    pub oss: OssFake,
     pub hooks: WebhookReceiver,
     pub app: Arc<App>,
     shutdown: Option<oneshot::Sender<()>>,
@@ -128,10 +132,12 @@ impl TestApp {
     pub async fn spawn_at(address: &str, customise: impl FnOnce(&mut Config)) -> TestApp {
         let sts = StsFake::start().await;
         let mps = MpsFake::start().await;
+        let oss = OssFake::start().await;
         let hooks = WebhookReceiver::start(WEBHOOK_SECRET).await;
         let dir = tempfile::tempdir().unwrap();
         let mut config = test_config(&sts, dir.path()).await;
         config.mps.endpoint = mps.url.clone();
+        config.storage.internal_endpoint = Some(oss.url.clone());
         customise(&mut config);
         assert_eq!(config.validate(), Vec::<String>::new());
         let app = App::build(config).await.expect("app builds");
@@ -147,6 +153,7 @@ impl TestApp {
             client: reqwest::Client::new(),
             sts,
             mps,
+            oss,
             hooks,
             app,
             shutdown: Some(tx),
@@ -184,8 +191,29 @@ impl TestApp {
 }
 
 impl TestApp {
-    /// Sends a signed OSS upload callback with a form body, as OSS does.
+    /// Puts what `events` announce into the bucket, as an uploader would have: an MP4 of the
+    /// announced size and ETag for each object in the input bucket that is not there yet.
+    /// Tests about objects the store does not have, or has other bytes for, put (or leave
+    /// out) those first.
+    fn stage(&self, events: &[mediagate::processing::ObjectEvent]) {
+        for e in events.iter().filter(|e| e.bucket == oss_fake::BUCKET) {
+            let size = e.size.and_then(|s| usize::try_from(s).ok()).unwrap_or(1024);
+            self.oss
+                .put_media_if_absent(&e.key, size.min(1 << 20), &e.etag);
+        }
+    }
+
+    /// Sends a signed OSS upload callback with a form body, as OSS does, for an object in
+    /// the bucket.
     pub async fn oss_callback(&self, form: &str) -> reqwest::Response {
+        if let Ok(event) = mediagate::notifications::oss::callback_event(form.as_bytes(), false) {
+            self.stage(&[event]);
+        }
+        self.oss_callback_only(form).await
+    }
+
+    /// Sends a signed OSS upload callback, whatever the bucket holds.
+    pub async fn oss_callback_only(&self, form: &str) -> reqwest::Response {
         let path = "/v1/notifications/oss-callback";
         let (authorization, key_url) = oss_signer().sign(path, None, form.as_bytes());
         self.client
@@ -217,7 +245,16 @@ impl TestApp {
         self.oss_callback(&form).await
     }
 
+    /// Sends an S3 event notification for objects in the bucket.
     pub async fn s3_event(&self, body: &Value) -> reqwest::Response {
+        if let Ok(parsed) = mediagate::notifications::s3::s3_events(body.to_string().as_bytes()) {
+            self.stage(&parsed.events);
+        }
+        self.s3_event_only(body).await
+    }
+
+    /// Sends an S3 event notification, whatever the bucket holds.
+    pub async fn s3_event_only(&self, body: &Value) -> reqwest::Response {
         self.client
             .post(self.url("/v1/notifications/s3-events"))
             .bearer_auth(S3_TOKEN)
@@ -283,6 +320,9 @@ impl TestApp {
         let path = "/v1/notifications/oss-events";
         let body = base64::engine::general_purpose::STANDARD
             .encode(json!({ "events": events }).to_string());
+        if let Ok(parsed) = mediagate::notifications::mns::oss_events(body.as_bytes()) {
+            self.stage(&parsed.events);
+        }
         let mut request = self.client.post(self.url(path));
         for (name, value) in mns_signer().headers_from(owner, topic, path, &body, &http_date()) {
             request = request.header(name, value);

@@ -1,6 +1,8 @@
 //! The input bucket as mediagate and its clients address it: the provider, the bucket's
 //! endpoint and addressing style, what credentials cover, and the bucket-name rules.
 
+pub mod reader;
+
 use serde::Deserialize;
 use url::Url;
 
@@ -87,6 +89,14 @@ pub struct StorageConfig {
     /// `MEDIAGATE__STORAGE__PATH_STYLE`, default false: S3 URLs as `{endpoint}/{bucket}/key`
     /// rather than `{bucket}.{endpoint host}` (RGW and MinIO without wildcard DNS).
     pub path_style: bool,
+    /// `MEDIAGATE__STORAGE__ACCESS_KEY_ID` / `..._SECRET`: the service keys mediagate reads
+    /// the input bucket with (HEAD, ranged GET); default: the `sts` keys.
+    pub access_key_id: Option<String>,
+    pub access_key_secret: Option<secrecy::SecretString>,
+    /// `MEDIAGATE__STORAGE__INTERNAL_ENDPOINT`: where mediagate itself reads the bucket when
+    /// that differs from what clients upload to (OSS's `-internal` endpoint from inside the
+    /// region, a private address); default `endpoint`.
+    pub internal_endpoint: Option<String>,
 }
 
 impl StorageConfig {
@@ -118,10 +128,25 @@ impl StorageConfig {
         let Ok(url) = Url::parse(&self.endpoint) else {
             return self.path_style;
         };
-        let bare_host = !matches!(url.host(), Some(url::Host::Domain(d)) if d != "localhost");
-        self.path_style || bare_host || (self.bucket.contains('.') && url.scheme() == "https")
+        self.path_style
+            || is_bare_host(&self.endpoint)
+            || (self.bucket.contains('.') && url.scheme() == "https")
+    }
+
+    /// Where mediagate itself reads the bucket: `internal_endpoint`, else `endpoint`.
+    pub fn read_endpoint(&self) -> &str {
+        self.internal_endpoint.as_deref().unwrap_or(&self.endpoint)
     }
 }
+
+/// Whether `endpoint` is an IP address or `localhost`, where no bucket host name can resolve
+/// (a local store, or a stand-in for one).
+pub fn is_bare_host(endpoint: &str) -> bool {
+    Url::parse(endpoint)
+        .is_ok_and(|url| !matches!(url.host(), Some(url::Host::Domain(d)) if d != "localhost"))
+}
+
+impl StorageConfig {}
 
 impl Default for StorageConfig {
     fn default() -> Self {
@@ -135,6 +160,9 @@ impl Default for StorageConfig {
             max_upload_bytes: MAX_POST_OBJECT_BYTES,
             path_style: false,
             post_signing: PostSigning::Session,
+            access_key_id: None,
+            access_key_secret: None,
+            internal_endpoint: None,
         }
     }
 }

@@ -1,0 +1,299 @@
+//! Verification: a notification is a hint, the store is the truth. Before an announced object
+//! triggers anything, it is looked up in the store with the service keys: it must exist, its
+//! size, ETag and content type are the store's, its size must be what the upload allowed, and
+//! its first bytes must be a media container. Runs as a queued job (sink `verify`) with the
+//! deliveries' retries, so a store outage delays verification and never loses it.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use super::{Delivery, DeliveryError};
+use crate::media::content::{Content, SNIFF_BYTES, sniff};
+use crate::storage::reader::{Lookup, ObjectHead, ObjectReader, ReadError};
+use crate::store::UploadRow;
+use crate::uploads::{UploadMode, form_size_range};
+
+/// The queue's sink name for verification jobs.
+pub const VERIFY_SINK: &str = "verify";
+
+/// `[verification]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VerificationConfig {
+    /// `MEDIAGATE__VERIFICATION__ENABLED`, default true: look every announced object up in
+    /// the store before it triggers anything.
+    pub enabled: bool,
+    /// `MEDIAGATE__VERIFICATION__CONTENT_SNIFF`, default true: its first bytes must be a media
+    /// container.
+    pub content_sniff: bool,
+    /// `MEDIAGATE__VERIFICATION__UNKNOWN_CONTENT`: `accept` (default) or `reject` bytes no
+    /// signature identifies (several listed formats have none that is reliable).
+    pub unknown_content: UnknownContent,
+}
+
+impl Default for VerificationConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            content_sniff: true,
+            unknown_content: UnknownContent::Accept,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum UnknownContent {
+    Accept,
+    Reject,
+}
+
+/// What verification found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The object as the store has it, and its container when sniffed.
+    Verified {
+        head: ObjectHead,
+        container: Option<&'static str>,
+    },
+    /// Not processed: a reason code users see, and the detail operators see.
+    Rejected { code: &'static str, detail: String },
+}
+
+fn rejected(code: &'static str, detail: impl Into<String>) -> Verdict {
+    Verdict::Rejected {
+        code,
+        detail: detail.into(),
+    }
+}
+
+/// Reads the store for verification.
+pub struct Verifier {
+    reader: Arc<dyn ObjectReader>,
+    content_sniff: bool,
+    unknown_content: UnknownContent,
+    max_form_bytes: u64,
+}
+
+impl Verifier {
+    pub fn new(
+        reader: Arc<dyn ObjectReader>,
+        settings: &VerificationConfig,
+        max_form_bytes: u64,
+    ) -> Verifier {
+        Verifier {
+            reader,
+            content_sniff: settings.content_sniff,
+            unknown_content: settings.unknown_content,
+            max_form_bytes,
+        }
+    }
+
+    /// Verifies the object `delivery` announces for `upload` (when one was issued).
+    /// `Err(Retry)` when the store did not answer.
+    pub async fn verify(
+        &self,
+        delivery: &Delivery,
+        upload: Option<&UploadRow>,
+    ) -> Result<Verdict, DeliveryError> {
+        let key = delivery.object_key.as_str();
+        let head = match self.reader.head(key).await.map_err(read_failed)? {
+            Lookup::Found(head) => head,
+            Lookup::Missing => {
+                return Ok(rejected("object_missing", "no such object in the store"));
+            }
+            Lookup::Symlink => {
+                return Ok(rejected(
+                    "symlink",
+                    "the object is a symbolic link to another object",
+                ));
+            }
+        };
+        if let Some(verdict) = size_verdict(head.size, upload, self.max_form_bytes) {
+            return Ok(verdict);
+        }
+        if !self.content_sniff {
+            return Ok(Verdict::Verified {
+                head,
+                container: None,
+            });
+        }
+        let len = usize::try_from(head.size).map_or(SNIFF_BYTES, |n| n.min(SNIFF_BYTES));
+        let bytes = self
+            .reader
+            .first_bytes(key, len)
+            .await
+            .map_err(read_failed)?;
+        Ok(content_verdict(head, &bytes, key, self.unknown_content))
+    }
+}
+
+fn read_failed(e: ReadError) -> DeliveryError {
+    match e {
+        ReadError::OutsidePrefix(_) => DeliveryError::Fatal(e.to_string()),
+        ReadError::Unavailable(_) => DeliveryError::Retry(e.to_string()),
+    }
+}
+
+/// The size rules: an object is never empty, a form's object is within the range its policy
+/// signed, and an upload that declared its size gets exactly that.
+pub fn size_verdict(size: u64, upload: Option<&UploadRow>, max_form_bytes: u64) -> Option<Verdict> {
+    if size == 0 {
+        return Some(rejected("empty", "the object is empty"));
+    }
+    let upload = upload?;
+    if upload.mode == UploadMode::PostPolicy {
+        let (low, high) = form_size_range(upload.size, max_form_bytes);
+        if size > high {
+            return Some(rejected(
+                "too_large",
+                format!("object size {size} is over the signed form's range {low}..={high}"),
+            ));
+        }
+        if size < low {
+            return Some(rejected(
+                "size_mismatch",
+                format!("object size {size} is under the signed form's range {low}..={high}"),
+            ));
+        }
+    }
+    match upload.size {
+        Some(declared) if u64::try_from(declared) != Ok(size) => Some(rejected(
+            "size_mismatch",
+            format!("object size {size} differs from the declared {declared}"),
+        )),
+        _ => None,
+    }
+}
+
+/// The content rule: a media container passes, anything positively identified as something
+/// else does not, and unrecognised bytes follow `unknown`.
+pub fn content_verdict(
+    head: ObjectHead,
+    first_bytes: &[u8],
+    key: &str,
+    unknown: UnknownContent,
+) -> Verdict {
+    let name = key.rsplit('/').next().unwrap_or(key);
+    let extension = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
+    match sniff(first_bytes, extension.as_deref()) {
+        Content::Media(container) => Verdict::Verified {
+            head,
+            container: Some(container),
+        },
+        Content::Other(kind) => rejected("not_media", format!("the object is {kind}, not media")),
+        Content::Unknown if unknown == UnknownContent::Accept => Verdict::Verified {
+            head,
+            container: None,
+        },
+        Content::Unknown => rejected(
+            "not_media",
+            "no media container recognised in the first bytes",
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::uploads::UploadState;
+
+    fn upload(mode: UploadMode, size: Option<i64>) -> UploadRow {
+        UploadRow {
+            id: "u".into(),
+            owner: "alice".into(),
+            subject: "alice".into(),
+            bucket: "media-input".into(),
+            object_key: "uploads/alice/u/a.mp4".into(),
+            file_name: "a.mp4".into(),
+            size,
+            content_type: None,
+            mode,
+            media: "{}".into(),
+            state: UploadState::Uploaded,
+            state_reason: None,
+            created_at: 0,
+            uploaded_at: None,
+            updated_at: 0,
+        }
+    }
+
+    fn code(v: Option<Verdict>) -> Option<&'static str> {
+        match v? {
+            Verdict::Rejected { code, .. } => Some(code),
+            Verdict::Verified { .. } => None,
+        }
+    }
+
+    #[test]
+    fn sizes_come_from_the_store_and_must_be_what_was_allowed() {
+        assert_eq!(code(size_verdict(0, None, 100)), Some("empty"));
+        assert_eq!(code(size_verdict(7, None, 100)), None);
+        let declared = upload(UploadMode::Sts, Some(7));
+        assert_eq!(code(size_verdict(7, Some(&declared), 100)), None);
+        assert_eq!(
+            code(size_verdict(8, Some(&declared), 100)),
+            Some("size_mismatch")
+        );
+        let open_form = upload(UploadMode::PostPolicy, None);
+        assert_eq!(code(size_verdict(100, Some(&open_form), 100)), None);
+        assert_eq!(
+            code(size_verdict(101, Some(&open_form), 100)),
+            Some("too_large")
+        );
+        let exact_form = upload(UploadMode::PostPolicy, Some(50));
+        assert_eq!(
+            code(size_verdict(49, Some(&exact_form), 100)),
+            Some("size_mismatch")
+        );
+        assert_eq!(
+            code(size_verdict(51, Some(&exact_form), 100)),
+            Some("too_large")
+        );
+    }
+
+    #[test]
+    fn content_decides_by_magic_bytes_and_the_unknown_rule() {
+        let head = ObjectHead {
+            size: 3,
+            etag: "E".into(),
+            content_type: None,
+        };
+        let mut mp4 = b"\x00\x00\x00\x18ftypisom\x00\x00\x00\x00isommp41".to_vec();
+        mp4.resize(512, 0);
+        let verdict = content_verdict(head.clone(), &mp4, "u/a.mp4", UnknownContent::Reject);
+        assert!(matches!(
+            verdict,
+            Verdict::Verified {
+                container: Some("video/mp4"),
+                ..
+            }
+        ));
+        let mut zip = b"PK\x03\x04\x14\x00\x00\x00\x08\x00".to_vec();
+        zip.resize(512, 0);
+        let verdict = content_verdict(head.clone(), &zip, "u/a.mp4", UnknownContent::Accept);
+        assert!(matches!(
+            verdict,
+            Verdict::Rejected {
+                code: "not_media",
+                ..
+            }
+        ));
+        let words = b"plain words";
+        assert!(matches!(
+            content_verdict(head.clone(), words, "u/a.ts", UnknownContent::Accept),
+            Verdict::Verified {
+                container: None,
+                ..
+            }
+        ));
+        assert!(matches!(
+            content_verdict(head, words, "u/a.ts", UnknownContent::Reject),
+            Verdict::Rejected {
+                code: "not_media",
+                ..
+            }
+        ));
+    }
+}

@@ -1,0 +1,224 @@
+//! Reading the input bucket with the service keys, to check what a notification claims.
+//! Apache OpenDAL signs and parses the requests for both providers (OSS's own API, and S3);
+//! they travel over mediagate's outbound client, so they never follow a redirect and are
+//! bounded in time. Only keys under the upload prefix of the input bucket are ever read.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use opendal::raw::{HttpBody, HttpClient, HttpFetch};
+use opendal::{Buffer, ErrorKind, Operator};
+use secrecy::{ExposeSecret, SecretString};
+
+use super::{Provider, StorageConfig};
+
+/// What the store says about an object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectHead {
+    pub size: u64,
+    /// Unquoted and upper-cased, as events are keyed.
+    pub etag: String,
+    pub content_type: Option<String>,
+}
+
+/// The answer to a HEAD.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    Found(ObjectHead),
+    Missing,
+    /// An OSS symbolic link: never read through, since its target may be any object.
+    Symlink,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("{0:?} is outside the upload prefix of the input bucket; not read")]
+    OutsidePrefix(String),
+    /// The store could not answer (down, slow, refused the keys): try again later.
+    #[error("the object store did not answer: {0}")]
+    Unavailable(String),
+}
+
+/// The input bucket, as verification and reconciliation read it.
+#[async_trait]
+pub trait ObjectReader: Send + Sync {
+    async fn head(&self, key: &str) -> Result<Lookup, ReadError>;
+    /// At most `len` bytes from the start of the object (fewer when it is shorter).
+    async fn first_bytes(&self, key: &str, len: usize) -> Result<Vec<u8>, ReadError>;
+    /// Whether the store answers with these keys (for readiness).
+    async fn probe(&self) -> Result<(), ReadError>;
+}
+
+/// Where and with which keys the input bucket is read.
+pub struct ReaderSettings {
+    pub provider: Provider,
+    pub endpoint: String,
+    pub region: String,
+    pub bucket: String,
+    pub prefix: String,
+    pub path_style: bool,
+    pub access_key_id: String,
+    pub access_key_secret: SecretString,
+}
+
+impl ReaderSettings {
+    /// The reader of `storage`, with its service keys or else `fallback` (the STS keys).
+    pub fn new(storage: &StorageConfig, fallback: (&str, &SecretString)) -> Self {
+        let endpoint = storage.read_endpoint();
+        ReaderSettings {
+            provider: storage.provider,
+            endpoint: endpoint.to_owned(),
+            region: storage.region.clone(),
+            bucket: storage.bucket.clone(),
+            prefix: storage.prefix.clone(),
+            path_style: storage.uses_path_style() || super::is_bare_host(endpoint),
+            access_key_id: storage
+                .access_key_id
+                .clone()
+                .unwrap_or_else(|| fallback.0.to_owned()),
+            access_key_secret: storage
+                .access_key_secret
+                .clone()
+                .unwrap_or_else(|| fallback.1.clone()),
+        }
+    }
+}
+
+/// The store as OpenDAL reads it.
+pub struct StoreReader {
+    op: Operator,
+    prefix: String,
+}
+
+impl StoreReader {
+    pub fn new(settings: &ReaderSettings, client: reqwest::Client) -> anyhow::Result<Self> {
+        let (id, secret) = (
+            settings.access_key_id.as_str(),
+            settings.access_key_secret.expose_secret(),
+        );
+        let op = match settings.provider {
+            // OSS signs `/{bucket}/{key}` whatever the address, and has no path-style URLs: an
+            // endpoint that cannot carry the bucket in its host name is taken as the bucket's
+            // own address, as a custom domain is.
+            Provider::Aliyun => Operator::new(
+                opendal::services::Oss::default()
+                    .endpoint(&settings.endpoint)
+                    .bucket(&settings.bucket)
+                    .addressing_style(if settings.path_style {
+                        "cname"
+                    } else {
+                        "virtual"
+                    })
+                    .access_key_id(id)
+                    .access_key_secret(secret),
+            )?
+            .finish(),
+            Provider::S3 => {
+                let mut s3 = opendal::services::S3::default()
+                    .endpoint(&settings.endpoint)
+                    .region(&settings.region)
+                    .bucket(&settings.bucket)
+                    .access_key_id(id)
+                    .secret_access_key(secret)
+                    .disable_config_load()
+                    .disable_ec2_metadata();
+                if !settings.path_style {
+                    s3 = s3.enable_virtual_host_style();
+                }
+                Operator::new(s3)?.finish()
+            }
+        };
+        let op = op
+            .layer(opendal::layers::HttpClientLayer::new(HttpClient::with(
+                NoSymlinks(client),
+            )))
+            .layer(opendal::layers::TimeoutLayer::new().with_timeout(Duration::from_secs(30)));
+        Ok(StoreReader {
+            op,
+            prefix: settings.prefix.clone(),
+        })
+    }
+
+    fn checked<'a>(&self, key: &'a str) -> Result<&'a str, ReadError> {
+        let inside = key.starts_with(&self.prefix) && key.len() > self.prefix.len();
+        if !inside || key.ends_with('/') {
+            return Err(ReadError::OutsidePrefix(key.to_owned()));
+        }
+        Ok(key)
+    }
+}
+
+#[async_trait]
+impl ObjectReader for StoreReader {
+    async fn head(&self, key: &str) -> Result<Lookup, ReadError> {
+        match self.op.stat(self.checked(key)?).await {
+            Ok(meta) => Ok(Lookup::Found(ObjectHead {
+                size: meta.content_length(),
+                etag: meta
+                    .etag()
+                    .unwrap_or_default()
+                    .trim_matches('"')
+                    .to_ascii_uppercase(),
+                content_type: meta.content_type().map(str::to_owned),
+            })),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(Lookup::Missing),
+            Err(e) if is_symlink(&e) => Ok(Lookup::Symlink),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn first_bytes(&self, key: &str, len: usize) -> Result<Vec<u8>, ReadError> {
+        let read = self
+            .op
+            .read_with(self.checked(key)?)
+            .range(0..len as u64)
+            .await;
+        match read {
+            Ok(buffer) => {
+                let mut bytes = buffer.to_vec();
+                bytes.truncate(len);
+                Ok(bytes)
+            }
+            // An object that exists but is empty has no range to read.
+            Err(e) if e.kind() == ErrorKind::RangeNotSatisfied => Ok(Vec::new()),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn probe(&self) -> Result<(), ReadError> {
+        let marker = format!("{}.mediagate-readiness", self.prefix);
+        match self.op.stat(&marker).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+}
+
+const SYMLINK: &str = "mediagate: the object is a symbolic link";
+
+fn is_symlink(e: &opendal::Error) -> bool {
+    e.to_string().contains(SYMLINK)
+}
+
+fn unavailable(e: opendal::Error) -> ReadError {
+    ReadError::Unavailable(format!("{}", e.kind()))
+}
+
+/// The outbound client, refusing any answer about an OSS symbolic link: its size, ETag and
+/// bytes are another object's, one the uploader may not own.
+struct NoSymlinks(reqwest::Client);
+
+impl HttpFetch for NoSymlinks {
+    async fn fetch(&self, req: http::Request<Buffer>) -> opendal::Result<http::Response<HttpBody>> {
+        let response = self.0.fetch(req).await?;
+        let symlink = response
+            .headers()
+            .get("x-oss-object-type")
+            .is_some_and(|t| t.as_bytes().eq_ignore_ascii_case(b"symlink"));
+        if symlink {
+            return Err(opendal::Error::new(ErrorKind::PermissionDenied, SYMLINK));
+        }
+        Ok(response)
+    }
+}

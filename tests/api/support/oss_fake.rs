@@ -1,0 +1,268 @@
+//! A loopback OSS bucket, addressed as a bucket's own domain (a custom domain, so requests
+//! are `/{key}` while signatures cover `/{bucket}/{key}`), that checks requests the way OSS
+//! does: the V1 header signature recomputed from the verb, Content-MD5, Content-Type, Date,
+//! the `x-oss-` headers and the canonical resource (mismatch -> 403 `SignatureDoesNotMatch`),
+//! and the Date within 15 minutes. It serves HEAD and GET (with `Range`) of the objects a
+//! test puts, ETags as OSS writes them, and symbolic links with `x-oss-object-type: Symlink`.
+//! Tests can take it down (503) and count what reached it.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use hmac::{Hmac, Mac};
+
+pub const BUCKET: &str = "media-input";
+/// The service keys default to the STS keys, as in a test app's configuration.
+pub const ACCESS_KEY_ID: &str = super::sts_fake::ACCESS_KEY_ID;
+pub const ACCESS_KEY_SECRET: &str = super::sts_fake::ACCESS_KEY_SECRET;
+
+#[derive(Clone)]
+struct Object {
+    bytes: Vec<u8>,
+    etag: String,
+    content_type: String,
+    symlink: bool,
+}
+
+#[derive(Default)]
+struct FakeState {
+    objects: Mutex<HashMap<String, Object>>,
+    down: AtomicBool,
+    requests: AtomicUsize,
+    refused: AtomicUsize,
+}
+
+#[derive(Clone)]
+pub struct OssFake {
+    pub url: String,
+    state: Arc<FakeState>,
+}
+
+/// The first bytes of an MP4 file (an `ftyp` box), for objects tests call media.
+pub fn mp4_header() -> Vec<u8> {
+    let mut head = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isommp41".to_vec();
+    head.extend_from_slice(b"\x00\x00\x00\x08free");
+    head
+}
+
+impl OssFake {
+    pub async fn start() -> OssFake {
+        let state = Arc::new(FakeState::default());
+        let router = Router::new().fallback(handle).with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        OssFake { url, state }
+    }
+
+    /// Stores `bytes` at `key` with an ETag as OSS writes it (MD5, upper-case hex).
+    pub fn put(&self, key: &str, bytes: Vec<u8>, content_type: &str) {
+        let etag = hex::encode_upper(md5_digest(&bytes));
+        self.put_with_etag(key, bytes, content_type, &etag);
+    }
+
+    pub fn put_with_etag(&self, key: &str, bytes: Vec<u8>, content_type: &str, etag: &str) {
+        let object = Object {
+            bytes,
+            etag: etag.trim_matches('"').to_ascii_uppercase(),
+            content_type: content_type.to_owned(),
+            symlink: false,
+        };
+        self.state
+            .objects
+            .lock()
+            .unwrap()
+            .insert(key.to_owned(), object);
+    }
+
+    /// An MP4 of `size` bytes (an `ftyp` box, then zeros) at `key`, unless something is
+    /// there already (a test may have put other bytes on purpose).
+    pub fn put_media_if_absent(&self, key: &str, size: usize, etag: &str) {
+        if self.has(key) {
+            return;
+        }
+        let mut bytes = mp4_header();
+        bytes.resize(size.max(bytes.len()), 0);
+        bytes.truncate(size.max(1));
+        self.put_with_etag(key, bytes, "video/mp4", etag);
+    }
+
+    /// A symbolic link at `key`: OSS answers for its target, marked as a link.
+    pub fn put_symlink(&self, key: &str) {
+        let mut bytes = mp4_header();
+        bytes.resize(1024, 0);
+        self.put(key, bytes, "video/mp4");
+        self.state
+            .objects
+            .lock()
+            .unwrap()
+            .get_mut(key)
+            .unwrap()
+            .symlink = true;
+    }
+
+    pub fn has(&self, key: &str) -> bool {
+        self.state.objects.lock().unwrap().contains_key(key)
+    }
+
+    /// While down, every request is answered 503.
+    pub fn set_down(&self, down: bool) {
+        self.state.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Requests that reached the fake, and those refused for their signature.
+    pub fn requests(&self) -> usize {
+        self.state.requests.load(Ordering::SeqCst)
+    }
+
+    pub fn refused(&self) -> usize {
+        self.state.refused.load(Ordering::SeqCst)
+    }
+}
+
+fn md5_digest(bytes: &[u8]) -> [u8; 16] {
+    use md5::Digest;
+    md5::Md5::digest(bytes).into()
+}
+
+fn error(status: StatusCode, code: &str) -> Response {
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{code}</Message><RequestId>5C3D9175B6FC201293AD4890</RequestId></Error>"
+    );
+    (status, [(header::CONTENT_TYPE, "application/xml")], body).into_response()
+}
+
+/// What OSS signs for a header-signed request (only `/{bucket}/{key}`, no sub-resources, as
+/// HEAD and GET of an object have none).
+fn string_to_sign(method: &Method, headers: &HeaderMap, resource: &str) -> String {
+    let get = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let mut oss_headers: Vec<(String, String)> = headers
+        .iter()
+        .filter(|(k, _)| k.as_str().starts_with("x-oss-"))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                v.to_str().unwrap_or_default().trim().to_owned(),
+            )
+        })
+        .collect();
+    oss_headers.sort();
+    let canonical_headers: String = oss_headers
+        .iter()
+        .map(|(k, v)| format!("{k}:{v}\n"))
+        .collect();
+    format!(
+        "{}\n{}\n{}\n{}\n{canonical_headers}{resource}",
+        method.as_str(),
+        get("content-md5"),
+        get("content-type"),
+        get("date"),
+    )
+}
+
+fn signed(method: &Method, headers: &HeaderMap, resource: &str) -> bool {
+    let Some(auth) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let Some((id, signature)) = auth.strip_prefix("OSS ").and_then(|a| a.split_once(':')) else {
+        return false;
+    };
+    let fresh = headers
+        .get(header::DATE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|d| chrono::DateTime::parse_from_rfc2822(d).ok())
+        .is_some_and(|d| (chrono::Utc::now().timestamp() - d.timestamp()).abs() <= 900);
+    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(ACCESS_KEY_SECRET.as_bytes()).unwrap();
+    mac.update(string_to_sign(method, headers, resource).as_bytes());
+    let expected = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    id == ACCESS_KEY_ID && fresh && signature == expected
+}
+
+async fn handle(
+    State(state): State<Arc<FakeState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    state.requests.fetch_add(1, Ordering::SeqCst);
+    if state.down.load(Ordering::SeqCst) {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable");
+    }
+    let key = percent_encoding::percent_decode_str(uri.path().trim_start_matches('/'))
+        .decode_utf8_lossy()
+        .into_owned();
+    if !signed(&method, &headers, &format!("/{BUCKET}/{key}")) {
+        state.refused.fetch_add(1, Ordering::SeqCst);
+        return error(StatusCode::FORBIDDEN, "SignatureDoesNotMatch");
+    }
+    let Some(object) = state.objects.lock().unwrap().get(&key).cloned() else {
+        return error(StatusCode::NOT_FOUND, "NoSuchKey");
+    };
+    let mut response = match (method.clone(), range(&headers, object.bytes.len())) {
+        (Method::HEAD, _) => {
+            let mut r = StatusCode::OK.into_response();
+            r.headers_mut()
+                .insert(header::CONTENT_LENGTH, object.bytes.len().into());
+            r
+        }
+        (Method::GET, Some((start, end))) => {
+            let total = object.bytes.len();
+            let mut r = (
+                StatusCode::PARTIAL_CONTENT,
+                object.bytes[start..=end].to_vec(),
+            )
+                .into_response();
+            r.headers_mut().insert(
+                header::CONTENT_RANGE,
+                format!("bytes {start}-{end}/{total}").parse().unwrap(),
+            );
+            r
+        }
+        (Method::GET, None) => (StatusCode::OK, object.bytes.clone()).into_response(),
+        _ => return error(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed"),
+    };
+    let h = response.headers_mut();
+    h.insert(
+        header::ETAG,
+        format!("\"{}\"", object.etag).parse().unwrap(),
+    );
+    h.insert(header::CONTENT_TYPE, object.content_type.parse().unwrap());
+    h.insert(
+        header::LAST_MODIFIED,
+        "Wed, 02 Dec 2026 00:00:00 GMT".parse().unwrap(),
+    );
+    let kind = if object.symlink { "Symlink" } else { "Normal" };
+    h.insert("x-oss-object-type", kind.parse().unwrap());
+    response
+}
+
+/// The inclusive byte range a `Range: bytes=a-b` header asks for, within `len`.
+fn range(headers: &HeaderMap, len: usize) -> Option<(usize, usize)> {
+    let spec = headers
+        .get(header::RANGE)?
+        .to_str()
+        .ok()?
+        .strip_prefix("bytes=")?;
+    let (start, end) = spec.split_once('-')?;
+    let start: usize = start.parse().ok()?;
+    let end: usize = end.parse().ok().unwrap_or(len.saturating_sub(1));
+    (start < len).then(|| (start, end.min(len - 1)))
+}

@@ -1,0 +1,251 @@
+//! Notifications are hints: every announced object is looked up in the store (a loopback OSS
+//! that checks signatures as OSS does) before it triggers anything, with the store's size,
+//! ETag and type, and its first bytes must be media.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::support::TestApp;
+use crate::support::oss_fake::mp4_header;
+
+fn sized(mut head: Vec<u8>, size: usize) -> Vec<u8> {
+    head.resize(size, 0);
+    head
+}
+
+fn zip() -> Vec<u8> {
+    sized(b"PK\x03\x04\x14\x00\x00\x00\x08\x00".to_vec(), 4096)
+}
+
+/// An upload by alice of `file`, announced by OSS's callback with the given size and ETag.
+async fn announced(app: &TestApp, file: &str, size: u64, etag: &str) -> (String, String) {
+    let (id, key) = app.issue("alice", file, json!({"title": "t"})).await;
+    let form = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("bucket", "media-input")
+        .append_pair("object", &key)
+        .append_pair("etag", etag)
+        .append_pair("size", &size.to_string())
+        .append_pair("upload_id", &id)
+        .finish();
+    assert_eq!(app.oss_callback_only(&form).await.status(), 200);
+    app.settle().await;
+    (id, key)
+}
+
+async fn state(app: &TestApp, id: &str) -> Value {
+    app.get(&app.token("alice"), &format!("/v1/uploads/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_store_not_the_message_decides_size_etag_and_type() {
+    let app = TestApp::spawn().await;
+    app.webhook_workflow("hooks", "uploads/").await;
+    let (id, key) = app.issue("alice", "trip.mp4", json!({})).await;
+    app.oss.put(&key, sized(mp4_header(), 2048), "video/mp4");
+    // The callback body is the uploader's to write: it claims another size and ETag.
+    let form = format!(
+        "bucket=media-input&object={key}&etag=FORGED&size=99999999&mimeType=text%2Fplain&upload_id={id}"
+    );
+    assert_eq!(app.oss_callback_only(&form).await.status(), 200);
+    app.settle().await;
+    let (_, delivery) = app.hooks.deliveries().remove(0);
+    assert_eq!(delivery["type"], "upload.completed");
+    assert_eq!(delivery["size"], 2048);
+    assert_ne!(delivery["etag"], "FORGED");
+    assert_eq!(delivery["etag"].as_str().unwrap().len(), 32);
+    assert_eq!(delivery["content_type"], "video/mp4");
+    assert_eq!(delivery["container"], "video/mp4");
+    let upload = state(&app, &id).await;
+    assert_eq!(upload["state"], "triggered");
+    assert_eq!(upload["size"], 2048);
+    assert_eq!(upload["triggers"].as_array().unwrap().len(), 1, "{upload}");
+    // Every store request was signed as OSS checks it.
+    assert!(app.oss.requests() >= 2);
+    assert_eq!(app.oss.refused(), 0);
+    // Operators see the verification as a job of its own.
+    let full = app.admin_upload(&id).await;
+    assert_eq!(full["verification"][0]["state"], "delivered", "{full}");
+    assert_eq!(full["verification"][0]["sink"], "verify");
+}
+
+#[tokio::test]
+async fn objects_that_are_not_what_they_claim_trigger_nothing() {
+    let app = TestApp::spawn().await;
+    app.mps_workflow("transcode", "uploads/").await;
+    app.webhook_workflow("hooks", "uploads/").await;
+
+    type Put = Box<dyn Fn(&TestApp, &str)>;
+    let cases: Vec<(&str, Put, &str)> = vec![
+        ("missing.mp4", Box::new(|_, _| {}), "object_missing"),
+        (
+            "archive.mp4",
+            Box::new(|app, key| app.oss.put(key, zip(), "video/mp4")),
+            "not_media",
+        ),
+        (
+            "page.mp4",
+            Box::new(|app, key| {
+                app.oss.put(
+                    key,
+                    sized(b"<!DOCTYPE html><html>".to_vec(), 600),
+                    "video/mp4",
+                )
+            }),
+            "not_media",
+        ),
+        (
+            "link.mp4",
+            Box::new(|app, key| app.oss.put_symlink(key)),
+            "symlink",
+        ),
+        (
+            "empty.mp4",
+            Box::new(|app, key| app.oss.put(key, Vec::new(), "video/mp4")),
+            "empty",
+        ),
+    ];
+    for (file, put, reason) in cases {
+        let (id, key) = app.issue("alice", file, json!({})).await;
+        put(&app, &key);
+        let form = format!("bucket=media-input&object={key}&etag=E&size=4096&upload_id={id}");
+        assert_eq!(app.oss_callback_only(&form).await.status(), 200);
+        app.settle().await;
+        let upload = state(&app, &id).await;
+        assert_eq!(upload["state"], "rejected", "{file}: {upload}");
+        assert_eq!(upload["state_reason"], reason, "{file}");
+        // The owner sees the fixed reason only; operators the detail.
+        let full = app.admin_upload(&id).await;
+        assert!(full["verification"][0]["last_error"].is_string(), "{full}");
+    }
+    assert_eq!(app.mps.calls(), 0, "nothing was sent for processing");
+    // The webhook workflow hears of each object it would have taken.
+    let notices: Vec<Value> = app.hooks.deliveries().into_iter().map(|(_, d)| d).collect();
+    assert_eq!(notices.len(), 5);
+    assert!(notices.iter().all(|d| d["type"] == "upload.rejected"));
+    let reasons: Vec<&str> = notices
+        .iter()
+        .map(|d| d["reason"].as_str().unwrap())
+        .collect();
+    assert!(reasons.contains(&"symlink") && reasons.contains(&"object_missing"));
+    let metrics = app.metrics_text().await;
+    assert!(
+        metrics.contains(r#"mediagate_verifications_total{outcome="not_media"} 2"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_declared_size_must_be_the_stored_size() {
+    let app = TestApp::spawn().await;
+    app.webhook_workflow("hooks", "uploads/").await;
+    let created: Value = app
+        .create_upload(
+            &app.token("alice"),
+            json!({"file_name": "a.mp4", "size": 1000}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let (id, key) = (
+        created["upload_id"].as_str().unwrap(),
+        created["object_key"].as_str().unwrap(),
+    );
+    app.oss.put(key, sized(mp4_header(), 999), "video/mp4");
+    // The callback repeats the declared size; the store says otherwise.
+    let form = format!("bucket=media-input&object={key}&etag=E&size=1000&upload_id={id}");
+    assert_eq!(app.oss_callback_only(&form).await.status(), 200);
+    app.settle().await;
+    let upload = state(&app, id).await;
+    assert_eq!(upload["state"], "rejected");
+    assert_eq!(upload["state_reason"], "size_mismatch");
+}
+
+#[tokio::test]
+async fn a_store_outage_delays_verification_and_loses_nothing() {
+    let app = TestApp::spawn_with(|c| c.processing.max_attempts = 3).await;
+    app.webhook_workflow("hooks", "uploads/").await;
+    app.oss.set_down(true);
+    let (id, key) = app.issue("alice", "a.mp4", json!({})).await;
+    app.oss.put(&key, sized(mp4_header(), 512), "video/mp4");
+    let form = format!("bucket=media-input&object={key}&etag=E&size=512&upload_id={id}");
+    assert_eq!(app.oss_callback_only(&form).await.status(), 200);
+    // The budget runs out while the store is down: the upload is failed, nothing delivered.
+    let upload = app
+        .wait_upload("alice", &id, |u| u["state"] == "failed")
+        .await;
+    assert_eq!(app.hooks.count(), 0, "{upload}");
+    let full = app.admin_upload(&id).await;
+    let job = &full["verification"][0];
+    assert_eq!(job["state"], "dead", "{full}");
+    assert_eq!(job["attempts"], 3);
+
+    // The store is back; the operator replays the verification: processed, once.
+    app.oss.set_down(false);
+    let retry = app
+        .admin(
+            Method::POST,
+            &format!("/v1/admin/triggers/{}/retry", job["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(retry.status(), 200);
+    app.wait_upload("alice", &id, |u| u["state"] == "triggered")
+        .await;
+    app.settle().await;
+    assert_eq!(app.hooks.count(), 1);
+}
+
+#[tokio::test]
+async fn unrecognised_bytes_follow_the_configured_rule() {
+    for (rule, expected) in [("accept", "triggered"), ("reject", "rejected")] {
+        let app = TestApp::spawn_with(|c| {
+            c.verification.unknown_content = match rule {
+                "accept" => mediagate::config::UnknownContent::Accept,
+                _ => mediagate::config::UnknownContent::Reject,
+            }
+        })
+        .await;
+        app.webhook_workflow("hooks", "uploads/").await;
+        let (id, key) = app.issue("alice", "tape.dv", json!({})).await;
+        app.oss.put(
+            &key,
+            sized(b"no known signature".to_vec(), 300),
+            "video/x-dv",
+        );
+        let form = format!("bucket=media-input&object={key}&etag=E&size=300&upload_id={id}");
+        app.oss_callback_only(&form).await;
+        app.settle().await;
+        assert_eq!(state(&app, &id).await["state"], expected, "{rule}");
+    }
+}
+
+#[tokio::test]
+async fn objects_outside_the_upload_prefix_are_never_read() {
+    let app = TestApp::spawn().await;
+    app.webhook_workflow("elsewhere", "ingest/").await;
+    let r = app
+        .s3_event_only(&json!({"Records": [{"eventName": "s3:ObjectCreated:Put", "eventSource": "ceph:s3",
+            "s3": {"bucket": {"name": "media-input"}, "object": {"key": "ingest/a.mp4", "eTag": "e", "size": 3}}}]}))
+        .await;
+    assert_eq!(r.status(), 200);
+    app.settle().await;
+    assert_eq!(app.oss.requests(), 0);
+    assert_eq!(app.hooks.count(), 0);
+}
+
+#[tokio::test]
+async fn without_verification_the_message_is_believed() {
+    let app = TestApp::spawn_with(|c| c.verification.enabled = false).await;
+    app.webhook_workflow("hooks", "uploads/").await;
+    let (id, _) = announced(&app, "a.mp4", 777, "MSG").await;
+    assert_eq!(app.oss.requests(), 0);
+    let (_, delivery) = app.hooks.deliveries().remove(0);
+    assert_eq!(delivery["size"], 777);
+    assert_eq!(delivery["etag"], "MSG");
+    assert_eq!(state(&app, &id).await["state"], "triggered");
+}
