@@ -64,6 +64,8 @@ async fn spawn(bucket: &str, customise: impl FnOnce(&mut mediagate::config::Conf
         c.sts.access_key_id = ADMIN_KEY.into();
         c.sts.access_key_secret = SecretString::from(ADMIN_SECRET);
         c.sts.role_arn = ROLE_ARN.into();
+        // mediagate reads the bucket where clients upload: RGW itself, with the service keys.
+        c.storage.internal_endpoint = None;
         customise(c);
     })
     .await
@@ -419,4 +421,85 @@ async fn presigned_post_limits_are_enforced_by_rgw() {
         )
         .await;
     assert_eq!(r.status(), 422);
+}
+
+/// RGW announces what boto3 uploads; mediagate reads each object back with its service keys
+/// before anything is triggered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Ceph RGW: scripts/test.sh runs it"]
+async fn rgw_objects_are_verified_in_the_store_before_anything_is_triggered() {
+    let bucket = bucket();
+    let app = spawn(&bucket, |_| {}).await;
+    setup(&app, &bucket, &[], &[&bucket]).await;
+    webhook_workflow(&app, &bucket, "uploads/").await;
+
+    // Real headers of the common containers pass, with the store's size and ETag.
+    for (file, content) in [
+        ("a.mp4", "mp4"),
+        ("b.mp3", "mp3"),
+        ("c.wav", "wav"),
+        ("d.mkv", "mkv"),
+    ] {
+        let upload = request_upload(&app, "alice", json!({"file_name": file})).await;
+        let key = upload["object_key"].as_str().unwrap();
+        let put = s3client(
+            "put",
+            args(&upload, key, json!({"size": 5000, "content": content})),
+        )
+        .await;
+        assert_eq!(put["ok"], true, "{put}");
+        // A forged notification for the same object claims another size: the store wins,
+        // whichever of the two arrives first.
+        app.s3_event_only(&json!({"Records": [{"eventName": "s3:ObjectCreated:Put", "eventSource": "ceph:s3",
+            "s3": {"bucket": {"name": bucket}, "object": {"key": key, "eTag": "forged", "size": 1}}}]}))
+            .await;
+        let id = upload["upload_id"].as_str().unwrap();
+        let done = app
+            .wait_upload("alice", id, |u| u["state"] == "triggered")
+            .await;
+        assert_eq!(done["size"], 5000, "{file}: {done}");
+    }
+    app.settle().await;
+    let deliveries = app.hooks.deliveries();
+    assert_eq!(deliveries.len(), 4);
+    for (_, d) in &deliveries {
+        assert_eq!(d["size"], 5000);
+        assert_ne!(d["etag"], "FORGED");
+        assert!(d["container"].is_string(), "{d}");
+    }
+
+    // A ZIP named .mp4 is rejected; the workflow hears of it, nothing is processed.
+    let upload = request_upload(&app, "alice", json!({"file_name": "e.mp4"})).await;
+    let key = upload["object_key"].as_str().unwrap();
+    let put = s3client(
+        "put",
+        args(&upload, key, json!({"size": 5000, "content": "zip"})),
+    )
+    .await;
+    assert_eq!(put["ok"], true);
+    let id = upload["upload_id"].as_str().unwrap();
+    let rejected = app
+        .wait_upload("alice", id, |u| u["state"] == "rejected")
+        .await;
+    assert_eq!(rejected["state_reason"], "not_media");
+
+    // A notification for an object nobody uploaded.
+    let ghost = request_upload(&app, "alice", json!({"file_name": "f.mp4"})).await;
+    app.s3_event_only(&json!({"Records": [{"eventName": "s3:ObjectCreated:Put", "eventSource": "ceph:s3",
+        "s3": {"bucket": {"name": bucket}, "object": {"key": ghost["object_key"], "eTag": "e", "size": 5000}}}]}))
+        .await;
+    let missing = app
+        .wait_upload("alice", ghost["upload_id"].as_str().unwrap(), |u| {
+            u["state"] == "rejected"
+        })
+        .await;
+    assert_eq!(missing["state_reason"], "object_missing");
+    app.settle().await;
+    let notices: Vec<_> = app
+        .hooks
+        .deliveries()
+        .into_iter()
+        .filter(|(_, d)| d["type"] == "upload.rejected")
+        .collect();
+    assert_eq!(notices.len(), 2);
 }

@@ -42,10 +42,26 @@ def refused(e):
     }
 
 
+# The first bytes of real files of each kind, for objects mediagate sniffs.
+HEADERS = {
+    "mp4": b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isommp41\x00\x00\x00\x08free",
+    "mp3": b"ID3\x04\x00\x00\x00\x00\x00\x00\xff\xfb\x90\x64",
+    "wav": b"RIFF\x24\x08\x00\x00WAVEfmt \x10\x00\x00\x00\x01\x00\x02\x00",
+    "mkv": b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01\x42\xf7\x81\x01\x42\xf2\x81\x04"
+           b"\x42\xf3\x81\x08\x42\x82\x88matroska\x42\x87\x81\x04\x42\x85\x81\x02",
+    "zip": b"PK\x03\x04\x14\x00\x00\x00\x08\x00",
+    "random": b"",
+}
+
+
 def body_of(args):
+    """`body` as given, or `size` bytes of the kind `content` (default mp4): its real
+    header, then random bytes."""
     if "body" in args:
         return args["body"].encode()
-    return os.urandom(args.get("size", 1024))
+    size = args.get("size", 1024)
+    head = HEADERS[args.get("content", "mp4")]
+    return (head + os.urandom(max(size - len(head), 0)))[:size]
 
 
 def put(args):
@@ -108,8 +124,9 @@ def multipart(args):
                 creds = refresh(args["refresh"])
                 used.append(creds["access_key_id"])
                 s3 = client(args, creds)
+            body = body_of({"size": part_size}) if n == 1 else os.urandom(part_size)
             r = s3.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=n,
-                               Body=os.urandom(part_size))
+                               Body=body)
             parts.append({"PartNumber": n, "ETag": r["ETag"]})
         listed = s3.list_parts(Bucket=bucket, Key=key, UploadId=upload_id)
         done = s3.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id,
