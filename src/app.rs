@@ -15,7 +15,7 @@ use crate::notifications::keys::KeyStore;
 use crate::processing::mps::MpsClient;
 use crate::processing::webhook::WebhookClient;
 use crate::processing::{Sinks, Worker};
-use crate::storage::reader::{ReaderSettings, StoreReader};
+use crate::storage::reader::{ObjectReader, ReaderSettings, StoreReader};
 use crate::store::Store;
 use crate::sts::{AliyunSts, AwsSts, Sts};
 use crate::workflows::WorkflowDef;
@@ -41,6 +41,8 @@ pub struct App {
     /// Wakes the worker when triggers are queued.
     pub wake_worker: Arc<Notify>,
     pub worker: Arc<Worker>,
+    /// The input bucket, read with the service keys (verification, readiness).
+    pub objects: Arc<dyn ObjectReader>,
     /// Rate limits on credential vending.
     pub limits: VendLimits,
     /// Failed authentication per client address.
@@ -128,6 +130,7 @@ impl App {
         let auth = Authenticator::new(&config.auth, store.clone())?;
         let keys = KeyStore::new(&config.notifications)?;
         let wake_worker = Arc::new(Notify::new());
+        let objects = sinks.objects.clone();
         let worker = Arc::new(Worker::new(
             &config.processing,
             &config.verification,
@@ -153,6 +156,7 @@ impl App {
             keys,
             wake_worker,
             worker,
+            objects,
         }))
     }
 }

@@ -84,6 +84,28 @@ async fn check_readiness(app: &App) -> Readiness {
             );
         }
     }
+    // The store is read with the service keys: a HEAD answered (found or not) proves both
+    // the address and the keys.
+    if app.config.server.readyz_upstreams && app.config.verification.enabled {
+        let probe =
+            tokio::time::timeout(std::time::Duration::from_secs(2), app.objects.probe()).await;
+        let ok = matches!(probe, Ok(Ok(())));
+        if !ok {
+            tracing::warn!(
+                upstream = "store",
+                "readiness check failed: the store did not answer"
+            );
+            upstreams_ok = false;
+        }
+        upstreams.insert(
+            "store".to_owned(),
+            if ok {
+                json!({"status": "ok"})
+            } else {
+                json!({"status": "failed", "message": "no answer with the service keys within 2 s"})
+            },
+        );
+    }
     let status = if database.is_ok() && worker && upstreams_ok {
         StatusCode::OK
     } else {

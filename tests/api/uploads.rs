@@ -476,6 +476,15 @@ async fn readiness_can_probe_the_upstreams() {
         .unwrap();
     assert_eq!(body["checks"]["sts"]["status"], "ok", "{body}");
     assert_eq!(body["checks"]["mps"]["status"], "ok", "{body}");
+    assert_eq!(body["checks"]["store"]["status"], "ok", "{body}");
+    assert_eq!(app.oss.refused(), 0, "the probe is signed as the store checks");
+    // The store refusing or not answering makes the instance unready.
+    app.oss.set_down(true);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let r = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["checks"]["store"]["status"], "failed", "{body}");
     let down = TestApp::spawn_with(|c| {
         c.server.readyz_upstreams = true;
         c.sts.endpoint = Some("http://127.0.0.1:9".into());
