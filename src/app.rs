@@ -174,6 +174,29 @@ impl App {
         }
     }
 
+    /// One reconciliation sweep (see `processing::reconcile`); wakes the worker when it found
+    /// objects to process.
+    pub async fn reconcile(&self) -> anyhow::Result<crate::processing::reconcile::Sweep> {
+        let settings = &self.config.reconcile;
+        let expire_after = Duration::from_secs(
+            settings
+                .expire_after_seconds
+                .unwrap_or(u64::from(self.config.sts.duration_seconds) + 3600),
+        );
+        let sweep = crate::processing::reconcile::sweep(
+            &self.store,
+            self.objects.as_ref(),
+            &self.storage(),
+            settings,
+            expire_after,
+        )
+        .await?;
+        if sweep.found > 0 {
+            self.wake_worker.notify_one();
+        }
+        Ok(sweep)
+    }
+
     /// Where uploads go, as intake needs it.
     pub fn storage(&self) -> crate::processing::StorageScope<'_> {
         crate::processing::StorageScope {

@@ -14,6 +14,7 @@ use url::Url;
 pub use crate::auth::AuthConfig;
 pub use crate::credentials::limits::LimitsConfig;
 pub use crate::notifications::NotificationsConfig;
+pub use crate::processing::reconcile::ReconcileConfig;
 pub use crate::processing::verify::{UnknownContent, VerificationConfig};
 pub use crate::processing::{MpsConfig, ProcessingConfig};
 pub use crate::storage::{CredentialScope, PostSigning, Provider, StorageConfig};
@@ -37,6 +38,7 @@ pub struct Config {
     pub notifications: NotificationsConfig,
     pub processing: ProcessingConfig,
     pub verification: VerificationConfig,
+    pub reconcile: ReconcileConfig,
     pub limits: LimitsConfig,
     /// `[[workflows]]`: loaded into the database at start (matched by name).
     pub workflows: Vec<WorkflowConfig>,
@@ -245,6 +247,9 @@ impl Config {
                 )),
                 Ok(_) => {}
             }
+        }
+        if self.reconcile.expire_after_seconds == Some(0) {
+            p("reconcile.expire_after_seconds: must be at least 1 (leave it unset for the credential lifetime plus one hour)".into());
         }
         if s.access_key_id.is_some() != s.access_key_secret.is_some() {
             p("storage.access_key_id and storage.access_key_secret: set both, or neither (the sts keys are used)".into());

@@ -24,10 +24,13 @@ pub async fn serve(
     let worker = tokio::spawn(app.worker.clone().run(async {
         let _ = worker_stop_rx.await;
     }));
+    let (reconcile_stop_tx, reconcile_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(reconcile_until(app.clone(), reconcile_stop_rx));
     let signal = async move {
         shutdown.await;
         info!("shutting down: no new connections, finishing in-flight requests");
         let _ = worker_stop_tx.send(());
+        let _ = reconcile_stop_tx.send(());
         let _ = stopping_tx.send(());
     };
     let router = crate::http::router(app.clone());
@@ -52,6 +55,27 @@ pub async fn serve(
     let _ = tokio::time::timeout(grace + Duration::from_secs(5), worker).await;
     app.store.close().await;
     Ok(())
+}
+
+/// Sweeps for unannounced uploads every `reconcile.interval_seconds` (never when 0) until
+/// `stop` resolves.
+async fn reconcile_until(app: Arc<App>, mut stop: tokio::sync::oneshot::Receiver<()>) {
+    let seconds = app.config.reconcile.interval_seconds;
+    if seconds == 0 {
+        return;
+    }
+    let mut every = tokio::time::interval(Duration::from_secs(seconds));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = every.tick() => {
+                if let Err(e) = app.reconcile().await {
+                    warn!(error = format!("{e:#}"), "reconciliation sweep failed");
+                }
+            }
+        }
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -201,6 +201,7 @@ pub async fn refresh_credentials(
         crate::config::CredentialScope::Upload => Scope::Object(upload.object_key.clone()),
     };
     let creds = app.vendor.credentials(&principal.segment, &scope).await?;
+    app.store.touch_vended(&upload.id).await?;
     Ok(axum::Json(RefreshedCredentials {
         upload_id: upload.id,
         object_key: upload.object_key,

@@ -3,6 +3,7 @@
 
 mod intake;
 pub mod mps;
+pub mod reconcile;
 pub mod verify;
 pub mod webhook;
 mod worker;

@@ -17,6 +17,7 @@ pub use queue::{
     Claimed, EventRow, EventWrite, NewTrigger, Outcome, QueueStats, Recorded, Reprocess,
     TriggerRow, UploadChange, VerifiedWrite,
 };
+pub use reconcile::Unannounced;
 use secrecy::SecretString;
 use serde::Deserialize;
 pub use workflows::Saved;
@@ -24,6 +25,7 @@ pub use workflows::Saved;
 mod audit;
 mod batch;
 mod queue;
+mod reconcile;
 mod workflows;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");

@@ -477,7 +477,11 @@ async fn readiness_can_probe_the_upstreams() {
     assert_eq!(body["checks"]["sts"]["status"], "ok", "{body}");
     assert_eq!(body["checks"]["mps"]["status"], "ok", "{body}");
     assert_eq!(body["checks"]["store"]["status"], "ok", "{body}");
-    assert_eq!(app.oss.refused(), 0, "the probe is signed as the store checks");
+    assert_eq!(
+        app.oss.refused(),
+        0,
+        "the probe is signed as the store checks"
+    );
     // The store refusing or not answering makes the instance unready.
     app.oss.set_down(true);
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;

@@ -249,3 +249,64 @@ async fn without_verification_the_message_is_believed() {
     assert_eq!(delivery["etag"], "MSG");
     assert_eq!(state(&app, &id).await["state"], "triggered");
 }
+
+/// Uploads whose notification never came are found in the store; those never made expire.
+#[tokio::test]
+async fn reconciliation_finds_unannounced_uploads_and_expires_the_rest() {
+    let app = TestApp::spawn_with(|c| {
+        c.reconcile.after_seconds = 0;
+        c.reconcile.expire_after_seconds = Some(3600);
+    })
+    .await;
+    app.webhook_workflow("hooks", "uploads/").await;
+    let (made, made_key) = app
+        .issue("alice", "made.mp4", json!({"title": "kept"}))
+        .await;
+    let (never, _) = app.issue("alice", "never.mp4", json!({})).await;
+    // The object arrives, its notification does not.
+    app.oss
+        .put(&made_key, sized(mp4_header(), 4000), "video/mp4");
+
+    let sweep = app.app.reconcile().await.unwrap();
+    assert_eq!((sweep.found, sweep.missing, sweep.expired), (1, 1, 0));
+    app.settle().await;
+    let upload = state(&app, &made).await;
+    assert_eq!(upload["state"], "triggered", "{upload}");
+    let (_, delivery) = app.hooks.deliveries().remove(0);
+    assert_eq!(delivery["size"], 4000);
+    assert_eq!(delivery["media"]["title"], "kept");
+    let full = app.admin_upload(&made).await;
+    assert_eq!(full["events"][0]["source"], "reconcile", "{full}");
+
+    // The missing one is not asked again at once: each upload has its own backoff.
+    let again = app.app.reconcile().await.unwrap();
+    assert_eq!((again.found, again.missing), (0, 0));
+    assert_eq!(state(&app, &never).await["state"], "issued");
+    let metrics = app.metrics_text().await;
+    assert!(metrics.contains(r#"mediagate_reconciliations_total{outcome="found"} 1"#));
+}
+
+#[tokio::test]
+async fn uploads_never_made_expire_after_their_credentials() {
+    let app = TestApp::spawn_with(|c| {
+        c.reconcile.after_seconds = 0;
+        c.reconcile.expire_after_seconds = Some(1);
+    })
+    .await;
+    let (id, _) = app.issue("alice", "never.mp4", json!({})).await;
+    // The expiry counts from the last vend; wait it out (1 s) rather than fake the clock.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let sweep = app.app.reconcile().await.unwrap();
+    assert_eq!(sweep.expired, 1);
+    let upload = state(&app, &id).await;
+    assert_eq!(upload["state"], "expired");
+    // An expired upload gets no more credentials.
+    let refresh = app
+        .client
+        .post(app.url(&format!("/v1/uploads/{id}/credentials")))
+        .bearer_auth(app.token("alice"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refresh.status(), 409);
+}

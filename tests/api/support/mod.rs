@@ -90,6 +90,8 @@ pub fn config_for(sts: &StsFake, database_url: String) -> Config {
     c.processing.backoff_base_ms = 50;
     c.processing.backoff_max_ms = 200;
     c.processing.poll_interval_ms = 50;
+    // Tests sweep for unannounced uploads themselves (`App::reconcile`), when they mean to.
+    c.reconcile.interval_seconds = 0;
     c.processing.webhook_timeout_ms = 2000;
     c.mps.timeout_ms = 2000;
     c.processing.lease_seconds = 3;

@@ -1,0 +1,8 @@
+-- Reconciliation: uploads that were issued but never announced are looked up in the store.
+-- vended_at: when credentials for the upload were last handed out (NULL: at created_at);
+-- next_check_at: when the store is next asked (NULL: after the quiet time from created_at);
+-- checks: how often it was asked, for the backoff.
+ALTER TABLE uploads ADD COLUMN vended_at BIGINT;
+ALTER TABLE uploads ADD COLUMN next_check_at BIGINT;
+ALTER TABLE uploads ADD COLUMN checks BIGINT NOT NULL DEFAULT 0;
+CREATE INDEX uploads_unannounced ON uploads (created_at) WHERE state = 'issued';

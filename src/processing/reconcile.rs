@@ -1,0 +1,159 @@
+//! Reconciliation: uploads whose notification never came (mediagate was down when OSS called
+//! back, which OSS never retries; a dropped RGW or MinIO event) are found in the store and
+//! processed like announced ones, with source `reconcile`; uploads that never came expire.
+//! Each upload is looked up on its own backoff schedule, not every upload every sweep.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use tracing::{info, warn};
+
+use super::{ObjectEvent, StorageScope, accept};
+use crate::storage::reader::{Lookup, ObjectReader};
+use crate::store::{Store, Unannounced, now_millis};
+
+/// `[reconcile]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReconcileConfig {
+    /// `MEDIAGATE__RECONCILE__INTERVAL_SECONDS`, default 60: how often to sweep; 0 disables.
+    pub interval_seconds: u64,
+    /// `MEDIAGATE__RECONCILE__AFTER_SECONDS`, default 60: the quiet time after an upload was
+    /// issued before the store is asked; also the first step of each upload's backoff.
+    pub after_seconds: u64,
+    /// `MEDIAGATE__RECONCILE__EXPIRE_AFTER_SECONDS`: an upload with no object this long after
+    /// its credentials were last vended becomes `expired`; default: the credential lifetime
+    /// (`sts.duration_seconds`) plus one hour.
+    pub expire_after_seconds: Option<u64>,
+}
+
+impl Default for ReconcileConfig {
+    fn default() -> Self {
+        Self {
+            interval_seconds: 60,
+            after_seconds: 60,
+            expire_after_seconds: None,
+        }
+    }
+}
+
+/// Uploads looked up per sweep at most; the rest wait for the next one.
+const BATCH: u32 = 200;
+/// The longest wait between two lookups of one upload.
+const MAX_BACKOFF_MS: i64 = 3_600_000;
+
+/// What one sweep did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sweep {
+    /// Objects found and handed to intake like a notification.
+    pub found: usize,
+    /// Not there yet: asked again later.
+    pub missing: usize,
+    pub expired: usize,
+    /// The store did not answer: asked again later.
+    pub errors: usize,
+}
+
+/// One sweep: claims the uploads that are due, asks the store for each, and records what it
+/// found. `expire_after` is resolved (see [`ReconcileConfig::expire_after_seconds`]).
+pub async fn sweep(
+    store: &Store,
+    objects: &dyn ObjectReader,
+    storage: &StorageScope<'_>,
+    settings: &ReconcileConfig,
+    expire_after: Duration,
+) -> anyhow::Result<Sweep> {
+    let quiet_ms = (settings.after_seconds * 1000) as i64;
+    // Long enough for a sweep of a full batch to finish before another instance may retake.
+    let lease_ms = 300_000;
+    let due = store.claim_unannounced(quiet_ms, lease_ms, BATCH).await?;
+    let mut done = Sweep::default();
+    for upload in due {
+        let outcome = match objects.head(&upload.object_key).await {
+            Ok(Lookup::Found(head)) => {
+                let event = ObjectEvent {
+                    source: "reconcile",
+                    bucket: upload.bucket.clone(),
+                    key: upload.object_key.clone(),
+                    etag: head.etag,
+                    size: i64::try_from(head.size).ok(),
+                    content_type: head.content_type,
+                    upload_hint: Some(upload.id.clone()),
+                    ..ObjectEvent::default()
+                };
+                accept(store, storage, event).await?;
+                done.found += 1;
+                "found"
+            }
+            // Announced like any object; its verification refuses it.
+            Ok(Lookup::Symlink) => {
+                let event = ObjectEvent {
+                    source: "reconcile",
+                    bucket: upload.bucket.clone(),
+                    key: upload.object_key.clone(),
+                    etag: "SYMLINK".into(),
+                    upload_hint: Some(upload.id.clone()),
+                    ..ObjectEvent::default()
+                };
+                accept(store, storage, event).await?;
+                done.found += 1;
+                "found"
+            }
+            Ok(Lookup::Missing) => {
+                let now = now_millis();
+                if now - upload.vended_at >= expire_after.as_millis() as i64 {
+                    store.expire_upload(&upload.id).await?;
+                    done.expired += 1;
+                    "expired"
+                } else {
+                    store
+                        .reschedule_check(&upload.id, now + backoff_ms(quiet_ms, &upload))
+                        .await?;
+                    done.missing += 1;
+                    "missing"
+                }
+            }
+            Err(e) => {
+                warn!(upload = %upload.id, error = %e, "reconciliation could not read the store");
+                let next = now_millis() + backoff_ms(quiet_ms, &upload);
+                store.reschedule_check(&upload.id, next).await?;
+                done.errors += 1;
+                "error"
+            }
+        };
+        metrics::counter!("mediagate_reconciliations_total", "outcome" => outcome).increment(1);
+    }
+    if done != Sweep::default() {
+        info!(?done, "reconciliation sweep");
+    }
+    Ok(done)
+}
+
+/// The wait before the next lookup of `upload`: the quiet time, doubled with each lookup.
+fn backoff_ms(quiet_ms: i64, upload: &Unannounced) -> i64 {
+    let doublings = u32::try_from(upload.checks).unwrap_or(u32::MAX).min(20);
+    quiet_ms
+        .max(1000)
+        .saturating_mul(1i64 << doublings)
+        .min(MAX_BACKOFF_MS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookups_back_off_per_upload() {
+        let upload = |checks| Unannounced {
+            id: "u".into(),
+            bucket: "b".into(),
+            object_key: "k".into(),
+            vended_at: 0,
+            checks,
+        };
+        assert_eq!(backoff_ms(60_000, &upload(0)), 60_000);
+        assert_eq!(backoff_ms(60_000, &upload(3)), 480_000);
+        assert_eq!(backoff_ms(60_000, &upload(40)), MAX_BACKOFF_MS);
+        assert_eq!(backoff_ms(0, &upload(0)), 1000);
+    }
+}
