@@ -691,3 +691,67 @@ async fn two_instances_on_one_database_deliver_every_trigger_once() {
         "both instances delivered: {by_a} + {by_b}"
     );
 }
+
+/// The object is uploaded while mediagate is stopped, so its notification is lost (OSS never
+/// retries a callback); after the restart, reconciliation finds it and processes it, once.
+#[tokio::test]
+async fn an_upload_made_while_stopped_is_processed_after_restart() {
+    let WebhookSetup {
+        _sts,
+        hooks,
+        oss,
+        _dir,
+        file,
+        mut env,
+    } = webhook_setup(Duration::ZERO).await;
+    env.push(("MEDIAGATE__RECONCILE__INTERVAL_SECONDS", "1".into()));
+    env.push(("MEDIAGATE__RECONCILE__AFTER_SECONDS", "0".into()));
+    let client = reqwest::Client::new();
+    let token = token_with(
+        json!({"sub": "alice", "exp": crate::support::now() + 600}),
+        JWT_SECRET,
+    );
+
+    let mut first = Server::start(&env, Some(&file));
+    let created: Value = client
+        .post(format!("http://{}/v1/uploads", first.address))
+        .bearer_auth(&token)
+        .json(&json!({"file_name": "late.mp4"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = created["object_key"].as_str().unwrap();
+    first.signal("-TERM");
+    assert_eq!(
+        wait_with_timeout(&mut first.child, Duration::from_secs(10)),
+        Some(0)
+    );
+    oss.put_media_if_absent(key, 4096, "LATE");
+
+    let second = Server::start(&env, Some(&file));
+    assert!(hooks.wait_for(1, Duration::from_secs(20)).await);
+    let (_, delivery) = hooks.deliveries().remove(0);
+    assert_eq!(delivery["object_key"], key);
+    assert_eq!(delivery["size"], 4096);
+    let upload: Value = client
+        .get(format!(
+            "http://{}/v1/uploads/{}",
+            second.address,
+            created["upload_id"].as_str().unwrap()
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        ["uploaded", "triggered"].contains(&upload["state"].as_str().unwrap()),
+        "{upload}"
+    );
+    assert_eq!(hooks.count(), 1);
+}
