@@ -8,7 +8,9 @@
 //! signing costs the load generator about half a millisecond of CPU each; beyond those,
 //! callbacks are signed inline, which the output reports), `BENCH_DATABASE_URL` (default:
 //! SQLite in a temporary directory; a PostgreSQL URL names a server on which a fresh database
-//! is created for the run and dropped afterwards).
+//! is created for the run and dropped afterwards), `BENCH_VERIFY` (1: every object is
+//! verified in a loopback OSS that checks each request's signature, as by default in
+//! production; 0: verification off).
 //!
 //! Prints a markdown table (requests, req/s, p50/p99 latency, errors per endpoint), the
 //! events/healthz throughput ratio, the delay from sending a callback to the receiver
@@ -35,7 +37,7 @@ use reqwest::Url;
 use secrecy::SecretString;
 use serde_json::Value;
 use sqlx::Connection;
-use support::{StsFake, WEBHOOK_SECRET, WebhookReceiver, config_for, oss_signer};
+use support::{OssFake, StsFake, WEBHOOK_SECRET, WebhookReceiver, config_for, oss_signer};
 
 const CALLBACK_PATH: &str = "/v1/notifications/oss-callback";
 const BUCKET: &str = "media-input";
@@ -89,14 +91,21 @@ fn upload_id(conn: usize, n: u64) -> String {
 
 /// Records the uploads for objects `0..per_connection` of every connection, as
 /// `POST /v1/uploads` would have, straight into the store so issuing costs no bench time.
-async fn issue_uploads(store: &mediagate::store::Store, connections: usize, per_connection: u64) {
+/// Each object is put in the bucket too: a 4 KiB MP4, as the callbacks announce.
+async fn issue_uploads(
+    store: &mediagate::store::Store,
+    oss: &OssFake,
+    connections: usize,
+    per_connection: u64,
+) {
     let now = chrono::Utc::now().timestamp_millis();
     let mut tasks = tokio::task::JoinSet::new();
     for conn in 0..connections {
-        let store = store.clone();
+        let (store, oss) = (store.clone(), oss.clone());
         tasks.spawn(async move {
             for n in 0..per_connection {
                 let key = object_key(conn, n);
+                oss.put_media_if_absent(&key, OBJECT_SIZE, &etag(conn, n));
                 store
                     .insert_upload(mediagate::store::UploadRow {
                         id: upload_id(conn, n),
@@ -128,6 +137,12 @@ async fn issue_uploads(store: &mediagate::store::Store, connections: usize, per_
 fn object_key(conn: usize, n: u64) -> String {
     format!("uploads/bench/{conn}/{n}.mp4")
 }
+
+fn etag(conn: usize, n: u64) -> String {
+    format!("BENCH{conn:04}{n:012}")
+}
+
+const OBJECT_SIZE: usize = 4096;
 
 /// What one phase produced.
 #[derive(Default)]
@@ -235,8 +250,8 @@ impl Load {
         let form = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("bucket", BUCKET)
             .append_pair("object", &key)
-            .append_pair("etag", &format!("BENCH{conn:04}{n:012}"))
-            .append_pair("size", "1048576")
+            .append_pair("etag", &etag(conn, n))
+            .append_pair("size", &OBJECT_SIZE.to_string())
             .append_pair("mimeType", "video/mp4")
             .append_pair("upload_id", &upload_id(conn, n))
             .finish();
@@ -634,6 +649,8 @@ async fn measure(
 struct Server {
     app: common::Server,
     _sts: StsFake,
+    oss: OssFake,
+    verify: bool,
     database: String,
     max_connections: u32,
     processing: String,
@@ -660,6 +677,8 @@ async fn fresh_postgres_database(server: &str) -> (String, String) {
 /// `receiver`, on the current (server) runtime.
 async fn start_server(receiver_url: &str, dir: &std::path::Path) -> Server {
     let sts = StsFake::start().await;
+    let oss = OssFake::start().await;
+    let verify = env_or("BENCH_VERIFY", 1) == 1;
     let (url, database, created) = match std::env::var("BENCH_DATABASE_URL") {
         Ok(server) if !server.is_empty() => {
             let (url, name) = fresh_postgres_database(&server).await;
@@ -689,6 +708,8 @@ async fn start_server(receiver_url: &str, dir: &std::path::Path) -> Server {
     }];
     c.processing.concurrency = 32;
     c.processing.poll_interval_ms = 50;
+    c.storage.internal_endpoint = Some(oss.url.clone());
+    c.verification.enabled = verify;
     let max_connections = c.database.max_connections;
     let p = &c.processing;
     let processing = format!(
@@ -703,6 +724,8 @@ async fn start_server(receiver_url: &str, dir: &std::path::Path) -> Server {
     Server {
         app: common::Server::start(c).await,
         _sts: sts,
+        oss,
+        verify,
         database,
         max_connections,
         processing,
@@ -730,6 +753,14 @@ fn main() {
     );
     println!("- processing: {}", server.processing);
     println!(
+        "- verification: {}",
+        if server.verify {
+            "on (each object: a signed HEAD and a ranged GET to a loopback OSS that recomputes the signature, then the webhook)"
+        } else {
+            "off (BENCH_VERIFY=0): the callback's attributes are believed"
+        }
+    );
+    println!(
         "- {} connections (one reqwest client each, keep-alive), {} s per measured phase; warm-up: {} callbacks per connection, all delivered before measuring",
         params.connections,
         params.phase.as_secs(),
@@ -744,6 +775,7 @@ fn main() {
     let issuing = Instant::now();
     server_rt.block_on(issue_uploads(
         &server.app.app.store,
+        &server.oss,
         params.connections,
         per_connection,
     ));
