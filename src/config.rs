@@ -436,6 +436,12 @@ impl Config {
         if self.auth.admin_token.is_none() {
             warnings.push("auth.admin_token is not set: the admin API is closed".to_owned());
         }
+        if self.verification.enabled && self.storage.access_key_id.is_none() {
+            warnings.push(format!(
+                "storage.access_key_id is not set: announced objects are read with the sts keys, which then need read access (HEAD, GET) to {}/{}*; with readyz_upstreams, /readyz checks it",
+                self.storage.bucket, self.storage.prefix
+            ));
+        }
         warnings
     }
 }

@@ -205,20 +205,54 @@ fn unavailable(e: opendal::Error) -> ReadError {
     ReadError::Unavailable(format!("{}", e.kind()))
 }
 
-/// The outbound client, refusing any answer about an OSS symbolic link: its size, ETag and
-/// bytes are another object's, one the uploader may not own.
+/// The outbound client, refusing any answer about an OSS symbolic link (its size, ETag and
+/// bytes are another object's, one the uploader may not own) and any answer to a ranged read
+/// that is longer than the range (a store that ignores `Range` would stream the whole object).
 struct NoSymlinks(reqwest::Client);
 
 impl HttpFetch for NoSymlinks {
     async fn fetch(&self, req: http::Request<Buffer>) -> opendal::Result<http::Response<HttpBody>> {
-        let response = self.0.fetch(req).await?;
-        let symlink = response
+        let asked = req
             .headers()
+            .get(http::header::RANGE)
+            .and_then(|r| range_len(r.to_str().ok()?));
+        let response = self.0.fetch(req).await?;
+        let headers = response.headers();
+        let symlink = headers
             .get("x-oss-object-type")
             .is_some_and(|t| t.as_bytes().eq_ignore_ascii_case(b"symlink"));
         if symlink {
             return Err(opendal::Error::new(ErrorKind::PermissionDenied, SYMLINK));
         }
+        let length = headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|l| l.to_str().ok()?.parse::<u64>().ok());
+        if let Some(asked) = asked
+            && length.is_none_or(|l| l > asked)
+        {
+            return Err(opendal::Error::new(
+                ErrorKind::Unexpected,
+                "the store answered a ranged read with more than the range",
+            ));
+        }
         Ok(response)
+    }
+}
+
+/// The length of a `bytes=a-b` range.
+fn range_len(range: &str) -> Option<u64> {
+    let (start, end) = range.strip_prefix("bytes=")?.split_once('-')?;
+    let (start, end) = (start.parse::<u64>().ok()?, end.parse::<u64>().ok()?);
+    end.checked_sub(start).map(|n| n + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ranges_are_measured_exactly() {
+        assert_eq!(super::range_len("bytes=0-65535"), Some(65536));
+        assert_eq!(super::range_len("bytes=10-10"), Some(1));
+        assert_eq!(super::range_len("bytes=0-"), None);
+        assert_eq!(super::range_len("items=0-1"), None);
     }
 }

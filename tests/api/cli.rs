@@ -148,6 +148,7 @@ output_prefix = "out/"
         "configuration warning: storage.prefix is empty",
         "configuration warning: notifications.oss_key_url_prefixes: \"http://keys.example.com/\" is plain http",
         "configuration warning: notifications.mns_account_id is not set: /v1/notifications/oss-events is not served",
+        "configuration warning: storage.access_key_id is not set: announced objects are read with the sts keys",
     ] {
         assert!(stderr.contains(warning), "{warning} missing in:\n{stderr}");
     }

@@ -310,3 +310,19 @@ async fn uploads_never_made_expire_after_their_credentials() {
         .unwrap();
     assert_eq!(refresh.status(), 409);
 }
+
+/// The bucket stand-in signs as the official `oss2` SDK does: its presign vector (the
+/// presigned form signs `Expires` where the header form signs `Date`, docs/protocols.md 4b).
+#[test]
+fn the_stand_ins_signature_matches_the_oss2_vector() {
+    use axum::http::{HeaderMap, Method, header};
+    let mut headers = HeaderMap::new();
+    headers.insert(header::DATE, "1893456000".parse().unwrap());
+    let signature = crate::support::oss_fake::v1_signature(
+        "testsecret",
+        &Method::PUT,
+        &headers,
+        "/media-in/uploads/alice/01/trip.mp4",
+    );
+    assert_eq!(signature, "rt1NqtEA1PevZtOMUF4kruvvOpE=");
+}

@@ -175,6 +175,13 @@ fn string_to_sign(method: &Method, headers: &HeaderMap, resource: &str) -> Strin
     )
 }
 
+/// OSS's V1 signature of a request to `resource` (`/{bucket}/{key}`), as OSS computes it.
+pub fn v1_signature(secret: &str, method: &Method, headers: &HeaderMap, resource: &str) -> String {
+    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(string_to_sign(method, headers, resource).as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
 fn signed(method: &Method, headers: &HeaderMap, resource: &str) -> bool {
     let Some(auth) = headers
         .get(header::AUTHORIZATION)
@@ -190,10 +197,9 @@ fn signed(method: &Method, headers: &HeaderMap, resource: &str) -> bool {
         .and_then(|v| v.to_str().ok())
         .and_then(|d| chrono::DateTime::parse_from_rfc2822(d).ok())
         .is_some_and(|d| (chrono::Utc::now().timestamp() - d.timestamp()).abs() <= 900);
-    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(ACCESS_KEY_SECRET.as_bytes()).unwrap();
-    mac.update(string_to_sign(method, headers, resource).as_bytes());
-    let expected = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
-    id == ACCESS_KEY_ID && fresh && signature == expected
+    id == ACCESS_KEY_ID
+        && fresh
+        && signature == v1_signature(ACCESS_KEY_SECRET, method, headers, resource)
 }
 
 async fn handle(
