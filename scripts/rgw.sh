@@ -3,6 +3,8 @@
 #   scripts/rgw.sh start   installs Ceph from Debian's packages if missing, starts a fresh
 #                          cluster (in-memory OSD) and prints the S3 endpoint URL
 #   scripts/rgw.sh stop    stops it by PID and deletes its data
+#   scripts/rgw.sh pause   stops the gateway alone (the cluster and its data stay), for
+#                          outage tests; `resume` starts it again
 # RGW_PORT (default 7480) and MEDIAGATE_RGW_DIR (default /tmp/mediagate-rgw) override.
 # User TESTERAK/TESTERSK may assume arn:aws:iam:::role/uploader. One cluster at a time: the
 # monitor's port 3300 is fixed.
@@ -89,8 +91,17 @@ CONF
   stop)
     stop
     ;;
+  pause)
+    kill "$(cat "$D/run/client.rgw.a.pid")"
+    for _ in $(seq 1 60); do curl -s -m 1 -o /dev/null "http://127.0.0.1:$PORT/" || break; sleep 0.5; done
+    ;;
+  resume)
+    radosgw -c "$D/ceph.conf" -n client.rgw.a
+    for _ in $(seq 1 120); do curl -s -m 1 -o /dev/null "http://127.0.0.1:$PORT/" && break; sleep 0.5; done
+    curl -s -m 2 -o /dev/null "http://127.0.0.1:$PORT/" || { echo "radosgw did not come back; see $D/log" >&2; exit 1; }
+    ;;
   *)
-    echo "usage: $0 start|stop" >&2
+    echo "usage: $0 start|stop|pause|resume" >&2
     exit 2
     ;;
 esac

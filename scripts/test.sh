@@ -32,6 +32,9 @@ PYTHON=$(scripts/python.sh)
 RGW_URL=$(scripts/rgw.sh start)
 MEDIAGATE_TEST_PYTHON="$PYTHON" MEDIAGATE_TEST_RGW_URL="$RGW_URL" \
   cargo test --locked --test api rgw:: -- --ignored
+# Stops the gateway for a while, so it runs alone.
+MEDIAGATE_TEST_PYTHON="$PYTHON" MEDIAGATE_TEST_RGW_URL="$RGW_URL" \
+  cargo test --locked --test api rgw_outage:: -- --ignored
 
 echo "== the quick-start demo, end to end =="
 DEMO_LOG=$(mktemp)

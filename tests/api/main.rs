@@ -12,6 +12,7 @@ mod notifications;
 mod openapi;
 mod protection;
 mod rgw;
+mod rgw_outage;
 mod schemathesis;
 mod sts_errors;
 mod uploads;

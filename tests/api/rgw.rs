@@ -16,13 +16,13 @@ const ADMIN_SECRET: &str = "TESTERSK";
 const ROLE_ARN: &str = "arn:aws:iam:::role/uploader";
 const REGION: &str = "us-east-1";
 
-fn rgw_url() -> String {
+pub(crate) fn rgw_url() -> String {
     std::env::var("MEDIAGATE_TEST_RGW_URL")
         .expect("MEDIAGATE_TEST_RGW_URL names the RGW endpoint (scripts/rgw.sh start)")
 }
 
 /// Runs the boto3 client with `command` and `args`; its JSON answer.
-async fn s3client(command: &str, args: Value) -> Value {
+pub(crate) async fn s3client(command: &str, args: Value) -> Value {
     let python = std::env::var("MEDIAGATE_TEST_PYTHON")
         .expect("MEDIAGATE_TEST_PYTHON names a Python with boto3 (scripts/python.sh)");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/s3client.py");
@@ -46,12 +46,15 @@ fn admin() -> Value {
 }
 
 /// A fresh bucket name per test, so tests share one RGW.
-fn bucket() -> String {
+pub(crate) fn bucket() -> String {
     format!("mg-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
 }
 
 /// mediagate with the S3 provider on RGW for `bucket`.
-async fn spawn(bucket: &str, customise: impl FnOnce(&mut mediagate::config::Config)) -> TestApp {
+pub(crate) async fn spawn(
+    bucket: &str,
+    customise: impl FnOnce(&mut mediagate::config::Config),
+) -> TestApp {
     let rgw = rgw_url();
     let bucket = bucket.to_owned();
     TestApp::spawn_with(move |c| {
@@ -72,7 +75,7 @@ async fn spawn(bucket: &str, customise: impl FnOnce(&mut mediagate::config::Conf
 }
 
 /// Creates `bucket` (and `others`) with notifications of `notify` pushed to the app.
-async fn setup(app: &TestApp, bucket: &str, others: &[&str], notify: &[&str]) {
+pub(crate) async fn setup(app: &TestApp, bucket: &str, others: &[&str], notify: &[&str]) {
     // RGW keeps a tenant's topics in one object that concurrent CreateTopic calls overwrite,
     // so tests running side by side set up one at a time.
     static SETUP: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -89,7 +92,7 @@ async fn setup(app: &TestApp, bucket: &str, others: &[&str], notify: &[&str]) {
     assert_eq!(r["ok"], true, "{r}");
 }
 
-async fn webhook_workflow(app: &TestApp, bucket: &str, prefix: &str) {
+pub(crate) async fn webhook_workflow(app: &TestApp, bucket: &str, prefix: &str) {
     let body = json!({"name": format!("hooks-{bucket}"), "state": "Active", "bucket": bucket,
         "prefix": prefix, "sink": "webhook", "webhook_url": app.hooks.url,
         "webhook_secret": WEBHOOK_SECRET});
@@ -100,13 +103,13 @@ async fn webhook_workflow(app: &TestApp, bucket: &str, prefix: &str) {
 }
 
 /// `POST /v1/uploads` for `user`; the 201 body.
-async fn request_upload(app: &TestApp, user: &str, body: Value) -> Value {
+pub(crate) async fn request_upload(app: &TestApp, user: &str, body: Value) -> Value {
     let r = app.create_upload(&app.token(user), body).await;
     assert_eq!(r.status(), 201);
     r.json().await.unwrap()
 }
 
-fn args(upload: &Value, key: &str, extra: Value) -> Value {
+pub(crate) fn args(upload: &Value, key: &str, extra: Value) -> Value {
     let mut a = json!({"endpoint": upload["endpoint"], "region": upload["region"],
         "creds": upload["credentials"], "bucket": upload["bucket"], "key": key});
     a.as_object_mut()
