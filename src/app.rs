@@ -191,7 +191,7 @@ impl App {
             expire_after,
         )
         .await?;
-        if sweep.found > 0 {
+        if sweep.found + sweep.listed > 0 {
             self.wake_worker.notify_one();
         }
         Ok(sweep)

@@ -2,6 +2,8 @@
 //! back, which OSS never retries; a dropped RGW or MinIO event) are found in the store and
 //! processed like announced ones, with source `reconcile`; uploads that never came expire.
 //! Each upload is looked up on its own backoff schedule, not every upload every sweep.
+//! Optionally the upload prefix is listed too, a page per sweep, for objects that were never
+//! requested nor announced.
 
 use std::time::Duration;
 
@@ -25,6 +27,10 @@ pub struct ReconcileConfig {
     /// its credentials were last vended becomes `expired`; default: the credential lifetime
     /// (`sts.duration_seconds`) plus one hour.
     pub expire_after_seconds: Option<u64>,
+    /// `MEDIAGATE__RECONCILE__LIST_UNANNOUNCED`, default false: also list the upload prefix
+    /// (a page of [`LIST_PAGE`] keys per sweep, from a cursor kept in the database) for
+    /// objects nobody requested or announced.
+    pub list_unannounced: bool,
 }
 
 impl Default for ReconcileConfig {
@@ -33,9 +39,14 @@ impl Default for ReconcileConfig {
             interval_seconds: 60,
             after_seconds: 60,
             expire_after_seconds: None,
+            list_unannounced: false,
         }
     }
 }
+
+/// Keys listed per sweep.
+pub const LIST_PAGE: usize = 500;
+const LIST_CURSOR: &str = "upload-prefix";
 
 /// Uploads looked up per sweep at most; the rest wait for the next one.
 const BATCH: u32 = 200;
@@ -52,6 +63,8 @@ pub struct Sweep {
     pub expired: usize,
     /// The store did not answer: asked again later.
     pub errors: usize,
+    /// Objects the listing found that nothing had announced, handed to intake.
+    pub listed: usize,
 }
 
 /// One sweep: claims the uploads that are due, asks the store for each, and records what it
@@ -123,10 +136,61 @@ pub async fn sweep(
         };
         metrics::counter!("mediagate_reconciliations_total", "outcome" => outcome).increment(1);
     }
+    if settings.list_unannounced {
+        done.listed = list_page(store, objects, storage, quiet_ms).await?;
+    }
     if done != Sweep::default() {
         info!(?done, "reconciliation sweep");
     }
     Ok(done)
+}
+
+/// Lists the next page of the upload prefix and hands every object nothing announced, and
+/// older than the quiet time, to intake. The page is taken by moving the shared cursor first,
+/// so two instances never list the same page; the last page starts the listing over.
+async fn list_page(
+    store: &Store,
+    objects: &dyn ObjectReader,
+    storage: &StorageScope<'_>,
+    quiet_ms: i64,
+) -> anyhow::Result<usize> {
+    let cursor = store.reconcile_cursor(LIST_CURSOR).await?;
+    let page = match objects.list(&cursor, LIST_PAGE).await {
+        Ok(page) => page,
+        Err(e) => {
+            warn!(error = %e, "reconciliation could not list the store");
+            metrics::counter!("mediagate_reconciliations_total", "outcome" => "error").increment(1);
+            return Ok(0);
+        }
+    };
+    let next = match page.last() {
+        Some(last) if page.len() == LIST_PAGE => last.key.clone(),
+        _ => String::new(),
+    };
+    if !store.advance_cursor(LIST_CURSOR, &cursor, &next).await? {
+        return Ok(0);
+    }
+    let settled_before = now_millis() - quiet_ms;
+    let mut found = 0;
+    for object in page {
+        let recent = object.modified_at.is_none_or(|t| t > settled_before);
+        if recent || store.object_announced(storage.bucket, &object.key).await? {
+            continue;
+        }
+        let event = ObjectEvent {
+            source: "reconcile",
+            bucket: storage.bucket.to_owned(),
+            key: object.key,
+            etag: object.head.etag,
+            size: i64::try_from(object.head.size).ok(),
+            content_type: object.head.content_type,
+            ..ObjectEvent::default()
+        };
+        accept(store, storage, event).await?;
+        found += 1;
+        metrics::counter!("mediagate_reconciliations_total", "outcome" => "listed").increment(1);
+    }
+    Ok(found)
 }
 
 /// The wait before the next lookup of `upload`: the quiet time, doubled with each lookup.

@@ -21,6 +21,15 @@ pub struct ObjectHead {
     pub content_type: Option<String>,
 }
 
+/// An object a listing found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub key: String,
+    pub head: ObjectHead,
+    /// Unix milliseconds, when the store says.
+    pub modified_at: Option<i64>,
+}
+
 /// The answer to a HEAD.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lookup {
@@ -47,6 +56,8 @@ pub trait ObjectReader: Send + Sync {
     async fn first_bytes(&self, key: &str, len: usize) -> Result<Vec<u8>, ReadError>;
     /// Whether the store answers with these keys (for readiness).
     async fn probe(&self) -> Result<(), ReadError>;
+    /// Up to `limit` objects under the upload prefix, in key order, after `start_after`.
+    async fn list(&self, start_after: &str, limit: usize) -> Result<Vec<Listed>, ReadError>;
 }
 
 /// Where and with which keys the input bucket is read.
@@ -152,15 +163,7 @@ impl StoreReader {
 impl ObjectReader for StoreReader {
     async fn head(&self, key: &str) -> Result<Lookup, ReadError> {
         match self.op.stat(self.checked(key)?).await {
-            Ok(meta) => Ok(Lookup::Found(ObjectHead {
-                size: meta.content_length(),
-                etag: meta
-                    .etag()
-                    .unwrap_or_default()
-                    .trim_matches('"')
-                    .to_ascii_uppercase(),
-                content_type: meta.content_type().map(str::to_owned),
-            })),
+            Ok(meta) => Ok(Lookup::Found(head_of(&meta))),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(Lookup::Missing),
             Err(e) if is_symlink(&e) => Ok(Lookup::Symlink),
             Err(e) => Err(unavailable(e)),
@@ -185,6 +188,39 @@ impl ObjectReader for StoreReader {
         }
     }
 
+    async fn list(&self, start_after: &str, limit: usize) -> Result<Vec<Listed>, ReadError> {
+        use futures_util::TryStreamExt;
+        let mut lister = self
+            .op
+            .lister_with(&self.prefix)
+            .recursive(true)
+            .limit(limit);
+        if !start_after.is_empty() {
+            lister = lister.start_after(start_after);
+        }
+        let mut entries = lister.await.map_err(unavailable)?;
+        let mut listed = Vec::new();
+        while listed.len() < limit {
+            let Some(entry) = entries.try_next().await.map_err(unavailable)? else {
+                break;
+            };
+            let meta = entry.metadata();
+            if entry.path().ends_with('/') || entry.path() <= start_after {
+                continue;
+            }
+            listed.push(Listed {
+                key: entry.path().to_owned(),
+                head: head_of(meta),
+                modified_at: meta.last_modified().and_then(|t| {
+                    let since =
+                        std::time::SystemTime::from(t).duration_since(std::time::UNIX_EPOCH);
+                    since.ok().map(|d| d.as_millis() as i64)
+                }),
+            });
+        }
+        Ok(listed)
+    }
+
     async fn probe(&self) -> Result<(), ReadError> {
         let marker = format!("{}.mediagate-readiness", self.prefix);
         match self.op.stat(&marker).await {
@@ -192,6 +228,18 @@ impl ObjectReader for StoreReader {
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
             Err(e) => Err(unavailable(e)),
         }
+    }
+}
+
+fn head_of(meta: &opendal::Metadata) -> ObjectHead {
+    ObjectHead {
+        size: meta.content_length(),
+        etag: meta
+            .etag()
+            .unwrap_or_default()
+            .trim_matches('"')
+            .to_ascii_uppercase(),
+        content_type: meta.content_type().map(str::to_owned),
     }
 }
 

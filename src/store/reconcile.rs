@@ -89,6 +89,51 @@ impl Store {
         Ok(())
     }
 
+    /// Where the listing called `name` goes on ('' at the start).
+    pub async fn reconcile_cursor(&self, name: &str) -> anyhow::Result<String> {
+        sqlx::query(
+            "INSERT INTO reconcile_cursors (name, cursor, updated_at) VALUES ($1, '', $2) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(now_millis())
+        .execute(&self.writer)
+        .await
+        .context("creating a listing cursor")?;
+        let row = sqlx::query("SELECT cursor FROM reconcile_cursors WHERE name = $1")
+            .bind(name)
+            .fetch_one(&self.writer)
+            .await
+            .context("reading a listing cursor")?;
+        Ok(row.try_get(0)?)
+    }
+
+    /// Moves the listing called `name` from `from` to `to`; `false` when another instance
+    /// moved it first (and so listed this page itself).
+    pub async fn advance_cursor(&self, name: &str, from: &str, to: &str) -> anyhow::Result<bool> {
+        let r = sqlx::query(
+            "UPDATE reconcile_cursors SET cursor = $1, updated_at = $2 WHERE name = $3 AND cursor = $4",
+        )
+        .bind(to)
+        .bind(now_millis())
+        .bind(name)
+        .bind(from)
+        .execute(&self.writer)
+        .await
+        .context("advancing a listing cursor")?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Whether any notification for the object was recorded.
+    pub async fn object_announced(&self, bucket: &str, key: &str) -> anyhow::Result<bool> {
+        let row = sqlx::query("SELECT 1 FROM events WHERE bucket = $1 AND object_key = $2 LIMIT 1")
+            .bind(bucket)
+            .bind(key)
+            .fetch_optional(&self.reader)
+            .await
+            .context("looking for a notification")?;
+        Ok(row.is_some())
+    }
+
     /// No object came for `upload_id` while its credentials could have been used.
     pub async fn expire_upload(&self, upload_id: &str) -> anyhow::Result<bool> {
         let r = sqlx::query(

@@ -506,3 +506,32 @@ async fn rgw_objects_are_verified_in_the_store_before_anything_is_triggered() {
         .collect();
     assert_eq!(notices.len(), 2);
 }
+
+/// With no notifications at all, reconciliation finds RGW objects by listing the prefix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Ceph RGW: scripts/test.sh runs it"]
+async fn rgw_objects_nobody_announced_are_found_by_listing() {
+    let bucket = bucket();
+    let app = spawn(&bucket, |c| {
+        c.reconcile.after_seconds = 0;
+        c.reconcile.list_unannounced = true;
+    })
+    .await;
+    setup(&app, &bucket, &[], &[]).await;
+    webhook_workflow(&app, &bucket, "uploads/").await;
+    let r = s3client(
+        "put",
+        json!({"endpoint": rgw_url(), "creds": admin(), "bucket": bucket,
+            "key": "uploads/carol/x/quiet.mp4", "size": 7000}),
+    )
+    .await;
+    assert_eq!(r["ok"], true, "{r}");
+    let sweep = app.app.reconcile().await.unwrap();
+    assert_eq!(sweep.listed, 1, "{sweep:?}");
+    app.settle().await;
+    let deliveries = app.hooks.deliveries();
+    assert_eq!(deliveries.len(), 1);
+    assert_eq!(deliveries[0].1["object_key"], "uploads/carol/x/quiet.mp4");
+    assert_eq!(deliveries[0].1["size"], 7000);
+    assert_eq!(app.app.reconcile().await.unwrap().listed, 0);
+}

@@ -326,3 +326,55 @@ fn the_stand_ins_signature_matches_the_oss2_vector() {
     );
     assert_eq!(signature, "rt1NqtEA1PevZtOMUF4kruvvOpE=");
 }
+
+/// With `list_unannounced`, objects nobody requested or announced are found by listing the
+/// upload prefix, a page per sweep from a shared cursor, and processed once.
+#[tokio::test]
+async fn listing_finds_objects_nobody_announced() {
+    let app = TestApp::spawn_with(|c| {
+        c.reconcile.after_seconds = 0;
+        c.reconcile.list_unannounced = true;
+    })
+    .await;
+    app.webhook_workflow("hooks", "uploads/").await;
+    // Uploaded straight to the bucket under bob's prefix, never announced.
+    app.oss.put(
+        "uploads/bob/raw/direct.mp4",
+        sized(mp4_header(), 3000),
+        "video/mp4",
+    );
+    // Announced already: the listing leaves it alone.
+    let (id, key) = app.issue("alice", "seen.mp4", json!({})).await;
+    assert_eq!(app.upload_completed(&key, "SEEN", &id).await.status(), 200);
+    app.settle().await;
+    assert!(app.oss.has(&key));
+    assert_eq!(app.hooks.count(), 1);
+
+    let sweep = app.app.reconcile().await.unwrap();
+    assert_eq!(sweep.listed, 1, "{sweep:?}");
+    app.settle().await;
+    let deliveries = app.hooks.deliveries();
+    assert_eq!(deliveries.len(), 2);
+    assert_eq!(deliveries[1].1["object_key"], "uploads/bob/raw/direct.mp4");
+    assert_eq!(deliveries[1].1["size"], 3000);
+    // In bob's history, as an upload he made without asking.
+    let history: Value = app
+        .get(&app.token("bob"), "/v1/uploads")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(history["uploads"][0]["state"], "triggered", "{history}");
+
+    // The next passes find nothing new.
+    for _ in 0..2 {
+        assert_eq!(app.app.reconcile().await.unwrap().listed, 0);
+    }
+    app.settle().await;
+    assert_eq!(app.hooks.count(), 2);
+    assert_eq!(
+        app.oss.refused(),
+        0,
+        "listings are signed as OSS checks them"
+    );
+}

@@ -3,7 +3,8 @@
 //! does: the V1 header signature recomputed from the verb, Content-MD5, Content-Type, Date,
 //! the `x-oss-` headers and the canonical resource (mismatch -> 403 `SignatureDoesNotMatch`),
 //! and the Date within 15 minutes. It serves HEAD and GET (with `Range`) of the objects a
-//! test puts, ETags as OSS writes them, and symbolic links with `x-oss-object-type: Symlink`.
+//! test puts, ETags as OSS writes them, and symbolic links with `x-oss-object-type: Symlink`,
+//! and lists them (ListObjectsV2: `prefix`, `start-after`, `max-keys`, continuation tokens).
 //! Tests can take it down (503) and count what reached it.
 
 use std::collections::HashMap;
@@ -12,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -29,6 +30,7 @@ struct Object {
     etag: String,
     content_type: String,
     symlink: bool,
+    modified: chrono::DateTime<chrono::Utc>,
 }
 
 #[derive(Default)]
@@ -76,6 +78,7 @@ impl OssFake {
             etag: etag.trim_matches('"').to_ascii_uppercase(),
             content_type: content_type.to_owned(),
             symlink: false,
+            modified: chrono::Utc::now(),
         };
         self.state
             .objects
@@ -207,6 +210,7 @@ async fn handle(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
 ) -> Response {
     state.requests.fetch_add(1, Ordering::SeqCst);
     if state.down.load(Ordering::SeqCst) {
@@ -215,9 +219,17 @@ async fn handle(
     let key = percent_encoding::percent_decode_str(uri.path().trim_start_matches('/'))
         .decode_utf8_lossy()
         .into_owned();
-    if !signed(&method, &headers, &format!("/{BUCKET}/{key}")) {
+    // `continuation-token` is a sub-resource, so it is signed; the listing parameters are not.
+    let resource = match query.get("continuation-token") {
+        Some(token) => format!("/{BUCKET}/{key}?continuation-token={token}"),
+        None => format!("/{BUCKET}/{key}"),
+    };
+    if !signed(&method, &headers, &resource) {
         state.refused.fetch_add(1, Ordering::SeqCst);
         return error(StatusCode::FORBIDDEN, "SignatureDoesNotMatch");
+    }
+    if key.is_empty() && method == Method::GET {
+        return list(&state, &query);
     }
     let Some(object) = state.objects.lock().unwrap().get(&key).cloned() else {
         return error(StatusCode::NOT_FOUND, "NoSuchKey");
@@ -258,6 +270,58 @@ async fn handle(
     let kind = if object.symlink { "Symlink" } else { "Normal" };
     h.insert("x-oss-object-type", kind.parse().unwrap());
     response
+}
+
+/// ListObjectsV2: keys under `prefix` after `start-after` (or the continuation token), in
+/// order, at most `max-keys` of them.
+fn list(state: &FakeState, query: &HashMap<String, String>) -> Response {
+    let get = |name: &str| query.get(name).cloned().unwrap_or_default();
+    let (prefix, after) = (
+        get("prefix"),
+        get("continuation-token").max(get("start-after")),
+    );
+    let max: usize = get("max-keys").parse().unwrap_or(1000);
+    let objects = state.objects.lock().unwrap();
+    let mut keys: Vec<&String> = objects
+        .keys()
+        .filter(|k| k.starts_with(&prefix) && **k > after)
+        .collect();
+    keys.sort();
+    let truncated = keys.len() > max;
+    keys.truncate(max);
+    let escape = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
+    let mut xml = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ListBucketResult><Name>{BUCKET}</Name><Prefix>{}</Prefix><MaxKeys>{max}</MaxKeys><KeyCount>{}</KeyCount><IsTruncated>{truncated}</IsTruncated>",
+        escape(&prefix),
+        keys.len()
+    );
+    for key in &keys {
+        let o = &objects[*key];
+        xml += &format!(
+            "<Contents><Key>{}</Key><LastModified>{}</LastModified><ETag>\"{}\"</ETag><Type>Normal</Type><Size>{}</Size><StorageClass>Standard</StorageClass></Contents>",
+            escape(key),
+            o.modified.format("%Y-%m-%dT%H:%M:%S%.3fZ"),
+            o.etag,
+            o.bytes.len()
+        );
+    }
+    if truncated && let Some(last) = keys.last() {
+        xml += &format!(
+            "<NextContinuationToken>{}</NextContinuationToken>",
+            escape(last)
+        );
+    }
+    xml += "</ListBucketResult>";
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/xml")],
+        xml,
+    )
+        .into_response()
 }
 
 /// The inclusive byte range a `Range: bytes=a-b` header asks for, within `len`.
