@@ -109,6 +109,16 @@ impl Server {
         }
     }
 
+    /// Graceful shutdown from within the runtime it was started on, bounded.
+    #[allow(dead_code)]
+    pub async fn shutdown_now(self) -> bool {
+        let _ = self.shutdown.send(());
+        matches!(
+            tokio::time::timeout(Duration::from_secs(10), self.task).await,
+            Ok(Ok(Ok(())))
+        )
+    }
+
     /// Graceful shutdown on `rt`, the runtime it was started on; bounded, so a shutdown that
     /// hangs is reported instead of hanging the bench.
     pub fn stop(self, rt: &Runtime) {
