@@ -248,6 +248,9 @@ impl Config {
                 Ok(_) => {}
             }
         }
+        if self.reconcile.list_unannounced && !self.verification.enabled {
+            p("reconcile.list_unannounced: needs verification.enabled (a listing cannot tell a symbolic link from an object)".into());
+        }
         if self.reconcile.expire_after_seconds == Some(0) {
             p("reconcile.expire_after_seconds: must be at least 1 (leave it unset for the credential lifetime plus one hour)".into());
         }

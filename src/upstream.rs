@@ -15,6 +15,18 @@ pub fn client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
         .build()?)
 }
 
+/// The http(s) URLs mediagate accepts for outside services a request names (webhook
+/// receivers, cover images), as a pattern the OpenAPI document states and the server checks:
+/// a DNS name (labels of letters, digits, `-` and `_`, the last one not numeric) or an IPv4
+/// address, an optional port, and a path and query of printable ASCII. No IPv6 literals and
+/// no user info.
+pub const HTTP_URL: &str = concat!(
+    r"^https?://(?:(?:[A-Za-z0-9_-]+\.)*[A-Za-z_][A-Za-z0-9_-]*",
+    r"|(?:(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9]))",
+    r"(?::(?:[0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?",
+    r"(?:[/?#][\x21-\x7e]*)?$"
+);
+
 /// Describes a failed request without its URL: reqwest's own message includes it, and our
 /// URLs carry signatures, access key ids or webhook tokens.
 pub fn without_url(e: &reqwest::Error) -> String {

@@ -8,10 +8,11 @@ ALTER TABLE uploads ADD COLUMN checks BIGINT NOT NULL DEFAULT 0;
 CREATE INDEX uploads_unannounced ON uploads (created_at) WHERE state = 'issued';
 
 -- Where the listing of the upload prefix (reconcile.list_unannounced) goes on: the last key
--- of the last page, or '' to start over. Advanced by compare-and-set, so several instances
--- never list the same page twice.
+-- of the last page, or '' to start over. Advanced by compare-and-set on its version, so
+-- several instances never list the same page twice.
 CREATE TABLE reconcile_cursors (
     name TEXT PRIMARY KEY NOT NULL,
     cursor TEXT NOT NULL,
+    version BIGINT NOT NULL,
     updated_at BIGINT NOT NULL
 );

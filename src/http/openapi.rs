@@ -68,6 +68,8 @@ pub fn with_file_name_rule(doc: &mut serde_json::Value) {
     name["allOf"] = serde_json::json!([
         // No path, policy or control characters.
         {"pattern": r#"^[^/\\*?"\x00-\x1f\x7f-\x9f]*$"#},
+        // No whitespace at either end.
+        {"pattern": r"^(?:\S(?:.*\S)?)?$"},
         // No `${` (policy-variable syntax).
         {"pattern": r"^(?:[^$]|\$+[^{$])*\$*$"},
         // No extension at all, or a media one (so never `.` or `..`).

@@ -38,18 +38,18 @@ pub fn sniff(head: &[u8], extension: Option<&str>) -> Content {
         _ if mime == "image/jp2" && iso_brand(head) == Some(*b"mjp2") => {
             Content::Media("video/mj2")
         }
-        _ if iso_brand(head).is_some() && mime != "image/heif" && mime != "image/avif" => {
-            Content::Media("video/mp4")
-        }
         _ => Content::Other(mime),
     }
 }
 
 fn missing_from_infer(head: &[u8]) -> Option<&'static str> {
     // MPEG transport streams: a sync byte every 188 bytes (every 192 in M2TS, after a
-    // four-byte timestamp). Two packets are enough to tell them from chance.
+    // four-byte timestamp), on every packet the head holds (up to eight), at least two.
     let sync = |first: usize, step: usize| {
-        head.len() > first + step && head[first] == 0x47 && head[first + step] == 0x47
+        head.len() > first + step
+            && (first..head.len().min(first + 8 * step))
+                .step_by(step)
+                .all(|at| head[at] == 0x47)
     };
     if sync(0, 188) || sync(4, 192) {
         return Some("video/mp2t");
@@ -70,13 +70,23 @@ fn missing_from_infer(head: &[u8]) -> Option<&'static str> {
     if head.starts_with(b"\x0b\x77") && head.len() > 5 {
         return Some("audio/ac3");
     }
-    // ISO base media files that `infer` does not name (3GP, F4V, other brands) are still
-    // media unless their brand is a still-image one, which `infer` names.
+    // ISO base media files that `infer` does not name (3GP, F4V, other brands) are media
+    // unless their brand is a still-image one (HEIF, AVIF, JPEG 2000, camera raw).
     if let Some(brand) = iso_brand(head)
         && infer::get(head).is_none()
         && !matches!(
             &brand,
-            b"heic" | b"heix" | b"mif1" | b"msf1" | b"avif" | b"avis"
+            b"heic"
+                | b"heix"
+                | b"hevc"
+                | b"mif1"
+                | b"msf1"
+                | b"avif"
+                | b"avis"
+                | b"jp2 "
+                | b"jpx "
+                | b"jpm "
+                | b"crx "
         )
     {
         return Some("video/mp4");
@@ -187,6 +197,11 @@ mod tests {
             ),
             (b"\xff\xd8\xff\xe0\x00\x10JFIF\x00".to_vec(), "image/jpeg"),
             (ftyp(b"heic"), "image/heif"),
+            (
+                b"\x00\x00\x00\x0cjP  \r\n\x87\n\x00\x00\x00\x14ftypjp2 \x00\x00\x00\x00jp2 "
+                    .to_vec(),
+                "image/jp2",
+            ),
         ];
         for (head, mime) in cases {
             let got = sniff(&padded(head), Some("mp4"));
@@ -196,6 +211,15 @@ mod tests {
             );
         }
         assert_eq!(sniff(b"just some words", Some("mp4")), Content::Unknown);
+        // A camera raw file in an ISO box is not video.
+        assert!(!matches!(
+            sniff(&padded(ftyp(b"crx ")), None),
+            Content::Media(_)
+        ));
+        // Two sync bytes among other data are chance, not a transport stream.
+        let mut chance = vec![0u8; 600];
+        (chance[0], chance[188]) = (0x47, 0x47);
+        assert_eq!(sniff(&chance, Some("ts")), Content::Unknown);
         assert_eq!(sniff(b"", None), Content::Unknown);
     }
 

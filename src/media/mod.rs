@@ -27,8 +27,9 @@ pub struct MediaAttributesInput {
     #[schema(minimum = 0)]
     #[serde(default, deserialize_with = "crate::json::integer")]
     pub cate_id: Option<i64>,
-    /// An `http://` or `https://` URL of at most 3200 printable ASCII characters.
-    #[schema(max_length = 3200, pattern = r"^https?://[\x21-\x7e]+$")]
+    /// An `http://` or `https://` URL of at most 3200 characters, with a DNS name or an IPv4
+    /// address and a path of printable ASCII (the pattern says exactly which).
+    #[schema(schema_with = cover_url_schema)]
     pub cover_url: Option<String>,
     /// At most 1024 printable ASCII characters (JSON, for example), passed to the workflow.
     #[schema(max_length = 1024, pattern = r"^[\x20-\x7e]*$")]
@@ -41,8 +42,18 @@ const MAX_TAG_CHARS: usize = 32;
 /// The rules, as the document states them and the server checks them.
 const TEXT: &str = r"^[^\x00-\x08\x0b-\x1f\x7f-\x9f]*$";
 const TAG: &str = r"^[^,\x00-\x1f\x7f-\x9f]+$";
-const COVER_URL: &str = r"^https?://[\x21-\x7e]+$";
+const COVER_URL: &str = crate::upstream::HTTP_URL;
+const MAX_COVER_URL_CHARS: usize = 3200;
 const ASCII: &str = r"^[\x20-\x7e]*$";
+
+fn cover_url_schema() -> utoipa::openapi::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+        .max_length(Some(MAX_COVER_URL_CHARS))
+        .pattern(Some(COVER_URL))
+        .build()
+}
 
 fn tags_schema() -> utoipa::openapi::schema::Array {
     use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, SchemaType, Type};
@@ -103,8 +114,14 @@ impl MediaAttributes {
         let text = "text without control characters (newline and tab allowed)";
         check("title", &input.title, 128, &TEXT_RULE, text);
         check("description", &input.description, 1024, &TEXT_RULE, text);
-        let url = "an http:// or https:// URL of printable ASCII";
-        check("cover_url", &input.cover_url, 3200, &COVER_URL_RULE, url);
+        let url = "an http:// or https:// URL with a DNS name or IPv4 address";
+        check(
+            "cover_url",
+            &input.cover_url,
+            MAX_COVER_URL_CHARS,
+            &COVER_URL_RULE,
+            url,
+        );
         check(
             "user_data",
             &input.user_data,
@@ -112,6 +129,13 @@ impl MediaAttributes {
             &ASCII_RULE,
             "printable ASCII",
         );
+        // The pattern admits only URLs that parse (IDNA labels aside, which no pattern checks).
+        if let Some(u) = &input.cover_url
+            && COVER_URL_RULE.is_match(u)
+            && url::Url::parse(u).is_err()
+        {
+            problems.push("cover_url is not a valid URL".into());
+        }
         if input.cate_id.is_some_and(|c| c < 0) {
             problems.push("cate_id must be an integer >= 0".into());
         }
@@ -195,6 +219,14 @@ mod tests {
             },
             MediaAttributesInput {
                 tags: Some(vec![String::new()]),
+                ..Default::default()
+            },
+            MediaAttributesInput {
+                cover_url: Some("http://cdn.example.com:99999/c.jpg".into()),
+                ..Default::default()
+            },
+            MediaAttributesInput {
+                cover_url: Some("http://user@cdn.example.com/c.jpg".into()),
                 ..Default::default()
             },
             MediaAttributesInput {

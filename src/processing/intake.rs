@@ -189,6 +189,8 @@ pub async fn accept(
         media,
         container: None,
         rejected: None,
+        // The first completion of the object: nothing has written the upload's size yet.
+        declared_size: existing.as_ref().and_then(|u| u.size),
     };
     let plan = if storage.verify {
         Plan::verify(storage, &store.list_workflows().await?, &object)?
@@ -264,6 +266,9 @@ pub async fn reprocess(
         media: serde_json::from_str(&upload.media).unwrap_or_default(),
         container: None,
         rejected: None,
+        // The operator asks on purpose: the object must be media (and a form's within its
+        // largest size), but need not be the size the client first declared.
+        declared_size: None,
     };
     let plan = if storage.verify {
         Plan::verify(storage, &store.list_workflows().await?, &object)?

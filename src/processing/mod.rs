@@ -67,6 +67,11 @@ pub struct Delivery {
     /// otherwise have taken: the reason code.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rejected: Option<String>,
+    /// For verification: the size the client declared when it asked for the upload (the
+    /// stored object must have it), kept here because the upload's size becomes the
+    /// store's once verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub declared_size: Option<i64>,
 }
 
 /// A successful delivery.

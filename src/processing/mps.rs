@@ -299,6 +299,7 @@ mod tests {
             media,
             container: None,
             rejected: None,
+            declared_size: None,
         }
     }
 

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use tracing::{info, warn};
 
 use super::{ObjectEvent, StorageScope, accept};
-use crate::storage::reader::{Lookup, ObjectReader};
+use crate::storage::reader::{Lookup, ObjectReader, ReadError};
 use crate::store::{Store, Unannounced, now_millis};
 
 /// `[reconcile]`.
@@ -29,7 +29,8 @@ pub struct ReconcileConfig {
     pub expire_after_seconds: Option<u64>,
     /// `MEDIAGATE__RECONCILE__LIST_UNANNOUNCED`, default false: also list the upload prefix
     /// (a page of [`LIST_PAGE`] keys per sweep, from a cursor kept in the database) for
-    /// objects nobody requested or announced.
+    /// objects nobody requested or announced. Needs verification: a listing cannot tell a
+    /// symbolic link from an object.
     pub list_unannounced: bool,
 }
 
@@ -77,12 +78,26 @@ pub async fn sweep(
     expire_after: Duration,
 ) -> anyhow::Result<Sweep> {
     let quiet_ms = (settings.after_seconds * 1000) as i64;
-    // Long enough for a sweep of a full batch to finish before another instance may retake.
-    let lease_ms = 300_000;
-    let due = store.claim_unannounced(quiet_ms, lease_ms, BATCH).await?;
+    // Long enough for a sweep of a full batch to finish before another instance may retake;
+    // a sweep that runs past half of it leaves the rest of its batch to the next one.
+    let lease = Duration::from_secs(300);
+    let started = std::time::Instant::now();
+    let due = store
+        .claim_unannounced(quiet_ms, lease.as_millis() as i64, BATCH)
+        .await?;
     let mut done = Sweep::default();
     for upload in due {
-        let outcome = match objects.head(&upload.object_key).await {
+        if started.elapsed() > lease / 2 {
+            break;
+        }
+        // An upload of another bucket (the configuration changed) cannot be read: it is
+        // never found, and expires.
+        let lookup = if upload.bucket == storage.bucket {
+            objects.head(&upload.object_key).await
+        } else {
+            Err(ReadError::NotReadable(upload.object_key.clone()))
+        };
+        let outcome = match lookup {
             Ok(Lookup::Found(head)) => {
                 let event = ObjectEvent {
                     source: "reconcile",
@@ -98,7 +113,8 @@ pub async fn sweep(
                 done.found += 1;
                 "found"
             }
-            // Announced like any object; its verification refuses it.
+            // Verification refuses a link with its reason; without verification it is
+            // recorded as a link and never processed.
             Ok(Lookup::Symlink) => {
                 let event = ObjectEvent {
                     source: "reconcile",
@@ -106,17 +122,19 @@ pub async fn sweep(
                     key: upload.object_key.clone(),
                     etag: "SYMLINK".into(),
                     upload_hint: Some(upload.id.clone()),
+                    symlink: !storage.verify,
                     ..ObjectEvent::default()
                 };
                 accept(store, storage, event).await?;
                 done.found += 1;
                 "found"
             }
-            Ok(Lookup::Missing) => {
+            Ok(Lookup::Missing) | Err(ReadError::NotReadable(_)) => {
                 let now = now_millis();
                 if now - upload.vended_at >= expire_after.as_millis() as i64 {
-                    store.expire_upload(&upload.id).await?;
-                    done.expired += 1;
+                    if store.expire_upload(&upload.id).await? {
+                        done.expired += 1;
+                    }
                     "expired"
                 } else {
                     store
@@ -154,7 +172,7 @@ async fn list_page(
     storage: &StorageScope<'_>,
     quiet_ms: i64,
 ) -> anyhow::Result<usize> {
-    let cursor = store.reconcile_cursor(LIST_CURSOR).await?;
+    let (cursor, version) = store.reconcile_cursor(LIST_CURSOR).await?;
     let page = match objects.list(&cursor, LIST_PAGE).await {
         Ok(page) => page,
         Err(e) => {
@@ -167,7 +185,7 @@ async fn list_page(
         Some(last) if page.len() == LIST_PAGE => last.key.clone(),
         _ => String::new(),
     };
-    if !store.advance_cursor(LIST_CURSOR, &cursor, &next).await? {
+    if !store.advance_cursor(LIST_CURSOR, version, &next).await? {
         return Ok(0);
     }
     let settled_before = now_millis() - quiet_ms;

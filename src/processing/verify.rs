@@ -98,7 +98,13 @@ impl Verifier {
         upload: Option<&UploadRow>,
     ) -> Result<Verdict, DeliveryError> {
         let key = delivery.object_key.as_str();
-        let head = match self.reader.head(key).await.map_err(read_failed)? {
+        let lookup = match self.reader.head(key).await {
+            Err(e @ ReadError::NotReadable(_)) => {
+                return Ok(rejected("not_verifiable", e.to_string()));
+            }
+            other => other.map_err(read_failed)?,
+        };
+        let head = match lookup {
             Lookup::Found(head) => head,
             Lookup::Missing => {
                 return Ok(rejected("object_missing", "no such object in the store"));
@@ -110,7 +116,9 @@ impl Verifier {
                 ));
             }
         };
-        if let Some(verdict) = size_verdict(head.size, upload, self.max_form_bytes) {
+        let mode = upload.map(|u| u.mode);
+        let declared = delivery.declared_size;
+        if let Some(verdict) = size_verdict(head.size, mode, declared, self.max_form_bytes) {
             return Ok(verdict);
         }
         if !self.content_sniff {
@@ -131,20 +139,24 @@ impl Verifier {
 
 fn read_failed(e: ReadError) -> DeliveryError {
     match e {
-        ReadError::OutsidePrefix(_) => DeliveryError::Fatal(e.to_string()),
+        ReadError::NotReadable(_) => DeliveryError::Fatal(e.to_string()),
         ReadError::Unavailable(_) => DeliveryError::Retry(e.to_string()),
     }
 }
 
 /// The size rules: an object is never empty, a form's object is within the range its policy
 /// signed, and an upload that declared its size gets exactly that.
-pub fn size_verdict(size: u64, upload: Option<&UploadRow>, max_form_bytes: u64) -> Option<Verdict> {
+pub fn size_verdict(
+    size: u64,
+    mode: Option<UploadMode>,
+    declared: Option<i64>,
+    max_form_bytes: u64,
+) -> Option<Verdict> {
     if size == 0 {
         return Some(rejected("empty", "the object is empty"));
     }
-    let upload = upload?;
-    if upload.mode == UploadMode::PostPolicy {
-        let (low, high) = form_size_range(upload.size, max_form_bytes);
+    if mode == Some(UploadMode::PostPolicy) {
+        let (low, high) = form_size_range(declared, max_form_bytes);
         if size > high {
             return Some(rejected(
                 "too_large",
@@ -158,7 +170,7 @@ pub fn size_verdict(size: u64, upload: Option<&UploadRow>, max_form_bytes: u64) 
             ));
         }
     }
-    match upload.size {
+    match declared {
         Some(declared) if u64::try_from(declared) != Ok(size) => Some(rejected(
             "size_mismatch",
             format!("object size {size} differs from the declared {declared}"),
@@ -197,27 +209,6 @@ pub fn content_verdict(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::uploads::UploadState;
-
-    fn upload(mode: UploadMode, size: Option<i64>) -> UploadRow {
-        UploadRow {
-            id: "u".into(),
-            owner: "alice".into(),
-            subject: "alice".into(),
-            bucket: "media-input".into(),
-            object_key: "uploads/alice/u/a.mp4".into(),
-            file_name: "a.mp4".into(),
-            size,
-            content_type: None,
-            mode,
-            media: "{}".into(),
-            state: UploadState::Uploaded,
-            state_reason: None,
-            created_at: 0,
-            uploaded_at: None,
-            updated_at: 0,
-        }
-    }
 
     fn code(v: Option<Verdict>) -> Option<&'static str> {
         match v? {
@@ -228,27 +219,27 @@ mod tests {
 
     #[test]
     fn sizes_come_from_the_store_and_must_be_what_was_allowed() {
-        assert_eq!(code(size_verdict(0, None, 100)), Some("empty"));
-        assert_eq!(code(size_verdict(7, None, 100)), None);
-        let declared = upload(UploadMode::Sts, Some(7));
-        assert_eq!(code(size_verdict(7, Some(&declared), 100)), None);
+        let (sts, form) = (Some(UploadMode::Sts), Some(UploadMode::PostPolicy));
+        assert_eq!(code(size_verdict(0, None, None, 100)), Some("empty"));
+        assert_eq!(code(size_verdict(7, None, None, 100)), None);
+        assert_eq!(code(size_verdict(7, sts, Some(7), 100)), None);
         assert_eq!(
-            code(size_verdict(8, Some(&declared), 100)),
-            Some("size_mismatch")
-        );
-        let open_form = upload(UploadMode::PostPolicy, None);
-        assert_eq!(code(size_verdict(100, Some(&open_form), 100)), None);
-        assert_eq!(
-            code(size_verdict(101, Some(&open_form), 100)),
-            Some("too_large")
-        );
-        let exact_form = upload(UploadMode::PostPolicy, Some(50));
-        assert_eq!(
-            code(size_verdict(49, Some(&exact_form), 100)),
+            code(size_verdict(8, sts, Some(7), 100)),
             Some("size_mismatch")
         );
         assert_eq!(
-            code(size_verdict(51, Some(&exact_form), 100)),
+            code(size_verdict(10_000, sts, None, 100)),
+            None,
+            "STS uploads: no cap"
+        );
+        assert_eq!(code(size_verdict(100, form, None, 100)), None);
+        assert_eq!(code(size_verdict(101, form, None, 100)), Some("too_large"));
+        assert_eq!(
+            code(size_verdict(49, form, Some(50), 100)),
+            Some("size_mismatch")
+        );
+        assert_eq!(
+            code(size_verdict(51, form, Some(50), 100)),
             Some("too_large")
         );
     }

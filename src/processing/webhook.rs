@@ -202,6 +202,7 @@ mod tests {
             },
             container: None,
             rejected: None,
+            declared_size: None,
         }
     }
 

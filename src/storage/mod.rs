@@ -198,6 +198,10 @@ impl FileName {
         if name == "." || name == ".." {
             return Err("file_name must not be '.' or '..'".into());
         }
+        // Object-store clients trim keys (OpenDAL does), so such a key would name another.
+        if name.trim() != name {
+            return Err("file_name must not start or end with whitespace".into());
+        }
         if name.contains('/') {
             return Err("file_name must not contain '/'".into());
         }
@@ -228,6 +232,9 @@ mod tests {
         assert!(FileName::parse("trip.MP4").is_ok());
         assert!(FileName::parse("my holiday (1).mov").is_ok());
         assert!(FileName::parse("視頻.mp4").is_ok());
+        for padded in [" trip.mp4", "trip ", "trip\u{3000}"] {
+            assert!(FileName::parse(padded).is_err(), "{padded:?}");
+        }
         assert!(FileName::parse("noext").is_ok());
         for bad in [
             "", ".", "..", "../x.mp4", "a/b.mp4", "/abs", "a\nb", "a\0b", "*.mp4", "a?.mp4",

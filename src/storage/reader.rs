@@ -41,8 +41,10 @@ pub enum Lookup {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
-    #[error("{0:?} is outside the upload prefix of the input bucket; not read")]
-    OutsidePrefix(String),
+    /// Outside the upload prefix of the input bucket, or a key the client library would send
+    /// as another key (leading or trailing spaces, `//`): never read.
+    #[error("{0:?} is not a key under the upload prefix that can be read as it is; not read")]
+    NotReadable(String),
     /// The store could not answer (down, slow, refused the keys): try again later.
     #[error("the object store did not answer: {0}")]
     Unavailable(String),
@@ -152,8 +154,9 @@ impl StoreReader {
 
     fn checked<'a>(&self, key: &'a str) -> Result<&'a str, ReadError> {
         let inside = key.starts_with(&self.prefix) && key.len() > self.prefix.len();
-        if !inside || key.ends_with('/') {
-            return Err(ReadError::OutsidePrefix(key.to_owned()));
+        // OpenDAL trims and collapses paths; a key it would change names another object.
+        if !inside || key.ends_with('/') || opendal::raw::normalize_path(key) != key {
+            return Err(ReadError::NotReadable(key.to_owned()));
         }
         Ok(key)
     }

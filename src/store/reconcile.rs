@@ -89,34 +89,34 @@ impl Store {
         Ok(())
     }
 
-    /// Where the listing called `name` goes on ('' at the start).
-    pub async fn reconcile_cursor(&self, name: &str) -> anyhow::Result<String> {
+    /// Where the listing called `name` goes on ('' at the start), and the cursor's version.
+    pub async fn reconcile_cursor(&self, name: &str) -> anyhow::Result<(String, i64)> {
         sqlx::query(
-            "INSERT INTO reconcile_cursors (name, cursor, updated_at) VALUES ($1, '', $2) ON CONFLICT (name) DO NOTHING",
+            "INSERT INTO reconcile_cursors (name, cursor, version, updated_at) VALUES ($1, '', 0, $2) ON CONFLICT (name) DO NOTHING",
         )
         .bind(name)
         .bind(now_millis())
         .execute(&self.writer)
         .await
         .context("creating a listing cursor")?;
-        let row = sqlx::query("SELECT cursor FROM reconcile_cursors WHERE name = $1")
+        let row = sqlx::query("SELECT cursor, version FROM reconcile_cursors WHERE name = $1")
             .bind(name)
             .fetch_one(&self.writer)
             .await
             .context("reading a listing cursor")?;
-        Ok(row.try_get(0)?)
+        Ok((row.try_get(0)?, row.try_get(1)?))
     }
 
-    /// Moves the listing called `name` from `from` to `to`; `false` when another instance
-    /// moved it first (and so listed this page itself).
-    pub async fn advance_cursor(&self, name: &str, from: &str, to: &str) -> anyhow::Result<bool> {
+    /// Moves the listing called `name` to `to` if it is still at `version`; `false` when
+    /// another instance moved it first (and so listed this page itself).
+    pub async fn advance_cursor(&self, name: &str, version: i64, to: &str) -> anyhow::Result<bool> {
         let r = sqlx::query(
-            "UPDATE reconcile_cursors SET cursor = $1, updated_at = $2 WHERE name = $3 AND cursor = $4",
+            "UPDATE reconcile_cursors SET cursor = $1, version = version + 1, updated_at = $2 WHERE name = $3 AND version = $4",
         )
         .bind(to)
         .bind(now_millis())
         .bind(name)
-        .bind(from)
+        .bind(version)
         .execute(&self.writer)
         .await
         .context("advancing a listing cursor")?;

@@ -104,14 +104,7 @@ pub mod rules {
     pub const MAX_PREFIX_CHARS: usize = 255;
     pub const BUCKET: &str = "^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$";
     pub const MEDIA_WORKFLOW_ID: &str = "^[A-Za-z0-9_-]{1,64}$";
-    /// An http(s) URL with a DNS name (its last label not numeric) or an IPv4 address, an
-    /// optional port, and a path/query of printable ASCII.
-    pub const WEBHOOK_URL: &str = concat!(
-        r"^https?://(?:(?:[A-Za-z0-9-]+\.)*[A-Za-z][A-Za-z0-9-]*",
-        r"|(?:(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9]))",
-        r"(?::(?:[0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?",
-        r"(?:[/?#][\x21-\x7e]*)?$"
-    );
+    pub const WEBHOOK_URL: &str = crate::upstream::HTTP_URL;
     pub const MAX_WEBHOOK_URL_CHARS: usize = 2048;
 }
 

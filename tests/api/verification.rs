@@ -378,3 +378,23 @@ async fn listing_finds_objects_nobody_announced() {
         "listings are signed as OSS checks them"
     );
 }
+
+/// Without verification, a symbolic link reconciliation finds is recorded as one and never
+/// processed: its target may be anyone's object.
+#[tokio::test]
+async fn unverified_reconciliation_never_processes_a_symlink() {
+    let app = TestApp::spawn_with(|c| {
+        c.verification.enabled = false;
+        c.reconcile.after_seconds = 0;
+    })
+    .await;
+    app.webhook_workflow("hooks", "uploads/").await;
+    let (id, key) = app.issue("alice", "link.mp4", json!({})).await;
+    app.oss.put_symlink(&key);
+    assert_eq!(app.app.reconcile().await.unwrap().found, 1);
+    app.settle().await;
+    assert_eq!(app.hooks.count(), 0);
+    let full = app.admin_upload(&id).await;
+    assert_eq!(full["events"][0]["outcome"], "symlink", "{full}");
+    assert_eq!(full["state"], "issued");
+}
