@@ -6,6 +6,7 @@ pub mod cache;
 pub mod forms;
 pub mod issue;
 pub mod limits;
+pub mod presign;
 
 use std::sync::Arc;
 

@@ -1,0 +1,430 @@
+//! One store request signed by the server for a browser (`POST /v1/uploads/{id}/sign`): a
+//! presigned URL for exactly one operation on the upload's own key, so the secret never
+//! reaches JavaScript. S3 stores get SigV4 query signing (AWS's own signer); OSS gets its V1
+//! query signing (`OSSAccessKeyId`, `Expires`, `Signature`; docs/protocols.md 4b).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use secrecy::ExposeSecret;
+
+use crate::signing::hmac_sha1_base64;
+use crate::storage::{Provider, StorageConfig};
+use crate::sts::Credentials;
+
+/// The S3 operations a browser upload makes, as Uppy's `signRequest` names them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Operation {
+    PutObject,
+    CreateMultipartUpload,
+    UploadPart { upload_id: String, part_number: u32 },
+    ListParts { upload_id: String },
+    CompleteMultipartUpload { upload_id: String },
+    AbortMultipartUpload { upload_id: String },
+}
+
+/// S3 and OSS number parts from 1 to 10,000.
+pub const MAX_PART_NUMBER: u32 = 10_000;
+
+impl Operation {
+    /// The operation a request names by its method and multipart fields; a message fit for
+    /// the client otherwise.
+    pub fn parse(
+        method: &str,
+        upload_id: Option<&str>,
+        part_number: Option<u32>,
+    ) -> Result<Operation, String> {
+        if let Some(id) = upload_id
+            && (id.is_empty() || id.len() > 1024 || !id.bytes().all(|b| b.is_ascii_graphic()))
+        {
+            return Err("uploadId must be 1-1024 printable ASCII characters".into());
+        }
+        if let Some(n) = part_number
+            && !(1..=MAX_PART_NUMBER).contains(&n)
+        {
+            return Err(format!("partNumber must be 1-{MAX_PART_NUMBER}"));
+        }
+        let id = || upload_id.map(str::to_owned);
+        let op = match (method, id(), part_number) {
+            ("PUT", None, None) => Operation::PutObject,
+            ("POST", None, None) => Operation::CreateMultipartUpload,
+            ("PUT", Some(upload_id), Some(part_number)) => Operation::UploadPart {
+                upload_id,
+                part_number,
+            },
+            ("GET", Some(upload_id), None) => Operation::ListParts { upload_id },
+            ("POST", Some(upload_id), None) => Operation::CompleteMultipartUpload { upload_id },
+            ("DELETE", Some(upload_id), None) => Operation::AbortMultipartUpload { upload_id },
+            _ => {
+                return Err(
+                    "method, uploadId and partNumber name no upload operation (PutObject, CreateMultipartUpload, UploadPart, ListParts, CompleteMultipartUpload, AbortMultipartUpload)"
+                        .into(),
+                );
+            }
+        };
+        Ok(op)
+    }
+
+    pub fn method(&self) -> &'static str {
+        match self {
+            Operation::PutObject | Operation::UploadPart { .. } => "PUT",
+            Operation::CreateMultipartUpload | Operation::CompleteMultipartUpload { .. } => "POST",
+            Operation::ListParts { .. } => "GET",
+            Operation::AbortMultipartUpload { .. } => "DELETE",
+        }
+    }
+
+    /// The sub-resources of the request, sorted by name (`None`: a bare name).
+    fn subresources(&self) -> Vec<(&'static str, Option<String>)> {
+        match self {
+            Operation::PutObject => vec![],
+            Operation::CreateMultipartUpload => vec![("uploads", None)],
+            Operation::UploadPart {
+                upload_id,
+                part_number,
+            } => vec![
+                ("partNumber", Some(part_number.to_string())),
+                ("uploadId", Some(upload_id.clone())),
+            ],
+            Operation::ListParts { upload_id }
+            | Operation::CompleteMultipartUpload { upload_id }
+            | Operation::AbortMultipartUpload { upload_id } => {
+                vec![("uploadId", Some(upload_id.clone()))]
+            }
+        }
+    }
+
+    /// The multipart upload the request belongs to, if any.
+    pub fn upload_id(&self) -> Option<&str> {
+        match self {
+            Operation::PutObject | Operation::CreateMultipartUpload => None,
+            Operation::UploadPart { upload_id, .. }
+            | Operation::ListParts { upload_id }
+            | Operation::CompleteMultipartUpload { upload_id }
+            | Operation::AbortMultipartUpload { upload_id } => Some(upload_id),
+        }
+    }
+
+    /// The Content-Type the browser sends: the file's on PutObject and CreateMultipartUpload
+    /// (Uppy sends it on both), XML on CompleteMultipartUpload, none otherwise.
+    pub fn content_type<'a>(&self, file_type: Option<&'a str>) -> Option<&'a str> {
+        match self {
+            Operation::PutObject | Operation::CreateMultipartUpload => file_type,
+            Operation::CompleteMultipartUpload { .. } => Some("application/xml"),
+            _ => None,
+        }
+    }
+}
+
+/// A signed request: where to send it, and the headers to send with it (those the signature
+/// covers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Presigned {
+    pub url: String,
+    pub headers: BTreeMap<String, String>,
+}
+
+/// Signs `op` on `key` with `creds` for `expires_in` from `now`.
+pub fn presign(
+    storage: &StorageConfig,
+    creds: &Credentials,
+    key: &str,
+    op: &Operation,
+    content_type: Option<&str>,
+    expires_in: Duration,
+    now: SystemTime,
+) -> Result<Presigned, String> {
+    let base = format!("{}{}", storage.bucket_url(), encode_key(key));
+    let headers: BTreeMap<String, String> = content_type
+        .map(|t| ("content-type".to_owned(), t.to_owned()))
+        .into_iter()
+        .collect();
+    let url = match storage.provider {
+        Provider::Aliyun => {
+            let expires = now
+                .checked_add(expires_in)
+                .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+                .ok_or("expiry out of range")?
+                .as_secs();
+            oss_presigned_url(
+                &base,
+                &storage.bucket,
+                creds,
+                key,
+                op,
+                content_type,
+                expires,
+            )
+        }
+        Provider::S3 => s3_presigned_url(&base, &storage.region, creds, op, expires_in, now)?,
+    };
+    Ok(Presigned { url, headers })
+}
+
+/// Every byte but the unreserved ones (RFC 3986) is percent-encoded.
+const UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// `key` for a URL path: encoded, `/` kept.
+fn encode_key(key: &str) -> String {
+    key.split('/')
+        .map(query_encode)
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+fn query_encode(value: &str) -> String {
+    percent_encoding::utf8_percent_encode(value, UNRESERVED).to_string()
+}
+
+/// OSS V1 query signing: the signature covers the verb, the Content-Type, `Expires` and
+/// `/{bucket}/{key}` with the sub-resources (the STS token among them), raw.
+fn oss_presigned_url(
+    base: &str,
+    bucket: &str,
+    creds: &Credentials,
+    key: &str,
+    op: &Operation,
+    content_type: Option<&str>,
+    expires: u64,
+) -> String {
+    let token = creds.security_token.expose_secret();
+    let mut subresources = op.subresources();
+    if !token.is_empty() {
+        subresources.push(("security-token", Some(token.to_owned())));
+    }
+    subresources.sort_by(|a, b| a.0.cmp(b.0));
+    let raw = |pairs: &[(&str, Option<String>)], encode: &dyn Fn(&str) -> String| {
+        pairs
+            .iter()
+            .map(|(k, v)| match v {
+                Some(v) => format!("{k}={}", encode(v)),
+                None => (*k).to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join("&")
+    };
+    let mut resource = format!("/{bucket}/{key}");
+    if !subresources.is_empty() {
+        resource = format!("{resource}?{}", raw(&subresources, &|v| v.to_owned()));
+    }
+    let string_to_sign = format!(
+        "{}\n\n{}\n{expires}\n{resource}",
+        op.method(),
+        content_type.unwrap_or_default()
+    );
+    let signature = hmac_sha1_base64(
+        creds.access_key_secret.expose_secret().as_bytes(),
+        string_to_sign.as_bytes(),
+    );
+    let mut query = raw(&subresources, &query_encode);
+    if !query.is_empty() {
+        query.push('&');
+    }
+    format!(
+        "{base}?{query}OSSAccessKeyId={}&Expires={expires}&Signature={}",
+        query_encode(&creds.access_key_id),
+        query_encode(&signature)
+    )
+}
+
+/// SigV4 query signing by AWS's signer: host signed, payload unsigned (the browser streams
+/// it), the session token in `X-Amz-Security-Token`.
+fn s3_presigned_url(
+    base: &str,
+    region: &str,
+    creds: &Credentials,
+    op: &Operation,
+    expires_in: Duration,
+    now: SystemTime,
+) -> Result<String, String> {
+    use aws_sigv4::http_request::{
+        PercentEncodingMode, SignableBody, SignableRequest, SignatureLocation, SigningSettings,
+        UriPathNormalizationMode, sign,
+    };
+    let query: Vec<String> = op
+        .subresources()
+        .into_iter()
+        .map(|(k, v)| match v {
+            Some(v) => format!("{k}={}", query_encode(&v)),
+            None => format!("{k}="),
+        })
+        .collect();
+    let url = if query.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", query.join("&"))
+    };
+    let token = creds.security_token.expose_secret();
+    let identity = aws_credential_types::Credentials::new(
+        &creds.access_key_id,
+        creds.access_key_secret.expose_secret(),
+        (!token.is_empty()).then(|| token.to_owned()),
+        None,
+        "mediagate",
+    )
+    .into();
+    let mut settings = SigningSettings::default();
+    settings.signature_location = SignatureLocation::QueryParams;
+    settings.expires_in = Some(expires_in);
+    settings.percent_encoding_mode = PercentEncodingMode::Single;
+    settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region(region)
+        .name("s3")
+        .time(now)
+        .settings(settings)
+        .build()
+        .map_err(|e| e.to_string())?
+        .into();
+    let signable = SignableRequest::new(
+        op.method(),
+        url.as_str(),
+        std::iter::empty(),
+        SignableBody::UnsignedPayload,
+    )
+    .map_err(|e| e.to_string())?;
+    let (instructions, _) = sign(signable, &params)
+        .map_err(|e| e.to_string())?
+        .into_parts();
+    let signed: Vec<String> = instructions
+        .params()
+        .iter()
+        .map(|(k, v)| format!("{k}={}", query_encode(v)))
+        .collect();
+    let separator = if query.is_empty() { '?' } else { '&' };
+    Ok(format!("{url}{separator}{}", signed.join("&")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+    use secrecy::SecretString;
+
+    fn creds(id: &str, token: &str) -> Credentials {
+        Credentials {
+            access_key_id: id.into(),
+            access_key_secret: SecretString::from("testsecret"),
+            security_token: SecretString::from(token),
+            expiration: Utc::now(),
+            obtained_at: Utc::now(),
+        }
+    }
+
+    fn signature(url: &str) -> String {
+        let query = url.split_once('?').unwrap().1;
+        url::form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == "Signature")
+            .unwrap()
+            .1
+            .into_owned()
+    }
+
+    const KEY: &str = "uploads/alice/01/trip.mp4";
+    const EXPIRES: u64 = 1_893_456_000;
+    const BASE: &str = "https://media-in.oss-cn-hangzhou.aliyuncs.com/uploads/alice/01/trip.mp4";
+
+    /// TV-PRESIGN-1..4, from the official `oss2` SDK's `sign_url` (docs/protocols.md 4b).
+    #[test]
+    fn oss_query_signatures_match_the_oss2_vectors() {
+        let plain = creds("testid", "");
+        let url = oss_presigned_url(
+            BASE,
+            "media-in",
+            &plain,
+            KEY,
+            &Operation::PutObject,
+            None,
+            EXPIRES,
+        );
+        assert_eq!(signature(&url), "rt1NqtEA1PevZtOMUF4kruvvOpE=");
+        assert!(url.starts_with(&format!(
+            "{BASE}?OSSAccessKeyId=testid&Expires={EXPIRES}&Signature="
+        )));
+        let typed = oss_presigned_url(
+            BASE,
+            "media-in",
+            &plain,
+            KEY,
+            &Operation::PutObject,
+            Some("video/mp4"),
+            EXPIRES,
+        );
+        assert_eq!(signature(&typed), "QPaeQKG4lnIS+AAONn9vPKECJ6k=");
+        let sts = creds("STS.testid", "CAIStoken+/=");
+        let part = Operation::UploadPart {
+            upload_id: "0004B9894A22E5B1888A1E29F8236E2D".into(),
+            part_number: 2,
+        };
+        let url = oss_presigned_url(BASE, "media-in", &sts, KEY, &part, None, EXPIRES);
+        assert_eq!(signature(&url), "wlOzPcrrpG62xy614qVCl8vYaAs=");
+        assert!(
+            url.contains("?partNumber=2&security-token=CAIStoken%2B%2F%3D&uploadId=0004B9894A22E5B1888A1E29F8236E2D&OSSAccessKeyId=STS.testid&"),
+            "{url}"
+        );
+        let create = oss_presigned_url(
+            BASE,
+            "media-in",
+            &sts,
+            KEY,
+            &Operation::CreateMultipartUpload,
+            None,
+            EXPIRES,
+        );
+        assert_eq!(signature(&create), "MjC7n13vY6xGt+tj0yGSDdKvRME=");
+    }
+
+    #[test]
+    fn operations_are_named_by_method_and_multipart_fields() {
+        use Operation::*;
+        assert_eq!(Operation::parse("PUT", None, None), Ok(PutObject));
+        assert_eq!(
+            Operation::parse("POST", None, None),
+            Ok(CreateMultipartUpload)
+        );
+        assert!(matches!(
+            Operation::parse("PUT", Some("u"), Some(1)),
+            Ok(UploadPart { .. })
+        ));
+        assert!(matches!(
+            Operation::parse("GET", Some("u"), None),
+            Ok(ListParts { .. })
+        ));
+        assert!(matches!(
+            Operation::parse("POST", Some("u"), None),
+            Ok(CompleteMultipartUpload { .. })
+        ));
+        assert!(matches!(
+            Operation::parse("DELETE", Some("u"), None),
+            Ok(AbortMultipartUpload { .. })
+        ));
+        for (method, id, part) in [
+            ("GET", None, None),
+            ("DELETE", None, None),
+            ("PUT", Some("u"), None),
+            ("PUT", Some("u"), Some(0)),
+            ("PUT", Some("u"), Some(10_001)),
+            ("PATCH", None, None),
+            ("PUT", Some("a b"), Some(1)),
+            ("PUT", Some(""), Some(1)),
+        ] {
+            assert!(
+                Operation::parse(method, id, part).is_err(),
+                "{method} {id:?} {part:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn keys_are_encoded_once_with_slashes_kept() {
+        assert_eq!(
+            encode_key("uploads/a b/視+1.mp4"),
+            "uploads/a%20b/%E8%A6%96%2B1.mp4"
+        );
+    }
+}
