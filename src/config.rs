@@ -254,6 +254,9 @@ impl Config {
         if self.reconcile.expire_after_seconds == Some(0) {
             p("reconcile.expire_after_seconds: must be at least 1 (leave it unset for the credential lifetime plus one hour)".into());
         }
+        if !(60..=86_400).contains(&s.presign_expires_seconds) {
+            p("storage.presign_expires_seconds: must be between 60 and 86400".into());
+        }
         if s.access_key_id.is_some() != s.access_key_secret.is_some() {
             p("storage.access_key_id and storage.access_key_secret: set both, or neither (the sts keys are used)".into());
         }

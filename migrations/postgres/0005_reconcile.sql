@@ -5,6 +5,9 @@
 ALTER TABLE uploads ADD COLUMN vended_at BIGINT;
 ALTER TABLE uploads ADD COLUMN next_check_at BIGINT;
 ALTER TABLE uploads ADD COLUMN checks BIGINT NOT NULL DEFAULT 0;
+-- The multipart upload a browser's signed requests belong to (`POST /v1/uploads/{id}/sign`),
+-- so it can be listed, resumed or aborted.
+ALTER TABLE uploads ADD COLUMN multipart_upload_id TEXT;
 CREATE INDEX uploads_unannounced ON uploads (created_at) WHERE state = 'issued';
 
 -- Where the listing of the upload prefix (reconcile.list_unannounced) goes on: the last key

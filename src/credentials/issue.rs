@@ -37,6 +37,8 @@ pub enum Delivery {
     /// With the credentials and an SDK; for OSS, with the callback parameters to attach (S3
     /// stores announce objects by their own event notifications).
     Sdk { callback: Option<OssCallbackParams> },
+    /// With requests the server signs one at a time (`POST /v1/uploads/{id}/sign`).
+    Presigned,
     /// With a signed browser form; the secret never leaves the server.
     Form(PostForm),
 }
@@ -67,9 +69,8 @@ impl Issuer<'_> {
         let key = ObjectKey::build(self.prefix, user, &upload_id, &request.file)
             .map_err(UploadRefused::Invalid)?;
         let scope = Scope::for_upload(storage.credential_scope, self.prefix, user, &key);
-        let credentials = if request.mode == UploadMode::PostPolicy
-            && storage.post_signing == PostSigning::Service
-        {
+        let server_signed = matches!(request.mode, UploadMode::PostPolicy | UploadMode::Presigned);
+        let credentials = if server_signed && storage.post_signing == PostSigning::Service {
             Arc::new(service_credentials(self.sts))
         } else {
             self.vendor.credentials(user, &scope).await?
@@ -104,6 +105,7 @@ impl Issuer<'_> {
                 request.form_size_range(storage.max_upload_bytes),
                 &callback.callback,
             )),
+            UploadMode::Presigned => Delivery::Presigned,
             UploadMode::Sts | UploadMode::External => Delivery::Sdk {
                 callback: (storage.provider == Provider::Aliyun).then_some(callback),
             },

@@ -134,7 +134,8 @@ pub fn presign(
     expires_in: Duration,
     now: SystemTime,
 ) -> Result<Presigned, String> {
-    let base = format!("{}{}", storage.bucket_url(), encode_key(key));
+    let bucket_url = storage.bucket_url();
+    let base = format!("{}/{}", bucket_url.trim_end_matches('/'), encode_key(key));
     let headers: BTreeMap<String, String> = content_type
         .map(|t| ("content-type".to_owned(), t.to_owned()))
         .into_iter()

@@ -131,6 +131,7 @@ fn routes(
         .routes(routes!(uploads::create, uploads::list))
         .routes(routes!(uploads::get))
         .routes(routes!(uploads::refresh_credentials))
+        .routes(routes!(uploads::sign))
         .routes(routes!(uploads::sts_token))
         .split_for_parts();
     // Set before the CORS layer so that it wraps preflight requests too, which no handler
@@ -199,6 +200,7 @@ pub fn openapi_json() -> &'static str {
             serde_json::to_value(routes(None, Duration::from_secs(30), None).1).unwrap_or_default();
         openapi::with_file_name_rule(&mut doc);
         openapi::with_workflow_sinks(&mut doc);
+        openapi::with_sign_operations(&mut doc);
         serde_json::to_string_pretty(&doc).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
     })
 }

@@ -96,6 +96,26 @@ pub fn with_workflow_sinks(doc: &mut serde_json::Value) {
     ]);
 }
 
+/// Adds which fields each signed operation takes (`credentials::presign::Operation::parse`):
+/// PutObject and CreateMultipartUpload no `partNumber` and PutObject no `uploadId`; UploadPart
+/// both; ListParts and AbortMultipartUpload an `uploadId` only.
+pub fn with_sign_operations(doc: &mut serde_json::Value) {
+    use serde_json::json;
+    let (none, text, number) = (
+        json!({"type": "null"}),
+        json!({"type": "string"}),
+        json!({"type": "integer"}),
+    );
+    doc["components"]["schemas"]["SignRequest"]["oneOf"] = json!([
+        {"properties": {"method": {"const": "PUT"}, "uploadId": none, "partNumber": none}},
+        {"properties": {"method": {"const": "PUT"}, "uploadId": text, "partNumber": number},
+            "required": ["uploadId", "partNumber"]},
+        {"properties": {"method": {"const": "POST"}, "partNumber": none}},
+        {"properties": {"method": {"enum": ["GET", "DELETE"]}, "uploadId": text, "partNumber": none},
+            "required": ["uploadId"]}
+    ]);
+}
+
 /// The rules that depend on this deployment's configuration, for the document it serves: a
 /// form's size limit, and output prefixes that would overlap the upload prefix in the input
 /// bucket (where app users could write into them).

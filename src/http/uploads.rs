@@ -17,10 +17,11 @@ use super::limits::ClientIp;
 use super::openapi::{ErrorBody, RefreshedCredentials, StsToken, StsTokenError, UploadList};
 use crate::app::App;
 use crate::auth::Principal;
-use crate::config::Provider;
+use crate::config::{PostSigning, Provider};
 use crate::credentials::Scope;
-use crate::credentials::forms::PostForm;
+use crate::credentials::forms::{PostForm, service_credentials};
 use crate::credentials::issue::Delivery;
+use crate::credentials::presign::{Operation, presign};
 use crate::media::{MediaAttributes, MediaAttributesInput};
 use crate::processing::verify::VERIFY_SINK;
 use crate::store::UploadRow;
@@ -48,13 +49,15 @@ pub struct CreateUpload {
     media: Option<MediaAttributesInput>,
 }
 
-/// How the client delivers the object: `sts` (credentials) or `post_policy` (a signed form).
+/// How the client delivers the object: `sts` (credentials), `post_policy` (a signed form) or
+/// `presigned` (no credentials; each store request signed by `POST /v1/uploads/{id}/sign`).
 #[derive(Debug, Default, Deserialize, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 enum Mode {
     #[default]
     Sts,
     PostPolicy,
+    Presigned,
 }
 
 impl From<Mode> for UploadMode {
@@ -62,6 +65,7 @@ impl From<Mode> for UploadMode {
         match m {
             Mode::Sts => UploadMode::Sts,
             Mode::PostPolicy => UploadMode::PostPolicy,
+            Mode::Presigned => UploadMode::Presigned,
         }
     }
 }
@@ -140,6 +144,7 @@ pub async fn create(
     let (credentials, callback, post_policy) = match issued.delivery {
         Delivery::Sdk { callback } => (Some(credentials_view(&issued.credentials)), callback, None),
         Delivery::Form(form) => (None, None, Some(form)),
+        Delivery::Presigned => (None, None, None),
     };
     let s3 = storage.provider == Provider::S3;
     let body = CreatedUpload {
@@ -196,11 +201,7 @@ pub async fn refresh_credentials(
             upload.state
         )));
     }
-    let scope = match app.config.storage.credential_scope {
-        crate::config::CredentialScope::User => Scope::user(&app.prefix, &principal.segment),
-        crate::config::CredentialScope::Upload => Scope::Object(upload.object_key.clone()),
-    };
-    let creds = app.vendor.credentials(&principal.segment, &scope).await?;
+    let creds = upload_credentials(&app, &principal, &upload).await?;
     app.store.touch_vended(&upload.id).await?;
     Ok(axum::Json(RefreshedCredentials {
         upload_id: upload.id,
@@ -431,4 +432,150 @@ pub(super) fn rfc3339_millis(ms: i64) -> String {
         .single()
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
         .unwrap_or_default()
+}
+
+/// The session credentials of an upload: scoped to the caller's prefix or the one object,
+/// from the cache (no STS call while cached ones are fresh).
+async fn upload_credentials(
+    app: &App,
+    principal: &Principal,
+    upload: &UploadRow,
+) -> Result<Arc<Credentials>, ApiError> {
+    let scope = match app.config.storage.credential_scope {
+        crate::config::CredentialScope::User => Scope::user(&app.prefix, &principal.segment),
+        crate::config::CredentialScope::Upload => Scope::Object(upload.object_key.clone()),
+    };
+    Ok(app.vendor.credentials(&principal.segment, &scope).await?)
+}
+
+/// One store request as Uppy's `signRequest` describes it.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SignRequest {
+    method: SignMethod,
+    /// The upload's own object key; any other is refused.
+    #[schema(min_length = 1, max_length = 1024)]
+    key: String,
+    /// The multipart upload, for UploadPart, ListParts, CompleteMultipartUpload and
+    /// AbortMultipartUpload: 1-1024 printable ASCII characters.
+    #[schema(pattern = r"^[\x21-\x7e]{1,1024}$")]
+    upload_id: Option<String>,
+    /// For UploadPart.
+    #[schema(minimum = 1, maximum = 10000)]
+    #[serde(default, deserialize_with = "crate::json::integer")]
+    part_number: Option<u32>,
+    /// The file's MIME type (PutObject): at most 255 printable ASCII characters.
+    #[schema(max_length = 255, pattern = r"^[\x20-\x7e]*$")]
+    content_type: Option<String>,
+    /// Seconds the URL should stay valid; capped at `storage.presign_expires_seconds`.
+    #[schema(minimum = 1, maximum = 604800)]
+    #[serde(default, deserialize_with = "crate::json::integer")]
+    expires_in: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, utoipa::ToSchema)]
+enum SignMethod {
+    #[serde(rename = "PUT")]
+    Put,
+    #[serde(rename = "POST")]
+    Post,
+    #[serde(rename = "GET")]
+    Get,
+    #[serde(rename = "DELETE")]
+    Delete,
+}
+
+impl SignMethod {
+    fn as_str(self) -> &'static str {
+        match self {
+            SignMethod::Put => "PUT",
+            SignMethod::Post => "POST",
+            SignMethod::Get => "GET",
+            SignMethod::Delete => "DELETE",
+        }
+    }
+}
+
+/// What Uppy's `signRequest` expects back.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SignedRequest {
+    url: String,
+    key: String,
+    /// Send exactly these with the request (the signature may cover them).
+    headers: std::collections::BTreeMap<String, String>,
+}
+
+/// `POST /v1/uploads/{id}/sign`: one request to the store, signed for the upload's own key.
+#[instrument(skip_all, fields(user = %principal.segment.as_str()))]
+#[utoipa::path(post, path = "/v1/uploads/{id}/sign", tag = "uploads", security(("app" = [])),
+    params(("id" = String, Path, description = "upload id")),
+    request_body = SignRequest,
+    responses(
+        (status = 200, description = "the signed request", body = SignedRequest),
+        (status = 400, description = "bad_request: malformed JSON", body = ErrorBody),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 403, description = "forbidden: another key than the upload's", body = ErrorBody),
+        (status = 404, description = "not_found (also for another user's upload)", body = ErrorBody),
+        (status = 409, description = "invalid_state: not a presigned upload, or no longer issued", body = ErrorBody),
+        (status = 422, description = "invalid_request", body = ErrorBody),
+        (status = 503, description = "sts_unavailable (Retry-After)", body = ErrorBody)))]
+pub async fn sign(
+    State(app): State<Arc<App>>,
+    User(principal): User,
+    Path(id): Path<String>,
+    Json(req): Json<SignRequest>,
+) -> Result<axum::Json<SignedRequest>, ApiError> {
+    let upload = owned_upload(&app, &principal, &id).await?;
+    if upload.mode != UploadMode::Presigned || upload.state != UploadState::Issued {
+        return Err(ApiError::invalid_state(format!(
+            "upload is a {} upload, {}; requests are signed for issued presigned uploads only",
+            upload.mode, upload.state
+        )));
+    }
+    if req.key != upload.object_key {
+        return Err(ApiError::forbidden(
+            "requests are signed for this upload's own key only",
+        ));
+    }
+    let op = Operation::parse(
+        req.method.as_str(),
+        req.upload_id.as_deref(),
+        req.part_number,
+    )
+    .map_err(ApiError::invalid_request)?;
+    let storage = &app.config.storage;
+    let creds = match storage.post_signing {
+        PostSigning::Service => Arc::new(service_credentials(&app.config.sts)),
+        PostSigning::Session => upload_credentials(&app, &principal, &upload).await?,
+    };
+    let file_type = req
+        .content_type
+        .as_deref()
+        .or(upload.content_type.as_deref());
+    let remaining = (creds.expiration - chrono::Utc::now()).num_seconds().max(1) as u64;
+    let expires_in = req
+        .expires_in
+        .unwrap_or(u64::MAX)
+        .min(storage.presign_expires_seconds)
+        .min(remaining);
+    let signed = presign(
+        storage,
+        &creds,
+        &upload.object_key,
+        &op,
+        op.content_type(file_type),
+        std::time::Duration::from_secs(expires_in),
+        std::time::SystemTime::now(),
+    )
+    .map_err(|e| ApiError::internal(anyhow::anyhow!(e)))?;
+    if let Some(multipart) = op.upload_id() {
+        app.store
+            .note_multipart_upload(&upload.id, multipart)
+            .await?;
+    }
+    Ok(axum::Json(SignedRequest {
+        url: signed.url,
+        key: upload.object_key,
+        headers: signed.headers,
+    }))
 }

@@ -89,6 +89,9 @@ pub struct StorageConfig {
     /// `MEDIAGATE__STORAGE__PATH_STYLE`, default false: S3 URLs as `{endpoint}/{bucket}/key`
     /// rather than `{bucket}.{endpoint host}` (RGW and MinIO without wildcard DNS).
     pub path_style: bool,
+    /// `MEDIAGATE__STORAGE__PRESIGN_EXPIRES_SECONDS`, default 900: how long a URL signed by
+    /// `POST /v1/uploads/{id}/sign` stays valid (never past the signing credentials).
+    pub presign_expires_seconds: u64,
     /// `MEDIAGATE__STORAGE__ACCESS_KEY_ID` / `..._SECRET`: the service keys mediagate reads
     /// the input bucket with (HEAD, ranged GET); default: the `sts` keys.
     pub access_key_id: Option<String>,
@@ -159,6 +162,7 @@ impl Default for StorageConfig {
             credential_scope: CredentialScope::User,
             max_upload_bytes: MAX_POST_OBJECT_BYTES,
             path_style: false,
+            presign_expires_seconds: 900,
             post_signing: PostSigning::Session,
             access_key_id: None,
             access_key_secret: None,

@@ -49,6 +49,9 @@ text_enum! {
         Sts = "sts",
         /// A signed form for a browser; the secret never leaves the server.
         PostPolicy = "post_policy",
+        /// No credentials at all: each request to the store is signed by the server
+        /// (`POST /v1/uploads/{id}/sign`), for browser clients such as Uppy.
+        Presigned = "presigned",
         /// Announced by the store without a prior `POST /v1/uploads`.
         External = "external",
     }
@@ -147,7 +150,7 @@ impl UploadRequest {
     ) -> Result<UploadRequest, UploadRefused> {
         if mode == UploadMode::External {
             return Err(UploadRefused::Invalid(
-                "mode must be sts or post_policy".into(),
+                "mode must be sts, post_policy or presigned".into(),
             ));
         }
         let file = FileName::parse(file_name).map_err(UploadRefused::Invalid)?;

@@ -10,6 +10,7 @@ mod cli;
 mod fuzz;
 mod notifications;
 mod openapi;
+mod presign;
 mod protection;
 mod rgw;
 mod rgw_outage;

@@ -535,3 +535,184 @@ async fn rgw_objects_nobody_announced_are_found_by_listing() {
     assert_eq!(deliveries[0].1["size"], 7000);
     assert_eq!(app.app.reconcile().await.unwrap().listed, 0);
 }
+
+/// What a browser does with `mode: "presigned"`: every request to RGW is signed by
+/// mediagate (a single PUT, and a multipart upload: create, two parts, list, complete; and an
+/// aborted one), the client never holds a key, and RGW enforces each signature.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Ceph RGW: scripts/test.sh runs it"]
+async fn rgw_takes_uploads_made_only_of_server_signed_requests() {
+    let bucket = bucket();
+    let app = spawn(&bucket, |_| {}).await;
+    setup(&app, &bucket, &[], &[&bucket]).await;
+    webhook_workflow(&app, &bucket, "uploads/").await;
+    let http = reqwest::Client::new();
+    let signed = |id: String, body: Value| {
+        let app = &app;
+        async move {
+            let r = app
+                .client
+                .post(app.url(&format!("/v1/uploads/{id}/sign")))
+                .bearer_auth(app.token("alice"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "{body}");
+            r.json::<Value>().await.unwrap()
+        }
+    };
+    let send = |method: reqwest::Method, signed: Value, body: Vec<u8>| {
+        let http = http.clone();
+        async move {
+            let mut request = http
+                .request(method, signed["url"].as_str().unwrap())
+                .body(body);
+            for (name, value) in signed["headers"].as_object().unwrap() {
+                request = request.header(name, value.as_str().unwrap());
+            }
+            request.send().await.unwrap()
+        }
+    };
+    let media = |size: usize| {
+        let mut bytes = crate::support::oss_fake::mp4_header();
+        bytes.resize(size, 7);
+        bytes
+    };
+    let presigned =
+        |file: &str| json!({"file_name": file, "mode": "presigned", "content_type": "video/mp4"});
+
+    // One PUT.
+    let one = request_upload(&app, "alice", presigned("one.mp4")).await;
+    assert!(one.get("credentials").is_none());
+    let (id, key) = (
+        one["upload_id"].as_str().unwrap().to_owned(),
+        one["object_key"].clone(),
+    );
+    let put = signed(
+        id.clone(),
+        json!({"method": "PUT", "key": key, "contentType": "video/mp4"}),
+    )
+    .await;
+    let r = send(reqwest::Method::PUT, put, media(6000)).await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let done = app
+        .wait_upload("alice", &id, |u| u["state"] == "triggered")
+        .await;
+    assert_eq!(done["size"], 6000);
+
+    // Multipart: 5 MiB + 1 KiB.
+    let multi = request_upload(&app, "alice", presigned("multi.mp4")).await;
+    let (id, key) = (
+        multi["upload_id"].as_str().unwrap().to_owned(),
+        multi["object_key"].clone(),
+    );
+    let create = signed(id.clone(), json!({"method": "POST", "key": key})).await;
+    let r = send(reqwest::Method::POST, create, Vec::new()).await;
+    assert_eq!(r.status(), 200);
+    let xml = r.text().await.unwrap();
+    let upload_id = xml
+        .split("<UploadId>")
+        .nth(1)
+        .and_then(|rest| rest.split("</UploadId>").next())
+        .unwrap()
+        .to_owned();
+    let mut etags = Vec::new();
+    for (n, part) in [(1, media(5 * 1024 * 1024)), (2, vec![9u8; 1024])] {
+        let s = signed(
+            id.clone(),
+            json!({"method": "PUT", "key": key, "uploadId": upload_id, "partNumber": n}),
+        )
+        .await;
+        let r = send(reqwest::Method::PUT, s, part).await;
+        assert_eq!(r.status(), 200);
+        etags.push(r.headers()["etag"].to_str().unwrap().to_owned());
+    }
+    let list = signed(
+        id.clone(),
+        json!({"method": "GET", "key": key, "uploadId": upload_id}),
+    )
+    .await;
+    let listed = send(reqwest::Method::GET, list, Vec::new())
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(listed.matches("<PartNumber>").count(), 2, "{listed}");
+    let complete = signed(
+        id.clone(),
+        json!({"method": "POST", "key": key, "uploadId": upload_id}),
+    )
+    .await;
+    let parts: String = etags
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            format!(
+                "<Part><PartNumber>{}</PartNumber><ETag>{e}</ETag></Part>",
+                i + 1
+            )
+        })
+        .collect();
+    let body = format!("<CompleteMultipartUpload>{parts}</CompleteMultipartUpload>");
+    let r = send(reqwest::Method::POST, complete, body.into_bytes()).await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let done = app
+        .wait_upload("alice", &id, |u| u["state"] == "triggered")
+        .await;
+    assert_eq!(done["size"], 5 * 1024 * 1024 + 1024);
+
+    // An aborted multipart upload leaves nothing.
+    let dropped = request_upload(&app, "alice", presigned("dropped.mp4")).await;
+    let (id, key) = (
+        dropped["upload_id"].as_str().unwrap().to_owned(),
+        dropped["object_key"].clone(),
+    );
+    let create = signed(id.clone(), json!({"method": "POST", "key": key})).await;
+    let xml = send(reqwest::Method::POST, create, Vec::new())
+        .await
+        .text()
+        .await
+        .unwrap();
+    let upload_id = xml
+        .split("<UploadId>")
+        .nth(1)
+        .unwrap()
+        .split("</UploadId>")
+        .next()
+        .unwrap();
+    let abort = signed(
+        id.clone(),
+        json!({"method": "DELETE", "key": key, "uploadId": upload_id}),
+    )
+    .await;
+    assert_eq!(
+        send(reqwest::Method::DELETE, abort, Vec::new())
+            .await
+            .status(),
+        204
+    );
+
+    // A signed URL is for its one request: another key under it is refused by RGW.
+    let other = request_upload(&app, "alice", presigned("other.mp4")).await;
+    let put = signed(
+        other["upload_id"].as_str().unwrap().to_owned(),
+        json!({"method": "PUT", "key": other["object_key"]}),
+    )
+    .await;
+    let mut forged = put.clone();
+    forged["url"] = json!(
+        put["url"]
+            .as_str()
+            .unwrap()
+            .replace("other.mp4", "forged.mp4")
+    );
+    assert_eq!(
+        send(reqwest::Method::PUT, forged, media(100))
+            .await
+            .status(),
+        403
+    );
+    app.settle().await;
+    assert_eq!(app.hooks.count(), 2);
+}
