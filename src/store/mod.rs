@@ -235,6 +235,34 @@ impl Store {
     }
 
     /// Stores a new API key's hash; `Ok(false)` when the name is taken.
+    /// Records the multipart upload a browser's signed requests for `upload_id` belong to
+    /// (written only when it changes).
+    pub async fn note_multipart_upload(
+        &self,
+        upload_id: &str,
+        multipart: &str,
+    ) -> anyhow::Result<()> {
+        sqlx::query(
+            "UPDATE uploads SET multipart_upload_id = $1 WHERE id = $2 AND (multipart_upload_id IS NULL OR multipart_upload_id <> $1)",
+        )
+        .bind(multipart)
+        .bind(upload_id)
+        .execute(&self.writer)
+        .await
+        .context("recording a multipart upload")?;
+        Ok(())
+    }
+
+    /// The multipart upload last seen for `upload_id`.
+    pub async fn multipart_upload(&self, upload_id: &str) -> anyhow::Result<Option<String>> {
+        let row = sqlx::query("SELECT multipart_upload_id FROM uploads WHERE id = $1")
+            .bind(upload_id)
+            .fetch_optional(&self.reader)
+            .await
+            .context("reading a multipart upload")?;
+        Ok(row.and_then(|r| r.try_get(0).ok()).flatten())
+    }
+
     pub async fn insert_api_key(&self, name: &str, key_hash: &str) -> anyhow::Result<bool> {
         let result = sqlx::query(
             "INSERT INTO api_keys (id, name, key_hash, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING",

@@ -89,34 +89,6 @@ impl Store {
         Ok(())
     }
 
-    /// Records the multipart upload a browser's signed requests for `upload_id` belong to
-    /// (written only when it changes).
-    pub async fn note_multipart_upload(
-        &self,
-        upload_id: &str,
-        multipart: &str,
-    ) -> anyhow::Result<()> {
-        sqlx::query(
-            "UPDATE uploads SET multipart_upload_id = $1 WHERE id = $2 AND (multipart_upload_id IS NULL OR multipart_upload_id <> $1)",
-        )
-        .bind(multipart)
-        .bind(upload_id)
-        .execute(&self.writer)
-        .await
-        .context("recording a multipart upload")?;
-        Ok(())
-    }
-
-    /// The multipart upload last seen for `upload_id`.
-    pub async fn multipart_upload(&self, upload_id: &str) -> anyhow::Result<Option<String>> {
-        let row = sqlx::query("SELECT multipart_upload_id FROM uploads WHERE id = $1")
-            .bind(upload_id)
-            .fetch_optional(&self.reader)
-            .await
-            .context("reading a multipart upload")?;
-        Ok(row.and_then(|r| r.try_get(0).ok()).flatten())
-    }
-
     /// Where the listing called `name` goes on ('' at the start), and the cursor's version.
     pub async fn reconcile_cursor(&self, name: &str) -> anyhow::Result<(String, i64)> {
         sqlx::query(
