@@ -1,4 +1,5 @@
-//! The `mediagate` command line: `serve`, `check-config`, `api-key create`.
+//! The `mediagate` command line: `serve`, `check-config`, `match`, `openapi`, `bucket setup`,
+//! `api-key create`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -49,10 +50,30 @@ enum Command {
     },
     /// Print the OpenAPI 3.1 document of the HTTP API (as served at /openapi.json).
     Openapi,
+    /// Prepare the input bucket for direct browser uploads, with the service keys.
+    Bucket {
+        #[command(subcommand)]
+        command: BucketCommand,
+    },
     /// Manage API keys for server-side callers.
     ApiKey {
         #[command(subcommand)]
         command: ApiKeyCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BucketCommand {
+    /// CORS for `server.cors_origins` (PUT, POST, GET, HEAD, DELETE; any header; `ETag`
+    /// exposed) and a lifecycle rule aborting incomplete multipart uploads under the prefix
+    /// after `storage.abort_incomplete_multipart_days`; other rules are kept. Prints what it
+    /// changed.
+    Setup {
+        /// Print what would change, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
 }
 
@@ -98,6 +119,14 @@ impl Cli {
                 println!("{}", openapi_json());
                 ExitCode::SUCCESS
             }
+            Command::Bucket {
+                command: BucketCommand::Setup { dry_run, config },
+            } => {
+                let Some(config) = load_valid(config) else {
+                    return ExitCode::FAILURE;
+                };
+                report(bucket_setup(&config, dry_run).await)
+            }
             Command::ApiKey {
                 command: ApiKeyCommand::Create { name, config },
             } => {
@@ -108,6 +137,38 @@ impl Cli {
             }
         }
     }
+}
+
+async fn bucket_setup(config: &Config, dry_run: bool) -> anyhow::Result<()> {
+    use crate::storage::reader::ReaderSettings;
+    use crate::storage::setup::{BucketApi, setup};
+    let storage = &config.storage;
+    let settings = ReaderSettings::new(
+        storage,
+        (&config.sts.access_key_id, &config.sts.access_key_secret),
+    );
+    let api = BucketApi::new(
+        storage,
+        settings,
+        crate::upstream::client(std::time::Duration::from_secs(10))?,
+    );
+    let changes = setup(
+        &api,
+        storage.provider,
+        &config.server.cors_origins,
+        &storage.prefix,
+        storage.abort_incomplete_multipart_days,
+        dry_run,
+    )
+    .await?;
+    for change in changes {
+        match change.set {
+            None => println!("{}: already as wanted", change.what),
+            Some(document) if dry_run => println!("{}: would set {document}", change.what),
+            Some(document) => println!("{}: set {document}", change.what),
+        }
+    }
+    Ok(())
 }
 
 fn load(path: Option<PathBuf>) -> Option<Config> {

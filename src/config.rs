@@ -254,6 +254,9 @@ impl Config {
         if self.reconcile.expire_after_seconds == Some(0) {
             p("reconcile.expire_after_seconds: must be at least 1 (leave it unset for the credential lifetime plus one hour)".into());
         }
+        if !(1..=365).contains(&s.abort_incomplete_multipart_days) {
+            p("storage.abort_incomplete_multipart_days: must be between 1 and 365".into());
+        }
         if !(60..=86_400).contains(&s.presign_expires_seconds) {
             p("storage.presign_expires_seconds: must be between 60 and 86400".into());
         }

@@ -2,6 +2,7 @@
 //! endpoint and addressing style, what credentials cover, and the bucket-name rules.
 
 pub mod reader;
+pub mod setup;
 
 use serde::Deserialize;
 use url::Url;
@@ -92,6 +93,9 @@ pub struct StorageConfig {
     /// `MEDIAGATE__STORAGE__PRESIGN_EXPIRES_SECONDS`, default 900: how long a URL signed by
     /// `POST /v1/uploads/{id}/sign` stays valid (never past the signing credentials).
     pub presign_expires_seconds: u64,
+    /// `MEDIAGATE__STORAGE__ABORT_INCOMPLETE_MULTIPART_DAYS`, default 2: `mediagate bucket
+    /// setup` has the bucket abort multipart uploads under the prefix left this long.
+    pub abort_incomplete_multipart_days: u32,
     /// `MEDIAGATE__STORAGE__ACCESS_KEY_ID` / `..._SECRET`: the service keys mediagate reads
     /// the input bucket with (HEAD, ranged GET); default: the `sts` keys.
     pub access_key_id: Option<String>,
@@ -163,6 +167,7 @@ impl Default for StorageConfig {
             max_upload_bytes: MAX_POST_OBJECT_BYTES,
             path_style: false,
             presign_expires_seconds: 900,
+            abort_incomplete_multipart_days: 2,
             post_signing: PostSigning::Session,
             access_key_id: None,
             access_key_secret: None,

@@ -716,3 +716,88 @@ async fn rgw_takes_uploads_made_only_of_server_signed_requests() {
     app.settle().await;
     assert_eq!(app.hooks.count(), 2);
 }
+
+/// `mediagate bucket setup` on RGW: CORS for the app's origins with `ETag` exposed, and the
+/// multipart lifecycle rule; other rules kept; a second run changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Ceph RGW: scripts/test.sh runs it"]
+async fn bucket_setup_prepares_rgw_for_browser_uploads() {
+    use mediagate::storage::reader::ReaderSettings;
+    use mediagate::storage::setup::{BucketApi, setup as bucket_setup};
+    let bucket = bucket();
+    let app = spawn(&bucket, |c| {
+        c.server.cors_origins = vec!["https://app.example".into()];
+    })
+    .await;
+    setup(&app, &bucket, &[], &[]).await;
+    let config = &app.app.config;
+    let api = || {
+        BucketApi::new(
+            &config.storage,
+            ReaderSettings::new(
+                &config.storage,
+                (&config.sts.access_key_id, &config.sts.access_key_secret),
+            ),
+            reqwest::Client::new(),
+        )
+    };
+    let origins = config.server.cors_origins.clone();
+    // Another application's CORS rule is already there.
+    api()
+        .put(
+            "cors",
+            "<CORSConfiguration><CORSRule><AllowedOrigin>https://other.example</AllowedOrigin><AllowedMethod>GET</AllowedMethod></CORSRule></CORSConfiguration>",
+        )
+        .await
+        .unwrap();
+    let dry = bucket_setup(&api(), Provider::S3, &origins, "uploads/", 2, true)
+        .await
+        .unwrap();
+    assert!(dry.iter().all(|c| c.set.is_some()), "{dry:?}");
+    assert!(
+        api().get("lifecycle").await.unwrap().is_none(),
+        "a dry run changes nothing"
+    );
+
+    let done = bucket_setup(&api(), Provider::S3, &origins, "uploads/", 2, false)
+        .await
+        .unwrap();
+    assert!(done.iter().all(|c| c.set.is_some()));
+    let cors = api().get("cors").await.unwrap().unwrap();
+    assert!(
+        cors.contains("https://other.example") && cors.contains("https://app.example"),
+        "{cors}"
+    );
+    let lifecycle = api().get("lifecycle").await.unwrap().unwrap();
+    assert!(
+        lifecycle.contains("mediagate-abort-incomplete-multipart"),
+        "{lifecycle}"
+    );
+    // What a browser's preflight gets from RGW now.
+    let preflight = reqwest::Client::new()
+        .request(
+            reqwest::Method::OPTIONS,
+            format!("{}/{bucket}/uploads/alice/x/a.mp4", rgw_url()),
+        )
+        .header("origin", "https://app.example")
+        .header("access-control-request-method", "PUT")
+        .header("access-control-request-headers", "content-type")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), 200);
+    let h = preflight.headers();
+    assert_eq!(h["access-control-allow-origin"], "https://app.example");
+    assert!(
+        h["access-control-expose-headers"]
+            .to_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("etag")
+    );
+    // Run again: nothing to change.
+    let again = bucket_setup(&api(), Provider::S3, &origins, "uploads/", 2, false)
+        .await
+        .unwrap();
+    assert!(again.iter().all(|c| c.set.is_none()), "{again:?}");
+}

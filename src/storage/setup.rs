@@ -1,0 +1,342 @@
+//! `mediagate bucket setup`: the input bucket prepared for direct browser uploads with the
+//! service keys. CORS lets `server.cors_origins` send the upload requests and read `ETag`
+//! (multipart needs it); a lifecycle rule aborts multipart uploads left incomplete under the
+//! upload prefix. Other rules of the bucket are kept: mediagate owns the CORS rules of its
+//! origins and its lifecycle rule (by ID), nothing else.
+
+use std::time::SystemTime;
+
+use anyhow::{Context, bail};
+use secrecy::ExposeSecret;
+
+use super::reader::ReaderSettings;
+use super::{Provider, StorageConfig};
+
+/// The ID of mediagate's lifecycle rule.
+pub const LIFECYCLE_RULE_ID: &str = "mediagate-abort-incomplete-multipart";
+const METHODS: &[&str] = &["PUT", "POST", "GET", "HEAD", "DELETE"];
+
+/// What setting up the bucket changed, or would change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// `cors` or `lifecycle`.
+    pub what: &'static str,
+    /// The bucket's configuration after the change (`None`: already as wanted).
+    pub set: Option<String>,
+}
+
+/// The bucket's CORS document with the rules of `origins` replaced by mediagate's: other
+/// origins' rules are kept.
+pub fn cors_document(current: Option<&str>, origins: &[String]) -> String {
+    let kept = elements(current.unwrap_or_default(), "CORSRule")
+        .into_iter()
+        .filter(|rule| {
+            !values(rule, "AllowedOrigin")
+                .iter()
+                .any(|o| origins.contains(o))
+        });
+    let ours = format!(
+        "<CORSRule>{}{}<AllowedHeader>*</AllowedHeader><ExposeHeader>ETag</ExposeHeader><MaxAgeSeconds>600</MaxAgeSeconds></CORSRule>",
+        origins
+            .iter()
+            .map(|o| format!("<AllowedOrigin>{}</AllowedOrigin>", escape(o)))
+            .collect::<String>(),
+        METHODS
+            .iter()
+            .map(|m| format!("<AllowedMethod>{m}</AllowedMethod>"))
+            .collect::<String>(),
+    );
+    let rules: String = kept.map(str::to_owned).chain([ours]).collect();
+    format!("<CORSConfiguration>{rules}</CORSConfiguration>")
+}
+
+/// The bucket's lifecycle document with mediagate's rule (by ID) set to abort multipart
+/// uploads under `prefix` after `days`; other rules are kept.
+pub fn lifecycle_document(
+    current: Option<&str>,
+    provider: Provider,
+    prefix: &str,
+    days: u32,
+) -> String {
+    let kept = elements(current.unwrap_or_default(), "Rule")
+        .into_iter()
+        .filter(|rule| values(rule, "ID").first().map(String::as_str) != Some(LIFECYCLE_RULE_ID));
+    let prefix = escape(prefix);
+    let ours = match provider {
+        Provider::S3 => format!(
+            "<Rule><ID>{LIFECYCLE_RULE_ID}</ID><Filter><Prefix>{prefix}</Prefix></Filter><Status>Enabled</Status><AbortIncompleteMultipartUpload><DaysAfterInitiation>{days}</DaysAfterInitiation></AbortIncompleteMultipartUpload></Rule>"
+        ),
+        Provider::Aliyun => format!(
+            "<Rule><ID>{LIFECYCLE_RULE_ID}</ID><Prefix>{prefix}</Prefix><Status>Enabled</Status><AbortMultipartUpload><Days>{days}</Days></AbortMultipartUpload></Rule>"
+        ),
+    };
+    let rules: String = kept.map(str::to_owned).chain([ours]).collect();
+    format!("<LifecycleConfiguration>{rules}</LifecycleConfiguration>")
+}
+
+/// Every `<name>...</name>` element of `xml`, whole.
+fn elements<'a>(xml: &'a str, name: &str) -> Vec<&'a str> {
+    let (open, close) = (format!("<{name}>"), format!("</{name}>"));
+    let mut found = Vec::new();
+    let mut rest = xml;
+    while let Some(start) = rest.find(&open) {
+        let Some(len) = rest[start..].find(&close) else {
+            break;
+        };
+        let end = start + len + close.len();
+        found.push(&rest[start..end]);
+        rest = &rest[end..];
+    }
+    found
+}
+
+/// The text of every `<name>` element directly inside `element`.
+fn values(element: &str, name: &str) -> Vec<String> {
+    elements(element, name)
+        .into_iter()
+        .map(|e| unescape(&e[name.len() + 2..e.len() - name.len() - 3]))
+        .collect()
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+/// The bucket's configuration API (`?cors`, `?lifecycle`), signed with the service keys.
+pub struct BucketApi {
+    http: reqwest::Client,
+    settings: ReaderSettings,
+    bucket_url: String,
+}
+
+impl BucketApi {
+    pub fn new(storage: &StorageConfig, settings: ReaderSettings, http: reqwest::Client) -> Self {
+        let mut read = storage.clone();
+        read.endpoint = settings.endpoint.clone();
+        BucketApi {
+            http,
+            bucket_url: read.bucket_url().trim_end_matches('/').to_owned() + "/",
+            settings,
+        }
+    }
+
+    /// The bucket's `sub` configuration; `None` when it has none.
+    pub async fn get(&self, sub: &str) -> anyhow::Result<Option<String>> {
+        let response = self.send("GET", sub, None).await?;
+        let status = response.status();
+        let body = response
+            .text()
+            .await
+            .context("reading the store's answer")?;
+        match status.as_u16() {
+            200 => Ok(Some(body)),
+            404 => Ok(None),
+            _ => bail!(
+                "GET ?{sub}: HTTP {status}: {}",
+                body.chars().take(300).collect::<String>()
+            ),
+        }
+    }
+
+    pub async fn put(&self, sub: &str, document: &str) -> anyhow::Result<()> {
+        let response = self.send("PUT", sub, Some(document)).await?;
+        let status = response.status();
+        if !status.is_success() {
+            let body = response.text().await.unwrap_or_default();
+            bail!(
+                "PUT ?{sub}: HTTP {status}: {}",
+                body.chars().take(300).collect::<String>()
+            );
+        }
+        Ok(())
+    }
+
+    async fn send(
+        &self,
+        method: &str,
+        sub: &str,
+        body: Option<&str>,
+    ) -> anyhow::Result<reqwest::Response> {
+        use base64::Engine;
+        use md5::Digest;
+        let url = format!("{}?{sub}", self.bucket_url);
+        let body = body.unwrap_or_default();
+        let mut headers: Vec<(String, String)> = Vec::new();
+        if method == "PUT" {
+            let md5 = base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(body));
+            headers.push(("content-md5".into(), md5));
+            headers.push(("content-type".into(), "application/xml".into()));
+        }
+        let s = &self.settings;
+        let secret = s.access_key_secret.expose_secret();
+        match s.provider {
+            Provider::S3 => {
+                use aws_sigv4::http_request::{
+                    PayloadChecksumKind, SignableBody, SignableRequest, SigningSettings, sign,
+                };
+                let identity = aws_credential_types::Credentials::new(
+                    &s.access_key_id,
+                    secret,
+                    None,
+                    None,
+                    "mediagate",
+                )
+                .into();
+                let params = aws_sigv4::sign::v4::SigningParams::builder()
+                    .identity(&identity)
+                    .region(&s.region)
+                    .name("s3")
+                    .time(SystemTime::now())
+                    .settings({
+                        // S3 wants the payload's hash in `x-amz-content-sha256`.
+                        let mut settings = SigningSettings::default();
+                        settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+                        settings
+                    })
+                    .build()?
+                    .into();
+                let signable = SignableRequest::new(
+                    method,
+                    url.as_str(),
+                    headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                    SignableBody::Bytes(body.as_bytes()),
+                )?;
+                let (instructions, _) = sign(signable, &params)?.into_parts();
+                for (k, v) in instructions.headers() {
+                    headers.push((k.to_owned(), v.to_owned()));
+                }
+            }
+            Provider::Aliyun => {
+                let date = chrono::Utc::now()
+                    .format("%a, %d %b %Y %H:%M:%S GMT")
+                    .to_string();
+                let get = |name: &str| {
+                    headers
+                        .iter()
+                        .find(|(k, _)| k == name)
+                        .map(|(_, v)| v.as_str())
+                        .unwrap_or_default()
+                        .to_owned()
+                };
+                let string_to_sign = format!(
+                    "{method}\n{}\n{}\n{date}\n/{}/?{sub}",
+                    get("content-md5"),
+                    get("content-type"),
+                    s.bucket
+                );
+                let signature =
+                    crate::signing::hmac_sha1_base64(secret.as_bytes(), string_to_sign.as_bytes());
+                headers.push(("date".into(), date));
+                headers.push((
+                    "authorization".into(),
+                    format!("OSS {}:{signature}", s.access_key_id),
+                ));
+            }
+        }
+        let mut request = self
+            .http
+            .request(method.parse()?, &url)
+            .body(body.to_owned());
+        for (k, v) in &headers {
+            request = request.header(k, v);
+        }
+        request
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("{} ?{sub}: {}", method, crate::upstream::without_url(&e)))
+    }
+}
+
+/// Brings the bucket's CORS and lifecycle configuration to what browser uploads need; with
+/// `dry_run`, only says what it would change.
+pub async fn setup(
+    api: &BucketApi,
+    provider: Provider,
+    origins: &[String],
+    prefix: &str,
+    abort_days: u32,
+    dry_run: bool,
+) -> anyhow::Result<Vec<Change>> {
+    let mut changes = Vec::new();
+    let cors = api.get("cors").await?;
+    let wanted = cors_document(cors.as_deref(), origins);
+    changes.push(Change {
+        what: "cors",
+        set: (!same(cors.as_deref(), &wanted, "CORSRule")).then_some(wanted),
+    });
+    let lifecycle = api.get("lifecycle").await?;
+    let wanted = lifecycle_document(lifecycle.as_deref(), provider, prefix, abort_days);
+    changes.push(Change {
+        what: "lifecycle",
+        set: (!same(lifecycle.as_deref(), &wanted, "Rule")).then_some(wanted),
+    });
+    if !dry_run {
+        for change in &changes {
+            if let Some(document) = &change.set {
+                api.put(change.what, document).await?;
+            }
+        }
+    }
+    Ok(changes)
+}
+
+/// Whether the bucket's `current` document has the same rules as `wanted` (compared
+/// rule by rule, ignoring the order and formatting of elements within each).
+fn same(current: Option<&str>, wanted: &str, rule: &str) -> bool {
+    let normal = |xml: &str| {
+        let mut rules: Vec<String> = elements(xml, rule)
+            .into_iter()
+            .map(|r| {
+                let mut parts: Vec<String> = r
+                    .split('<')
+                    .map(|p| p.trim().to_owned())
+                    .filter(|p| !p.is_empty())
+                    .collect();
+                parts.sort();
+                parts.join("<")
+            })
+            .collect();
+        rules.sort();
+        rules
+    };
+    current.is_some_and(|c| normal(c) == normal(wanted))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cors_replaces_only_the_rules_of_our_origins() {
+        let current = "<CORSConfiguration><CORSRule><AllowedOrigin>https://other.example</AllowedOrigin><AllowedMethod>GET</AllowedMethod></CORSRule><CORSRule><AllowedOrigin>https://app.example</AllowedOrigin><AllowedMethod>PUT</AllowedMethod></CORSRule></CORSConfiguration>";
+        let doc = cors_document(Some(current), &["https://app.example".into()]);
+        assert_eq!(elements(&doc, "CORSRule").len(), 2);
+        assert!(doc.contains("https://other.example"));
+        assert!(doc.contains("<ExposeHeader>ETag</ExposeHeader>"));
+        assert!(doc.contains("<AllowedMethod>DELETE</AllowedMethod>"));
+        assert!(same(
+            Some(&doc),
+            &cors_document(Some(&doc), &["https://app.example".into()]),
+            "CORSRule"
+        ));
+    }
+
+    #[test]
+    fn lifecycle_keeps_other_rules_and_sets_ours_by_id() {
+        let current = "<LifecycleConfiguration><Rule><ID>logs</ID><Filter><Prefix>logs/</Prefix></Filter><Status>Enabled</Status><Expiration><Days>30</Days></Expiration></Rule><Rule><ID>mediagate-abort-incomplete-multipart</ID><Filter><Prefix>old/</Prefix></Filter><Status>Enabled</Status></Rule></LifecycleConfiguration>";
+        let doc = lifecycle_document(Some(current), Provider::S3, "uploads/", 2);
+        assert_eq!(elements(&doc, "Rule").len(), 2);
+        assert!(doc.contains("<ID>logs</ID>") && !doc.contains("old/"));
+        assert!(doc.contains("<DaysAfterInitiation>2</DaysAfterInitiation>"));
+        let oss = lifecycle_document(None, Provider::Aliyun, "uploads/", 3);
+        assert!(oss.contains("<AbortMultipartUpload><Days>3</Days></AbortMultipartUpload>"));
+    }
+}
