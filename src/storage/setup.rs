@@ -121,9 +121,16 @@ impl BucketApi {
     pub fn new(storage: &StorageConfig, settings: ReaderSettings, http: reqwest::Client) -> Self {
         let mut read = storage.clone();
         read.endpoint = settings.endpoint.clone();
+        // As the reader does: an OSS endpoint that cannot carry the bucket in its host name is
+        // the bucket's own address.
+        let bucket_url = if settings.provider == Provider::Aliyun && settings.path_style {
+            settings.endpoint.clone()
+        } else {
+            read.bucket_url()
+        };
         BucketApi {
             http,
-            bucket_url: read.bucket_url().trim_end_matches('/').to_owned() + "/",
+            bucket_url: bucket_url.trim_end_matches('/').to_owned() + "/",
             settings,
         }
     }

@@ -756,3 +756,61 @@ async fn an_upload_made_while_stopped_is_processed_after_restart() {
     );
     assert_eq!(hooks.count(), 1);
 }
+
+/// `mediagate bucket setup` against the OSS stand-in, which checks each request's V1
+/// signature and Content-MD5: a dry run changes nothing, a run sets CORS and the lifecycle
+/// rule, a second run has nothing to do. (The binary runs blocking; the stand-in answers from
+/// another worker thread.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bucket_setup_configures_an_oss_bucket() {
+    let WebhookSetup {
+        _sts,
+        hooks: _,
+        oss,
+        _dir,
+        file,
+        mut env,
+    } = webhook_setup(Duration::ZERO).await;
+    env.push((
+        "MEDIAGATE__SERVER__CORS_ORIGINS",
+        "[\"https://app.example\"]".into(),
+    ));
+    let run = |args: &[&str]| {
+        let out = mediagate()
+            .args(["bucket", "setup", "--config"])
+            .arg(&file)
+            .args(args)
+            .envs(env.clone())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let dry = run(&["--dry-run"]);
+    assert!(
+        dry.contains("cors: would set") && dry.contains("lifecycle: would set"),
+        "{dry}"
+    );
+    assert!(oss.bucket_config("cors").is_none());
+    let done = run(&[]);
+    assert!(done.contains("cors: set"), "{done}");
+    let cors = oss.bucket_config("cors").unwrap();
+    assert!(
+        cors.contains("<AllowedOrigin>https://app.example</AllowedOrigin>"),
+        "{cors}"
+    );
+    assert!(cors.contains("<ExposeHeader>ETag</ExposeHeader>"));
+    let lifecycle = oss.bucket_config("lifecycle").unwrap();
+    assert!(lifecycle.contains("<AbortMultipartUpload><Days>2</Days></AbortMultipartUpload>"));
+    assert!(lifecycle.contains("<Prefix>uploads/</Prefix>"));
+    let again = run(&[]);
+    assert!(
+        again.contains("cors: already as wanted") && again.contains("lifecycle: already as wanted"),
+        "{again}"
+    );
+    assert_eq!(oss.refused(), 0);
+}

@@ -36,6 +36,8 @@ struct Object {
 #[derive(Default)]
 struct FakeState {
     objects: Mutex<HashMap<String, Object>>,
+    /// The bucket's `?cors` and `?lifecycle` documents.
+    bucket_config: Mutex<HashMap<String, String>>,
     down: AtomicBool,
     requests: AtomicUsize,
     refused: AtomicUsize,
@@ -211,6 +213,7 @@ async fn handle(
     uri: Uri,
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
+    body: axum::body::Bytes,
 ) -> Response {
     state.requests.fetch_add(1, Ordering::SeqCst);
     if state.down.load(Ordering::SeqCst) {
@@ -219,14 +222,22 @@ async fn handle(
     let key = percent_encoding::percent_decode_str(uri.path().trim_start_matches('/'))
         .decode_utf8_lossy()
         .into_owned();
-    // `continuation-token` is a sub-resource, so it is signed; the listing parameters are not.
-    let resource = match query.get("continuation-token") {
-        Some(token) => format!("/{BUCKET}/{key}?continuation-token={token}"),
-        None => format!("/{BUCKET}/{key}"),
+    // `continuation-token`, `cors` and `lifecycle` are sub-resources, so they are signed;
+    // the listing parameters are not.
+    let config = ["cors", "lifecycle"]
+        .into_iter()
+        .find(|sub| key.is_empty() && query.contains_key(*sub));
+    let resource = match (query.get("continuation-token"), config) {
+        (Some(token), _) => format!("/{BUCKET}/{key}?continuation-token={token}"),
+        (None, Some(sub)) => format!("/{BUCKET}/?{sub}"),
+        (None, None) => format!("/{BUCKET}/{key}"),
     };
     if !signed(&method, &headers, &resource) {
         state.refused.fetch_add(1, Ordering::SeqCst);
         return error(StatusCode::FORBIDDEN, "SignatureDoesNotMatch");
+    }
+    if let Some(sub) = config {
+        return bucket_config(&state, &method, sub, &headers, body);
     }
     if key.is_empty() && method == Method::GET {
         return list(&state, &query);
@@ -270,6 +281,39 @@ async fn handle(
     let kind = if object.symlink { "Symlink" } else { "Normal" };
     h.insert("x-oss-object-type", kind.parse().unwrap());
     response
+}
+
+/// PutBucketCors / PutBucketLifecycle (Content-MD5 checked, as OSS requires) and their GETs.
+fn bucket_config(
+    state: &FakeState,
+    method: &Method,
+    sub: &str,
+    headers: &HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let mut config = state.bucket_config.lock().unwrap();
+    match *method {
+        Method::GET => match config.get(sub) {
+            Some(doc) => (StatusCode::OK, doc.clone()).into_response(),
+            None => error(StatusCode::NOT_FOUND, "NoSuchCORSConfiguration"),
+        },
+        Method::PUT => {
+            let md5 = base64::engine::general_purpose::STANDARD.encode(md5_digest(&body));
+            if headers.get("content-md5").and_then(|v| v.to_str().ok()) != Some(md5.as_str()) {
+                return error(StatusCode::BAD_REQUEST, "InvalidDigest");
+            }
+            config.insert(sub.to_owned(), String::from_utf8_lossy(&body).into_owned());
+            StatusCode::OK.into_response()
+        }
+        _ => error(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed"),
+    }
+}
+
+impl OssFake {
+    /// The bucket's `?cors` or `?lifecycle` document, as last put.
+    pub fn bucket_config(&self, sub: &str) -> Option<String> {
+        self.state.bucket_config.lock().unwrap().get(sub).cloned()
+    }
 }
 
 /// ListObjectsV2: keys under `prefix` after `start-after` (or the continuation token), in
