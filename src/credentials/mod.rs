@@ -164,6 +164,11 @@ impl ObjectKey {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The key of an upload mediagate issued, read back from the store.
+    pub fn issued(key: String) -> Self {
+        ObjectKey(key)
+    }
 }
 
 /// What one set of credentials covers.

@@ -18,16 +18,17 @@ use super::openapi::{ErrorBody, RefreshedCredentials, StsToken, StsTokenError, U
 use crate::app::App;
 use crate::auth::Principal;
 use crate::config::{PostSigning, Provider};
+use crate::credentials::ObjectKey;
 use crate::credentials::Scope;
-use crate::credentials::forms::{PostForm, service_credentials};
+use crate::credentials::forms::{PostForm, post_form, service_credentials};
 use crate::credentials::issue::Delivery;
 use crate::credentials::presign::{Operation, presign};
 use crate::media::{MediaAttributes, MediaAttributesInput};
 use crate::processing::verify::VERIFY_SINK;
 use crate::store::UploadRow;
 use crate::sts::Credentials;
-use crate::uploads::callback::OssCallbackParams;
-use crate::uploads::{TriggerState, UploadMode, UploadRequest, UploadState};
+use crate::uploads::callback::{OssCallbackParams, oss_callback_params};
+use crate::uploads::{TriggerState, UploadMode, UploadRequest, UploadState, form_size_range};
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -503,6 +504,10 @@ pub struct SignedRequest {
     key: String,
     /// Send exactly these with the request (the signature may cover them).
     headers: std::collections::BTreeMap<String, String>,
+    /// For a `post_policy` upload's PutObject: POST these form fields (the file last) to
+    /// `url` instead; the form pins the key and the size.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fields: Option<std::collections::BTreeMap<&'static str, String>>,
 }
 
 /// `POST /v1/uploads/{id}/sign`: one request to the store, signed for the upload's own key.
@@ -526,12 +531,6 @@ pub async fn sign(
     Json(req): Json<SignRequest>,
 ) -> Result<axum::Json<SignedRequest>, ApiError> {
     let upload = owned_upload(&app, &principal, &id).await?;
-    if upload.mode != UploadMode::Presigned || upload.state != UploadState::Issued {
-        return Err(ApiError::invalid_state(format!(
-            "upload is a {} upload, {}; requests are signed for issued presigned uploads only",
-            upload.mode, upload.state
-        )));
-    }
     if req.key != upload.object_key {
         return Err(ApiError::forbidden(
             "requests are signed for this upload's own key only",
@@ -543,11 +542,37 @@ pub async fn sign(
         req.part_number,
     )
     .map_err(ApiError::invalid_request)?;
+    // Presigned uploads get any of their requests signed; a form upload only its one PUT,
+    // answered with the form.
+    let form = upload.mode == UploadMode::PostPolicy && op == Operation::PutObject;
+    if upload.state != UploadState::Issued || !(upload.mode == UploadMode::Presigned || form) {
+        return Err(ApiError::invalid_state(format!(
+            "upload is a {} upload, {}; requests are signed for issued presigned uploads (and the one PUT of a post_policy upload) only",
+            upload.mode, upload.state
+        )));
+    }
     let storage = &app.config.storage;
     let creds = match storage.post_signing {
         PostSigning::Service => Arc::new(service_credentials(&app.config.sts)),
         PostSigning::Session => upload_credentials(&app, &principal, &upload).await?,
     };
+    if form {
+        let callback = oss_callback_params(&app.config.server.public_url, &upload.id);
+        let post = post_form(
+            storage,
+            &ObjectKey::issued(upload.object_key.clone()),
+            &upload.id,
+            &creds,
+            form_size_range(upload.size, storage.max_upload_bytes),
+            &callback.callback,
+        );
+        return Ok(axum::Json(SignedRequest {
+            url: post.url,
+            key: upload.object_key,
+            headers: Default::default(),
+            fields: Some(post.fields),
+        }));
+    }
     let file_type = req
         .content_type
         .as_deref()
@@ -577,5 +602,6 @@ pub async fn sign(
         url: signed.url,
         key: upload.object_key,
         headers: signed.headers,
+        fields: None,
     }))
 }

@@ -181,8 +181,14 @@ async fn sign_requests_are_refused_beyond_the_uploads_own_key_and_operations() {
         );
     }
     // Uploads of another mode, and uploads no longer issued: 409.
-    let (sts_id, _) = app.issue("alice", "a.mp4", json!({})).await;
-    let r = sign(&app, "alice", &sts_id, json!({"method": "PUT", "key": key})).await;
+    let (sts_id, sts_key) = app.issue("alice", "a.mp4", json!({})).await;
+    let r = sign(
+        &app,
+        "alice",
+        &sts_id,
+        json!({"method": "PUT", "key": sts_key}),
+    )
+    .await;
     assert_eq!(r.status(), 409);
     app.webhook_workflow("hooks", "uploads/").await;
     app.upload_completed(key, "E1", id).await;
@@ -190,4 +196,44 @@ async fn sign_requests_are_refused_beyond_the_uploads_own_key_and_operations() {
     let r = sign(&app, "alice", id, json!({"method": "PUT", "key": key})).await;
     assert_eq!(r.status(), 409);
     assert_eq!(error_code(r).await, "invalid_state");
+}
+
+/// A `post_policy` upload's one PUT is answered with its form (Uppy then POSTs the fields);
+/// its other requests are not signed.
+#[tokio::test]
+async fn a_form_uploads_put_is_answered_with_the_form() {
+    let app = TestApp::spawn().await;
+    let r = app
+        .create_upload(
+            &app.token("alice"),
+            json!({"file_name": "clip.mp4", "mode": "post_policy", "size": 4096}),
+        )
+        .await;
+    let upload: Value = r.json().await.unwrap();
+    let (id, key) = (
+        upload["upload_id"].as_str().unwrap(),
+        upload["object_key"].as_str().unwrap(),
+    );
+    let r = sign(&app, "alice", id, json!({"method": "PUT", "key": key})).await;
+    assert_eq!(r.status(), 200);
+    let signed: Value = r.json().await.unwrap();
+    assert_eq!(
+        signed["url"],
+        "https://media-input.oss-cn-hangzhou.aliyuncs.com/"
+    );
+    assert_eq!(signed["fields"]["key"], key);
+    assert!(signed["fields"]["policy"].is_string() && signed["fields"]["Signature"].is_string());
+    // The form pins the declared size, as the one from POST /v1/uploads does.
+    let policy = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        signed["fields"]["policy"].as_str().unwrap(),
+    )
+    .unwrap();
+    assert!(
+        String::from_utf8(policy)
+            .unwrap()
+            .contains("[\"content-length-range\",4096,4096]")
+    );
+    let r = sign(&app, "alice", id, json!({"method": "POST", "key": key})).await;
+    assert_eq!(r.status(), 409);
 }
