@@ -2,7 +2,8 @@
 # The whole test suite, as CI runs it: formatting, lints, unit and property tests, the
 # integration tests against SQLite, an OpenAPI-driven fuzzer (Schemathesis) against the
 # server, the integration tests again against a local PostgreSQL this script starts, and the
-# end-to-end tests against a local Ceph RGW (S3 + STS) with boto3 as the client.
+# end-to-end tests against a local Ceph RGW (S3 + STS) with boto3 and a headless Chromium as
+# the clients.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,6 +33,10 @@ PYTHON=$(scripts/python.sh)
 RGW_URL=$(scripts/rgw.sh start)
 MEDIAGATE_TEST_PYTHON="$PYTHON" MEDIAGATE_TEST_RGW_URL="$RGW_URL" \
   cargo test --locked --test api rgw:: -- --ignored
+echo "== a real browser (Chromium) uploading through the example page to RGW =="
+scripts/web.sh
+MEDIAGATE_TEST_PYTHON="$PYTHON" MEDIAGATE_TEST_RGW_URL="$RGW_URL" \
+  cargo test --locked --test api browser:: -- --ignored
 # Stops the gateway for a while, so it runs alone.
 MEDIAGATE_TEST_PYTHON="$PYTHON" MEDIAGATE_TEST_RGW_URL="$RGW_URL" \
   cargo test --locked --test api rgw_outage:: -- --ignored

@@ -6,6 +6,7 @@ mod abuse;
 mod admin;
 mod auth;
 mod bad_input;
+mod browser;
 mod cli;
 mod fuzz;
 mod notifications;

@@ -1,0 +1,97 @@
+// Wires an Uppy instance to mediagate: each added file becomes a mediagate upload in
+// `presigned` mode (one POST /v1/uploads), every request to the bucket is signed by
+// mediagate for that upload's own key (POST /v1/uploads/{id}/sign), and the upload's state is
+// reported once the store's notification has been processed. No key reaches the browser.
+import AwsS3 from '@uppy/aws-s3'
+
+const MEDIA_FIELDS = ['title', 'description', 'tags', 'cate_id', 'cover_url', 'user_data']
+const FINAL = new Set(['triggered', 'skipped', 'rejected', 'failed', 'expired'])
+const sleep = (ms) => new Promise((done) => setTimeout(done, ms))
+
+export function mediagateUppy(uppy, options) {
+  const { baseUrl, getToken, pollMs = 1000, pollForMs = 120000, retries = 5 } = options
+  const base = baseUrl.replace(/\/$/, '')
+  const uploadIds = new Map()
+
+  // mediagate answers 429 and 503 with Retry-After; Uppy gives up on a file whose sign call
+  // fails, so those are waited out here.
+  async function api(path, body) {
+    for (let attempt = 0; ; attempt++) {
+      const response = await fetch(base + path, {
+        method: body === undefined ? 'GET' : 'POST',
+        headers: {
+          authorization: `Bearer ${await getToken()}`,
+          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+        },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      })
+      if ((response.status === 429 || response.status === 503) && attempt < retries) {
+        const seconds = Number(response.headers.get('retry-after')) || 1
+        await sleep(seconds * 1000)
+        continue
+      }
+      const answer = await response.json().catch(() => ({}))
+      if (!response.ok) {
+        const error = new Error(answer.error?.message ?? `mediagate answered ${response.status}`)
+        error.code = answer.error?.code
+        throw error
+      }
+      return answer
+    }
+  }
+
+  async function register(fileIDs) {
+    for (const id of fileIDs) {
+      const file = uppy.getFile(id)
+      if (file.meta.mediagateUploadId) {
+        uploadIds.set(file.meta.mediagateKey, file.meta.mediagateUploadId)
+        continue
+      }
+      const media = Object.fromEntries(
+        MEDIA_FIELDS.filter((k) => file.meta[k] !== undefined).map((k) => [k, file.meta[k]]),
+      )
+      const created = await api('/v1/uploads', {
+        file_name: file.name,
+        size: file.size ?? undefined,
+        content_type: file.type || undefined,
+        mode: 'presigned',
+        ...(Object.keys(media).length ? { media } : {}),
+      })
+      uppy.setFileMeta(id, {
+        mediagateUploadId: created.upload_id,
+        mediagateKey: created.object_key,
+      })
+      uploadIds.set(created.object_key, created.upload_id)
+    }
+  }
+
+  async function follow(file) {
+    const id = file.meta.mediagateUploadId
+    const until = Date.now() + pollForMs
+    let last
+    while (Date.now() < until) {
+      const upload = await api(`/v1/uploads/${id}`)
+      if (upload.state !== last) {
+        last = upload.state
+        uppy.setFileMeta(file.id, { mediagateState: upload.state })
+        uppy.emit('mediagate:state', uppy.getFile(file.id), upload)
+      }
+      if (FINAL.has(upload.state)) return
+      await sleep(pollMs)
+    }
+  }
+
+  uppy.addPreProcessor(register)
+  uppy.use(AwsS3, {
+    generateObjectKey: (file) => file.meta.mediagateKey,
+    signRequest: (request) => {
+      const id = uploadIds.get(request.key)
+      if (!id) throw new Error(`no mediagate upload for ${request.key}`)
+      return api(`/v1/uploads/${id}/sign`, request)
+    },
+  })
+  uppy.on('upload-success', (file) => {
+    follow(file).catch((error) => uppy.log(`mediagate: ${error.message}`, 'warning'))
+  })
+  return uppy
+}

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The browser client and what its tests need: Debian's Chromium (installed if missing), the
+# npm packages of clients/web from its lockfile, and the build (dist/ and example/dist/).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! command -v chromium >/dev/null; then
+  echo "installing Chromium from Debian's packages..." >&2
+  apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >&2
+fi
+cd clients/web
+npm ci --no-audit --no-fund --loglevel=error >&2
+node build.mjs >&2

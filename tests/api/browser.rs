@@ -1,0 +1,132 @@
+//! A real browser (headless Chromium from Debian, driven by playwright-core) uploads through
+//! the example page of `clients/web` straight to Ceph RGW: every request to the bucket is
+//! signed by mediagate, the bucket's CORS comes from `mediagate bucket setup`, and each file
+//! ends `triggered` with its bytes in the bucket. `scripts/test.sh` builds the page and runs
+//! this with `--ignored`.
+
+use axum::http::header;
+use axum::response::IntoResponse;
+use mediagate::config::Provider;
+use mediagate::storage::reader::{Lookup, ReaderSettings};
+use mediagate::storage::setup::{BucketApi, setup as bucket_setup};
+use serde_json::Value;
+
+use crate::rgw::{bucket, setup, spawn, webhook_workflow};
+
+/// Serves `clients/web/example` on a loopback port; its origin.
+async fn serve_page() -> String {
+    let root =
+        std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/clients/web/example"));
+    let router = axum::Router::new().fallback(move |uri: axum::http::Uri| {
+        let root = root.clone();
+        async move {
+            let path = match uri.path() {
+                "/" => "index.html".to_owned(),
+                p => p.trim_start_matches('/').to_owned(),
+            };
+            if path.contains("..") {
+                return axum::http::StatusCode::NOT_FOUND.into_response();
+            }
+            let kind = match path.rsplit('.').next() {
+                Some("html") => "text/html",
+                Some("js") => "text/javascript",
+                Some("css") => "text/css",
+                _ => "application/octet-stream",
+            };
+            match tokio::fs::read(root.join(&path)).await {
+                Ok(bytes) => ([(header::CONTENT_TYPE, kind)], bytes).into_response(),
+                Err(_) => axum::http::StatusCode::NOT_FOUND.into_response(),
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    origin
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Ceph RGW, Chromium and the built page: scripts/test.sh runs it"]
+async fn a_browser_uploads_several_files_through_server_signed_requests() {
+    let origin = serve_page().await;
+    let bucket = bucket();
+    let app = spawn(&bucket, |c| c.server.cors_origins = vec![origin.clone()]).await;
+    setup(&app, &bucket, &[], &[&bucket]).await;
+    webhook_workflow(&app, &bucket, "uploads/").await;
+    let config = &app.app.config;
+    let api = BucketApi::new(
+        &config.storage,
+        ReaderSettings::new(
+            &config.storage,
+            (&config.sts.access_key_id, &config.sts.access_key_secret),
+        ),
+        reqwest::Client::new(),
+    );
+    bucket_setup(
+        &api,
+        Provider::S3,
+        &config.server.cors_origins,
+        "uploads/",
+        2,
+        false,
+    )
+    .await
+    .unwrap();
+
+    // A small file (one PUT) and a 12 MiB one (multipart, 5 MiB parts).
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for (name, size) in [("small.mp4", 200 * 1024), ("large.mp4", 12 * 1024 * 1024)] {
+        let mut bytes = crate::support::oss_fake::mp4_header();
+        bytes.extend((0..size - bytes.len()).map(|i| (i % 251) as u8));
+        let path = dir.path().join(name);
+        std::fs::write(&path, &bytes).unwrap();
+        files.push((path, bytes));
+    }
+    let paths: Vec<String> = files.iter().map(|(p, _)| p.display().to_string()).collect();
+    let page = format!(
+        "{origin}/?api={}&token={}",
+        url::form_urlencoded::byte_serialize(app.base.as_bytes()).collect::<String>(),
+        app.token("alice")
+    );
+    let out = tokio::process::Command::new("node")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/clients/web/test/upload.mjs"
+        ))
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/clients/web"))
+        .env("PAGE_URL", &page)
+        .env("FILES", serde_json::to_string(&paths).unwrap())
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the browser run failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let states: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(states.len(), 2, "{states:?}");
+
+    // Each file is triggered, and the bucket holds exactly its bytes.
+    for state in &states {
+        let id = state["upload"].as_str().unwrap();
+        let upload = app
+            .wait_upload("alice", id, |u| u["state"] == "triggered")
+            .await;
+        let key = upload["object_key"].as_str().unwrap();
+        let (_, bytes) = files
+            .iter()
+            .find(|(p, _)| p.ends_with(upload["file_name"].as_str().unwrap()))
+            .unwrap();
+        match app.app.objects.head(key).await.unwrap() {
+            Lookup::Found(head) => assert_eq!(head.size, bytes.len() as u64),
+            other => panic!("{key}: {other:?}"),
+        }
+        let head = app.app.objects.first_bytes(key, 64 * 1024).await.unwrap();
+        assert_eq!(head, bytes[..64 * 1024]);
+    }
+    app.settle().await;
+    assert_eq!(app.hooks.count(), 2);
+}
