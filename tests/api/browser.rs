@@ -73,17 +73,32 @@ async fn a_browser_uploads_several_files_through_server_signed_requests() {
     .await
     .unwrap();
 
-    // A small file (one PUT) and a 12 MiB one (multipart, 5 MiB parts).
+    // A small file (one PUT), a 12 MiB one (multipart, 5 MiB parts), and one more 12 MiB
+    // file uploaded across a page reload.
     let dir = tempfile::tempdir().unwrap();
     let mut files = Vec::new();
-    for (name, size) in [("small.mp4", 200 * 1024), ("large.mp4", 12 * 1024 * 1024)] {
+    for (name, size) in [
+        ("small.mp4", 200 * 1024),
+        ("large.mp4", 12 * 1024 * 1024),
+        ("resumed.mp4", 12 * 1024 * 1024 + 77),
+    ] {
         let mut bytes = crate::support::oss_fake::mp4_header();
         bytes.extend((0..size - bytes.len()).map(|i| (i % 251) as u8));
         let path = dir.path().join(name);
         std::fs::write(&path, &bytes).unwrap();
         files.push((path, bytes));
     }
-    let paths: Vec<String> = files.iter().map(|(p, _)| p.display().to_string()).collect();
+    let path = |i: usize| files[i].0.display().to_string();
+    let bobs = app
+        .create_upload(
+            &app.token("bob"),
+            serde_json::json!({"file_name": "b.mp4", "mode": "presigned"}),
+        )
+        .await
+        .json::<Value>()
+        .await
+        .unwrap();
+    let foreign = serde_json::json!({"id": bobs["upload_id"], "key": bobs["object_key"]});
     let page = format!(
         "{origin}/?api={}&token={}",
         url::form_urlencoded::byte_serialize(app.base.as_bytes()).collect::<String>(),
@@ -94,9 +109,10 @@ async fn a_browser_uploads_several_files_through_server_signed_requests() {
             env!("CARGO_MANIFEST_DIR"),
             "/clients/web/test/upload.mjs"
         ))
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/clients/web"))
         .env("PAGE_URL", &page)
-        .env("FILES", serde_json::to_string(&paths).unwrap())
+        .env("FILES", serde_json::to_string(&[path(0), path(1)]).unwrap())
+        .env("RESUME", path(2))
+        .env("FOREIGN", foreign.to_string())
         .output()
         .await
         .unwrap();
@@ -106,11 +122,25 @@ async fn a_browser_uploads_several_files_through_server_signed_requests() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    let states: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(states.len(), 2, "{states:?}");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        report["cut"], true,
+        "the first part's request was cut once: {report}"
+    );
+    // Another key of the user's own upload: 403; another user's upload: 404.
+    assert_eq!(report["forged"], serde_json::json!([403, 404]), "{report}");
+    // After the reload, the parts were listed and only the missing ones sent.
+    let after = report["partsAfterReload"].as_array().unwrap();
+    assert!(after.contains(&serde_json::json!("list")), "{report}");
+    let parts: Vec<i64> = after.iter().filter_map(Value::as_i64).collect();
+    assert!(!parts.contains(&1), "part 1 was sent again: {report}");
+    assert_eq!(parts, [2, 3], "{report}");
 
-    // Each file is triggered, and the bucket holds exactly its bytes.
-    for state in &states {
+    // Each file is triggered, once, and the bucket holds exactly its bytes.
+    let mut uploads: Vec<Value> = report["states"].as_array().unwrap().clone();
+    uploads.extend(report["resumed"].as_array().unwrap().iter().cloned());
+    assert_eq!(uploads.len(), 3, "{report}");
+    for state in &uploads {
         let id = state["upload"].as_str().unwrap();
         let upload = app
             .wait_upload("alice", id, |u| u["state"] == "triggered")
@@ -128,5 +158,5 @@ async fn a_browser_uploads_several_files_through_server_signed_requests() {
         assert_eq!(head, bytes[..64 * 1024]);
     }
     app.settle().await;
-    assert_eq!(app.hooks.count(), 2);
+    assert_eq!(app.hooks.count(), 3);
 }

@@ -11,6 +11,8 @@ export interface MediagateOptions {
   pollForMs?: number
   /** Retries of a call answered 429 or 503, after its Retry-After (5). */
   retries?: number
+  /** Where an upload in progress is kept across page reloads (`localStorage`). */
+  storage?: Pick<Storage, 'getItem' | 'setItem' | 'removeItem'>
 }
 
 /** A mediagate upload as `GET /v1/uploads/{id}` returns it. */

@@ -12,6 +12,21 @@ export function mediagateUppy(uppy, options) {
   const { baseUrl, getToken, pollMs = 1000, pollForMs = 120000, retries = 5 } = options
   const base = baseUrl.replace(/\/$/, '')
   const uploadIds = new Map()
+  // What a reload must not lose, per file (name, size, last change): the mediagate upload and
+  // the multipart upload, so the same file added again sends only the missing parts.
+  const saved = options.storage ?? globalThis.localStorage
+  const fingerprint = (file) =>
+    `mediagate:${file.name}:${file.size}:${file.data?.lastModified ?? ''}`
+  const remember = (file) =>
+    saved?.setItem(
+      fingerprint(file),
+      JSON.stringify({
+        uploadId: file.meta.mediagateUploadId,
+        key: file.meta.mediagateKey,
+        s3Multipart: file.s3Multipart,
+      }),
+    )
+  const forget = (file) => saved?.removeItem(fingerprint(file))
 
   // mediagate answers 429 and 503 with Retry-After; Uppy gives up on a file whose sign call
   // fails, so those are waited out here.
@@ -62,7 +77,16 @@ export function mediagateUppy(uppy, options) {
         mediagateKey: created.object_key,
       })
       uploadIds.set(created.object_key, created.upload_id)
+      remember(uppy.getFile(id))
     }
+  }
+
+  function restore(file) {
+    const before = JSON.parse(saved?.getItem(fingerprint(file)) ?? 'null')
+    if (!before?.uploadId) return
+    uppy.setFileMeta(file.id, { mediagateUploadId: before.uploadId, mediagateKey: before.key })
+    uploadIds.set(before.key, before.uploadId)
+    if (before.s3Multipart) uppy.setFileState(file.id, { s3Multipart: before.s3Multipart })
   }
 
   async function follow(file) {
@@ -81,6 +105,8 @@ export function mediagateUppy(uppy, options) {
     }
   }
 
+  uppy.on('file-added', restore)
+  uppy.on('s3-multipart:part-uploaded', (file) => remember(uppy.getFile(file.id)))
   uppy.addPreProcessor(register)
   uppy.use(AwsS3, {
     generateObjectKey: (file) => file.meta.mediagateKey,
@@ -91,6 +117,7 @@ export function mediagateUppy(uppy, options) {
     },
   })
   uppy.on('upload-success', (file) => {
+    forget(file)
     follow(file).catch((error) => uppy.log(`mediagate: ${error.message}`, 'warning'))
   })
   return uppy
