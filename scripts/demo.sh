@@ -3,12 +3,17 @@
 # single-node Ceph RGW (S3 + STS), starts mediagate on SQLite configured for it, mints an app
 # token, requests an upload, uploads a sample clip with boto3, and shows each step: the
 # credentials (secret masked), the event RGW sent, the workflow matched, the signed webhook
-# delivery and the upload's final state. Everything it started is stopped on exit.
-#   MEDIAGATE_DEMO_PORT (18080) and MEDIAGATE_DEMO_HOOK_PORT (18090) choose the local ports.
+# delivery and the upload's final state. It also builds the web client's example page, serves
+# it, prepares the bucket's CORS with `mediagate bucket setup`, and prints the page's URL.
+# Everything it started is stopped on exit; with MEDIAGATE_DEMO_KEEP=1 it keeps running (the
+# page usable in a browser) until Ctrl-C.
+#   MEDIAGATE_DEMO_PORT (18080), MEDIAGATE_DEMO_HOOK_PORT (18090) and MEDIAGATE_DEMO_PAGE_PORT
+#   (18070) choose the local ports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PORT=${MEDIAGATE_DEMO_PORT:-18080}
 HOOK_PORT=${MEDIAGATE_DEMO_HOOK_PORT:-18090}
+PAGE_PORT=${MEDIAGATE_DEMO_PAGE_PORT:-18070}
 WORK=$(mktemp -d /tmp/mediagate-demo.XXXXXX)
 PIDS=()
 cleanup() {
@@ -37,6 +42,7 @@ cat > "$WORK/mediagate.toml" <<CONF
 [server]
 listen = "127.0.0.1:$PORT"
 public_url = "http://127.0.0.1:$PORT"
+cors_origins = ["http://127.0.0.1:$PAGE_PORT"]
 [database]
 url = "sqlite://$WORK/mediagate.db"
 [auth]
@@ -141,4 +147,19 @@ done
 echo "$STATE" | python3 -m json.tool
 echo "$STATE" | grep -q '"state":"triggered"' || { echo "the upload did not reach triggered" >&2; exit 1; }
 grep -q '"verified": true' "$WORK/deliveries.jsonl" || { echo "no verified delivery" >&2; exit 1; }
+
+step "10. The browser page: uploads straight to RGW, every request signed by mediagate"
+target/debug/mediagate bucket setup --config "$WORK/mediagate.toml" 2>/dev/null
+scripts/web.sh 2>/dev/null
+python3 -m http.server "$PAGE_PORT" --bind 127.0.0.1 --directory clients/web/example \
+  >"$WORK/page.log" 2>&1 &
+PIDS+=($!)
+PAGE="http://127.0.0.1:$PAGE_PORT/?api=$(python3 -c 'import sys,urllib.parse;print(urllib.parse.quote(sys.argv[1],safe=""))' "$BASE")&token=$TOKEN"
+for _ in $(seq 1 50); do curl -sf -o /dev/null "$PAGE" && break; sleep 0.1; done
+curl -sf "$PAGE" | grep -q 'id="uploader"' || { echo "the page is not served" >&2; exit 1; }
+echo "page for alice (token valid for an hour): $PAGE"
 step "Done: credentials vended, upload scoped by RGW, event matched, webhook delivered and verified"
+if [ "${MEDIAGATE_DEMO_KEEP:-0}" = 1 ]; then
+  echo "Keeping everything running for the page; Ctrl-C stops it."
+  wait
+fi
