@@ -103,6 +103,22 @@ pub fn hmac_sha1_base64(key: &[u8], message: &[u8]) -> String {
     B64.encode(mac.finalize().into_bytes())
 }
 
+/// OSS's V1 request signature: base64(HMAC-SHA1(secret, VERB, Content-MD5, Content-Type,
+/// Date — or `Expires` in a presigned URL — and the resource `/{bucket}/{key}` with its
+/// sub-resources, one per line)). No `x-oss-` headers are signed by mediagate's requests.
+pub fn oss_v1_signature(
+    secret: &str,
+    verb: &str,
+    content_md5: &str,
+    content_type: &str,
+    date_or_expires: &str,
+    resource: &str,
+) -> String {
+    let string_to_sign =
+        format!("{verb}\n{content_md5}\n{content_type}\n{date_or_expires}\n{resource}");
+    hmac_sha1_base64(secret.as_bytes(), string_to_sign.as_bytes())
+}
+
 /// An OSS PostObject V1 form signature: returns (`policy` field, `Signature` field), the
 /// policy base64-encoded and HMAC-SHA1-signed with the (temporary) AccessKeySecret.
 pub fn oss_post_signature(secret: &str, policy_json: &str) -> (String, String) {

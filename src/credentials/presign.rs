@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use secrecy::ExposeSecret;
 
-use crate::signing::hmac_sha1_base64;
+use crate::signing::oss_v1_signature;
 use crate::storage::{Provider, StorageConfig};
 use crate::sts::Credentials;
 
@@ -162,14 +162,7 @@ pub fn presign(
     Ok(Presigned { url, headers })
 }
 
-/// Every byte but the unreserved ones (RFC 3986) is percent-encoded.
-const UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~');
-
-/// `key` for a URL path: encoded, `/` kept.
+/// `key` for a URL path: every byte but the unreserved ones encoded, `/` kept.
 fn encode_key(key: &str) -> String {
     key.split('/')
         .map(query_encode)
@@ -178,7 +171,7 @@ fn encode_key(key: &str) -> String {
 }
 
 fn query_encode(value: &str) -> String {
-    percent_encoding::utf8_percent_encode(value, UNRESERVED).to_string()
+    crate::signing::percent_encode(value)
 }
 
 /// OSS V1 query signing: the signature covers the verb, the Content-Type, `Expires` and
@@ -212,14 +205,13 @@ fn oss_presigned_url(
     if !subresources.is_empty() {
         resource = format!("{resource}?{}", raw(&subresources, &|v| v.to_owned()));
     }
-    let string_to_sign = format!(
-        "{}\n\n{}\n{expires}\n{resource}",
+    let signature = oss_v1_signature(
+        creds.access_key_secret.expose_secret(),
         op.method(),
-        content_type.unwrap_or_default()
-    );
-    let signature = hmac_sha1_base64(
-        creds.access_key_secret.expose_secret().as_bytes(),
-        string_to_sign.as_bytes(),
+        "",
+        content_type.unwrap_or_default(),
+        &expires.to_string(),
+        &resource,
     );
     let mut query = raw(&subresources, &query_encode);
     if !query.is_empty() {

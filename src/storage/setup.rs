@@ -233,14 +233,14 @@ impl BucketApi {
                         .unwrap_or_default()
                         .to_owned()
                 };
-                let string_to_sign = format!(
-                    "{method}\n{}\n{}\n{date}\n/{}/?{sub}",
-                    get("content-md5"),
-                    get("content-type"),
-                    s.bucket
+                let signature = crate::signing::oss_v1_signature(
+                    secret,
+                    method,
+                    &get("content-md5"),
+                    &get("content-type"),
+                    &date,
+                    &format!("/{}/?{sub}", s.bucket),
                 );
-                let signature =
-                    crate::signing::hmac_sha1_base64(secret.as_bytes(), string_to_sign.as_bytes());
                 headers.push(("date".into(), date));
                 headers.push((
                     "authorization".into(),
