@@ -39,10 +39,7 @@ async fn serve_page() -> String {
             }
         }
     });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let origin = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    origin
+    crate::support::serve_loopback(router).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

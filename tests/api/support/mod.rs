@@ -41,6 +41,14 @@ pub fn oss_signer() -> &'static OssSigner {
     SIGNER.get_or_init(|| OssSigner::new(OSS_KEY_URL))
 }
 
+/// Serves `router` on a free loopback port for the rest of the test; its base URL.
+pub async fn serve_loopback(router: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    url
+}
+
 pub fn mns_signer() -> &'static MnsSigner {
     static SIGNER: std::sync::OnceLock<MnsSigner> = std::sync::OnceLock::new();
     SIGNER.get_or_init(|| MnsSigner::new(MNS_CERT_URL))

@@ -8,7 +8,6 @@
 //! Tests can take it down (503) and count what reached it.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -60,11 +59,7 @@ impl OssFake {
     pub async fn start() -> OssFake {
         let state = Arc::new(FakeState::default());
         let router = Router::new().fallback(handle).with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-            .await
-            .unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, router).await });
+        let url = super::serve_loopback(router).await;
         OssFake { url, state }
     }
 

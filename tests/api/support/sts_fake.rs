@@ -4,7 +4,6 @@
 //! Tests script failures and latency, and read back what was received.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -50,11 +49,7 @@ impl StsFake {
     pub async fn start() -> StsFake {
         let state = Arc::new(FakeState::default());
         let router = Router::new().fallback(handle).with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-            .await
-            .unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, router).await });
+        let url = super::serve_loopback(router).await;
         StsFake { url, state }
     }
 

@@ -5,7 +5,6 @@
 //! script 5xx answers and latency, and read back the verified deliveries.
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -61,11 +60,7 @@ impl WebhookReceiver {
         let router = Router::new()
             .route("/hooks", post(handle))
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-            .await
-            .unwrap();
-        let url = format!("http://{}/hooks", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, router).await });
+        let url = format!("{}/hooks", super::serve_loopback(router).await);
         WebhookReceiver { url, state }
     }
 
