@@ -12,7 +12,7 @@ use sqlx::{AnyPool, Executor, Row};
 
 use crate::uploads::{UploadMode, UploadState};
 pub use audit::{Actor, AuditRow};
-use batch::{BatchRow, InsertBatcher, TxBatcher};
+use batch::{BatchRow, Batched, Batcher};
 pub use queue::{
     Claimed, EventRow, EventWrite, NewTrigger, Outcome, QueueStats, Recorded, Reprocess,
     TriggerRow, UploadChange, VerifiedWrite,
@@ -45,10 +45,11 @@ pub struct Store {
     /// fairly. On PostgreSQL both are the same pool.
     writer: AnyPool,
     reader: AnyPool,
-    /// Group insert for uploads, the write on the vending hot path.
-    uploads: InsertBatcher<UploadRow>,
-    /// Group commit for events and delivery outcomes.
-    transactions: TxBatcher,
+    /// Group commit for uploads (the write on the vending hot path), notifications and
+    /// delivery outcomes, each kind in its own batches.
+    uploads: Batcher<UploadRow>,
+    events: Batcher<EventWrite>,
+    outcomes: Batcher<queue::OutcomeWrite>,
 }
 
 /// An upload as stored.
@@ -106,6 +107,20 @@ impl BatchRow for UploadRow {
     }
 }
 
+#[async_trait::async_trait]
+impl Batched for UploadRow {
+    type Output = ();
+
+    async fn write(
+        jobs: &[&Self],
+        conn: &mut sqlx::AnyConnection,
+        backend: Backend,
+    ) -> anyhow::Result<Vec<()>> {
+        batch::insert_rows(conn, backend, jobs).await?;
+        Ok(vec![(); jobs.len()])
+    }
+}
+
 impl Store {
     /// Connects, creating the SQLite file and its directory if needed, and applies migrations.
     pub async fn connect(config: &DatabaseConfig) -> anyhow::Result<Store> {
@@ -129,8 +144,9 @@ impl Store {
                     .context("opening SQLite")?;
                 Store {
                     backend,
-                    uploads: InsertBatcher::start(writer.clone(), backend),
-                    transactions: TxBatcher::start(writer.clone(), 1),
+                    uploads: Batcher::start(writer.clone(), backend, 1),
+                    events: Batcher::start(writer.clone(), backend, 1),
+                    outcomes: Batcher::start(writer.clone(), backend, 1),
                     writer,
                     reader,
                 }
@@ -142,13 +158,12 @@ impl Store {
                     .connect(url)
                     .await
                     .context("connecting to PostgreSQL")?;
+                let lanes = (config.max_connections as usize / 4).max(1);
                 Store {
                     backend,
-                    uploads: InsertBatcher::start(pool.clone(), backend),
-                    transactions: TxBatcher::start(
-                        pool.clone(),
-                        (config.max_connections as usize / 2).max(1),
-                    ),
+                    uploads: Batcher::start(pool.clone(), backend, 1),
+                    events: Batcher::start(pool.clone(), backend, lanes),
+                    outcomes: Batcher::start(pool.clone(), backend, lanes),
                     writer: pool.clone(),
                     reader: pool,
                 }
@@ -187,7 +202,7 @@ impl Store {
 
     /// Records a new upload; returns once it is committed.
     pub async fn insert_upload(&self, upload: UploadRow) -> anyhow::Result<()> {
-        self.uploads.insert(upload).await
+        self.uploads.submit(upload).await
     }
 
     pub async fn get_upload(&self, id: &str) -> anyhow::Result<Option<UploadRow>> {

@@ -7,7 +7,9 @@ use sqlx::Row;
 
 use sqlx::AnyConnection;
 
-use super::batch::{BatchRow, TxJob};
+use std::collections::{HashMap, HashSet};
+
+use super::batch::{self, BatchRow, Batched, insert_rows, with_rows};
 use super::{Backend, Store, UploadRow, now_millis};
 use crate::uploads::{EventOutcome, TriggerState, UploadState};
 
@@ -67,6 +69,8 @@ pub enum Recorded {
 pub struct Claimed {
     pub id: String,
     pub claim_id: String,
+    /// The notification it acts on.
+    pub event_id: String,
     pub upload_id: Option<String>,
     pub workflow_id: String,
     pub workflow_name: String,
@@ -103,7 +107,7 @@ impl Store {
     /// Records the event with its upload change and triggers, unless the same object version
     /// was recorded before. Commits together with other concurrent writes.
     pub async fn record_event(&self, write: EventWrite) -> anyhow::Result<Recorded> {
-        self.transactions.submit(write).await
+        self.events.submit(write).await
     }
 
     /// Claims up to `limit` due triggers (pending, failed and due, or in flight with an
@@ -122,7 +126,7 @@ impl Store {
              WHERE id IN (SELECT id FROM triggers
                           WHERE (state IN ('pending', 'failed') AND next_attempt_at <= $3) OR (state = 'in_flight' AND lease_until < $3)
                           ORDER BY next_attempt_at LIMIT $4{lock})
-             RETURNING id, upload_id, workflow_id, workflow_name, sink, attempts, payload"
+             RETURNING id, event_id, upload_id, workflow_id, workflow_name, sink, attempts, payload"
         ))
         .bind(&claim_id)
         .bind(now + lease_ms)
@@ -136,6 +140,7 @@ impl Store {
                 Ok(Claimed {
                     id: r.try_get("id")?,
                     claim_id: claim_id.clone(),
+                    event_id: r.try_get("event_id")?,
                     upload_id: r.try_get("upload_id")?,
                     workflow_id: r.try_get("workflow_id")?,
                     workflow_name: r.try_get("workflow_name")?,
@@ -166,7 +171,7 @@ impl Store {
 
     /// Records the outcome of an attempt; commits together with other concurrent writes.
     pub async fn record_outcome(&self, trigger: Claimed, outcome: Outcome) -> anyhow::Result<bool> {
-        self.transactions
+        self.outcomes
             .submit(OutcomeWrite { trigger, outcome })
             .await
     }
@@ -198,7 +203,7 @@ impl Store {
         let row = self.get_trigger(id).await?;
         if let Some(upload_id) = row.as_ref().and_then(|t| t.upload_id.as_deref()) {
             let mut conn = self.writer.acquire().await?;
-            refresh_upload_state(&mut conn, upload_id).await?;
+            refresh_upload_states(&mut conn, self.backend, &[upload_id]).await?;
         }
         Ok(row)
     }
@@ -266,9 +271,17 @@ impl Store {
         if updated.rows_affected() == 0 {
             return Ok(false);
         }
-        for t in &write.triggers {
-            insert_trigger(&mut tx, t, &write.event_id, Some(&write.upload_id), now).await?;
-        }
+        let triggers: Vec<TriggerInsert> = write
+            .triggers
+            .iter()
+            .map(|trigger| TriggerInsert {
+                trigger,
+                event_id: &write.event_id,
+                upload_id: Some(&write.upload_id),
+                now,
+            })
+            .collect();
+        insert_triggers(&mut tx, self.backend, &triggers).await?;
         super::audit::record(&mut tx, who, "upload.reprocess", &write.upload_id, detail)
             .await
             .context("recording the change")?;
@@ -378,27 +391,111 @@ impl EventWrite {
 }
 
 #[async_trait::async_trait]
-impl TxJob for EventWrite {
+impl Batched for EventWrite {
     type Output = Recorded;
 
-    async fn run(&self, conn: &mut AnyConnection) -> anyhow::Result<Recorded> {
-        let event = &self.event;
-        // One statement on the happy path: the unique index on (bucket, key, ETag) drops a
-        // repeat of the same version, and the partial one on (bucket, key) of completing
-        // events lets only the first version of an object complete it. On PostgreSQL a
-        // concurrent claim waits for the first transaction and then does nothing.
-        if insert_event(
+    async fn write(
+        jobs: &[&Self],
+        conn: &mut AnyConnection,
+        backend: Backend,
+    ) -> anyhow::Result<Vec<Recorded>> {
+        // One statement for all events on the happy path: the unique index on (bucket, key,
+        // ETag) drops a repeat of the same version, and the partial one on (bucket, key) of
+        // completing events lets only the first version of an object complete it (also
+        // within the batch: rows are inserted in order). On PostgreSQL a concurrent claim
+        // waits for the first transaction and then does nothing.
+        let rows: Vec<EventInsert> = jobs.iter().map(|j| EventInsert::as_sent(j)).collect();
+        let inserted = with_rows(
             conn,
-            event,
-            self.completes,
-            event.outcome,
-            &event.reason,
-            &event.upload_id,
+            backend,
+            EventInsert::INSERT,
+            &rows,
+            " ON CONFLICT DO NOTHING RETURNING id",
         )
         .await?
-        {
-            return self.apply(conn).await;
+        .iter()
+        .map(|r| r.try_get::<String, _>(0))
+        .collect::<Result<HashSet<String>, _>>()?;
+        let (first, later): (Vec<&EventWrite>, Vec<&EventWrite>) =
+            jobs.iter().partition(|j| inserted.contains(&j.event.id));
+        apply_events(&first, conn, backend).await?;
+        let mut outcomes = HashMap::with_capacity(later.len());
+        for job in later {
+            outcomes.insert(
+                job.event.id.as_str(),
+                job.after_conflict(conn, backend).await?,
+            );
         }
+        Ok(jobs
+            .iter()
+            .map(|j| {
+                outcomes
+                    .remove(j.event.id.as_str())
+                    .unwrap_or_else(|| Recorded::Accepted {
+                        upload_id: j.event.upload_id.clone(),
+                        triggers: j.triggers.len(),
+                    })
+            })
+            .collect())
+    }
+}
+
+/// An event row as inserted: whether it completes its object, with its outcome, reason and
+/// upload.
+struct EventInsert<'a> {
+    event: &'a EventRow,
+    completes: bool,
+    outcome: EventOutcome,
+    reason: &'a Option<String>,
+    upload_id: &'a Option<String>,
+}
+
+impl<'a> EventInsert<'a> {
+    fn as_sent(write: &'a EventWrite) -> Self {
+        EventInsert {
+            event: &write.event,
+            completes: write.completes,
+            outcome: write.event.outcome,
+            reason: &write.event.reason,
+            upload_id: &write.event.upload_id,
+        }
+    }
+}
+
+impl BatchRow for EventInsert<'_> {
+    const INSERT: &'static str = "INSERT INTO events (id, bucket, object_key, etag, size, content_type, source, upload_id, outcome, reason, received_at, completes)";
+    const COLUMNS: usize = 12;
+
+    fn bind<'q>(
+        &'q self,
+        query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+        let e = self.event;
+        query
+            .bind(&e.id)
+            .bind(&e.bucket)
+            .bind(&e.object_key)
+            .bind(&e.etag)
+            .bind(e.size)
+            .bind(&e.content_type)
+            .bind(&e.source)
+            .bind(self.upload_id)
+            .bind(self.outcome.as_str())
+            .bind(self.reason)
+            .bind(e.received_at)
+            .bind(i64::from(self.completes))
+    }
+}
+
+impl EventWrite {
+    /// The event was not inserted as sent: the same version was recorded before, or another
+    /// version completed the object first.
+    async fn after_conflict(
+        &self,
+        conn: &mut AnyConnection,
+        backend: Backend,
+    ) -> anyhow::Result<Recorded> {
+        let event = &self.event;
         if let Some(upload_id) = recorded_upload(
             conn,
             "SELECT upload_id FROM events WHERE bucket = $1 AND object_key = $2 AND etag = $3",
@@ -419,53 +516,27 @@ impl TxJob for EventWrite {
         let reason = Some(
             "the object was completed by an earlier notification; nothing triggered".to_owned(),
         );
-        if insert_event(
-            conn,
+        let repeat = EventInsert {
             event,
-            false,
-            EventOutcome::Repeat,
-            &reason,
-            &upload_id,
+            completes: false,
+            outcome: EventOutcome::Repeat,
+            reason: &reason,
+            upload_id: &upload_id,
+        };
+        let inserted = with_rows(
+            conn,
+            backend,
+            EventInsert::INSERT,
+            &[repeat],
+            " ON CONFLICT DO NOTHING RETURNING id",
         )
-        .await?
-        {
-            Ok(Recorded::Repeat { upload_id })
-        } else {
+        .await?;
+        if inserted.is_empty() {
             Ok(Recorded::Duplicate { upload_id })
+        } else {
+            Ok(Recorded::Repeat { upload_id })
         }
     }
-}
-
-/// Inserts `event` (as completing its object or not, with `outcome`, `reason` and
-/// `upload_id`); `false` when a unique index already holds it.
-async fn insert_event(
-    conn: &mut AnyConnection,
-    event: &EventRow,
-    completes: bool,
-    outcome: EventOutcome,
-    reason: &Option<String>,
-    upload_id: &Option<String>,
-) -> anyhow::Result<bool> {
-    let inserted = sqlx::query(
-        "INSERT INTO events (id, bucket, object_key, etag, size, content_type, source, upload_id, outcome, reason, received_at, completes)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING",
-    )
-    .bind(&event.id)
-    .bind(&event.bucket)
-    .bind(&event.object_key)
-    .bind(&event.etag)
-    .bind(event.size)
-    .bind(&event.content_type)
-    .bind(&event.source)
-    .bind(upload_id)
-    .bind(outcome.as_str())
-    .bind(reason)
-    .bind(event.received_at)
-    .bind(i64::from(completes))
-    .execute(conn)
-    .await
-    .context("recording event")?;
-    Ok(inserted.rows_affected() == 1)
 }
 
 /// The upload of the event `sql` finds for `event`'s bucket, key and ETag (`$1`-`$3`):
@@ -486,57 +557,91 @@ async fn recorded_upload(
         .transpose()
 }
 
-impl EventWrite {
-    /// What a recorded event does beyond its own row: the upload change and the triggers.
-    async fn apply(&self, conn: &mut AnyConnection) -> anyhow::Result<Recorded> {
-        let event = &self.event;
-        match &self.upload {
-            UploadChange::Existing { id } => {
-                sqlx::query(
-                    "UPDATE uploads SET state = $1, state_reason = $2, uploaded_at = $3, size = COALESCE($4, size), updated_at = $5 WHERE id = $6",
-                )
-                .bind(self.upload_state.as_str())
-                .bind(&self.upload_reason)
-                .bind(event.received_at)
-                .bind(self.upload_size)
-                .bind(event.received_at)
-                .bind(id)
-                .execute(&mut *conn)
-                .await
-                .context("updating upload")?;
-            }
-            UploadChange::New(row) => {
-                let row = UploadRow {
-                    state: self.upload_state,
-                    state_reason: self.upload_reason.clone(),
-                    ..(**row).clone()
-                };
-                let sql = format!(
-                    "{} VALUES ({})",
-                    UploadRow::INSERT,
-                    super::placeholders(1, UploadRow::COLUMNS)
-                );
-                row.bind(sqlx::query(&sql))
-                    .execute(&mut *conn)
-                    .await
-                    .context("recording unannounced upload")?;
-            }
-            UploadChange::None => {}
-        }
-        for t in &self.triggers {
-            insert_trigger(
-                &mut *conn,
-                t,
-                &event.id,
-                event.upload_id.as_deref(),
-                event.received_at,
-            )
-            .await?;
-        }
-        Ok(Recorded::Accepted {
-            upload_id: event.upload_id.clone(),
-            triggers: self.triggers.len(),
+/// What recorded events do beyond their own rows: the upload changes and the triggers, a
+/// statement for each kind of row whatever the number of events.
+async fn apply_events(
+    writes: &[&EventWrite],
+    conn: &mut AnyConnection,
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let updates: Vec<UploadUpdate> = writes
+        .iter()
+        .filter_map(|w| match &w.upload {
+            UploadChange::Existing { id } => Some(UploadUpdate {
+                id,
+                state: w.upload_state.as_str(),
+                reason: &w.upload_reason,
+                uploaded_at: w.event.received_at,
+                size: w.upload_size,
+            }),
+            _ => None,
         })
+        .collect();
+    if !updates.is_empty() {
+        with_rows(
+            conn,
+            backend,
+            "UPDATE uploads SET state = v.column2, state_reason = v.column3, uploaded_at = v.column4,
+               size = COALESCE(v.column5, uploads.size), updated_at = v.column4 FROM (",
+            &updates,
+            ") AS v WHERE uploads.id = v.column1",
+        )
+        .await
+        .context("updating uploads")?;
+    }
+    let new: Vec<UploadRow> = writes
+        .iter()
+        .filter_map(|w| match &w.upload {
+            UploadChange::New(row) => Some(UploadRow {
+                state: w.upload_state,
+                state_reason: w.upload_reason.clone(),
+                ..(**row).clone()
+            }),
+            _ => None,
+        })
+        .collect();
+    if !new.is_empty() {
+        insert_rows(conn, backend, &new)
+            .await
+            .context("recording unannounced uploads")?;
+    }
+    let triggers: Vec<TriggerInsert> = writes
+        .iter()
+        .flat_map(|w| {
+            w.triggers.iter().map(|t| TriggerInsert {
+                trigger: t,
+                event_id: &w.event.id,
+                upload_id: w.event.upload_id.as_deref(),
+                now: w.event.received_at,
+            })
+        })
+        .collect();
+    insert_triggers(conn, backend, &triggers).await
+}
+
+/// An upload completed by an event (the `VALUES` table of a multi-row update).
+struct UploadUpdate<'a> {
+    id: &'a str,
+    state: &'static str,
+    reason: &'a Option<String>,
+    uploaded_at: i64,
+    size: Option<i64>,
+}
+
+impl BatchRow for UploadUpdate<'_> {
+    const INSERT: &'static str = "";
+    const COLUMNS: usize = 5;
+
+    fn bind<'q>(
+        &'q self,
+        query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+        query
+            .bind(self.id)
+            .bind(self.state)
+            .bind(self.reason)
+            .bind(self.uploaded_at)
+            .bind(self.size)
     }
 }
 
@@ -552,28 +657,49 @@ pub struct Reprocess {
     pub triggers: Vec<NewTrigger>,
 }
 
-async fn insert_trigger(
-    conn: &mut AnyConnection,
-    t: &NewTrigger,
-    event_id: &str,
-    upload_id: Option<&str>,
+/// A trigger as queued.
+struct TriggerInsert<'a> {
+    trigger: &'a NewTrigger,
+    event_id: &'a str,
+    upload_id: Option<&'a str>,
     now: i64,
+}
+
+impl BatchRow for TriggerInsert<'_> {
+    const INSERT: &'static str = "INSERT INTO triggers (id, event_id, upload_id, workflow_id, workflow_name, sink, state, attempts, next_attempt_at, payload, created_at, updated_at)";
+    const COLUMNS: usize = 12;
+
+    fn bind<'q>(
+        &'q self,
+        query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+        let t = self.trigger;
+        query
+            .bind(&t.id)
+            .bind(self.event_id)
+            .bind(self.upload_id)
+            .bind(&t.workflow_id)
+            .bind(&t.workflow_name)
+            .bind(&t.sink)
+            .bind(TriggerState::Pending.as_str())
+            .bind(0_i64)
+            .bind(self.now)
+            .bind(&t.payload)
+            .bind(self.now)
+            .bind(self.now)
+    }
+}
+
+async fn insert_triggers(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    triggers: &[TriggerInsert<'_>],
 ) -> anyhow::Result<()> {
-    sqlx::query(
-        "INSERT INTO triggers (id, event_id, upload_id, workflow_id, workflow_name, sink, state, attempts, next_attempt_at, payload, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $8, $7, $7)",
-    )
-    .bind(&t.id)
-    .bind(event_id)
-    .bind(upload_id)
-    .bind(&t.workflow_id)
-    .bind(&t.workflow_name)
-    .bind(&t.sink)
-    .bind(now)
-    .bind(&t.payload)
-    .execute(conn)
-    .await
-    .context("queueing trigger")?;
+    if !triggers.is_empty() {
+        insert_rows(conn, backend, triggers)
+            .await
+            .context("queueing triggers")?;
+    }
     Ok(())
 }
 
@@ -606,37 +732,6 @@ pub struct VerifiedWrite {
     pub triggers: Vec<NewTrigger>,
 }
 
-impl VerifiedWrite {
-    async fn apply(&self, conn: &mut AnyConnection, job: &Claimed, now: i64) -> anyhow::Result<()> {
-        let event_id: String = sqlx::query("SELECT event_id FROM triggers WHERE id = $1")
-            .bind(&job.id)
-            .fetch_one(&mut *conn)
-            .await
-            .context("reading the verified event")?
-            .try_get(0)?;
-        for trigger in &self.triggers {
-            insert_trigger(conn, trigger, &event_id, job.upload_id.as_deref(), now).await?;
-        }
-        if let Some(upload_id) = &job.upload_id {
-            sqlx::query(
-                "UPDATE uploads SET state = $1, state_reason = $2, size = COALESCE($3, size),
-                   content_type = COALESCE($4, content_type), updated_at = $5
-                 WHERE id = $6 AND state = 'uploaded'",
-            )
-            .bind(self.upload_state.as_str())
-            .bind(&self.upload_reason)
-            .bind(self.size)
-            .bind(&self.content_type)
-            .bind(now)
-            .bind(upload_id)
-            .execute(&mut *conn)
-            .await
-            .context("recording the verified upload")?;
-        }
-        Ok(())
-    }
-}
-
 /// Records an attempt's outcome and the upload state that follows from it.
 #[derive(Debug, Clone)]
 pub struct OutcomeWrite {
@@ -645,89 +740,237 @@ pub struct OutcomeWrite {
 }
 
 #[async_trait::async_trait]
-impl TxJob for OutcomeWrite {
+impl Batched for OutcomeWrite {
     /// `false` when the claim was lost (its lease ran out and another worker took it over).
     type Output = bool;
 
-    async fn run(&self, conn: &mut AnyConnection) -> anyhow::Result<bool> {
-        let t = &self.trigger;
+    async fn write(
+        jobs: &[&Self],
+        conn: &mut AnyConnection,
+        backend: Backend,
+    ) -> anyhow::Result<Vec<bool>> {
         let now = now_millis();
-        let result = match &self.outcome {
-            Outcome::Delivered { media_id } => sqlx::query(
-                "UPDATE triggers SET state = 'delivered', media_id = $1, delivered_at = $2, updated_at = $2, lease_until = NULL, last_error = NULL
-                 WHERE id = $3 AND claim_id = $4 AND state = 'in_flight'",
-            )
-            .bind(media_id)
-            .bind(now)
-            .bind(&t.id)
-            .bind(&t.claim_id)
-            .execute(&mut *conn)
-            .await
-            .context("recording delivery")?,
-            Outcome::Failed { error, retry_at } => sqlx::query(
-                "UPDATE triggers SET state = $1, last_error = $2, next_attempt_at = $3, lease_until = NULL, updated_at = $4
-                 WHERE id = $5 AND claim_id = $6 AND state = 'in_flight'",
-            )
-            .bind(if retry_at.is_some() { "failed" } else { "dead" })
-            .bind(error)
-            .bind(retry_at.unwrap_or(now))
-            .bind(now)
-            .bind(&t.id)
-            .bind(&t.claim_id)
-            .execute(&mut *conn)
-            .await
-            .context("recording failed attempt")?,
-            Outcome::Verified(v) => {
-                let done = sqlx::query(
-                    "UPDATE triggers SET state = 'delivered', delivered_at = $1, updated_at = $1, lease_until = NULL, last_error = $2
-                     WHERE id = $3 AND claim_id = $4 AND state = 'in_flight'",
-                )
-                .bind(now)
-                .bind(&v.detail)
-                .bind(&t.id)
-                .bind(&t.claim_id)
-                .execute(&mut *conn)
-                .await
-                .context("recording verification")?;
-                if done.rows_affected() == 1 {
-                    v.apply(conn, t, now).await?;
-                }
-                done
-            }
-        };
-        if let Some(upload_id) = &t.upload_id {
-            refresh_upload_state(conn, upload_id).await?;
-        }
-        Ok(result.rows_affected() == 1)
+        let rows: Vec<AttemptUpdate> = jobs.iter().map(|j| AttemptUpdate::of(j, now)).collect();
+        let applied = with_rows(
+            conn,
+            backend,
+            "UPDATE triggers SET state = v.column3, last_error = v.column4,
+               media_id = COALESCE(v.column5, triggers.media_id),
+               next_attempt_at = COALESCE(v.column6, triggers.next_attempt_at),
+               delivered_at = COALESCE(v.column7, triggers.delivered_at),
+               lease_until = NULL, updated_at = v.column8 FROM (",
+            &rows,
+            ") AS v WHERE triggers.id = v.column1 AND triggers.claim_id = v.column2 AND triggers.state = 'in_flight' RETURNING id",
+        )
+        .await
+        .context("recording attempts")?
+        .iter()
+        .map(|r| r.try_get::<String, _>(0))
+        .collect::<Result<HashSet<String>, _>>()?;
+        let verified: Vec<(&Claimed, &VerifiedWrite)> = jobs
+            .iter()
+            .filter(|j| applied.contains(&j.trigger.id))
+            .filter_map(|j| match &j.outcome {
+                Outcome::Verified(v) => Some((&j.trigger, &**v)),
+                _ => None,
+            })
+            .collect();
+        apply_verified(&verified, conn, backend, now).await?;
+        let mut uploads: Vec<&str> = jobs
+            .iter()
+            .filter_map(|j| j.trigger.upload_id.as_deref())
+            .collect();
+        uploads.sort_unstable();
+        uploads.dedup();
+        refresh_upload_states(conn, backend, &uploads).await?;
+        Ok(jobs
+            .iter()
+            .map(|j| applied.contains(&j.trigger.id))
+            .collect())
     }
 }
 
-/// `triggered` once every trigger of the upload is delivered, `failed` when one is dead,
-/// `uploaded` while any is still on its way.
-async fn refresh_upload_state(conn: &mut AnyConnection, upload_id: &str) -> anyhow::Result<()> {
-    // Lock the upload row first. Two outcomes for the same upload committing side by side
-    // (PostgreSQL runs several lanes) would otherwise each read the other's trigger as still
-    // pending and leave the upload `uploaded` for good; once the lock is held, the next
-    // statement sees whatever the other transaction committed.
-    sqlx::query("UPDATE uploads SET updated_at = $1 WHERE id = $2")
-        .bind(now_millis())
-        .bind(upload_id)
-        .execute(&mut *conn)
+/// A trigger's row after an attempt (the `VALUES` table of a multi-row update).
+struct AttemptUpdate<'a> {
+    id: &'a str,
+    claim_id: &'a str,
+    state: &'static str,
+    last_error: Option<&'a str>,
+    media_id: Option<&'a str>,
+    next_attempt_at: Option<i64>,
+    delivered_at: Option<i64>,
+    now: i64,
+}
+
+impl<'a> AttemptUpdate<'a> {
+    fn of(write: &'a OutcomeWrite, now: i64) -> Self {
+        let t = &write.trigger;
+        let row = AttemptUpdate {
+            id: &t.id,
+            claim_id: &t.claim_id,
+            state: TriggerState::Delivered.as_str(),
+            last_error: None,
+            media_id: None,
+            next_attempt_at: None,
+            delivered_at: Some(now),
+            now,
+        };
+        match &write.outcome {
+            Outcome::Delivered { media_id } => AttemptUpdate {
+                media_id: media_id.as_deref(),
+                ..row
+            },
+            Outcome::Failed { error, retry_at } => AttemptUpdate {
+                state: if retry_at.is_some() {
+                    TriggerState::Failed.as_str()
+                } else {
+                    TriggerState::Dead.as_str()
+                },
+                last_error: Some(error),
+                next_attempt_at: Some(retry_at.unwrap_or(now)),
+                delivered_at: None,
+                ..row
+            },
+            Outcome::Verified(v) => AttemptUpdate {
+                last_error: v.detail.as_deref(),
+                ..row
+            },
+        }
+    }
+}
+
+impl BatchRow for AttemptUpdate<'_> {
+    const INSERT: &'static str = "";
+    const COLUMNS: usize = 8;
+
+    fn bind<'q>(
+        &'q self,
+        query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+        query
+            .bind(self.id)
+            .bind(self.claim_id)
+            .bind(self.state)
+            .bind(self.last_error)
+            .bind(self.media_id)
+            .bind(self.next_attempt_at)
+            .bind(self.delivered_at)
+            .bind(self.now)
+    }
+}
+
+/// What finished verifications write beyond their jobs: the triggers that follow and the
+/// store's attributes on the uploads.
+async fn apply_verified(
+    verified: &[(&Claimed, &VerifiedWrite)],
+    conn: &mut AnyConnection,
+    backend: Backend,
+    now: i64,
+) -> anyhow::Result<()> {
+    let triggers: Vec<TriggerInsert> = verified
+        .iter()
+        .flat_map(|(job, v)| {
+            v.triggers.iter().map(|trigger| TriggerInsert {
+                trigger,
+                event_id: &job.event_id,
+                upload_id: job.upload_id.as_deref(),
+                now,
+            })
+        })
+        .collect();
+    insert_triggers(conn, backend, &triggers).await?;
+    let uploads: Vec<VerifiedUpload> = verified
+        .iter()
+        .filter_map(|(job, v)| {
+            Some(VerifiedUpload {
+                id: job.upload_id.as_deref()?,
+                write: v,
+                now,
+            })
+        })
+        .collect();
+    if !uploads.is_empty() {
+        with_rows(
+            conn,
+            backend,
+            "UPDATE uploads SET state = v.column2, state_reason = v.column3,
+               size = COALESCE(v.column4, uploads.size),
+               content_type = COALESCE(v.column5, uploads.content_type), updated_at = v.column6 FROM (",
+            &uploads,
+            ") AS v WHERE uploads.id = v.column1 AND uploads.state = 'uploaded'",
+        )
         .await
-        .context("locking upload")?;
-    sqlx::query(
+        .context("recording the verified uploads")?;
+    }
+    Ok(())
+}
+
+struct VerifiedUpload<'a> {
+    id: &'a str,
+    write: &'a VerifiedWrite,
+    now: i64,
+}
+
+impl BatchRow for VerifiedUpload<'_> {
+    const INSERT: &'static str = "";
+    const COLUMNS: usize = 6;
+
+    fn bind<'q>(
+        &'q self,
+        query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+        let v = self.write;
+        query
+            .bind(self.id)
+            .bind(v.upload_state.as_str())
+            .bind(&v.upload_reason)
+            .bind(v.size)
+            .bind(&v.content_type)
+            .bind(self.now)
+    }
+}
+
+/// `triggered` once every trigger of an upload is delivered, `failed` when one is dead,
+/// `uploaded` while any is still on its way.
+async fn refresh_upload_states(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    upload_ids: &[&str],
+) -> anyhow::Result<()> {
+    if upload_ids.is_empty() {
+        return Ok(());
+    }
+    let ids = batch::values(backend, 2, 1, upload_ids.len());
+    if backend == Backend::Postgres {
+        // Lock the upload rows first. Two outcomes for the same upload committing side by side
+        // (PostgreSQL runs several lanes) would otherwise each read the other's trigger as
+        // still pending and leave the upload `uploaded` for good; once the lock is held, the
+        // next statement sees whatever the other transaction committed. SQLite has one writer.
+        let sql = format!("UPDATE uploads SET updated_at = $1 WHERE id IN {ids}");
+        let mut lock = sqlx::query(&sql).bind(now_millis());
+        for id in upload_ids {
+            lock = lock.bind(*id);
+        }
+        lock.execute(&mut *conn).await.context("locking uploads")?;
+    }
+    // Placeholders in text order: SQLite's driver numbers each `?` after the last `?`.
+    let now = batch::values(backend, 1, 1, 1);
+    let sql = format!(
         "UPDATE uploads SET state = CASE
-             WHEN EXISTS (SELECT 1 FROM triggers WHERE upload_id = $1 AND state = 'dead') THEN 'failed'
-             WHEN NOT EXISTS (SELECT 1 FROM triggers WHERE upload_id = $1 AND state <> 'delivered') THEN 'triggered'
+             WHEN EXISTS (SELECT 1 FROM triggers WHERE triggers.upload_id = uploads.id AND triggers.state = 'dead') THEN 'failed'
+             WHEN NOT EXISTS (SELECT 1 FROM triggers WHERE triggers.upload_id = uploads.id AND triggers.state <> 'delivered') THEN 'triggered'
              ELSE 'uploaded' END,
-           updated_at = $2
-         WHERE id = $1 AND state IN ('uploaded', 'triggered', 'failed')",
-    )
-    .bind(upload_id)
-    .bind(now_millis())
-    .execute(conn)
-    .await
-    .context("updating upload state")?;
+           updated_at = {now}
+         WHERE id IN {ids} AND state IN ('uploaded', 'triggered', 'failed')"
+    );
+    let mut update = sqlx::query(&sql).bind(now_millis());
+    for id in upload_ids {
+        update = update.bind(*id);
+    }
+    update
+        .execute(conn)
+        .await
+        .context("updating upload states")?;
     Ok(())
 }
 
