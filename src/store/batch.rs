@@ -58,6 +58,52 @@ type Pending<J> = (J, oneshot::Sender<anyhow::Result<<J as Batched>::Output>>);
 pub struct Batcher<J: Batched> {
     lanes: Arc<[mpsc::Sender<Pending<J>>]>,
     next: Arc<AtomicUsize>,
+    _thread: Arc<WriterThread>,
+}
+
+/// The thread the batches are written from. Each statement of a batch is a round trip to the
+/// database connection (to its own thread, for SQLite). On the server's runtime, busy with
+/// requests, the woken batch waited behind them before sending its next statement, which
+/// stretched a batch of five statements to milliseconds while the database idled; on a thread
+/// of its own it sends the next one as soon as the answer is there.
+pub struct WriterThread {
+    handle: tokio::runtime::Handle,
+    /// Dropped with the last batcher, which ends the thread.
+    _stop: oneshot::Sender<()>,
+}
+
+impl WriterThread {
+    pub fn start() -> anyhow::Result<Arc<WriterThread>> {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let (started, handle) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("mediagate-writer".into())
+            .spawn(move || {
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => {
+                        let _ = started.send(Ok(runtime.handle().clone()));
+                        runtime.block_on(async {
+                            let _ = stopped.await;
+                        });
+                    }
+                    Err(e) => {
+                        let _ = started.send(Err(e));
+                    }
+                }
+            })
+            .context("starting the database writer thread")?;
+        let handle = handle
+            .recv()
+            .context("the database writer thread stopped")?
+            .context("starting the database writer runtime")?;
+        Ok(Arc::new(WriterThread {
+            handle,
+            _stop: stop,
+        }))
+    }
 }
 
 impl<J: Batched> Clone for Batcher<J> {
@@ -65,22 +111,29 @@ impl<J: Batched> Clone for Batcher<J> {
         Self {
             lanes: self.lanes.clone(),
             next: self.next.clone(),
+            _thread: self._thread.clone(),
         }
     }
 }
 
 impl<J: Batched> Batcher<J> {
-    pub fn start(pool: AnyPool, backend: Backend, lanes: usize) -> Self {
+    pub fn start(
+        pool: AnyPool,
+        backend: Backend,
+        lanes: usize,
+        thread: &Arc<WriterThread>,
+    ) -> Self {
         let lanes: Vec<_> = (0..lanes.max(1))
             .map(|_| {
                 let (queue, rx) = mpsc::channel(QUEUE);
-                tokio::spawn(run(pool.clone(), backend, rx));
+                thread.handle.spawn(run(pool.clone(), backend, rx));
                 queue
             })
             .collect();
         Self {
             lanes: lanes.into(),
             next: Default::default(),
+            _thread: thread.clone(),
         }
     }
 

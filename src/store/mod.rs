@@ -12,7 +12,7 @@ use sqlx::{AnyPool, Executor, Row};
 
 use crate::uploads::{UploadMode, UploadState};
 pub use audit::{Actor, AuditRow};
-use batch::{BatchRow, Batched, Batcher};
+use batch::{BatchRow, Batched, Batcher, WriterThread};
 pub use queue::{
     Claimed, EventRow, EventWrite, NewTrigger, Outcome, QueueStats, Recorded, Reprocess,
     TriggerRow, UploadChange, VerifiedWrite,
@@ -131,6 +131,7 @@ impl Store {
             "postgres" | "postgresql" => Backend::Postgres,
             other => anyhow::bail!("unsupported database scheme {other:?}"),
         };
+        let thread = WriterThread::start()?;
         let store = match backend {
             Backend::Sqlite => {
                 let url = sqlite_url(url)?;
@@ -144,9 +145,9 @@ impl Store {
                     .context("opening SQLite")?;
                 Store {
                     backend,
-                    uploads: Batcher::start(writer.clone(), backend, 1),
-                    events: Batcher::start(writer.clone(), backend, 1),
-                    outcomes: Batcher::start(writer.clone(), backend, 1),
+                    uploads: Batcher::start(writer.clone(), backend, 1, &thread),
+                    events: Batcher::start(writer.clone(), backend, 1, &thread),
+                    outcomes: Batcher::start(writer.clone(), backend, 1, &thread),
                     writer,
                     reader,
                 }
@@ -161,9 +162,9 @@ impl Store {
                 let lanes = (config.max_connections as usize / 4).max(1);
                 Store {
                     backend,
-                    uploads: Batcher::start(pool.clone(), backend, 1),
-                    events: Batcher::start(pool.clone(), backend, lanes),
-                    outcomes: Batcher::start(pool.clone(), backend, lanes),
+                    uploads: Batcher::start(pool.clone(), backend, 1, &thread),
+                    events: Batcher::start(pool.clone(), backend, lanes, &thread),
+                    outcomes: Batcher::start(pool.clone(), backend, lanes, &thread),
                     writer: pool.clone(),
                     reader: pool,
                 }
@@ -378,6 +379,9 @@ fn sqlite_pool(max: u32) -> AnyPoolOptions {
     AnyPoolOptions::new()
         .max_connections(max)
         .acquire_timeout(Duration::from_secs(10))
+        // A connection to a local file does not go stale; testing it would cost a round trip
+        // to its thread on every acquire.
+        .test_before_acquire(false)
         .after_connect(|conn, _| {
             Box::pin(async move {
                 // WAL lets readers run beside the writer; synchronous=NORMAL keeps every commit
