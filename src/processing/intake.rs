@@ -193,14 +193,14 @@ pub async fn accept(
         declared_size: existing.as_ref().and_then(|u| u.size),
     };
     let plan = if storage.verify {
-        Plan::verify(storage, &store.list_workflows().await?, &object)?
+        Plan::verify(storage, &store.workflows().await?, &object)?
     } else {
         match existing
             .as_ref()
             .and_then(|u| form_size_violation(u, event.size, storage.max_upload_bytes))
         {
             Some((code, detail)) => Plan::skip(code, detail),
-            None => Plan::for_object(&store.list_workflows().await?, &object)?,
+            None => Plan::for_object(&store.workflows().await?, &object)?,
         }
     };
     row.outcome = plan.outcome();
@@ -271,11 +271,11 @@ pub async fn reprocess(
         declared_size: None,
     };
     let plan = if storage.verify {
-        Plan::verify(storage, &store.list_workflows().await?, &object)?
+        Plan::verify(storage, &store.workflows().await?, &object)?
     } else {
         match form_size_violation(&upload, latest.size, storage.max_upload_bytes) {
             Some((code, detail)) => Plan::skip(code, detail),
-            None => Plan::for_object(&store.list_workflows().await?, &object)?,
+            None => Plan::for_object(&store.workflows().await?, &object)?,
         }
     };
     let (state, queued) = (plan.upload_state, plan.triggers.len());

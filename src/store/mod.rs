@@ -50,6 +50,7 @@ pub struct Store {
     uploads: Batcher<UploadRow>,
     events: Batcher<EventWrite>,
     outcomes: Batcher<queue::OutcomeWrite>,
+    workflow_cache: std::sync::Arc<workflows::WorkflowCache>,
 }
 
 /// An upload as stored.
@@ -148,6 +149,7 @@ impl Store {
                     uploads: Batcher::start(writer.clone(), backend, 1, &thread),
                     events: Batcher::start(writer.clone(), backend, 1, &thread),
                     outcomes: Batcher::start(writer.clone(), backend, 1, &thread),
+                    workflow_cache: Default::default(),
                     writer,
                     reader,
                 }
@@ -165,6 +167,7 @@ impl Store {
                     uploads: Batcher::start(pool.clone(), backend, 1, &thread),
                     events: Batcher::start(pool.clone(), backend, lanes, &thread),
                     outcomes: Batcher::start(pool.clone(), backend, lanes, &thread),
+                    workflow_cache: Default::default(),
                     writer: pool.clone(),
                     reader: pool,
                 }

@@ -1,5 +1,8 @@
 //! Workflow rows.
 
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 use anyhow::Context;
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::Row;
@@ -19,7 +22,62 @@ pub enum Saved {
     NotFound,
 }
 
+/// How long a read of the workflows serves notifications and deliveries. A change made
+/// through this instance applies at once; one made through another instance sharing the
+/// database, within this long.
+const CACHED_FOR: Duration = Duration::from_secs(1);
+
+/// The workflows as last read. Every notification is matched against them and every delivery
+/// batch looks its workflow up, so reading the table each time would cost a query per event.
+#[derive(Default)]
+pub(super) struct WorkflowCache {
+    state: Mutex<Cached>,
+}
+
+#[derive(Default)]
+struct Cached {
+    read: Option<(Instant, Arc<[Workflow]>)>,
+    /// Bumped by every change: a read that started before one is not kept.
+    generation: u64,
+}
+
+impl WorkflowCache {
+    fn fresh(&self) -> Result<Arc<[Workflow]>, u64> {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        match &state.read {
+            Some((at, workflows)) if at.elapsed() < CACHED_FOR => Ok(workflows.clone()),
+            _ => Err(state.generation),
+        }
+    }
+
+    fn keep(&self, generation: u64, workflows: Arc<[Workflow]>) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if state.generation == generation {
+            state.read = Some((Instant::now(), workflows));
+        }
+    }
+
+    fn changed(&self) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.generation += 1;
+        state.read = None;
+    }
+}
+
 impl Store {
+    /// The workflows to match and deliver by, read at most [`CACHED_FOR`] ago.
+    pub async fn workflows(&self) -> anyhow::Result<Arc<[Workflow]>> {
+        match self.workflow_cache.fresh() {
+            Ok(workflows) => Ok(workflows),
+            Err(generation) => {
+                let workflows: Arc<[Workflow]> = self.list_workflows().await?.into();
+                self.workflow_cache.keep(generation, workflows.clone());
+                Ok(workflows)
+            }
+        }
+    }
+
+    /// The workflows as stored now.
     pub async fn list_workflows(&self) -> anyhow::Result<Vec<Workflow>> {
         let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM workflows ORDER BY name"))
             .fetch_all(&self.reader)
@@ -56,6 +114,7 @@ impl Store {
             .await
             .context("recording the change")?;
         tx.commit().await.context("creating workflow")?;
+        self.workflow_cache.changed();
         Ok(Saved::Saved(Workflow {
             id,
             source: "api".into(),
@@ -111,6 +170,7 @@ impl Store {
                     .await
                     .context("recording the change")?;
                 tx.commit().await.context("updating workflow")?;
+                self.workflow_cache.changed();
                 Ok(match self.get_workflow(id).await? {
                     Some(w) => Saved::Saved(w),
                     None => Saved::NotFound,
@@ -147,6 +207,7 @@ impl Store {
             .await
             .context("recording the change")?;
         tx.commit().await.context("deleting workflow")?;
+        self.workflow_cache.changed();
         Ok(true)
     }
 
@@ -211,6 +272,7 @@ impl Store {
             .execute(&self.writer)
             .await
             .context("retiring workflows removed from the configuration")?;
+        self.workflow_cache.changed();
         Ok(())
     }
 }
