@@ -8,7 +8,9 @@
 //! signing costs the load generator about half a millisecond of CPU each; beyond those,
 //! callbacks are signed inline, which the output reports), `BENCH_DATABASE_URL` (default:
 //! SQLite in a temporary directory; a PostgreSQL URL names a server on which a fresh database
-//! is created for the run and dropped afterwards), `BENCH_VERIFY` (1: every object is
+//! is created for the run and dropped afterwards), `BENCH_RATE` (unset: each connection
+//! sends back to back; N: N callbacks per second in all, on a schedule, to see whether
+//! delivery keeps up with a steady load), `BENCH_VERIFY` (1: every object is
 //! verified in a loopback OSS that checks each request's signature, as by default in
 //! production; 0: verification off).
 //!
@@ -54,6 +56,8 @@ struct Params {
     phase: Duration,
     warm_up: usize,
     presign_rate: usize,
+    /// Callbacks per second to hold, instead of as many as the connections can send.
+    rate: Option<u64>,
 }
 
 impl Params {
@@ -63,6 +67,14 @@ impl Params {
             phase: Duration::from_secs(env_or("BENCH_SECONDS", 10)),
             warm_up: env_or("BENCH_WARM_UP", 10) as usize,
             presign_rate: env_or("BENCH_PRESIGN_RATE", 4000) as usize,
+            rate: Some(env_or("BENCH_RATE", 0)).filter(|r| *r > 0),
+        };
+        // A held rate needs no more signed callbacks than it sends (and a few spare).
+        let params = Params {
+            presign_rate: params
+                .rate
+                .map_or(params.presign_rate, |r| r as usize + r as usize / 50 + 1),
+            ..params
         };
         assert!(params.connections > 0 && !params.phase.is_zero());
         params
@@ -328,15 +340,30 @@ impl Load {
     }
 
     /// Every connection sends requests back to back until `length` has passed.
-    async fn run(self: &Arc<Self>, endpoint: Endpoint, length: Duration) -> Phase {
+    /// With `rate`, callbacks are spread evenly over the connections and sent on a schedule
+    /// (a late one goes at once) instead of back to back.
+    async fn run(
+        self: &Arc<Self>,
+        endpoint: Endpoint,
+        length: Duration,
+        rate: Option<u64>,
+    ) -> Phase {
         let start = Instant::now();
         let deadline = start + length;
-        let tasks: Vec<_> = (0..self.clients.len())
+        let connections = self.clients.len();
+        let interval = rate.map(|r| Duration::from_secs_f64(connections as f64 / r as f64));
+        let tasks: Vec<_> = (0..connections)
             .map(|c| {
                 let load = self.clone();
                 tokio::spawn(async move {
                     let mut out = Phase::default();
+                    let mut next =
+                        interval.map(|i| start + i.mul_f64(c as f64 / connections as f64));
                     while Instant::now() < deadline {
+                        if let (Some(at), Some(interval)) = (next.as_mut(), interval) {
+                            tokio::time::sleep_until((*at).into()).await;
+                            *at += interval;
+                        }
                         load.one(endpoint, c, &mut out).await;
                     }
                     out
@@ -607,13 +634,15 @@ async fn measure(
         .await
         .unwrap();
 
-    let healthz = load.run(Endpoint::Healthz, params.phase).await;
+    let healthz = load.run(Endpoint::Healthz, params.phase, None).await;
 
     let stamper = Stamper::start(receiver.clone());
     let started = Instant::now();
     // On stderr, so a profiler can be attached to just this phase.
     eprintln!("measured callback phase: started");
-    let callbacks = load.run(Endpoint::Callback, params.phase).await;
+    let callbacks = load
+        .run(Endpoint::Callback, params.phase, params.rate)
+        .await;
     let keys: HashSet<String> = callbacks
         .sent
         .iter()
@@ -766,6 +795,9 @@ fn main() {
         params.phase.as_secs(),
         params.warm_up,
     );
+    if let Some(rate) = params.rate {
+        println!("- callbacks held at {rate}/s (BENCH_RATE), spread evenly over the connections");
+    }
     // Enough issued uploads for every object a connection can send: the warm-up, the
     // presigned ones, and as many again signed during the phase.
     let per_connection = params.warm_up as u64
