@@ -1,4 +1,5 @@
-//! `cargo bench --bench vending`: warm-cache credential vending (`POST /v1/uploads`) next to
+//! `cargo bench --bench vending`: warm-cache credential vending (`POST /v1/uploads`, which
+//! records the upload durably, and `GET /v1/sts-token`, which only serves the cache) next to
 //! `GET /healthz`, with the `aliyun` provider against a loopback STS fake that answers after
 //! `BENCH_STS_LATENCY_MS`, and, when `BENCH_RGW_URL` names a Ceph RGW (`scripts/rgw.sh
 //! start`), with the `s3` provider against RGW's STS in the same run.
@@ -6,6 +7,9 @@
 //! Environment: `BENCH_USERS` (100), `BENCH_CONNECTIONS` (32), `BENCH_SECONDS` per measured
 //! phase (10), `BENCH_STS_LATENCY_MS` (30), `BENCH_DATABASE_URL` (default: SQLite in a
 //! temporary directory), `BENCH_RGW_URL` (unset).
+//!
+//! The production middleware is on: request ids, metrics, timeouts, CORS and the rate limits
+//! (with quotas the load never reaches, so every request is checked and none refused).
 //!
 //! Prints per provider a markdown table (requests, req/s, p50/p99 latency, errors per
 //! endpoint, the cold phase in which every user's first vend calls `AssumeRole`), the
@@ -57,6 +61,17 @@ impl Params {
 enum Endpoint {
     Healthz,
     Vending,
+    StsToken,
+}
+
+impl Endpoint {
+    fn name(self) -> &'static str {
+        match self {
+            Endpoint::Healthz => "GET /healthz",
+            Endpoint::Vending => "POST /v1/uploads",
+            Endpoint::StsToken => "GET /v1/sts-token",
+        }
+    }
 }
 
 /// What one or more measured phases produced.
@@ -84,6 +99,7 @@ impl Phase {
 struct Load {
     healthz: Url,
     uploads: Url,
+    sts_token: Url,
     clients: Vec<reqwest::Client>,
     tokens: Vec<String>,
 }
@@ -103,6 +119,7 @@ impl Load {
         Load {
             healthz: Url::parse(&format!("{base}/healthz")).unwrap(),
             uploads: Url::parse(&format!("{base}/v1/uploads")).unwrap(),
+            sts_token: Url::parse(&format!("{base}/v1/sts-token")).unwrap(),
             clients,
             tokens,
         }
@@ -120,6 +137,12 @@ impl Load {
                     .body(UPLOAD_BODY),
                 201,
             ),
+            Endpoint::StsToken => (
+                client
+                    .get(self.sts_token.clone())
+                    .bearer_auth(&self.tokens[user]),
+                200,
+            ),
         };
         let response = request.send().await.map_err(|e| format!("{e:?}"))?;
         let status = response.status();
@@ -133,6 +156,8 @@ impl Load {
 
     /// Every connection sends requests back to back until `length` has passed.
     async fn run(self: &Arc<Self>, endpoint: Endpoint, length: Duration) -> Phase {
+        // On stderr, so a profiler can be attached to one endpoint's phase.
+        eprintln!("measured phase started: {}", endpoint.name());
         let n = self.clients.len();
         let start = Instant::now();
         let deadline = start + length;
@@ -206,6 +231,7 @@ struct Results {
     issued_warm_up: u64,
     healthz: Phase,
     vending: Phase,
+    sts_token: Phase,
     /// STS calls the fake received during the measured vending phases.
     sts_measured: usize,
 }
@@ -215,10 +241,12 @@ async fn measure(load: &Arc<Load>, sts: &StsFake, params: &Params) -> Results {
     let (sts_warm_up, issued_warm_up) = (sts.calls(), sts.issued());
     let mut healthz = Phase::default();
     let mut vending = Phase::default();
+    let mut sts_token = Phase::default();
     let mut sts_measured = 0;
     for _ in 0..ROUNDS {
         healthz.merge(load.run(Endpoint::Healthz, params.phase).await);
         let before = sts.calls();
+        sts_token.merge(load.run(Endpoint::StsToken, params.phase).await);
         vending.merge(load.run(Endpoint::Vending, params.phase).await);
         sts_measured += sts.calls() - before;
     }
@@ -228,6 +256,7 @@ async fn measure(load: &Arc<Load>, sts: &StsFake, params: &Params) -> Results {
         issued_warm_up,
         healthz,
         vending,
+        sts_token,
         sts_measured,
     }
 }
@@ -261,6 +290,13 @@ async fn start_server(params: &Params, dir: &std::path::Path, provider: Provider
     sts.set_latency(params.sts_latency);
     let (url, database) = database_url(dir, provider.as_str());
     let mut c: Config = config_for(&sts, url);
+    // Rate limits on, as in production, with quotas the load never reaches: every request
+    // pays for the check without being refused.
+    c.limits.vend_per_user_per_minute = 100_000_000;
+    c.limits.vend_per_ip_per_minute = 100_000_000;
+    c.limits.auth_failures_per_ip_per_minute = 100_000_000;
+    // And the CORS layer a browser deployment has on the app routes.
+    c.server.cors_origins = vec!["https://app.example.com".into()];
     let label = match provider {
         Provider::Aliyun => format!(
             "aliyun: loopback STS fake answering after {} ms",
@@ -298,24 +334,24 @@ fn report(server: &Server, params: &Params, r: &mut Results) {
         server.label
     );
     table_header();
-    let (healthz, vending) = (&mut r.healthz, &mut r.vending);
-    row(
-        "GET /healthz",
-        &mut healthz.latencies,
-        healthz.elapsed,
-        healthz.errors,
-    );
-    row(
-        "POST /v1/uploads",
-        &mut vending.latencies,
-        vending.elapsed,
-        vending.errors,
-    );
+    for (endpoint, phase) in [
+        (Endpoint::Healthz, &mut r.healthz),
+        (Endpoint::StsToken, &mut r.sts_token),
+        (Endpoint::Vending, &mut r.vending),
+    ] {
+        row(
+            endpoint.name(),
+            &mut phase.latencies,
+            phase.elapsed,
+            phase.errors,
+        );
+    }
     println!();
+    let healthz = rate(r.healthz.latencies.len(), r.healthz.elapsed);
     println!(
-        "ratio vending/healthz: {:.2}",
-        rate(vending.latencies.len(), vending.elapsed)
-            / rate(healthz.latencies.len(), healthz.elapsed)
+        "ratio to healthz: sts-token {:.2}, uploads {:.2}",
+        rate(r.sts_token.latencies.len(), r.sts_token.elapsed) / healthz,
+        rate(r.vending.latencies.len(), r.vending.elapsed) / healthz,
     );
     println!(
         "cold vending (warm-up, one AssumeRole per user): {} users in {:.0} ms, {:.0} vends/s",
@@ -323,6 +359,7 @@ fn report(server: &Server, params: &Params, r: &mut Results) {
         r.warm_up.elapsed.as_secs_f64() * 1000.0,
         rate(params.users, r.warm_up.elapsed)
     );
+    let vended = r.vending.latencies.len() + r.sts_token.latencies.len();
     if server.counts_sts {
         println!(
             "STS calls during warm-up: {} (users: {}, credentials issued: {})",
@@ -330,15 +367,16 @@ fn report(server: &Server, params: &Params, r: &mut Results) {
         );
         println!(
             "STS calls per 10,000 vending requests (measured): {:.2} ({} calls in {} requests)",
-            r.sts_measured as f64 * 10_000.0 / r.vending.latencies.len().max(1) as f64,
+            r.sts_measured as f64 * 10_000.0 / vended.max(1) as f64,
             r.sts_measured,
-            r.vending.latencies.len(),
+            vended,
         );
     }
     for (name, phase) in [
         ("warm-up", &r.warm_up),
         ("healthz", &r.healthz),
         ("vending", &r.vending),
+        ("sts-token", &r.sts_token),
     ] {
         if let Some(e) = &phase.first_error {
             println!("{name}: {} errors, first: {e}", phase.errors);
@@ -379,7 +417,7 @@ fn main() {
         // Closing the clients' connections lets the graceful shutdown finish.
         drop(load);
         report(&server, &params, &mut r);
-        errors += r.warm_up.errors + r.healthz.errors + r.vending.errors;
+        errors += r.warm_up.errors + r.healthz.errors + r.vending.errors + r.sts_token.errors;
         server.app.stop(&server_rt);
     }
     if errors > 0 {

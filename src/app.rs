@@ -114,6 +114,8 @@ impl App {
         sts: Arc<dyn Sts>,
         sinks: Sinks,
     ) -> anyhow::Result<Arc<App>> {
+        // First, so the handles the parts below keep record into it.
+        crate::telemetry::metrics();
         let prefix = KeyPrefix::parse(&config.storage.prefix)
             .map_err(|e| anyhow::anyhow!("storage.prefix: {e}"))?;
         let cache = CredentialCache::new(
@@ -142,7 +144,6 @@ impl App {
         ));
         let limits = VendLimits::new(&config.limits);
         let auth_throttle = AuthThrottle::new(&config.limits);
-        crate::telemetry::metrics();
         Ok(Arc::new(App {
             limits,
             auth_throttle,

@@ -32,6 +32,8 @@ pub struct CredentialCache {
     refresh_after: f64,
     min_remaining: chrono::Duration,
     slots: Mutex<HashMap<Scope, Slot>>,
+    hits: metrics::Counter,
+    misses: metrics::Counter,
 }
 
 impl CredentialCache {
@@ -42,19 +44,22 @@ impl CredentialCache {
             min_remaining: chrono::Duration::from_std(min_remaining)
                 .unwrap_or(chrono::Duration::MAX),
             slots: Mutex::new(HashMap::new()),
+            hits: metrics::counter!("mediagate_credential_cache_total", "result" => "hit"),
+            misses: metrics::counter!("mediagate_credential_cache_total", "result" => "miss"),
         }
     }
 
     /// Credentials for `scope`: cached ones while they are fresh, otherwise a new `AssumeRole`
-    /// (one at a time per scope). Fails when STS fails or returns credentials that would expire
-    /// within the configured margin.
+    /// (one at a time per scope) made by `request`, which is only called then. Fails when
+    /// `request` or STS fails, or STS returns credentials that would expire within the
+    /// configured margin.
     pub async fn get(
         &self,
         scope: &Scope,
-        request: impl FnOnce() -> AssumeRole,
+        request: impl FnOnce() -> Result<AssumeRole, StsError>,
     ) -> Result<Arc<Credentials>, StsError> {
         if matches!(scope, Scope::Object(_)) {
-            return self.fetch(request()).await;
+            return self.fetch(request()?).await;
         }
         let queued_at = Instant::now();
         let slot = self.slot(scope);
@@ -62,16 +67,16 @@ impl CredentialCache {
         if let Some(creds) = &state.creds
             && self.is_fresh(creds, Utc::now())
         {
-            metrics::counter!("mediagate_credential_cache_total", "result" => "hit").increment(1);
+            self.hits.increment(1);
             return Ok(creds.clone());
         }
-        metrics::counter!("mediagate_credential_cache_total", "result" => "miss").increment(1);
+        self.misses.increment(1);
         if let Some((failed_at, error)) = &state.failure
             && *failed_at >= queued_at
         {
             return Err(error.clone());
         }
-        match self.fetch(request()).await {
+        match self.fetch(request()?).await {
             Ok(creds) => {
                 state.creds = Some(creds.clone());
                 state.failure = None;
@@ -178,12 +183,12 @@ mod tests {
         }
     }
 
-    fn request() -> AssumeRole {
-        AssumeRole {
+    fn request() -> Result<AssumeRole, StsError> {
+        Ok(AssumeRole {
             role_session_name: "mg.a".into(),
             policy: "{}".into(),
             duration_seconds: 3600,
-        }
+        })
     }
 
     fn user(u: &str) -> Scope {

@@ -414,19 +414,22 @@ impl Vendor {
         user: &UserSegment,
         scope: &Scope,
     ) -> Result<Arc<Credentials>, StsError> {
-        // Both inputs are checked types, so a failure here is a bug in our limits.
-        let policy = session_policy(&self.dialect, &self.bucket, scope).map_err(|message| {
-            StsError::Rejected {
-                code: "PolicyTooLong".into(),
-                message,
-                request_id: String::new(),
-            }
-        })?;
         self.cache
-            .get(scope, || AssumeRole {
-                role_session_name: role_session_name(user),
-                policy,
-                duration_seconds: self.duration_seconds,
+            .get(scope, || {
+                // Both inputs are checked types, so a failure here is a bug in our limits.
+                let policy =
+                    session_policy(&self.dialect, &self.bucket, scope).map_err(|message| {
+                        StsError::Rejected {
+                            code: "PolicyTooLong".into(),
+                            message,
+                            request_id: String::new(),
+                        }
+                    })?;
+                Ok(AssumeRole {
+                    role_session_name: role_session_name(user),
+                    policy,
+                    duration_seconds: self.duration_seconds,
+                })
             })
             .await
     }

@@ -267,7 +267,7 @@ async fn within(limit: Duration, req: Request, next: Next) -> Response {
 /// Cross-origin access for the configured browser origins: the methods and headers an upload
 /// needs, and `x-request-id` readable by the page.
 fn cors(origins: &[String]) -> Option<CorsLayer> {
-    let origins: Vec<HeaderValue> = origins
+    let origins: Arc<[HeaderValue]> = origins
         .iter()
         .filter_map(|o| HeaderValue::from_str(o).ok())
         .collect();
@@ -276,7 +276,11 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
     }
     Some(
         CorsLayer::new()
-            .allow_origin(AllowOrigin::list(origins))
+            // A predicate over a shared list rather than the list itself: the layer is cloned
+            // for every request, and cloning a list allocates.
+            .allow_origin(AllowOrigin::predicate(move |origin, _| {
+                origins.contains(origin)
+            }))
             .allow_methods([Method::GET, Method::POST])
             .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
             .expose_headers([HeaderName::from_static(REQUEST_ID), header::RETRY_AFTER])
