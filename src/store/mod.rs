@@ -111,6 +111,8 @@ impl BatchRow for UploadRow {
 #[async_trait::async_trait]
 impl Batched for UploadRow {
     type Output = ();
+    // At most `MAX_BATCH` rows of 15 values: always one statement.
+    const ONE_STATEMENT: bool = true;
 
     async fn write(
         jobs: &[&Self],
