@@ -501,4 +501,96 @@ mod tests {
             upload("id-042")
         );
     }
+
+    fn event(key: &str, etag: &str, upload: Option<&str>) -> EventWrite {
+        EventWrite {
+            event: EventRow {
+                id: uuid::Uuid::now_v7().to_string(),
+                bucket: "b".into(),
+                object_key: key.into(),
+                etag: etag.into(),
+                size: Some(7),
+                content_type: None,
+                source: "s3-events".into(),
+                upload_id: upload.map(str::to_owned),
+                outcome: crate::uploads::EventOutcome::Queued,
+                reason: None,
+                received_at: 5,
+            },
+            completes: true,
+            upload: upload.map_or(UploadChange::None, |id| UploadChange::Existing {
+                id: id.into(),
+            }),
+            upload_state: UploadState::Uploaded,
+            upload_reason: None,
+            upload_size: Some(7),
+            triggers: vec![NewTrigger {
+                id: uuid::Uuid::now_v7().to_string(),
+                workflow_id: "w".into(),
+                workflow_name: "w".into(),
+                sink: "webhook".into(),
+                payload: "{}".into(),
+            }],
+        }
+    }
+
+    #[tokio::test]
+    async fn events_written_together_complete_each_object_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::connect(&DatabaseConfig {
+            url: SecretString::from(format!("sqlite://{}/t.db", dir.path().display())),
+            max_connections: 2,
+        })
+        .await
+        .unwrap();
+        store.insert_upload(upload("up-1")).await.unwrap();
+        let key = "uploads/alice/up-1/a.mp4";
+        // Sent together, so they share batches: the same version twice, another version of
+        // the same object, and other objects.
+        let writes = vec![
+            event(key, "A", Some("up-1")),
+            event(key, "A", Some("up-1")),
+            event(key, "B", Some("up-1")),
+            event("uploads/alice/x/1.mp4", "C", None),
+            event("uploads/alice/x/2.mp4", "D", None),
+        ];
+        let results = futures::future::join_all(
+            writes
+                .into_iter()
+                .map(|w| store.record_event(w))
+                .collect::<Vec<_>>(),
+        )
+        .await;
+        let results: Vec<Recorded> = results.into_iter().map(Result::unwrap).collect();
+        let accepted = |r: &&Recorded| matches!(r, Recorded::Accepted { triggers: 1, .. });
+        assert_eq!(
+            results[..3].iter().filter(accepted).count(),
+            1,
+            "{results:?}"
+        );
+        assert_eq!(
+            results[..3]
+                .iter()
+                .filter(|r| matches!(r, Recorded::Duplicate { .. }))
+                .count(),
+            1,
+            "{results:?}"
+        );
+        assert!(
+            results[..3].iter().any(|r| *r
+                == Recorded::Repeat {
+                    upload_id: Some("up-1".into())
+                }),
+            "{results:?}"
+        );
+        assert!(results[3..].iter().all(|r| accepted(&r)), "{results:?}");
+        // Only the accepted events changed the upload and queued triggers.
+        let up = store.get_upload("up-1").await.unwrap().unwrap();
+        assert_eq!((up.state, up.size), (UploadState::Uploaded, Some(7)));
+        assert_eq!(store.triggers_for_upload("up-1").await.unwrap().len(), 1);
+        let counts = store.trigger_counts().await.unwrap();
+        assert_eq!(counts, vec![("pending".to_owned(), 3)]);
+        let events = store.events_for_object("b", key).await.unwrap();
+        assert_eq!(events.len(), 2, "the duplicate is not recorded twice");
+    }
 }
