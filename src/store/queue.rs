@@ -121,11 +121,22 @@ impl Store {
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
         };
+        // One query per state, each reading the (state, next_attempt_at) index in order and
+        // stopping at `limit`: a single query over all three (an OR) collected every due
+        // trigger and sorted them, so each claim cost as much as the backlog was long and
+        // delivery slowed down exactly when it fell behind.
         let rows = sqlx::query(&format!(
-            "UPDATE triggers SET state = 'in_flight', claim_id = $1, lease_until = $2, attempts = attempts + 1, updated_at = $3
-             WHERE id IN (SELECT id FROM triggers
-                          WHERE (state IN ('pending', 'failed') AND next_attempt_at <= $3) OR (state = 'in_flight' AND lease_until < $3)
-                          ORDER BY next_attempt_at LIMIT $4{lock})
+            "WITH pending AS (SELECT id, next_attempt_at FROM triggers WHERE state = 'pending' AND next_attempt_at <= $3
+                              ORDER BY next_attempt_at LIMIT $4{lock}),
+                  retry AS (SELECT id, next_attempt_at FROM triggers WHERE state = 'failed' AND next_attempt_at <= $3
+                            ORDER BY next_attempt_at LIMIT $4{lock}),
+                  lapsed AS (SELECT id, next_attempt_at FROM triggers WHERE state = 'in_flight' AND lease_until < $3
+                             ORDER BY next_attempt_at LIMIT $4{lock})
+             UPDATE triggers SET state = 'in_flight', claim_id = $1, lease_until = $2, attempts = attempts + 1, updated_at = $3
+             WHERE id IN (SELECT id FROM (SELECT id, next_attempt_at FROM pending
+                                          UNION ALL SELECT id, next_attempt_at FROM retry
+                                          UNION ALL SELECT id, next_attempt_at FROM lapsed) AS due
+                          ORDER BY next_attempt_at LIMIT $4)
              RETURNING id, event_id, upload_id, workflow_id, workflow_name, sink, attempts, payload"
         ))
         .bind(&claim_id)
