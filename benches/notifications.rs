@@ -8,7 +8,8 @@
 //! signing costs the load generator about half a millisecond of CPU each; beyond those,
 //! callbacks are signed inline, which the output reports), `BENCH_DATABASE_URL` (default:
 //! SQLite in a temporary directory; a PostgreSQL URL names a server on which a fresh database
-//! is created for the run and dropped afterwards), `BENCH_RATE` (unset: each connection
+//! is created for the run and dropped afterwards), `BENCH_DB_CONNECTIONS` (the
+//! configuration's default: `database.max_connections`), `BENCH_RATE` (unset: each connection
 //! sends back to back; N: N callbacks per second in all, on a schedule, to see whether
 //! delivery keeps up with a steady load), `BENCH_VERIFY` (1: every object is
 //! verified in a loopback OSS that checks each request's signature, as by default in
@@ -739,6 +740,8 @@ async fn start_server(receiver_url: &str, dir: &std::path::Path) -> Server {
     c.processing.poll_interval_ms = 50;
     c.storage.internal_endpoint = Some(oss.url.clone());
     c.verification.enabled = verify;
+    c.database.max_connections =
+        env_or("BENCH_DB_CONNECTIONS", c.database.max_connections.into()) as u32;
     let max_connections = c.database.max_connections;
     let p = &c.processing;
     let processing = format!(
@@ -763,6 +766,10 @@ async fn start_server(receiver_url: &str, dir: &std::path::Path) -> Server {
 }
 
 fn main() {
+    // The server's own log, on stderr, only when asked for.
+    if std::env::var_os("RUST_LOG").is_some() {
+        mediagate::telemetry::init(mediagate::telemetry::LogFormat::Pretty);
+    }
     let params = Params::from_env();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     // Separate runtimes keep the load generator's and the receiver's tasks off the server's

@@ -1,13 +1,10 @@
 //! The worker: claims due triggers, delivers them to their sink, and records the outcome with
 //! exponential backoff and jitter until the retry budget is spent, then `dead`.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use futures_util::StreamExt;
-use futures_util::stream::FuturesUnordered;
 use tokio::sync::Notify;
 use tracing::{info, warn};
 
@@ -119,112 +116,56 @@ impl Worker {
         self.heartbeat.store(0, Ordering::Relaxed);
     }
 
-    /// Keeps up to `concurrency` deliveries in flight: whenever half the slots or more are
-    /// free it claims due triggers to fill them, so a slow delivery holds one slot rather than
-    /// the next claim.
     async fn beat_until_stopped(&self, stop: impl std::future::Future<Output = ()>) {
         tokio::pin!(stop);
-        let mut in_flight = FuturesUnordered::new();
-        // Claims with deliveries still running, and how many.
-        let mut claims: HashMap<String, usize> = HashMap::new();
-        let half = (self.batch as usize).div_ceil(2);
         loop {
             self.heartbeat.store(now_millis(), Ordering::Relaxed);
-            if in_flight.len() < half {
-                let room = self.batch - in_flight.len() as u32;
-                if let Some((claim_id, attempts)) = self.claim(room).await {
-                    claims.insert(claim_id, attempts.len());
-                    in_flight.extend(attempts);
+            let claimed = match self.store.claim_triggers(self.batch, self.lease_ms).await {
+                Ok(c) => c,
+                Err(e) => {
+                    warn!(error = format!("{e:#}"), "claiming triggers failed");
+                    Vec::new()
                 }
-            }
-            if in_flight.is_empty() {
-                tokio::select! {
-                    _ = &mut stop => return,
-                    _ = self.wake.notified() => {}
-                    _ = tokio::time::sleep(self.poll) => {}
-                }
-                continue;
-            }
-            let room = in_flight.len() < half;
-            tokio::select! {
-                Some(claim_id) = in_flight.next() => finished(&mut claims, claim_id),
-                _ = self.wake.notified(), if room => {}
-                _ = tokio::time::sleep(self.poll), if room => {}
-                _ = &mut stop => {
+            };
+            if let Some(first) = claimed.first() {
+                let claim_id = first.claim_id.clone();
+                let mut batch = Box::pin(self.deliver_all(claimed));
+                let stopping = tokio::select! {
+                    result = &mut batch => {
+                        if let Err(e) = result {
+                            warn!(error = format!("{e:#}"), "delivering a batch failed");
+                        }
+                        false
+                    }
+                    _ = &mut stop => true,
+                };
+                if stopping {
                     // Deliveries in flight get the grace period; what is still unfinished then
                     // is cancelled and given back rather than held until its lease ends.
-                    let finish = async {
-                        while let Some(claim_id) = in_flight.next().await {
-                            finished(&mut claims, claim_id);
-                        }
-                    };
-                    if tokio::time::timeout(self.grace, finish).await.is_err() {
-                        // Dropping them closes the deliveries' connections before the release.
-                        drop(in_flight);
-                        for claim_id in claims.keys() {
-                            match self.store.release_claim(claim_id).await {
-                                Ok(n) => info!(
-                                    released = n,
-                                    "released unfinished deliveries for another worker"
-                                ),
-                                Err(e) => warn!(
-                                    error = format!("{e:#}"),
-                                    "releasing claimed triggers failed; they are taken over when their lease ends"
-                                ),
-                            }
+                    if tokio::time::timeout(self.grace, &mut batch).await.is_err() {
+                        // Dropping it closes the deliveries' connections before the release.
+                        drop(batch);
+                        match self.store.release_claim(&claim_id).await {
+                            Ok(n) => info!(
+                                released = n,
+                                "released unfinished deliveries for another worker"
+                            ),
+                            Err(e) => warn!(
+                                error = format!("{e:#}"),
+                                "releasing claimed triggers failed; they are taken over when their lease ends"
+                            ),
                         }
                     }
                     return;
                 }
+                continue;
+            }
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(self.poll) => {}
             }
         }
-    }
-
-    /// Claims up to `limit` due triggers: the claim's id and an attempt for each, which
-    /// resolves to that id once its outcome is recorded.
-    async fn claim(&self, limit: u32) -> Option<(String, Vec<impl Future<Output = String> + '_>)> {
-        let claimed = match self.store.claim_triggers(limit, self.lease_ms).await {
-            Ok(claimed) => claimed,
-            Err(e) => {
-                warn!(error = format!("{e:#}"), "claiming triggers failed");
-                return None;
-            }
-        };
-        let claim_id = claimed.first()?.claim_id.clone();
-        // The workflows as they are now (read at most a second ago): a deleted workflow ends
-        // its triggers, a changed URL or secret applies to the next attempt.
-        let workflows = match self.store.workflows().await {
-            Ok(workflows) => workflows,
-            Err(e) => {
-                warn!(
-                    error = format!("{e:#}"),
-                    "reading workflows failed; giving the claim back"
-                );
-                if let Err(e) = self.store.release_claim(&claim_id).await {
-                    warn!(
-                        error = format!("{e:#}"),
-                        "releasing claimed triggers failed; they are taken over when their lease ends"
-                    );
-                }
-                return None;
-            }
-        };
-        let attempts = claimed
-            .into_iter()
-            .map(|t| {
-                let (workflows, claim_id) = (workflows.clone(), claim_id.clone());
-                async move {
-                    if let Err(e) = self.attempt(t, &workflows).await {
-                        warn!(
-                            error = format!("{e:#}"),
-                            "recording a delivery outcome failed"
-                        );
-                    }
-                    claim_id
-                }
-            })
-            .collect();
-        Some((claim_id, attempts))
     }
 
     async fn attempt(&self, t: Claimed, workflows: &[Workflow]) -> anyhow::Result<()> {
@@ -356,15 +297,6 @@ impl Worker {
             Target::Webhook { .. } => &self.sinks.webhook,
         };
         sink.deliver(&workflow.def.sink, delivery).await
-    }
-}
-
-fn finished(claims: &mut HashMap<String, usize>, claim_id: String) {
-    if let Some(left) = claims.get_mut(&claim_id) {
-        *left -= 1;
-        if *left == 0 {
-            claims.remove(&claim_id);
-        }
     }
 }
 

@@ -134,9 +134,10 @@ impl Store {
             "postgres" | "postgresql" => Backend::Postgres,
             other => anyhow::bail!("unsupported database scheme {other:?}"),
         };
-        let thread = WriterThread::start()?;
         let store = match backend {
             Backend::Sqlite => {
+                let thread = WriterThread::start()?;
+                let thread = Some(&thread);
                 let url = sqlite_url(url)?;
                 let writer = sqlite_pool(1)
                     .connect(&url)
@@ -148,9 +149,9 @@ impl Store {
                     .context("opening SQLite")?;
                 Store {
                     backend,
-                    uploads: Batcher::start(writer.clone(), backend, 1, &thread),
-                    events: Batcher::start(writer.clone(), backend, 1, &thread),
-                    outcomes: Batcher::start(writer.clone(), backend, 1, &thread),
+                    uploads: Batcher::start(writer.clone(), backend, 1, thread),
+                    events: Batcher::start(writer.clone(), backend, 1, thread),
+                    outcomes: Batcher::start(writer.clone(), backend, 1, thread),
                     workflow_cache: Default::default(),
                     writer,
                     reader,
@@ -166,9 +167,9 @@ impl Store {
                 let lanes = (config.max_connections as usize / 4).max(1);
                 Store {
                     backend,
-                    uploads: Batcher::start(pool.clone(), backend, 1, &thread),
-                    events: Batcher::start(pool.clone(), backend, lanes, &thread),
-                    outcomes: Batcher::start(pool.clone(), backend, lanes, &thread),
+                    uploads: Batcher::start(pool.clone(), backend, 1, None),
+                    events: Batcher::start(pool.clone(), backend, lanes, None),
+                    outcomes: Batcher::start(pool.clone(), backend, lanes, None),
                     workflow_cache: Default::default(),
                     writer: pool.clone(),
                     reader: pool,
