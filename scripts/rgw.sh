@@ -92,8 +92,11 @@ CONF
     stop
     ;;
   pause)
-    kill "$(cat "$D/run/client.rgw.a.pid")"
-    for _ in $(seq 1 60); do curl -s -m 1 -o /dev/null "http://127.0.0.1:$PORT/" || break; sleep 0.5; done
+    pid=$(cat "$D/run/client.rgw.a.pid")
+    kill "$pid"
+    # Gone, not just deaf: a gateway still shutting down holds the pid file's lock, and
+    # `resume` would fail to take it.
+    for _ in $(seq 1 120); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
     ;;
   resume)
     radosgw -c "$D/ceph.conf" -n client.rgw.a
