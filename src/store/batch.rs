@@ -18,16 +18,16 @@ use tracing::warn;
 
 use super::Backend;
 
+/// A statement with some of its values bound.
+pub type Bound<'q> = Query<'q, Any, AnyArguments<'q>>;
+
 /// A row that can be written in multi-row statements.
 pub trait BatchRow: Send + Sync {
     /// `INSERT INTO table (col, ...)`, or the column list of a `VALUES` table.
     const INSERT: &'static str;
     const COLUMNS: usize;
     /// Binds this row's values in column order.
-    fn bind<'q>(
-        &'q self,
-        query: Query<'q, Any, AnyArguments<'q>>,
-    ) -> Query<'q, Any, AnyArguments<'q>>;
+    fn bind<'q>(&'q self, query: Bound<'q>) -> Bound<'q>;
 }
 
 /// Writes that commit together with other writes of their kind.
@@ -317,10 +317,7 @@ impl<T: BatchRow> BatchRow for &T {
     const INSERT: &'static str = T::INSERT;
     const COLUMNS: usize = T::COLUMNS;
 
-    fn bind<'q>(
-        &'q self,
-        query: Query<'q, Any, AnyArguments<'q>>,
-    ) -> Query<'q, Any, AnyArguments<'q>> {
+    fn bind<'q>(&'q self, query: Bound<'q>) -> Bound<'q> {
         T::bind(self, query)
     }
 }

@@ -85,10 +85,7 @@ impl BatchRow for UploadRow {
     const INSERT: &'static str = concat!("INSERT INTO uploads (", upload_columns!(), ")");
     const COLUMNS: usize = 15;
 
-    fn bind<'q>(
-        &'q self,
-        query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
-    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    fn bind<'q>(&'q self, query: batch::Bound<'q>) -> batch::Bound<'q> {
         query
             .bind(&self.id)
             .bind(&self.owner)
@@ -466,8 +463,7 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn concurrent_writes_commit_together_and_a_bad_one_fails_alone() {
+    async fn temp_store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::connect(&DatabaseConfig {
             url: SecretString::from(format!("sqlite://{}/t.db", dir.path().display())),
@@ -475,6 +471,12 @@ mod tests {
         })
         .await
         .unwrap();
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn concurrent_writes_commit_together_and_a_bad_one_fails_alone() {
+        let (_dir, store) = temp_store().await;
         store.insert_upload(upload("dup")).await.unwrap();
         let mut tasks = Vec::new();
         for i in 0..100 {
@@ -537,13 +539,7 @@ mod tests {
 
     #[tokio::test]
     async fn events_written_together_complete_each_object_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::connect(&DatabaseConfig {
-            url: SecretString::from(format!("sqlite://{}/t.db", dir.path().display())),
-            max_connections: 2,
-        })
-        .await
-        .unwrap();
+        let (_dir, store) = temp_store().await;
         store.insert_upload(upload("up-1")).await.unwrap();
         let key = "uploads/alice/up-1/a.mp4";
         // Sent together, so they share batches: the same version twice, another version of

@@ -477,10 +477,7 @@ impl BatchRow for EventInsert<'_> {
     const INSERT: &'static str = "INSERT INTO events (id, bucket, object_key, etag, size, content_type, source, upload_id, outcome, reason, received_at, completes)";
     const COLUMNS: usize = 12;
 
-    fn bind<'q>(
-        &'q self,
-        query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
-    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    fn bind<'q>(&'q self, query: batch::Bound<'q>) -> batch::Bound<'q> {
         let e = self.event;
         query
             .bind(&e.id)
@@ -643,10 +640,7 @@ impl BatchRow for UploadUpdate<'_> {
     const INSERT: &'static str = "";
     const COLUMNS: usize = 5;
 
-    fn bind<'q>(
-        &'q self,
-        query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
-    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    fn bind<'q>(&'q self, query: batch::Bound<'q>) -> batch::Bound<'q> {
         query
             .bind(self.id)
             .bind(self.state)
@@ -680,10 +674,7 @@ impl BatchRow for TriggerInsert<'_> {
     const INSERT: &'static str = "INSERT INTO triggers (id, event_id, upload_id, workflow_id, workflow_name, sink, state, attempts, next_attempt_at, payload, created_at, updated_at)";
     const COLUMNS: usize = 12;
 
-    fn bind<'q>(
-        &'q self,
-        query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
-    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    fn bind<'q>(&'q self, query: batch::Bound<'q>) -> batch::Bound<'q> {
         let t = self.trigger;
         query
             .bind(&t.id)
@@ -854,10 +845,7 @@ impl BatchRow for AttemptUpdate<'_> {
     const INSERT: &'static str = "";
     const COLUMNS: usize = 8;
 
-    fn bind<'q>(
-        &'q self,
-        query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
-    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    fn bind<'q>(&'q self, query: batch::Bound<'q>) -> batch::Bound<'q> {
         query
             .bind(self.id)
             .bind(self.claim_id)
@@ -926,10 +914,7 @@ impl BatchRow for VerifiedUpload<'_> {
     const INSERT: &'static str = "";
     const COLUMNS: usize = 6;
 
-    fn bind<'q>(
-        &'q self,
-        query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
-    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    fn bind<'q>(&'q self, query: batch::Bound<'q>) -> batch::Bound<'q> {
         let v = self.write;
         query
             .bind(self.id)
