@@ -5,21 +5,23 @@
 //! database cost far more than a row, so sharing them is what lets write-heavy endpoints scale
 //! with concurrency; a lone write waits for nothing.
 
-use std::fmt::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::Context;
+use futures_util::TryStreamExt;
+use sqlx::Execute;
 use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::query::Query;
-use sqlx::{Any, AnyConnection, AnyPool};
+use sqlx::{Any, AnyConnection, AnyPool, Connection, Either, Executor};
 use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 
 use super::Backend;
 
-/// A statement with some of its values bound.
-pub type Bound<'q> = Query<'q, Any, AnyArguments<'q>>;
+/// A statement with some of its values bound. The values are owned, so that a statement can
+/// be held back and sent later with others (see [`Statements`]).
+pub type Bound = Query<'static, Any, AnyArguments<'static>>;
 
 /// A row that can be written in multi-row statements.
 pub trait BatchRow: Send + Sync {
@@ -27,7 +29,7 @@ pub trait BatchRow: Send + Sync {
     const INSERT: &'static str;
     const COLUMNS: usize;
     /// Binds this row's values in column order.
-    fn bind<'q>(&'q self, query: Bound<'q>) -> Bound<'q>;
+    fn bind(&self, query: Bound) -> Bound;
 }
 
 /// Writes that commit together with other writes of their kind.
@@ -37,12 +39,11 @@ pub trait Batched: Send + Sync + Sized + 'static {
     /// `write` makes a single statement, atomic on its own: it runs without a transaction,
     /// which saves the round trips of `BEGIN` and `COMMIT`.
     const ONE_STATEMENT: bool = false;
-    /// Writes `jobs` in the open transaction `conn`: one output per job, in order. May run
+    /// Writes `jobs` inside the batch's transaction: one output per job, in order. May run
     /// more than once: a batch that fails for one job's sake is retried job by job.
     async fn write(
         jobs: &[&Self],
-        conn: &mut AnyConnection,
-        backend: Backend,
+        statements: &mut Statements<'_>,
     ) -> anyhow::Result<Vec<Self::Output>>;
 }
 
@@ -174,7 +175,7 @@ async fn run<J: Batched>(pool: AnyPool, backend: Backend, mut rx: mpsc::Receiver
             }
             // Only a constraint can be one job's fault; an outage would fail job by job too,
             // each after its own timeout.
-            Err(e) if batch.len() > 1 && is_row_error(&e) => {
+            Err(e) if batch.len() > 1 && (is_row_error(&e) || e.is::<SplitBatch>()) => {
                 warn!(
                     error = format!("{e:#}"),
                     jobs = batch.len(),
@@ -235,22 +236,173 @@ async fn commit_once<J: Batched>(
     backend: Backend,
     jobs: &[&J],
 ) -> anyhow::Result<Vec<J::Output>> {
-    if J::ONE_STATEMENT {
-        let mut conn = pool.acquire().await.context("acquiring a connection")?;
-        let outputs = J::write(jobs, &mut conn, backend).await?;
-        anyhow::ensure!(outputs.len() == jobs.len(), "a batched write lost outputs");
-        return Ok(outputs);
+    let mut conn = pool.acquire().await.context("acquiring a connection")?;
+    let transaction = !J::ONE_STATEMENT;
+    let result = write_all(&mut conn, backend, jobs, transaction).await;
+    if result.is_err() && transaction && sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err()
+    {
+        // BEGIN itself failed, or the connection is broken: either way it must not go back to
+        // the pool with a transaction that may still be open.
+        let _ = conn.detach().close().await;
     }
-    let mut tx = pool.begin().await.context("starting transaction")?;
-    let outputs = J::write(jobs, &mut tx, backend).await?;
+    result
+}
+
+async fn write_all<J: Batched>(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    jobs: &[&J],
+    transaction: bool,
+) -> anyhow::Result<Vec<J::Output>> {
+    let mut statements = Statements::new(conn, backend);
+    if transaction {
+        let begin = match backend {
+            // The batch writes anyway: take the write lock at once rather than on the first
+            // write, when a reader's snapshot could make it fail.
+            Backend::Sqlite => "BEGIN IMMEDIATE",
+            Backend::Postgres => "BEGIN",
+        };
+        statements.run(begin, |q| q).await?;
+    }
+    let outputs = J::write(jobs, &mut statements).await?;
     anyhow::ensure!(outputs.len() == jobs.len(), "a batched write lost outputs");
-    tx.commit().await.context("committing")?;
+    if transaction {
+        statements.run("COMMIT", |q| q).await?;
+    }
+    statements.flush().await.context("committing")?;
     Ok(outputs)
+}
+
+/// The statements of a write, sent on one connection. Every call to SQLite is a round trip to
+/// the connection's own thread, and under load the round trips, not the statements, took
+/// most of a batch's time; so on SQLite a statement whose result nobody reads is held back
+/// and sent in one call with the next statement whose result is read, or with the `COMMIT`.
+/// PostgreSQL takes one statement with bound values per call: there each is sent at once.
+pub struct Statements<'c> {
+    conn: &'c mut AnyConnection,
+    backend: Backend,
+    /// Held statements, separated by `;`, and their values in order. SQLite binds `?` in
+    /// text order across the statements of one call, so held statements must use `?`.
+    sql: String,
+    args: Bound,
+}
+
+impl<'c> Statements<'c> {
+    pub fn new(conn: &'c mut AnyConnection, backend: Backend) -> Self {
+        Statements {
+            conn,
+            backend,
+            sql: String::new(),
+            args: sqlx::query(""),
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Runs `sql` with the values `bind` adds, at once or (SQLite) with the next call.
+    pub async fn run(
+        &mut self,
+        sql: &str,
+        bind: impl FnOnce(Bound) -> Bound,
+    ) -> anyhow::Result<()> {
+        self.push(sql, bind);
+        if self.backend == Backend::Postgres {
+            self.send().await?;
+        }
+        Ok(())
+    }
+
+    /// Runs what is held, then `sql`, and returns the rows `sql` returns.
+    pub async fn fetch(
+        &mut self,
+        sql: &str,
+        bind: impl FnOnce(Bound) -> Bound,
+    ) -> anyhow::Result<Vec<AnyRow>> {
+        self.push(sql, bind);
+        Ok(self.send().await?.0)
+    }
+
+    /// Runs what is held, then `sql`, and returns how many rows `sql` changed. Counting
+    /// beats `RETURNING` on SQLite: each returned row is handed from the connection's thread
+    /// on its own, and each hand-off woke the batch's thread for one row.
+    pub async fn execute(
+        &mut self,
+        sql: &str,
+        bind: impl FnOnce(Bound) -> Bound,
+    ) -> anyhow::Result<u64> {
+        self.push(sql, bind);
+        Ok(self.send().await?.1)
+    }
+
+    /// Sends what is held.
+    pub async fn flush(&mut self) -> anyhow::Result<()> {
+        if !self.sql.is_empty() {
+            self.send().await?;
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, sql: &str, bind: impl FnOnce(Bound) -> Bound) {
+        if !self.sql.is_empty() {
+            self.sql.push_str(";\n");
+        }
+        self.sql.push_str(sql);
+        self.args = bind(std::mem::replace(&mut self.args, sqlx::query("")));
+    }
+
+    /// Sends what is held: the rows returned, and how many rows the last statement changed.
+    async fn send(&mut self) -> anyhow::Result<(Vec<AnyRow>, u64)> {
+        let sql = std::mem::take(&mut self.sql);
+        let args = std::mem::replace(&mut self.args, sqlx::query(""))
+            .take_arguments()
+            .map_err(|e| anyhow::anyhow!("binding values: {e}"))?
+            .unwrap_or_default();
+        // Not kept in the connection's statement cache: multi-row statements differ with
+        // every batch size and would only push out the statements that repeat.
+        let query = sqlx::query_with(&sql, args).persistent(false);
+        let (mut rows, mut changed) = (Vec::new(), 0);
+        let mut steps = self.conn.fetch_many(query);
+        while let Some(step) = steps
+            .try_next()
+            .await
+            .with_context(|| format!("running {}", summary(&sql)))?
+        {
+            match step {
+                Either::Left(done) => changed = done.rows_affected(),
+                Either::Right(row) => rows.push(row),
+            }
+        }
+        Ok((rows, changed))
+    }
+}
+
+/// A batch whose statements cannot tell which of its jobs they applied to: written again job
+/// by job, where they can.
+#[derive(Debug)]
+pub struct SplitBatch;
+
+impl std::fmt::Display for SplitBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the batch applied to only some of its jobs; writing each alone")
+    }
+}
+
+impl std::error::Error for SplitBatch {}
+
+/// The first words of each statement in `sql`, to say which failed without the whole text.
+fn summary(sql: &str) -> String {
+    sql.split(";\n")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// `(?, ?), (?, ?)` for `rows` rows of `columns` values, numbered from `$first` on
 /// PostgreSQL. SQLite takes `$N` too, but its driver resolves numbered parameters one lookup
-/// per value, quadratic in a statement with thousands.
+/// per value, quadratic in a statement with thousands, and counts them from the first value
+/// of the call, not of the statement, which breaks held statements.
 pub fn values(backend: Backend, first: usize, rows: usize, columns: usize) -> String {
     let mut sql = String::with_capacity(rows * columns * 5);
     let mut n = first;
@@ -260,12 +412,7 @@ pub fn values(backend: Backend, first: usize, rows: usize, columns: usize) -> St
             if c > 0 {
                 sql.push_str(", ");
             }
-            match backend {
-                Backend::Postgres => {
-                    let _ = write!(sql, "${n}");
-                }
-                Backend::Sqlite => sql.push('?'),
-            }
+            sql.push_str(&param(backend, n));
             n += 1;
         }
         sql.push(')');
@@ -273,51 +420,91 @@ pub fn values(backend: Backend, first: usize, rows: usize, columns: usize) -> St
     sql
 }
 
+/// Placeholder number `n`: `$n` on PostgreSQL, `?` on SQLite (see [`values`]), so statements
+/// that use it must bind their values in text order.
+pub fn param(backend: Backend, n: usize) -> std::borrow::Cow<'static, str> {
+    match backend {
+        Backend::Postgres => format!("${n}").into(),
+        Backend::Sqlite => "?".into(),
+    }
+}
+
 /// Runs `head VALUES (...), (...) tail` for `rows`, in as many statements as the database's
 /// limit on bound values needs, and returns what they return (`RETURNING` in `tail`).
 /// `head` is `R::INSERT` for an insert, or an `UPDATE ... FROM (` whose `tail` closes it.
 pub async fn with_rows<R: BatchRow>(
-    conn: &mut AnyConnection,
-    backend: Backend,
+    statements: &mut Statements<'_>,
     head: &str,
     rows: &[R],
     tail: &str,
 ) -> anyhow::Result<Vec<AnyRow>> {
     let mut returned = Vec::new();
-    for chunk in rows.chunks((MAX_VALUES / R::COLUMNS).max(1)) {
-        let sql = format!(
-            "{head} VALUES {}{tail}",
-            values(backend, 1, chunk.len(), R::COLUMNS)
-        );
-        let mut query = sqlx::query(&sql);
-        for row in chunk {
-            query = row.bind(query);
+    let chunks = rows.chunks((MAX_VALUES / R::COLUMNS).max(1));
+    let last = chunks.len().saturating_sub(1);
+    for (i, chunk) in chunks.enumerate() {
+        let sql = chunk_sql(statements.backend, head, chunk, tail);
+        statements.push(&sql, |q| bind_rows(q, chunk));
+        // SQLite returns the rows of all the statements of one call together.
+        if i == last || statements.backend == Backend::Postgres {
+            returned.extend(statements.send().await?.0);
         }
-        returned.extend(
-            query
-                .fetch_all(&mut *conn)
-                .await
-                .with_context(|| format!("writing {} row(s): {head}", chunk.len()))?,
-        );
     }
     Ok(returned)
 }
 
+/// Like [`with_rows`] for statements that return nothing: held like [`Statements::run`].
+pub async fn write_rows<R: BatchRow>(
+    statements: &mut Statements<'_>,
+    head: &str,
+    rows: &[R],
+    tail: &str,
+) -> anyhow::Result<()> {
+    for chunk in rows.chunks((MAX_VALUES / R::COLUMNS).max(1)) {
+        let sql = chunk_sql(statements.backend, head, chunk, tail);
+        statements.run(&sql, |q| bind_rows(q, chunk)).await?;
+    }
+    Ok(())
+}
+
+/// Like [`with_rows`], returning how many rows the statements changed.
+pub async fn execute_rows<R: BatchRow>(
+    statements: &mut Statements<'_>,
+    head: &str,
+    rows: &[R],
+    tail: &str,
+) -> anyhow::Result<usize> {
+    let mut changed = 0;
+    for chunk in rows.chunks((MAX_VALUES / R::COLUMNS).max(1)) {
+        let sql = chunk_sql(statements.backend, head, chunk, tail);
+        changed += statements.execute(&sql, |q| bind_rows(q, chunk)).await?;
+    }
+    Ok(changed as usize)
+}
+
 /// Inserts `rows` with multi-row statements.
 pub async fn insert_rows<R: BatchRow>(
-    conn: &mut AnyConnection,
-    backend: Backend,
+    statements: &mut Statements<'_>,
     rows: &[R],
 ) -> anyhow::Result<()> {
-    with_rows(conn, backend, R::INSERT, rows, "").await?;
-    Ok(())
+    write_rows(statements, R::INSERT, rows, "").await
+}
+
+fn chunk_sql<R: BatchRow>(backend: Backend, head: &str, chunk: &[R], tail: &str) -> String {
+    format!(
+        "{head} VALUES {}{tail}",
+        values(backend, 1, chunk.len(), R::COLUMNS)
+    )
+}
+
+fn bind_rows<R: BatchRow>(query: Bound, rows: &[R]) -> Bound {
+    rows.iter().fold(query, |query, row| row.bind(query))
 }
 
 impl<T: BatchRow> BatchRow for &T {
     const INSERT: &'static str = T::INSERT;
     const COLUMNS: usize = T::COLUMNS;
 
-    fn bind<'q>(&'q self, query: Bound<'q>) -> Bound<'q> {
+    fn bind(&self, query: Bound) -> Bound {
         T::bind(self, query)
     }
 }

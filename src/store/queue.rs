@@ -5,11 +5,11 @@
 use anyhow::Context;
 use sqlx::Row;
 
-use sqlx::AnyConnection;
-
 use std::collections::{HashMap, HashSet};
 
-use super::batch::{self, BatchRow, Batched, insert_rows, with_rows};
+use super::batch::{
+    self, BatchRow, Batched, Statements, execute_rows, insert_rows, with_rows, write_rows,
+};
 use super::{Backend, Store, UploadRow, now_millis};
 use crate::uploads::{EventOutcome, TriggerState, UploadState};
 
@@ -214,7 +214,9 @@ impl Store {
         let row = self.get_trigger(id).await?;
         if let Some(upload_id) = row.as_ref().and_then(|t| t.upload_id.as_deref()) {
             let mut conn = self.writer.acquire().await?;
-            refresh_upload_states(&mut conn, self.backend, &[upload_id]).await?;
+            let mut statements = Statements::new(&mut conn, self.backend);
+            refresh_upload_states(&mut statements, &[upload_id]).await?;
+            statements.flush().await?;
         }
         Ok(row)
     }
@@ -292,7 +294,9 @@ impl Store {
                 now,
             })
             .collect();
-        insert_triggers(&mut tx, self.backend, &triggers).await?;
+        let mut statements = Statements::new(&mut tx, self.backend);
+        insert_triggers(&mut statements, &triggers).await?;
+        statements.flush().await?;
         super::audit::record(&mut tx, who, "upload.reprocess", &write.upload_id, detail)
             .await
             .context("recording the change")?;
@@ -407,8 +411,7 @@ impl Batched for EventWrite {
 
     async fn write(
         jobs: &[&Self],
-        conn: &mut AnyConnection,
-        backend: Backend,
+        statements: &mut Statements<'_>,
     ) -> anyhow::Result<Vec<Recorded>> {
         // One statement for all events on the happy path: the unique index on (bucket, key,
         // ETag) drops a repeat of the same version, and the partial one on (bucket, key) of
@@ -416,26 +419,23 @@ impl Batched for EventWrite {
         // within the batch: rows are inserted in order). On PostgreSQL a concurrent claim
         // waits for the first transaction and then does nothing.
         let rows: Vec<EventInsert> = jobs.iter().map(|j| EventInsert::as_sent(j)).collect();
-        let inserted = with_rows(
-            conn,
-            backend,
+        let changed = execute_rows(
+            statements,
             EventInsert::INSERT,
             &rows,
-            " ON CONFLICT DO NOTHING RETURNING id",
+            " ON CONFLICT DO NOTHING",
         )
-        .await?
-        .iter()
-        .map(|r| r.try_get::<String, _>(0))
-        .collect::<Result<HashSet<String>, _>>()?;
-        let (first, later): (Vec<&EventWrite>, Vec<&EventWrite>) =
-            jobs.iter().partition(|j| inserted.contains(&j.event.id));
-        apply_events(&first, conn, backend).await?;
+        .await?;
+        let (first, later): (Vec<&EventWrite>, Vec<&EventWrite>) = if changed == jobs.len() {
+            (jobs.to_vec(), Vec::new())
+        } else {
+            let inserted = inserted_events(statements, jobs).await?;
+            jobs.iter().partition(|j| inserted.contains(&j.event.id))
+        };
+        apply_events(&first, statements).await?;
         let mut outcomes = HashMap::with_capacity(later.len());
         for job in later {
-            outcomes.insert(
-                job.event.id.as_str(),
-                job.after_conflict(conn, backend).await?,
-            );
+            outcomes.insert(job.event.id.as_str(), job.after_conflict(statements).await?);
         }
         Ok(jobs
             .iter()
@@ -477,19 +477,19 @@ impl BatchRow for EventInsert<'_> {
     const INSERT: &'static str = "INSERT INTO events (id, bucket, object_key, etag, size, content_type, source, upload_id, outcome, reason, received_at, completes)";
     const COLUMNS: usize = 12;
 
-    fn bind<'q>(&'q self, query: batch::Bound<'q>) -> batch::Bound<'q> {
+    fn bind(&self, query: batch::Bound) -> batch::Bound {
         let e = self.event;
         query
-            .bind(&e.id)
-            .bind(&e.bucket)
-            .bind(&e.object_key)
-            .bind(&e.etag)
+            .bind(e.id.clone())
+            .bind(e.bucket.clone())
+            .bind(e.object_key.clone())
+            .bind(e.etag.clone())
             .bind(e.size)
-            .bind(&e.content_type)
-            .bind(&e.source)
-            .bind(self.upload_id)
+            .bind(e.content_type.clone())
+            .bind(e.source.clone())
+            .bind(self.upload_id.clone())
             .bind(self.outcome.as_str())
-            .bind(self.reason)
+            .bind(self.reason.clone())
             .bind(e.received_at)
             .bind(i64::from(self.completes))
     }
@@ -498,29 +498,13 @@ impl BatchRow for EventInsert<'_> {
 impl EventWrite {
     /// The event was not inserted as sent: the same version was recorded before, or another
     /// version completed the object first.
-    async fn after_conflict(
-        &self,
-        conn: &mut AnyConnection,
-        backend: Backend,
-    ) -> anyhow::Result<Recorded> {
+    async fn after_conflict(&self, statements: &mut Statements<'_>) -> anyhow::Result<Recorded> {
         let event = &self.event;
-        if let Some(upload_id) = recorded_upload(
-            conn,
-            "SELECT upload_id FROM events WHERE bucket = $1 AND object_key = $2 AND etag = $3",
-            event,
-        )
-        .await?
-        {
+        if let Some(upload_id) = recorded_upload(statements, event, true).await? {
             return Ok(Recorded::Duplicate { upload_id });
         }
         // Another version completed the object first: this one is recorded, nothing else.
-        let upload_id = recorded_upload(
-            conn,
-            "SELECT upload_id FROM events WHERE bucket = $1 AND object_key = $2 AND completes = 1 AND etag <> $3",
-            event,
-        )
-        .await?
-        .flatten();
+        let upload_id = recorded_upload(statements, event, false).await?.flatten();
         let reason = Some(
             "the object was completed by an earlier notification; nothing triggered".to_owned(),
         );
@@ -531,15 +515,14 @@ impl EventWrite {
             reason: &reason,
             upload_id: &upload_id,
         };
-        let inserted = with_rows(
-            conn,
-            backend,
+        let inserted = execute_rows(
+            statements,
             EventInsert::INSERT,
             &[repeat],
-            " ON CONFLICT DO NOTHING RETURNING id",
+            " ON CONFLICT DO NOTHING",
         )
         .await?;
-        if inserted.is_empty() {
+        if inserted == 0 {
             Ok(Recorded::Duplicate { upload_id })
         } else {
             Ok(Recorded::Repeat { upload_id })
@@ -547,20 +530,71 @@ impl EventWrite {
     }
 }
 
-/// The upload of the event `sql` finds for `event`'s bucket, key and ETag (`$1`-`$3`):
-/// `None` when there is no such event.
+/// Which of `jobs`' events were inserted: those whose id is the one recorded for their
+/// version.
+async fn inserted_events(
+    statements: &mut Statements<'_>,
+    jobs: &[&EventWrite],
+) -> anyhow::Result<HashSet<String>> {
+    let keys: Vec<EventKey> = jobs.iter().map(|j| EventKey(&j.event)).collect();
+    with_rows(
+        statements,
+        "SELECT events.id FROM events JOIN (",
+        &keys,
+        ") AS v ON events.bucket = v.column1 AND events.object_key = v.column2 AND events.etag = v.column3",
+    )
+    .await
+    .context("reading which events were recorded")?
+    .iter()
+    .map(|r| r.try_get::<String, _>(0).map_err(Into::into))
+    .collect()
+}
+
+/// An event's object version (the `VALUES` table of a lookup).
+struct EventKey<'a>(&'a EventRow);
+
+impl BatchRow for EventKey<'_> {
+    const INSERT: &'static str = "";
+    const COLUMNS: usize = 3;
+
+    fn bind(&self, query: batch::Bound) -> batch::Bound {
+        query
+            .bind(self.0.bucket.clone())
+            .bind(self.0.object_key.clone())
+            .bind(self.0.etag.clone())
+    }
+}
+
+/// The upload of the event recorded for `event`'s version (`same_version`), or else of the
+/// event that completed its object: `None` when there is no such event.
 async fn recorded_upload(
-    conn: &mut AnyConnection,
-    sql: &str,
+    statements: &mut Statements<'_>,
     event: &EventRow,
+    same_version: bool,
 ) -> anyhow::Result<Option<Option<String>>> {
-    sqlx::query(sql)
-        .bind(&event.bucket)
-        .bind(&event.object_key)
-        .bind(&event.etag)
-        .fetch_optional(conn)
+    let backend = statements.backend();
+    let p = |n| batch::param(backend, n);
+    let version = if same_version {
+        "etag ="
+    } else {
+        "completes = 1 AND etag <>"
+    };
+    let sql = format!(
+        "SELECT upload_id FROM events WHERE bucket = {} AND object_key = {} AND {version} {}",
+        p(1),
+        p(2),
+        p(3)
+    );
+    let (bucket, key, etag) = (
+        event.bucket.clone(),
+        event.object_key.clone(),
+        event.etag.clone(),
+    );
+    statements
+        .fetch(&sql, |q| q.bind(bucket).bind(key).bind(etag))
         .await
         .context("reading a recorded event")?
+        .first()
         .map(|r| r.try_get::<Option<String>, _>(0).map_err(Into::into))
         .transpose()
 }
@@ -569,8 +603,7 @@ async fn recorded_upload(
 /// statement for each kind of row whatever the number of events.
 async fn apply_events(
     writes: &[&EventWrite],
-    conn: &mut AnyConnection,
-    backend: Backend,
+    statements: &mut Statements<'_>,
 ) -> anyhow::Result<()> {
     let updates: Vec<UploadUpdate> = writes
         .iter()
@@ -586,9 +619,8 @@ async fn apply_events(
         })
         .collect();
     if !updates.is_empty() {
-        with_rows(
-            conn,
-            backend,
+        write_rows(
+            statements,
             "UPDATE uploads SET state = v.column2, state_reason = v.column3, uploaded_at = v.column4,
                size = COALESCE(v.column5, uploads.size), updated_at = v.column4 FROM (",
             &updates,
@@ -609,7 +641,7 @@ async fn apply_events(
         })
         .collect();
     if !new.is_empty() {
-        insert_rows(conn, backend, &new)
+        insert_rows(statements, &new)
             .await
             .context("recording unannounced uploads")?;
     }
@@ -624,7 +656,7 @@ async fn apply_events(
             })
         })
         .collect();
-    insert_triggers(conn, backend, &triggers).await
+    insert_triggers(statements, &triggers).await
 }
 
 /// An upload completed by an event (the `VALUES` table of a multi-row update).
@@ -640,11 +672,11 @@ impl BatchRow for UploadUpdate<'_> {
     const INSERT: &'static str = "";
     const COLUMNS: usize = 5;
 
-    fn bind<'q>(&'q self, query: batch::Bound<'q>) -> batch::Bound<'q> {
+    fn bind(&self, query: batch::Bound) -> batch::Bound {
         query
-            .bind(self.id)
+            .bind(self.id.to_owned())
             .bind(self.state)
-            .bind(self.reason)
+            .bind(self.reason.clone())
             .bind(self.uploaded_at)
             .bind(self.size)
     }
@@ -674,31 +706,30 @@ impl BatchRow for TriggerInsert<'_> {
     const INSERT: &'static str = "INSERT INTO triggers (id, event_id, upload_id, workflow_id, workflow_name, sink, state, attempts, next_attempt_at, payload, created_at, updated_at)";
     const COLUMNS: usize = 12;
 
-    fn bind<'q>(&'q self, query: batch::Bound<'q>) -> batch::Bound<'q> {
+    fn bind(&self, query: batch::Bound) -> batch::Bound {
         let t = self.trigger;
         query
-            .bind(&t.id)
-            .bind(self.event_id)
-            .bind(self.upload_id)
-            .bind(&t.workflow_id)
-            .bind(&t.workflow_name)
-            .bind(&t.sink)
+            .bind(t.id.clone())
+            .bind(self.event_id.to_owned())
+            .bind(self.upload_id.map(str::to_owned))
+            .bind(t.workflow_id.clone())
+            .bind(t.workflow_name.clone())
+            .bind(t.sink.clone())
             .bind(TriggerState::Pending.as_str())
             .bind(0_i64)
             .bind(self.now)
-            .bind(&t.payload)
+            .bind(t.payload.clone())
             .bind(self.now)
             .bind(self.now)
     }
 }
 
 async fn insert_triggers(
-    conn: &mut AnyConnection,
-    backend: Backend,
+    statements: &mut Statements<'_>,
     triggers: &[TriggerInsert<'_>],
 ) -> anyhow::Result<()> {
     if !triggers.is_empty() {
-        insert_rows(conn, backend, triggers)
+        insert_rows(statements, triggers)
             .await
             .context("queueing triggers")?;
     }
@@ -746,49 +777,45 @@ impl Batched for OutcomeWrite {
     /// `false` when the claim was lost (its lease ran out and another worker took it over).
     type Output = bool;
 
-    async fn write(
-        jobs: &[&Self],
-        conn: &mut AnyConnection,
-        backend: Backend,
-    ) -> anyhow::Result<Vec<bool>> {
+    async fn write(jobs: &[&Self], statements: &mut Statements<'_>) -> anyhow::Result<Vec<bool>> {
         let now = now_millis();
         let rows: Vec<AttemptUpdate> = jobs.iter().map(|j| AttemptUpdate::of(j, now)).collect();
-        let applied = with_rows(
-            conn,
-            backend,
+        let changed = execute_rows(
+            statements,
             "UPDATE triggers SET state = v.column3, last_error = v.column4,
                media_id = COALESCE(v.column5, triggers.media_id),
                next_attempt_at = COALESCE(v.column6, triggers.next_attempt_at),
                delivered_at = COALESCE(v.column7, triggers.delivered_at),
                lease_until = NULL, updated_at = v.column8 FROM (",
             &rows,
-            ") AS v WHERE triggers.id = v.column1 AND triggers.claim_id = v.column2 AND triggers.state = 'in_flight' RETURNING id",
+            ") AS v WHERE triggers.id = v.column1 AND triggers.claim_id = v.column2 AND triggers.state = 'in_flight'",
         )
         .await
-        .context("recording attempts")?
-        .iter()
-        .map(|r| r.try_get::<String, _>(0))
-        .collect::<Result<HashSet<String>, _>>()?;
+        .context("recording attempts")?;
+        // Each job updates its own trigger or nothing, so a count short of the batch means some
+        // claims were lost (their lease ran out), and only a job alone can tell which.
+        let applied = match (changed == jobs.len(), jobs.len()) {
+            (true, _) => true,
+            (false, 1) => false,
+            (false, _) => return Err(batch::SplitBatch.into()),
+        };
         let verified: Vec<(&Claimed, &VerifiedWrite)> = jobs
             .iter()
-            .filter(|j| applied.contains(&j.trigger.id))
+            .filter(|_| applied)
             .filter_map(|j| match &j.outcome {
                 Outcome::Verified(v) => Some((&j.trigger, &**v)),
                 _ => None,
             })
             .collect();
-        apply_verified(&verified, conn, backend, now).await?;
+        apply_verified(&verified, statements, now).await?;
         let mut uploads: Vec<&str> = jobs
             .iter()
             .filter_map(|j| j.trigger.upload_id.as_deref())
             .collect();
         uploads.sort_unstable();
         uploads.dedup();
-        refresh_upload_states(conn, backend, &uploads).await?;
-        Ok(jobs
-            .iter()
-            .map(|j| applied.contains(&j.trigger.id))
-            .collect())
+        refresh_upload_states(statements, &uploads).await?;
+        Ok(vec![applied; jobs.len()])
     }
 }
 
@@ -845,13 +872,13 @@ impl BatchRow for AttemptUpdate<'_> {
     const INSERT: &'static str = "";
     const COLUMNS: usize = 8;
 
-    fn bind<'q>(&'q self, query: batch::Bound<'q>) -> batch::Bound<'q> {
+    fn bind(&self, query: batch::Bound) -> batch::Bound {
         query
-            .bind(self.id)
-            .bind(self.claim_id)
+            .bind(self.id.to_owned())
+            .bind(self.claim_id.to_owned())
             .bind(self.state)
-            .bind(self.last_error)
-            .bind(self.media_id)
+            .bind(self.last_error.map(str::to_owned))
+            .bind(self.media_id.map(str::to_owned))
             .bind(self.next_attempt_at)
             .bind(self.delivered_at)
             .bind(self.now)
@@ -862,8 +889,7 @@ impl BatchRow for AttemptUpdate<'_> {
 /// store's attributes on the uploads.
 async fn apply_verified(
     verified: &[(&Claimed, &VerifiedWrite)],
-    conn: &mut AnyConnection,
-    backend: Backend,
+    statements: &mut Statements<'_>,
     now: i64,
 ) -> anyhow::Result<()> {
     let triggers: Vec<TriggerInsert> = verified
@@ -877,7 +903,7 @@ async fn apply_verified(
             })
         })
         .collect();
-    insert_triggers(conn, backend, &triggers).await?;
+    insert_triggers(statements, &triggers).await?;
     let uploads: Vec<VerifiedUpload> = verified
         .iter()
         .filter_map(|(job, v)| {
@@ -889,9 +915,8 @@ async fn apply_verified(
         })
         .collect();
     if !uploads.is_empty() {
-        with_rows(
-            conn,
-            backend,
+        write_rows(
+            statements,
             "UPDATE uploads SET state = v.column2, state_reason = v.column3,
                size = COALESCE(v.column4, uploads.size),
                content_type = COALESCE(v.column5, uploads.content_type), updated_at = v.column6 FROM (",
@@ -914,14 +939,14 @@ impl BatchRow for VerifiedUpload<'_> {
     const INSERT: &'static str = "";
     const COLUMNS: usize = 6;
 
-    fn bind<'q>(&'q self, query: batch::Bound<'q>) -> batch::Bound<'q> {
+    fn bind(&self, query: batch::Bound) -> batch::Bound {
         let v = self.write;
         query
-            .bind(self.id)
+            .bind(self.id.to_owned())
             .bind(v.upload_state.as_str())
-            .bind(&v.upload_reason)
+            .bind(v.upload_reason.clone())
             .bind(v.size)
-            .bind(&v.content_type)
+            .bind(v.content_type.clone())
             .bind(self.now)
     }
 }
@@ -929,28 +954,33 @@ impl BatchRow for VerifiedUpload<'_> {
 /// `triggered` once every trigger of an upload is delivered, `failed` when one is dead,
 /// `uploaded` while any is still on its way.
 async fn refresh_upload_states(
-    conn: &mut AnyConnection,
-    backend: Backend,
+    statements: &mut Statements<'_>,
     upload_ids: &[&str],
 ) -> anyhow::Result<()> {
     if upload_ids.is_empty() {
         return Ok(());
     }
+    let backend = statements.backend();
     let ids = batch::values(backend, 2, 1, upload_ids.len());
+    let bind_ids = |mut q: batch::Bound| {
+        for id in upload_ids {
+            q = q.bind((*id).to_owned());
+        }
+        q
+    };
     if backend == Backend::Postgres {
         // Lock the upload rows first. Two outcomes for the same upload committing side by side
         // (PostgreSQL runs several lanes) would otherwise each read the other's trigger as
         // still pending and leave the upload `uploaded` for good; once the lock is held, the
         // next statement sees whatever the other transaction committed. SQLite has one writer.
         let sql = format!("UPDATE uploads SET updated_at = $1 WHERE id IN {ids}");
-        let mut lock = sqlx::query(&sql).bind(now_millis());
-        for id in upload_ids {
-            lock = lock.bind(*id);
-        }
-        lock.execute(&mut *conn).await.context("locking uploads")?;
+        statements
+            .run(&sql, |q| bind_ids(q.bind(now_millis())))
+            .await
+            .context("locking uploads")?;
     }
     // Placeholders in text order: SQLite's driver numbers each `?` after the last `?`.
-    let now = batch::values(backend, 1, 1, 1);
+    let now = batch::param(backend, 1);
     let sql = format!(
         "UPDATE uploads SET state = CASE
              WHEN EXISTS (SELECT 1 FROM triggers WHERE triggers.upload_id = uploads.id AND triggers.state = 'dead') THEN 'failed'
@@ -959,15 +989,10 @@ async fn refresh_upload_states(
            updated_at = {now}
          WHERE id IN {ids} AND state IN ('uploaded', 'triggered', 'failed')"
     );
-    let mut update = sqlx::query(&sql).bind(now_millis());
-    for id in upload_ids {
-        update = update.bind(*id);
-    }
-    update
-        .execute(conn)
+    statements
+        .run(&sql, |q| bind_ids(q.bind(now_millis())))
         .await
-        .context("updating upload states")?;
-    Ok(())
+        .context("updating upload states")
 }
 
 fn trigger_from_row(r: &sqlx::any::AnyRow) -> anyhow::Result<TriggerRow> {
