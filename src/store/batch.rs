@@ -278,6 +278,11 @@ async fn write_all<J: Batched>(
 /// most of a batch's time; so on SQLite a statement whose result nobody reads is held back
 /// and sent in one call with the next statement whose result is read, or with the `COMMIT`.
 /// PostgreSQL takes one statement with bound values per call: there each is sent at once.
+///
+/// Several statements in one query with bound values is something only sqlx 0.8's SQLite
+/// driver does, and sqlx calls it deprecated. Should a later sqlx drop it, sending each
+/// statement at once on SQLite too (as `run` does on PostgreSQL) keeps everything correct,
+/// only slower.
 pub struct Statements<'c> {
     conn: &'c mut AnyConnection,
     backend: Backend,
