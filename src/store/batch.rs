@@ -32,17 +32,28 @@ pub trait BatchRow: Send + Sync {
     fn bind(&self, query: Bound) -> Bound;
 }
 
-/// Writes that commit together with other writes of their kind.
+/// Writes that commit together. A batch is written in two phases, so that on SQLite the
+/// statements whose results decide the rest go to the database in one call: `start` pushes
+/// them, and `finish`, once they are sent, reads their results and writes the rest.
 #[async_trait::async_trait]
 pub trait Batched: Send + Sync + Sized + 'static {
     type Output: Send + 'static;
-    /// `write` makes a single statement, atomic on its own: it runs without a transaction,
-    /// which saves the round trips of `BEGIN` and `COMMIT`.
-    const ONE_STATEMENT: bool = false;
-    /// Writes `jobs` inside the batch's transaction: one output per job, in order. May run
-    /// more than once: a batch that fails for one job's sake is retried job by job.
-    async fn write(
+    /// What `finish` needs from `start`: the tickets of its statements.
+    type Started: Send;
+    /// Whether `jobs` need a transaction: not when they make a single statement, atomic on
+    /// its own, which saves the round trips of `BEGIN` and `COMMIT`.
+    fn transaction(_jobs: &[&Self]) -> bool {
+        true
+    }
+    async fn start(
         jobs: &[&Self],
+        statements: &mut Statements<'_>,
+    ) -> anyhow::Result<Self::Started>;
+    /// One output per job, in order. A batch may be written more than once: one that fails
+    /// for one job's sake is written again job by job.
+    async fn finish(
+        jobs: &[&Self],
+        started: Self::Started,
         statements: &mut Statements<'_>,
     ) -> anyhow::Result<Vec<Self::Output>>;
 }
@@ -237,7 +248,7 @@ async fn commit_once<J: Batched>(
     jobs: &[&J],
 ) -> anyhow::Result<Vec<J::Output>> {
     let mut conn = pool.acquire().await.context("acquiring a connection")?;
-    let transaction = !J::ONE_STATEMENT;
+    let transaction = J::transaction(jobs);
     let result = write_all(&mut conn, backend, jobs, transaction).await;
     if result.is_err() && transaction && sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err()
     {
@@ -262,27 +273,28 @@ async fn write_all<J: Batched>(
             Backend::Sqlite => "BEGIN IMMEDIATE",
             Backend::Postgres => "BEGIN",
         };
-        statements.run(begin, |q| q).await?;
+        statements.push(begin, |q| q).await?;
     }
-    let outputs = J::write(jobs, &mut statements).await?;
+    let started = J::start(jobs, &mut statements).await?;
+    statements.send().await?;
+    let outputs = J::finish(jobs, started, &mut statements).await?;
     anyhow::ensure!(outputs.len() == jobs.len(), "a batched write lost outputs");
     if transaction {
-        statements.run("COMMIT", |q| q).await?;
+        statements.push("COMMIT", |q| q).await?;
     }
-    statements.flush().await.context("committing")?;
+    statements.send().await.context("committing")?;
     Ok(outputs)
 }
 
 /// The statements of a write, sent on one connection. Every call to SQLite is a round trip to
 /// the connection's own thread, and under load the round trips, not the statements, took
-/// most of a batch's time; so on SQLite a statement whose result nobody reads is held back
-/// and sent in one call with the next statement whose result is read, or with the `COMMIT`.
+/// most of a batch's time; so on SQLite statements are held back and sent together when a
+/// result is needed (or with the `COMMIT`), and their results kept until asked for.
 /// PostgreSQL takes one statement with bound values per call: there each is sent at once.
 ///
 /// Several statements in one query with bound values is something only sqlx 0.8's SQLite
 /// driver does, and sqlx calls it deprecated. Should a later sqlx drop it, sending each
-/// statement at once on SQLite too (as `run` does on PostgreSQL) keeps everything correct,
-/// only slower.
+/// statement at once on SQLite too (as on PostgreSQL) keeps everything correct, only slower.
 pub struct Statements<'c> {
     conn: &'c mut AnyConnection,
     backend: Backend,
@@ -290,6 +302,20 @@ pub struct Statements<'c> {
     /// text order across the statements of one call, so held statements must use `?`.
     sql: String,
     args: Bound,
+    held: usize,
+    /// The results of the statements sent, by ticket.
+    results: Vec<Option<Sent>>,
+}
+
+/// A statement pushed, to read its result once sent.
+#[derive(Debug, Clone, Copy)]
+pub struct Ticket(usize);
+
+/// What a statement returned: its rows, and how many rows it changed.
+#[derive(Default)]
+pub struct Sent {
+    pub rows: Vec<AnyRow>,
+    pub changed: u64,
 }
 
 impl<'c> Statements<'c> {
@@ -299,6 +325,8 @@ impl<'c> Statements<'c> {
             backend,
             sql: String::new(),
             args: sqlx::query(""),
+            held: 0,
+            results: Vec::new(),
         }
     }
 
@@ -306,17 +334,24 @@ impl<'c> Statements<'c> {
         self.backend
     }
 
-    /// Runs `sql` with the values `bind` adds, at once or (SQLite) with the next call.
-    pub async fn run(
+    /// Runs `sql` with the values `bind` adds: at once on PostgreSQL, with the next call on
+    /// SQLite.
+    pub async fn push(
         &mut self,
         sql: &str,
         bind: impl FnOnce(Bound) -> Bound,
-    ) -> anyhow::Result<()> {
-        self.push(sql, bind);
+    ) -> anyhow::Result<Ticket> {
+        if !self.sql.is_empty() {
+            self.sql.push_str(";\n");
+        }
+        self.sql.push_str(sql);
+        self.args = bind(std::mem::replace(&mut self.args, sqlx::query("")));
+        self.held += 1;
+        let ticket = Ticket(self.results.len() + self.held - 1);
         if self.backend == Backend::Postgres {
             self.send().await?;
         }
-        Ok(())
+        Ok(ticket)
     }
 
     /// Runs what is held, then `sql`, and returns the rows `sql` returns.
@@ -325,41 +360,37 @@ impl<'c> Statements<'c> {
         sql: &str,
         bind: impl FnOnce(Bound) -> Bound,
     ) -> anyhow::Result<Vec<AnyRow>> {
-        self.push(sql, bind);
-        Ok(self.send().await?.0)
+        let ticket = self.push(sql, bind).await?;
+        self.send().await?;
+        Ok(self.take(ticket)?.rows)
     }
 
-    /// Runs what is held, then `sql`, and returns how many rows `sql` changed. Counting
-    /// beats `RETURNING` on SQLite: each returned row is handed from the connection's thread
-    /// on its own, and each hand-off woke the batch's thread for one row.
-    pub async fn execute(
-        &mut self,
-        sql: &str,
-        bind: impl FnOnce(Bound) -> Bound,
-    ) -> anyhow::Result<u64> {
-        self.push(sql, bind);
-        Ok(self.send().await?.1)
+    /// What the statement of `ticket` returned, once sent.
+    pub fn take(&mut self, ticket: Ticket) -> anyhow::Result<Sent> {
+        self.results
+            .get_mut(ticket.0)
+            .and_then(Option::take)
+            .context("a statement's result was read before it was sent, or twice")
     }
 
-    /// Sends what is held.
-    pub async fn flush(&mut self) -> anyhow::Result<()> {
-        if !self.sql.is_empty() {
-            self.send().await?;
+    /// How many rows the statements of `tickets` changed, once sent. Counting beats
+    /// `RETURNING` on SQLite: each returned row is handed from the connection's thread on its
+    /// own, and each hand-off woke the batch's thread for one row.
+    pub fn changed(&mut self, tickets: &[Ticket]) -> anyhow::Result<usize> {
+        let mut changed = 0;
+        for ticket in tickets {
+            changed += self.take(*ticket)?.changed as usize;
         }
-        Ok(())
+        Ok(changed)
     }
 
-    fn push(&mut self, sql: &str, bind: impl FnOnce(Bound) -> Bound) {
-        if !self.sql.is_empty() {
-            self.sql.push_str(";\n");
+    /// Sends what is held, in one call.
+    pub async fn send(&mut self) -> anyhow::Result<()> {
+        if self.held == 0 {
+            return Ok(());
         }
-        self.sql.push_str(sql);
-        self.args = bind(std::mem::replace(&mut self.args, sqlx::query("")));
-    }
-
-    /// Sends what is held: the rows returned, and how many rows the last statement changed.
-    async fn send(&mut self) -> anyhow::Result<(Vec<AnyRow>, u64)> {
         let sql = std::mem::take(&mut self.sql);
+        let held = std::mem::take(&mut self.held);
         let args = std::mem::replace(&mut self.args, sqlx::query(""))
             .take_arguments()
             .map_err(|e| anyhow::anyhow!("binding values: {e}"))?
@@ -367,7 +398,8 @@ impl<'c> Statements<'c> {
         // Not kept in the connection's statement cache: multi-row statements differ with
         // every batch size and would only push out the statements that repeat.
         let query = sqlx::query_with(&sql, args).persistent(false);
-        let (mut rows, mut changed) = (Vec::new(), 0);
+        let mut results = Vec::with_capacity(held);
+        let mut current = Sent::default();
         let mut steps = self.conn.fetch_many(query);
         while let Some(step) = steps
             .try_next()
@@ -375,11 +407,22 @@ impl<'c> Statements<'c> {
             .with_context(|| format!("running {}", summary(&sql)))?
         {
             match step {
-                Either::Left(done) => changed = done.rows_affected(),
-                Either::Right(row) => rows.push(row),
+                Either::Right(row) => current.rows.push(row),
+                // Each statement ends with its count, rows or not.
+                Either::Left(done) => {
+                    current.changed = done.rows_affected();
+                    results.push(Some(std::mem::take(&mut current)));
+                }
             }
         }
-        Ok((rows, changed))
+        anyhow::ensure!(
+            results.len() == held,
+            "{} results for {held} statements: {}",
+            results.len(),
+            summary(&sql)
+        );
+        self.results.extend(results);
+        Ok(())
     }
 }
 
@@ -434,75 +477,49 @@ pub fn param(backend: Backend, n: usize) -> std::borrow::Cow<'static, str> {
     }
 }
 
-/// Runs `head VALUES (...), (...) tail` for `rows`, in as many statements as the database's
-/// limit on bound values needs, and returns what they return (`RETURNING` in `tail`).
-/// `head` is `R::INSERT` for an insert, or an `UPDATE ... FROM (` whose `tail` closes it.
+/// Pushes `head VALUES (...), (...) tail` for `rows`, in as many statements as the
+/// database's limit on bound values needs. `head` is `R::INSERT` for an insert, or an
+/// `UPDATE ... FROM (` or `SELECT ... JOIN (` whose `tail` closes it.
+pub async fn push_rows<R: BatchRow>(
+    statements: &mut Statements<'_>,
+    head: &str,
+    rows: &[R],
+    tail: &str,
+) -> anyhow::Result<Vec<Ticket>> {
+    let mut tickets = Vec::new();
+    for chunk in rows.chunks((MAX_VALUES / R::COLUMNS).max(1)) {
+        let sql = format!(
+            "{head} VALUES {}{tail}",
+            values(statements.backend, 1, chunk.len(), R::COLUMNS)
+        );
+        let bind = |query| chunk.iter().fold(query, |query, row| row.bind(query));
+        tickets.push(statements.push(&sql, bind).await?);
+    }
+    Ok(tickets)
+}
+
+/// Runs what is held and the statements of [`push_rows`], and returns the rows they return.
 pub async fn with_rows<R: BatchRow>(
     statements: &mut Statements<'_>,
     head: &str,
     rows: &[R],
     tail: &str,
 ) -> anyhow::Result<Vec<AnyRow>> {
+    let tickets = push_rows(statements, head, rows, tail).await?;
+    statements.send().await?;
     let mut returned = Vec::new();
-    let chunks = rows.chunks((MAX_VALUES / R::COLUMNS).max(1));
-    let last = chunks.len().saturating_sub(1);
-    for (i, chunk) in chunks.enumerate() {
-        let sql = chunk_sql(statements.backend, head, chunk, tail);
-        statements.push(&sql, |q| bind_rows(q, chunk));
-        // SQLite returns the rows of all the statements of one call together.
-        if i == last || statements.backend == Backend::Postgres {
-            returned.extend(statements.send().await?.0);
-        }
+    for ticket in tickets {
+        returned.extend(statements.take(ticket)?.rows);
     }
     Ok(returned)
-}
-
-/// Like [`with_rows`] for statements that return nothing: held like [`Statements::run`].
-pub async fn write_rows<R: BatchRow>(
-    statements: &mut Statements<'_>,
-    head: &str,
-    rows: &[R],
-    tail: &str,
-) -> anyhow::Result<()> {
-    for chunk in rows.chunks((MAX_VALUES / R::COLUMNS).max(1)) {
-        let sql = chunk_sql(statements.backend, head, chunk, tail);
-        statements.run(&sql, |q| bind_rows(q, chunk)).await?;
-    }
-    Ok(())
-}
-
-/// Like [`with_rows`], returning how many rows the statements changed.
-pub async fn execute_rows<R: BatchRow>(
-    statements: &mut Statements<'_>,
-    head: &str,
-    rows: &[R],
-    tail: &str,
-) -> anyhow::Result<usize> {
-    let mut changed = 0;
-    for chunk in rows.chunks((MAX_VALUES / R::COLUMNS).max(1)) {
-        let sql = chunk_sql(statements.backend, head, chunk, tail);
-        changed += statements.execute(&sql, |q| bind_rows(q, chunk)).await?;
-    }
-    Ok(changed as usize)
 }
 
 /// Inserts `rows` with multi-row statements.
 pub async fn insert_rows<R: BatchRow>(
     statements: &mut Statements<'_>,
     rows: &[R],
-) -> anyhow::Result<()> {
-    write_rows(statements, R::INSERT, rows, "").await
-}
-
-fn chunk_sql<R: BatchRow>(backend: Backend, head: &str, chunk: &[R], tail: &str) -> String {
-    format!(
-        "{head} VALUES {}{tail}",
-        values(backend, 1, chunk.len(), R::COLUMNS)
-    )
-}
-
-fn bind_rows<R: BatchRow>(query: Bound, rows: &[R]) -> Bound {
-    rows.iter().fold(query, |query, row| row.bind(query))
+) -> anyhow::Result<Vec<Ticket>> {
+    push_rows(statements, R::INSERT, rows, "").await
 }
 
 impl<T: BatchRow> BatchRow for &T {

@@ -46,10 +46,8 @@ pub struct Store {
     writer: AnyPool,
     reader: AnyPool,
     /// Group commit for uploads (the write on the vending hot path), notifications and
-    /// delivery outcomes, each kind in its own batches.
-    uploads: Batcher<UploadRow>,
-    events: Batcher<EventWrite>,
-    outcomes: Batcher<queue::OutcomeWrite>,
+    /// delivery outcomes.
+    writes: Batcher<Write>,
     workflow_cache: std::sync::Arc<workflows::WorkflowCache>,
     _checkpoints: Option<std::sync::Arc<Checkpoints>>,
 }
@@ -109,15 +107,151 @@ impl BatchRow for UploadRow {
 #[async_trait::async_trait]
 impl Batched for UploadRow {
     type Output = ();
-    // At most `MAX_BATCH` rows of 15 values: always one statement.
-    const ONE_STATEMENT: bool = true;
+    type Started = ();
 
-    async fn write(
+    // At most `MAX_BATCH` rows of 15 values: always one statement.
+    fn transaction(_jobs: &[&Self]) -> bool {
+        false
+    }
+
+    async fn start(jobs: &[&Self], statements: &mut batch::Statements<'_>) -> anyhow::Result<()> {
+        batch::insert_rows(statements, jobs).await?;
+        Ok(())
+    }
+
+    async fn finish(
+        jobs: &[&Self],
+        _: (),
+        _: &mut batch::Statements<'_>,
+    ) -> anyhow::Result<Vec<()>> {
+        Ok(vec![(); jobs.len()])
+    }
+}
+
+/// A write of any kind. All kinds share one queue, so that one transaction carries every
+/// write waiting: on SQLite, with its single writer, batches of separate kinds took turns on
+/// the connection, each with its own round trips and commit, and the worker's claims waited
+/// for the connection between them.
+enum Write {
+    Upload(UploadRow),
+    Event(EventWrite),
+    Outcome(queue::OutcomeWrite),
+    Claim(queue::ClaimWrite),
+}
+
+enum Written {
+    Upload,
+    Event(Recorded),
+    Outcome(bool),
+    Claimed(Vec<queue::Claimed>),
+}
+
+/// The jobs of a batch by kind, in their order.
+#[derive(Default)]
+struct Kinds<'a> {
+    uploads: Vec<&'a UploadRow>,
+    events: Vec<&'a EventWrite>,
+    outcomes: Vec<&'a queue::OutcomeWrite>,
+    claims: Vec<&'a queue::ClaimWrite>,
+}
+
+impl<'a> Kinds<'a> {
+    fn of(jobs: &[&'a Write]) -> Self {
+        let mut kinds = Kinds::default();
+        for job in jobs {
+            match job {
+                Write::Upload(w) => kinds.uploads.push(w),
+                Write::Event(w) => kinds.events.push(w),
+                Write::Outcome(w) => kinds.outcomes.push(w),
+                Write::Claim(w) => kinds.claims.push(w),
+            }
+        }
+        kinds
+    }
+}
+
+type Started<J> = Option<<J as Batched>::Started>;
+
+#[async_trait::async_trait]
+impl Batched for Write {
+    type Output = Written;
+    type Started = (
+        Started<UploadRow>,
+        Started<EventWrite>,
+        Started<queue::OutcomeWrite>,
+        Started<queue::ClaimWrite>,
+    );
+
+    fn transaction(jobs: &[&Self]) -> bool {
+        let k = Kinds::of(jobs);
+        !k.events.is_empty()
+            || !k.outcomes.is_empty()
+            || match (k.uploads.is_empty(), k.claims.len()) {
+                (true, n) => n > 1,
+                (false, n) => n > 0,
+            }
+    }
+
+    async fn start(
         jobs: &[&Self],
         statements: &mut batch::Statements<'_>,
-    ) -> anyhow::Result<Vec<()>> {
-        batch::insert_rows(statements, jobs).await?;
-        Ok(vec![(); jobs.len()])
+    ) -> anyhow::Result<Self::Started> {
+        let k = Kinds::of(jobs);
+        Ok((
+            start(&k.uploads, statements).await?,
+            start(&k.events, statements).await?,
+            start(&k.outcomes, statements).await?,
+            start(&k.claims, statements).await?,
+        ))
+    }
+
+    async fn finish(
+        jobs: &[&Self],
+        (uploads, events, outcomes, claims): Self::Started,
+        statements: &mut batch::Statements<'_>,
+    ) -> anyhow::Result<Vec<Written>> {
+        let k = Kinds::of(jobs);
+        let mut uploads = finish(&k.uploads, uploads, statements).await?.into_iter();
+        let mut events = finish(&k.events, events, statements).await?.into_iter();
+        let mut outcomes = finish(&k.outcomes, outcomes, statements).await?.into_iter();
+        let mut claims = finish(&k.claims, claims, statements).await?.into_iter();
+        jobs.iter()
+            .map(|job| match job {
+                Write::Upload(_) => uploads.next().map(|()| Written::Upload),
+                Write::Event(_) => events.next().map(Written::Event),
+                Write::Outcome(_) => outcomes.next().map(Written::Outcome),
+                Write::Claim(_) => claims.next().map(Written::Claimed),
+            })
+            .collect::<Option<Vec<_>>>()
+            .context("a batched write lost outputs")
+    }
+}
+
+/// Starts the jobs of one kind, if any.
+async fn start<J: Batched>(
+    jobs: &[&J],
+    statements: &mut batch::Statements<'_>,
+) -> anyhow::Result<Option<J::Started>> {
+    if jobs.is_empty() {
+        return Ok(None);
+    }
+    J::start(jobs, statements).await.map(Some)
+}
+
+async fn finish<J: Batched>(
+    jobs: &[&J],
+    started: Option<J::Started>,
+    statements: &mut batch::Statements<'_>,
+) -> anyhow::Result<Vec<J::Output>> {
+    match started {
+        Some(started) => J::finish(jobs, started, statements).await,
+        None => Ok(Vec::new()),
+    }
+}
+
+impl Store {
+    async fn write(&self, write: Write) -> anyhow::Result<Written> {
+        self.writes.submit(write).await
     }
 }
 
@@ -134,7 +268,6 @@ impl Store {
         let store = match backend {
             Backend::Sqlite => {
                 let thread = WriterThread::start()?;
-                let thread = Some(&thread);
                 let url = sqlite_url(url)?;
                 let writer = sqlite_pool(1)
                     .connect(&url)
@@ -146,9 +279,7 @@ impl Store {
                     .context("opening SQLite")?;
                 Store {
                     backend,
-                    uploads: Batcher::start(writer.clone(), backend, 1, thread),
-                    events: Batcher::start(writer.clone(), backend, 1, thread),
-                    outcomes: Batcher::start(writer.clone(), backend, 1, thread),
+                    writes: Batcher::start(writer.clone(), backend, 1, Some(&thread)),
                     workflow_cache: Default::default(),
                     _checkpoints: Some(std::sync::Arc::new(Checkpoints::start(reader.clone()))),
                     writer,
@@ -165,9 +296,7 @@ impl Store {
                 let lanes = (config.max_connections as usize / 4).max(1);
                 Store {
                     backend,
-                    uploads: Batcher::start(pool.clone(), backend, 1, None),
-                    events: Batcher::start(pool.clone(), backend, lanes, None),
-                    outcomes: Batcher::start(pool.clone(), backend, lanes, None),
+                    writes: Batcher::start(pool.clone(), backend, lanes, None),
                     workflow_cache: Default::default(),
                     _checkpoints: None,
                     writer: pool.clone(),
@@ -208,7 +337,10 @@ impl Store {
 
     /// Records a new upload; returns once it is committed.
     pub async fn insert_upload(&self, upload: UploadRow) -> anyhow::Result<()> {
-        self.uploads.submit(upload).await
+        match self.write(Write::Upload(upload)).await? {
+            Written::Upload => Ok(()),
+            _ => anyhow::bail!("a batched write returned another kind of output"),
+        }
     }
 
     pub async fn get_upload(&self, id: &str) -> anyhow::Result<Option<UploadRow>> {
@@ -390,12 +522,12 @@ fn sqlite_pool(max: u32) -> AnyPoolOptions {
         .after_connect(|conn, _| {
             Box::pin(async move {
                 // WAL lets readers run beside the writer; synchronous=NORMAL keeps every commit
-                // across a process crash (only power loss can lose the last ones). The WAL is
-                // copied back by `Checkpoints`, off the write path; the automatic checkpoint,
-                // which runs inside a commit and waits for the file to sync, is only a backstop
-                // should that fall behind.
+                // across a process crash (only power loss can lose the last ones). Most of the
+                // WAL is copied back by `Checkpoints`, off the write path; the writer's own
+                // checkpoint at 10,000 pages is left only what came since, and is what lets
+                // the WAL start over (see `Checkpoints`).
                 conn.execute(
-                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 100000;",
+                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 10000;",
                 )
                 .await?;
                 Ok(())
@@ -404,13 +536,15 @@ fn sqlite_pool(max: u32) -> AnyPoolOptions {
 }
 
 /// Copies SQLite's write-ahead log back into the database file every so often, from a reader
-/// connection. Left to the automatic checkpoint, that copy and its sync ran inside the commit
-/// that crossed the threshold: under load a fifth of the writer's waits were that sync, with
-/// every batch queued behind it. A passive checkpoint never waits for the writer, nor the
-/// writer for it. Stops with the last clone of the store.
+/// connection. Left to the writer's automatic checkpoint, the whole copy and its sync ran
+/// inside the commit that crossed the threshold: under load a fifth of the writer's waits were
+/// that sync, with every batch queued behind it. A passive checkpoint never waits for the
+/// writer, nor the writer for it. It cannot finish the log while the writer appends to it, so
+/// the writer's own checkpoint still runs at its threshold, but finds almost everything
+/// copied; the log starts over after it, which keeps the file from growing.
 struct Checkpoints(tokio::task::AbortHandle);
 
-const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 
 impl Checkpoints {
     fn start(pool: AnyPool) -> Checkpoints {

@@ -8,7 +8,7 @@ use sqlx::Row;
 use std::collections::{HashMap, HashSet};
 
 use super::batch::{
-    self, BatchRow, Batched, Statements, execute_rows, insert_rows, with_rows, write_rows,
+    self, BatchRow, Batched, Statements, Ticket, insert_rows, push_rows, with_rows,
 };
 use super::{Backend, Store, UploadRow, now_millis};
 use crate::uploads::{EventOutcome, TriggerState, UploadState};
@@ -107,60 +107,24 @@ impl Store {
     /// Records the event with its upload change and triggers, unless the same object version
     /// was recorded before. Commits together with other concurrent writes.
     pub async fn record_event(&self, write: EventWrite) -> anyhow::Result<Recorded> {
-        self.events.submit(write).await
+        match self.write(super::Write::Event(write)).await? {
+            super::Written::Event(recorded) => Ok(recorded),
+            _ => anyhow::bail!("a batched write returned another kind of output"),
+        }
     }
 
     /// Claims up to `limit` due triggers (pending, failed and due, or in flight with an
-    /// expired lease) for `lease_ms`.
+    /// expired lease) for `lease_ms`. Commits together with other concurrent writes.
     pub async fn claim_triggers(&self, limit: u32, lease_ms: i64) -> anyhow::Result<Vec<Claimed>> {
-        let claim_id = uuid::Uuid::new_v4().to_string();
-        let now = now_millis();
-        // PostgreSQL: SKIP LOCKED lets several instances claim side by side without waiting on
-        // each other. SQLite has one writer, so the UPDATE itself is the lock.
-        let lock = match self.backend {
-            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-            Backend::Sqlite => "",
+        let claim = ClaimWrite {
+            claim_id: uuid::Uuid::new_v4().to_string(),
+            limit,
+            lease_ms,
         };
-        // One query per state, each reading the (state, next_attempt_at) index in order and
-        // stopping at `limit`: a single query over all three (an OR) collected every due
-        // trigger and sorted them, so each claim cost as much as the backlog was long and
-        // delivery slowed down exactly when it fell behind.
-        let rows = sqlx::query(&format!(
-            "WITH pending AS (SELECT id, next_attempt_at FROM triggers WHERE state = 'pending' AND next_attempt_at <= $3
-                              ORDER BY next_attempt_at LIMIT $4{lock}),
-                  retry AS (SELECT id, next_attempt_at FROM triggers WHERE state = 'failed' AND next_attempt_at <= $3
-                            ORDER BY next_attempt_at LIMIT $4{lock}),
-                  lapsed AS (SELECT id, next_attempt_at FROM triggers WHERE state = 'in_flight' AND lease_until < $3
-                             ORDER BY next_attempt_at LIMIT $4{lock})
-             UPDATE triggers SET state = 'in_flight', claim_id = $1, lease_until = $2, attempts = attempts + 1, updated_at = $3
-             WHERE id IN (SELECT id FROM (SELECT id, next_attempt_at FROM pending
-                                          UNION ALL SELECT id, next_attempt_at FROM retry
-                                          UNION ALL SELECT id, next_attempt_at FROM lapsed) AS due
-                          ORDER BY next_attempt_at LIMIT $4)
-             RETURNING id, event_id, upload_id, workflow_id, workflow_name, sink, attempts, payload"
-        ))
-        .bind(&claim_id)
-        .bind(now + lease_ms)
-        .bind(now)
-        .bind(i64::from(limit))
-        .fetch_all(&self.writer)
-        .await
-        .context("claiming triggers")?;
-        rows.iter()
-            .map(|r| {
-                Ok(Claimed {
-                    id: r.try_get("id")?,
-                    claim_id: claim_id.clone(),
-                    event_id: r.try_get("event_id")?,
-                    upload_id: r.try_get("upload_id")?,
-                    workflow_id: r.try_get("workflow_id")?,
-                    workflow_name: r.try_get("workflow_name")?,
-                    sink: r.try_get("sink")?,
-                    attempts: r.try_get("attempts")?,
-                    payload: r.try_get("payload")?,
-                })
-            })
-            .collect()
+        match self.write(super::Write::Claim(claim)).await? {
+            super::Written::Claimed(claimed) => Ok(claimed),
+            _ => anyhow::bail!("a batched write returned another kind of output"),
+        }
     }
 
     /// Gives back the triggers of claim `claim_id` still in flight (a worker stopping with
@@ -182,9 +146,13 @@ impl Store {
 
     /// Records the outcome of an attempt; commits together with other concurrent writes.
     pub async fn record_outcome(&self, trigger: Claimed, outcome: Outcome) -> anyhow::Result<bool> {
-        self.outcomes
-            .submit(OutcomeWrite { trigger, outcome })
-            .await
+        match self
+            .write(super::Write::Outcome(OutcomeWrite { trigger, outcome }))
+            .await?
+        {
+            super::Written::Outcome(applied) => Ok(applied),
+            _ => anyhow::bail!("a batched write returned another kind of output"),
+        }
     }
 
     /// Puts a `failed` or `dead` trigger back in the queue with a fresh retry budget, and
@@ -216,7 +184,7 @@ impl Store {
             let mut conn = self.writer.acquire().await?;
             let mut statements = Statements::new(&mut conn, self.backend);
             refresh_upload_states(&mut statements, &[upload_id]).await?;
-            statements.flush().await?;
+            statements.send().await?;
         }
         Ok(row)
     }
@@ -296,7 +264,7 @@ impl Store {
             .collect();
         let mut statements = Statements::new(&mut tx, self.backend);
         insert_triggers(&mut statements, &triggers).await?;
-        statements.flush().await?;
+        statements.send().await?;
         super::audit::record(&mut tx, who, "upload.reprocess", &write.upload_id, detail)
             .await
             .context("recording the change")?;
@@ -408,30 +376,36 @@ impl EventWrite {
 #[async_trait::async_trait]
 impl Batched for EventWrite {
     type Output = Recorded;
+    type Started = Vec<Ticket>;
 
-    async fn write(
-        jobs: &[&Self],
-        statements: &mut Statements<'_>,
-    ) -> anyhow::Result<Vec<Recorded>> {
+    async fn start(jobs: &[&Self], statements: &mut Statements<'_>) -> anyhow::Result<Vec<Ticket>> {
         // One statement for all events on the happy path: the unique index on (bucket, key,
         // ETag) drops a repeat of the same version, and the partial one on (bucket, key) of
         // completing events lets only the first version of an object complete it (also
         // within the batch: rows are inserted in order). On PostgreSQL a concurrent claim
         // waits for the first transaction and then does nothing.
         let rows: Vec<EventInsert> = jobs.iter().map(|j| EventInsert::as_sent(j)).collect();
-        let changed = execute_rows(
+        push_rows(
             statements,
             EventInsert::INSERT,
             &rows,
             " ON CONFLICT DO NOTHING",
         )
-        .await?;
-        let (first, later): (Vec<&EventWrite>, Vec<&EventWrite>) = if changed == jobs.len() {
-            (jobs.to_vec(), Vec::new())
-        } else {
-            let inserted = inserted_events(statements, jobs).await?;
-            jobs.iter().partition(|j| inserted.contains(&j.event.id))
-        };
+        .await
+    }
+
+    async fn finish(
+        jobs: &[&Self],
+        started: Vec<Ticket>,
+        statements: &mut Statements<'_>,
+    ) -> anyhow::Result<Vec<Recorded>> {
+        let (first, later): (Vec<&EventWrite>, Vec<&EventWrite>) =
+            if statements.changed(&started)? == jobs.len() {
+                (jobs.to_vec(), Vec::new())
+            } else {
+                let inserted = inserted_events(statements, jobs).await?;
+                jobs.iter().partition(|j| inserted.contains(&j.event.id))
+            };
         apply_events(&first, statements).await?;
         let mut outcomes = HashMap::with_capacity(later.len());
         for job in later {
@@ -515,14 +489,15 @@ impl EventWrite {
             reason: &reason,
             upload_id: &upload_id,
         };
-        let inserted = execute_rows(
+        let tickets = push_rows(
             statements,
             EventInsert::INSERT,
             &[repeat],
             " ON CONFLICT DO NOTHING",
         )
         .await?;
-        if inserted == 0 {
+        statements.send().await?;
+        if statements.changed(&tickets)? == 0 {
             Ok(Recorded::Duplicate { upload_id })
         } else {
             Ok(Recorded::Repeat { upload_id })
@@ -619,7 +594,7 @@ async fn apply_events(
         })
         .collect();
     if !updates.is_empty() {
-        write_rows(
+        push_rows(
             statements,
             "UPDATE uploads SET state = v.column2, state_reason = v.column3, uploaded_at = v.column4,
                size = COALESCE(v.column5, uploads.size), updated_at = v.column4 FROM (",
@@ -765,6 +740,112 @@ pub struct VerifiedWrite {
     pub triggers: Vec<NewTrigger>,
 }
 
+/// A claim of due triggers.
+#[derive(Debug, Clone)]
+pub struct ClaimWrite {
+    claim_id: String,
+    limit: u32,
+    lease_ms: i64,
+}
+
+#[async_trait::async_trait]
+impl Batched for ClaimWrite {
+    type Output = Vec<Claimed>;
+    type Started = Vec<Ticket>;
+
+    async fn start(jobs: &[&Self], statements: &mut Statements<'_>) -> anyhow::Result<Vec<Ticket>> {
+        let backend = statements.backend();
+        // PostgreSQL: SKIP LOCKED lets several instances claim side by side without waiting on
+        // each other. SQLite has one writer, so the UPDATE itself is the lock.
+        let lock = match backend {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        // Placeholders in text order (see `batch::values`): now and limit for each state,
+        // then the claim id, lease, now and limit of the update.
+        let p = |n| batch::param(backend, n);
+        // One query per state, each reading the (state, next_attempt_at) index in order and
+        // stopping at `limit`: a single query over all three (an OR) collected every due
+        // trigger and sorted them, so each claim cost as much as the backlog was long and
+        // delivery slowed down exactly when it fell behind.
+        let sql = format!(
+            "WITH pending AS (SELECT id, next_attempt_at FROM triggers WHERE state = 'pending' AND next_attempt_at <= {}
+                              ORDER BY next_attempt_at LIMIT {}{lock}),
+                  retry AS (SELECT id, next_attempt_at FROM triggers WHERE state = 'failed' AND next_attempt_at <= {}
+                            ORDER BY next_attempt_at LIMIT {}{lock}),
+                  lapsed AS (SELECT id, next_attempt_at FROM triggers WHERE state = 'in_flight' AND lease_until < {}
+                             ORDER BY next_attempt_at LIMIT {}{lock})
+             UPDATE triggers SET state = 'in_flight', claim_id = {}, lease_until = {}, attempts = attempts + 1, updated_at = {}
+             WHERE id IN (SELECT id FROM (SELECT id, next_attempt_at FROM pending
+                                          UNION ALL SELECT id, next_attempt_at FROM retry
+                                          UNION ALL SELECT id, next_attempt_at FROM lapsed) AS due
+                          ORDER BY next_attempt_at LIMIT {})
+             RETURNING id, event_id, upload_id, workflow_id, workflow_name, sink, attempts, payload",
+            p(1),
+            p(2),
+            p(3),
+            p(4),
+            p(5),
+            p(6),
+            p(7),
+            p(8),
+            p(9),
+            p(10)
+        );
+        let now = now_millis();
+        let mut tickets = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let limit = i64::from(job.limit);
+            let claim_id = job.claim_id.clone();
+            let bind = |q: batch::Bound| {
+                q.bind(now)
+                    .bind(limit)
+                    .bind(now)
+                    .bind(limit)
+                    .bind(now)
+                    .bind(limit)
+                    .bind(claim_id)
+                    .bind(now + job.lease_ms)
+                    .bind(now)
+                    .bind(limit)
+            };
+            tickets.push(statements.push(&sql, bind).await?);
+        }
+        Ok(tickets)
+    }
+
+    async fn finish(
+        jobs: &[&Self],
+        started: Vec<Ticket>,
+        statements: &mut Statements<'_>,
+    ) -> anyhow::Result<Vec<Vec<Claimed>>> {
+        jobs.iter()
+            .zip(started)
+            .map(|(job, ticket)| {
+                statements
+                    .take(ticket)
+                    .context("claiming triggers")?
+                    .rows
+                    .iter()
+                    .map(|r| {
+                        Ok(Claimed {
+                            id: r.try_get("id")?,
+                            claim_id: job.claim_id.clone(),
+                            event_id: r.try_get("event_id")?,
+                            upload_id: r.try_get("upload_id")?,
+                            workflow_id: r.try_get("workflow_id")?,
+                            workflow_name: r.try_get("workflow_name")?,
+                            sink: r.try_get("sink")?,
+                            attempts: r.try_get("attempts")?,
+                            payload: r.try_get("payload")?,
+                        })
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+}
+
 /// Records an attempt's outcome and the upload state that follows from it.
 #[derive(Debug, Clone)]
 pub struct OutcomeWrite {
@@ -776,11 +857,15 @@ pub struct OutcomeWrite {
 impl Batched for OutcomeWrite {
     /// `false` when the claim was lost (its lease ran out and another worker took it over).
     type Output = bool;
+    type Started = (Vec<Ticket>, i64);
 
-    async fn write(jobs: &[&Self], statements: &mut Statements<'_>) -> anyhow::Result<Vec<bool>> {
+    async fn start(
+        jobs: &[&Self],
+        statements: &mut Statements<'_>,
+    ) -> anyhow::Result<(Vec<Ticket>, i64)> {
         let now = now_millis();
         let rows: Vec<AttemptUpdate> = jobs.iter().map(|j| AttemptUpdate::of(j, now)).collect();
-        let changed = execute_rows(
+        let tickets = push_rows(
             statements,
             "UPDATE triggers SET state = v.column3, last_error = v.column4,
                media_id = COALESCE(v.column5, triggers.media_id),
@@ -792,9 +877,17 @@ impl Batched for OutcomeWrite {
         )
         .await
         .context("recording attempts")?;
+        Ok((tickets, now))
+    }
+
+    async fn finish(
+        jobs: &[&Self],
+        (started, now): (Vec<Ticket>, i64),
+        statements: &mut Statements<'_>,
+    ) -> anyhow::Result<Vec<bool>> {
         // Each job updates its own trigger or nothing, so a count short of the batch means some
         // claims were lost (their lease ran out), and only a job alone can tell which.
-        let applied = match (changed == jobs.len(), jobs.len()) {
+        let applied = match (statements.changed(&started)? == jobs.len(), jobs.len()) {
             (true, _) => true,
             (false, 1) => false,
             (false, _) => return Err(batch::SplitBatch.into()),
@@ -915,7 +1008,7 @@ async fn apply_verified(
         })
         .collect();
     if !uploads.is_empty() {
-        write_rows(
+        push_rows(
             statements,
             "UPDATE uploads SET state = v.column2, state_reason = v.column3,
                size = COALESCE(v.column4, uploads.size),
@@ -975,7 +1068,7 @@ async fn refresh_upload_states(
         // next statement sees whatever the other transaction committed. SQLite has one writer.
         let sql = format!("UPDATE uploads SET updated_at = $1 WHERE id IN {ids}");
         statements
-            .run(&sql, |q| bind_ids(q.bind(now_millis())))
+            .push(&sql, |q| bind_ids(q.bind(now_millis())))
             .await
             .context("locking uploads")?;
     }
@@ -990,9 +1083,10 @@ async fn refresh_upload_states(
          WHERE id IN {ids} AND state IN ('uploaded', 'triggered', 'failed')"
     );
     statements
-        .run(&sql, |q| bind_ids(q.bind(now_millis())))
+        .push(&sql, |q| bind_ids(q.bind(now_millis())))
         .await
-        .context("updating upload states")
+        .context("updating upload states")?;
+    Ok(())
 }
 
 fn trigger_from_row(r: &sqlx::any::AnyRow) -> anyhow::Result<TriggerRow> {
