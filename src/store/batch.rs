@@ -67,60 +67,12 @@ const MAX_VALUES: usize = 30_000;
 
 type Pending<J> = (J, oneshot::Sender<anyhow::Result<<J as Batched>::Output>>);
 
-/// The queue of one kind of write. `lanes` batches run side by side on separate connections:
+/// The queue of batched writes. `lanes` batches run side by side on separate connections:
 /// one for SQLite, which has a single writer anyway; several for PostgreSQL, where each
 /// statement is a network round trip and concurrent transactions do not block each other.
 pub struct Batcher<J: Batched> {
     lanes: Arc<[mpsc::Sender<Pending<J>>]>,
     next: Arc<AtomicUsize>,
-    _thread: Option<Arc<WriterThread>>,
-}
-
-/// The thread SQLite's batches are written from. Each statement of a batch is a round trip to
-/// the connection's own thread. On the server's runtime, busy with
-/// requests, the woken batch waited behind them before sending its next statement, which
-/// stretched a batch of five statements to milliseconds while the database idled; on a thread
-/// of its own it sends the next one as soon as the answer is there. PostgreSQL's batches stay
-/// on the request runtime, which drives their sockets: measured there, a thread of their own
-/// cost a third of the notification rate.
-pub struct WriterThread {
-    handle: tokio::runtime::Handle,
-    /// Dropped with the last batcher, which ends the thread.
-    _stop: oneshot::Sender<()>,
-}
-
-impl WriterThread {
-    pub fn start() -> anyhow::Result<Arc<WriterThread>> {
-        let (stop, stopped) = oneshot::channel::<()>();
-        let (started, handle) = std::sync::mpsc::channel();
-        std::thread::Builder::new()
-            .name("mediagate-writer".into())
-            .spawn(move || {
-                match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(runtime) => {
-                        let _ = started.send(Ok(runtime.handle().clone()));
-                        runtime.block_on(async {
-                            let _ = stopped.await;
-                        });
-                    }
-                    Err(e) => {
-                        let _ = started.send(Err(e));
-                    }
-                }
-            })
-            .context("starting the database writer thread")?;
-        let handle = handle
-            .recv()
-            .context("the database writer thread stopped")?
-            .context("starting the database writer runtime")?;
-        Ok(Arc::new(WriterThread {
-            handle,
-            _stop: stop,
-        }))
-    }
 }
 
 impl<J: Batched> Clone for Batcher<J> {
@@ -128,34 +80,23 @@ impl<J: Batched> Clone for Batcher<J> {
         Self {
             lanes: self.lanes.clone(),
             next: self.next.clone(),
-            _thread: self._thread.clone(),
         }
     }
 }
 
 impl<J: Batched> Batcher<J> {
-    /// Starts `lanes` batch writers on `thread`, or on the caller's runtime.
-    pub fn start(
-        pool: AnyPool,
-        backend: Backend,
-        lanes: usize,
-        thread: Option<&Arc<WriterThread>>,
-    ) -> Self {
+    /// Starts `lanes` batch writers on the caller's runtime.
+    pub fn start(pool: AnyPool, backend: Backend, lanes: usize) -> Self {
         let lanes: Vec<_> = (0..lanes.max(1))
             .map(|_| {
                 let (queue, rx) = mpsc::channel(QUEUE);
-                let writer = run(pool.clone(), backend, rx);
-                match thread {
-                    Some(thread) => drop(thread.handle.spawn(writer)),
-                    None => drop(tokio::spawn(writer)),
-                }
+                tokio::spawn(run(pool.clone(), backend, rx));
                 queue
             })
             .collect();
         Self {
             lanes: lanes.into(),
             next: Default::default(),
-            _thread: thread.cloned(),
         }
     }
 

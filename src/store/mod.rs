@@ -12,7 +12,7 @@ use sqlx::{AnyPool, Executor, Row};
 
 use crate::uploads::{UploadMode, UploadState};
 pub use audit::{Actor, AuditRow};
-use batch::{BatchRow, Batched, Batcher, WriterThread};
+use batch::{BatchRow, Batched, Batcher};
 pub use queue::{
     Claimed, EventRow, EventWrite, NewTrigger, Outcome, QueueStats, Recorded, Reprocess,
     TriggerRow, UploadChange, VerifiedWrite,
@@ -267,7 +267,6 @@ impl Store {
         };
         let store = match backend {
             Backend::Sqlite => {
-                let thread = WriterThread::start()?;
                 let url = sqlite_url(url)?;
                 let writer = sqlite_pool(1)
                     .connect(&url)
@@ -279,7 +278,7 @@ impl Store {
                     .context("opening SQLite")?;
                 Store {
                     backend,
-                    writes: Batcher::start(writer.clone(), backend, 1, Some(&thread)),
+                    writes: Batcher::start(writer.clone(), backend, 1),
                     workflow_cache: Default::default(),
                     _checkpoints: Some(std::sync::Arc::new(Checkpoints::start(reader.clone()))),
                     writer,
@@ -296,7 +295,7 @@ impl Store {
                 let lanes = (config.max_connections as usize / 4).max(1);
                 Store {
                     backend,
-                    writes: Batcher::start(pool.clone(), backend, lanes, None),
+                    writes: Batcher::start(pool.clone(), backend, lanes),
                     workflow_cache: Default::default(),
                     _checkpoints: None,
                     writer: pool.clone(),
