@@ -1,11 +1,13 @@
 //! The worker: claims due triggers, delivers them to their sink, and records the outcome with
 //! exponential backoff and jitter until the retry budget is spent, then `dead`.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::Notify;
+use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use super::intake::Plan;
@@ -116,54 +118,112 @@ impl Worker {
         self.heartbeat.store(0, Ordering::Relaxed);
     }
 
-    async fn beat_until_stopped(&self, stop: impl std::future::Future<Output = ()>) {
+    /// Keeps up to `batch` deliveries running, each a task of its own, and claims more once
+    /// half the slots are free: a batch delivered whole waited for its slowest delivery
+    /// before claiming the next, which left the slots mostly idle when verifications (a
+    /// read and two requests to the store each) were in the queue.
+    async fn beat_until_stopped(self: &Arc<Self>, stop: impl std::future::Future<Output = ()>) {
         tokio::pin!(stop);
+        let batch = self.batch as usize;
+        let mut running: JoinSet<String> = JoinSet::new();
+        // Deliveries still running, by claim, to give them back on a stop.
+        let mut claims: HashMap<String, usize> = HashMap::new();
+        // The last claim found nothing due: wait for a wake or the next poll to claim again.
+        let mut idle_until: Option<tokio::time::Instant> = None;
         loop {
             self.heartbeat.store(now_millis(), Ordering::Relaxed);
-            let claimed = match self.store.claim_triggers(self.batch, self.lease_ms).await {
-                Ok(c) => c,
-                Err(e) => {
-                    warn!(error = format!("{e:#}"), "claiming triggers failed");
-                    Vec::new()
-                }
-            };
-            if let Some(first) = claimed.first() {
-                let claim_id = first.claim_id.clone();
-                let mut batch = Box::pin(self.deliver_all(claimed));
-                let stopping = tokio::select! {
-                    result = &mut batch => {
-                        if let Err(e) = result {
-                            warn!(error = format!("{e:#}"), "delivering a batch failed");
-                        }
-                        false
+            let free = batch - running.len();
+            if idle_until.is_none() && (running.is_empty() || free >= batch.div_ceil(2)) {
+                let claimed = match self.claim(free).await {
+                    Ok(claimed) => claimed,
+                    Err(e) => {
+                        warn!(error = format!("{e:#}"), "claiming triggers failed");
+                        Vec::new()
                     }
-                    _ = &mut stop => true,
                 };
-                if stopping {
-                    // Deliveries in flight get the grace period; what is still unfinished then
-                    // is cancelled and given back rather than held until its lease ends.
-                    if tokio::time::timeout(self.grace, &mut batch).await.is_err() {
-                        // Dropping it closes the deliveries' connections before the release.
-                        drop(batch);
-                        match self.store.release_claim(&claim_id).await {
-                            Ok(n) => info!(
-                                released = n,
-                                "released unfinished deliveries for another worker"
-                            ),
-                            Err(e) => warn!(
+                if claimed.is_empty() {
+                    idle_until = Some(tokio::time::Instant::now() + self.poll);
+                }
+                for (t, workflows) in claimed {
+                    *claims.entry(t.claim_id.clone()).or_default() += 1;
+                    let worker = Arc::clone(self);
+                    running.spawn(async move {
+                        let claim_id = t.claim_id.clone();
+                        if let Err(e) = worker.attempt(t, &workflows).await {
+                            warn!(
                                 error = format!("{e:#}"),
-                                "releasing claimed triggers failed; they are taken over when their lease ends"
-                            ),
+                                "recording a delivery outcome failed"
+                            );
                         }
-                    }
-                    return;
+                        claim_id
+                    });
                 }
                 continue;
             }
+            let idle = async {
+                match idle_until {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
-                _ = &mut stop => return,
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(self.poll) => {}
+                _ = &mut stop => {
+                    self.stop_running(running, claims).await;
+                    return;
+                }
+                Some(done) = running.join_next() => {
+                    if let Ok(claim_id) = done
+                        && let Some(n) = claims.get_mut(&claim_id)
+                    {
+                        *n -= 1;
+                        if *n == 0 {
+                            claims.remove(&claim_id);
+                        }
+                    }
+                }
+                _ = self.wake.notified() => idle_until = None,
+                _ = idle => idle_until = None,
+            }
+        }
+    }
+
+    /// Claims up to `limit` due triggers, with the workflows as they are now.
+    async fn claim(&self, limit: usize) -> anyhow::Result<Vec<(Claimed, Arc<[Workflow]>)>> {
+        let claimed = self
+            .store
+            .claim_triggers(limit as u32, self.lease_ms)
+            .await?;
+        if claimed.is_empty() {
+            return Ok(Vec::new());
+        }
+        // A deleted workflow ends its triggers, a changed URL or secret applies to the next
+        // attempt.
+        let workflows = self.store.workflows().await?;
+        Ok(claimed
+            .into_iter()
+            .map(|t| (t, workflows.clone()))
+            .collect())
+    }
+
+    /// Deliveries in flight get the grace period; what is still unfinished then is cancelled
+    /// and given back rather than held until its lease ends.
+    async fn stop_running(&self, mut running: JoinSet<String>, claims: HashMap<String, usize>) {
+        let finished = async { while running.join_next().await.is_some() {} };
+        if tokio::time::timeout(self.grace, finished).await.is_ok() {
+            return;
+        }
+        // Ending the tasks closes the deliveries' connections before the release.
+        running.shutdown().await;
+        for claim_id in claims.keys() {
+            match self.store.release_claim(claim_id).await {
+                Ok(n) => info!(
+                    released = n,
+                    "released unfinished deliveries for another worker"
+                ),
+                Err(e) => warn!(
+                    error = format!("{e:#}"),
+                    "releasing claimed triggers failed; they are taken over when their lease ends"
+                ),
             }
         }
     }
