@@ -1,5 +1,5 @@
-//! Group commit. Concurrent writes of one kind (new uploads, notifications, delivery outcomes)
-//! are queued to a task that writes all that are waiting in one transaction, with a handful of
+//! Group commit. Concurrent writes (new uploads, notifications, delivery outcomes, claims) are
+//! queued to a task that writes all that are waiting in one transaction, with a handful of
 //! multi-row statements for the whole batch rather than a few statements per write, and
 //! answers each caller only after the commit. A commit and a statement's round trip to the
 //! database cost far more than a row, so sharing them is what lets write-heavy endpoints scale

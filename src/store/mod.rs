@@ -45,9 +45,12 @@ pub struct Store {
     /// fairly. On PostgreSQL both are the same pool.
     writer: AnyPool,
     reader: AnyPool,
-    /// Group commit for uploads (the write on the vending hot path), notifications and
-    /// delivery outcomes.
-    writes: Batcher<Write>,
+    /// Group commit for uploads (the write on the vending hot path), notifications, delivery
+    /// outcomes and claims: one queue on SQLite, where one transaction carries every kind; on
+    /// PostgreSQL one queue per kind, in the order of `Write::kind`, so that the kinds commit
+    /// side by side on separate connections and hold their row locks only as long as their
+    /// own statements need (one queue for all of them cost a fifth of the callback rate).
+    writes: std::sync::Arc<[Batcher<Write>]>,
     workflow_cache: std::sync::Arc<workflows::WorkflowCache>,
     _checkpoints: Option<std::sync::Arc<Checkpoints>>,
 }
@@ -249,9 +252,21 @@ async fn finish<J: Batched>(
     }
 }
 
+impl Write {
+    fn kind(&self) -> usize {
+        match self {
+            Write::Upload(_) => 0,
+            Write::Event(_) => 1,
+            Write::Outcome(_) => 2,
+            Write::Claim(_) => 3,
+        }
+    }
+}
+
 impl Store {
     async fn write(&self, write: Write) -> anyhow::Result<Written> {
-        self.writes.submit(write).await
+        let queue = write.kind() % self.writes.len();
+        self.writes[queue].submit(write).await
     }
 }
 
@@ -278,7 +293,7 @@ impl Store {
                     .context("opening SQLite")?;
                 Store {
                     backend,
-                    writes: Batcher::start(writer.clone(), backend, 1),
+                    writes: [Batcher::start(writer.clone(), backend, 1)].into(),
                     workflow_cache: Default::default(),
                     _checkpoints: Some(std::sync::Arc::new(Checkpoints::start(reader.clone()))),
                     writer,
@@ -292,10 +307,13 @@ impl Store {
                     .connect(url)
                     .await
                     .context("connecting to PostgreSQL")?;
+                // Notifications and outcomes get several lanes, each a connection; uploads are
+                // one statement a batch, and a worker claims one batch at a time.
                 let lanes = (config.max_connections as usize / 4).max(1);
+                let queue = |lanes| Batcher::start(pool.clone(), backend, lanes);
                 Store {
                     backend,
-                    writes: Batcher::start(pool.clone(), backend, lanes),
+                    writes: [queue(1), queue(lanes), queue(lanes), queue(1)].into(),
                     workflow_cache: Default::default(),
                     _checkpoints: None,
                     writer: pool.clone(),
