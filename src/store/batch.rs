@@ -336,9 +336,10 @@ impl<'c> Statements<'c> {
             .take_arguments()
             .map_err(|e| anyhow::anyhow!("binding values: {e}"))?
             .unwrap_or_default();
-        // Not kept in the connection's statement cache: multi-row statements differ with
-        // every batch size and would only push out the statements that repeat.
-        let query = sqlx::query_with(&sql, args).persistent(false);
+        // On SQLite not kept in the connection's statement cache: a call's text differs with
+        // every batch and would only push out the statements that repeat. PostgreSQL plans
+        // a statement once per prepared text, and a batch's statements repeat by size.
+        let query = sqlx::query_with(&sql, args).persistent(self.backend == Backend::Postgres);
         let mut results = Vec::with_capacity(held);
         let mut current = Sent::default();
         let mut steps = self.conn.fetch_many(query);
