@@ -119,9 +119,9 @@ impl Worker {
     }
 
     /// Keeps up to `batch` deliveries running, each a task of its own, and claims more once
-    /// half the slots are free: a batch delivered whole waited for its slowest delivery
-    /// before claiming the next, which left the slots mostly idle when verifications (a
-    /// read and two requests to the store each) were in the queue.
+    /// half the slots are free: a batch delivered whole waited for its slowest delivery (up
+    /// to the webhook timeout) before claiming the next, holding back every slot that had
+    /// finished. As tasks, deliveries also keep going while a claim is being written.
     async fn beat_until_stopped(self: &Arc<Self>, stop: impl std::future::Future<Output = ()>) {
         tokio::pin!(stop);
         let batch = self.batch as usize;
