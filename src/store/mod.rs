@@ -112,11 +112,6 @@ impl Batched for UploadRow {
     type Output = ();
     type Started = ();
 
-    // At most `MAX_BATCH` rows of 15 values: always one statement.
-    fn transaction(_jobs: &[&Self]) -> bool {
-        false
-    }
-
     async fn start(jobs: &[&Self], statements: &mut batch::Statements<'_>) -> anyhow::Result<()> {
         batch::insert_rows(statements, jobs).await?;
         Ok(())
@@ -185,6 +180,8 @@ impl Batched for Write {
         Started<queue::ClaimWrite>,
     );
 
+    // Uploads are at most `MAX_BATCH` rows of 15 values, always one statement; a claim is
+    // one statement too.
     fn transaction(jobs: &[&Self]) -> bool {
         let k = Kinds::of(jobs);
         !k.events.is_empty()
@@ -264,9 +261,15 @@ impl Write {
 }
 
 impl Store {
-    async fn write(&self, write: Write) -> anyhow::Result<Written> {
+    /// Writes `write` with others waiting, and returns its output, which `output` unpacks.
+    async fn write<T>(
+        &self,
+        write: Write,
+        output: impl FnOnce(Written) -> Option<T>,
+    ) -> anyhow::Result<T> {
         let queue = write.kind() % self.writes.len();
-        self.writes[queue].submit(write).await
+        output(self.writes[queue].submit(write).await?)
+            .context("a batched write returned another kind of output")
     }
 }
 
@@ -354,10 +357,10 @@ impl Store {
 
     /// Records a new upload; returns once it is committed.
     pub async fn insert_upload(&self, upload: UploadRow) -> anyhow::Result<()> {
-        match self.write(Write::Upload(upload)).await? {
-            Written::Upload => Ok(()),
-            _ => anyhow::bail!("a batched write returned another kind of output"),
-        }
+        self.write(Write::Upload(upload), |w| {
+            matches!(w, Written::Upload).then_some(())
+        })
+        .await
     }
 
     pub async fn get_upload(&self, id: &str) -> anyhow::Result<Option<UploadRow>> {

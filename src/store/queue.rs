@@ -107,10 +107,11 @@ impl Store {
     /// Records the event with its upload change and triggers, unless the same object version
     /// was recorded before. Commits together with other concurrent writes.
     pub async fn record_event(&self, write: EventWrite) -> anyhow::Result<Recorded> {
-        match self.write(super::Write::Event(write)).await? {
-            super::Written::Event(recorded) => Ok(recorded),
-            _ => anyhow::bail!("a batched write returned another kind of output"),
-        }
+        self.write(super::Write::Event(write), |w| match w {
+            super::Written::Event(recorded) => Some(recorded),
+            _ => None,
+        })
+        .await
     }
 
     /// Claims up to `limit` due triggers (pending, failed and due, or in flight with an
@@ -121,10 +122,11 @@ impl Store {
             limit,
             lease_ms,
         };
-        match self.write(super::Write::Claim(claim)).await? {
-            super::Written::Claimed(claimed) => Ok(claimed),
-            _ => anyhow::bail!("a batched write returned another kind of output"),
-        }
+        self.write(super::Write::Claim(claim), |w| match w {
+            super::Written::Claimed(claimed) => Some(claimed),
+            _ => None,
+        })
+        .await
     }
 
     /// Gives back the triggers of claim `claim_id` still in flight (a worker stopping with
@@ -146,13 +148,12 @@ impl Store {
 
     /// Records the outcome of an attempt; commits together with other concurrent writes.
     pub async fn record_outcome(&self, trigger: Claimed, outcome: Outcome) -> anyhow::Result<bool> {
-        match self
-            .write(super::Write::Outcome(OutcomeWrite { trigger, outcome }))
-            .await?
-        {
-            super::Written::Outcome(applied) => Ok(applied),
-            _ => anyhow::bail!("a batched write returned another kind of output"),
-        }
+        let write = super::Write::Outcome(OutcomeWrite { trigger, outcome });
+        self.write(write, |w| match w {
+            super::Written::Outcome(applied) => Some(applied),
+            _ => None,
+        })
+        .await
     }
 
     /// Puts a `failed` or `dead` trigger back in the queue with a fresh retry budget, and
