@@ -736,7 +736,7 @@ async fn start_server(receiver_url: &str, dir: &std::path::Path) -> Server {
         webhook_secret: Some(SecretString::from(WEBHOOK_SECRET)),
         output_prefix: None,
     }];
-    c.processing.concurrency = 32;
+    c.processing.concurrency = env_or("BENCH_WORKER_CONCURRENCY", 32) as usize;
     c.processing.poll_interval_ms = 50;
     c.storage.internal_endpoint = Some(oss.url.clone());
     c.verification.enabled = verify;
@@ -745,7 +745,7 @@ async fn start_server(receiver_url: &str, dir: &std::path::Path) -> Server {
     let max_connections = c.database.max_connections;
     let p = &c.processing;
     let processing = format!(
-        "worker concurrency {}, poll {} ms, lease {} s, webhook timeout {} ms, backoff {}..{} ms (config_for's values but concurrency and poll)",
+        "worker concurrency {}, poll {} ms, lease {} s, webhook timeout {} ms, backoff {}..{} ms (config_for's values but concurrency, from BENCH_WORKER_CONCURRENCY, and poll)",
         p.concurrency,
         p.poll_interval_ms,
         p.lease_seconds,

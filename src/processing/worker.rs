@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
@@ -16,6 +16,9 @@ use super::{Delivered, Delivery, DeliveryError};
 use super::{ProcessingConfig, Sinks};
 use crate::store::{Claimed, Outcome, Store, VerifiedWrite, now_millis};
 use crate::workflows::{Sink as Target, Workflow};
+
+/// How many outcomes, per sink call slot, may be waiting to be written.
+const RECORDING: usize = 4;
 
 pub struct Worker {
     store: Store,
@@ -118,13 +121,19 @@ impl Worker {
         self.heartbeat.store(0, Ordering::Relaxed);
     }
 
-    /// Keeps up to `batch` deliveries running, each a task of its own, and claims more once
-    /// half the slots are free: a batch delivered whole waited for its slowest delivery (up
-    /// to the webhook timeout) before claiming the next, holding back every slot that had
-    /// finished. As tasks, deliveries also keep going while a claim is being written.
+    /// Keeps up to `batch` sink calls running, each delivery a task of its own, and claims
+    /// more once half of them are free: a batch delivered whole waited for its slowest delivery
+    /// (up to the webhook timeout) before claiming the next, holding back every slot that had
+    /// finished. A slot is given back when the sink answers, before the outcome is written:
+    /// counted until then, each delivery held its slot through two waits on the shared writer
+    /// (its claim and its outcome), and under load those waits, not the sinks, set how many
+    /// deliveries a second went through. Outcomes being written are bounded apart, by
+    /// [`RECORDING`] times `batch`.
     async fn beat_until_stopped(self: &Arc<Self>, stop: impl std::future::Future<Output = ()>) {
         tokio::pin!(stop);
         let batch = self.batch as usize;
+        let most = batch * RECORDING;
+        let calls = Arc::new(Semaphore::new(batch));
         let mut running: JoinSet<String> = JoinSet::new();
         // Deliveries still running, by claim, to give them back on a stop.
         let mut claims: HashMap<String, usize> = HashMap::new();
@@ -132,34 +141,8 @@ impl Worker {
         let mut idle_until: Option<tokio::time::Instant> = None;
         loop {
             self.heartbeat.store(now_millis(), Ordering::Relaxed);
-            let free = batch - running.len();
-            if idle_until.is_none() && (running.is_empty() || free >= batch.div_ceil(2)) {
-                let claimed = match self.claim(free).await {
-                    Ok(claimed) => claimed,
-                    Err(e) => {
-                        warn!(error = format!("{e:#}"), "claiming triggers failed");
-                        Vec::new()
-                    }
-                };
-                if claimed.is_empty() {
-                    idle_until = Some(tokio::time::Instant::now() + self.poll);
-                }
-                for (t, workflows) in claimed {
-                    *claims.entry(t.claim_id.clone()).or_default() += 1;
-                    let worker = Arc::clone(self);
-                    running.spawn(async move {
-                        let claim_id = t.claim_id.clone();
-                        if let Err(e) = worker.attempt(t, &workflows).await {
-                            warn!(
-                                error = format!("{e:#}"),
-                                "recording a delivery outcome failed"
-                            );
-                        }
-                        claim_id
-                    });
-                }
-                continue;
-            }
+            let half = batch.div_ceil(2);
+            let may_claim = idle_until.is_none() && running.len() + half <= most;
             let idle = async {
                 match idle_until {
                     Some(at) => tokio::time::sleep_until(at).await,
@@ -170,6 +153,39 @@ impl Worker {
                 _ = &mut stop => {
                     self.stop_running(running, claims).await;
                     return;
+                }
+                Ok(mut slots) = calls.clone().acquire_many_owned(half as u32), if may_claim => {
+                    let more = calls.available_permits().min(most - running.len() - half);
+                    if let Ok(more) = calls.clone().try_acquire_many_owned(more as u32) {
+                        slots.merge(more);
+                    }
+                    let claimed = match self.claim(slots.num_permits()).await {
+                        Ok(claimed) => claimed,
+                        Err(e) => {
+                            warn!(error = format!("{e:#}"), "claiming triggers failed");
+                            Vec::new()
+                        }
+                    };
+                    if claimed.is_empty() {
+                        idle_until = Some(tokio::time::Instant::now() + self.poll);
+                    }
+                    for (t, workflows) in claimed {
+                        let Some(slot) = slots.split(1) else { break };
+                        *claims.entry(t.claim_id.clone()).or_default() += 1;
+                        let worker = Arc::clone(self);
+                        running.spawn(async move {
+                            let claim_id = t.claim_id.clone();
+                            let outcome = worker.outcome(&t, &workflows).await;
+                            drop(slot);
+                            if let Err(e) = worker.record(t, outcome).await {
+                                warn!(
+                                    error = format!("{e:#}"),
+                                    "recording a delivery outcome failed"
+                                );
+                            }
+                            claim_id
+                        });
+                    }
                 }
                 Some(done) = running.join_next() => {
                     if let Ok(claim_id) = done
@@ -229,10 +245,16 @@ impl Worker {
     }
 
     async fn attempt(&self, t: Claimed, workflows: &[Workflow]) -> anyhow::Result<()> {
+        let outcome = self.outcome(&t, workflows).await;
+        self.record(t, outcome).await
+    }
+
+    /// Runs a claimed job (a verification or a delivery to its sink) and says what it came to.
+    async fn outcome(&self, t: &Claimed, workflows: &[Workflow]) -> Outcome {
         let attempt = u32::try_from(t.attempts).unwrap_or(u32::MAX);
         let outcome = match serde_json::from_str::<Delivery>(&t.payload) {
             Ok(delivery) if t.sink == VERIFY_SINK => self
-                .verify(&t, delivery, workflows)
+                .verify(t, delivery, workflows)
                 .await
                 .map(Done::Verified),
             Ok(mut delivery) => {
@@ -281,6 +303,10 @@ impl Worker {
         metrics::counter!("mediagate_trigger_attempts_total", "workflow" => t.workflow_name.clone(),
             "sink" => t.sink.clone(), "outcome" => state)
         .increment(1);
+        outcome
+    }
+
+    async fn record(&self, t: Claimed, outcome: Outcome) -> anyhow::Result<()> {
         // A delivery that happened but was not recorded would be repeated when the lease ends
         // (a second AddMedia for MPS), so recording gets a few tries of its own.
         let mut tries = 0;

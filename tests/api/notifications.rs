@@ -748,6 +748,52 @@ async fn mns_bodies_are_bound_by_content_md5_and_the_endpoint_token() {
 }
 
 #[tokio::test]
+async fn the_running_worker_holds_sink_calls_to_its_concurrency_and_records_every_outcome() {
+    let app = TestApp::spawn_with(|c| c.processing.concurrency = 3).await;
+    app.webhook_workflow("hooks", "uploads/").await;
+    // Slow enough that every free slot is taken while the first calls are still open.
+    app.hooks.set_latency(Duration::from_millis(150));
+    let mut uploads = Vec::new();
+    for n in 0..12 {
+        let (id, key) = app.issue("alice", &format!("{n}.mp4"), json!({})).await;
+        assert_eq!(
+            app.upload_completed(&key, &format!("g{n}"), &id)
+                .await
+                .status(),
+            200
+        );
+        uploads.push(id);
+    }
+    assert!(app.hooks.wait_for(12, Duration::from_secs(20)).await);
+    assert_eq!(app.hooks.most_at_once(), 3, "sink calls at once");
+    // Outcomes are written after the slot is given back; each one still lands.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    for id in &uploads {
+        loop {
+            let states: Vec<_> = app
+                .app
+                .store
+                .triggers_for_upload(id)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|t| t.state)
+                .collect();
+            if states.len() == 2
+                && states
+                    .iter()
+                    .all(|s| *s == mediagate::uploads::TriggerState::Delivered)
+            {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{id}: {states:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    assert_eq!(app.hooks.calls(), 12, "each delivered once");
+}
+
+#[tokio::test]
 async fn a_stopping_worker_gives_back_unfinished_deliveries() {
     let mut first = TestApp::spawn_with(|c| {
         c.server.shutdown_timeout_seconds = 1;

@@ -26,6 +26,9 @@ const TOLERANCE_SECONDS: i64 = 5 * 60;
 struct ReceiverState {
     key: Vec<u8>,
     calls: AtomicUsize,
+    /// Requests being answered now, and the most there ever were at once.
+    open: AtomicUsize,
+    most_open: AtomicUsize,
     rejected: AtomicUsize,
     latency_ms: AtomicU64,
     /// Statuses to answer the next valid deliveries with, instead of accepting them.
@@ -51,6 +54,8 @@ impl WebhookReceiver {
         let state = Arc::new(ReceiverState {
             key,
             calls: AtomicUsize::new(0),
+            open: AtomicUsize::new(0),
+            most_open: AtomicUsize::new(0),
             rejected: AtomicUsize::new(0),
             latency_ms: AtomicU64::new(0),
             scripted: Mutex::new(VecDeque::new()),
@@ -109,6 +114,11 @@ impl WebhookReceiver {
         self.state.calls.load(Ordering::SeqCst)
     }
 
+    /// The most requests the receiver was answering at the same time.
+    pub fn most_at_once(&self) -> usize {
+        self.state.most_open.load(Ordering::SeqCst)
+    }
+
     /// Waits until at least `n` deliveries were accepted; false if `timeout` passes first.
     pub async fn wait_for(&self, n: usize, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
@@ -130,11 +140,23 @@ async fn handle(
     body: Bytes,
 ) -> (StatusCode, &'static str) {
     state.calls.fetch_add(1, Ordering::SeqCst);
+    let open = state.open.fetch_add(1, Ordering::SeqCst) + 1;
+    state.most_open.fetch_max(open, Ordering::SeqCst);
+    let answer = answer(&state, &headers, &body).await;
+    state.open.fetch_sub(1, Ordering::SeqCst);
+    answer
+}
+
+async fn answer(
+    state: &ReceiverState,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> (StatusCode, &'static str) {
     let latency = state.latency_ms.load(Ordering::SeqCst);
     if latency > 0 {
         tokio::time::sleep(Duration::from_millis(latency)).await;
     }
-    let Some(id) = verify(&state.key, &headers, &body) else {
+    let Some(id) = verify(&state.key, headers, body) else {
         state.rejected.fetch_add(1, Ordering::SeqCst);
         return (StatusCode::UNAUTHORIZED, "invalid signature");
     };
@@ -142,7 +164,7 @@ async fn handle(
         .get("content-type")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
-    let Ok(parsed) = serde_json::from_slice::<Value>(&body) else {
+    let Ok(parsed) = serde_json::from_slice::<Value>(body) else {
         return (StatusCode::BAD_REQUEST, "body is not JSON");
     };
     if !json_type {
