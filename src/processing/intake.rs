@@ -191,6 +191,7 @@ pub async fn accept(
         rejected: None,
         // The first completion of the object: nothing has written the upload's size yet.
         declared_size: existing.as_ref().and_then(|u| u.size),
+        upload_mode: existing.as_ref().map(|u| u.mode),
     };
     let plan = if storage.verify {
         Plan::verify(storage, &store.workflows().await?, &object)?
@@ -269,6 +270,7 @@ pub async fn reprocess(
         // The operator asks on purpose: the object must be media (and a form's within its
         // largest size), but need not be the size the client first declared.
         declared_size: None,
+        upload_mode: Some(upload.mode),
     };
     let plan = if storage.verify {
         Plan::verify(storage, &store.workflows().await?, &object)?

@@ -72,6 +72,11 @@ pub struct Delivery {
     /// store's once verified.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub declared_size: Option<i64>,
+    /// For verification: how the upload was issued (a form's object must be within the range
+    /// its policy signed), kept here so verifying an object needs no read of its upload.
+    /// Jobs queued without it look the upload up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload_mode: Option<crate::uploads::UploadMode>,
 }
 
 /// A successful delivery.

@@ -300,6 +300,7 @@ mod tests {
             container: None,
             rejected: None,
             declared_size: None,
+            upload_mode: None,
         }
     }
 

@@ -11,7 +11,6 @@ use serde::Deserialize;
 use super::{Delivery, DeliveryError};
 use crate::media::content::{Content, SNIFF_BYTES, sniff};
 use crate::storage::reader::{Lookup, ObjectHead, ObjectReader, ReadError};
-use crate::store::UploadRow;
 use crate::uploads::{UploadMode, form_size_range};
 
 /// The queue's sink name for verification jobs.
@@ -90,12 +89,12 @@ impl Verifier {
         }
     }
 
-    /// Verifies the object `delivery` announces for `upload` (when one was issued).
-    /// `Err(Retry)` when the store did not answer.
+    /// Verifies the object `delivery` announces for an upload issued in `mode` (`None` when
+    /// none was). `Err(Retry)` when the store did not answer.
     pub async fn verify(
         &self,
         delivery: &Delivery,
-        upload: Option<&UploadRow>,
+        mode: Option<UploadMode>,
     ) -> Result<Verdict, DeliveryError> {
         let key = delivery.object_key.as_str();
         let lookup = match self.reader.head(key).await {
@@ -116,7 +115,6 @@ impl Verifier {
                 ));
             }
         };
-        let mode = upload.map(|u| u.mode);
         let declared = delivery.declared_size;
         if let Some(verdict) = size_verdict(head.size, mode, declared, self.max_form_bytes) {
             return Ok(verdict);

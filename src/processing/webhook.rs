@@ -203,6 +203,7 @@ mod tests {
             container: None,
             rejected: None,
             declared_size: None,
+            upload_mode: None,
         }
     }
 

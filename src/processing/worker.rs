@@ -331,15 +331,17 @@ impl Worker {
         announced: Delivery,
         workflows: &[Workflow],
     ) -> Result<VerifiedWrite, DeliveryError> {
-        let upload = match &job.upload_id {
-            Some(id) => self
+        let mode = match (announced.upload_mode, &job.upload_id) {
+            (Some(mode), _) => Some(mode),
+            (None, Some(id)) => self
                 .store
                 .get_upload(id)
                 .await
-                .map_err(|e| DeliveryError::Retry(format!("reading the upload: {e:#}")))?,
-            None => None,
+                .map_err(|e| DeliveryError::Retry(format!("reading the upload: {e:#}")))?
+                .map(|u| u.mode),
+            (None, None) => None,
         };
-        let verdict = self.verifier.verify(&announced, upload.as_ref()).await?;
+        let verdict = self.verifier.verify(&announced, mode).await?;
         let key = announced.object_key.clone();
         let unplanned = |e: anyhow::Error| DeliveryError::Fatal(format!("{e:#}"));
         let (plan, size, content_type) = match verdict {

@@ -3,7 +3,9 @@
 //! ETag and type, and its first bytes must be media.
 
 use reqwest::Method;
+use secrecy::ExposeSecret;
 use serde_json::{Value, json};
+use sqlx::Connection;
 
 use crate::support::TestApp;
 use crate::support::oss_fake::mp4_header;
@@ -397,4 +399,80 @@ async fn unverified_reconciliation_never_processes_a_symlink() {
     let full = app.admin_upload(&id).await;
     assert_eq!(full["events"][0]["outcome"], "symlink", "{full}");
     assert_eq!(full["state"], "issued");
+}
+
+/// A form's object must be within the range its policy signed: over it is `too_large` (an
+/// upload of another mode would only be held to its declared size, `size_mismatch`). The
+/// verification job carries the upload's mode; one queued without it, as earlier versions
+/// queued them, reads the mode from the upload and gets the same verdict.
+#[tokio::test]
+async fn a_forms_object_is_held_to_the_signed_range_whether_or_not_the_job_carries_the_mode() {
+    for carried in [true, false] {
+        let app = TestApp::spawn_with(|c| c.processing.max_attempts = 1).await;
+        app.webhook_workflow("hooks", "uploads/").await;
+        let created: Value = app
+            .create_upload(
+                &app.token("alice"),
+                json!({"file_name": "a.mp4", "mode": "post_policy", "size": 1000}),
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        let (id, key) = (
+            created["upload_id"].as_str().unwrap(),
+            created["object_key"].as_str().unwrap(),
+        );
+        app.oss.put(key, sized(mp4_header(), 1001), "video/mp4");
+        // Down at first, so the job ends dead and its payload can be rewritten before the
+        // replay.
+        app.oss.set_down(true);
+        let form = format!("bucket=media-input&object={key}&etag=E&size=1000&upload_id={id}");
+        assert_eq!(app.oss_callback_only(&form).await.status(), 200);
+        app.settle().await;
+        let job = app.admin_upload(id).await["verification"][0]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let mut db = sqlx::AnyConnection::connect(app.app.config.database.url.expose_secret())
+            .await
+            .unwrap();
+        let (payload,): (String,) =
+            sqlx::query_as(&format!("SELECT payload FROM triggers WHERE id = '{job}'"))
+                .fetch_one(&mut db)
+                .await
+                .unwrap();
+        let mut payload: Value = serde_json::from_str(&payload).unwrap();
+        assert_eq!(payload["upload_mode"], "post_policy", "{payload}");
+        if !carried {
+            payload.as_object_mut().unwrap().remove("upload_mode");
+            let text = payload.to_string().replace('\'', "''");
+            sqlx::query(&format!(
+                "UPDATE triggers SET payload = '{text}' WHERE id = '{job}'"
+            ))
+            .execute(&mut db)
+            .await
+            .unwrap();
+        }
+        db.close().await.unwrap();
+        app.oss.set_down(false);
+        let retry = app
+            .admin(
+                Method::POST,
+                &format!("/v1/admin/triggers/{job}/retry"),
+                None,
+            )
+            .await;
+        assert_eq!(retry.status(), 200);
+        app.settle().await;
+        let upload = state(&app, id).await;
+        assert_eq!(upload["state"], "rejected", "carried {carried}: {upload}");
+        assert_eq!(upload["state_reason"], "too_large", "carried {carried}");
+        // The workflow hears of it as a rejection notice, not as media to process.
+        let deliveries = app.hooks.deliveries();
+        assert_eq!(deliveries.len(), 1);
+        let notice = &deliveries[0].1;
+        assert_eq!(notice["type"], "upload.rejected", "{notice}");
+        assert_eq!(notice["reason"], "too_large", "{notice}");
+    }
 }
