@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
@@ -30,6 +30,8 @@ pub struct Worker {
     lease_ms: i64,
     poll: Duration,
     batch: u32,
+    /// One permit per sink call that may be in flight (`batch` of them).
+    calls: Arc<Semaphore>,
     /// Woken when an event queues triggers, so delivery does not wait for the next poll.
     wake: Arc<Notify>,
     /// When the loop last went round (Unix ms); 0 once it has stopped.
@@ -60,6 +62,7 @@ impl Worker {
             lease_ms: (p.lease_seconds * 1000) as i64,
             poll: Duration::from_millis(p.poll_interval_ms),
             batch: p.concurrency.max(1) as u32,
+            calls: Arc::new(Semaphore::new(p.concurrency.max(1))),
             wake,
             // Counted from construction, so a worker that never starts is noticed once it is
             // overdue rather than before it had a chance to run.
@@ -96,16 +99,20 @@ impl Worker {
         // The workflows as they are now, read once per batch: a deleted workflow ends its
         // triggers, a changed URL or secret applies to the next attempt.
         let workflows = self.store.workflows().await?;
-        let attempts = claimed.into_iter().map(|t| self.attempt(t, &workflows));
-        for result in futures_util::future::join_all(attempts).await {
-            if let Err(e) = result {
-                warn!(
-                    error = format!("{e:#}"),
-                    "recording a delivery outcome failed"
-                );
-            }
-        }
+        let jobs = claimed.into_iter().map(|t| async {
+            let slot = self.slot().await;
+            self.run_job(t, &workflows, slot).await
+        });
+        futures_util::future::join_all(jobs).await;
         Ok(())
+    }
+
+    /// Waits for a free sink call slot.
+    async fn slot(&self) -> OwnedSemaphorePermit {
+        Arc::clone(&self.calls)
+            .acquire_owned()
+            .await
+            .expect("the slots are never closed")
     }
 
     /// Whether the loop is running and went round recently: a batch takes at most about one
@@ -133,7 +140,6 @@ impl Worker {
         tokio::pin!(stop);
         let batch = self.batch as usize;
         let most = batch * RECORDING;
-        let calls = Arc::new(Semaphore::new(batch));
         let mut running: JoinSet<String> = JoinSet::new();
         // Deliveries still running, by claim, to give them back on a stop.
         let mut claims: HashMap<String, usize> = HashMap::new();
@@ -154,9 +160,9 @@ impl Worker {
                     self.stop_running(running, claims).await;
                     return;
                 }
-                Ok(mut slots) = calls.clone().acquire_many_owned(half as u32), if may_claim => {
-                    let more = calls.available_permits().min(most - running.len() - half);
-                    if let Ok(more) = calls.clone().try_acquire_many_owned(more as u32) {
+                Ok(mut slots) = Arc::clone(&self.calls).acquire_many_owned(half as u32), if may_claim => {
+                    let more = self.calls.available_permits().min(most - running.len() - half);
+                    if let Ok(more) = Arc::clone(&self.calls).try_acquire_many_owned(more as u32) {
                         slots.merge(more);
                     }
                     let claimed = match self.claim(slots.num_permits()).await {
@@ -175,14 +181,7 @@ impl Worker {
                         let worker = Arc::clone(self);
                         running.spawn(async move {
                             let claim_id = t.claim_id.clone();
-                            let outcome = worker.outcome(&t, &workflows).await;
-                            drop(slot);
-                            if let Err(e) = worker.record(t, outcome).await {
-                                warn!(
-                                    error = format!("{e:#}"),
-                                    "recording a delivery outcome failed"
-                                );
-                            }
+                            worker.run_job(t, &workflows, slot).await;
                             claim_id
                         });
                     }
@@ -244,9 +243,47 @@ impl Worker {
         }
     }
 
-    async fn attempt(&self, t: Claimed, workflows: &[Workflow]) -> anyhow::Result<()> {
+    /// Attempts a claimed job in `slot`, then what its verification queued, each in a slot
+    /// of its own, under the same claim.
+    async fn run_job(&self, t: Claimed, workflows: &[Workflow], slot: OwnedSemaphorePermit) {
+        let follow_ups = match self.attempt(t, workflows, slot).await {
+            Ok(follow_ups) => follow_ups,
+            Err(e) => {
+                warn!(
+                    error = format!("{e:#}"),
+                    "recording a delivery outcome failed"
+                );
+                return;
+            }
+        };
+        let next = follow_ups.into_iter().map(|t| async {
+            let slot = self.slot().await;
+            if let Err(e) = self.attempt(t, workflows, slot).await {
+                warn!(
+                    error = format!("{e:#}"),
+                    "recording a delivery outcome failed"
+                );
+            }
+        });
+        futures_util::future::join_all(next).await;
+    }
+
+    /// One attempt: the slot is given back once the sink answered, before the outcome is
+    /// written. Returns the triggers a verification wrote for this worker to deliver.
+    async fn attempt(
+        &self,
+        t: Claimed,
+        workflows: &[Workflow],
+        slot: OwnedSemaphorePermit,
+    ) -> anyhow::Result<Vec<Claimed>> {
         let outcome = self.outcome(&t, workflows).await;
-        self.record(t, outcome).await
+        drop(slot);
+        let follow_ups = match &outcome {
+            Outcome::Verified(write) => t.follow_ups(write),
+            _ => Vec::new(),
+        };
+        let held = self.record(t, outcome).await?;
+        Ok(if held { follow_ups } else { Vec::new() })
     }
 
     /// Runs a claimed job (a verification or a delivery to its sink) and says what it came to.
@@ -306,13 +343,14 @@ impl Worker {
         outcome
     }
 
-    async fn record(&self, t: Claimed, outcome: Outcome) -> anyhow::Result<()> {
+    /// Writes the outcome; false when the claim was lost (another worker took the job over).
+    async fn record(&self, t: Claimed, outcome: Outcome) -> anyhow::Result<bool> {
         // A delivery that happened but was not recorded would be repeated when the lease ends
         // (a second AddMedia for MPS), so recording gets a few tries of its own.
         let mut tries = 0;
         loop {
             match self.store.record_outcome(t.clone(), outcome.clone()).await {
-                Ok(_) => return Ok(()),
+                Ok(held) => return Ok(held),
                 Err(e) if tries < 3 => {
                     tries += 1;
                     warn!(trigger = %t.id, error = format!("{e:#}"), "recording the outcome failed; trying again");
@@ -372,6 +410,7 @@ impl Worker {
             content_type,
             detail: plan.detail,
             triggers: plan.triggers,
+            held_until: now_millis() + self.lease_ms,
         })
     }
 

@@ -869,4 +869,66 @@ mod tests {
             vec![("delivered".to_owned(), 3), ("in_flight".to_owned(), 3)]
         );
     }
+
+    /// A verification's triggers are written claimed by it: no other claim takes them while
+    /// the hold lasts, and once it has lapsed (the verifying worker vanished) any claim does,
+    /// as their second attempt.
+    #[tokio::test]
+    async fn verified_triggers_are_held_for_their_verifier_until_the_lease_ends() {
+        for (lease_ms, taken_over) in [(60_000, false), (-1_000, true)] {
+            let (_dir, store) = temp_store().await;
+            store
+                .record_event(event("uploads/alice/x/a.mp4", "A", None))
+                .await
+                .unwrap();
+            let job = store.claim_triggers(1, 60_000).await.unwrap().remove(0);
+            let follow_up = NewTrigger {
+                id: uuid::Uuid::now_v7().to_string(),
+                workflow_id: "w2".into(),
+                workflow_name: "w2".into(),
+                sink: "webhook".into(),
+                payload: "{}".into(),
+            };
+            let write = VerifiedWrite {
+                upload_state: UploadState::Uploaded,
+                upload_reason: None,
+                size: Some(7),
+                content_type: None,
+                detail: None,
+                triggers: vec![follow_up.clone()],
+                held_until: now_millis() + lease_ms,
+            };
+            let held = job.follow_ups(&write);
+            assert!(
+                store
+                    .record_outcome(job.clone(), Outcome::Verified(Box::new(write)))
+                    .await
+                    .unwrap()
+            );
+            assert_eq!((held.len(), held[0].attempts), (1, 1));
+            assert_eq!(
+                (&held[0].id, &held[0].claim_id),
+                (&follow_up.id, &job.claim_id)
+            );
+            let claimed = store.claim_triggers(10, 60_000).await.unwrap();
+            if taken_over {
+                assert_eq!(claimed.len(), 1);
+                assert_eq!((&claimed[0].id, claimed[0].attempts), (&follow_up.id, 2));
+                // The verifier's late outcome no longer counts.
+                let late = Outcome::Delivered { media_id: None };
+                assert!(!store.record_outcome(held[0].clone(), late).await.unwrap());
+            } else {
+                assert!(claimed.is_empty(), "{claimed:?}");
+                let delivered = Outcome::Delivered { media_id: None };
+                assert!(
+                    store
+                        .record_outcome(held[0].clone(), delivered)
+                        .await
+                        .unwrap()
+                );
+                let counts = store.trigger_counts().await.unwrap();
+                assert_eq!(counts, vec![("delivered".to_owned(), 2)]);
+            }
+        }
+    }
 }

@@ -261,6 +261,7 @@ impl Store {
                 event_id: &write.event_id,
                 upload_id: Some(&write.upload_id),
                 now,
+                held: None,
             })
             .collect();
         let mut statements = Statements::new(&mut tx, self.backend);
@@ -629,6 +630,7 @@ async fn apply_events(
                 event_id: &w.event.id,
                 upload_id: w.event.upload_id.as_deref(),
                 now: w.event.received_at,
+                held: None,
             })
         })
         .collect();
@@ -676,14 +678,20 @@ struct TriggerInsert<'a> {
     event_id: &'a str,
     upload_id: Option<&'a str>,
     now: i64,
+    /// Written already claimed, for its first attempt: (claim id, lease end).
+    held: Option<(&'a str, i64)>,
 }
 
 impl BatchRow for TriggerInsert<'_> {
-    const INSERT: &'static str = "INSERT INTO triggers (id, event_id, upload_id, workflow_id, workflow_name, sink, state, attempts, next_attempt_at, payload, created_at, updated_at)";
-    const COLUMNS: usize = 12;
+    const INSERT: &'static str = "INSERT INTO triggers (id, event_id, upload_id, workflow_id, workflow_name, sink, state, attempts, next_attempt_at, payload, created_at, updated_at, claim_id, lease_until)";
+    const COLUMNS: usize = 14;
 
     fn bind(&self, query: batch::Bound) -> batch::Bound {
         let t = self.trigger;
+        let (state, attempts) = match self.held {
+            Some(_) => (TriggerState::InFlight, 1_i64),
+            None => (TriggerState::Pending, 0),
+        };
         query
             .bind(t.id.clone())
             .bind(self.event_id.to_owned())
@@ -691,12 +699,14 @@ impl BatchRow for TriggerInsert<'_> {
             .bind(t.workflow_id.clone())
             .bind(t.workflow_name.clone())
             .bind(t.sink.clone())
-            .bind(TriggerState::Pending.as_str())
-            .bind(0_i64)
+            .bind(state.as_str())
+            .bind(attempts)
             .bind(self.now)
             .bind(t.payload.clone())
             .bind(self.now)
             .bind(self.now)
+            .bind(self.held.map(|(claim, _)| claim.to_owned()))
+            .bind(self.held.map(|(_, until)| until))
     }
 }
 
@@ -739,6 +749,32 @@ pub struct VerifiedWrite {
     /// For operators: why it was rejected or skipped (kept as the job's `last_error`).
     pub detail: Option<String>,
     pub triggers: Vec<NewTrigger>,
+    /// The triggers are written claimed by the verification's own claim until then, for the
+    /// verifying worker to deliver at once ([`Claimed::follow_ups`]): queued, they waited
+    /// behind every job already due, and took a claim of their own. Should that worker stop,
+    /// another takes them over when this lease ends.
+    pub held_until: i64,
+}
+
+impl Claimed {
+    /// The triggers a verification wrote for this job, as claimed for their first attempt.
+    pub fn follow_ups(&self, write: &VerifiedWrite) -> Vec<Claimed> {
+        write
+            .triggers
+            .iter()
+            .map(|t| Claimed {
+                id: t.id.clone(),
+                claim_id: self.claim_id.clone(),
+                event_id: self.event_id.clone(),
+                upload_id: self.upload_id.clone(),
+                workflow_id: t.workflow_id.clone(),
+                workflow_name: t.workflow_name.clone(),
+                sink: t.sink.clone(),
+                attempts: 1,
+                payload: t.payload.clone(),
+            })
+            .collect()
+    }
 }
 
 /// A claim of due triggers.
@@ -994,6 +1030,7 @@ async fn apply_verified(
                 event_id: &job.event_id,
                 upload_id: job.upload_id.as_deref(),
                 now,
+                held: Some((&job.claim_id, v.held_until)),
             })
         })
         .collect();
