@@ -246,24 +246,10 @@ impl Worker {
     /// Attempts a claimed job in `slot`, then what its verification queued, each in a slot
     /// of its own, under the same claim.
     async fn run_job(&self, t: Claimed, workflows: &[Workflow], slot: OwnedSemaphorePermit) {
-        let follow_ups = match self.attempt(t, workflows, slot).await {
-            Ok(follow_ups) => follow_ups,
-            Err(e) => {
-                warn!(
-                    error = format!("{e:#}"),
-                    "recording a delivery outcome failed"
-                );
-                return;
-            }
-        };
+        let follow_ups = self.attempt(t, workflows, slot).await;
         let next = follow_ups.into_iter().map(|t| async {
             let slot = self.slot().await;
-            if let Err(e) = self.attempt(t, workflows, slot).await {
-                warn!(
-                    error = format!("{e:#}"),
-                    "recording a delivery outcome failed"
-                );
-            }
+            self.attempt(t, workflows, slot).await
         });
         futures_util::future::join_all(next).await;
     }
@@ -275,15 +261,25 @@ impl Worker {
         t: Claimed,
         workflows: &[Workflow],
         slot: OwnedSemaphorePermit,
-    ) -> anyhow::Result<Vec<Claimed>> {
+    ) -> Vec<Claimed> {
         let outcome = self.outcome(&t, workflows).await;
         drop(slot);
         let follow_ups = match &outcome {
             Outcome::Verified(write) => t.follow_ups(write),
             _ => Vec::new(),
         };
-        let held = self.record(t, outcome).await?;
-        Ok(if held { follow_ups } else { Vec::new() })
+        match self.record(t, outcome).await {
+            Ok(true) => follow_ups,
+            // Another worker holds the job now, and with it what follows.
+            Ok(false) => Vec::new(),
+            Err(e) => {
+                warn!(
+                    error = format!("{e:#}"),
+                    "recording a delivery outcome failed"
+                );
+                Vec::new()
+            }
+        }
     }
 
     /// Runs a claimed job (a verification or a delivery to its sink) and says what it came to.
