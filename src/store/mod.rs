@@ -547,8 +547,9 @@ fn sqlite_pool(max: u32) -> AnyPoolOptions {
                 // checkpoint at 10,000 pages is left only what came since, and is what lets
                 // the WAL start over (see `Checkpoints`). A batch's multi-row statements each
                 // keep a statement journal, to undo just that statement if it fails; past
-                // 64 KiB SQLite spills it to a temporary file, and those writes were a twentieth
-                // of the writer's time. In memory, its size is bounded by the batch's.
+                // 64 KiB SQLite spills it to a temporary file, and under load those writes took
+                // a twentieth of the process's CPU. In memory, its size is bounded by the
+                // batch's.
                 conn.execute(
                     "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 10000; PRAGMA temp_store = MEMORY;",
                 )
