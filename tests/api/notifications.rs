@@ -751,8 +751,9 @@ async fn mns_bodies_are_bound_by_content_md5_and_the_endpoint_token() {
 async fn the_running_worker_holds_sink_calls_to_its_concurrency_and_records_every_outcome() {
     let app = TestApp::spawn_with(|c| c.processing.concurrency = 3).await;
     app.webhook_workflow("hooks", "uploads/").await;
-    // Slow enough that every free slot is taken while the first calls are still open.
-    app.hooks.set_latency(Duration::from_millis(150));
+    // Slow enough that every slot is taken while the first calls are still open, even on a
+    // slow machine.
+    app.hooks.set_latency(Duration::from_millis(400));
     let mut uploads = Vec::new();
     for n in 0..12 {
         let (id, key) = app.issue("alice", &format!("{n}.mp4"), json!({})).await;
