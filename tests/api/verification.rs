@@ -34,6 +34,18 @@ async fn announced(app: &TestApp, file: &str, size: u64, etag: &str) -> (String,
     (id, key)
 }
 
+/// An upload by alice with `body`, as `POST /v1/uploads` answers it: (id, object key).
+async fn created(app: &TestApp, body: Value) -> (String, String) {
+    let created: Value = app
+        .create_upload(&app.token("alice"), body)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let field = |name: &str| created[name].as_str().unwrap().to_owned();
+    (field("upload_id"), field("object_key"))
+}
+
 async fn state(app: &TestApp, id: &str) -> Value {
     app.get(&app.token("alice"), &format!("/v1/uploads/{id}"))
         .await
@@ -144,19 +156,7 @@ async fn objects_that_are_not_what_they_claim_trigger_nothing() {
 async fn a_declared_size_must_be_the_stored_size() {
     let app = TestApp::spawn().await;
     app.webhook_workflow("hooks", "uploads/").await;
-    let created: Value = app
-        .create_upload(
-            &app.token("alice"),
-            json!({"file_name": "a.mp4", "size": 1000}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    let (id, key) = (
-        created["upload_id"].as_str().unwrap(),
-        created["object_key"].as_str().unwrap(),
-    );
+    let (id, key) = &created(&app, json!({"file_name": "a.mp4", "size": 1000})).await;
     app.oss.put(key, sized(mp4_header(), 999), "video/mp4");
     // The callback repeats the declared size; the store says otherwise.
     let form = format!("bucket=media-input&object={key}&etag=E&size=1000&upload_id={id}");
@@ -410,19 +410,8 @@ async fn a_forms_object_is_held_to_the_signed_range_whether_or_not_the_job_carri
     for carried in [true, false] {
         let app = TestApp::spawn_with(|c| c.processing.max_attempts = 1).await;
         app.webhook_workflow("hooks", "uploads/").await;
-        let created: Value = app
-            .create_upload(
-                &app.token("alice"),
-                json!({"file_name": "a.mp4", "mode": "post_policy", "size": 1000}),
-            )
-            .await
-            .json()
-            .await
-            .unwrap();
-        let (id, key) = (
-            created["upload_id"].as_str().unwrap(),
-            created["object_key"].as_str().unwrap(),
-        );
+        let body = json!({"file_name": "a.mp4", "mode": "post_policy", "size": 1000});
+        let (id, key) = &created(&app, body).await;
         app.oss.put(key, sized(mp4_header(), 1001), "video/mp4");
         // Down at first, so the job ends dead and its payload can be rewritten before the
         // replay.
