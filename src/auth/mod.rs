@@ -3,6 +3,7 @@
 //! (`mgk_...`, stored as a SHA-256 hash).
 
 mod jwks;
+mod verified;
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -56,14 +57,20 @@ pub enum AuthError {
 #[derive(Deserialize)]
 struct Claims {
     sub: String,
+    /// Required by the validation; a number, which it may write with a fraction.
+    #[serde(default)]
+    exp: Option<f64>,
 }
 
 pub struct Authenticator {
     hs256: Option<DecodingKey>,
     jwks: Option<Jwks>,
-    issuer: Option<String>,
-    audience: Option<String>,
+    /// What a token's claims must satisfy, per accepted algorithm.
+    hs256_rules: Validation,
+    rs256_rules: Validation,
+    es256_rules: Validation,
     leeway: u64,
+    verified: verified::VerifiedTokens,
     store: Store,
 }
 
@@ -83,9 +90,11 @@ impl Authenticator {
                 .as_ref()
                 .map(|s| DecodingKey::from_secret(s.expose_secret().as_bytes())),
             jwks,
-            issuer: config.issuer.clone(),
-            audience: config.audience.clone(),
+            hs256_rules: validation(config, Algorithm::HS256),
+            rs256_rules: validation(config, Algorithm::RS256),
+            es256_rules: validation(config, Algorithm::ES256),
             leeway: config.leeway_seconds,
+            verified: verified::VerifiedTokens::new(),
             store,
         })
     }
@@ -129,48 +138,68 @@ impl Authenticator {
     }
 
     async fn jwt(&self, token: &str) -> Result<Principal, AuthError> {
+        let now = chrono::Utc::now().timestamp();
+        if let Some(principal) = self.verified.get(token, now) {
+            return Ok(principal);
+        }
         // `alg: none` and unknown algorithms fail to parse here.
         let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Invalid)?;
         // The HS256 secret is only ever used for HS256, and JWKS keys only for RS256/ES256,
         // so a token cannot pick which key material verifies it (no HS/RS confusion).
-        let key = match header.alg {
-            Algorithm::HS256 => self.hs256.clone().ok_or(AuthError::Invalid)?,
+        let jwks_key;
+        let (key, rules) = match header.alg {
+            Algorithm::HS256 => (
+                self.hs256.as_ref().ok_or(AuthError::Invalid)?,
+                &self.hs256_rules,
+            ),
             Algorithm::RS256 | Algorithm::ES256 => {
                 let jwks = self.jwks.as_ref().ok_or(AuthError::Invalid)?;
-                jwks.key_for(header.kid.as_deref(), header.alg).await?
+                jwks_key = jwks.key_for(header.kid.as_deref(), header.alg).await?;
+                let rules = match header.alg {
+                    Algorithm::RS256 => &self.rs256_rules,
+                    _ => &self.es256_rules,
+                };
+                (&jwks_key, rules)
             }
             _ => return Err(AuthError::Invalid),
         };
-        let data = jsonwebtoken::decode::<Claims>(token, &key, &self.validation(header.alg))
+        let claims = jsonwebtoken::decode::<Claims>(token, key, rules)
             .map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
                 _ => AuthError::Invalid,
-            })?;
-        let subject = data.claims.sub;
-        if subject.is_empty() {
+            })?
+            .claims;
+        if claims.sub.is_empty() {
             return Err(AuthError::Invalid);
         }
-        Ok(Principal {
-            segment: UserSegment::for_subject(&subject),
-            subject,
-        })
+        let principal = Principal {
+            segment: UserSegment::for_subject(&claims.sub),
+            subject: claims.sub,
+        };
+        if let Some(exp) = claims.exp.filter(|e| e.is_finite()) {
+            // The validation accepts a token until `leeway` past its `exp`.
+            let accepted_until = (exp.floor() as i64).saturating_add(self.leeway as i64);
+            self.verified.insert(token, &principal, accepted_until);
+        }
+        Ok(principal)
     }
+}
 
-    fn validation(&self, alg: Algorithm) -> Validation {
-        let mut v = Validation::new(alg);
-        v.leeway = self.leeway;
-        v.validate_nbf = true;
-        v.required_spec_claims = HashSet::from(["exp".to_owned(), "sub".to_owned()]);
-        match &self.audience {
-            Some(aud) => v.set_audience(&[aud]),
-            None => v.validate_aud = false,
-        }
-        if let Some(iss) = &self.issuer {
-            v.set_issuer(&[iss]);
-            v.required_spec_claims.insert("iss".into());
-        }
-        v
+/// The claims a token must carry and satisfy to be accepted with `alg`.
+fn validation(config: &AuthConfig, alg: Algorithm) -> Validation {
+    let mut v = Validation::new(alg);
+    v.leeway = config.leeway_seconds;
+    v.validate_nbf = true;
+    v.required_spec_claims = HashSet::from(["exp".to_owned(), "sub".to_owned()]);
+    match &config.audience {
+        Some(aud) => v.set_audience(&[aud]),
+        None => v.validate_aud = false,
     }
+    if let Some(iss) = &config.issuer {
+        v.set_issuer(&[iss]);
+        v.required_spec_claims.insert("iss".into());
+    }
+    v
 }
 
 /// A new API key: `mgk_` + 32 random bytes, base64url. Returned once, stored only as a hash.

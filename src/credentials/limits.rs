@@ -122,8 +122,11 @@ impl AuthThrottle {
         if self.failures.is_none() {
             return Ok(());
         }
-        let now = Instant::now();
         let blocked = self.blocked.read().expect("throttle lock");
+        if blocked.is_empty() {
+            return Ok(());
+        }
+        let now = Instant::now();
         match blocked.get(&address_key(ip)) {
             Some(until) if *until > now => Err(refused_auth(*until - now)),
             _ => Ok(()),

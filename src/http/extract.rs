@@ -94,6 +94,18 @@ impl FromRequestParts<Arc<App>> for User {
     }
 }
 
+/// The `Authorization` header, for a handler that answers its absence or refusal in a shape
+/// of its own.
+pub struct Authorization(pub Option<axum::http::HeaderValue>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Authorization {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Authorization(parts.headers.get(AUTHORIZATION).cloned()))
+    }
+}
+
 /// The raw body, for routes that verify a signature over its exact bytes; 413 JSON past the
 /// route's limit.
 pub struct RawBody(pub Bytes);

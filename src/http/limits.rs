@@ -20,14 +20,11 @@ pub async fn throttle_auth(
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    let (parts, body) = req.into_parts();
-    let ClientIp(ip) = ClientIp::of(&parts, &app);
+    let ClientIp(ip) = ClientIp::of(req.headers(), req.extensions(), &app);
     if let Err(e) = app.auth_throttle.check(ip) {
         return ApiError::from(e).into_response();
     }
-    let response = next
-        .run(axum::extract::Request::from_parts(parts, body))
-        .await;
+    let response = next.run(req).await;
     if response.status() == StatusCode::UNAUTHORIZED
         && let Some(refused) = app.auth_throttle.failed(ip)
     {
@@ -46,20 +43,20 @@ impl FromRequestParts<Arc<App>> for ClientIp {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
-        Ok(ClientIp::of(parts, app))
+        Ok(ClientIp::of(&parts.headers, &parts.extensions, app))
     }
 }
 
 impl ClientIp {
-    fn of(parts: &Parts, app: &App) -> ClientIp {
-        let peer = parts
-            .extensions
+    fn of(
+        headers: &axum::http::HeaderMap,
+        extensions: &axum::http::Extensions,
+        app: &App,
+    ) -> ClientIp {
+        let peer = extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip());
-        ClientIp(
-            client_ip(&app.config.server, &parts.headers, peer)
-                .unwrap_or(IpAddr::from([0, 0, 0, 0])),
-        )
+        ClientIp(client_ip(&app.config.server, headers, peer).unwrap_or(IpAddr::from([0, 0, 0, 0])))
     }
 }
 

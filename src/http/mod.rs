@@ -1,6 +1,7 @@
 //! The HTTP edge: the single route table, middleware, extractors and the error type.
 
 mod admin;
+mod cors;
 pub mod error;
 mod extract;
 mod limits;
@@ -17,11 +18,10 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
-use axum::http::{HeaderName, HeaderValue, Method, header};
+use axum::http::{HeaderValue, Method, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
@@ -41,7 +41,7 @@ const NOTIFICATION_BODY_LIMIT: usize = 1024 * 1024;
 pub fn router(app: Arc<App>) -> Router {
     let timeout = Duration::from_secs(app.config.server.request_timeout_seconds);
     let (routes, _) = routes(
-        cors(&app.config.server.cors_origins),
+        cors::layer(&app.config.server.cors_origins),
         timeout,
         Some(app.clone()),
     );
@@ -155,7 +155,7 @@ pub fn method_label(method: &Method) -> &'static str {
 /// The route table: each route is registered with its handler's OpenAPI description, so the
 /// document cannot leave one out. `cors` wraps the routes browser apps call, and only those.
 fn routes(
-    cors: Option<CorsLayer>,
+    cors: Option<cors::BrowserCors>,
     timeout: Duration,
     app: Option<Arc<App>>,
 ) -> (Router<Arc<App>>, utoipa::openapi::OpenApi) {
@@ -309,28 +309,4 @@ async fn within(limit: Duration, req: Request, next: Next) -> Response {
         Ok(response) => response,
         Err(_) => ApiError::timeout(limit).into_response(),
     }
-}
-
-/// Cross-origin access for the configured browser origins: the methods and headers an upload
-/// needs, and `x-request-id` readable by the page.
-fn cors(origins: &[String]) -> Option<CorsLayer> {
-    let origins: Arc<[HeaderValue]> = origins
-        .iter()
-        .filter_map(|o| HeaderValue::from_str(o).ok())
-        .collect();
-    if origins.is_empty() {
-        return None;
-    }
-    Some(
-        CorsLayer::new()
-            // A predicate over a shared list rather than the list itself: the layer is cloned
-            // for every request, and cloning a list allocates.
-            .allow_origin(AllowOrigin::predicate(move |origin, _| {
-                origins.contains(origin)
-            }))
-            .allow_methods([Method::GET, Method::POST])
-            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
-            .expose_headers([HeaderName::from_static(REQUEST_ID), header::RETRY_AFTER])
-            .max_age(Duration::from_secs(600)),
-    )
 }

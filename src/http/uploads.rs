@@ -12,7 +12,7 @@ use serde_json::json;
 use tracing::instrument;
 
 use super::error::ApiError;
-use super::extract::{Json, Query, User, page};
+use super::extract::{Authorization, Json, Query, User, page};
 use super::limits::ClientIp;
 use super::openapi::{ErrorBody, RefreshedCredentials, StsToken, StsTokenError, UploadList};
 use crate::app::App;
@@ -385,12 +385,10 @@ pub async fn list(
 pub async fn sts_token(
     State(app): State<Arc<App>>,
     ClientIp(ip): ClientIp,
-    headers: axum::http::HeaderMap,
+    Authorization(authorization): Authorization,
 ) -> Response {
     let result = async {
-        let authorization = headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
+        let authorization = authorization.as_ref().and_then(|v| v.to_str().ok());
         let principal = app.auth.authenticate(authorization).await?;
         app.limits.vend(ip, principal.segment.as_str())?;
         if app.config.storage.credential_scope == crate::config::CredentialScope::Upload {

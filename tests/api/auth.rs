@@ -183,6 +183,28 @@ async fn expired_tokens_say_so() {
     assert_eq!(body["error"]["message"], "token expired");
 }
 
+/// An accepted token is remembered, so it is not verified again on every request; it is
+/// still refused once its `exp` (plus the leeway) has passed.
+#[tokio::test]
+async fn a_remembered_token_is_refused_once_it_expires() {
+    let app = TestApp::spawn_with(|c| c.auth.leeway_seconds = 1).await;
+    let exp = now() + 1;
+    let token = token_with(json!({"sub": "alice", "exp": exp}), JWT_SECRET);
+    assert_eq!(status(&app, &token).await, 201);
+    assert_eq!(status(&app, &token).await, 201, "remembered");
+    // Accepted through second exp + leeway, refused from the next one.
+    while now() <= exp + 1 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let body: Value = app
+        .create_upload(&token, json!({"file_name": "a.mp4"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["error"]["message"], "token expired");
+}
+
 #[tokio::test]
 async fn tampered_and_unsigned_tokens_are_rejected() {
     let app = TestApp::spawn().await;

@@ -1,0 +1,105 @@
+//! App tokens whose signature and claims were checked a moment ago. Apps send the same token
+//! with every request until it expires, and checking it again each time (two base64 and JSON
+//! decodes and an HMAC, or an RSA or ECDSA verification for JWKS tokens) was the largest part
+//! of serving a cached credential. Only accepted tokens are remembered, each no longer than its
+//! own `exp` allows, and at most a minute, so a signing key withdrawn from the JWKS stops
+//! being honoured within a minute of its own cache.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use hashlink::LruCache;
+
+use super::Principal;
+
+/// Tokens remembered; past it, the least recently used is forgotten.
+const CAPACITY: usize = 8192;
+/// Longer tokens are checked every time, so memory stays bounded by `CAPACITY` times this.
+const MAX_TOKEN_BYTES: usize = 2048;
+/// How long a check is trusted, whatever the token's `exp`.
+const RECHECK_AFTER: Duration = Duration::from_secs(60);
+
+pub struct VerifiedTokens(Mutex<LruCache<Box<str>, Verified>>);
+
+struct Verified {
+    principal: Principal,
+    /// The last second (Unix time) at which the token's `exp` still accepts it.
+    accepted_until: i64,
+    checked: Instant,
+}
+
+impl VerifiedTokens {
+    pub fn new() -> Self {
+        VerifiedTokens(Mutex::new(LruCache::new(CAPACITY)))
+    }
+
+    /// The caller `token` was accepted for, if it was checked within the last minute and its
+    /// `exp` still accepts it at `now` (Unix seconds).
+    pub fn get(&self, token: &str, now: i64) -> Option<Principal> {
+        let mut entries = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let verified = entries.get(token)?;
+        if now <= verified.accepted_until && verified.checked.elapsed() < RECHECK_AFTER {
+            return Some(verified.principal.clone());
+        }
+        entries.remove(token);
+        None
+    }
+
+    /// Remembers that `token` was accepted for `principal`, and is accepted until
+    /// `accepted_until` (Unix seconds).
+    pub fn insert(&self, token: &str, principal: &Principal, accepted_until: i64) {
+        if token.len() > MAX_TOKEN_BYTES {
+            return;
+        }
+        let verified = Verified {
+            principal: principal.clone(),
+            accepted_until,
+            checked: Instant::now(),
+        };
+        let mut entries = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        entries.insert(token.into(), verified);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::credentials::UserSegment;
+
+    fn alice() -> Principal {
+        Principal {
+            subject: "alice".into(),
+            segment: UserSegment::for_subject("alice"),
+        }
+    }
+
+    #[test]
+    fn a_token_is_remembered_until_its_exp_and_only_when_short() {
+        let tokens = VerifiedTokens::new();
+        tokens.insert("t1", &alice(), 1_000);
+        assert_eq!(tokens.get("t1", 999).unwrap().subject, "alice");
+        assert_eq!(tokens.get("t1", 1_000).unwrap().subject, "alice");
+        assert!(tokens.get("t1", 1_001).is_none(), "past its exp");
+        assert!(
+            tokens.get("t1", 999).is_none(),
+            "an expired entry is dropped"
+        );
+        assert!(tokens.get("other", 0).is_none());
+        let long = "x".repeat(MAX_TOKEN_BYTES + 1);
+        tokens.insert(&long, &alice(), 1_000);
+        assert!(tokens.get(&long, 0).is_none());
+    }
+
+    #[test]
+    fn at_capacity_the_least_recently_used_token_is_forgotten() {
+        let tokens = VerifiedTokens::new();
+        for i in 0..CAPACITY {
+            tokens.insert(&format!("t{i}"), &alice(), 1_000);
+        }
+        assert!(tokens.get("t0", 0).is_some());
+        tokens.insert("newest", &alice(), 1_000);
+        assert!(tokens.get("t1", 0).is_none(), "the least recently used one");
+        assert!(tokens.get("t0", 0).is_some());
+        assert!(tokens.get("newest", 0).is_some());
+    }
+}
