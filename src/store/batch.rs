@@ -7,11 +7,13 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use futures_util::TryStreamExt;
 use sqlx::Execute;
 use sqlx::any::{AnyArguments, AnyRow};
+use sqlx::pool::PoolConnection;
 use sqlx::query::Query;
 use sqlx::{Any, AnyConnection, AnyPool, Connection, Either, Executor};
 use tokio::sync::{mpsc, oneshot};
@@ -115,9 +117,10 @@ impl<J: Batched> Batcher<J> {
 
 async fn run<J: Batched>(pool: AnyPool, backend: Backend, mut rx: mpsc::Receiver<Pending<J>>) {
     let mut batch: Vec<Pending<J>> = Vec::with_capacity(MAX_BATCH);
+    let mut conn = Lane::new(pool, backend);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let jobs: Vec<&J> = batch.iter().map(|(job, _)| job).collect();
-        let result = commit(&pool, backend, &jobs).await;
+        let result = commit(&mut conn, &jobs).await;
         drop(jobs);
         match result {
             Ok(outputs) => {
@@ -134,7 +137,7 @@ async fn run<J: Batched>(pool: AnyPool, backend: Backend, mut rx: mpsc::Receiver
                     "batched write failed; writing each alone"
                 );
                 for (job, done) in batch.drain(..) {
-                    let result = commit(&pool, backend, &[&job]).await;
+                    let result = commit(&mut conn, &[&job]).await;
                     let _ = done.send(result.and_then(|mut o| o.pop().context("no output")));
                 }
             }
@@ -144,6 +147,72 @@ async fn run<J: Batched>(pool: AnyPool, backend: Backend, mut rx: mpsc::Receiver
                     let _ = done.send(Err(anyhow::anyhow!("{message}")));
                 }
             }
+        }
+        conn.done(rx.is_empty());
+    }
+}
+
+/// The connection a queue writes on. On SQLite it is kept from one batch to the next while
+/// writes keep coming: sqlx checks a connection with a round trip to its thread before taking
+/// it back, and each batch waited for that check of the one before. It goes back when the
+/// queue is empty, and at least every `HOLD_AT_MOST`, so that the writes made outside the
+/// queues (administration, reconciliation) on SQLite's single writer connection wait no
+/// longer than that. On PostgreSQL, where the pool also serves every read, it goes back after
+/// each batch.
+struct Lane {
+    pool: AnyPool,
+    backend: Backend,
+    held: Option<(PoolConnection<Any>, Instant)>,
+}
+
+const HOLD_AT_MOST: Duration = Duration::from_millis(20);
+
+impl Lane {
+    fn new(pool: AnyPool, backend: Backend) -> Self {
+        Lane {
+            pool,
+            backend,
+            held: None,
+        }
+    }
+
+    async fn connection(&mut self) -> anyhow::Result<&mut PoolConnection<Any>> {
+        if self
+            .held
+            .as_ref()
+            .is_some_and(|(_, since)| since.elapsed() > HOLD_AT_MOST)
+        {
+            self.held = None;
+        }
+        let (conn, _) = match self.held.take() {
+            Some(held) => self.held.insert(held),
+            None => {
+                let conn = self
+                    .pool
+                    .acquire()
+                    .await
+                    .context("acquiring a connection")?;
+                self.held.insert((conn, Instant::now()))
+            }
+        };
+        Ok(conn)
+    }
+
+    /// After a batch: keeps the connection for the next one when more writes are waiting.
+    fn done(&mut self, idle: bool) {
+        if idle || self.backend == Backend::Postgres {
+            self.release();
+        }
+    }
+
+    fn release(&mut self) {
+        self.held = None;
+    }
+
+    /// Closes the connection: it may still have a transaction open.
+    async fn discard(&mut self) {
+        if let Some((conn, _)) = self.held.take() {
+            let _ = conn.detach().close().await;
         }
     }
 }
@@ -158,19 +227,21 @@ fn is_row_error(e: &anyhow::Error) -> bool {
 /// Commits the jobs together, trying again when the database only asked us to (a deadlock or
 /// serialization failure on PostgreSQL, a busy SQLite): an OSS callback is never resent, so
 /// giving up on a transient conflict would lose its event.
-async fn commit<J: Batched>(
-    pool: &AnyPool,
-    backend: Backend,
-    jobs: &[&J],
-) -> anyhow::Result<Vec<J::Output>> {
+async fn commit<J: Batched>(lane: &mut Lane, jobs: &[&J]) -> anyhow::Result<Vec<J::Output>> {
     let mut attempt = 0;
     loop {
-        match commit_once(pool, backend, jobs).await {
+        match commit_once(lane, jobs).await {
             Err(e) if attempt < 3 && is_transient(&e) => {
                 attempt += 1;
                 tokio::time::sleep(std::time::Duration::from_millis(10 << attempt)).await;
             }
-            result => return result,
+            result => {
+                if result.is_err() {
+                    // Checked by the pool before it is used again.
+                    lane.release();
+                }
+                return result;
+            }
         }
     }
 }
@@ -183,19 +254,16 @@ fn is_transient(e: &anyhow::Error) -> bool {
     matches!(db.code().as_deref(), Some("40001" | "40P01" | "5" | "6"))
 }
 
-async fn commit_once<J: Batched>(
-    pool: &AnyPool,
-    backend: Backend,
-    jobs: &[&J],
-) -> anyhow::Result<Vec<J::Output>> {
-    let mut conn = pool.acquire().await.context("acquiring a connection")?;
+async fn commit_once<J: Batched>(lane: &mut Lane, jobs: &[&J]) -> anyhow::Result<Vec<J::Output>> {
+    let backend = lane.backend;
+    let conn = lane.connection().await?;
     let transaction = J::transaction(jobs);
-    let result = write_all(&mut conn, backend, jobs, transaction).await;
-    if result.is_err() && transaction && sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err()
+    let result = write_all(conn, backend, jobs, transaction).await;
+    if result.is_err() && transaction && sqlx::query("ROLLBACK").execute(&mut **conn).await.is_err()
     {
         // BEGIN itself failed, or the connection is broken: either way it must not go back to
         // the pool with a transaction that may still be open.
-        let _ = conn.detach().close().await;
+        lane.discard().await;
     }
     result
 }

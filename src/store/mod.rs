@@ -672,6 +672,43 @@ mod tests {
         (dir, store)
     }
 
+    /// The queue keeps SQLite's single writer connection while writes keep coming; a write
+    /// made outside the queues still gets it, without waiting for the stream to stop.
+    #[tokio::test]
+    async fn writes_outside_the_queue_get_the_connection_while_batches_keep_coming() {
+        let (_dir, store) = temp_store().await;
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut writers = Vec::new();
+        // More writers than a batch takes, so that the queue never empties.
+        for w in 0..600 {
+            let (store, done) = (store.clone(), done.clone());
+            writers.push(tokio::spawn(async move {
+                let mut i = 0;
+                // Bounded, so that a test that fails still ends.
+                while !done.load(std::sync::atomic::Ordering::Relaxed) && i < 100 {
+                    store
+                        .insert_upload(upload(&format!("w{w}-{i}")))
+                        .await
+                        .unwrap();
+                    i += 1;
+                }
+                i
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let outside = store.insert_api_key("ops", "hash").await;
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut left = 0;
+        for w in writers {
+            left += 100 - w.await.unwrap();
+        }
+        assert!(outside.unwrap());
+        assert!(
+            left > 0,
+            "the write outside the queue waited until every batched write was done"
+        );
+    }
+
     #[tokio::test]
     async fn concurrent_writes_commit_together_and_a_bad_one_fails_alone() {
         let (_dir, store) = temp_store().await;
