@@ -147,21 +147,19 @@ impl Authenticator {
         // The HS256 secret is only ever used for HS256, and JWKS keys only for RS256/ES256,
         // so a token cannot pick which key material verifies it (no HS/RS confusion).
         let jwks_key;
-        let (key, rules) = match header.alg {
-            Algorithm::HS256 => (
-                self.hs256.as_ref().ok_or(AuthError::Invalid)?,
-                &self.hs256_rules,
-            ),
+        let key = match header.alg {
+            Algorithm::HS256 => self.hs256.as_ref().ok_or(AuthError::Invalid)?,
             Algorithm::RS256 | Algorithm::ES256 => {
                 let jwks = self.jwks.as_ref().ok_or(AuthError::Invalid)?;
                 jwks_key = jwks.key_for(header.kid.as_deref(), header.alg).await?;
-                let rules = match header.alg {
-                    Algorithm::RS256 => &self.rs256_rules,
-                    _ => &self.es256_rules,
-                };
-                (&jwks_key, rules)
+                &jwks_key
             }
             _ => return Err(AuthError::Invalid),
+        };
+        let rules = match header.alg {
+            Algorithm::HS256 => &self.hs256_rules,
+            Algorithm::RS256 => &self.rs256_rules,
+            _ => &self.es256_rules,
         };
         let claims = jsonwebtoken::decode::<Claims>(token, key, rules)
             .map_err(|e| match e.kind() {

@@ -117,10 +117,14 @@ impl<J: Batched> Batcher<J> {
 
 async fn run<J: Batched>(pool: AnyPool, backend: Backend, mut rx: mpsc::Receiver<Pending<J>>) {
     let mut batch: Vec<Pending<J>> = Vec::with_capacity(MAX_BATCH);
-    let mut conn = Lane::new(pool, backend);
+    let mut lane = Lane {
+        pool,
+        backend,
+        held: None,
+    };
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let jobs: Vec<&J> = batch.iter().map(|(job, _)| job).collect();
-        let result = commit(&mut conn, &jobs).await;
+        let result = commit(&mut lane, &jobs).await;
         drop(jobs);
         match result {
             Ok(outputs) => {
@@ -137,7 +141,7 @@ async fn run<J: Batched>(pool: AnyPool, backend: Backend, mut rx: mpsc::Receiver
                     "batched write failed; writing each alone"
                 );
                 for (job, done) in batch.drain(..) {
-                    let result = commit(&mut conn, &[&job]).await;
+                    let result = commit(&mut lane, &[&job]).await;
                     let _ = done.send(result.and_then(|mut o| o.pop().context("no output")));
                 }
             }
@@ -148,7 +152,7 @@ async fn run<J: Batched>(pool: AnyPool, backend: Backend, mut rx: mpsc::Receiver
                 }
             }
         }
-        conn.done(rx.is_empty());
+        lane.done(rx.is_empty());
     }
 }
 
@@ -168,34 +172,23 @@ struct Lane {
 const HOLD_AT_MOST: Duration = Duration::from_millis(20);
 
 impl Lane {
-    fn new(pool: AnyPool, backend: Backend) -> Self {
-        Lane {
-            pool,
-            backend,
-            held: None,
-        }
-    }
-
     async fn connection(&mut self) -> anyhow::Result<&mut PoolConnection<Any>> {
-        if self
+        let kept = self
             .held
-            .as_ref()
-            .is_some_and(|(_, since)| since.elapsed() > HOLD_AT_MOST)
-        {
-            self.held = None;
-        }
-        let (conn, _) = match self.held.take() {
-            Some(held) => self.held.insert(held),
+            .take()
+            .filter(|(_, since)| since.elapsed() <= HOLD_AT_MOST);
+        let held = match kept {
+            Some(held) => held,
             None => {
                 let conn = self
                     .pool
                     .acquire()
                     .await
                     .context("acquiring a connection")?;
-                self.held.insert((conn, Instant::now()))
+                (conn, Instant::now())
             }
         };
-        Ok(conn)
+        Ok(&mut self.held.insert(held).0)
     }
 
     /// After a batch: keeps the connection for the next one when more writes are waiting.

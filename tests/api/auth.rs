@@ -174,13 +174,18 @@ async fn hs256_claims_are_checked() {
 async fn expired_tokens_say_so() {
     let app = TestApp::spawn().await;
     let token = token_with(json!({"sub": "a", "exp": now() - 3600}), JWT_SECRET);
+    assert_eq!(refusal(&app, &token).await, "token expired");
+}
+
+/// The message of the error a request for an upload with `token` is answered.
+async fn refusal(app: &TestApp, token: &str) -> Value {
     let body: Value = app
-        .create_upload(&token, json!({"file_name": "a.mp4"}))
+        .create_upload(token, json!({"file_name": "a.mp4"}))
         .await
         .json()
         .await
         .unwrap();
-    assert_eq!(body["error"]["message"], "token expired");
+    body["error"]["message"].clone()
 }
 
 /// An accepted token is remembered, so it is not verified again on every request; it is
@@ -196,13 +201,7 @@ async fn a_remembered_token_is_refused_once_it_expires() {
     while now() <= exp + 1 {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    let body: Value = app
-        .create_upload(&token, json!({"file_name": "a.mp4"}))
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(body["error"]["message"], "token expired");
+    assert_eq!(refusal(&app, &token).await, "token expired");
 }
 
 #[tokio::test]
