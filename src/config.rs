@@ -321,14 +321,14 @@ impl Config {
             }
         }
         for (url, pem) in &n.oss_pinned_keys {
-            if crate::notifications::oss::parse_public_key_pem(pem).is_err() {
+            if crate::notifications::public_key::PublicKey::from_pem(pem).is_err() {
                 p(format!(
                     "notifications.oss_pinned_keys: the key for {url:?} is not an RSA public key PEM"
                 ));
             }
         }
         for (url, pem) in &n.mns_pinned_certs {
-            if crate::notifications::mns::public_key_from_cert_pem(pem).is_err() {
+            if crate::notifications::public_key::PublicKey::from_cert_pem(pem).is_err() {
                 p(format!(
                     "notifications.mns_pinned_certs: the certificate for {url:?} is not an RSA certificate PEM"
                 ));

@@ -20,11 +20,11 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use governor::{DefaultDirectRateLimiter, Quota};
 use hashlink::LruCache;
-use rsa::RsaPublicKey;
 use tokio::sync::OnceCell;
 
 use super::NotificationsConfig;
-use super::{mns, oss};
+use super::oss;
+use super::public_key::PublicKey;
 
 /// Largest key or certificate body we read; real ones are well under 2 KiB.
 const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -77,7 +77,7 @@ impl KeyStore {
     pub async fn oss_callback_key(
         &self,
         pub_key_url_header_b64: &str,
-    ) -> Result<Arc<RsaPublicKey>, KeyError> {
+    ) -> Result<Arc<PublicKey>, KeyError> {
         self.oss.key(&self.client, pub_key_url_header_b64).await
     }
 
@@ -86,7 +86,7 @@ impl KeyStore {
     pub async fn mns_cert_key(
         &self,
         cert_url_header_b64: &str,
-    ) -> Result<Arc<RsaPublicKey>, KeyError> {
+    ) -> Result<Arc<PublicKey>, KeyError> {
         self.mns.key(&self.client, cert_url_header_b64).await
     }
 }
@@ -114,10 +114,10 @@ impl Kind {
         }
     }
 
-    fn parse(self, pem: &str) -> Result<RsaPublicKey, oss::SignatureError> {
+    fn parse(self, pem: &str) -> Result<PublicKey, oss::SignatureError> {
         match self {
-            Kind::OssKey => oss::parse_public_key_pem(pem),
-            Kind::MnsCert => mns::public_key_from_cert_pem(pem),
+            Kind::OssKey => PublicKey::from_pem(pem),
+            Kind::MnsCert => PublicKey::from_cert_pem(pem),
         }
     }
 
@@ -129,7 +129,7 @@ impl Kind {
     }
 }
 
-type Cell = Arc<OnceCell<Arc<RsaPublicKey>>>;
+type Cell = Arc<OnceCell<Arc<PublicKey>>>;
 
 /// Fetched keys kept per kind, least recently used out: a real host publishes one or two.
 const CACHED_KEYS: usize = 8;
@@ -146,7 +146,7 @@ struct Source {
     prefixes: Vec<String>,
     /// The prefixes as the URL parser writes them; URLs are compared in that form.
     normalized_prefixes: Vec<String>,
-    pinned: HashMap<String, Arc<RsaPublicKey>>,
+    pinned: HashMap<String, Arc<PublicKey>>,
     cache: Mutex<Cache>,
     fetches: DefaultDirectRateLimiter,
 }
@@ -196,7 +196,7 @@ impl Source {
         &self,
         client: &reqwest::Client,
         header_b64: &str,
-    ) -> Result<Arc<RsaPublicKey>, KeyError> {
+    ) -> Result<Arc<PublicKey>, KeyError> {
         let header = self.kind.header();
         let raw = B64
             .decode(header_b64.trim())
@@ -318,7 +318,7 @@ async fn fetch(
     client: &reqwest::Client,
     kind: Kind,
     parsed: url::Url,
-) -> Result<RsaPublicKey, KeyError> {
+) -> Result<PublicKey, KeyError> {
     let url = shorten(parsed.as_str());
     let unavailable = |e: reqwest::Error| {
         tracing::warn!(error = %e, "key fetch failed");
@@ -470,8 +470,8 @@ C0fTXv+nvlmklvkcolvpvXLTjaxUHR3W9LXxQ2EHXAJfCB+6H2YF1k8CAwEAAQ==
 
     struct Fixture {
         host: Host,
-        key: RsaPublicKey,
-        cert_key: RsaPublicKey,
+        key: PublicKey,
+        cert_key: PublicKey,
         config: NotificationsConfig,
     }
 
@@ -479,9 +479,12 @@ C0fTXv+nvlmklvkcolvpvXLTjaxUHR3W9LXxQ2EHXAJfCB+6H2YF1k8CAwEAAQ==
     /// allows exactly that prefix for both kinds.
     async fn fixture() -> Fixture {
         let private = RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 1024).unwrap();
-        let key = private.to_public_key();
-        let (cert_private, cert_pem) = mns::tests::self_signed();
-        let host = Host::start(key.to_public_key_pem(LineEnding::LF).unwrap(), cert_pem).await;
+        let pem = |key: rsa::RsaPublicKey| key.to_public_key_pem(LineEnding::LF).unwrap();
+        let key_pem = pem(private.to_public_key());
+        let (cert_private, cert_pem) = crate::notifications::mns::tests::self_signed();
+        let cert_key = PublicKey::from_pem(&pem(cert_private.to_public_key())).unwrap();
+        let key = PublicKey::from_pem(&key_pem).unwrap();
+        let host = Host::start(key_pem, cert_pem).await;
         let prefix = format!("{}keys/", host.base);
         let config = NotificationsConfig {
             oss_key_url_prefixes: vec![prefix.clone()],
@@ -492,7 +495,7 @@ C0fTXv+nvlmklvkcolvpvXLTjaxUHR3W9LXxQ2EHXAJfCB+6H2YF1k8CAwEAAQ==
         Fixture {
             host,
             key,
-            cert_key: cert_private.to_public_key(),
+            cert_key,
             config,
         }
     }
@@ -533,7 +536,7 @@ C0fTXv+nvlmklvkcolvpvXLTjaxUHR3W9LXxQ2EHXAJfCB+6H2YF1k8CAwEAAQ==
 
     #[tokio::test]
     async fn pinned_keys_are_used_without_fetching() {
-        let (_, cert_pem) = mns::tests::self_signed();
+        let (_, cert_pem) = crate::notifications::mns::tests::self_signed();
         let mut config = NotificationsConfig {
             // Nothing is allowed to be fetched, and nothing is reachable anyway.
             oss_key_url_prefixes: vec![],
@@ -549,9 +552,9 @@ C0fTXv+nvlmklvkcolvpvXLTjaxUHR3W9LXxQ2EHXAJfCB+6H2YF1k8CAwEAAQ==
         let store = KeyStore::new(&config).unwrap();
 
         let key = store.oss_callback_key(TV_HEADER).await.unwrap();
-        assert_eq!(*key, oss::parse_public_key_pem(TV_KEY).unwrap());
+        assert_eq!(*key, PublicKey::from_pem(TV_KEY).unwrap());
         let cert_key = store.mns_cert_key(&B64.encode(cert_url)).await.unwrap();
-        assert_eq!(*cert_key, mns::public_key_from_cert_pem(&cert_pem).unwrap());
+        assert_eq!(*cert_key, PublicKey::from_cert_pem(&cert_pem).unwrap());
         // Pins are per kind and per exact URL.
         assert!(matches!(
             store.mns_cert_key(TV_HEADER).await,

@@ -5,13 +5,10 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use chrono::{DateTime, TimeDelta, Utc};
-use rsa::pkcs8::DecodePublicKey;
-use rsa::{Pkcs1v15Sign, RsaPublicKey};
-use sha1::{Digest, Sha1};
-use x509_cert::Certificate;
-use x509_cert::der::{DecodePem, Encode};
+use openssl::hash::MessageDigest;
 
 pub use super::oss::SignatureError;
+use super::public_key::PublicKey;
 use super::{NotificationError, Parsed};
 use crate::processing::ObjectEvent;
 use serde::Deserialize;
@@ -50,34 +47,14 @@ pub fn string_to_sign(
 /// Checks the `Authorization` header of an MNS push (base64 of an RSA PKCS#1 v1.5 signature
 /// over SHA-1 of `string_to_sign`). Fails on a header that is not base64 or on any mismatch.
 pub fn verify(
-    key: &RsaPublicKey,
+    key: &PublicKey,
     authorization_b64: &str,
     string_to_sign: &str,
 ) -> Result<(), SignatureError> {
     let signature = B64
         .decode(authorization_b64.trim())
         .map_err(|_| SignatureError::Malformed("Authorization is not base64"))?;
-    key.verify(
-        Pkcs1v15Sign::new::<Sha1>(),
-        &Sha1::digest(string_to_sign.as_bytes()),
-        &signature,
-    )
-    .map_err(|_| SignatureError::Mismatch)
-}
-
-/// The RSA public key of a PEM X.509 certificate. The certificate's validity period is
-/// deliberately not checked: MNS still signs with a certificate that expired long ago, and
-/// trust comes from where the certificate was fetched, not from a chain.
-pub fn public_key_from_cert_pem(pem: &str) -> Result<RsaPublicKey, SignatureError> {
-    let cert = Certificate::from_pem(pem.trim())
-        .map_err(|_| SignatureError::BadKey("not an X.509 certificate in PEM"))?;
-    let spki = cert
-        .tbs_certificate
-        .subject_public_key_info
-        .to_der()
-        .map_err(|_| SignatureError::BadKey("certificate public key cannot be encoded"))?;
-    RsaPublicKey::from_public_key_der(&spki)
-        .map_err(|_| SignatureError::BadKey("certificate does not hold an RSA public key"))
+    key.verify(MessageDigest::sha1(), string_to_sign.as_bytes(), &signature)
 }
 
 /// Accepts an HTTP/RFC 2822 date (`Wed, 25 Nov 2026 08:00:00 GMT`) within
@@ -202,9 +179,10 @@ fn percent_decode(s: &str) -> String {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use rsa::RsaPrivateKey;
     use rsa::pkcs1v15::SigningKey;
     use rsa::pkcs8::EncodePublicKey;
+    use rsa::{Pkcs1v15Sign, RsaPrivateKey};
+    use sha1::{Digest, Sha1};
     use std::str::FromStr;
     use std::time::Duration;
     use x509_cert::builder::{Builder, CertificateBuilder, Profile};
@@ -217,6 +195,12 @@ pub(crate) mod tests {
 
     const PATH: &str = "/v1/notifications/mns?topic=uploads";
     const DATE: &str = "Wed, 25 Nov 2026 08:00:00 GMT";
+
+    /// `private`'s public key as the server holds it.
+    fn public_key_of(private: &RsaPrivateKey) -> PublicKey {
+        let pem = private.to_public_key().to_public_key_pem(LineEnding::LF);
+        PublicKey::from_pem(&pem.unwrap()).unwrap()
+    }
 
     /// A self-signed certificate for a fresh key, valid for one hour from now.
     pub(crate) fn self_signed() -> (RsaPrivateKey, String) {
@@ -293,11 +277,11 @@ pub(crate) mod tests {
     #[test]
     fn certificate_key_signs_and_verifies() {
         let (private, cert_pem) = self_signed();
-        let key = public_key_from_cert_pem(&cert_pem).unwrap();
-        assert_eq!(key, private.to_public_key());
+        let key = PublicKey::from_cert_pem(&cert_pem).unwrap();
+        assert_eq!(key, public_key_of(&private));
         // Surrounding whitespace, as a fetched file may have, is fine.
         assert_eq!(
-            public_key_from_cert_pem(&format!("\n{cert_pem}\n\n")).unwrap(),
+            PublicKey::from_cert_pem(&format!("\n{cert_pem}\n\n")).unwrap(),
             key
         );
         let signed = sts(&push_headers(), PATH);
@@ -307,7 +291,7 @@ pub(crate) mod tests {
     #[test]
     fn tampering_fails_verification() {
         let (private, cert_pem) = self_signed();
-        let key = public_key_from_cert_pem(&cert_pem).unwrap();
+        let key = PublicKey::from_cert_pem(&cert_pem).unwrap();
         let headers = push_headers();
         let auth = sign(&private, &sts(&headers, PATH));
 
@@ -385,7 +369,7 @@ pub(crate) mod tests {
             "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
         ] {
             assert!(matches!(
-                public_key_from_cert_pem(bad),
+                PublicKey::from_cert_pem(bad),
                 Err(SignatureError::BadKey(_))
             ));
         }
@@ -420,8 +404,8 @@ pub(crate) mod tests {
         .unwrap();
         let pem = cert.to_pem(LineEnding::LF).unwrap();
         assert_eq!(
-            public_key_from_cert_pem(&pem).unwrap(),
-            private.to_public_key()
+            PublicKey::from_cert_pem(&pem).unwrap(),
+            public_key_of(&private)
         );
     }
 

@@ -5,6 +5,7 @@
 pub mod keys;
 pub mod mns;
 pub mod oss;
+pub mod public_key;
 pub mod s3;
 
 use base64::Engine;

@@ -8,10 +8,9 @@ use super::NotificationError;
 use crate::processing::ObjectEvent;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use md5::{Digest, Md5};
-use rsa::pkcs1::DecodeRsaPublicKey;
-use rsa::pkcs8::DecodePublicKey;
-use rsa::{Pkcs1v15Sign, RsaPublicKey};
+use openssl::hash::MessageDigest;
+
+use super::public_key::PublicKey;
 
 /// Why a notification signature was refused. Messages are shown to the caller (400
 /// `invalid_signature`), so they name what was wrong and never echo keys or signatures.
@@ -29,21 +28,6 @@ pub enum SignatureError {
     /// The request's Date is outside the accepted window.
     #[error("request date is outside the accepted window")]
     StaleDate,
-}
-
-/// DigestInfo prefix for MD5 (RFC 8017 §9.2, note 1). `Pkcs1v15Sign::new::<Md5>()` would
-/// derive it from the digest's OID, but that needs md-5's `oid` feature, which is not enabled.
-const MD5_DIGEST_INFO_PREFIX: [u8; 18] = [
-    0x30, 0x20, 0x30, 0x0c, 0x06, 0x08, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x02, 0x05, 0x05, 0x00,
-    0x04, 0x10,
-];
-
-/// PKCS#1 v1.5 signature padding for MD5 digests, as OSS callbacks use.
-pub fn pkcs1v15_md5() -> Pkcs1v15Sign {
-    Pkcs1v15Sign {
-        hash_len: Some(16),
-        prefix: Box::new(MD5_DIGEST_INFO_PREFIX),
-    }
 }
 
 /// The bytes OSS signs: the percent-decoded path, then `?` and the raw query (only when there is
@@ -65,27 +49,14 @@ pub fn callback_string_to_sign(raw_path: &str, raw_query: Option<&str>, body: &[
 /// Checks the `authorization` header of an OSS callback (base64 of an RSA PKCS#1 v1.5
 /// signature over MD5 of `signed`). Fails on a header that is not base64 or on any mismatch.
 pub fn verify_callback(
-    key: &RsaPublicKey,
+    key: &PublicKey,
     authorization_b64: &str,
     signed: &[u8],
 ) -> Result<(), SignatureError> {
     let signature = B64
         .decode(authorization_b64.trim())
         .map_err(|_| SignatureError::Malformed("authorization is not base64"))?;
-    key.verify(pkcs1v15_md5(), &Md5::digest(signed), &signature)
-        .map_err(|_| SignatureError::Mismatch)
-}
-
-/// Parses an RSA public key in PEM, either SPKI (`BEGIN PUBLIC KEY`, what OSS publishes) or
-/// PKCS#1 (`BEGIN RSA PUBLIC KEY`).
-pub fn parse_public_key_pem(pem: &str) -> Result<RsaPublicKey, SignatureError> {
-    let pem = pem.trim();
-    let parsed = if pem.starts_with("-----BEGIN RSA PUBLIC KEY-----") {
-        RsaPublicKey::from_pkcs1_pem(pem).ok()
-    } else {
-        RsaPublicKey::from_public_key_pem(pem).ok()
-    };
-    parsed.ok_or(SignatureError::BadKey("not an RSA public key in PEM"))
+    key.verify(MessageDigest::md5(), signed, &signature)
 }
 
 /// Decodes `%XX` escapes into bytes; everything else, `+` included, is kept as it is.
@@ -176,9 +147,10 @@ fn field_number(v: &Value) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rsa::RsaPrivateKey;
+    use md5::{Digest, Md5};
     use rsa::pkcs1::EncodeRsaPublicKey;
-    use rsa::pkcs8::{EncodePublicKey, LineEnding};
+    use rsa::pkcs8::{DecodePublicKey, EncodePublicKey, LineEnding};
+    use rsa::{Pkcs1v15Sign, RsaPrivateKey, RsaPublicKey};
 
     /// TV-CB-1 (docs/protocols.md §3): the published example.
     const TV_KEY: &str = "-----BEGIN PUBLIC KEY-----
@@ -190,12 +162,17 @@ C0fTXv+nvlmklvkcolvpvXLTjaxUHR3W9LXxQ2EHXAJfCB+6H2YF1k8CAwEAAQ==
         "kKQeGTRccDKyHB3H9vF+xYMSrmhMZjzzl2/kdD1ktNVgbWEfYTQG0G2SU/RaHBovRCE8OkQDjC3uG33esH2txA==";
     const TV_BODY: &[u8] = b"bucket=yonghu-test";
 
-    fn tv_key() -> RsaPublicKey {
-        parse_public_key_pem(TV_KEY).unwrap()
+    fn tv_key() -> PublicKey {
+        PublicKey::from_pem(TV_KEY).unwrap()
     }
 
     fn sign(private: &RsaPrivateKey, signed: &[u8]) -> String {
-        B64.encode(private.sign(pkcs1v15_md5(), &Md5::digest(signed)).unwrap())
+        // Signed by the `rsa` crate, checked by OpenSSL: two implementations must agree.
+        B64.encode(
+            private
+                .sign(Pkcs1v15Sign::new::<Md5>(), &Md5::digest(signed))
+                .unwrap(),
+        )
     }
 
     #[test]
@@ -255,17 +232,18 @@ C0fTXv+nvlmklvkcolvpvXLTjaxUHR3W9LXxQ2EHXAJfCB+6H2YF1k8CAwEAAQ==
     #[test]
     fn both_pem_forms_parse_and_garbage_does_not() {
         let key = tv_key();
-        let pkcs1 = key.to_pkcs1_pem(LineEnding::LF).unwrap();
-        assert_eq!(parse_public_key_pem(&pkcs1).unwrap(), key);
-        let spki = key.to_public_key_pem(LineEnding::CRLF).unwrap();
-        assert_eq!(parse_public_key_pem(&spki).unwrap(), key);
+        let other = RsaPublicKey::from_public_key_pem(TV_KEY).unwrap();
+        let pkcs1 = other.to_pkcs1_pem(LineEnding::LF).unwrap();
+        assert_eq!(PublicKey::from_pem(&pkcs1).unwrap(), key);
+        let spki = other.to_public_key_pem(LineEnding::CRLF).unwrap();
+        assert_eq!(PublicKey::from_pem(&spki).unwrap(), key);
         for bad in [
             "",
             "hello",
             "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n",
         ] {
             assert!(matches!(
-                parse_public_key_pem(bad),
+                PublicKey::from_pem(bad),
                 Err(SignatureError::BadKey(_))
             ));
         }
@@ -274,7 +252,7 @@ C0fTXv+nvlmklvkcolvpvXLTjaxUHR3W9LXxQ2EHXAJfCB+6H2YF1k8CAwEAAQ==
     #[test]
     fn generated_key_round_trips_with_escaped_paths() {
         let private = RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 1024).unwrap();
-        let public = parse_public_key_pem(
+        let public = PublicKey::from_pem(
             &private
                 .to_public_key()
                 .to_public_key_pem(LineEnding::LF)

@@ -50,7 +50,7 @@ impl OssSigner {
         let signed = oss::callback_string_to_sign(raw_path, raw_query, body);
         let signature = self
             .private
-            .sign(oss::pkcs1v15_md5(), &Md5::digest(&signed))
+            .sign(Pkcs1v15Sign::new::<Md5>(), &Md5::digest(&signed))
             .expect("sign callback");
         (B64.encode(signature), B64.encode(&self.key_url))
     }
