@@ -10,7 +10,7 @@ COPY tests tests
 RUN cargo build --release --locked --bin mediagate
 
 FROM debian:bookworm-slim
-RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates libssl3 \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --home-dir /var/lib/mediagate --create-home mediagate
 COPY --from=build /src/target/release/mediagate /usr/local/bin/mediagate

@@ -27,6 +27,7 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 random() { python3 -c 'import secrets;print(secrets.token_urlsafe(32))'; }
 
 step "1. Building mediagate and preparing the S3 client (boto3)"
+scripts/build-deps.sh
 cargo build --locked --quiet
 PY=$(scripts/python.sh)
 S3CLIENT=tests/e2e/s3client.py

@@ -7,6 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+scripts/build-deps.sh
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
 
