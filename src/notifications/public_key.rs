@@ -14,9 +14,12 @@ use openssl::x509::X509;
 
 use super::oss::SignatureError;
 
-/// The largest modulus accepted, as the `rsa` crate bounds it: a key served from an allowed
-/// URL should still not make each check arbitrarily slow.
+/// The largest modulus and public exponent accepted, as the `rsa` crate bounds them: a key
+/// served from an allowed URL should still not make each check arbitrarily slow (OpenSSL
+/// takes any exponent up to the modulus below 3,072 bits, and one near the modulus costs a
+/// hundred times a usual check).
 const MAX_BITS: u32 = 4096;
+const MAX_EXPONENT_BITS: i32 = 33;
 
 /// An RSA public key, parsed once and kept by [`super::keys`].
 pub struct PublicKey(PKey<Public>);
@@ -50,7 +53,12 @@ impl PublicKey {
     }
 
     fn rsa(key: PKey<Public>) -> Option<PublicKey> {
-        (key.id() == Id::RSA && key.bits() <= MAX_BITS).then_some(PublicKey(key))
+        let exponent_bits = key.rsa().ok()?.e().num_bits();
+        // An exponent of 1 would make every "signature" its own message.
+        let usable = key.id() == Id::RSA
+            && key.bits() <= MAX_BITS
+            && (2..=MAX_EXPONENT_BITS).contains(&exponent_bits);
+        usable.then_some(PublicKey(key))
     }
 
     /// Checks an RSA PKCS#1 v1.5 `signature` over the `digest` of `signed`.
@@ -83,6 +91,7 @@ impl fmt::Debug for PublicKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use openssl::bn::BigNum;
     use openssl::ec::{EcGroup, EcKey};
     use openssl::nid::Nid;
 
@@ -91,17 +100,31 @@ mod tests {
     }
 
     #[test]
-    fn only_rsa_keys_up_to_the_size_bound_are_taken() {
+    fn only_rsa_keys_within_the_bounds_are_taken() {
         let largest = PKey::from_rsa(Rsa::generate(MAX_BITS).unwrap()).unwrap();
         assert!(PublicKey::from_pem(&pem_of(&largest)).is_ok());
         let larger = PKey::from_rsa(Rsa::generate(MAX_BITS + 64).unwrap()).unwrap();
         let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
         let ec = PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap();
-        for refused in [larger, ec] {
+        let usual = Rsa::generate(1024).unwrap();
+        let with_exponent = |e: BigNum| {
+            let n = usual.n().to_owned().unwrap();
+            let pem = Rsa::from_public_components(n, e)
+                .unwrap()
+                .public_key_to_pem()
+                .unwrap();
+            String::from_utf8(pem).unwrap()
+        };
+        let near_modulus = usual.n() - &BigNum::from_u32(2).unwrap();
+        for refused in [pem_of(&larger), pem_of(&ec)].into_iter().chain([
+            with_exponent(near_modulus),
+            with_exponent(BigNum::from_u32(1).unwrap()),
+        ]) {
             assert!(matches!(
-                PublicKey::from_pem(&pem_of(&refused)),
+                PublicKey::from_pem(&refused),
                 Err(SignatureError::BadKey(_))
             ));
         }
+        assert!(PublicKey::from_pem(&with_exponent(BigNum::from_u32(65537).unwrap())).is_ok());
     }
 }
