@@ -478,13 +478,11 @@ C0fTXv+nvlmklvkcolvpvXLTjaxUHR3W9LXxQ2EHXAJfCB+6H2YF1k8CAwEAAQ==
     /// A host serving a fresh key and certificate under `/keys/`, and a configuration that
     /// allows exactly that prefix for both kinds.
     async fn fixture() -> Fixture {
+        use crate::notifications::mns::tests::{public_key_of, self_signed};
         let private = RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 1024).unwrap();
-        let pem = |key: rsa::RsaPublicKey| key.to_public_key_pem(LineEnding::LF).unwrap();
-        let key_pem = pem(private.to_public_key());
-        let (cert_private, cert_pem) = crate::notifications::mns::tests::self_signed();
-        let cert_key = PublicKey::from_pem(&pem(cert_private.to_public_key())).unwrap();
-        let key = PublicKey::from_pem(&key_pem).unwrap();
-        let host = Host::start(key_pem, cert_pem).await;
+        let (cert_private, cert_pem) = self_signed();
+        let key_pem = private.to_public_key().to_public_key_pem(LineEnding::LF);
+        let host = Host::start(key_pem.unwrap(), cert_pem).await;
         let prefix = format!("{}keys/", host.base);
         let config = NotificationsConfig {
             oss_key_url_prefixes: vec![prefix.clone()],
@@ -494,8 +492,8 @@ C0fTXv+nvlmklvkcolvpvXLTjaxUHR3W9LXxQ2EHXAJfCB+6H2YF1k8CAwEAAQ==
         };
         Fixture {
             host,
-            key,
-            cert_key,
+            key: public_key_of(&private),
+            cert_key: public_key_of(&cert_private),
             config,
         }
     }

@@ -197,7 +197,7 @@ pub(crate) mod tests {
     const DATE: &str = "Wed, 25 Nov 2026 08:00:00 GMT";
 
     /// `private`'s public key as the server holds it.
-    fn public_key_of(private: &RsaPrivateKey) -> PublicKey {
+    pub(crate) fn public_key_of(private: &RsaPrivateKey) -> PublicKey {
         let pem = private.to_public_key().to_public_key_pem(LineEnding::LF);
         PublicKey::from_pem(&pem.unwrap()).unwrap()
     }
