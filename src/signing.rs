@@ -103,9 +103,17 @@ pub fn hmac_sha1_base64(key: &[u8], message: &[u8]) -> String {
     B64.encode(mac.finalize().into_bytes())
 }
 
+/// A value refused by a signer: a control character (a line break above all) would add lines
+/// of the caller's choosing to a newline-separated string to sign, so that one signature
+/// covers another request (another key, another expiry).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the {0} to sign contains a control character")]
+pub struct Unsignable(pub &'static str);
+
 /// OSS's V1 request signature: base64(HMAC-SHA1(secret, VERB, Content-MD5, Content-Type,
 /// Date — or `Expires` in a presigned URL — and the resource `/{bucket}/{key}` with its
 /// sub-resources, one per line)). No `x-oss-` headers are signed by mediagate's requests.
+/// Fails when any part holds a control character.
 pub fn oss_v1_signature(
     secret: &str,
     verb: &str,
@@ -113,10 +121,24 @@ pub fn oss_v1_signature(
     content_type: &str,
     date_or_expires: &str,
     resource: &str,
-) -> String {
+) -> Result<String, Unsignable> {
+    for (part, value) in [
+        ("verb", verb),
+        ("Content-MD5", content_md5),
+        ("Content-Type", content_type),
+        ("date", date_or_expires),
+        ("resource", resource),
+    ] {
+        if value.chars().any(char::is_control) {
+            return Err(Unsignable(part));
+        }
+    }
     let string_to_sign =
         format!("{verb}\n{content_md5}\n{content_type}\n{date_or_expires}\n{resource}");
-    hmac_sha1_base64(secret.as_bytes(), string_to_sign.as_bytes())
+    Ok(hmac_sha1_base64(
+        secret.as_bytes(),
+        string_to_sign.as_bytes(),
+    ))
 }
 
 /// An OSS PostObject V1 form signature: returns (`policy` field, `Signature` field), the
@@ -253,6 +275,29 @@ pub(crate) mod tests {
             rpc_signature("testsecret", "GET", &query),
             "CT9X0VtwR86fNWSnsc6v8YGOjuE="
         );
+    }
+
+    #[test]
+    fn oss_v1_refuses_control_characters_in_every_part() {
+        let sign =
+            |parts: [&str; 4]| oss_v1_signature("s", parts[0], "", parts[1], parts[2], parts[3]);
+        assert!(sign(["PUT", "video/mp4", "1893456000", "/b/k.mp4"]).is_ok());
+        // The published attack: a Content-Type that writes the expiry and resource lines.
+        assert_eq!(
+            sign([
+                "PUT",
+                "video/mp4\n4102444800\n/b/uploads/bob/x",
+                "1",
+                "/b/k"
+            ]),
+            Err(Unsignable("Content-Type"))
+        );
+        assert_eq!(sign(["PUT", "", "1\r", "/b/k"]), Err(Unsignable("date")));
+        assert_eq!(
+            sign(["PUT", "", "1", "/b/k\u{7f}"]),
+            Err(Unsignable("resource"))
+        );
+        assert_eq!(sign(["PUT\t", "", "1", "/b/k"]), Err(Unsignable("verb")));
     }
 
     #[test]

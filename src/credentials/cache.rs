@@ -1,9 +1,10 @@
 //! Per-scope credential cache with single-flight refresh.
 //!
 //! STS allows 6000 calls per minute per account and adds tens of milliseconds per call, so
-//! credentials for a user's prefix are shared until `refresh_after` of their lifetime has
-//! passed. Concurrent requests for the same scope wait on one STS call instead of each making
-//! their own. Single-object scopes are never cached: nobody else can use them.
+//! credentials for a scope (a user's prefix, or one upload's object) are reused until
+//! `refresh_after` of their lifetime has passed. Concurrent requests for the same scope wait on
+//! one STS call instead of each making their own: a browser signing every part of one upload
+//! costs one `AssumeRole`, not one per part.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -50,17 +51,14 @@ impl CredentialCache {
     }
 
     /// Credentials for `scope`: cached ones while they are fresh, otherwise a new `AssumeRole`
-    /// (one at a time per scope) made by `request`, which is only called then. Fails when
-    /// `request` or STS fails, or STS returns credentials that would expire within the
-    /// configured margin.
-    pub async fn get(
+    /// (one at a time per scope) made by `request`, which is only called then and may refuse
+    /// with its own error (a rate limit). Fails when `request` or STS fails, or STS returns
+    /// credentials that would expire within the configured margin.
+    pub async fn get<E: From<StsError>>(
         &self,
         scope: &Scope,
-        request: impl FnOnce() -> Result<AssumeRole, StsError>,
-    ) -> Result<Arc<Credentials>, StsError> {
-        if matches!(scope, Scope::Object(_)) {
-            return self.fetch(request()?).await;
-        }
+        request: impl FnOnce() -> Result<AssumeRole, E>,
+    ) -> Result<Arc<Credentials>, E> {
         let queued_at = Instant::now();
         let slot = self.slot(scope);
         let mut state = slot.lock().await;
@@ -74,7 +72,7 @@ impl CredentialCache {
         if let Some((failed_at, error)) = &state.failure
             && *failed_at >= queued_at
         {
-            return Err(error.clone());
+            return Err(error.clone().into());
         }
         match self.fetch(request()?).await {
             Ok(creds) => {
@@ -84,7 +82,7 @@ impl CredentialCache {
             }
             Err(error) => {
                 state.failure = Some((Instant::now(), error.clone()));
-                Err(error)
+                Err(error.into())
             }
         }
     }
@@ -224,10 +222,11 @@ mod tests {
             t.await.unwrap();
         }
         assert_eq!(sts.calls.load(Ordering::SeqCst), 4);
+        // One upload's own credentials are reused as well.
         let object = Scope::Object("p/u0/id/a.mp4".into());
         cache.get(&object, request).await.unwrap();
         cache.get(&object, request).await.unwrap();
-        assert_eq!(sts.calls.load(Ordering::SeqCst), 6);
+        assert_eq!(sts.calls.load(Ordering::SeqCst), 5);
     }
 
     #[tokio::test]

@@ -69,8 +69,13 @@ impl Issuer<'_> {
         let key = ObjectKey::build(self.prefix, user, &upload_id, &request.file)
             .map_err(UploadRefused::Invalid)?;
         let scope = Scope::for_upload(storage.credential_scope, self.prefix, user, &key);
-        let server_signed = matches!(request.mode, UploadMode::PostPolicy | UploadMode::Presigned);
-        let credentials = if server_signed && storage.post_signing == PostSigning::Service {
+        // Only a form may be signed with the service keys: its policy pins the key and size.
+        // A presigned request is signed with the upload's session credentials, whose policy
+        // allows no reads, so headers a store acts on unsigned (a copy source) cannot turn it
+        // into a read of someone else's object.
+        let service_form =
+            request.mode == UploadMode::PostPolicy && storage.post_signing == PostSigning::Service;
+        let credentials = if service_form {
             Arc::new(service_credentials(self.sts))
         } else {
             self.vendor.credentials(user, &scope).await?

@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 use crate::storage::{CredentialScope, Provider};
 use crate::sts::{AssumeRole, Credentials, StsError};
 use cache::CredentialCache;
+use limits::RateLimited;
 
 /// Longest user segment derived from a subject as is; longer subjects are hashed.
 const MAX_PLAIN_SEGMENT: usize = 64;
@@ -415,23 +416,60 @@ impl Vendor {
         scope: &Scope,
     ) -> Result<Arc<Credentials>, StsError> {
         self.cache
+            .get(scope, || self.assume_role(user, scope))
+            .await
+    }
+
+    /// As [`Vendor::credentials`] for a caller without a rate limit of its own (one sign call
+    /// per part): `admit` is asked only when STS must be called, so what reaches STS counts
+    /// against the vend limits and cached credentials cost nothing.
+    pub async fn credentials_admitted(
+        &self,
+        user: &UserSegment,
+        scope: &Scope,
+        admit: impl FnOnce() -> Result<(), RateLimited>,
+    ) -> Result<Arc<Credentials>, VendError> {
+        self.cache
             .get(scope, || {
-                // Both inputs are checked types, so a failure here is a bug in our limits.
-                let policy =
-                    session_policy(&self.dialect, &self.bucket, scope).map_err(|message| {
-                        StsError::Rejected {
-                            code: "PolicyTooLong".into(),
-                            message,
-                            request_id: String::new(),
-                        }
-                    })?;
-                Ok(AssumeRole {
-                    role_session_name: role_session_name(user),
-                    policy,
-                    duration_seconds: self.duration_seconds,
-                })
+                admit()?;
+                Ok(self.assume_role(user, scope)?)
             })
             .await
+    }
+
+    fn assume_role(&self, user: &UserSegment, scope: &Scope) -> Result<AssumeRole, StsError> {
+        // Both inputs are checked types, so a failure here is a bug in our limits.
+        let policy = session_policy(&self.dialect, &self.bucket, scope).map_err(|message| {
+            StsError::Rejected {
+                code: "PolicyTooLong".into(),
+                message,
+                request_id: String::new(),
+            }
+        })?;
+        Ok(AssumeRole {
+            role_session_name: role_session_name(user),
+            policy,
+            duration_seconds: self.duration_seconds,
+        })
+    }
+}
+
+/// Why credentials were not handed out.
+#[derive(Debug)]
+pub enum VendError {
+    Sts(StsError),
+    Limited(RateLimited),
+}
+
+impl From<StsError> for VendError {
+    fn from(e: StsError) -> Self {
+        VendError::Sts(e)
+    }
+}
+
+impl From<RateLimited> for VendError {
+    fn from(e: RateLimited) -> Self {
+        VendError::Limited(e)
     }
 }
 

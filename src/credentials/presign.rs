@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use secrecy::ExposeSecret;
 
-use crate::signing::oss_v1_signature;
+use crate::signing::{Unsignable, oss_v1_signature};
 use crate::storage::{Provider, StorageConfig};
 use crate::sts::Credentials;
 
@@ -25,6 +25,18 @@ pub enum Operation {
 
 /// S3 and OSS number parts from 1 to 10,000.
 pub const MAX_PART_NUMBER: u32 = 10_000;
+pub const MAX_MULTIPART_ID_BYTES: usize = 1024;
+
+/// Multipart upload ids as stores mint them (OSS: hex; S3: base64 and URL-safe base64; RGW:
+/// `2~` and letters). OSS signs sub-resource values raw, so an alphabet without `&` is what
+/// keeps an id from adding sub-resources of its own (`...&x-oss-process=image/info`).
+pub fn is_multipart_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_MULTIPART_ID_BYTES
+        && id.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'-' | b'+' | b'/' | b'=')
+        })
+}
 
 impl Operation {
     /// The operation a request names by its method and multipart fields; a message fit for
@@ -35,9 +47,11 @@ impl Operation {
         part_number: Option<u32>,
     ) -> Result<Operation, String> {
         if let Some(id) = upload_id
-            && (id.is_empty() || id.len() > 1024 || !id.bytes().all(|b| b.is_ascii_graphic()))
+            && !is_multipart_id(id)
         {
-            return Err("uploadId must be 1-1024 printable ASCII characters".into());
+            return Err(format!(
+                "uploadId must be 1-{MAX_MULTIPART_ID_BYTES} characters of A-Z a-z 0-9 . _ ~ - + / ="
+            ));
         }
         if let Some(n) = part_number
             && !(1..=MAX_PART_NUMBER).contains(&n)
@@ -105,11 +119,23 @@ impl Operation {
         }
     }
 
+    /// Whether the request writes the object itself (its type and access are set here).
+    fn creates_object(&self) -> bool {
+        matches!(
+            self,
+            Operation::PutObject | Operation::CreateMultipartUpload
+        )
+    }
+
     /// The Content-Type the browser sends: the file's on PutObject and CreateMultipartUpload
-    /// (Uppy sends it on both), XML on CompleteMultipartUpload, none otherwise.
+    /// (Uppy sends it on both; `application/octet-stream` when nobody named one, so the store
+    /// never keeps a type the signature did not cover), XML on CompleteMultipartUpload, none
+    /// otherwise.
     pub fn content_type<'a>(&self, file_type: Option<&'a str>) -> Option<&'a str> {
         match self {
-            Operation::PutObject | Operation::CreateMultipartUpload => file_type,
+            Operation::PutObject | Operation::CreateMultipartUpload => {
+                Some(file_type.unwrap_or("application/octet-stream"))
+            }
             Operation::CompleteMultipartUpload { .. } => Some("application/xml"),
             _ => None,
         }
@@ -124,7 +150,36 @@ pub struct Presigned {
     pub headers: BTreeMap<String, String>,
 }
 
-/// Signs `op` on `key` with `creds` for `expires_in` from `now`.
+#[derive(Debug, thiserror::Error)]
+pub enum PresignError {
+    #[error(transparent)]
+    Unsignable(#[from] Unsignable),
+    #[error("signing failed: {0}")]
+    Signer(String),
+}
+
+/// The headers the browser is told to send, each one covered by the signature: the
+/// Content-Type and, on S3 requests that write the object, a private canned ACL. S3-compatible
+/// stores act on `x-amz-*` headers a presigned URL does not sign (Ceph RGW applies an unsigned
+/// `x-amz-acl: public-read`), so the one ACL header is signed and any other makes the request
+/// fail; OSS V1 signs every `x-oss-*` header a request carries, so it needs no such header.
+fn request_headers(
+    provider: Provider,
+    op: &Operation,
+    content_type: Option<&str>,
+) -> BTreeMap<String, String> {
+    let mut headers = BTreeMap::new();
+    if let Some(t) = content_type {
+        headers.insert("content-type".to_owned(), t.to_owned());
+    }
+    if provider == Provider::S3 && op.creates_object() {
+        headers.insert("x-amz-acl".to_owned(), "private".to_owned());
+    }
+    headers
+}
+
+/// Signs `op` on `key` with `creds` for `expires_in` from `now`. Fails on a value that
+/// cannot be signed as it is (a control character in the Content-Type).
 pub fn presign(
     storage: &StorageConfig,
     creds: &Credentials,
@@ -133,19 +188,16 @@ pub fn presign(
     content_type: Option<&str>,
     expires_in: Duration,
     now: SystemTime,
-) -> Result<Presigned, String> {
+) -> Result<Presigned, PresignError> {
     let bucket_url = storage.bucket_url();
     let base = format!("{}/{}", bucket_url.trim_end_matches('/'), encode_key(key));
-    let headers: BTreeMap<String, String> = content_type
-        .map(|t| ("content-type".to_owned(), t.to_owned()))
-        .into_iter()
-        .collect();
+    let headers = request_headers(storage.provider, op, content_type);
     let url = match storage.provider {
         Provider::Aliyun => {
             let expires = now
                 .checked_add(expires_in)
                 .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
-                .ok_or("expiry out of range")?
+                .ok_or_else(|| PresignError::Signer("expiry out of range".into()))?
                 .as_secs();
             oss_presigned_url(
                 &base,
@@ -155,9 +207,12 @@ pub fn presign(
                 op,
                 content_type,
                 expires,
-            )
+            )?
         }
-        Provider::S3 => s3_presigned_url(&base, &storage.region, creds, op, expires_in, now)?,
+        Provider::S3 => {
+            s3_presigned_url(&base, &storage.region, creds, op, &headers, expires_in, now)
+                .map_err(PresignError::Signer)?
+        }
     };
     Ok(Presigned { url, headers })
 }
@@ -184,7 +239,7 @@ fn oss_presigned_url(
     op: &Operation,
     content_type: Option<&str>,
     expires: u64,
-) -> String {
+) -> Result<String, Unsignable> {
     let token = creds.security_token.expose_secret();
     let mut subresources = op.subresources();
     if !token.is_empty() {
@@ -212,25 +267,26 @@ fn oss_presigned_url(
         content_type.unwrap_or_default(),
         &expires.to_string(),
         &resource,
-    );
+    )?;
     let mut query = raw(&subresources, &query_encode);
     if !query.is_empty() {
         query.push('&');
     }
-    format!(
+    Ok(format!(
         "{base}?{query}OSSAccessKeyId={}&Expires={expires}&Signature={}",
         query_encode(&creds.access_key_id),
         query_encode(&signature)
-    )
+    ))
 }
 
-/// SigV4 query signing by AWS's signer: host signed, payload unsigned (the browser streams
-/// it), the session token in `X-Amz-Security-Token`.
+/// SigV4 query signing by AWS's signer: host and `headers` signed, payload unsigned (the
+/// browser streams it), the session token in `X-Amz-Security-Token`.
 fn s3_presigned_url(
     base: &str,
     region: &str,
     creds: &Credentials,
     op: &Operation,
+    headers: &BTreeMap<String, String>,
     expires_in: Duration,
     now: SystemTime,
 ) -> Result<String, String> {
@@ -277,7 +333,7 @@ fn s3_presigned_url(
     let signable = SignableRequest::new(
         op.method(),
         url.as_str(),
-        std::iter::empty(),
+        headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
         SignableBody::UnsignedPayload,
     )
     .map_err(|e| e.to_string())?;
@@ -334,7 +390,8 @@ mod tests {
             &Operation::PutObject,
             None,
             EXPIRES,
-        );
+        )
+        .unwrap();
         assert_eq!(signature(&url), "rt1NqtEA1PevZtOMUF4kruvvOpE=");
         assert!(url.starts_with(&format!(
             "{BASE}?OSSAccessKeyId=testid&Expires={EXPIRES}&Signature="
@@ -347,14 +404,15 @@ mod tests {
             &Operation::PutObject,
             Some("video/mp4"),
             EXPIRES,
-        );
+        )
+        .unwrap();
         assert_eq!(signature(&typed), "QPaeQKG4lnIS+AAONn9vPKECJ6k=");
         let sts = creds("STS.testid", "CAIStoken+/=");
         let part = Operation::UploadPart {
             upload_id: "0004B9894A22E5B1888A1E29F8236E2D".into(),
             part_number: 2,
         };
-        let url = oss_presigned_url(BASE, "media-in", &sts, KEY, &part, None, EXPIRES);
+        let url = oss_presigned_url(BASE, "media-in", &sts, KEY, &part, None, EXPIRES).unwrap();
         assert_eq!(signature(&url), "wlOzPcrrpG62xy614qVCl8vYaAs=");
         assert!(
             url.contains("?partNumber=2&security-token=CAIStoken%2B%2F%3D&uploadId=0004B9894A22E5B1888A1E29F8236E2D&OSSAccessKeyId=STS.testid&"),
@@ -368,7 +426,8 @@ mod tests {
             &Operation::CreateMultipartUpload,
             None,
             EXPIRES,
-        );
+        )
+        .unwrap();
         assert_eq!(signature(&create), "MjC7n13vY6xGt+tj0yGSDdKvRME=");
     }
 
@@ -405,12 +464,92 @@ mod tests {
             ("PATCH", None, None),
             ("PUT", Some("a b"), Some(1)),
             ("PUT", Some(""), Some(1)),
+            ("GET", Some("0004B9&x-oss-process=image/info"), None),
+            ("DELETE", Some("id%26more"), None),
         ] {
             assert!(
                 Operation::parse(method, id, part).is_err(),
                 "{method} {id:?} {part:?}"
             );
         }
+    }
+
+    #[test]
+    fn multipart_ids_as_stores_mint_them_are_accepted() {
+        for id in [
+            "0004B9894A22E5B1888A1E29F8236E2D",
+            "2~m9vNtB3Wv1jXD0ttxxeQ2ULpPuVnpEO",
+            "VXBsb2FkIElEIGZvciA2aWWpbmcncyBteS1tb3ZpZS5tMnRzIHVwbG9hZA",
+            "ZTM1YmQ0.NzgtNDcx_MS00YjE5LWE5MDE+/Zg==",
+        ] {
+            assert!(is_multipart_id(id), "{id}");
+        }
+    }
+
+    #[test]
+    fn s3_requests_that_write_the_object_sign_its_type_and_a_private_acl() {
+        let storage = StorageConfig {
+            provider: Provider::S3,
+            bucket: "media-in".into(),
+            endpoint: "http://127.0.0.1:7480".into(),
+            ..StorageConfig::default()
+        };
+        let signed = presign(
+            &storage,
+            &creds("AK", "tok"),
+            KEY,
+            &Operation::PutObject,
+            Operation::PutObject.content_type(None),
+            Duration::from_secs(60),
+            SystemTime::now(),
+        )
+        .unwrap();
+        assert_eq!(signed.headers["content-type"], "application/octet-stream");
+        assert_eq!(signed.headers["x-amz-acl"], "private");
+        assert!(
+            signed
+                .url
+                .contains("X-Amz-SignedHeaders=content-type%3Bhost%3Bx-amz-acl"),
+            "{}",
+            signed.url
+        );
+        let part = Operation::UploadPart {
+            upload_id: "2~abc".into(),
+            part_number: 1,
+        };
+        let signed = presign(
+            &storage,
+            &creds("AK", "tok"),
+            KEY,
+            &part,
+            part.content_type(Some("video/mp4")),
+            Duration::from_secs(60),
+            SystemTime::now(),
+        )
+        .unwrap();
+        assert!(signed.headers.is_empty());
+        assert!(
+            signed.url.contains("X-Amz-SignedHeaders=host&"),
+            "{}",
+            signed.url
+        );
+    }
+
+    #[test]
+    fn oss_refuses_a_content_type_that_would_write_lines_of_its_own() {
+        let evil = "video/mp4\n4102444800\n/media-in/uploads/bob/x";
+        assert!(matches!(
+            oss_presigned_url(
+                BASE,
+                "media-in",
+                &creds("testid", ""),
+                KEY,
+                &Operation::PutObject,
+                Some(evil),
+                EXPIRES
+            ),
+            Err(Unsignable("Content-Type"))
+        ));
     }
 
     #[test]

@@ -10,6 +10,7 @@ use serde_json::json;
 use tracing::error;
 
 use crate::auth::AuthError;
+use crate::credentials::VendError;
 use crate::credentials::issue::IssueError;
 use crate::credentials::limits::RateLimited;
 use crate::notifications::NotificationError;
@@ -212,6 +213,15 @@ impl From<UploadRefused> for ApiError {
             UploadRefused::Invalid(m) => ApiError::invalid_request(m),
             UploadRefused::UnsupportedMediaType(m) => ApiError::unsupported_media_type(m),
             UploadRefused::InvalidMediaAttributes(m) => ApiError::invalid_media_attributes(m),
+        }
+    }
+}
+
+impl From<VendError> for ApiError {
+    fn from(err: VendError) -> Self {
+        match err {
+            VendError::Sts(e) => e.into(),
+            VendError::Limited(r) => r.into(),
         }
     }
 }

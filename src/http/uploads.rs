@@ -22,13 +22,15 @@ use crate::credentials::ObjectKey;
 use crate::credentials::Scope;
 use crate::credentials::forms::{PostForm, post_form, service_credentials};
 use crate::credentials::issue::Delivery;
-use crate::credentials::presign::{Operation, presign};
+use crate::credentials::presign::{Operation, PresignError, presign};
 use crate::media::{MediaAttributes, MediaAttributesInput};
 use crate::processing::verify::VERIFY_SINK;
 use crate::store::UploadRow;
 use crate::sts::Credentials;
 use crate::uploads::callback::{OssCallbackParams, oss_callback_params};
-use crate::uploads::{TriggerState, UploadMode, UploadRequest, UploadState, form_size_range};
+use crate::uploads::{
+    TriggerState, UploadMode, UploadRequest, UploadState, form_size_range, is_content_type,
+};
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -433,19 +435,27 @@ pub(super) fn rfc3339_millis(ms: i64) -> String {
         .unwrap_or_default()
 }
 
-/// The session credentials of an upload: scoped to the caller's prefix or the one object,
-/// from the cache (no STS call while cached ones are fresh).
+/// The scope of an upload's session credentials: the caller's prefix or the one object.
+fn upload_scope(app: &App, principal: &Principal, upload: &UploadRow) -> Scope {
+    match app.config.storage.credential_scope {
+        crate::config::CredentialScope::User => Scope::user(&app.prefix, &principal.segment),
+        crate::config::CredentialScope::Upload => Scope::Object(upload.object_key.clone()),
+    }
+}
+
+/// The session credentials of an upload, from the cache (no STS call while cached ones are
+/// fresh).
 async fn upload_credentials(
     app: &App,
     principal: &Principal,
     upload: &UploadRow,
 ) -> Result<Arc<Credentials>, ApiError> {
-    let scope = match app.config.storage.credential_scope {
-        crate::config::CredentialScope::User => Scope::user(&app.prefix, &principal.segment),
-        crate::config::CredentialScope::Upload => Scope::Object(upload.object_key.clone()),
-    };
+    let scope = upload_scope(app, principal, upload);
     Ok(app.vendor.credentials(&principal.segment, &scope).await?)
 }
+
+/// The longest `expiresIn` a sign request may ask for (SigV4's own limit, a week).
+const MAX_PRESIGN_SECONDS: u64 = 604_800;
 
 /// One store request as Uppy's `signRequest` describes it.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -456,8 +466,9 @@ pub struct SignRequest {
     #[schema(min_length = 1, max_length = 1024)]
     key: String,
     /// The multipart upload, for UploadPart, ListParts, CompleteMultipartUpload and
-    /// AbortMultipartUpload: 1-1024 printable ASCII characters.
-    #[schema(pattern = r"^[\x21-\x7e]{1,1024}$")]
+    /// AbortMultipartUpload: 1-1024 characters of `A-Z a-z 0-9 . _ ~ - + / =` (what stores
+    /// mint; an `&` would add sub-resources to an OSS signature).
+    #[schema(pattern = r"^[A-Za-z0-9._~+/=-]{1,1024}$")]
     upload_id: Option<String>,
     /// For UploadPart.
     #[schema(minimum = 1, maximum = 10000)]
@@ -521,9 +532,12 @@ pub struct SignedRequest {
         (status = 404, description = "not_found (also for another user's upload)", body = ErrorBody),
         (status = 409, description = "invalid_state: not a presigned upload, or no longer issued", body = ErrorBody),
         (status = 422, description = "invalid_request", body = ErrorBody),
+        (status = 429, description = "rate_limited: credentials had to be renewed beyond the vend limits (Retry-After)", body = ErrorBody),
+        (status = 502, description = "sts_error", body = ErrorBody),
         (status = 503, description = "sts_unavailable (Retry-After)", body = ErrorBody)))]
 pub async fn sign(
     State(app): State<Arc<App>>,
+    ClientIp(ip): ClientIp,
     User(principal): User,
     Path(id): Path<String>,
     Json(req): Json<SignRequest>,
@@ -550,11 +564,11 @@ pub async fn sign(
         )));
     }
     let storage = &app.config.storage;
-    let creds = match storage.post_signing {
-        PostSigning::Service => Arc::new(service_credentials(&app.config.sts)),
-        PostSigning::Session => upload_credentials(&app, &principal, &upload).await?,
-    };
     if form {
+        let creds = match storage.post_signing {
+            PostSigning::Service => Arc::new(service_credentials(&app.config.sts)),
+            PostSigning::Session => upload_credentials(&app, &principal, &upload).await?,
+        };
         let callback = oss_callback_params(&app.config.server.public_url, &upload.id);
         let post = post_form(
             storage,
@@ -571,14 +585,38 @@ pub async fn sign(
             fields: Some(post.fields),
         }));
     }
+    if let Some(t) = &req.content_type
+        && !is_content_type(t)
+    {
+        return Err(ApiError::invalid_request(
+            "contentType must be at most 255 printable ASCII characters",
+        ));
+    }
+    let expires_in = match req.expires_in {
+        Some(s) if !(1..=MAX_PRESIGN_SECONDS).contains(&s) => {
+            return Err(ApiError::invalid_request(format!(
+                "expiresIn must be 1-{MAX_PRESIGN_SECONDS} seconds"
+            )));
+        }
+        asked => asked.unwrap_or(u64::MAX),
+    };
+    // Always the upload's own session credentials, whatever signs forms: their policy grants
+    // no reads, so a header the store acts on unsigned (`x-amz-copy-source`) cannot copy
+    // another object in. Signing every part must not mean an STS call per part: only what
+    // the cache cannot answer counts against the vend limits.
+    let scope = upload_scope(&app, &principal, &upload);
+    let creds = app
+        .vendor
+        .credentials_admitted(&principal.segment, &scope, || {
+            app.limits.vend(ip, principal.segment.as_str())
+        })
+        .await?;
     let file_type = req
         .content_type
         .as_deref()
         .or(upload.content_type.as_deref());
     let remaining = (creds.expiration - chrono::Utc::now()).num_seconds().max(1) as u64;
-    let expires_in = req
-        .expires_in
-        .unwrap_or(u64::MAX)
+    let expires_in = expires_in
         .min(storage.presign_expires_seconds)
         .min(remaining);
     let signed = presign(
@@ -590,7 +628,10 @@ pub async fn sign(
         std::time::Duration::from_secs(expires_in),
         std::time::SystemTime::now(),
     )
-    .map_err(|e| ApiError::internal(anyhow::anyhow!(e)))?;
+    .map_err(|e| match e {
+        PresignError::Unsignable(e) => ApiError::invalid_request(e.to_string()),
+        PresignError::Signer(e) => ApiError::internal(anyhow::anyhow!(e)),
+    })?;
     if let Some(multipart) = op.upload_id() {
         app.store
             .note_multipart_upload(&upload.id, multipart)

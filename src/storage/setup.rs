@@ -1,8 +1,9 @@
 //! `mediagate bucket setup`: the input bucket prepared for direct browser uploads with the
 //! service keys. CORS lets `server.cors_origins` send the upload requests and read `ETag`
 //! (multipart needs it); a lifecycle rule aborts multipart uploads left incomplete under the
-//! upload prefix. Other rules of the bucket are kept: mediagate owns the CORS rules of its
-//! origins and its lifecycle rule (by ID), nothing else.
+//! upload prefix; on S3 stores, a public access block keeps uploaders from publishing their
+//! objects with ACLs. Other rules of the bucket are kept: mediagate owns the CORS rules of its
+//! origins, its lifecycle rule (by ID) and the two ACL settings of the block, nothing else.
 
 use std::time::SystemTime;
 
@@ -19,7 +20,7 @@ const METHODS: &[&str] = &["PUT", "POST", "GET", "HEAD", "DELETE"];
 /// What setting up the bucket changed, or would change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
-    /// `cors` or `lifecycle`.
+    /// `cors`, `lifecycle` or (S3) `publicAccessBlock`.
     pub what: &'static str,
     /// The bucket's configuration after the change (`None`: already as wanted).
     pub set: Option<String>,
@@ -72,6 +73,24 @@ pub fn lifecycle_document(
     };
     let rules: String = kept.map(str::to_owned).chain([ours]).collect();
     format!("<LifecycleConfiguration>{rules}</LifecycleConfiguration>")
+}
+
+/// The bucket's public access block with public ACLs blocked and ignored, its other two
+/// settings (bucket policies) kept; `None` when the current one already does both. Uploaders
+/// hold credentials that write objects, and a store that acts on an ACL header nobody signed
+/// would let them publish their object: with this the store refuses new public ACLs and
+/// ignores those already set.
+pub fn public_access_block_document(current: Option<&str>) -> Option<String> {
+    let current = current.unwrap_or_default();
+    let is_true = |name| values(current, name).first().map(String::as_str) == Some("true");
+    if is_true("BlockPublicAcls") && is_true("IgnorePublicAcls") {
+        return None;
+    }
+    Some(format!(
+        r#"<PublicAccessBlockConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><BlockPublicAcls>true</BlockPublicAcls><IgnorePublicAcls>true</IgnorePublicAcls><BlockPublicPolicy>{}</BlockPublicPolicy><RestrictPublicBuckets>{}</RestrictPublicBuckets></PublicAccessBlockConfiguration>"#,
+        is_true("BlockPublicPolicy"),
+        is_true("RestrictPublicBuckets")
+    ))
 }
 
 /// Every `<name>...</name>` element of `xml`, whole.
@@ -240,7 +259,7 @@ impl BucketApi {
                     &get("content-type"),
                     &date,
                     &format!("/{}/?{sub}", s.bucket),
-                );
+                )?;
                 headers.push(("date".into(), date));
                 headers.push((
                     "authorization".into(),
@@ -285,6 +304,15 @@ pub async fn setup(
         what: "lifecycle",
         set: (!same(lifecycle.as_deref(), &wanted, "Rule")).then_some(wanted),
     });
+    // OSS V1 signs every `x-oss-*` header a request carries, so an uploader cannot add an ACL
+    // to a signed request there; S3-compatible stores need the block.
+    if provider == Provider::S3 {
+        let block = api.get("publicAccessBlock").await?;
+        changes.push(Change {
+            what: "publicAccessBlock",
+            set: public_access_block_document(block.as_deref()),
+        });
+    }
     if !dry_run {
         for change in &changes {
             if let Some(document) = &change.set {
@@ -334,6 +362,19 @@ mod tests {
             &cors_document(Some(&doc), &["https://app.example".into()]),
             "CORSRule"
         ));
+    }
+
+    #[test]
+    fn public_acls_are_blocked_and_policy_settings_kept() {
+        let doc = public_access_block_document(None).unwrap();
+        assert!(doc.contains("<BlockPublicAcls>true</BlockPublicAcls>"));
+        assert!(doc.contains("<IgnorePublicAcls>true</IgnorePublicAcls>"));
+        assert!(doc.contains("<BlockPublicPolicy>false</BlockPublicPolicy>"));
+        let current = r#"<PublicAccessBlockConfiguration xmlns="x"><BlockPublicAcls>false</BlockPublicAcls><IgnorePublicAcls>true</IgnorePublicAcls><BlockPublicPolicy>true</BlockPublicPolicy><RestrictPublicBuckets>false</RestrictPublicBuckets></PublicAccessBlockConfiguration>"#;
+        let doc = public_access_block_document(Some(current)).unwrap();
+        assert!(doc.contains("<BlockPublicAcls>true</BlockPublicAcls>"));
+        assert!(doc.contains("<BlockPublicPolicy>true</BlockPublicPolicy>"));
+        assert_eq!(public_access_block_document(Some(&doc)), None);
     }
 
     #[test]
