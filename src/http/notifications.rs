@@ -20,6 +20,7 @@ use crate::notifications::{
 };
 use crate::processing::{ObjectEvent, accept};
 use crate::signing::constant_time_eq;
+use crate::storage::check_object_key;
 use crate::store::Recorded;
 
 /// The request as the signature checks read it.
@@ -40,22 +41,26 @@ fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Records one event and wakes the worker when it queued triggers.
-async fn record(app: &App, event: ObjectEvent) -> Result<Recorded, ApiError> {
-    for (field, value) in [
-        ("bucket", &event.bucket),
-        ("key", &event.key),
-        ("etag", &event.etag),
-    ] {
+/// Refuses an event whose bucket, key or ETag no store would send: the key under the one key
+/// rule every intake path shares (a `..` segment would name another user's object wherever
+/// the key becomes a URL).
+fn check(event: &ObjectEvent) -> Result<(), ApiError> {
+    for (field, value) in [("bucket", &event.bucket), ("etag", &event.etag)] {
         if value.chars().any(char::is_control) || value.len() > 2048 {
             return Err(ApiError::bad_request(format!(
                 "{field} is not a valid object {field}"
             )));
         }
     }
-    if event.bucket.is_empty() || event.key.is_empty() {
+    if event.bucket.is_empty() {
         return Err(ApiError::bad_request("bucket and key are required"));
     }
+    check_object_key(&event.key)
+        .map_err(|why| ApiError::bad_request(format!("key is not a valid object key: {why}")))
+}
+
+/// Records one checked event and wakes the worker when it queued triggers.
+async fn record(app: &App, event: ObjectEvent) -> Result<Recorded, ApiError> {
     let (bucket, key, source) = (event.bucket.clone(), event.key.clone(), event.source);
     let recorded = accept(&app.store, &app.storage(), event).await?;
     let outcome = match &recorded {
@@ -126,6 +131,10 @@ async fn record_all(app: &App, parsed: Parsed) -> Result<NotificationTally, ApiE
         ignored: parsed.ignored,
         ..NotificationTally::default()
     };
+    // All or nothing: a refused event refuses the notification before any of it is recorded.
+    for event in &parsed.events {
+        check(event)?;
+    }
     for event in parsed.events {
         tally.add(&record(app, event).await?);
     }
@@ -153,7 +162,9 @@ pub async fn oss_callback(
     let is_json = headers
         .iter()
         .any(|(k, v)| k == "content-type" && v.contains("json"));
-    let (upload_id, duplicate) = match record(&app, oss::callback_event(&body, is_json)?).await? {
+    let event = oss::callback_event(&body, is_json)?;
+    check(&event)?;
+    let (upload_id, duplicate) = match record(&app, event).await? {
         Recorded::Accepted { upload_id, .. } => (upload_id, false),
         Recorded::Duplicate { upload_id } | Recorded::Repeat { upload_id } => (upload_id, true),
     };

@@ -148,12 +148,18 @@ pub fn file_url(bucket: &str, region: &str, key: &str) -> String {
 }
 
 /// AddMedia's operation parameters for `delivery`, leaving out attributes that are not set
-/// (or empty). Fails fatally when the FileURL exceeds AddMedia's limit or no workflow id is
-/// configured.
+/// (or empty). Fails fatally when the key cannot name the object in a URL, the FileURL exceeds
+/// AddMedia's limit, or no workflow id is configured.
 fn add_media_params(
     delivery: &Delivery,
     media_workflow_id: &str,
 ) -> Result<Vec<(&'static str, String)>, DeliveryError> {
+    // A dot segment would make the URL name another object than the one verified.
+    if let Err(why) = crate::storage::check_object_key(&delivery.object_key) {
+        return Err(DeliveryError::Fatal(format!(
+            "no FileURL for this key: {why}"
+        )));
+    }
     let url = file_url(&delivery.bucket, &delivery.region, &delivery.object_key);
     if url.len() > MAX_FILE_URL {
         return Err(DeliveryError::Fatal(format!(

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use tracing::{info, warn};
 
 use super::{ObjectEvent, StorageScope, accept};
+use crate::storage::check_object_key;
 use crate::storage::reader::{Lookup, ObjectReader, ReadError};
 use crate::store::{Store, Unannounced, now_millis};
 
@@ -192,7 +193,17 @@ async fn list_page(
     let mut found = 0;
     for object in page {
         let recent = object.modified_at.is_none_or(|t| t > settled_before);
-        if recent || store.object_announced(storage.bucket, &object.key).await? {
+        if recent {
+            continue;
+        }
+        // A key no notification route would take is not taken from a listing either.
+        if let Err(why) = check_object_key(&object.key) {
+            warn!(key = ?object.key, why, "listed key refused; not reconciled");
+            metrics::counter!("mediagate_reconciliations_total", "outcome" => "refused_key")
+                .increment(1);
+            continue;
+        }
+        if store.object_announced(storage.bucket, &object.key).await? {
             continue;
         }
         let event = ObjectEvent {

@@ -182,6 +182,35 @@ pub const MAX_FILE_NAME_BYTES: usize = 1024;
 /// byte limits of the name and of the whole key, so the API can state it exactly.
 pub const MAX_FILE_NAME_CHARS: usize = 200;
 
+/// The longest key any store accepts (S3: 1,024 bytes; OSS: 1,023).
+pub const MAX_KEY_BYTES: usize = 1024;
+
+/// The one rule for object keys that reach mediagate from outside (notifications, listings)
+/// and for keys it reads or writes into a URL: 1-1,024 bytes, no control characters, no
+/// backslash, and no empty, `.` or `..` segment (a folder marker's final `/` aside). A URL
+/// built from `uploads/jo/../kim/a.mp4` resolves to kim's object, and HTTP clients that
+/// normalise paths read another key than the one that was checked; a backslash is a path
+/// separator to some servers. Returns what is wrong, fit for a log or a client.
+pub fn check_object_key(key: &str) -> Result<(), &'static str> {
+    if key.is_empty() || key.len() > MAX_KEY_BYTES {
+        return Err("an object key is 1-1024 bytes");
+    }
+    if key.chars().any(char::is_control) {
+        return Err("an object key must not contain control characters");
+    }
+    if key.contains('\\') {
+        return Err("an object key must not contain backslashes");
+    }
+    let path = key.strip_suffix('/').unwrap_or(key);
+    if path
+        .split('/')
+        .any(|s| s.is_empty() || s == "." || s == "..")
+    {
+        return Err("an object key must not have empty, '.' or '..' segments");
+    }
+    Ok(())
+}
+
 /// Characters with a meaning in policies and key patterns: `*`, `?`, `"`, `\\`.
 pub(crate) fn is_policy_special(c: char) -> bool {
     matches!(c, '*' | '?' | '"' | '\\')
@@ -256,5 +285,33 @@ mod tests {
         assert!(FileName::parse(&"視".repeat(200)).is_ok());
         assert!(FileName::parse(&"a".repeat(201)).is_err());
         assert!(FileName::parse(&"視".repeat(201)).is_err());
+    }
+
+    #[test]
+    fn one_key_rule_for_every_key_from_outside() {
+        for good in [
+            "uploads/alice/01/trip.mp4",
+            "uploads/alice/",
+            "uploads/a b/視頻 (1).mp4",
+            "uploads/alice/..mp4",
+            "uploads/alice/.hidden",
+        ] {
+            assert_eq!(check_object_key(good), Ok(()), "{good:?}");
+        }
+        for bad in [
+            "",
+            "uploads/jo/../kim/v1/private.mp4",
+            "uploads/jo/./a.mp4",
+            "uploads//a.mp4",
+            "/uploads/a.mp4",
+            "uploads/jo/..",
+            "uploads/jo/../",
+            "uploads\\jo\\a.mp4",
+            "uploads/jo/a\nb.mp4",
+            "uploads/jo/a\u{7f}.mp4",
+            &"a".repeat(1025),
+        ] {
+            assert!(check_object_key(bad).is_err(), "{bad:?}");
+        }
     }
 }

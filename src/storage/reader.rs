@@ -41,8 +41,8 @@ pub enum Lookup {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
-    /// Outside the upload prefix of the input bucket, or a key the client library would send
-    /// as another key (leading or trailing spaces, `//`): never read.
+    /// Outside the upload prefix of the input bucket, a key the client library would send as
+    /// another key (leading or trailing spaces, `//`), or one the key rule refuses: never read.
     #[error("{0:?} is not a key under the upload prefix that can be read as it is; not read")]
     NotReadable(String),
     /// The store could not answer (down, slow, refused the keys): try again later.
@@ -155,7 +155,11 @@ impl StoreReader {
     fn checked<'a>(&self, key: &'a str) -> Result<&'a str, ReadError> {
         let inside = key.starts_with(&self.prefix) && key.len() > self.prefix.len();
         // OpenDAL trims and collapses paths; a key it would change names another object.
-        if !inside || key.ends_with('/') || opendal::raw::normalize_path(key) != key {
+        if !inside
+            || key.ends_with('/')
+            || super::check_object_key(key).is_err()
+            || opendal::raw::normalize_path(key) != key
+        {
             return Err(ReadError::NotReadable(key.to_owned()));
         }
         Ok(key)

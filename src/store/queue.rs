@@ -237,6 +237,17 @@ impl Store {
     ) -> anyhow::Result<bool> {
         let now = now_millis();
         let mut tx = self.writer.begin().await.context("reprocessing upload")?;
+        // Under PostgreSQL's READ COMMITTED, two concurrent requests would each check the
+        // triggers with a snapshot taken before the other committed, and both queue work.
+        // Holding the upload's row first makes the second wait, and its check then sees the
+        // first one's triggers. SQLite runs one writer at a time already.
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT id FROM uploads WHERE id = $1 FOR UPDATE")
+                .bind(&write.upload_id)
+                .execute(&mut *tx)
+                .await
+                .context("reprocessing upload")?;
+        }
         let updated = sqlx::query(
             "UPDATE uploads SET state = $1, state_reason = $2, size = COALESCE($3, size), updated_at = $4
              WHERE id = $5 AND state <> 'issued'

@@ -732,3 +732,97 @@ async fn ip_endpoints_get_path_style_forms() {
     );
     assert_eq!(body["force_path_style"], true);
 }
+
+/// A key with dot segments passes every prefix check, yet as a URL (MPS's `FileURL`) or
+/// through a client that normalises paths it names another user's object. One key rule
+/// refuses it on every path that takes a key, before anything is recorded.
+#[tokio::test]
+async fn keys_with_dot_segments_are_refused_wherever_a_key_is_taken() {
+    let app =
+        TestApp::spawn_with(|c| c.notifications.mns_account_id = Some(MNS_ACCOUNT_ID.into())).await;
+    app.mps_workflow("hd", "uploads/").await;
+    let dotted = "uploads/jo/../kim/v1/private.mp4";
+    let good = "uploads/jo/v1/mine.mp4";
+    let s3 = |key: &str| {
+        json!({"eventName": "s3:ObjectCreated:Put", "s3": {"bucket": {"name": "media-input"},
+            "object": {"key": key, "size": 4096, "eTag": "E1"}}})
+    };
+    for bad in [
+        dotted,
+        "uploads/jo/./v1/a.mp4",
+        "uploads//jo/a.mp4",
+        "uploads\\jo\\a.mp4",
+    ] {
+        // Alone, or beside a good record: the notification is refused whole.
+        for records in [vec![s3(bad)], vec![s3(good), s3(bad)]] {
+            let r = app.s3_event(&json!({"Records": records})).await;
+            assert_eq!(r.status(), 400, "{bad:?}");
+            assert_eq!(error_code(r).await, "bad_request");
+        }
+        let r = app
+            .mns_push_from(
+                MNS_ACCOUNT_ID,
+                "t",
+                json!([oss_event("ObjectCreated:PutObject", bad, "E2", 4096)]),
+            )
+            .await;
+        assert_eq!(r.status(), 400, "{bad:?}");
+    }
+    app.settle().await;
+    assert_eq!(trigger_count(&app).await, 0);
+    for key in [dotted, good] {
+        let events = app
+            .app
+            .store
+            .events_for_object("media-input", key)
+            .await
+            .unwrap();
+        assert!(events.is_empty(), "{key}: {events:?}");
+    }
+    assert!(app.mps.requests().is_empty());
+    // The reader never sends such a key to the store.
+    let before = app.oss.requests();
+    let read = app.app.objects.head(dotted).await;
+    assert!(
+        matches!(
+            read,
+            Err(mediagate::storage::reader::ReadError::NotReadable(_))
+        ),
+        "{read:?}"
+    );
+    assert_eq!(app.oss.requests(), before);
+}
+
+/// Reconciliation's listing takes keys by the same rule as the notification routes.
+#[tokio::test]
+async fn the_listing_takes_no_key_a_notification_route_would_refuse() {
+    let app = TestApp::spawn_with(|c| {
+        c.reconcile.after_seconds = 0;
+        c.reconcile.list_unannounced = true;
+    })
+    .await;
+    app.webhook_workflow("hooks", "uploads/").await;
+    let media = || {
+        let mut bytes = crate::support::oss_fake::mp4_header();
+        bytes.resize(3000, 0);
+        bytes
+    };
+    for key in [
+        "uploads/bob/raw/tab\there.mp4",
+        "uploads/bob/raw/../../alice/x.mp4",
+        "uploads/bob/raw/direct.mp4",
+    ] {
+        app.oss.put(key, media(), "video/mp4");
+    }
+    let sweep = app.app.reconcile().await.unwrap();
+    assert_eq!(sweep.listed, 1, "{sweep:?}");
+    app.settle().await;
+    let deliveries = app.hooks.deliveries();
+    assert_eq!(deliveries.len(), 1);
+    assert_eq!(deliveries[0].1["object_key"], "uploads/bob/raw/direct.mp4");
+    assert!(
+        app.metrics_text()
+            .await
+            .contains(r#"mediagate_reconciliations_total{outcome="refused_key"} 2"#)
+    );
+}

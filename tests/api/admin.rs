@@ -340,3 +340,33 @@ async fn every_admin_change_is_audited_newest_first_without_secrets() {
         assert_eq!(r.status(), 400, "{bad}");
     }
 }
+
+/// Operators who click twice, or scripts that retry, race each other: concurrent reprocess
+/// requests for one upload queue its work once (on PostgreSQL as on SQLite).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_reprocess_requests_queue_the_work_once() {
+    let app = TestApp::spawn().await;
+    app.webhook_workflow("hooks", "uploads/").await;
+    let (id, key) = app.issue("alice", "a.mp4", json!({})).await;
+    assert_eq!(app.upload_completed(&key, "E1", &id).await.status(), 200);
+    app.settle().await;
+    assert_eq!(app.hooks.count(), 1);
+    // Deliveries stay in flight while the requests race.
+    app.hooks
+        .set_latency(std::time::Duration::from_millis(1500));
+    let path = format!("/v1/admin/uploads/{id}/reprocess");
+    for round in 0..3 {
+        let requests = (0..16).map(|_| app.admin(Method::POST, &path, None));
+        let mut statuses: Vec<u16> = futures::future::join_all(requests)
+            .await
+            .iter()
+            .map(|r| r.status().as_u16())
+            .collect();
+        statuses.sort();
+        let mut expected = vec![200];
+        expected.extend([409; 15]);
+        assert_eq!(statuses, expected, "round {round}");
+        app.settle().await;
+        assert_eq!(app.hooks.count(), 2 + round, "round {round}");
+    }
+}

@@ -237,3 +237,155 @@ async fn a_form_uploads_put_is_answered_with_the_form() {
     let r = sign(&app, "alice", id, json!({"method": "POST", "key": key})).await;
     assert_eq!(r.status(), 409);
 }
+
+/// A `contentType` enters OSS's newline-separated string to sign: with line breaks it would
+/// write the expiry and resource lines itself and sign a PUT of another key for as long as
+/// the caller likes. Refused with the rule the API document states.
+#[tokio::test]
+async fn a_content_type_never_writes_lines_of_the_string_to_sign() {
+    let app = TestApp::spawn().await;
+    let upload = presigned_upload(&app, "alice").await;
+    let (id, key) = (
+        upload["upload_id"].as_str().unwrap(),
+        upload["object_key"].as_str().unwrap(),
+    );
+    for evil in [
+        "video/mp4\n4102444800\n/media-input/uploads/bob/x",
+        "video/mp4\r\nx-oss-object-acl: public-read",
+        "video/mp4\u{7f}",
+        &"v".repeat(256),
+    ] {
+        for method in ["PUT", "POST"] {
+            let body = json!({"method": method, "key": key, "contentType": evil});
+            let r = sign(&app, "alice", id, body).await;
+            assert_eq!(r.status(), 422, "{evil:?}");
+            assert_eq!(error_code(r).await, "invalid_request");
+        }
+    }
+    let r = sign(
+        &app,
+        "alice",
+        id,
+        json!({"method": "PUT", "key": key, "contentType": "video/mp4; codecs=\"avc1\""}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+}
+
+/// OSS signs sub-resource values raw: an `&` in an `uploadId` would sign extra sub-resources
+/// (`x-oss-process`) of the caller's choosing.
+#[tokio::test]
+async fn multipart_ids_are_of_a_safe_alphabet() {
+    let app = TestApp::spawn().await;
+    let upload = presigned_upload(&app, "alice").await;
+    let (id, key) = (
+        upload["upload_id"].as_str().unwrap(),
+        upload["object_key"].as_str().unwrap(),
+    );
+    for evil in [
+        "0004B9894A22E5B1888A1E29F8236E2D&x-oss-process=image/info",
+        "MP1&response-content-type=text/html",
+        "MP1%26x",
+        "MP1 x",
+        "MP1#x",
+    ] {
+        for body in [
+            json!({"method": "GET", "key": key, "uploadId": evil}),
+            json!({"method": "PUT", "key": key, "uploadId": evil, "partNumber": 1}),
+        ] {
+            let r = sign(&app, "alice", id, body).await;
+            assert_eq!(r.status(), 422, "{evil:?}");
+            assert_eq!(error_code(r).await, "invalid_request");
+        }
+    }
+    assert_eq!(app.app.store.multipart_upload(id).await.unwrap(), None);
+    // What stores mint passes: OSS hex, RGW's `2~...`, S3's base64.
+    for good in [
+        "0004B9894A22E5B1888A1E29F8236E2D",
+        "2~m9vNtB3Wv1jXD0ttxxeQ2ULpPuVnpEO",
+        "VXBsb2FkIElE.Zm9y_NmllcyBteS1tb3ZpZS5tMnRz+/A==",
+    ] {
+        let body = json!({"method": "GET", "key": key, "uploadId": good});
+        assert_eq!(sign(&app, "alice", id, body).await.status(), 200, "{good}");
+    }
+}
+
+/// Every rule the API document states for a sign request is enforced: `expiresIn` 1-604800.
+#[tokio::test]
+async fn expiry_is_held_to_the_documented_range() {
+    let app = TestApp::spawn().await;
+    let upload = presigned_upload(&app, "alice").await;
+    let (id, key) = (
+        upload["upload_id"].as_str().unwrap(),
+        upload["object_key"].as_str().unwrap(),
+    );
+    for expires in [0, 604_801] {
+        let body = json!({"method": "PUT", "key": key, "expiresIn": expires});
+        let r = sign(&app, "alice", id, body).await;
+        assert_eq!(r.status(), 422, "{expires}");
+        assert_eq!(error_code(r).await, "invalid_request");
+    }
+    let body = json!({"method": "PUT", "key": key, "expiresIn": 1});
+    let signed: Value = sign(&app, "alice", id, body).await.json().await.unwrap();
+    let url = url::Url::parse(signed["url"].as_str().unwrap()).unwrap();
+    let expires: i64 = url
+        .query_pairs()
+        .find(|(k, _)| k == "Expires")
+        .unwrap()
+        .1
+        .parse()
+        .unwrap();
+    let now = chrono::Utc::now().timestamp();
+    assert!((now..=now + 2).contains(&expires), "{expires} vs {now}");
+}
+
+/// With one set of credentials per upload, signing every part of it costs one `AssumeRole`
+/// (cached for the credentials' life, one call at a time), not one per sign call; and what
+/// still has to reach STS counts against the vend limits.
+#[tokio::test]
+async fn signing_the_parts_of_one_upload_does_not_call_sts_per_part() {
+    let app = TestApp::spawn_with(|c| {
+        c.storage.credential_scope = mediagate::config::CredentialScope::Upload;
+    })
+    .await;
+    let upload = presigned_upload(&app, "alice").await;
+    let (id, key) = (
+        upload["upload_id"].as_str().unwrap().to_owned(),
+        upload["object_key"].as_str().unwrap().to_owned(),
+    );
+    assert_eq!(app.sts.calls(), 1);
+    let calls = (1..=200).map(|part| {
+        let body = json!({"method": "PUT", "key": key, "uploadId": "MP1", "partNumber": part});
+        sign(&app, "alice", &id, body)
+    });
+    for r in futures::future::join_all(calls).await {
+        assert_eq!(r.status(), 200);
+    }
+    assert_eq!(app.sts.calls(), 1, "one AssumeRole for the whole upload");
+
+    // Credentials that are never fresh enough to reuse: every sign call needs STS, and those
+    // calls are vend requests like any other.
+    let app = TestApp::spawn_with(|c| {
+        c.storage.credential_scope = mediagate::config::CredentialScope::Upload;
+        c.sts.refresh_after = 1e-9;
+        c.limits.vend_per_user_per_minute = 5;
+    })
+    .await;
+    let upload = presigned_upload(&app, "alice").await;
+    let (id, key) = (
+        upload["upload_id"].as_str().unwrap(),
+        upload["object_key"].as_str().unwrap(),
+    );
+    let mut statuses = Vec::new();
+    for part in 1..=8 {
+        let body = json!({"method": "PUT", "key": key, "uploadId": "MP1", "partNumber": part});
+        let r = sign(&app, "alice", id, body).await;
+        statuses.push(r.status().as_u16());
+        if r.status() == 429 {
+            assert!(r.headers().contains_key("retry-after"));
+            assert_eq!(error_code(r).await, "rate_limited");
+        }
+    }
+    assert_eq!(statuses, [200, 200, 200, 200, 429, 429, 429, 429]);
+    assert_eq!(app.sts.calls(), 5, "refused sign calls reach no STS");
+}
