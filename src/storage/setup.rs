@@ -292,12 +292,15 @@ pub async fn setup(
     dry_run: bool,
 ) -> anyhow::Result<Vec<Change>> {
     let mut changes = Vec::new();
-    let cors = api.get("cors").await?;
-    let wanted = cors_document(cors.as_deref(), origins);
-    changes.push(Change {
-        what: "cors",
-        set: (!same(cors.as_deref(), &wanted, "CORSRule")).then_some(wanted),
-    });
+    // Without origins there is no browser to let in (and a rule without one is malformed).
+    if !origins.is_empty() {
+        let cors = api.get("cors").await?;
+        let wanted = cors_document(cors.as_deref(), origins);
+        changes.push(Change {
+            what: "cors",
+            set: (!same(cors.as_deref(), &wanted, "CORSRule")).then_some(wanted),
+        });
+    }
     let lifecycle = api.get("lifecycle").await?;
     let wanted = lifecycle_document(lifecycle.as_deref(), provider, prefix, abort_days);
     changes.push(Change {

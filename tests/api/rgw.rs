@@ -264,9 +264,11 @@ async fn rgw_enforces_the_vended_scope_and_notifies_the_workflow() {
 #[ignore = "needs Ceph RGW: scripts/test.sh runs it"]
 async fn a_64_mib_multipart_upload_refreshes_its_credentials_midway() {
     let bucket = bucket();
-    // One-object credentials are never cached, so the refresh is a new AssumeRole.
+    // Credentials are reused while fresh; here they never are, so the refresh midway is a
+    // new AssumeRole and the second half uploads with other keys.
     let app = spawn(&bucket, |c| {
-        c.storage.credential_scope = CredentialScope::Upload
+        c.storage.credential_scope = CredentialScope::Upload;
+        c.sts.refresh_after = 1e-9;
     })
     .await;
     setup(&app, &bucket, &[], &[&bucket]).await;
@@ -800,4 +802,251 @@ async fn bucket_setup_prepares_rgw_for_browser_uploads() {
         .await
         .unwrap();
     assert!(again.iter().all(|c| c.set.is_none()), "{again:?}");
+}
+
+/// Asks mediagate to sign one request for alice's upload `id`; the answer.
+async fn sign_for(app: &TestApp, id: &str, body: Value) -> Value {
+    let r = app
+        .client
+        .post(app.url(&format!("/v1/uploads/{id}/sign")))
+        .bearer_auth(app.token("alice"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{body}");
+    r.json().await.unwrap()
+}
+
+/// Sends a signed request with the headers mediagate said to send, changed by `extra`
+/// (a header there replaces the signed one of that name).
+async fn send_signed(
+    method: reqwest::Method,
+    signed: &Value,
+    extra: &[(&str, &str)],
+    body: Vec<u8>,
+) -> reqwest::Response {
+    let mut headers = reqwest::header::HeaderMap::new();
+    for (name, value) in signed["headers"].as_object().unwrap() {
+        headers.insert(
+            reqwest::header::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            value.as_str().unwrap().parse().unwrap(),
+        );
+    }
+    for (name, value) in extra {
+        headers.insert(
+            reqwest::header::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            value.parse().unwrap(),
+        );
+    }
+    reqwest::Client::new()
+        .request(method, signed["url"].as_str().unwrap())
+        .headers(headers)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The object's bytes as anyone on the internet would get them: no credentials.
+async fn anonymous_get(bucket: &str, key: &str) -> reqwest::StatusCode {
+    reqwest::get(format!("{}/{bucket}/{key}", rgw_url()))
+        .await
+        .unwrap()
+        .status()
+}
+
+/// RGW acts on `x-amz-*` headers a presigned URL does not sign: a copy source would put
+/// another user's object under alice's key. Presigned requests are signed with the upload's
+/// session credentials (no reads granted), whatever signs forms, so the copy is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Ceph RGW: scripts/test.sh runs it"]
+async fn a_signed_put_never_copies_another_users_object() {
+    let bucket = bucket();
+    let app = spawn(&bucket, |c| c.storage.post_signing = PostSigning::Service).await;
+    setup(&app, &bucket, &[], &[&bucket]).await;
+    webhook_workflow(&app, &bucket, "uploads/").await;
+    let bobs = "uploads/bob/0190c0de/b.mp4";
+    let r = s3client(
+        "put",
+        json!({"endpoint": rgw_url(), "creds": admin(), "bucket": bucket, "key": bobs, "size": 4096}),
+    )
+    .await;
+    assert_eq!(r["ok"], true, "{r}");
+    let upload = request_upload(
+        &app,
+        "alice",
+        json!({"file_name": "a.mp4", "mode": "presigned", "content_type": "video/mp4"}),
+    )
+    .await;
+    let (id, key) = (
+        upload["upload_id"].as_str().unwrap(),
+        upload["object_key"].as_str().unwrap(),
+    );
+    let copy_source = format!("{bucket}/{bobs}");
+    let put = sign_for(
+        &app,
+        id,
+        json!({"method": "PUT", "key": key, "contentType": "video/mp4"}),
+    )
+    .await;
+    assert!(
+        !put["url"].as_str().unwrap().contains(ADMIN_KEY),
+        "signed with session credentials, not the service keys: {put}"
+    );
+    let r = send_signed(
+        reqwest::Method::PUT,
+        &put,
+        &[("x-amz-copy-source", &copy_source)],
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(r.status(), 403, "{}", r.text().await.unwrap());
+    // The same through a part of a multipart upload (UploadPartCopy).
+    let create = sign_for(&app, id, json!({"method": "POST", "key": key})).await;
+    let xml = send_signed(reqwest::Method::POST, &create, &[], Vec::new())
+        .await
+        .text()
+        .await
+        .unwrap();
+    let multipart = xml
+        .split("<UploadId>")
+        .nth(1)
+        .and_then(|rest| rest.split("</UploadId>").next())
+        .unwrap_or_else(|| panic!("{xml}"))
+        .to_owned();
+    let part = sign_for(
+        &app,
+        id,
+        json!({"method": "PUT", "key": key, "uploadId": multipart, "partNumber": 1}),
+    )
+    .await;
+    let r = send_signed(
+        reqwest::Method::PUT,
+        &part,
+        &[("x-amz-copy-source", &copy_source)],
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(r.status(), 403, "{}", r.text().await.unwrap());
+    let head = s3client(
+        "head",
+        json!({"endpoint": rgw_url(), "creds": admin(), "bucket": bucket, "key": key}),
+    )
+    .await;
+    assert_eq!(head["status"], 404, "alice's key holds nothing: {head}");
+    app.settle().await;
+    // bob's own object was announced and delivered; nothing under alice's key.
+    assert!(
+        app.hooks
+            .deliveries()
+            .iter()
+            .all(|(_, d)| d["object_key"] == bobs),
+        "{:?}",
+        app.hooks.deliveries()
+    );
+}
+
+/// An unsigned `x-amz-acl: public-read` (or a grant) would publish the object, and an
+/// unsigned Content-Type would let the bucket serve it as a page: both are signed, so RGW
+/// refuses a request that changes them. `bucket setup` blocks public ACLs, which also makes
+/// objects published before private again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Ceph RGW: scripts/test.sh runs it"]
+async fn uploaders_cannot_publish_their_objects() {
+    use mediagate::storage::reader::ReaderSettings;
+    use mediagate::storage::setup::{BucketApi, setup as bucket_setup};
+    let bucket = bucket();
+    let app = spawn(&bucket, |_| {}).await;
+    setup(&app, &bucket, &[], &[&bucket]).await;
+    webhook_workflow(&app, &bucket, "uploads/").await;
+    let upload = request_upload(
+        &app,
+        "alice",
+        json!({"file_name": "a.mp4", "mode": "presigned", "content_type": "video/mp4"}),
+    )
+    .await;
+    let (id, key) = (
+        upload["upload_id"].as_str().unwrap(),
+        upload["object_key"].as_str().unwrap(),
+    );
+    let put = sign_for(
+        &app,
+        id,
+        json!({"method": "PUT", "key": key, "contentType": "video/mp4"}),
+    )
+    .await;
+    assert_eq!(put["headers"]["x-amz-acl"], "private", "{put}");
+    assert_eq!(put["headers"]["content-type"], "video/mp4", "{put}");
+    let media = || {
+        let mut bytes = crate::support::oss_fake::mp4_header();
+        bytes.resize(4096, 7);
+        bytes
+    };
+    for change in [
+        [("x-amz-acl", "public-read")],
+        [(
+            "x-amz-grant-read",
+            "uri=\"http://acs.amazonaws.com/groups/global/AllUsers\"",
+        )],
+        [("content-type", "text/html")],
+    ] {
+        let r = send_signed(reqwest::Method::PUT, &put, &change, media()).await;
+        assert!(
+            r.status().is_client_error(),
+            "{change:?}: {} {}",
+            r.status(),
+            r.text().await.unwrap()
+        );
+        let head = s3client(
+            "head",
+            json!({"endpoint": rgw_url(), "creds": admin(), "bucket": bucket, "key": key}),
+        )
+        .await;
+        assert_eq!(head["status"], 404, "{change:?}: {head}");
+    }
+    let r = send_signed(reqwest::Method::PUT, &put, &[], media()).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(anonymous_get(&bucket, key).await, 403);
+    app.wait_upload("alice", id, |u| u["state"] == "triggered")
+        .await;
+
+    // An object published before the bucket was set up (here by the owner's keys).
+    let published = "uploads/bob/0190c0de/old.mp4";
+    let r = s3client(
+        "put",
+        json!({"endpoint": rgw_url(), "creds": admin(), "bucket": bucket, "key": published,
+               "size": 2048, "acl": "public-read"}),
+    )
+    .await;
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(anonymous_get(&bucket, published).await, 200);
+    let config = &app.app.config;
+    let api = BucketApi::new(
+        &config.storage,
+        ReaderSettings::new(
+            &config.storage,
+            (&config.sts.access_key_id, &config.sts.access_key_secret),
+        ),
+        reqwest::Client::new(),
+    );
+    let changes = bucket_setup(&api, Provider::S3, &[], "uploads/", 2, false)
+        .await
+        .unwrap();
+    assert!(
+        changes
+            .iter()
+            .any(|c| c.what == "publicAccessBlock" && c.set.is_some()),
+        "{changes:?}"
+    );
+    assert_eq!(anonymous_get(&bucket, published).await, 403);
+    // A new public ACL is refused outright.
+    let r = s3client(
+        "put",
+        json!({"endpoint": rgw_url(), "creds": admin(), "bucket": bucket, "key": published,
+               "size": 2048, "acl": "public-read"}),
+    )
+    .await;
+    assert_eq!(r["ok"], false, "{r}");
+    assert_eq!(anonymous_get(&bucket, published).await, 403);
 }

@@ -67,11 +67,13 @@ def body_of(args):
 def put(args):
     s3 = client(args, args["creds"])
     try:
+        extra = {"ACL": args["acl"]} if "acl" in args else {}
         r = s3.put_object(
             Bucket=args["bucket"],
             Key=args["key"],
             Body=body_of(args),
             Metadata=args.get("metadata", {}),
+            **extra,
         )
     except botocore.exceptions.ClientError as e:
         return refused(e)
