@@ -1,6 +1,8 @@
 // The ready page: several files, per-file progress, pause and resume, retry after a network
 // error (the Dashboard's own), and each file's mediagate state once processing starts.
-// Configured by the URL: ?api=<mediagate base URL>&token=<app token>.
+// Configured by the URL: ?api=<mediagate base URL>&token=<app token>. A token in a URL is for
+// this demo only: URLs end up in browser history, server logs and Referer headers. A real app
+// gets its token from its own sign-in and hands it to `getToken`.
 import Uppy from '@uppy/core'
 import Dashboard from '@uppy/dashboard'
 import '@uppy/core/css/style.min.css'
