@@ -67,7 +67,7 @@ enum BucketCommand {
     /// CORS for `server.cors_origins` (PUT, POST, GET, HEAD, DELETE; any header; `ETag`
     /// exposed) and a lifecycle rule aborting incomplete multipart uploads under the prefix
     /// after `storage.abort_incomplete_multipart_days`; on S3 stores, a public access block
-    /// that blocks and ignores public ACLs. Other rules are kept. Prints what it changed.
+    /// that ignores public ACLs. Other rules are kept. Prints what it changed.
     Setup {
         /// Print what would change, change nothing.
         #[arg(long)]

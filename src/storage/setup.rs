@@ -3,7 +3,7 @@
 //! (multipart needs it); a lifecycle rule aborts multipart uploads left incomplete under the
 //! upload prefix; on S3 stores, a public access block keeps uploaders from publishing their
 //! objects with ACLs. Other rules of the bucket are kept: mediagate owns the CORS rules of its
-//! origins, its lifecycle rule (by ID) and the two ACL settings of the block, nothing else.
+//! origins, its lifecycle rule (by ID) and the block's `IgnorePublicAcls`, nothing else.
 
 use std::time::SystemTime;
 
@@ -75,19 +75,21 @@ pub fn lifecycle_document(
     format!("<LifecycleConfiguration>{rules}</LifecycleConfiguration>")
 }
 
-/// The bucket's public access block with public ACLs blocked and ignored, its other two
-/// settings (bucket policies) kept; `None` when the current one already does both. Uploaders
-/// hold credentials that write objects, and a store that acts on an ACL header nobody signed
-/// would let them publish their object: with this the store refuses new public ACLs and
-/// ignores those already set.
+/// The bucket's public access block with public ACLs ignored, its other settings kept;
+/// `None` when the current one ignores them already. Uploaders hold credentials that write
+/// objects, and a store that acts on an ACL header nobody signed would let them publish their
+/// object: with this every public ACL, set before or after, grants nothing. `BlockPublicAcls`
+/// is left as it is: Ceph RGW 16 then refuses every upload made with session credentials, not
+/// only public ones (measured), and ignoring public ACLs already makes them harmless.
 pub fn public_access_block_document(current: Option<&str>) -> Option<String> {
     let current = current.unwrap_or_default();
     let is_true = |name| values(current, name).first().map(String::as_str) == Some("true");
-    if is_true("BlockPublicAcls") && is_true("IgnorePublicAcls") {
+    if is_true("IgnorePublicAcls") {
         return None;
     }
     Some(format!(
-        r#"<PublicAccessBlockConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><BlockPublicAcls>true</BlockPublicAcls><IgnorePublicAcls>true</IgnorePublicAcls><BlockPublicPolicy>{}</BlockPublicPolicy><RestrictPublicBuckets>{}</RestrictPublicBuckets></PublicAccessBlockConfiguration>"#,
+        r#"<PublicAccessBlockConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><BlockPublicAcls>{}</BlockPublicAcls><IgnorePublicAcls>true</IgnorePublicAcls><BlockPublicPolicy>{}</BlockPublicPolicy><RestrictPublicBuckets>{}</RestrictPublicBuckets></PublicAccessBlockConfiguration>"#,
+        is_true("BlockPublicAcls"),
         is_true("BlockPublicPolicy"),
         is_true("RestrictPublicBuckets")
     ))
@@ -368,13 +370,14 @@ mod tests {
     }
 
     #[test]
-    fn public_acls_are_blocked_and_policy_settings_kept() {
+    fn public_acls_are_ignored_and_other_settings_kept() {
         let doc = public_access_block_document(None).unwrap();
-        assert!(doc.contains("<BlockPublicAcls>true</BlockPublicAcls>"));
         assert!(doc.contains("<IgnorePublicAcls>true</IgnorePublicAcls>"));
+        assert!(doc.contains("<BlockPublicAcls>false</BlockPublicAcls>"));
         assert!(doc.contains("<BlockPublicPolicy>false</BlockPublicPolicy>"));
-        let current = r#"<PublicAccessBlockConfiguration xmlns="x"><BlockPublicAcls>false</BlockPublicAcls><IgnorePublicAcls>true</IgnorePublicAcls><BlockPublicPolicy>true</BlockPublicPolicy><RestrictPublicBuckets>false</RestrictPublicBuckets></PublicAccessBlockConfiguration>"#;
+        let current = r#"<PublicAccessBlockConfiguration xmlns="x"><BlockPublicAcls>true</BlockPublicAcls><IgnorePublicAcls>false</IgnorePublicAcls><BlockPublicPolicy>true</BlockPublicPolicy><RestrictPublicBuckets>false</RestrictPublicBuckets></PublicAccessBlockConfiguration>"#;
         let doc = public_access_block_document(Some(current)).unwrap();
+        assert!(doc.contains("<IgnorePublicAcls>true</IgnorePublicAcls>"));
         assert!(doc.contains("<BlockPublicAcls>true</BlockPublicAcls>"));
         assert!(doc.contains("<BlockPublicPolicy>true</BlockPublicPolicy>"));
         assert_eq!(public_access_block_document(Some(&doc)), None);
