@@ -22,6 +22,11 @@ pub enum Content {
 /// first bytes. GIF counts as media (MPS transcodes it); a JPEG stream is media only as
 /// `.mjpeg`, and a JPEG 2000 file only when its brand is Motion JPEG 2000.
 pub fn sniff(head: &[u8], extension: Option<&str>) -> Content {
+    // Before any container: a browser that reads these bytes as markup runs its scripts,
+    // whatever else they might also parse as.
+    if let Some(markup) = markup(head) {
+        return Content::Other(markup);
+    }
     if let Some(media) = missing_from_infer(head) {
         return Content::Media(media);
     }
@@ -40,6 +45,68 @@ pub fn sniff(head: &[u8], extension: Option<&str>) -> Content {
         }
         _ => Content::Other(mime),
     }
+}
+
+/// Whether a store serving an object with this `Content-Type` has browsers render or run it
+/// (HTML, XHTML, SVG or any other XML, scripts), whatever its bytes.
+pub fn is_active_type(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or_default();
+    let essence = essence.trim().to_ascii_lowercase();
+    essence.ends_with("+xml")
+        || matches!(
+            essence.as_str(),
+            "text/html"
+                | "text/xml"
+                | "application/xml"
+                | "text/xsl"
+                | "text/javascript"
+                | "application/javascript"
+                | "application/x-javascript"
+                | "text/ecmascript"
+                | "application/ecmascript"
+        )
+}
+
+/// Markup as a lenient reader sees it (a browser, a CDN's sniffer): after a byte-order mark
+/// and whitespace, in any case, `<` opening a tag, a declaration or a processing
+/// instruction. Named by the tags it holds.
+fn markup(head: &[u8]) -> Option<&'static str> {
+    let text = ascii_text(head);
+    let text = text.trim_ascii_start();
+    let opens = text.first() == Some(&b'<')
+        && text
+            .get(1)
+            .is_some_and(|c| c.is_ascii_alphabetic() || matches!(c, b'!' | b'?' | b'/'));
+    if !opens {
+        return None;
+    }
+    let text = text.to_ascii_lowercase();
+    let has = |tag: &[u8]| text.windows(tag.len()).any(|w| w == tag);
+    Some(if has(b"<html") || has(b"<script") || has(b"xhtml") {
+        "text/html"
+    } else if has(b"<svg") {
+        "image/svg+xml"
+    } else if text.starts_with(b"<?") {
+        "application/xml"
+    } else {
+        "text/html"
+    })
+}
+
+/// The bytes after a byte-order mark; UTF-16 is narrowed to its ASCII prefix, which is all
+/// that markup detection needs.
+fn ascii_text(head: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let little_endian = match head.get(..2) {
+        Some(b"\xff\xfe") => true,
+        Some(b"\xfe\xff") => false,
+        _ => return head.strip_prefix(b"\xef\xbb\xbf").unwrap_or(head).into(),
+    };
+    let units = head[2..].chunks_exact(2).map(|u| match little_endian {
+        true => (u[0], u[1]),
+        false => (u[1], u[0]),
+    });
+    let ascii = units.map_while(|(low, high)| (high == 0 && low.is_ascii()).then_some(low));
+    ascii.collect::<Vec<u8>>().into()
 }
 
 fn missing_from_infer(head: &[u8]) -> Option<&'static str> {
@@ -221,6 +288,58 @@ mod tests {
         (chance[0], chance[188]) = (0x47, 0x47);
         assert_eq!(sniff(&chance, Some("ts")), Content::Unknown);
         assert_eq!(sniff(b"", None), Content::Unknown);
+    }
+
+    #[test]
+    fn markup_is_never_media_however_it_starts() {
+        let cases: [(&[u8], &str); 10] = [
+            (b"<svg onload=alert(1)>", "image/svg+xml"),
+            (b"<SVG\nonload=alert(1)>", "image/svg+xml"),
+            (
+                b"\xef\xbb\xbf \r\n<?xml version=\"1.0\"?><svg/>",
+                "image/svg+xml",
+            ),
+            (b"<?xml version=\"1.0\"?><MPD/>", "application/xml"),
+            (b"\t<HtMl\n>", "text/html"),
+            (b"<script>alert(1)</script>", "text/html"),
+            (b"<!doctype html>", "text/html"),
+            (
+                b"<?xml version=\"1.0\"?><html xmlns=\"http://www.w3.org/1999/xhtml\">",
+                "text/html",
+            ),
+            (b"\xff\xfe<\0s\0v\0g\0>\0", "image/svg+xml"),
+            (b"\xfe\xff\0<\0b\0>", "text/html"),
+        ];
+        for (head, mime) in cases {
+            assert_eq!(sniff(head, Some("mp4")), Content::Other(mime), "{head:?}");
+        }
+        // Markup wins even over bytes that would also parse as a container.
+        let mut polyglot = b"<svg".to_vec();
+        polyglot.extend_from_slice(&ftyp(b"isom")[4..]);
+        assert_eq!(sniff(&polyglot, None), Content::Other("image/svg+xml"));
+        // Text that is not markup stays unknown.
+        for text in [b"a < b".as_slice(), b"<3 words", b"< svg"] {
+            assert_eq!(sniff(text, Some("mp4")), Content::Unknown, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn active_types_are_those_browsers_render_or_run() {
+        for active in [
+            "text/html",
+            "Text/HTML; charset=utf-8",
+            "application/xhtml+xml",
+            "image/svg+xml",
+            " text/xml ",
+            "application/xml",
+            "application/javascript",
+            "text/javascript;charset=utf-8",
+        ] {
+            assert!(is_active_type(active), "{active}");
+        }
+        for passive in ["video/mp4", "application/octet-stream", "text/plain", ""] {
+            assert!(!is_active_type(passive), "{passive}");
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use super::{Delivery, DeliveryError};
-use crate::media::content::{Content, SNIFF_BYTES, sniff};
+use crate::media::content::{Content, SNIFF_BYTES, is_active_type, sniff};
 use crate::storage::reader::{Lookup, ObjectHead, ObjectReader, ReadError};
 use crate::uploads::{UploadMode, form_size_range};
 
@@ -119,6 +119,9 @@ impl Verifier {
         if let Some(verdict) = size_verdict(head.size, mode, declared, self.max_form_bytes) {
             return Ok(verdict);
         }
+        if let Some(verdict) = type_verdict(&head) {
+            return Ok(verdict);
+        }
         if !self.content_sniff {
             return Ok(Verdict::Verified {
                 head,
@@ -175,6 +178,18 @@ pub fn size_verdict(
         )),
         _ => None,
     }
+}
+
+/// The store's own type: whatever the bytes, an object the store (or a CDN in front of it)
+/// would serve as a page, an image with scripts or a script is not media.
+pub fn type_verdict(head: &ObjectHead) -> Option<Verdict> {
+    let content_type = head.content_type.as_deref()?;
+    is_active_type(content_type).then(|| {
+        rejected(
+            "not_media",
+            format!("the store serves the object as {content_type:?}, an active type"),
+        )
+    })
 }
 
 /// The content rule: a media container passes, anything positively identified as something
@@ -243,6 +258,25 @@ mod tests {
     }
 
     #[test]
+    fn an_active_store_type_is_not_media_whatever_the_bytes() {
+        let head = |content_type: Option<&str>| ObjectHead {
+            size: 3,
+            etag: "E".into(),
+            content_type: content_type.map(str::to_owned),
+        };
+        assert_eq!(
+            code(type_verdict(&head(Some("image/svg+xml")))),
+            Some("not_media")
+        );
+        assert_eq!(
+            code(type_verdict(&head(Some("text/html; charset=utf-8")))),
+            Some("not_media")
+        );
+        assert_eq!(code(type_verdict(&head(Some("video/mp4")))), None);
+        assert_eq!(code(type_verdict(&head(None))), None);
+    }
+
+    #[test]
     fn content_decides_by_magic_bytes_and_the_unknown_rule() {
         let head = ObjectHead {
             size: 3,
@@ -278,7 +312,15 @@ mod tests {
             }
         ));
         assert!(matches!(
-            content_verdict(head, words, "u/a.ts", UnknownContent::Reject),
+            content_verdict(head.clone(), words, "u/a.ts", UnknownContent::Reject),
+            Verdict::Rejected {
+                code: "not_media",
+                ..
+            }
+        ));
+        // Markup is never unknown bytes.
+        assert!(matches!(
+            content_verdict(head, b"<svg onload=x>", "u/a.mp4", UnknownContent::Accept),
             Verdict::Rejected {
                 code: "not_media",
                 ..
