@@ -9,7 +9,9 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use super::{Delivery, DeliveryError};
-use crate::media::content::{Content, SNIFF_BYTES, is_active_type, sniff};
+use crate::media::content::{
+    Content, PLAYLIST, SNIFF_BYTES, foreign_playlist_entry, is_active_type, is_playlist_name, sniff,
+};
 use crate::storage::reader::{Lookup, ObjectHead, ObjectReader, ReadError};
 use crate::uploads::{UploadMode, form_size_range};
 
@@ -29,6 +31,8 @@ pub struct VerificationConfig {
     /// `MEDIAGATE__VERIFICATION__UNKNOWN_CONTENT`: `accept` (default) or `reject` bytes no
     /// signature identifies (several listed formats have none that is reliable).
     pub unknown_content: UnknownContent,
+    /// `MEDIAGATE__VERIFICATION__PLAYLISTS`: `reject` (default) or `local` HLS playlists.
+    pub playlists: Playlists,
 }
 
 impl Default for VerificationConfig {
@@ -37,8 +41,22 @@ impl Default for VerificationConfig {
             enabled: true,
             content_sniff: true,
             unknown_content: UnknownContent::Accept,
+            playlists: Playlists::Reject,
         }
     }
+}
+
+/// What becomes of an HLS playlist (`#EXTM3U`, or a `.m3u8`/`.m3u` name): a processor
+/// fetches every URI it lists, with its own network access (the cloud's metadata service,
+/// other users' objects).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Playlists {
+    /// Never media.
+    Reject,
+    /// Media when named `.m3u8` or `.m3u`, read whole within the sniffed bytes, and every URI
+    /// in it is a plain file name beside it.
+    Local,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -72,6 +90,7 @@ pub struct Verifier {
     reader: Arc<dyn ObjectReader>,
     content_sniff: bool,
     unknown_content: UnknownContent,
+    playlists: Playlists,
     max_form_bytes: u64,
 }
 
@@ -85,6 +104,7 @@ impl Verifier {
             reader,
             content_sniff: settings.content_sniff,
             unknown_content: settings.unknown_content,
+            playlists: settings.playlists,
             max_form_bytes,
         }
     }
@@ -123,6 +143,13 @@ impl Verifier {
             return Ok(verdict);
         }
         if !self.content_sniff {
+            // What a playlist names can only be checked in its bytes.
+            if is_playlist_name(key) {
+                return Ok(rejected(
+                    "not_media",
+                    "a playlist cannot be checked without content_sniff",
+                ));
+            }
             return Ok(Verdict::Verified {
                 head,
                 container: None,
@@ -134,7 +161,13 @@ impl Verifier {
             .first_bytes(key, len)
             .await
             .map_err(read_failed)?;
-        Ok(content_verdict(head, &bytes, key, self.unknown_content))
+        Ok(content_verdict(
+            head,
+            &bytes,
+            key,
+            self.unknown_content,
+            self.playlists,
+        ))
     }
 }
 
@@ -193,16 +226,21 @@ pub fn type_verdict(head: &ObjectHead) -> Option<Verdict> {
 }
 
 /// The content rule: a media container passes, anything positively identified as something
-/// else does not, and unrecognised bytes follow `unknown`.
+/// else does not, a playlist (by its bytes or its name) follows `playlists`, and unrecognised
+/// bytes follow `unknown`.
 pub fn content_verdict(
     head: ObjectHead,
     first_bytes: &[u8],
     key: &str,
     unknown: UnknownContent,
+    playlists: Playlists,
 ) -> Verdict {
     let name = key.rsplit('/').next().unwrap_or(key);
     let extension = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
+    let named_playlist = is_playlist_name(name);
     match sniff(first_bytes, extension.as_deref()) {
+        Content::Playlist => playlist_verdict(head, first_bytes, named_playlist, playlists),
+        _ if named_playlist => playlist_verdict(head, first_bytes, true, playlists),
         Content::Media(container) => Verdict::Verified {
             head,
             container: Some(container),
@@ -216,6 +254,37 @@ pub fn content_verdict(
             "not_media",
             "no media container recognised in the first bytes",
         ),
+    }
+}
+
+/// The playlist rule: only under `local`, only named as a playlist (under another name a
+/// processor may read it as something else), only read whole (what lies past the sniffed
+/// bytes is unchecked), and only when it names nothing but files beside it.
+fn playlist_verdict(head: ObjectHead, text: &[u8], named: bool, playlists: Playlists) -> Verdict {
+    if playlists == Playlists::Reject {
+        return rejected("not_media", "the object is an HLS playlist");
+    }
+    if !named {
+        return rejected("not_media", "an HLS playlist under another name");
+    }
+    if (text.len() as u64) < head.size {
+        return rejected(
+            "not_media",
+            format!("an HLS playlist over {SNIFF_BYTES} bytes cannot be checked whole"),
+        );
+    }
+    match foreign_playlist_entry(text) {
+        None => Verdict::Verified {
+            head,
+            container: Some(PLAYLIST),
+        },
+        Some(entry) => {
+            let entry: String = entry.chars().take(200).collect();
+            rejected(
+                "not_media",
+                format!("the playlist names {entry:?}, not a file beside it"),
+            )
+        }
     }
 }
 
@@ -258,6 +327,53 @@ mod tests {
     }
 
     #[test]
+    fn playlists_pass_only_when_allowed_named_whole_and_local() {
+        let local = b"#EXTM3U\n#EXTINF:10,\nseg0.ts\n#EXT-X-ENDLIST\n";
+        let verdict = |text: &[u8], key: &str, size: usize, playlists| {
+            let head = ObjectHead {
+                size: size as u64,
+                etag: "E".into(),
+                content_type: None,
+            };
+            let verdict = content_verdict(head, text, key, UnknownContent::Accept, playlists);
+            match verdict {
+                Verdict::Verified { container, .. } => Ok(container),
+                Verdict::Rejected { code, detail } => Err((code, detail)),
+            }
+        };
+        let n = local.len();
+        assert_eq!(
+            verdict(local, "u/a.m3u8", n, Playlists::Local),
+            Ok(Some(PLAYLIST))
+        );
+        assert_eq!(
+            verdict(local, "u/a.M3U", n, Playlists::Local),
+            Ok(Some(PLAYLIST))
+        );
+        let refused = [
+            (local.as_slice(), "u/a.m3u8", n, Playlists::Reject),
+            (local, "u/a.mp4", n, Playlists::Local),
+            (local, "u/a.m3u8", n + 1, Playlists::Local),
+            (b"#EXTM3U\n../b/x.ts\n", "u/a.m3u8", 19, Playlists::Local),
+            // Named a playlist, whatever the bytes: a plain list of URLs.
+            (
+                b"http://169.254.169.254/\n",
+                "u/a.m3u8",
+                24,
+                Playlists::Local,
+            ),
+            (b"seg0.ts\n", "u/a.m3u8", 8, Playlists::Reject),
+        ];
+        for (text, key, size, playlists) in refused {
+            let got = verdict(text, key, size, playlists);
+            assert!(
+                matches!(got, Err(("not_media", _))),
+                "{key} {playlists:?}: {got:?}"
+            );
+        }
+    }
+
+    #[test]
     fn an_active_store_type_is_not_media_whatever_the_bytes() {
         let head = |content_type: Option<&str>| ObjectHead {
             size: 3,
@@ -285,7 +401,13 @@ mod tests {
         };
         let mut mp4 = b"\x00\x00\x00\x18ftypisom\x00\x00\x00\x00isommp41".to_vec();
         mp4.resize(512, 0);
-        let verdict = content_verdict(head.clone(), &mp4, "u/a.mp4", UnknownContent::Reject);
+        let verdict = content_verdict(
+            head.clone(),
+            &mp4,
+            "u/a.mp4",
+            UnknownContent::Reject,
+            Playlists::Reject,
+        );
         assert!(matches!(
             verdict,
             Verdict::Verified {
@@ -295,7 +417,13 @@ mod tests {
         ));
         let mut zip = b"PK\x03\x04\x14\x00\x00\x00\x08\x00".to_vec();
         zip.resize(512, 0);
-        let verdict = content_verdict(head.clone(), &zip, "u/a.mp4", UnknownContent::Accept);
+        let verdict = content_verdict(
+            head.clone(),
+            &zip,
+            "u/a.mp4",
+            UnknownContent::Accept,
+            Playlists::Reject,
+        );
         assert!(matches!(
             verdict,
             Verdict::Rejected {
@@ -305,14 +433,26 @@ mod tests {
         ));
         let words = b"plain words";
         assert!(matches!(
-            content_verdict(head.clone(), words, "u/a.ts", UnknownContent::Accept),
+            content_verdict(
+                head.clone(),
+                words,
+                "u/a.ts",
+                UnknownContent::Accept,
+                Playlists::Reject
+            ),
             Verdict::Verified {
                 container: None,
                 ..
             }
         ));
         assert!(matches!(
-            content_verdict(head.clone(), words, "u/a.ts", UnknownContent::Reject),
+            content_verdict(
+                head.clone(),
+                words,
+                "u/a.ts",
+                UnknownContent::Reject,
+                Playlists::Reject
+            ),
             Verdict::Rejected {
                 code: "not_media",
                 ..
@@ -320,7 +460,13 @@ mod tests {
         ));
         // Markup is never unknown bytes.
         assert!(matches!(
-            content_verdict(head, b"<svg onload=x>", "u/a.mp4", UnknownContent::Accept),
+            content_verdict(
+                head,
+                b"<svg onload=x>",
+                "u/a.mp4",
+                UnknownContent::Accept,
+                Playlists::Reject
+            ),
             Verdict::Rejected {
                 code: "not_media",
                 ..

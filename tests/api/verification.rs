@@ -528,3 +528,75 @@ async fn markup_and_active_types_are_never_media() {
     let (id, _) = stored(&app, "tape.dv", b"no known signature", "video/x-dv").await;
     assert_eq!(state(&app, &id).await["state"], "triggered");
 }
+
+/// An HLS playlist makes the processor fetch what it lists: the cloud's metadata service,
+/// other users' objects. Refused by default, under any name.
+#[tokio::test]
+async fn playlists_are_refused_by_default() {
+    let app = TestApp::spawn().await;
+    app.webhook_workflow("hooks", "uploads/").await;
+    app.mps_workflow("transcode", "uploads/").await;
+    let cases: [(&str, &[u8]); 4] = [
+        (
+            "live.m3u8",
+            b"#EXTM3U\n#EXTINF:10,\nhttp://169.254.169.254/latest/meta-data/\n#EXT-X-ENDLIST\n",
+        ),
+        ("other.m3u8", b"#EXTM3U\n#EXTINF:10,\n../../bob/x.ts\n"),
+        (
+            "local.m3u8",
+            b"#EXTM3U\n#EXTINF:10,\nseg0.ts\n#EXT-X-ENDLIST\n",
+        ),
+        (
+            "renamed.mp4",
+            b"#EXTM3U\n#EXTINF:10,\nseg0.ts\n#EXT-X-ENDLIST\n",
+        ),
+    ];
+    for (file, bytes) in cases {
+        let (id, _) = stored(&app, file, bytes, "application/vnd.apple.mpegurl").await;
+        let upload = state(&app, &id).await;
+        assert_eq!(upload["state"], "rejected", "{file}: {upload}");
+        assert_eq!(upload["state_reason"], "not_media", "{file}");
+    }
+    nothing_completed(&app);
+    assert_eq!(app.mps.calls(), 0);
+}
+
+/// With `playlists = "local"`, a `.m3u8` passes when everything it names is a plain file
+/// beside it; anything that leaves the upload's folder, a playlist under another name, or one
+/// too long to read whole does not.
+#[tokio::test]
+async fn local_playlists_name_only_files_beside_them() {
+    use mediagate::config::Playlists;
+    let app = TestApp::spawn_with(|c| c.verification.playlists = Playlists::Local).await;
+    app.webhook_workflow("hooks", "uploads/").await;
+    let local = b"#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-MAP:URI=\"init.mp4\"\n\
+        #EXT-X-KEY:METHOD=AES-128,URI=\"key.bin\"\n#EXTINF:10,\nseg_0.ts\r\n#EXTINF:10,\nseg-1.ts\n#EXT-X-ENDLIST\n";
+    let (id, _) = stored(&app, "ok.m3u8", local, "application/vnd.apple.mpegurl").await;
+    let upload = state(&app, &id).await;
+    assert_eq!(upload["state"], "triggered", "{upload}");
+    let (_, delivery) = app.hooks.deliveries().remove(0);
+    assert_eq!(delivery["container"], "application/vnd.apple.mpegurl");
+
+    let mut long = b"#EXTM3U\n".to_vec();
+    while long.len() <= 64 * 1024 {
+        long.extend_from_slice(b"#EXTINF:1,\nsegment.ts\n");
+    }
+    long.extend_from_slice(b"#EXTINF:1,\nhttp://169.254.169.254/latest/meta-data/\n");
+    let refused: [(&str, &[u8]); 8] = [
+        ("url.m3u8", b"#EXTM3U\n#EXTINF:10,\nhttp://169.254.169.254/latest/meta-data/\n"),
+        ("up.m3u8", b"#EXTM3U\n#EXTINF:10,\n../../bob/x.ts\n"),
+        ("escaped.m3u8", b"#EXTM3U\n#EXTINF:10,\n%2e%2e%2fbob%2fx.ts\n"),
+        ("key.m3u8", b"#EXTM3U\n#EXT-X-KEY:METHOD=AES-128,URI=\"http://169.254.169.254/\"\n#EXTINF:10,\na.ts\n"),
+        ("map.m3u8", b"#EXTM3U\n#EXT-X-MAP:URI=/etc/passwd\n#EXTINF:10,\na.ts\n"),
+        ("nested.m3u8", b"#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nlow.m3u8\n"),
+        ("renamed.mp4", local),
+        ("long.m3u8", &long),
+    ];
+    for (file, bytes) in refused {
+        let (id, _) = stored(&app, file, bytes, "application/vnd.apple.mpegurl").await;
+        let upload = state(&app, &id).await;
+        assert_eq!(upload["state"], "rejected", "{file}: {upload}");
+        assert_eq!(upload["state_reason"], "not_media", "{file}");
+    }
+    assert_eq!(app.hooks.deliveries().len(), 1 + 8);
+}
