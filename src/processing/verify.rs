@@ -85,6 +85,10 @@ fn rejected(code: &'static str, detail: impl Into<String>) -> Verdict {
     }
 }
 
+/// How many times verification looks from the HEAD again when the object changed before its
+/// bytes were read: an uploader still PUTting gets no verdict, only a later retry.
+const LOOKS: usize = 3;
+
 /// Reads the store for verification.
 pub struct Verifier {
     reader: Arc<dyn ObjectReader>,
@@ -110,71 +114,92 @@ impl Verifier {
     }
 
     /// Verifies the object `delivery` announces for an upload issued in `mode` (`None` when
-    /// none was). `Err(Retry)` when the store did not answer.
+    /// none was). `Err(Retry)` when the store did not answer, or the object changed between
+    /// the HEAD and the read at every look.
     pub async fn verify(
         &self,
         delivery: &Delivery,
         mode: Option<UploadMode>,
     ) -> Result<Verdict, DeliveryError> {
+        for _ in 0..LOOKS {
+            if let Some(verdict) = self.look(delivery, mode).await? {
+                return Ok(verdict);
+            }
+        }
+        Err(DeliveryError::Retry(format!(
+            "the object changed between the HEAD and the read, {LOOKS} times"
+        )))
+    }
+
+    /// One look: the HEAD, then the first bytes of that same version (the uploader may PUT
+    /// again in between). `None` when the object changed in between.
+    async fn look(
+        &self,
+        delivery: &Delivery,
+        mode: Option<UploadMode>,
+    ) -> Result<Option<Verdict>, DeliveryError> {
         let key = delivery.object_key.as_str();
         let lookup = match self.reader.head(key).await {
             Err(e @ ReadError::NotReadable(_)) => {
-                return Ok(rejected("not_verifiable", e.to_string()));
+                return Ok(Some(rejected("not_verifiable", e.to_string())));
             }
             other => other.map_err(read_failed)?,
         };
         let head = match lookup {
             Lookup::Found(head) => head,
             Lookup::Missing => {
-                return Ok(rejected("object_missing", "no such object in the store"));
+                return Ok(Some(rejected(
+                    "object_missing",
+                    "no such object in the store",
+                )));
             }
             Lookup::Symlink => {
-                return Ok(rejected(
+                return Ok(Some(rejected(
                     "symlink",
                     "the object is a symbolic link to another object",
-                ));
+                )));
             }
         };
         let declared = delivery.declared_size;
         if let Some(verdict) = size_verdict(head.size, mode, declared, self.max_form_bytes) {
-            return Ok(verdict);
+            return Ok(Some(verdict));
         }
         if let Some(verdict) = type_verdict(&head) {
-            return Ok(verdict);
+            return Ok(Some(verdict));
         }
         if !self.content_sniff {
             // What a playlist names can only be checked in its bytes.
             if is_playlist_name(key) {
-                return Ok(rejected(
+                return Ok(Some(rejected(
                     "not_media",
                     "a playlist cannot be checked without content_sniff",
-                ));
+                )));
             }
-            return Ok(Verdict::Verified {
+            return Ok(Some(Verdict::Verified {
                 head,
                 container: None,
-            });
+            }));
         }
         let len = usize::try_from(head.size).map_or(SNIFF_BYTES, |n| n.min(SNIFF_BYTES));
-        let bytes = self
-            .reader
-            .first_bytes(key, len)
-            .await
-            .map_err(read_failed)?;
-        Ok(content_verdict(
+        let bytes = match self.reader.first_bytes(key, len, &head.raw_etag).await {
+            Ok(bytes) => bytes,
+            Err(ReadError::Changed) => return Ok(None),
+            Err(e) => return Err(read_failed(e)),
+        };
+        Ok(Some(content_verdict(
             head,
             &bytes,
             key,
             self.unknown_content,
             self.playlists,
-        ))
+        )))
     }
 }
 
 fn read_failed(e: ReadError) -> DeliveryError {
     match e {
         ReadError::NotReadable(_) => DeliveryError::Fatal(e.to_string()),
-        ReadError::Unavailable(_) => DeliveryError::Retry(e.to_string()),
+        ReadError::Unavailable(_) | ReadError::Changed => DeliveryError::Retry(e.to_string()),
     }
 }
 
@@ -333,6 +358,7 @@ mod tests {
             let head = ObjectHead {
                 size: size as u64,
                 etag: "E".into(),
+                raw_etag: "\"e\"".into(),
                 content_type: None,
             };
             let verdict = content_verdict(head, text, key, UnknownContent::Accept, playlists);
@@ -378,6 +404,7 @@ mod tests {
         let head = |content_type: Option<&str>| ObjectHead {
             size: 3,
             etag: "E".into(),
+            raw_etag: "\"e\"".into(),
             content_type: content_type.map(str::to_owned),
         };
         assert_eq!(
@@ -397,6 +424,7 @@ mod tests {
         let head = ObjectHead {
             size: 3,
             etag: "E".into(),
+            raw_etag: "\"e\"".into(),
             content_type: None,
         };
         let mut mp4 = b"\x00\x00\x00\x18ftypisom\x00\x00\x00\x00isommp41".to_vec();

@@ -600,3 +600,75 @@ async fn local_playlists_name_only_files_beside_them() {
     }
     assert_eq!(app.hooks.deliveries().len(), 1 + 8);
 }
+
+/// The uploader's credentials stay valid, so it can PUT again between verification's HEAD and
+/// its read. The read is conditional on the HEAD's ETag, so what is judged is one version:
+/// its bytes, its ETag and its size together.
+#[tokio::test]
+async fn verification_never_mixes_two_versions() {
+    let app = TestApp::spawn().await;
+    app.webhook_workflow("hooks", "uploads/").await;
+    // A ZIP at the HEAD, an MP4 (of the same size) by the read: the MP4 is looked at again
+    // and verified as itself, never with the ZIP's ETag. Both are smaller than the store's
+    // answer that the ETag no longer matches, which is still told apart from a bad read.
+    let (id, key) = app.issue("alice", "swap.mp4", json!({})).await;
+    app.oss.put(&key, sized(zip(), 40), "video/mp4");
+    let zip_etag = app.oss.etag(&key).unwrap();
+    app.oss
+        .replace_after_head(&key, sized(mp4_header(), 40), "video/mp4");
+    let form = format!("bucket=media-input&object={key}&etag=E&size=40&upload_id={id}");
+    assert_eq!(app.oss_callback_only(&form).await.status(), 200);
+    app.settle().await;
+    assert_eq!(state(&app, &id).await["state"], "triggered");
+    let (_, delivery) = app.hooks.deliveries().remove(0);
+    assert_ne!(delivery["etag"], zip_etag);
+    assert_eq!(delivery["etag"], app.oss.etag(&key).unwrap());
+    assert_eq!(delivery["size"], 40);
+    assert_eq!(app.oss.preconditions_failed(), 1);
+    assert_eq!(app.oss.refused(), 0);
+    let full = app.admin_upload(&id).await;
+    assert_eq!(
+        full["verification"][0]["attempts"], 1,
+        "looked again at once"
+    );
+
+    // An MP4 at the HEAD, a ZIP by the read: the ZIP is what is judged.
+    let (id, key) = app.issue("alice", "swap2.mp4", json!({})).await;
+    app.oss.put(&key, sized(mp4_header(), 3000), "video/mp4");
+    app.oss.replace_after_head(&key, zip(), "video/mp4");
+    let form = format!("bucket=media-input&object={key}&etag=E&size=3000&upload_id={id}");
+    assert_eq!(app.oss_callback_only(&form).await.status(), 200);
+    app.settle().await;
+    let upload = state(&app, &id).await;
+    assert_eq!(upload["state"], "rejected", "{upload}");
+    assert_eq!(upload["state_reason"], "not_media");
+    let detail = app.admin_upload(&id).await["verification"][0]["last_error"].to_string();
+    assert!(detail.contains("zip"), "{detail}");
+    assert_eq!(app.hooks.deliveries().len(), 2);
+    assert_eq!(app.hooks.deliveries()[1].1["type"], "upload.rejected");
+}
+
+/// An object that changes at every look is no verdict: the job is retried, and after its
+/// budget the upload is `failed` with nothing sent for processing.
+#[tokio::test]
+async fn an_object_that_never_holds_still_is_retried_not_judged() {
+    let app = TestApp::spawn_with(|c| c.processing.max_attempts = 2).await;
+    app.webhook_workflow("hooks", "uploads/").await;
+    let (id, key) = app.issue("alice", "busy.mp4", json!({})).await;
+    app.oss.put(&key, sized(mp4_header(), 1000), "video/mp4");
+    for n in 1..=40 {
+        let version = if n % 2 == 0 { zip() } else { mp4_header() };
+        app.oss
+            .replace_after_head(&key, sized(version, 1000 + n), "video/mp4");
+    }
+    let form = format!("bucket=media-input&object={key}&etag=E&size=1000&upload_id={id}");
+    assert_eq!(app.oss_callback_only(&form).await.status(), 200);
+    let upload = app
+        .wait_upload("alice", &id, |u| u["state"] == "failed")
+        .await;
+    assert_eq!(app.hooks.count(), 0, "{upload}");
+    let full = app.admin_upload(&id).await;
+    let job = &full["verification"][0];
+    assert_eq!(job["state"], "dead", "{full}");
+    assert_eq!(job["attempts"], 2);
+}
