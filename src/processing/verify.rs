@@ -265,12 +265,13 @@ pub fn content_verdict(
     let named_playlist = is_playlist_name(name);
     match sniff(first_bytes, extension.as_deref()) {
         Content::Playlist => playlist_verdict(head, first_bytes, named_playlist, playlists),
+        Content::Other(kind) => rejected("not_media", format!("the object is {kind}, not media")),
+        // A player goes by the name: whatever else the bytes are, they are read as a playlist.
         _ if named_playlist => playlist_verdict(head, first_bytes, true, playlists),
         Content::Media(container) => Verdict::Verified {
             head,
             container: Some(container),
         },
-        Content::Other(kind) => rejected("not_media", format!("the object is {kind}, not media")),
         Content::Unknown if unknown == UnknownContent::Accept => Verdict::Verified {
             head,
             container: None,
