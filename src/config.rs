@@ -15,7 +15,7 @@ pub use crate::auth::AuthConfig;
 pub use crate::credentials::limits::LimitsConfig;
 pub use crate::notifications::NotificationsConfig;
 pub use crate::processing::reconcile::ReconcileConfig;
-pub use crate::processing::verify::{UnknownContent, VerificationConfig};
+pub use crate::processing::verify::{Playlists, UnknownContent, VerificationConfig};
 pub use crate::processing::{MpsConfig, ProcessingConfig};
 pub use crate::storage::{CredentialScope, PostSigning, Provider, StorageConfig};
 pub use crate::store::DatabaseConfig;

@@ -1,8 +1,8 @@
 //! What an object's first bytes say it is. Extensions are chosen by the uploader; the
 //! container's magic bytes are not, so a `.mp4` that is really a ZIP, an executable or a page
 //! of HTML is told apart before any workflow sees it. `infer` knows most containers; the media
-//! containers it lacks (MPEG-TS, HLS playlists, RealMedia, AC-3, CAF, any ISO-BMFF brand) are
-//! checked here.
+//! containers it lacks (MPEG-TS, RealMedia, AC-3, CAF, any ISO-BMFF brand) are checked here.
+//! HLS playlists are told apart too, and what they name is checked: a processor fetches it.
 
 /// How many leading bytes [`sniff`] needs at most: one ranged read of the object.
 pub const SNIFF_BYTES: usize = 64 * 1024;
@@ -12,6 +12,8 @@ pub const SNIFF_BYTES: usize = 64 * 1024;
 pub enum Content {
     /// A media container (its MIME type).
     Media(&'static str),
+    /// An extended M3U (HLS) playlist: media only as far as what it names is.
+    Playlist,
     /// Positively something else: an archive, executable, document, font, page or still image.
     Other(&'static str),
     /// No signature recognised (several listed formats have none that is reliable).
@@ -22,6 +24,14 @@ pub enum Content {
 /// first bytes. GIF counts as media (MPS transcodes it); a JPEG stream is media only as
 /// `.mjpeg`, and a JPEG 2000 file only when its brand is Motion JPEG 2000.
 pub fn sniff(head: &[u8], extension: Option<&str>) -> Content {
+    // Before any container: a browser that reads these bytes as markup runs its scripts,
+    // whatever else they might also parse as.
+    if let Some(markup) = markup(head) {
+        return Content::Other(markup);
+    }
+    if is_playlist(head) {
+        return Content::Playlist;
+    }
     if let Some(media) = missing_from_infer(head) {
         return Content::Media(media);
     }
@@ -42,6 +52,132 @@ pub fn sniff(head: &[u8], extension: Option<&str>) -> Content {
     }
 }
 
+/// The MIME type of HLS playlists.
+pub const PLAYLIST: &str = "application/vnd.apple.mpegurl";
+
+/// Whether a file name has a playlist's extension (`.m3u8`, `.m3u`, in any case).
+pub fn is_playlist_name(name: &str) -> bool {
+    name.rsplit_once('.')
+        .is_some_and(|(_, ext)| ext.eq_ignore_ascii_case("m3u8") || ext.eq_ignore_ascii_case("m3u"))
+}
+
+/// An extended M3U playlist as lenient players read one: `#EXTM3U` after a byte-order mark
+/// and whitespace, in any case.
+fn is_playlist(head: &[u8]) -> bool {
+    let text = head.strip_prefix(b"\xef\xbb\xbf").unwrap_or(head);
+    let text = text.trim_ascii_start();
+    text.get(..7)
+        .is_some_and(|t| t.eq_ignore_ascii_case(b"#EXTM3U"))
+}
+
+/// The first URI a playlist names that is not a plain file beside it, or `None` when every
+/// one is. URIs are each line that is not a tag, and the value of every attribute whose name
+/// ends in `URI` (`URI`, `SERVER-URI`), quoted or not; lines end at CR as well as LF, and
+/// whitespace inside tags is ignored, as lenient parsers (ffmpeg's among them) read them.
+/// Text that is not UTF-8 names nothing checkable, so it is foreign as a whole.
+pub fn foreign_playlist_entry(text: &[u8]) -> Option<String> {
+    let text = text.strip_prefix(b"\xef\xbb\xbf").unwrap_or(text);
+    let Ok(text) = std::str::from_utf8(text) else {
+        return Some("(text that is not UTF-8)".into());
+    };
+    for line in text.split(['\r', '\n']).map(str::trim) {
+        let Some(tag) = line.strip_prefix('#') else {
+            if !line.is_empty() && !is_local_file(line) {
+                return Some(line.to_owned());
+            }
+            continue;
+        };
+        let tag: String = tag.chars().filter(|c| !c.is_whitespace()).collect();
+        // Lower-casing ASCII keeps every byte where it was, so positions carry over.
+        for (at, _) in tag.to_ascii_lowercase().match_indices("uri=") {
+            let value = &tag[at + 4..];
+            let value = match value.strip_prefix('"') {
+                Some(quoted) => quoted.split('"').next(),
+                None => value.split(',').next(),
+            };
+            if let Some(value) = value.filter(|v| !is_local_file(v)) {
+                return Some(value.to_owned());
+            }
+        }
+    }
+    None
+}
+
+/// A plain file name in the playlist's own folder, from an alphabet that cannot spell a
+/// scheme, a path, an escape (`%`), a query or a variable (`{$name}`): letters, digits, `_`,
+/// `-` and `.`, starting with a letter, digit or `_`, without `..`. Never a playlist itself:
+/// what a nested playlist names would go unchecked.
+fn is_local_file(name: &str) -> bool {
+    let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
+    name.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+        && name.len() <= 255
+        && name.chars().all(plain)
+        && !name.contains("..")
+        && !is_playlist_name(name)
+}
+
+/// Whether a store serving an object with this `Content-Type` has browsers render or run it
+/// (HTML, XHTML, SVG or any other XML, scripts), whatever its bytes.
+pub fn is_active_type(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or_default();
+    let essence = essence.trim().to_ascii_lowercase();
+    essence.ends_with("+xml")
+        || matches!(
+            essence.as_str(),
+            "text/html"
+                | "text/xml"
+                | "application/xml"
+                | "text/xsl"
+                | "text/javascript"
+                | "application/javascript"
+                | "application/x-javascript"
+                | "text/ecmascript"
+                | "application/ecmascript"
+        )
+}
+
+/// Markup as a lenient reader sees it (a browser, a CDN's sniffer): after a byte-order mark
+/// and whitespace, in any case, `<` opening a tag, a declaration or a processing
+/// instruction. Named by the tags it holds.
+fn markup(head: &[u8]) -> Option<&'static str> {
+    let text = ascii_text(head);
+    let text = text.trim_ascii_start();
+    let opens = text.first() == Some(&b'<')
+        && text
+            .get(1)
+            .is_some_and(|c| c.is_ascii_alphabetic() || matches!(c, b'!' | b'?' | b'/'));
+    if !opens {
+        return None;
+    }
+    let text = text.to_ascii_lowercase();
+    let has = |tag: &[u8]| text.windows(tag.len()).any(|w| w == tag);
+    Some(if has(b"<html") || has(b"<script") || has(b"xhtml") {
+        "text/html"
+    } else if has(b"<svg") {
+        "image/svg+xml"
+    } else if text.starts_with(b"<?") {
+        "application/xml"
+    } else {
+        "text/html"
+    })
+}
+
+/// The bytes after a byte-order mark; UTF-16 is narrowed to its ASCII prefix, which is all
+/// that markup detection needs.
+fn ascii_text(head: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let little_endian = match head.get(..2) {
+        Some(b"\xff\xfe") => true,
+        Some(b"\xfe\xff") => false,
+        _ => return head.strip_prefix(b"\xef\xbb\xbf").unwrap_or(head).into(),
+    };
+    let units = head[2..].chunks_exact(2).map(|u| match little_endian {
+        true => (u[0], u[1]),
+        false => (u[1], u[0]),
+    });
+    let ascii = units.map_while(|(low, high)| (high == 0 && low.is_ascii()).then_some(low));
+    ascii.collect::<Vec<u8>>().into()
+}
+
 fn missing_from_infer(head: &[u8]) -> Option<&'static str> {
     // MPEG transport streams: a sync byte every 188 bytes (every 192 in M2TS, after a
     // four-byte timestamp), on every packet the head holds (up to eight), at least two.
@@ -53,10 +189,6 @@ fn missing_from_infer(head: &[u8]) -> Option<&'static str> {
     };
     if sync(0, 188) || sync(4, 192) {
         return Some("video/mp2t");
-    }
-    let text = head.strip_prefix(b"\xef\xbb\xbf").unwrap_or(head);
-    if text.starts_with(b"#EXTM3U") {
-        return Some("application/vnd.apple.mpegurl");
     }
     if head.starts_with(b".RMF") {
         return Some("application/vnd.rn-realmedia");
@@ -156,10 +288,6 @@ mod tests {
             (transport_stream(188, 0), "video/mp2t"),
             (transport_stream(192, 4), "video/mp2t"),
             (
-                b"\xef\xbb\xbf#EXTM3U\n#EXT-X-VERSION:3\n".to_vec(),
-                "application/vnd.apple.mpegurl",
-            ),
-            (
                 b".RMF\x00\x00\x00\x12".to_vec(),
                 "application/vnd.rn-realmedia",
             ),
@@ -221,6 +349,124 @@ mod tests {
         (chance[0], chance[188]) = (0x47, 0x47);
         assert_eq!(sniff(&chance, Some("ts")), Content::Unknown);
         assert_eq!(sniff(b"", None), Content::Unknown);
+    }
+
+    #[test]
+    fn markup_is_never_media_however_it_starts() {
+        let cases: [(&[u8], &str); 10] = [
+            (b"<svg onload=alert(1)>", "image/svg+xml"),
+            (b"<SVG\nonload=alert(1)>", "image/svg+xml"),
+            (
+                b"\xef\xbb\xbf \r\n<?xml version=\"1.0\"?><svg/>",
+                "image/svg+xml",
+            ),
+            (b"<?xml version=\"1.0\"?><MPD/>", "application/xml"),
+            (b"\t<HtMl\n>", "text/html"),
+            (b"<script>alert(1)</script>", "text/html"),
+            (b"<!doctype html>", "text/html"),
+            (
+                b"<?xml version=\"1.0\"?><html xmlns=\"http://www.w3.org/1999/xhtml\">",
+                "text/html",
+            ),
+            (b"\xff\xfe<\0s\0v\0g\0>\0", "image/svg+xml"),
+            (b"\xfe\xff\0<\0b\0>", "text/html"),
+        ];
+        for (head, mime) in cases {
+            assert_eq!(sniff(head, Some("mp4")), Content::Other(mime), "{head:?}");
+        }
+        // Markup wins even over bytes that would also parse as a container.
+        let mut polyglot = b"<svg".to_vec();
+        polyglot.extend_from_slice(&ftyp(b"isom")[4..]);
+        assert_eq!(sniff(&polyglot, None), Content::Other("image/svg+xml"));
+        // Text that is not markup stays unknown.
+        for text in [b"a < b".as_slice(), b"<3 words", b"< svg"] {
+            assert_eq!(sniff(text, Some("mp4")), Content::Unknown, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn playlists_are_told_apart_however_they_start() {
+        for head in [
+            b"#EXTM3U\n#EXT-X-VERSION:3\n".as_slice(),
+            b"\xef\xbb\xbf#EXTM3U\n",
+            b"\r\n  #extm3u\n",
+        ] {
+            assert_eq!(sniff(head, Some("mp4")), Content::Playlist, "{head:?}");
+        }
+        assert!(is_playlist_name("a.m3u8") && is_playlist_name("b.M3U"));
+        assert!(!is_playlist_name("m3u8") && !is_playlist_name("a.m3u8.mp4"));
+    }
+
+    #[test]
+    fn a_local_playlist_names_only_plain_files_beside_it() {
+        let local = b"\xef\xbb\xbf#EXTM3U\n#EXT-X-VERSION:7\n\
+            #EXT-X-MAP:URI=\"init.mp4\"\n\
+            #EXT-X-KEY:METHOD=AES-128,URI=\"key.bin\",IV=0x1\n\
+            #EXTINF:10.0,Title\r\nseg_0.ts\r\n\n  seg-1.TS  \n#EXT-X-ENDLIST\n";
+        assert_eq!(foreign_playlist_entry(local), None);
+        let foreign = [
+            (
+                "http://169.254.169.254/latest/meta-data/",
+                "http://169.254.169.254/latest/meta-data/",
+            ),
+            ("HTTPS://example.com/x.ts", "HTTPS://example.com/x.ts"),
+            ("file:x.ts", "file:x.ts"),
+            ("../../bob/x.ts", "../../bob/x.ts"),
+            ("/etc/passwd", "/etc/passwd"),
+            ("sub/x.ts", "sub/x.ts"),
+            ("..\\bob\\x.ts", "..\\bob\\x.ts"),
+            ("%2e%2e%2fbob%2fx.ts", "%2e%2e%2fbob%2fx.ts"),
+            ("x.ts?X-Amz-Signature=1", "x.ts?X-Amz-Signature=1"),
+            ("{$base}x.ts", "{$base}x.ts"),
+            (".hidden.ts", ".hidden.ts"),
+            ("-i.ts", "-i.ts"),
+            ("low.m3u8", "low.m3u8"),
+            ("a.ts\rhttp://evil/x.ts", "http://evil/x.ts"),
+            (
+                "#EXT-X-KEY:METHOD=AES-128,URI=\"http://evil/k\"",
+                "http://evil/k",
+            ),
+            ("#EXT-X-MAP:URI=/etc/passwd", "/etc/passwd"),
+            ("#EXT-X-MEDIA:TYPE=AUDIO,uri = \"../a.m3u8\"", "../a.m3u8"),
+            (
+                "#EXT-X-CONTENT-STEERING:SERVER-URI=\"http://evil/s\"",
+                "http://evil/s",
+            ),
+            (
+                "#EXT-X-SESSION-DATA:DATA-ID=\"x\",URI=\"//evil/d.json\"",
+                "//evil/d.json",
+            ),
+        ];
+        for (line, entry) in foreign {
+            let playlist = format!("#EXTM3U\n#EXTINF:10,\nok.ts\n{line}\n");
+            let found = foreign_playlist_entry(playlist.as_bytes());
+            assert_eq!(found.as_deref(), Some(entry), "{line}");
+        }
+        // An unterminated quote runs to the end of the line, which is checked as the value.
+        let open = b"#EXTM3U\n#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"p.mp4\n";
+        assert_eq!(foreign_playlist_entry(open), None);
+        let open = b"#EXTM3U\n#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"p.mp4,x=../y\n";
+        assert!(foreign_playlist_entry(open).is_some());
+        assert!(foreign_playlist_entry(b"#EXTM3U\n\xff\xfe.ts\n").is_some());
+    }
+
+    #[test]
+    fn active_types_are_those_browsers_render_or_run() {
+        for active in [
+            "text/html",
+            "Text/HTML; charset=utf-8",
+            "application/xhtml+xml",
+            "image/svg+xml",
+            " text/xml ",
+            "application/xml",
+            "application/javascript",
+            "text/javascript;charset=utf-8",
+        ] {
+            assert!(is_active_type(active), "{active}");
+        }
+        for passive in ["video/mp4", "application/octet-stream", "text/plain", ""] {
+            assert!(!is_active_type(passive), "{passive}");
+        }
     }
 
     #[test]

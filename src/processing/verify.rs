@@ -9,7 +9,9 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use super::{Delivery, DeliveryError};
-use crate::media::content::{Content, SNIFF_BYTES, sniff};
+use crate::media::content::{
+    Content, PLAYLIST, SNIFF_BYTES, foreign_playlist_entry, is_active_type, is_playlist_name, sniff,
+};
 use crate::storage::reader::{Lookup, ObjectHead, ObjectReader, ReadError};
 use crate::uploads::{UploadMode, form_size_range};
 
@@ -29,6 +31,8 @@ pub struct VerificationConfig {
     /// `MEDIAGATE__VERIFICATION__UNKNOWN_CONTENT`: `accept` (default) or `reject` bytes no
     /// signature identifies (several listed formats have none that is reliable).
     pub unknown_content: UnknownContent,
+    /// `MEDIAGATE__VERIFICATION__PLAYLISTS`: `reject` (default) or `local` HLS playlists.
+    pub playlists: Playlists,
 }
 
 impl Default for VerificationConfig {
@@ -37,8 +41,22 @@ impl Default for VerificationConfig {
             enabled: true,
             content_sniff: true,
             unknown_content: UnknownContent::Accept,
+            playlists: Playlists::Reject,
         }
     }
+}
+
+/// What becomes of an HLS playlist (`#EXTM3U`, or a `.m3u8`/`.m3u` name): a processor
+/// fetches every URI it lists, with its own network access (the cloud's metadata service,
+/// other users' objects).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Playlists {
+    /// Never media.
+    Reject,
+    /// Media when named `.m3u8` or `.m3u`, read whole within the sniffed bytes, and every URI
+    /// in it is a plain file name beside it.
+    Local,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -67,11 +85,16 @@ fn rejected(code: &'static str, detail: impl Into<String>) -> Verdict {
     }
 }
 
+/// How many times verification looks from the HEAD again when the object changed before its
+/// bytes were read: an uploader still PUTting gets no verdict, only a later retry.
+const LOOKS: usize = 3;
+
 /// Reads the store for verification.
 pub struct Verifier {
     reader: Arc<dyn ObjectReader>,
     content_sniff: bool,
     unknown_content: UnknownContent,
+    playlists: Playlists,
     max_form_bytes: u64,
 }
 
@@ -85,60 +108,98 @@ impl Verifier {
             reader,
             content_sniff: settings.content_sniff,
             unknown_content: settings.unknown_content,
+            playlists: settings.playlists,
             max_form_bytes,
         }
     }
 
     /// Verifies the object `delivery` announces for an upload issued in `mode` (`None` when
-    /// none was). `Err(Retry)` when the store did not answer.
+    /// none was). `Err(Retry)` when the store did not answer, or the object changed between
+    /// the HEAD and the read at every look.
     pub async fn verify(
         &self,
         delivery: &Delivery,
         mode: Option<UploadMode>,
     ) -> Result<Verdict, DeliveryError> {
+        for _ in 0..LOOKS {
+            if let Some(verdict) = self.look(delivery, mode).await? {
+                return Ok(verdict);
+            }
+        }
+        Err(DeliveryError::Retry(format!(
+            "the object changed between the HEAD and the read, {LOOKS} times"
+        )))
+    }
+
+    /// One look: the HEAD, then the first bytes of that same version (the uploader may PUT
+    /// again in between). `None` when the object changed in between.
+    async fn look(
+        &self,
+        delivery: &Delivery,
+        mode: Option<UploadMode>,
+    ) -> Result<Option<Verdict>, DeliveryError> {
         let key = delivery.object_key.as_str();
         let lookup = match self.reader.head(key).await {
             Err(e @ ReadError::NotReadable(_)) => {
-                return Ok(rejected("not_verifiable", e.to_string()));
+                return Ok(Some(rejected("not_verifiable", e.to_string())));
             }
             other => other.map_err(read_failed)?,
         };
         let head = match lookup {
             Lookup::Found(head) => head,
             Lookup::Missing => {
-                return Ok(rejected("object_missing", "no such object in the store"));
+                return Ok(Some(rejected(
+                    "object_missing",
+                    "no such object in the store",
+                )));
             }
             Lookup::Symlink => {
-                return Ok(rejected(
+                return Ok(Some(rejected(
                     "symlink",
                     "the object is a symbolic link to another object",
-                ));
+                )));
             }
         };
         let declared = delivery.declared_size;
         if let Some(verdict) = size_verdict(head.size, mode, declared, self.max_form_bytes) {
-            return Ok(verdict);
+            return Ok(Some(verdict));
+        }
+        if let Some(verdict) = type_verdict(&head) {
+            return Ok(Some(verdict));
         }
         if !self.content_sniff {
-            return Ok(Verdict::Verified {
+            // What a playlist names can only be checked in its bytes.
+            if is_playlist_name(key) {
+                return Ok(Some(rejected(
+                    "not_media",
+                    "a playlist cannot be checked without content_sniff",
+                )));
+            }
+            return Ok(Some(Verdict::Verified {
                 head,
                 container: None,
-            });
+            }));
         }
         let len = usize::try_from(head.size).map_or(SNIFF_BYTES, |n| n.min(SNIFF_BYTES));
-        let bytes = self
-            .reader
-            .first_bytes(key, len)
-            .await
-            .map_err(read_failed)?;
-        Ok(content_verdict(head, &bytes, key, self.unknown_content))
+        let bytes = match self.reader.first_bytes(key, len, &head.raw_etag).await {
+            Ok(bytes) => bytes,
+            Err(ReadError::Changed) => return Ok(None),
+            Err(e) => return Err(read_failed(e)),
+        };
+        Ok(Some(content_verdict(
+            head,
+            &bytes,
+            key,
+            self.unknown_content,
+            self.playlists,
+        )))
     }
 }
 
 fn read_failed(e: ReadError) -> DeliveryError {
     match e {
         ReadError::NotReadable(_) => DeliveryError::Fatal(e.to_string()),
-        ReadError::Unavailable(_) => DeliveryError::Retry(e.to_string()),
+        ReadError::Unavailable(_) | ReadError::Changed => DeliveryError::Retry(e.to_string()),
     }
 }
 
@@ -177,22 +238,40 @@ pub fn size_verdict(
     }
 }
 
+/// The store's own type: whatever the bytes, an object the store (or a CDN in front of it)
+/// would serve as a page, an image with scripts or a script is not media.
+pub fn type_verdict(head: &ObjectHead) -> Option<Verdict> {
+    let content_type = head.content_type.as_deref()?;
+    is_active_type(content_type).then(|| {
+        rejected(
+            "not_media",
+            format!("the store serves the object as {content_type:?}, an active type"),
+        )
+    })
+}
+
 /// The content rule: a media container passes, anything positively identified as something
-/// else does not, and unrecognised bytes follow `unknown`.
+/// else does not, a playlist (by its bytes or its name) follows `playlists`, and unrecognised
+/// bytes follow `unknown`.
 pub fn content_verdict(
     head: ObjectHead,
     first_bytes: &[u8],
     key: &str,
     unknown: UnknownContent,
+    playlists: Playlists,
 ) -> Verdict {
     let name = key.rsplit('/').next().unwrap_or(key);
     let extension = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
+    let named_playlist = is_playlist_name(name);
     match sniff(first_bytes, extension.as_deref()) {
+        Content::Playlist => playlist_verdict(head, first_bytes, named_playlist, playlists),
+        Content::Other(kind) => rejected("not_media", format!("the object is {kind}, not media")),
+        // A player goes by the name: whatever else the bytes are, they are read as a playlist.
+        _ if named_playlist => playlist_verdict(head, first_bytes, true, playlists),
         Content::Media(container) => Verdict::Verified {
             head,
             container: Some(container),
         },
-        Content::Other(kind) => rejected("not_media", format!("the object is {kind}, not media")),
         Content::Unknown if unknown == UnknownContent::Accept => Verdict::Verified {
             head,
             container: None,
@@ -201,6 +280,37 @@ pub fn content_verdict(
             "not_media",
             "no media container recognised in the first bytes",
         ),
+    }
+}
+
+/// The playlist rule: only under `local`, only named as a playlist (under another name a
+/// processor may read it as something else), only read whole (what lies past the sniffed
+/// bytes is unchecked), and only when it names nothing but files beside it.
+fn playlist_verdict(head: ObjectHead, text: &[u8], named: bool, playlists: Playlists) -> Verdict {
+    if playlists == Playlists::Reject {
+        return rejected("not_media", "the object is an HLS playlist");
+    }
+    if !named {
+        return rejected("not_media", "an HLS playlist under another name");
+    }
+    if (text.len() as u64) < head.size {
+        return rejected(
+            "not_media",
+            format!("an HLS playlist over {SNIFF_BYTES} bytes cannot be checked whole"),
+        );
+    }
+    match foreign_playlist_entry(text) {
+        None => Verdict::Verified {
+            head,
+            container: Some(PLAYLIST),
+        },
+        Some(entry) => {
+            let entry: String = entry.chars().take(200).collect();
+            rejected(
+                "not_media",
+                format!("the playlist names {entry:?}, not a file beside it"),
+            )
+        }
     }
 }
 
@@ -243,15 +353,90 @@ mod tests {
     }
 
     #[test]
+    fn playlists_pass_only_when_allowed_named_whole_and_local() {
+        let local = b"#EXTM3U\n#EXTINF:10,\nseg0.ts\n#EXT-X-ENDLIST\n";
+        let verdict = |text: &[u8], key: &str, size: usize, playlists| {
+            let head = ObjectHead {
+                size: size as u64,
+                etag: "E".into(),
+                raw_etag: "\"e\"".into(),
+                content_type: None,
+            };
+            let verdict = content_verdict(head, text, key, UnknownContent::Accept, playlists);
+            match verdict {
+                Verdict::Verified { container, .. } => Ok(container),
+                Verdict::Rejected { code, detail } => Err((code, detail)),
+            }
+        };
+        let n = local.len();
+        assert_eq!(
+            verdict(local, "u/a.m3u8", n, Playlists::Local),
+            Ok(Some(PLAYLIST))
+        );
+        assert_eq!(
+            verdict(local, "u/a.M3U", n, Playlists::Local),
+            Ok(Some(PLAYLIST))
+        );
+        let refused = [
+            (local.as_slice(), "u/a.m3u8", n, Playlists::Reject),
+            (local, "u/a.mp4", n, Playlists::Local),
+            (local, "u/a.m3u8", n + 1, Playlists::Local),
+            (b"#EXTM3U\n../b/x.ts\n", "u/a.m3u8", 19, Playlists::Local),
+            // Named a playlist, whatever the bytes: a plain list of URLs.
+            (
+                b"http://169.254.169.254/\n",
+                "u/a.m3u8",
+                24,
+                Playlists::Local,
+            ),
+            (b"seg0.ts\n", "u/a.m3u8", 8, Playlists::Reject),
+        ];
+        for (text, key, size, playlists) in refused {
+            let got = verdict(text, key, size, playlists);
+            assert!(
+                matches!(got, Err(("not_media", _))),
+                "{key} {playlists:?}: {got:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_active_store_type_is_not_media_whatever_the_bytes() {
+        let head = |content_type: Option<&str>| ObjectHead {
+            size: 3,
+            etag: "E".into(),
+            raw_etag: "\"e\"".into(),
+            content_type: content_type.map(str::to_owned),
+        };
+        assert_eq!(
+            code(type_verdict(&head(Some("image/svg+xml")))),
+            Some("not_media")
+        );
+        assert_eq!(
+            code(type_verdict(&head(Some("text/html; charset=utf-8")))),
+            Some("not_media")
+        );
+        assert_eq!(code(type_verdict(&head(Some("video/mp4")))), None);
+        assert_eq!(code(type_verdict(&head(None))), None);
+    }
+
+    #[test]
     fn content_decides_by_magic_bytes_and_the_unknown_rule() {
         let head = ObjectHead {
             size: 3,
             etag: "E".into(),
+            raw_etag: "\"e\"".into(),
             content_type: None,
         };
         let mut mp4 = b"\x00\x00\x00\x18ftypisom\x00\x00\x00\x00isommp41".to_vec();
         mp4.resize(512, 0);
-        let verdict = content_verdict(head.clone(), &mp4, "u/a.mp4", UnknownContent::Reject);
+        let verdict = content_verdict(
+            head.clone(),
+            &mp4,
+            "u/a.mp4",
+            UnknownContent::Reject,
+            Playlists::Reject,
+        );
         assert!(matches!(
             verdict,
             Verdict::Verified {
@@ -261,7 +446,13 @@ mod tests {
         ));
         let mut zip = b"PK\x03\x04\x14\x00\x00\x00\x08\x00".to_vec();
         zip.resize(512, 0);
-        let verdict = content_verdict(head.clone(), &zip, "u/a.mp4", UnknownContent::Accept);
+        let verdict = content_verdict(
+            head.clone(),
+            &zip,
+            "u/a.mp4",
+            UnknownContent::Accept,
+            Playlists::Reject,
+        );
         assert!(matches!(
             verdict,
             Verdict::Rejected {
@@ -271,14 +462,40 @@ mod tests {
         ));
         let words = b"plain words";
         assert!(matches!(
-            content_verdict(head.clone(), words, "u/a.ts", UnknownContent::Accept),
+            content_verdict(
+                head.clone(),
+                words,
+                "u/a.ts",
+                UnknownContent::Accept,
+                Playlists::Reject
+            ),
             Verdict::Verified {
                 container: None,
                 ..
             }
         ));
         assert!(matches!(
-            content_verdict(head, words, "u/a.ts", UnknownContent::Reject),
+            content_verdict(
+                head.clone(),
+                words,
+                "u/a.ts",
+                UnknownContent::Reject,
+                Playlists::Reject
+            ),
+            Verdict::Rejected {
+                code: "not_media",
+                ..
+            }
+        ));
+        // Markup is never unknown bytes.
+        assert!(matches!(
+            content_verdict(
+                head,
+                b"<svg onload=x>",
+                "u/a.mp4",
+                UnknownContent::Accept,
+                Playlists::Reject
+            ),
             Verdict::Rejected {
                 code: "not_media",
                 ..

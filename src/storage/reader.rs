@@ -18,6 +18,9 @@ pub struct ObjectHead {
     pub size: u64,
     /// Unquoted and upper-cased, as events are keyed.
     pub etag: String,
+    /// The ETag exactly as the store sent it (quoted, in its own case: S3 lower-case hex, OSS
+    /// upper-case), which is what a conditional request must name.
+    pub raw_etag: String,
     pub content_type: Option<String>,
 }
 
@@ -48,14 +51,24 @@ pub enum ReadError {
     /// The store could not answer (down, slow, refused the keys): try again later.
     #[error("the object store did not answer: {0}")]
     Unavailable(String),
+    /// The object is no longer the version a conditional read named (PUT again since).
+    #[error("the object changed since it was looked up")]
+    Changed,
 }
 
 /// The input bucket, as verification and reconciliation read it.
 #[async_trait]
 pub trait ObjectReader: Send + Sync {
     async fn head(&self, key: &str) -> Result<Lookup, ReadError>;
-    /// At most `len` bytes from the start of the object (fewer when it is shorter).
-    async fn first_bytes(&self, key: &str, len: usize) -> Result<Vec<u8>, ReadError>;
+    /// At most `len` bytes from the start of the object (fewer when it is shorter), only
+    /// while it is the version whose ETag is `raw_etag` (as the store sent it): `Changed`
+    /// otherwise, so that bytes are never judged under another version's size and ETag.
+    async fn first_bytes(
+        &self,
+        key: &str,
+        len: usize,
+        raw_etag: &str,
+    ) -> Result<Vec<u8>, ReadError>;
     /// Whether the store answers with these keys (for readiness).
     async fn probe(&self) -> Result<(), ReadError>;
     /// Up to `limit` objects under the upload prefix, in key order, after `start_after`.
@@ -177,11 +190,22 @@ impl ObjectReader for StoreReader {
         }
     }
 
-    async fn first_bytes(&self, key: &str, len: usize) -> Result<Vec<u8>, ReadError> {
+    async fn first_bytes(
+        &self,
+        key: &str,
+        len: usize,
+        raw_etag: &str,
+    ) -> Result<Vec<u8>, ReadError> {
+        let key = self.checked(key)?;
+        // Without an ETag the read could be any version: no verdict from it.
+        if raw_etag.is_empty() {
+            return Err(ReadError::Unavailable("the store gave no ETag".into()));
+        }
         let read = self
             .op
-            .read_with(self.checked(key)?)
+            .read_with(key)
             .range(0..len as u64)
+            .if_match(raw_etag)
             .await;
         match read {
             Ok(buffer) => {
@@ -191,6 +215,7 @@ impl ObjectReader for StoreReader {
             }
             // An object that exists but is empty has no range to read.
             Err(e) if e.kind() == ErrorKind::RangeNotSatisfied => Ok(Vec::new()),
+            Err(e) if e.kind() == ErrorKind::ConditionNotMatch => Err(ReadError::Changed),
             Err(e) => Err(unavailable(e)),
         }
     }
@@ -239,13 +264,11 @@ impl ObjectReader for StoreReader {
 }
 
 fn head_of(meta: &opendal::Metadata) -> ObjectHead {
+    let raw_etag = meta.etag().unwrap_or_default();
     ObjectHead {
         size: meta.content_length(),
-        etag: meta
-            .etag()
-            .unwrap_or_default()
-            .trim_matches('"')
-            .to_ascii_uppercase(),
+        etag: raw_etag.trim_matches('"').to_ascii_uppercase(),
+        raw_etag: raw_etag.to_owned(),
         content_type: meta.content_type().map(str::to_owned),
     }
 }
@@ -261,8 +284,8 @@ fn unavailable(e: opendal::Error) -> ReadError {
 }
 
 /// The outbound client, refusing any answer about an OSS symbolic link (its size, ETag and
-/// bytes are another object's, one the uploader may not own) and any answer to a ranged read
-/// that is longer than the range (a store that ignores `Range` would stream the whole object).
+/// bytes are another object's, one the uploader may not own) and any successful answer to a
+/// ranged read that is longer than the range (a store that ignores `Range` would stream the whole object).
 struct NoSymlinks(reqwest::Client);
 
 impl HttpFetch for NoSymlinks {
@@ -282,7 +305,10 @@ impl HttpFetch for NoSymlinks {
         let length = headers
             .get(http::header::CONTENT_LENGTH)
             .and_then(|l| l.to_str().ok()?.parse::<u64>().ok());
+        // Only bytes of the object count: an error document (a 412 for a changed object) may
+        // be longer than a small object's range.
         if let Some(asked) = asked
+            && response.status().is_success()
             && length.is_none_or(|l| l > asked)
         {
             return Err(opendal::Error::new(

@@ -147,12 +147,15 @@ async fn a_browser_uploads_several_files_through_server_signed_requests() {
             .iter()
             .find(|(p, _)| p.ends_with(upload["file_name"].as_str().unwrap()))
             .unwrap();
-        match app.app.objects.head(key).await.unwrap() {
-            Lookup::Found(head) => assert_eq!(head.size, bytes.len() as u64),
+        let etag = match app.app.objects.head(key).await.unwrap() {
+            Lookup::Found(head) => {
+                assert_eq!(head.size, bytes.len() as u64);
+                head.raw_etag
+            }
             other => panic!("{key}: {other:?}"),
-        }
-        let head = app.app.objects.first_bytes(key, 64 * 1024).await.unwrap();
-        assert_eq!(head, bytes[..64 * 1024]);
+        };
+        let head = app.app.objects.first_bytes(key, 64 * 1024, &etag).await;
+        assert_eq!(head.unwrap(), bytes[..64 * 1024]);
     }
     app.settle().await;
     assert_eq!(app.hooks.count(), 3);

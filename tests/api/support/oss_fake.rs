@@ -5,9 +5,11 @@
 //! and the Date within 15 minutes. It serves HEAD and GET (with `Range`) of the objects a
 //! test puts, ETags as OSS writes them, and symbolic links with `x-oss-object-type: Symlink`,
 //! and lists them (ListObjectsV2: `prefix`, `start-after`, `max-keys`, continuation tokens).
-//! Tests can take it down (503) and count what reached it.
+//! `If-Match` is honoured as OSS does (412 `PreconditionFailed` when the quoted ETag differs).
+//! Tests can take it down (503), have an object replaced right after a HEAD (an uploader
+//! PUTting again between two reads), and count what reached it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -35,11 +37,14 @@ struct Object {
 #[derive(Default)]
 struct FakeState {
     objects: Mutex<HashMap<String, Object>>,
+    /// Per key, the versions that replace the object after each of its next HEADs.
+    after_head: Mutex<HashMap<String, VecDeque<Object>>>,
     /// The bucket's `?cors` and `?lifecycle` documents.
     bucket_config: Mutex<HashMap<String, String>>,
     down: AtomicBool,
     requests: AtomicUsize,
     refused: AtomicUsize,
+    preconditions_failed: AtomicUsize,
 }
 
 #[derive(Clone)]
@@ -70,18 +75,30 @@ impl OssFake {
     }
 
     pub fn put_with_etag(&self, key: &str, bytes: Vec<u8>, content_type: &str, etag: &str) {
-        let object = Object {
-            bytes,
-            etag: etag.trim_matches('"').to_ascii_uppercase(),
-            content_type: content_type.to_owned(),
-            symlink: false,
-            modified: chrono::Utc::now(),
-        };
         self.state
             .objects
             .lock()
             .unwrap()
-            .insert(key.to_owned(), object);
+            .insert(key.to_owned(), object(bytes, content_type, etag));
+    }
+
+    /// After the next HEAD of `key` not yet claimed by an earlier call, `bytes` replace the
+    /// object (a new version, its own ETag), as a second PUT would.
+    pub fn replace_after_head(&self, key: &str, bytes: Vec<u8>, content_type: &str) {
+        let etag = hex::encode_upper(md5_digest(&bytes));
+        self.state
+            .after_head
+            .lock()
+            .unwrap()
+            .entry(key.to_owned())
+            .or_default()
+            .push_back(object(bytes, content_type, &etag));
+    }
+
+    /// The ETag of the object at `key` now, as OSS writes it.
+    pub fn etag(&self, key: &str) -> Option<String> {
+        let objects = self.state.objects.lock().unwrap();
+        objects.get(key).map(|o| o.etag.clone())
     }
 
     /// An MP4 of `size` bytes (an `ftyp` box, then zeros) at `key`, unless something is
@@ -126,6 +143,21 @@ impl OssFake {
 
     pub fn refused(&self) -> usize {
         self.state.refused.load(Ordering::SeqCst)
+    }
+
+    /// Requests answered 412 because their `If-Match` named another version.
+    pub fn preconditions_failed(&self) -> usize {
+        self.state.preconditions_failed.load(Ordering::SeqCst)
+    }
+}
+
+fn object(bytes: Vec<u8>, content_type: &str, etag: &str) -> Object {
+    Object {
+        bytes,
+        etag: etag.trim_matches('"').to_ascii_uppercase(),
+        content_type: content_type.to_owned(),
+        symlink: false,
+        modified: chrono::Utc::now(),
     }
 }
 
@@ -240,6 +272,23 @@ async fn handle(
     let Some(object) = state.objects.lock().unwrap().get(&key).cloned() else {
         return error(StatusCode::NOT_FOUND, "NoSuchKey");
     };
+    if method == Method::HEAD {
+        let next = state
+            .after_head
+            .lock()
+            .unwrap()
+            .get_mut(&key)
+            .and_then(VecDeque::pop_front);
+        if let Some(next) = next {
+            state.objects.lock().unwrap().insert(key.clone(), next);
+        }
+    }
+    // OSS compares the quoted ETag it would send; an unquoted or other-case value is another.
+    let if_match = headers.get(header::IF_MATCH).map(|v| v.as_bytes());
+    if if_match.is_some_and(|v| v != format!("\"{}\"", object.etag).as_bytes()) {
+        state.preconditions_failed.fetch_add(1, Ordering::SeqCst);
+        return error(StatusCode::PRECONDITION_FAILED, "PreconditionFailed");
+    }
     let mut response = match (method.clone(), range(&headers, object.bytes.len())) {
         (Method::HEAD, _) => {
             let mut r = StatusCode::OK.into_response();
