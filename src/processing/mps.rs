@@ -429,21 +429,28 @@ mod tests {
     }
 
     #[test]
-    fn over_long_file_url_or_missing_workflow_is_fatal() {
-        let prefix = "http://media-input.oss-cn-hangzhou.aliyuncs.com/".len();
-        let at_limit = "k".repeat(MAX_FILE_URL - prefix);
-        assert!(add_media_params(&delivery(&at_limit, MediaAttributes::default()), "wf").is_ok());
-        let over = format!("{at_limit}k");
+    fn over_long_file_url_dotted_key_or_missing_workflow_is_fatal() {
+        // Encoded length counts: 1024 spaces are 3072 bytes in the URL, over the limit with
+        // a long region.
+        let spaces = " ".repeat(1024);
+        let mut long = delivery(&spaces, MediaAttributes::default());
+        assert!(add_media_params(&long, "wf").is_ok());
+        long.region = "r".repeat(120);
         assert!(matches!(
-            add_media_params(&delivery(&over, MediaAttributes::default()), "wf"),
+            add_media_params(&long, "wf"),
             Err(DeliveryError::Fatal(m)) if m.contains("3200")
         ));
-        // Encoded length counts: 1100 spaces are 3300 bytes in the URL.
-        let spaces = " ".repeat(1100);
-        assert!(matches!(
-            add_media_params(&delivery(&spaces, MediaAttributes::default()), "wf"),
-            Err(DeliveryError::Fatal(_))
-        ));
+        // A dot segment would make the URL name another object.
+        for key in [
+            "uploads/jo/../kim/a.mp4",
+            "uploads/./a.mp4",
+            "uploads//a.mp4",
+        ] {
+            assert!(matches!(
+                add_media_params(&delivery(key, MediaAttributes::default()), "wf"),
+                Err(DeliveryError::Fatal(m)) if m.contains("segments")
+            ));
+        }
         assert!(matches!(
             add_media_params(&delivery("a.mp4", MediaAttributes::default()), " "),
             Err(DeliveryError::Fatal(_))

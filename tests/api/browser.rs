@@ -7,11 +7,11 @@
 use axum::http::header;
 use axum::response::IntoResponse;
 use mediagate::config::Provider;
-use mediagate::storage::reader::{Lookup, ReaderSettings};
-use mediagate::storage::setup::{BucketApi, setup as bucket_setup};
+use mediagate::storage::reader::Lookup;
+use mediagate::storage::setup::setup as bucket_setup;
 use serde_json::Value;
 
-use crate::rgw::{bucket, setup, spawn, webhook_workflow};
+use crate::rgw::{bucket, bucket_api, setup, spawn, webhook_workflow};
 
 /// Serves `clients/web/example` on a loopback port; its origin.
 async fn serve_page() -> String {
@@ -51,16 +51,8 @@ async fn a_browser_uploads_several_files_through_server_signed_requests() {
     setup(&app, &bucket, &[], &[&bucket]).await;
     webhook_workflow(&app, &bucket, "uploads/").await;
     let config = &app.app.config;
-    let api = BucketApi::new(
-        &config.storage,
-        ReaderSettings::new(
-            &config.storage,
-            (&config.sts.access_key_id, &config.sts.access_key_secret),
-        ),
-        reqwest::Client::new(),
-    );
     bucket_setup(
-        &api,
+        &bucket_api(&app),
         Provider::S3,
         &config.server.cors_origins,
         "uploads/",

@@ -18,6 +18,13 @@ async fn presigned_upload(app: &TestApp, user: &str) -> Value {
     r.json().await.unwrap()
 }
 
+/// A presigned upload of `user`'s: (upload id, object key).
+async fn presigned_ids(app: &TestApp, user: &str) -> (String, String) {
+    let upload = presigned_upload(app, user).await;
+    let field = |name: &str| upload[name].as_str().unwrap().to_owned();
+    (field("upload_id"), field("object_key"))
+}
+
 async fn sign(app: &TestApp, user: &str, id: &str, body: Value) -> reqwest::Response {
     app.client
         .post(app.url(&format!("/v1/uploads/{id}/sign")))
@@ -244,11 +251,7 @@ async fn a_form_uploads_put_is_answered_with_the_form() {
 #[tokio::test]
 async fn a_content_type_never_writes_lines_of_the_string_to_sign() {
     let app = TestApp::spawn().await;
-    let upload = presigned_upload(&app, "alice").await;
-    let (id, key) = (
-        upload["upload_id"].as_str().unwrap(),
-        upload["object_key"].as_str().unwrap(),
-    );
+    let (id, key) = presigned_ids(&app, "alice").await;
     for evil in [
         "video/mp4\n4102444800\n/media-input/uploads/bob/x",
         "video/mp4\r\nx-oss-object-acl: public-read",
@@ -257,7 +260,7 @@ async fn a_content_type_never_writes_lines_of_the_string_to_sign() {
     ] {
         for method in ["PUT", "POST"] {
             let body = json!({"method": method, "key": key, "contentType": evil});
-            let r = sign(&app, "alice", id, body).await;
+            let r = sign(&app, "alice", &id, body).await;
             assert_eq!(r.status(), 422, "{evil:?}");
             assert_eq!(error_code(r).await, "invalid_request");
         }
@@ -265,7 +268,7 @@ async fn a_content_type_never_writes_lines_of_the_string_to_sign() {
     let r = sign(
         &app,
         "alice",
-        id,
+        &id,
         json!({"method": "PUT", "key": key, "contentType": "video/mp4; codecs=\"avc1\""}),
     )
     .await;
@@ -277,11 +280,7 @@ async fn a_content_type_never_writes_lines_of_the_string_to_sign() {
 #[tokio::test]
 async fn multipart_ids_are_of_a_safe_alphabet() {
     let app = TestApp::spawn().await;
-    let upload = presigned_upload(&app, "alice").await;
-    let (id, key) = (
-        upload["upload_id"].as_str().unwrap(),
-        upload["object_key"].as_str().unwrap(),
-    );
+    let (id, key) = presigned_ids(&app, "alice").await;
     for evil in [
         "0004B9894A22E5B1888A1E29F8236E2D&x-oss-process=image/info",
         "MP1&response-content-type=text/html",
@@ -293,12 +292,12 @@ async fn multipart_ids_are_of_a_safe_alphabet() {
             json!({"method": "GET", "key": key, "uploadId": evil}),
             json!({"method": "PUT", "key": key, "uploadId": evil, "partNumber": 1}),
         ] {
-            let r = sign(&app, "alice", id, body).await;
+            let r = sign(&app, "alice", &id, body).await;
             assert_eq!(r.status(), 422, "{evil:?}");
             assert_eq!(error_code(r).await, "invalid_request");
         }
     }
-    assert_eq!(app.app.store.multipart_upload(id).await.unwrap(), None);
+    assert_eq!(app.app.store.multipart_upload(&id).await.unwrap(), None);
     // What stores mint passes: OSS hex, RGW's `2~...`, S3's base64.
     for good in [
         "0004B9894A22E5B1888A1E29F8236E2D",
@@ -306,7 +305,7 @@ async fn multipart_ids_are_of_a_safe_alphabet() {
         "VXBsb2FkIElE.Zm9y_NmllcyBteS1tb3ZpZS5tMnRz+/A==",
     ] {
         let body = json!({"method": "GET", "key": key, "uploadId": good});
-        assert_eq!(sign(&app, "alice", id, body).await.status(), 200, "{good}");
+        assert_eq!(sign(&app, "alice", &id, body).await.status(), 200, "{good}");
     }
 }
 
@@ -314,19 +313,15 @@ async fn multipart_ids_are_of_a_safe_alphabet() {
 #[tokio::test]
 async fn expiry_is_held_to_the_documented_range() {
     let app = TestApp::spawn().await;
-    let upload = presigned_upload(&app, "alice").await;
-    let (id, key) = (
-        upload["upload_id"].as_str().unwrap(),
-        upload["object_key"].as_str().unwrap(),
-    );
+    let (id, key) = presigned_ids(&app, "alice").await;
     for expires in [0, 604_801] {
         let body = json!({"method": "PUT", "key": key, "expiresIn": expires});
-        let r = sign(&app, "alice", id, body).await;
+        let r = sign(&app, "alice", &id, body).await;
         assert_eq!(r.status(), 422, "{expires}");
         assert_eq!(error_code(r).await, "invalid_request");
     }
     let body = json!({"method": "PUT", "key": key, "expiresIn": 1});
-    let signed: Value = sign(&app, "alice", id, body).await.json().await.unwrap();
+    let signed: Value = sign(&app, "alice", &id, body).await.json().await.unwrap();
     let url = url::Url::parse(signed["url"].as_str().unwrap()).unwrap();
     let expires: i64 = url
         .query_pairs()
@@ -348,11 +343,7 @@ async fn signing_the_parts_of_one_upload_does_not_call_sts_per_part() {
         c.storage.credential_scope = mediagate::config::CredentialScope::Upload;
     })
     .await;
-    let upload = presigned_upload(&app, "alice").await;
-    let (id, key) = (
-        upload["upload_id"].as_str().unwrap().to_owned(),
-        upload["object_key"].as_str().unwrap().to_owned(),
-    );
+    let (id, key) = presigned_ids(&app, "alice").await;
     assert_eq!(app.sts.calls(), 1);
     let calls = (1..=200).map(|part| {
         let body = json!({"method": "PUT", "key": key, "uploadId": "MP1", "partNumber": part});
@@ -371,15 +362,11 @@ async fn signing_the_parts_of_one_upload_does_not_call_sts_per_part() {
         c.limits.vend_per_user_per_minute = 5;
     })
     .await;
-    let upload = presigned_upload(&app, "alice").await;
-    let (id, key) = (
-        upload["upload_id"].as_str().unwrap(),
-        upload["object_key"].as_str().unwrap(),
-    );
+    let (id, key) = presigned_ids(&app, "alice").await;
     let mut statuses = Vec::new();
     for part in 1..=8 {
         let body = json!({"method": "PUT", "key": key, "uploadId": "MP1", "partNumber": part});
-        let r = sign(&app, "alice", id, body).await;
+        let r = sign(&app, "alice", &id, body).await;
         statuses.push(r.status().as_u16());
         if r.status() == 429 {
             assert!(r.headers().contains_key("retry-after"));

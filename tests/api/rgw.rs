@@ -548,33 +548,12 @@ async fn rgw_takes_uploads_made_only_of_server_signed_requests() {
     let app = spawn(&bucket, |_| {}).await;
     setup(&app, &bucket, &[], &[&bucket]).await;
     webhook_workflow(&app, &bucket, "uploads/").await;
-    let http = reqwest::Client::new();
     let signed = |id: String, body: Value| {
         let app = &app;
-        async move {
-            let r = app
-                .client
-                .post(app.url(&format!("/v1/uploads/{id}/sign")))
-                .bearer_auth(app.token("alice"))
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 200, "{body}");
-            r.json::<Value>().await.unwrap()
-        }
+        async move { sign_for(app, &id, body).await }
     };
-    let send = |method: reqwest::Method, signed: Value, body: Vec<u8>| {
-        let http = http.clone();
-        async move {
-            let mut request = http
-                .request(method, signed["url"].as_str().unwrap())
-                .body(body);
-            for (name, value) in signed["headers"].as_object().unwrap() {
-                request = request.header(name, value.as_str().unwrap());
-            }
-            request.send().await.unwrap()
-        }
+    let send = |method: reqwest::Method, signed: Value, body: Vec<u8>| async move {
+        send_signed(method, &signed, &[], body).await
     };
     let media = |size: usize| {
         let mut bytes = crate::support::oss_fake::mp4_header();
@@ -724,26 +703,15 @@ async fn rgw_takes_uploads_made_only_of_server_signed_requests() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Ceph RGW: scripts/test.sh runs it"]
 async fn bucket_setup_prepares_rgw_for_browser_uploads() {
-    use mediagate::storage::reader::ReaderSettings;
-    use mediagate::storage::setup::{BucketApi, setup as bucket_setup};
+    use mediagate::storage::setup::setup as bucket_setup;
     let bucket = bucket();
     let app = spawn(&bucket, |c| {
         c.server.cors_origins = vec!["https://app.example".into()];
     })
     .await;
     setup(&app, &bucket, &[], &[]).await;
-    let config = &app.app.config;
-    let api = || {
-        BucketApi::new(
-            &config.storage,
-            ReaderSettings::new(
-                &config.storage,
-                (&config.sts.access_key_id, &config.sts.access_key_secret),
-            ),
-            reqwest::Client::new(),
-        )
-    };
-    let origins = config.server.cors_origins.clone();
+    let api = || bucket_api(&app);
+    let origins = app.app.config.server.cors_origins.clone();
     // Another application's CORS rule is already there.
     api()
         .put(
@@ -802,6 +770,20 @@ async fn bucket_setup_prepares_rgw_for_browser_uploads() {
         .await
         .unwrap();
     assert!(again.iter().all(|c| c.set.is_none()), "{again:?}");
+}
+
+/// The bucket's configuration API with the app's service keys, as `bucket setup` uses it.
+pub(crate) fn bucket_api(app: &TestApp) -> mediagate::storage::setup::BucketApi {
+    use mediagate::storage::reader::ReaderSettings;
+    let config = &app.app.config;
+    mediagate::storage::setup::BucketApi::new(
+        &config.storage,
+        ReaderSettings::new(
+            &config.storage,
+            (&config.sts.access_key_id, &config.sts.access_key_secret),
+        ),
+        reqwest::Client::new(),
+    )
 }
 
 /// Asks mediagate to sign one request for alice's upload `id`; the answer.
@@ -954,8 +936,7 @@ async fn a_signed_put_never_copies_another_users_object() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Ceph RGW: scripts/test.sh runs it"]
 async fn uploaders_cannot_publish_their_objects() {
-    use mediagate::storage::reader::ReaderSettings;
-    use mediagate::storage::setup::{BucketApi, setup as bucket_setup};
+    use mediagate::storage::setup::setup as bucket_setup;
     let bucket = bucket();
     let app = spawn(&bucket, |_| {}).await;
     setup(&app, &bucket, &[], &[&bucket]).await;
@@ -971,16 +952,7 @@ async fn uploaders_cannot_publish_their_objects() {
     };
     assert_eq!(put_public().await["ok"], true);
     assert_eq!(anonymous_get(&bucket, published).await, 200);
-    let config = &app.app.config;
-    let api = BucketApi::new(
-        &config.storage,
-        ReaderSettings::new(
-            &config.storage,
-            (&config.sts.access_key_id, &config.sts.access_key_secret),
-        ),
-        reqwest::Client::new(),
-    );
-    let changes = bucket_setup(&api, Provider::S3, &[], "uploads/", 2, false)
+    let changes = bucket_setup(&bucket_api(&app), Provider::S3, &[], "uploads/", 2, false)
         .await
         .unwrap();
     assert!(

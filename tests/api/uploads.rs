@@ -191,7 +191,12 @@ async fn unsafe_subjects_get_a_hashed_prefix() {
 
 #[tokio::test]
 async fn refreshing_credentials_is_for_the_owner_only() {
-    let app = TestApp::spawn_with(|c| c.storage.credential_scope = CredentialScope::Upload).await;
+    // Credentials are reused while fresh; here they never are, so a refresh gets new ones.
+    let app = TestApp::spawn_with(|c| {
+        c.storage.credential_scope = CredentialScope::Upload;
+        c.sts.refresh_after = 1e-9;
+    })
+    .await;
     let alice = app.token("alice");
     let body: Value = app
         .create_upload(&alice, json!({"file_name": "long.mp4"}))
