@@ -33,6 +33,11 @@ pub struct VerificationConfig {
     pub unknown_content: UnknownContent,
     /// `MEDIAGATE__VERIFICATION__PLAYLISTS`: `reject` (default) or `local` HLS playlists.
     pub playlists: Playlists,
+    /// `MEDIAGATE__VERIFICATION__MISSING_WAIT_MS`, default 3000: how long an announced
+    /// object the store does not have is looked for again (after 250 ms, then doubling)
+    /// before its event is recorded as `missing`; a store may show a new object after its
+    /// own notification. 0 looks once.
+    pub missing_wait_ms: u64,
 }
 
 impl Default for VerificationConfig {
@@ -42,6 +47,7 @@ impl Default for VerificationConfig {
             content_sniff: true,
             unknown_content: UnknownContent::Accept,
             playlists: Playlists::Reject,
+            missing_wait_ms: 3000,
         }
     }
 }
@@ -76,6 +82,8 @@ pub enum Verdict {
     },
     /// Not processed: a reason code users see, and the detail operators see.
     Rejected { code: &'static str, detail: String },
+    /// The store has no such object: no verdict on the upload, only on the event.
+    Missing { detail: String },
 }
 
 fn rejected(code: &'static str, detail: impl Into<String>) -> Verdict {
@@ -95,6 +103,7 @@ pub struct Verifier {
     content_sniff: bool,
     unknown_content: UnknownContent,
     playlists: Playlists,
+    missing_wait: std::time::Duration,
     max_form_bytes: u64,
 }
 
@@ -109,6 +118,7 @@ impl Verifier {
             content_sniff: settings.content_sniff,
             unknown_content: settings.unknown_content,
             playlists: settings.playlists,
+            missing_wait: std::time::Duration::from_millis(settings.missing_wait_ms),
             max_form_bytes,
         }
     }
@@ -121,14 +131,27 @@ impl Verifier {
         delivery: &Delivery,
         mode: Option<UploadMode>,
     ) -> Result<Verdict, DeliveryError> {
-        for _ in 0..LOOKS {
-            if let Some(verdict) = self.look(delivery, mode).await? {
-                return Ok(verdict);
+        let started = tokio::time::Instant::now();
+        let mut pause = std::time::Duration::from_millis(250);
+        let mut changes = 0;
+        loop {
+            match self.look(delivery, mode).await? {
+                Some(Verdict::Missing { .. }) if started.elapsed() < self.missing_wait => {
+                    let left = self.missing_wait.saturating_sub(started.elapsed());
+                    tokio::time::sleep(pause.min(left)).await;
+                    pause *= 2;
+                }
+                Some(verdict) => return Ok(verdict),
+                None => {
+                    changes += 1;
+                    if changes == LOOKS {
+                        return Err(DeliveryError::Retry(format!(
+                            "the object changed between the HEAD and the read, {LOOKS} times"
+                        )));
+                    }
+                }
             }
         }
-        Err(DeliveryError::Retry(format!(
-            "the object changed between the HEAD and the read, {LOOKS} times"
-        )))
     }
 
     /// One look: the HEAD, then the first bytes of that same version (the uploader may PUT
@@ -148,10 +171,9 @@ impl Verifier {
         let head = match lookup {
             Lookup::Found(head) => head,
             Lookup::Missing => {
-                return Ok(Some(rejected(
-                    "object_missing",
-                    "no such object in the store",
-                )));
+                return Ok(Some(Verdict::Missing {
+                    detail: "no such object in the store".into(),
+                }));
             }
             Lookup::Symlink => {
                 return Ok(Some(rejected(
@@ -321,7 +343,7 @@ mod tests {
     fn code(v: Option<Verdict>) -> Option<&'static str> {
         match v? {
             Verdict::Rejected { code, .. } => Some(code),
-            Verdict::Verified { .. } => None,
+            Verdict::Verified { .. } | Verdict::Missing { .. } => None,
         }
     }
 
@@ -366,6 +388,7 @@ mod tests {
             match verdict {
                 Verdict::Verified { container, .. } => Ok(container),
                 Verdict::Rejected { code, detail } => Err((code, detail)),
+                Verdict::Missing { detail } => Err(("missing", detail)),
             }
         };
         let n = local.len();

@@ -395,6 +395,12 @@ impl Worker {
                     Plan::rejected(workflows, &announced, code, detail).map_err(unplanned)?;
                 (plan, None, None)
             }
+            Verdict::Missing { detail } => {
+                info!(job = %job.id, ?key, "announced object not in the store; the upload stays open");
+                metrics::counter!("mediagate_verifications_total", "outcome" => "missing")
+                    .increment(1);
+                return Ok(VerifiedWrite::missing(detail));
+            }
         };
         let outcome = plan.code.unwrap_or("verified");
         info!(job = %job.id, ?key, outcome, "object verified");
@@ -407,6 +413,7 @@ impl Worker {
             detail: plan.detail,
             triggers: plan.triggers,
             held_until: now_millis() + self.lease_ms,
+            missing: false,
         })
     }
 

@@ -938,6 +938,7 @@ mod tests {
                 detail: None,
                 triggers: vec![follow_up.clone()],
                 held_until: now_millis() + lease_ms,
+                missing: false,
             };
             let held = job.follow_ups(&write);
             assert!(

@@ -487,6 +487,13 @@ impl EventWrite {
     /// version completed the object first.
     async fn after_conflict(&self, statements: &mut Statements<'_>) -> anyhow::Result<Recorded> {
         let event = &self.event;
+        if self.completes && self.takes_over_missing(statements).await? {
+            apply_events(&[self], statements).await?;
+            return Ok(Recorded::Accepted {
+                upload_id: event.upload_id.clone(),
+                triggers: self.triggers.len(),
+            });
+        }
         if let Some(upload_id) = recorded_upload(statements, event, true).await? {
             return Ok(Recorded::Duplicate { upload_id });
         }
@@ -515,6 +522,57 @@ impl EventWrite {
         } else {
             Ok(Recorded::Repeat { upload_id })
         }
+    }
+}
+
+impl EventWrite {
+    /// Whether this event takes the place of its version's `missing` record (announced before
+    /// the store had the object) and completes the object as a first event would, unless
+    /// another version completed it meanwhile.
+    async fn takes_over_missing(&self, statements: &mut Statements<'_>) -> anyhow::Result<bool> {
+        let backend = statements.backend();
+        let p = |n| batch::param(backend, n);
+        let sql = format!(
+            "UPDATE events SET id = {}, size = {}, content_type = {}, source = {}, upload_id = {},
+               outcome = {}, reason = {}, received_at = {}, completes = 1
+             WHERE bucket = {} AND object_key = {} AND etag = {} AND outcome = '{}'
+               AND NOT EXISTS (SELECT 1 FROM events AS done WHERE done.bucket = {} AND done.object_key = {} AND done.completes = 1)",
+            p(1),
+            p(2),
+            p(3),
+            p(4),
+            p(5),
+            p(6),
+            p(7),
+            p(8),
+            p(9),
+            p(10),
+            p(11),
+            EventOutcome::Missing.as_str(),
+            p(12),
+            p(13)
+        );
+        let e = self.event.clone();
+        let ticket = statements
+            .push(&sql, |q| {
+                q.bind(e.id)
+                    .bind(e.size)
+                    .bind(e.content_type)
+                    .bind(e.source)
+                    .bind(e.upload_id)
+                    .bind(e.outcome.as_str())
+                    .bind(e.reason)
+                    .bind(e.received_at)
+                    .bind(e.bucket.clone())
+                    .bind(e.object_key.clone())
+                    .bind(e.etag)
+                    .bind(e.bucket)
+                    .bind(e.object_key)
+            })
+            .await
+            .context("recording an object announced again")?;
+        statements.send().await?;
+        Ok(statements.changed(&[ticket])? == 1)
     }
 }
 
@@ -765,6 +823,25 @@ pub struct VerifiedWrite {
     /// behind every job already due, and took a claim of their own. Should that worker stop,
     /// another takes them over when this lease ends.
     pub held_until: i64,
+    /// The store had no such object: the event completed nothing (it is `missing`), and the
+    /// upload is left as it was before it (`issued`; one the event created is dropped).
+    pub missing: bool,
+}
+
+impl VerifiedWrite {
+    /// What a verification that found no object writes.
+    pub fn missing(detail: String) -> VerifiedWrite {
+        VerifiedWrite {
+            upload_state: UploadState::Issued,
+            upload_reason: None,
+            size: None,
+            content_type: None,
+            detail: Some(detail),
+            triggers: Vec::new(),
+            held_until: 0,
+            missing: true,
+        }
+    }
 }
 
 impl Claimed {
@@ -1046,8 +1123,12 @@ async fn apply_verified(
         })
         .collect();
     insert_triggers(statements, &triggers).await?;
+    for (job, v) in verified.iter().filter(|(_, v)| v.missing) {
+        record_missing(statements, job, v, now).await?;
+    }
     let uploads: Vec<VerifiedUpload> = verified
         .iter()
+        .filter(|(_, v)| !v.missing)
         .filter_map(|(job, v)| {
             Some(VerifiedUpload {
                 id: job.upload_id.as_deref()?,
@@ -1067,6 +1148,69 @@ async fn apply_verified(
         )
         .await
         .context("recording the verified uploads")?;
+    }
+    Ok(())
+}
+
+/// A verification that found no object: its event completed nothing (so the next event for
+/// the object, even of the same version, is processed as the first), and its upload goes back
+/// to `issued`, or away if the event created it, unless it was processed before (an
+/// operator's reprocessing), when the states of its triggers decide as ever. Rare, so one
+/// statement at a time.
+async fn record_missing(
+    statements: &mut Statements<'_>,
+    job: &Claimed,
+    write: &VerifiedWrite,
+    now: i64,
+) -> anyhow::Result<()> {
+    let backend = statements.backend();
+    let p = |n| batch::param(backend, n);
+    let sql = format!(
+        "UPDATE events SET outcome = '{}', completes = 0, reason = {} WHERE id = {}",
+        EventOutcome::Missing.as_str(),
+        p(1),
+        p(2)
+    );
+    let (reason, event) = (write.detail.clone(), job.event_id.clone());
+    statements
+        .push(&sql, |q| q.bind(reason).bind(event))
+        .await
+        .context("recording a missing object")?;
+    let Some(upload) = job.upload_id.clone() else {
+        return Ok(());
+    };
+    let never_processed = "NOT EXISTS (SELECT 1 FROM triggers WHERE triggers.upload_id = uploads.id AND triggers.sink <> 'verify')";
+    let sql = format!(
+        "UPDATE uploads SET state = 'issued', state_reason = NULL, uploaded_at = NULL, updated_at = {}
+         WHERE id = {} AND state = 'uploaded' AND mode <> 'external' AND {never_processed}",
+        p(1),
+        p(2)
+    );
+    let id = upload.clone();
+    statements
+        .push(&sql, |q| q.bind(now).bind(id))
+        .await
+        .context("reopening an upload")?;
+    let sql = format!(
+        "DELETE FROM uploads WHERE id = {} AND state = 'uploaded' AND mode = 'external' AND {never_processed}",
+        p(1)
+    );
+    let id = upload.clone();
+    statements
+        .push(&sql, |q| q.bind(id))
+        .await
+        .context("dropping an upload nobody made")?;
+    for table in ["events", "triggers"] {
+        let sql = format!(
+            "UPDATE {table} SET upload_id = NULL WHERE upload_id = {} AND NOT EXISTS (SELECT 1 FROM uploads WHERE id = {})",
+            p(1),
+            p(2)
+        );
+        let (a, b) = (upload.clone(), upload.clone());
+        statements
+            .push(&sql, |q| q.bind(a).bind(b))
+            .await
+            .context("unlinking a dropped upload")?;
     }
     Ok(())
 }

@@ -63,6 +63,14 @@ text_enum! {
     /// `triggered` (all delivered) or `failed` (one is dead, or the store could not be read
     /// within the retry budget); `skipped` when no workflow takes it; `rejected` when the
     /// store's object failed verification; `expired` when no object ever came.
+    ///
+    /// The rule for verdicts: only one that describes the object the store holds ends an
+    /// upload (`not_media`, `too_large`, `size_mismatch`, `symlink`, `empty`, and a key that
+    /// may not be read). The absence of an object is no verdict: a notification that came
+    /// before its object (early, stale or forged, or from a store slow to show it) leaves
+    /// the upload where it was (`issued` again, an upload the event created is dropped), its
+    /// event is recorded as `missing`, and a later notification or reconciliation that finds
+    /// the object processes it once. A store that cannot be read is retried, never judged.
     pub enum UploadState {
         Issued = "issued",
         Uploaded = "uploaded",
@@ -99,6 +107,9 @@ text_enum! {
         Symlink = "symlink",
         /// A callback for an object mediagate did not issue.
         Ignored = "ignored",
+        /// Verification found no such object: it completed nothing, and a later event for
+        /// the object (the same version too) is processed as the first.
+        Missing = "missing",
     }
 }
 

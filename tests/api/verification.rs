@@ -94,7 +94,6 @@ async fn objects_that_are_not_what_they_claim_trigger_nothing() {
 
     type Put = Box<dyn Fn(&TestApp, &str)>;
     let cases: Vec<(&str, Put, &str)> = vec![
-        ("missing.mp4", Box::new(|_, _| {}), "object_missing"),
         (
             "archive.mp4",
             Box::new(|app, key| app.oss.put(key, zip(), "video/mp4")),
@@ -138,13 +137,13 @@ async fn objects_that_are_not_what_they_claim_trigger_nothing() {
     assert_eq!(app.mps.calls(), 0, "nothing was sent for processing");
     // The webhook workflow hears of each object it would have taken.
     let notices: Vec<Value> = app.hooks.deliveries().into_iter().map(|(_, d)| d).collect();
-    assert_eq!(notices.len(), 5);
+    assert_eq!(notices.len(), 4);
     assert!(notices.iter().all(|d| d["type"] == "upload.rejected"));
     let reasons: Vec<&str> = notices
         .iter()
         .map(|d| d["reason"].as_str().unwrap())
         .collect();
-    assert!(reasons.contains(&"symlink") && reasons.contains(&"object_missing"));
+    assert!(reasons.contains(&"symlink") && reasons.contains(&"empty"));
     // The recorder is the process's: other tests' refusals count too.
     let metrics = app.metrics_text().await;
     let not_media = metrics
@@ -671,4 +670,158 @@ async fn an_object_that_never_holds_still_is_retried_not_judged() {
     let job = &full["verification"][0];
     assert_eq!(job["state"], "dead", "{full}");
     assert_eq!(job["attempts"], 2);
+}
+
+/// A signed MNS push of one OSS object-created event, whatever the bucket holds.
+async fn early_push(app: &TestApp, key: &str, etag: &str) {
+    use base64::Engine;
+    let events = json!({"events": [{"eventName": "ObjectCreated:PutObject",
+        "oss": {"bucket": {"name": "media-input"}, "object": {"key": key, "size": 4096, "eTag": etag}}}]});
+    let body = base64::engine::general_purpose::STANDARD.encode(events.to_string());
+    let r = app
+        .mns_push_only(crate::support::MNS_ACCOUNT_ID, "t", body)
+        .await;
+    assert_eq!(r.status(), 200);
+}
+
+/// A notification that comes before its object (early, stale or forged) is no verdict: the
+/// upload stays `issued`, its event is recorded as `missing`, nobody is told anything, and
+/// the real upload that follows, even announced with the same ETag, is processed once with
+/// the store's size.
+#[tokio::test]
+async fn an_early_notification_leaves_the_upload_open() {
+    let app = TestApp::spawn().await;
+    app.webhook_workflow("hooks", "uploads/").await;
+    let (id, key) = app.issue("alice", "early.mp4", json!({})).await;
+    for etag in ["E1", "E2"] {
+        early_push(&app, &key, etag).await;
+        app.settle().await;
+    }
+    let upload = state(&app, &id).await;
+    assert_eq!(upload["state"], "issued", "{upload}");
+    assert!(upload.get("state_reason").is_none(), "{upload}");
+    assert_eq!(app.hooks.count(), 0, "no webhook of any type");
+    let events = app
+        .app
+        .store
+        .events_for_object("media-input", &key)
+        .await
+        .unwrap();
+    let outcomes: Vec<&str> = events.iter().map(|e| e.outcome.as_str()).collect();
+    assert_eq!(outcomes, ["missing", "missing"]);
+    let full = app.admin_upload(&id).await;
+    assert_eq!(full["events"][0]["outcome"], "missing", "{full}");
+    assert!(
+        app.metrics_text()
+            .await
+            .contains(r#"mediagate_verifications_total{outcome="missing"}"#)
+    );
+
+    // The real object, announced with the ETag of the first early event.
+    let mut bytes = mp4_header();
+    bytes.resize(6000, 0);
+    app.oss.put_with_etag(&key, bytes, "video/mp4", "E1");
+    early_push(&app, &key, "E1").await;
+    app.settle().await;
+    let upload = state(&app, &id).await;
+    assert_eq!(upload["state"], "triggered", "{upload}");
+    assert_eq!(upload["size"], 6000);
+    let deliveries = app.hooks.deliveries();
+    assert_eq!(deliveries.len(), 1);
+    assert_eq!(deliveries[0].1["type"], "upload.completed");
+    assert_eq!(deliveries[0].1["size"], 6000);
+    // Announced again afterwards: processed once all the same.
+    early_push(&app, &key, "E1").await;
+    early_push(&app, &key, "E3").await;
+    app.settle().await;
+    assert_eq!(app.hooks.count(), 1);
+}
+
+/// Reconciliation finds the object an early notification could not, and processes it once;
+/// an upload whose object never comes is again one reconciliation looks for (and expires).
+#[tokio::test]
+async fn reconciliation_finds_what_came_after_an_early_notification() {
+    let app = TestApp::spawn_with(|c| c.reconcile.after_seconds = 0).await;
+    app.webhook_workflow("hooks", "uploads/").await;
+    let (id, key) = app.issue("alice", "late.mp4", json!({})).await;
+    early_push(&app, &key, "E1").await;
+    app.settle().await;
+    assert_eq!(state(&app, &id).await["state"], "issued");
+    let mut bytes = mp4_header();
+    bytes.resize(5000, 0);
+    app.oss.put(&key, bytes, "video/mp4");
+    app.app.reconcile().await.unwrap();
+    app.settle().await;
+    let upload = state(&app, &id).await;
+    assert_eq!(upload["state"], "triggered", "{upload}");
+    assert_eq!(upload["size"], 5000);
+    assert_eq!(app.hooks.count(), 1);
+
+    let (never, never_key) = app.issue("alice", "never.mp4", json!({})).await;
+    early_push(&app, &never_key, "E9").await;
+    app.settle().await;
+    let sweep = app.app.reconcile().await.unwrap();
+    assert_eq!((sweep.found, sweep.missing), (0, 1), "{sweep:?}");
+    assert_eq!(state(&app, &never).await["state"], "issued");
+    assert_eq!(app.hooks.count(), 1);
+}
+
+/// A store may show a new object a moment after its own notification: verification looks
+/// again before it calls an object missing.
+#[tokio::test]
+async fn a_store_slow_to_show_an_object_is_looked_at_again() {
+    let app = TestApp::spawn_with(|c| c.verification.missing_wait_ms = 2000).await;
+    app.webhook_workflow("hooks", "uploads/").await;
+    let (id, key) = app.issue("alice", "slow.mp4", json!({})).await;
+    let mut bytes = mp4_header();
+    bytes.resize(3000, 0);
+    // Not there at the first look; there right after it.
+    app.oss.replace_after_head(&key, bytes, "video/mp4");
+    early_push(&app, &key, "E1").await;
+    app.settle().await;
+    let upload = state(&app, &id).await;
+    assert_eq!(upload["state"], "triggered", "{upload}");
+    assert_eq!(upload["size"], 3000);
+}
+
+/// An early event for a key nobody was issued records the event and nothing else: no upload
+/// appears in anyone's history.
+#[tokio::test]
+async fn an_early_event_for_a_key_nobody_was_issued_records_only_the_event() {
+    let app = TestApp::spawn().await;
+    app.webhook_workflow("hooks", "uploads/").await;
+    let key = "uploads/bob/raw/ghost.mp4";
+    early_push(&app, key, "G1").await;
+    app.settle().await;
+    let history: Value = app
+        .get(&app.token("bob"), "/v1/uploads")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(history["uploads"], json!([]), "{history}");
+    let events = app
+        .app
+        .store
+        .events_for_object("media-input", key)
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].outcome.as_str(), "missing");
+    assert_eq!(events[0].upload_id, None);
+    assert_eq!(app.hooks.count(), 0);
+    // The object that then lands there is processed as bob's, once.
+    let mut bytes = mp4_header();
+    bytes.resize(2000, 0);
+    app.oss.put(key, bytes, "video/mp4");
+    early_push(&app, key, "G2").await;
+    app.settle().await;
+    let history: Value = app
+        .get(&app.token("bob"), "/v1/uploads")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(history["uploads"][0]["state"], "triggered", "{history}");
+    assert_eq!(app.hooks.count(), 1);
 }

@@ -100,6 +100,9 @@ pub fn config_for(sts: &StsFake, database_url: String) -> Config {
     c.processing.poll_interval_ms = 50;
     // Tests sweep for unannounced uploads themselves (`App::reconcile`), when they mean to.
     c.reconcile.interval_seconds = 0;
+    // An object the store does not have is missing at the first look (a test that is about
+    // looking again sets its own wait).
+    c.verification.missing_wait_ms = 0;
     c.processing.webhook_timeout_ms = 2000;
     c.mps.timeout_ms = 2000;
     c.processing.lease_seconds = 3;
@@ -327,12 +330,18 @@ impl TestApp {
         events: Value,
     ) -> reqwest::Response {
         use base64::Engine;
-        let path = "/v1/notifications/oss-events";
         let body = base64::engine::general_purpose::STANDARD
             .encode(json!({ "events": events }).to_string());
         if let Ok(parsed) = mediagate::notifications::mns::oss_events(body.as_bytes()) {
             self.stage(&parsed.events);
         }
+        self.mns_push_only(owner, topic, body).await
+    }
+
+    /// A signed MNS push of the (base64) `body` from `owner`'s topic `topic`, whatever the
+    /// bucket holds.
+    pub async fn mns_push_only(&self, owner: &str, topic: &str, body: String) -> reqwest::Response {
+        let path = "/v1/notifications/oss-events";
         let mut request = self.client.post(self.url(path));
         for (name, value) in mns_signer().headers_from(owner, topic, path, &body, &http_date()) {
             request = request.header(name, value);

@@ -83,7 +83,8 @@ impl OssFake {
     }
 
     /// After the next HEAD of `key` not yet claimed by an earlier call, `bytes` replace the
-    /// object (a new version, its own ETag), as a second PUT would.
+    /// object (a new version, its own ETag), as a second PUT would, or appear where there was
+    /// none, as in a store slow to show a new object.
     pub fn replace_after_head(&self, key: &str, bytes: Vec<u8>, content_type: &str) {
         let etag = hex::encode_upper(md5_digest(&bytes));
         self.state
@@ -269,9 +270,8 @@ async fn handle(
     if key.is_empty() && method == Method::GET {
         return list(&state, &query);
     }
-    let Some(object) = state.objects.lock().unwrap().get(&key).cloned() else {
-        return error(StatusCode::NOT_FOUND, "NoSuchKey");
-    };
+    let found = state.objects.lock().unwrap().get(&key).cloned();
+    // This HEAD answers the version it found (or none); the queued one lands right after.
     if method == Method::HEAD {
         let next = state
             .after_head
@@ -283,6 +283,9 @@ async fn handle(
             state.objects.lock().unwrap().insert(key.clone(), next);
         }
     }
+    let Some(object) = found else {
+        return error(StatusCode::NOT_FOUND, "NoSuchKey");
+    };
     // OSS compares the quoted ETag it would send; an unquoted or other-case value is another.
     let if_match = headers.get(header::IF_MATCH).map(|v| v.as_bytes());
     if if_match.is_some_and(|v| v != format!("\"{}\"", object.etag).as_bytes()) {
