@@ -236,6 +236,11 @@ impl Config {
         if !(1..=crate::storage::MAX_POST_OBJECT_BYTES).contains(&s.max_upload_bytes) {
             p("storage.max_upload_bytes: must be between 1 and 5 GiB".into());
         }
+        // Each look holds a worker slot: a long wait would let early notifications crowd out
+        // real work.
+        if self.verification.missing_wait_ms > 60_000 {
+            p("verification.missing_wait_ms: must be at most 60000".into());
+        }
         if let Err(e) = crate::credentials::KeyPrefix::parse(&s.prefix) {
             p(format!("storage.prefix: {e}"));
         }

@@ -1165,15 +1165,23 @@ async fn record_missing(
 ) -> anyhow::Result<()> {
     let backend = statements.backend();
     let p = |n| batch::param(backend, n);
+    // An operator's reprocessing verifies again under the event that completed the object
+    // long ago: that one stays as it is.
     let sql = format!(
-        "UPDATE events SET outcome = '{}', completes = 0, reason = {} WHERE id = {}",
+        "UPDATE events SET outcome = '{}', completes = 0, reason = {} WHERE id = {}
+           AND NOT EXISTS (SELECT 1 FROM triggers WHERE triggers.upload_id = {} AND triggers.sink <> 'verify')",
         EventOutcome::Missing.as_str(),
         p(1),
-        p(2)
+        p(2),
+        p(3)
     );
-    let (reason, event) = (write.detail.clone(), job.event_id.clone());
+    let (reason, event, upload) = (
+        write.detail.clone(),
+        job.event_id.clone(),
+        job.upload_id.clone(),
+    );
     statements
-        .push(&sql, |q| q.bind(reason).bind(event))
+        .push(&sql, |q| q.bind(reason).bind(event).bind(upload))
         .await
         .context("recording a missing object")?;
     let Some(upload) = job.upload_id.clone() else {

@@ -70,7 +70,10 @@ text_enum! {
     /// before its object (early, stale or forged, or from a store slow to show it) leaves
     /// the upload where it was (`issued` again, an upload the event created is dropped), its
     /// event is recorded as `missing`, and a later notification or reconciliation that finds
-    /// the object processes it once. A store that cannot be read is retried, never judged.
+    /// the object processes it once. A store that cannot be read is no verdict either: the
+    /// job is retried, and past its retries it is `dead` (the upload `failed`) for an operator
+    /// to replay. An operator's reprocessing that finds no object leaves the upload as its
+    /// earlier triggers say.
     pub enum UploadState {
         Issued = "issued",
         Uploaded = "uploaded",

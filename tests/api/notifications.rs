@@ -590,6 +590,8 @@ async fn s3_events_need_the_token_and_understand_sns_envelopes() {
     let rgw = json!({"Records": [{"eventName": "ObjectCreated:Put", "eventSource": "ceph:s3",
         "s3": {"bucket": {"name": "media-input"}, "object": {"key": "uploads/dave/y/raw+name.mp4",
         "eTag": "r1", "size": 7, "metadata": [{"key": "x-amz-meta-title", "val": "From RGW"}]}}}]});
+    app.oss
+        .put_media_if_absent("uploads/dave/y/raw+name.mp4", 7, "r1");
     let response = app
         .client
         .post(app.url(&format!("/v1/notifications/s3-events?token={S3_TOKEN}")))
@@ -729,6 +731,8 @@ async fn mns_bodies_are_bound_by_content_md5_and_the_endpoint_token() {
         }
         request.body(sent_body).send()
     };
+    app.oss
+        .put_media_if_absent("uploads/carol/1/a.mp4", 1, "M1");
     let good = message("uploads/carol/1/a.mp4");
     let with_token = "/v1/notifications/oss-events?token=mns-endpoint-token-123";
     // The same signed headers with another body: refused.

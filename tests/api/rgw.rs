@@ -488,25 +488,54 @@ async fn rgw_objects_are_verified_in_the_store_before_anything_is_triggered() {
         .await;
     assert_eq!(rejected["state_reason"], "not_media");
 
-    // A notification for an object nobody uploaded.
-    let ghost = request_upload(&app, "alice", json!({"file_name": "f.mp4"})).await;
-    app.s3_event_only(&json!({"Records": [{"eventName": "s3:ObjectCreated:Put", "eventSource": "ceph:s3",
-        "s3": {"bucket": {"name": bucket}, "object": {"key": ghost["object_key"], "eTag": "e", "size": 5000}}}]}))
+    // Notifications before the object exists (two of them): no verdict, nobody is told.
+    let early = request_upload(&app, "alice", json!({"file_name": "f.mp4"})).await;
+    let (id, key) = (
+        early["upload_id"].as_str().unwrap(),
+        early["object_key"].as_str().unwrap(),
+    );
+    for etag in ["e1", "e2"] {
+        let r = app.s3_event_only(&json!({"Records": [{"eventName": "s3:ObjectCreated:Put", "eventSource": "ceph:s3",
+            "s3": {"bucket": {"name": bucket}, "object": {"key": key, "eTag": etag, "size": 5000}}}]}))
+            .await;
+        assert_eq!(r.status(), 200);
+        app.settle().await;
+    }
+    let upload: Value = app
+        .get(&app.token("alice"), &format!("/v1/uploads/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(upload["state"], "issued", "{upload}");
+    let about_it = |app: &TestApp| {
+        app.hooks
+            .deliveries()
+            .into_iter()
+            .filter(|(_, d)| d["object_key"] == key)
+            .map(|(_, d)| d)
+            .collect::<Vec<_>>()
+    };
+    assert!(about_it(&app).is_empty(), "no webhook of any type");
+    // The real upload that follows: announced by RGW, processed once with the store's size.
+    let put = s3client("put", args(&early, key, json!({"size": 4321}))).await;
+    assert_eq!(put["ok"], true, "{put}");
+    let done = app
+        .wait_upload("alice", id, |u| u["state"] == "triggered")
         .await;
-    let missing = app
-        .wait_upload("alice", ghost["upload_id"].as_str().unwrap(), |u| {
-            u["state"] == "rejected"
-        })
-        .await;
-    assert_eq!(missing["state_reason"], "object_missing");
+    assert_eq!(done["size"], 4321);
     app.settle().await;
-    let notices: Vec<_> = app
+    let delivered = about_it(&app);
+    assert_eq!(delivered.len(), 1, "{delivered:?}");
+    assert_eq!(delivered[0]["type"], "upload.completed");
+    assert_eq!(delivered[0]["size"], 4321);
+    let notices = app
         .hooks
         .deliveries()
         .into_iter()
         .filter(|(_, d)| d["type"] == "upload.rejected")
-        .collect();
-    assert_eq!(notices.len(), 2);
+        .count();
+    assert_eq!(notices, 1, "only the ZIP's");
 }
 
 /// With no notifications at all, reconciliation finds RGW objects by listing the prefix.

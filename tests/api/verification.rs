@@ -825,3 +825,40 @@ async fn an_early_event_for_a_key_nobody_was_issued_records_only_the_event() {
     assert_eq!(history["uploads"][0]["state"], "triggered", "{history}");
     assert_eq!(app.hooks.count(), 1);
 }
+
+/// An operator reprocesses an upload whose object is gone since: no verdict on it either; it
+/// stays as its earlier triggers say, and the event that completed it still holds.
+#[tokio::test]
+async fn reprocessing_an_object_gone_since_changes_nothing() {
+    let app = TestApp::spawn().await;
+    app.webhook_workflow("hooks", "uploads/").await;
+    let (id, key) = app.issue("alice", "gone.mp4", json!({})).await;
+    assert_eq!(app.upload_completed(&key, "E1", &id).await.status(), 200);
+    app.settle().await;
+    assert_eq!(state(&app, &id).await["state"], "triggered");
+    app.oss.remove(&key);
+    let r = app
+        .admin(
+            reqwest::Method::POST,
+            &format!("/v1/admin/uploads/{id}/reprocess"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    app.settle().await;
+    let upload = state(&app, &id).await;
+    assert_eq!(upload["state"], "triggered", "{upload}");
+    assert_eq!(app.hooks.count(), 1);
+    // The object is still completed: another version announced later is a repeat.
+    early_push(&app, &key, "E2").await;
+    app.settle().await;
+    let events = app
+        .app
+        .store
+        .events_for_object("media-input", &key)
+        .await
+        .unwrap();
+    let outcomes: Vec<&str> = events.iter().map(|e| e.outcome.as_str()).collect();
+    assert_eq!(outcomes, ["queued", "repeat"], "{events:?}");
+    assert_eq!(app.hooks.count(), 1);
+}

@@ -96,6 +96,11 @@ impl OssFake {
             .push_back(object(bytes, content_type, &etag));
     }
 
+    /// Deletes the object at `key`, as its owner would.
+    pub fn remove(&self, key: &str) {
+        self.state.objects.lock().unwrap().remove(key);
+    }
+
     /// The ETag of the object at `key` now, as OSS writes it.
     pub fn etag(&self, key: &str) -> Option<String> {
         let objects = self.state.objects.lock().unwrap();
