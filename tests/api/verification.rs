@@ -46,6 +46,26 @@ async fn created(app: &TestApp, body: Value) -> (String, String) {
     (field("upload_id"), field("object_key"))
 }
 
+/// `user`'s upload history, newest first.
+async fn history_of(app: &TestApp, user: &str) -> Value {
+    app.get(&app.token(user), "/v1/uploads")
+        .await
+        .json()
+        .await
+        .unwrap()
+}
+
+/// What each event recorded for `key` came to, oldest first.
+async fn outcomes(app: &TestApp, key: &str) -> Vec<&'static str> {
+    let events = app
+        .app
+        .store
+        .events_for_object("media-input", key)
+        .await
+        .unwrap();
+    events.iter().map(|e| e.outcome.as_str()).collect()
+}
+
 async fn state(app: &TestApp, id: &str) -> Value {
     app.get(&app.token("alice"), &format!("/v1/uploads/{id}"))
         .await
@@ -361,12 +381,7 @@ async fn listing_finds_objects_nobody_announced() {
     assert_eq!(deliveries[1].1["object_key"], "uploads/bob/raw/direct.mp4");
     assert_eq!(deliveries[1].1["size"], 3000);
     // In bob's history, as an upload he made without asking.
-    let history: Value = app
-        .get(&app.token("bob"), "/v1/uploads")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let history = history_of(&app, "bob").await;
     assert_eq!(history["uploads"][0]["state"], "triggered", "{history}");
 
     // The next passes find nothing new.
@@ -701,14 +716,7 @@ async fn an_early_notification_leaves_the_upload_open() {
     assert_eq!(upload["state"], "issued", "{upload}");
     assert!(upload.get("state_reason").is_none(), "{upload}");
     assert_eq!(app.hooks.count(), 0, "no webhook of any type");
-    let events = app
-        .app
-        .store
-        .events_for_object("media-input", &key)
-        .await
-        .unwrap();
-    let outcomes: Vec<&str> = events.iter().map(|e| e.outcome.as_str()).collect();
-    assert_eq!(outcomes, ["missing", "missing"]);
+    assert_eq!(outcomes(&app, &key).await, ["missing", "missing"]);
     let full = app.admin_upload(&id).await;
     assert_eq!(full["events"][0]["outcome"], "missing", "{full}");
     assert!(
@@ -793,12 +801,7 @@ async fn an_early_event_for_a_key_nobody_was_issued_records_only_the_event() {
     let key = "uploads/bob/raw/ghost.mp4";
     early_push(&app, key, "G1").await;
     app.settle().await;
-    let history: Value = app
-        .get(&app.token("bob"), "/v1/uploads")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let history = history_of(&app, "bob").await;
     assert_eq!(history["uploads"], json!([]), "{history}");
     let events = app
         .app
@@ -816,12 +819,7 @@ async fn an_early_event_for_a_key_nobody_was_issued_records_only_the_event() {
     app.oss.put(key, bytes, "video/mp4");
     early_push(&app, key, "G2").await;
     app.settle().await;
-    let history: Value = app
-        .get(&app.token("bob"), "/v1/uploads")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let history = history_of(&app, "bob").await;
     assert_eq!(history["uploads"][0]["state"], "triggered", "{history}");
     assert_eq!(app.hooks.count(), 1);
 }
@@ -852,13 +850,6 @@ async fn reprocessing_an_object_gone_since_changes_nothing() {
     // The object is still completed: another version announced later is a repeat.
     early_push(&app, &key, "E2").await;
     app.settle().await;
-    let events = app
-        .app
-        .store
-        .events_for_object("media-input", &key)
-        .await
-        .unwrap();
-    let outcomes: Vec<&str> = events.iter().map(|e| e.outcome.as_str()).collect();
-    assert_eq!(outcomes, ["queued", "repeat"], "{events:?}");
+    assert_eq!(outcomes(&app, &key).await, ["queued", "repeat"]);
     assert_eq!(app.hooks.count(), 1);
 }
