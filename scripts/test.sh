@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: formatting, lints, unit and property tests, the
 # integration tests against SQLite, an OpenAPI-driven fuzzer (Schemathesis) against the
-# server, the integration tests again against a local PostgreSQL this script starts, and the
-# end-to-end tests against a local Ceph RGW (S3 + STS) with boto3 and a headless Chromium as
-# the clients.
+# server, a metrics scrape linted by promtool, the integration tests again against a local
+# PostgreSQL this script starts, and the end-to-end tests against a local Ceph RGW (S3 + STS)
+# with boto3 and a headless Chromium as the clients.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +24,10 @@ echo "== the OpenAPI document against the server (Schemathesis) =="
 FUZZ_PYTHON=$(scripts/python.sh fuzz)
 MEDIAGATE_TEST_SCHEMATHESIS="$(dirname "$FUZZ_PYTHON")/st" \
   cargo test --locked --test api schemathesis -- --ignored
+
+echo "== a metrics scrape against Prometheus's linter (promtool) =="
+MEDIAGATE_TEST_PROMTOOL=$(scripts/promtool.sh) \
+  cargo test --locked --test api protection::a_scrape_passes_promtool -- --ignored
 
 echo "== integration tests (PostgreSQL) =="
 PG_URL=$(scripts/postgres.sh start)

@@ -246,3 +246,64 @@ async fn metrics_cover_requests_sts_notifications_triggers_and_the_queue() {
     // Routes are labelled by pattern: no upload id becomes a label.
     assert!(!text.contains(&id), "raw ids leaked into labels");
 }
+
+/// A scrape taken after traffic of every kind (requests, vending, notifications, verification,
+/// deliveries, reconciliation, the queue) passes Prometheus's own linter: every family has
+/// its HELP and TYPE, names and units as Prometheus expects. `scripts/test.sh` installs
+/// promtool (Debian's `prometheus`) and runs this with `--ignored`.
+#[tokio::test]
+#[ignore = "needs promtool: scripts/test.sh runs it"]
+async fn a_scrape_passes_promtool() {
+    let promtool = std::env::var("MEDIAGATE_TEST_PROMTOOL")
+        .expect("MEDIAGATE_TEST_PROMTOOL names promtool (scripts/test.sh installs it)");
+    let app = TestApp::spawn_with(|c| c.reconcile.after_seconds = 0).await;
+    app.webhook_workflow("metered", "uploads/").await;
+    let (id, key) = app.issue("meter-user", "a.mp4", json!({})).await;
+    app.issue("meter-user", "b.mp4", json!({})).await;
+    assert_eq!(app.upload_completed(&key, "m1", &id).await.status(), 200);
+    assert_eq!(app.upload_completed(&key, "m1", &id).await.status(), 200);
+    app.settle().await;
+    app.app.reconcile().await.unwrap();
+    let scrape = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for family in [
+        "mediagate_http_requests_total",
+        "mediagate_credential_cache_total",
+        "mediagate_sts_calls_total",
+        "mediagate_notifications_total",
+        "mediagate_verifications_total",
+        "mediagate_reconciliations_total",
+        "mediagate_trigger_attempts_total",
+        "mediagate_queue_triggers",
+    ] {
+        assert!(
+            scrape.contains(&format!("# HELP {family} ")),
+            "{family}:\n{scrape}"
+        );
+    }
+    let mut check = tokio::process::Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run promtool");
+    use tokio::io::AsyncWriteExt;
+    let mut stdin = check.stdin.take().unwrap();
+    stdin.write_all(scrape.as_bytes()).await.unwrap();
+    drop(stdin);
+    let out = check.wait_with_output().await.unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success() && said.trim().is_empty(), "{said}");
+}
