@@ -66,6 +66,20 @@ async fn outcomes(app: &TestApp, key: &str) -> Vec<&'static str> {
     events.iter().map(|e| e.outcome.as_str()).collect()
 }
 
+/// Waits for alice's upload `id` to fail because its verification used up its `attempts`,
+/// with nothing delivered; the dead verification job.
+async fn verification_gave_up(app: &TestApp, id: &str, attempts: i64) -> Value {
+    let upload = app
+        .wait_upload("alice", id, |u| u["state"] == "failed")
+        .await;
+    assert_eq!(app.hooks.count(), 0, "{upload}");
+    let full = app.admin_upload(id).await;
+    let job = &full["verification"][0];
+    assert_eq!(job["state"], "dead", "{full}");
+    assert_eq!(job["attempts"], attempts);
+    job.clone()
+}
+
 async fn state(app: &TestApp, id: &str) -> Value {
     app.get(&app.token("alice"), &format!("/v1/uploads/{id}"))
         .await
@@ -198,14 +212,7 @@ async fn a_store_outage_delays_verification_and_loses_nothing() {
     let form = format!("bucket=media-input&object={key}&etag=E&size=512&upload_id={id}");
     assert_eq!(app.oss_callback_only(&form).await.status(), 200);
     // The budget runs out while the store is down: the upload is failed, nothing delivered.
-    let upload = app
-        .wait_upload("alice", &id, |u| u["state"] == "failed")
-        .await;
-    assert_eq!(app.hooks.count(), 0, "{upload}");
-    let full = app.admin_upload(&id).await;
-    let job = &full["verification"][0];
-    assert_eq!(job["state"], "dead", "{full}");
-    assert_eq!(job["attempts"], 3);
+    let job = verification_gave_up(&app, &id, 3).await;
 
     // The store is back; the operator replays the verification: processed, once.
     app.oss.set_down(false);
@@ -677,14 +684,7 @@ async fn an_object_that_never_holds_still_is_retried_not_judged() {
     }
     let form = format!("bucket=media-input&object={key}&etag=E&size=1000&upload_id={id}");
     assert_eq!(app.oss_callback_only(&form).await.status(), 200);
-    let upload = app
-        .wait_upload("alice", &id, |u| u["state"] == "failed")
-        .await;
-    assert_eq!(app.hooks.count(), 0, "{upload}");
-    let full = app.admin_upload(&id).await;
-    let job = &full["verification"][0];
-    assert_eq!(job["state"], "dead", "{full}");
-    assert_eq!(job["attempts"], 2);
+    verification_gave_up(&app, &id, 2).await;
 }
 
 /// A signed MNS push of one OSS object-created event, whatever the bucket holds.
