@@ -163,15 +163,16 @@ impl App {
 }
 
 impl App {
-    /// What issuing an upload needs, borrowed from the app.
-    pub fn issuer(&self) -> crate::credentials::issue::Issuer<'_> {
-        crate::credentials::issue::Issuer {
+    /// The upload use cases, over the app's parts.
+    pub fn uploads(&self) -> crate::uploads::Uploads<'_> {
+        crate::uploads::Uploads {
             store: &self.store,
             vendor: &self.vendor,
             storage: &self.config.storage,
             prefix: &self.prefix,
             sts: &self.config.sts,
             public_url: &self.config.server.public_url,
+            limits: &self.limits,
         }
     }
 

@@ -15,6 +15,8 @@ pub mod credentials;
 /// The HTTP edge: routes, extractors, errors.
 pub mod http;
 pub mod json;
+/// What the store persists as fixed text: modes, states, sinks, sources, reasons.
+pub mod kinds;
 /// Media attributes and their limits.
 pub mod media;
 /// Upload notifications and the callback parameters clients attach.
@@ -33,7 +35,7 @@ pub mod store;
 pub mod sts;
 /// Logging setup.
 pub mod telemetry;
-/// The upload: what may be asked for, its modes and states.
+/// The upload, mediagate's central object: its type, its rules and its use cases.
 pub mod uploads;
 /// Shared habits of talking to outside HTTP services.
 pub mod upstream;
@@ -50,7 +52,7 @@ mod architecture {
     /// The edge and the wiring: only they may know the configuration and the HTTP layer.
     const OUTER: &[&str] = &["app", "cli", "config", "http", "server"];
     /// What the store may use besides crates: the types it persists.
-    const STORE_MAY_USE: &[&str] = &["media", "uploads", "workflows"];
+    const STORE_MAY_USE: &[&str] = &["kinds", "media", "workflows"];
 
     /// Every top-level module and the top-level modules its code names as `crate::x`
     /// (comments aside).

@@ -4,7 +4,6 @@
 
 pub mod cache;
 pub mod forms;
-pub mod issue;
 pub mod limits;
 pub mod presign;
 

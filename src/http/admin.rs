@@ -18,10 +18,14 @@ use super::openapi::{AuditList, ErrorBody, MatchReport, TriggerList, WorkflowLis
 use super::uploads::rfc3339_millis;
 use crate::app::App;
 use crate::config::{SinkKind, WorkflowConfig, WorkflowState, overlaps_upload_prefix};
+use crate::kinds::{
+    EventOutcome, EventSource, Reason, TriggerSink, TriggerState, UploadMode, UploadState,
+};
+use crate::media::MediaAttributes;
 use crate::processing::{Reprocessed, reprocess};
 use crate::signing::constant_time_eq;
 use crate::store::{Actor, AuditRow, EventRow, Saved, TriggerRow};
-use crate::uploads::{EventOutcome, TriggerState, UploadMode, UploadState};
+use crate::uploads::{History, Upload};
 use crate::workflows::{Sink, Workflow, WorkflowDef};
 
 /// An operator authenticated with `auth.admin_token`, and where the request came from, for
@@ -325,7 +329,7 @@ pub struct TriggerAdminView {
     id: String,
     upload_id: Option<String>,
     workflow: String,
-    sink: String,
+    sink: TriggerSink,
     state: TriggerState,
     attempts: i64,
     /// The last failure as the sink reported it.
@@ -362,8 +366,7 @@ pub struct EventView {
     etag: String,
     size: Option<i64>,
     content_type: Option<String>,
-    /// `oss-callback`, `oss-events` or `s3-events`.
-    source: String,
+    source: EventSource,
     upload_id: Option<String>,
     outcome: EventOutcome,
     /// Why nothing was triggered, in detail.
@@ -437,9 +440,8 @@ pub struct AdminUploadView {
     /// `sts`, `post_policy` or `external` (announced without a prior `POST /v1/uploads`).
     mode: UploadMode,
     state: UploadState,
-    state_reason: Option<String>,
-    #[schema(value_type = Object)]
-    media: serde_json::Value,
+    state_reason: Option<Reason>,
+    media: MediaAttributes,
     created_at: String,
     uploaded_at: Option<String>,
     /// The verification jobs of the announced object (sink `verify`): attempts, and the
@@ -461,40 +463,33 @@ pub async fn get_upload(
     _: Admin,
     Path(id): Path<String>,
 ) -> Result<axum::Json<AdminUploadView>, ApiError> {
-    let u = app
-        .store
-        .get_upload(&id)
-        .await?
-        .ok_or_else(ApiError::not_found)?;
-    let (verification, triggers): (Vec<_>, Vec<_>) = app
-        .store
-        .triggers_for_upload(&id)
-        .await?
-        .into_iter()
-        .partition(|t| t.sink == crate::processing::verify::VERIFY_SINK);
-    let events = app
-        .store
-        .events_for_object(&u.bucket, &u.object_key)
-        .await?;
-    Ok(axum::Json(AdminUploadView {
-        media: serde_json::from_str(&u.media).unwrap_or_else(|_| json!({})),
-        upload_id: u.id,
-        owner: u.owner,
-        subject: u.subject,
-        bucket: u.bucket,
-        object_key: u.object_key,
-        file_name: u.file_name,
-        size: u.size,
-        content_type: u.content_type,
-        mode: u.mode,
-        state: u.state,
-        state_reason: u.state_reason,
-        created_at: rfc3339_millis(u.created_at),
-        uploaded_at: u.uploaded_at.map(rfc3339_millis),
-        verification: verification.into_iter().map(Into::into).collect(),
-        triggers: triggers.into_iter().map(Into::into).collect(),
-        events: events.into_iter().map(Into::into).collect(),
-    }))
+    let history = Upload::history(&app.store, &id).await?;
+    Ok(axum::Json(history.ok_or_else(ApiError::not_found)?.into()))
+}
+
+impl From<History> for AdminUploadView {
+    fn from(h: History) -> Self {
+        let u = h.upload;
+        AdminUploadView {
+            media: u.media,
+            upload_id: u.id,
+            owner: u.owner,
+            subject: u.subject,
+            bucket: u.bucket,
+            object_key: u.object_key,
+            file_name: u.file_name,
+            size: u.size,
+            content_type: u.content_type,
+            mode: u.mode,
+            state: u.state,
+            state_reason: u.reason,
+            created_at: rfc3339_millis(u.created_at),
+            uploaded_at: u.uploaded_at.map(rfc3339_millis),
+            verification: h.verification.into_iter().map(Into::into).collect(),
+            triggers: h.triggers.into_iter().map(Into::into).collect(),
+            events: h.events.into_iter().map(Into::into).collect(),
+        }
+    }
 }
 
 #[derive(Serialize, utoipa::ToSchema)]

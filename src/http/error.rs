@@ -11,12 +11,11 @@ use tracing::error;
 
 use crate::auth::AuthError;
 use crate::credentials::VendError;
-use crate::credentials::issue::IssueError;
 use crate::credentials::limits::RateLimited;
 use crate::notifications::NotificationError;
 use crate::notifications::keys::KeyError;
 use crate::sts::StsError;
-use crate::uploads::UploadRefused;
+use crate::uploads::{UploadError, UploadRefused};
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -197,12 +196,16 @@ impl From<NotificationError> for ApiError {
     }
 }
 
-impl From<IssueError> for ApiError {
-    fn from(e: IssueError) -> Self {
+impl From<UploadError> for ApiError {
+    fn from(e: UploadError) -> Self {
         match e {
-            IssueError::Refused(r) => r.into(),
-            IssueError::Sts(s) => s.into(),
-            IssueError::Store(e) => ApiError::internal(e),
+            UploadError::Refused(r) => r.into(),
+            UploadError::NotFound => ApiError::not_found(),
+            UploadError::Forbidden(m) => ApiError::forbidden(m),
+            UploadError::InvalidState(m) => ApiError::invalid_state(m),
+            UploadError::Limited(r) => r.into(),
+            UploadError::Sts(s) => s.into(),
+            UploadError::Store(e) => ApiError::internal(e),
         }
     }
 }

@@ -61,7 +61,11 @@ fn check(event: &ObjectEvent) -> Result<(), ApiError> {
 
 /// Records one checked event and wakes the worker when it queued triggers.
 async fn record(app: &App, event: ObjectEvent) -> Result<Recorded, ApiError> {
-    let (bucket, key, source) = (event.bucket.clone(), event.key.clone(), event.source);
+    let (bucket, key, source) = (
+        event.bucket.clone(),
+        event.key.clone(),
+        event.source.as_str(),
+    );
     let recorded = accept(&app.store, &app.storage(), event).await?;
     let outcome = match &recorded {
         Recorded::Accepted { triggers: 0, .. } => "skipped",

@@ -8,7 +8,6 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, TimeZone, Utc};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use tracing::instrument;
 
 use super::error::ApiError;
@@ -16,21 +15,15 @@ use super::extract::{Authorization, Json, Query, User, page};
 use super::limits::ClientIp;
 use super::openapi::{ErrorBody, RefreshedCredentials, StsToken, StsTokenError, UploadList};
 use crate::app::App;
-use crate::auth::Principal;
-use crate::config::{PostSigning, Provider};
-use crate::credentials::ObjectKey;
-use crate::credentials::Scope;
-use crate::credentials::forms::{PostForm, post_form, service_credentials};
-use crate::credentials::issue::Delivery;
-use crate::credentials::presign::{Operation, PresignError, presign};
+use crate::config::Provider;
+use crate::credentials::forms::PostForm;
+use crate::kinds::{Reason, TriggerSink, TriggerState, UploadMode, UploadState};
 use crate::media::{MediaAttributes, MediaAttributesInput};
-use crate::processing::verify::VERIFY_SINK;
-use crate::store::UploadRow;
 use crate::sts::Credentials;
-use crate::uploads::callback::{OssCallbackParams, oss_callback_params};
-use crate::uploads::{
-    TriggerState, UploadMode, UploadRequest, UploadState, form_size_range, is_content_type,
-};
+use crate::uploads::callback::OssCallbackParams;
+use crate::uploads::issue::Delivery;
+use crate::uploads::sign::{self, Signed};
+use crate::uploads::{Caller, NewUpload, Upload};
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -130,26 +123,17 @@ pub async fn create(
     User(principal): User,
     Json(req): Json<CreateUpload>,
 ) -> Result<Response, ApiError> {
-    app.limits.vend(ip, principal.segment.as_str())?;
-    let storage = &app.config.storage;
-    let request = UploadRequest::parse(
-        &req.file_name,
-        req.size,
-        req.content_type,
-        req.mode.into(),
-        req.media,
-        storage.max_upload_bytes,
-    )?;
-    let issued = app
-        .issuer()
-        .issue(&principal.segment, &principal.subject, request)
-        .await?;
+    let caller = Caller {
+        principal: &principal,
+        ip,
+    };
+    let issued = app.uploads().issue(&caller, req.into()).await?;
     let (credentials, callback, post_policy) = match issued.delivery {
         Delivery::Sdk { callback } => (Some(credentials_view(&issued.credentials)), callback, None),
         Delivery::Form(form) => (None, None, Some(form)),
         Delivery::Presigned => (None, None, None),
     };
-    let s3 = storage.provider == Provider::S3;
+    let storage = &app.config.storage;
     let body = CreatedUpload {
         upload_id: &issued.upload_id,
         object_key: issued.key.as_str(),
@@ -157,7 +141,7 @@ pub async fn create(
         bucket: &storage.bucket,
         region: &storage.region,
         endpoint: &storage.endpoint,
-        force_path_style: s3.then_some(storage.uses_path_style()),
+        force_path_style: (storage.provider == Provider::S3).then_some(storage.uses_path_style()),
         expires_at: rfc3339(issued.credentials.expiration),
         credentials,
         callback,
@@ -166,15 +150,15 @@ pub async fn create(
     Ok((StatusCode::CREATED, axum::Json(body)).into_response())
 }
 
-/// The upload, if it exists and belongs to the caller; anyone else sees 404, so upload ids
-/// cannot be probed.
-async fn owned_upload(app: &App, principal: &Principal, id: &str) -> Result<UploadRow, ApiError> {
-    if uuid::Uuid::try_parse(id).is_err() {
-        return Err(ApiError::not_found());
-    }
-    match app.store.get_upload(id).await? {
-        Some(u) if u.owner == principal.segment.as_str() => Ok(u),
-        _ => Err(ApiError::not_found()),
+impl From<CreateUpload> for NewUpload {
+    fn from(req: CreateUpload) -> NewUpload {
+        NewUpload {
+            file_name: req.file_name,
+            size: req.size,
+            content_type: req.content_type,
+            mode: req.mode.into(),
+            media: req.media,
+        }
     }
 }
 
@@ -196,23 +180,18 @@ pub async fn refresh_credentials(
     User(principal): User,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    app.limits.vend(ip, principal.segment.as_str())?;
-    let upload = owned_upload(&app, &principal, &id).await?;
-    if upload.state != UploadState::Issued {
-        return Err(ApiError::invalid_state(format!(
-            "upload is {}; credentials are only issued before the upload completes",
-            upload.state
-        )));
-    }
-    let creds = upload_credentials(&app, &principal, &upload).await?;
-    app.store.touch_vended(&upload.id).await?;
-    Ok(axum::Json(RefreshedCredentials {
+    let caller = Caller {
+        principal: &principal,
+        ip,
+    };
+    let (upload, creds) = app.uploads().refresh(&caller, &id).await?;
+    let body = RefreshedCredentials {
         upload_id: upload.id,
         object_key: upload.object_key,
         expires_at: rfc3339(creds.expiration),
         credentials: credentials_view(&creds),
-    })
-    .into_response())
+    };
+    Ok(axum::Json(body).into_response())
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -224,29 +203,14 @@ pub struct UploadView {
     size: Option<i64>,
     content_type: Option<String>,
     state: UploadState,
-    /// Why it was skipped or rejected: `not_media`, `no_matching_workflow`, `size_mismatch`,
-    /// `too_large`, `object_missing`, `symlink`, `empty` or `not_verifiable`.
+    /// Why it was skipped, rejected or failed.
     #[serde(skip_serializing_if = "Option::is_none")]
-    state_reason: Option<String>,
-    #[schema(value_type = MediaAttributes)]
-    media: serde_json::Value,
+    state_reason: Option<Reason>,
+    media: MediaAttributes,
     created_at: String,
     uploaded_at: Option<String>,
     triggers: Vec<TriggerView>,
 }
-
-/// Why an upload triggered nothing, as app users may see it: only codes from this list, so
-/// no operator detail (workflow names, buckets, prefixes) reaches them.
-const USER_REASONS: &[&str] = &[
-    "not_media",
-    "no_matching_workflow",
-    "size_mismatch",
-    "too_large",
-    "object_missing",
-    "symlink",
-    "empty",
-    "not_verifiable",
-];
 
 /// A trigger as its upload's owner sees it: state and a fixed reason, never a receiver's or
 /// MPS's error text (operators read that on `/v1/admin/uploads/{id}`).
@@ -254,19 +218,19 @@ const USER_REASONS: &[&str] = &[
 pub struct TriggerView {
     id: String,
     workflow: String,
-    sink: String,
+    sink: TriggerSink,
     state: TriggerState,
     attempts: i64,
     /// `delivery_failed` (will be retried) or `delivery_abandoned` (retries used up).
-    last_error: Option<&'static str>,
+    last_error: Option<Reason>,
     media_id: Option<String>,
 }
 
 impl From<crate::store::TriggerRow> for TriggerView {
     fn from(t: crate::store::TriggerRow) -> Self {
         let last_error = match t.state {
-            TriggerState::Dead => Some("delivery_abandoned"),
-            TriggerState::Failed => Some("delivery_failed"),
+            TriggerState::Dead => Some(Reason::DeliveryAbandoned),
+            TriggerState::Failed => Some(Reason::DeliveryFailed),
             _ => None,
         };
         TriggerView {
@@ -281,10 +245,10 @@ impl From<crate::store::TriggerRow> for TriggerView {
     }
 }
 
-impl From<UploadRow> for UploadView {
-    fn from(u: UploadRow) -> Self {
+impl From<Upload> for UploadView {
+    fn from(u: Upload) -> Self {
         UploadView {
-            media: serde_json::from_str(&u.media).unwrap_or_else(|_| json!({})),
+            media: u.media,
             upload_id: u.id,
             object_key: u.object_key,
             bucket: u.bucket,
@@ -292,9 +256,7 @@ impl From<UploadRow> for UploadView {
             size: u.size,
             content_type: u.content_type,
             state: u.state,
-            state_reason: u
-                .state_reason
-                .filter(|r| USER_REASONS.contains(&r.as_str())),
+            state_reason: u.reason,
             created_at: rfc3339_millis(u.created_at),
             uploaded_at: u.uploaded_at.map(rfc3339_millis),
             triggers: Vec::new(),
@@ -314,12 +276,9 @@ pub async fn get(
     User(principal): User,
     Path(id): Path<String>,
 ) -> Result<axum::Json<UploadView>, ApiError> {
-    let upload = owned_upload(&app, &principal, &id).await?;
-    let triggers = app.store.triggers_for_upload(&upload.id).await?;
-    // Verification is the upload's own state to app users; operators see its attempts.
-    let workflow_triggers = triggers.into_iter().filter(|t| t.sink != VERIFY_SINK);
+    let (upload, triggers) = Upload::with_triggers(&app.store, &principal.segment, &id).await?;
     Ok(axum::Json(UploadView {
-        triggers: workflow_triggers.map(Into::into).collect(),
+        triggers: triggers.into_iter().map(Into::into).collect(),
         ..upload.into()
     }))
 }
@@ -346,32 +305,20 @@ pub async fn list(
     State(app): State<Arc<App>>,
     User(principal): User,
     Query(params): Query<ListParams>,
-) -> Result<Response, ApiError> {
+) -> Result<axum::Json<UploadList>, ApiError> {
     let limit = page(params.limit, params.cursor.as_deref(), 20, 100)?;
-    let rows = app
-        .store
-        .list_uploads(
-            principal.segment.as_str(),
-            limit + 1,
-            params.cursor.as_deref(),
-        )
-        .await?;
-    let more = rows.len() > limit as usize;
-    let uploads: Vec<UploadView> = rows
-        .into_iter()
-        .take(limit as usize)
-        .map(Into::into)
-        .collect();
-    let next_cursor = if more {
-        uploads.last().map(|u| u.upload_id.clone())
-    } else {
-        None
-    };
+    let cursor = params.cursor.as_deref();
+    let mut uploads = Upload::list(&app.store, &principal.segment, limit + 1, cursor).await?;
+    let next_cursor = (uploads.len() > limit as usize)
+        .then(|| {
+            uploads.truncate(limit as usize);
+            uploads.last().map(|u| u.id.clone())
+        })
+        .flatten();
     Ok(axum::Json(UploadList {
-        uploads,
+        uploads: uploads.into_iter().map(Into::into).collect(),
         next_cursor,
-    })
-    .into_response())
+    }))
 }
 
 /// `GET /v1/sts-token`: the format of the Alibaba OSS mobile SDKs' `OSSAuthCredentialsProvider`,
@@ -392,15 +339,11 @@ pub async fn sts_token(
     let result = async {
         let authorization = authorization.as_ref().and_then(|v| v.to_str().ok());
         let principal = app.auth.authenticate(authorization).await?;
-        app.limits.vend(ip, principal.segment.as_str())?;
-        if app.config.storage.credential_scope == crate::config::CredentialScope::Upload {
-            // These credentials would cover the whole prefix, which this deployment forbids.
-            return Err(ApiError::forbidden(
-                "credentials for a whole prefix are disabled (storage.credential_scope = \"upload\"); use POST /v1/uploads",
-            ));
-        }
-        let scope = Scope::user(&app.prefix, &principal.segment);
-        Ok::<_, ApiError>(app.vendor.credentials(&principal.segment, &scope).await?)
+        let caller = Caller {
+            principal: &principal,
+            ip,
+        };
+        Ok::<_, ApiError>(app.uploads().prefix_credentials(&caller).await?)
     }
     .await;
     match result {
@@ -434,28 +377,6 @@ pub(super) fn rfc3339_millis(ms: i64) -> String {
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
         .unwrap_or_default()
 }
-
-/// The scope of an upload's session credentials: the caller's prefix or the one object.
-fn upload_scope(app: &App, principal: &Principal, upload: &UploadRow) -> Scope {
-    match app.config.storage.credential_scope {
-        crate::config::CredentialScope::User => Scope::user(&app.prefix, &principal.segment),
-        crate::config::CredentialScope::Upload => Scope::Object(upload.object_key.clone()),
-    }
-}
-
-/// The session credentials of an upload, from the cache (no STS call while cached ones are
-/// fresh).
-async fn upload_credentials(
-    app: &App,
-    principal: &Principal,
-    upload: &UploadRow,
-) -> Result<Arc<Credentials>, ApiError> {
-    let scope = upload_scope(app, principal, upload);
-    Ok(app.vendor.credentials(&principal.segment, &scope).await?)
-}
-
-/// The longest `expiresIn` a sign request may ask for (SigV4's own limit, a week).
-const MAX_PRESIGN_SECONDS: u64 = 604_800;
 
 /// One store request as Uppy's `signRequest` describes it.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -542,105 +463,37 @@ pub async fn sign(
     Path(id): Path<String>,
     Json(req): Json<SignRequest>,
 ) -> Result<axum::Json<SignedRequest>, ApiError> {
-    let upload = owned_upload(&app, &principal, &id).await?;
-    if req.key != upload.object_key {
-        return Err(ApiError::forbidden(
-            "requests are signed for this upload's own key only",
-        ));
-    }
-    let op = Operation::parse(
-        req.method.as_str(),
-        req.upload_id.as_deref(),
-        req.part_number,
-    )
-    .map_err(ApiError::invalid_request)?;
-    // Presigned uploads get any of their requests signed; a form upload only its one PUT,
-    // answered with the form.
-    let form = upload.mode == UploadMode::PostPolicy && op == Operation::PutObject;
-    if upload.state != UploadState::Issued || !(upload.mode == UploadMode::Presigned || form) {
-        return Err(ApiError::invalid_state(format!(
-            "upload is a {} upload, {}; requests are signed for issued presigned uploads (and the one PUT of a post_policy upload) only",
-            upload.mode, upload.state
-        )));
-    }
-    let storage = &app.config.storage;
-    if form {
-        let creds = match storage.post_signing {
-            PostSigning::Service => Arc::new(service_credentials(&app.config.sts)),
-            PostSigning::Session => upload_credentials(&app, &principal, &upload).await?,
-        };
-        let callback = oss_callback_params(&app.config.server.public_url, &upload.id);
-        let post = post_form(
-            storage,
-            &ObjectKey::issued(upload.object_key.clone()),
-            &upload.id,
-            &creds,
-            form_size_range(upload.size, storage.max_upload_bytes),
-            &callback.callback,
-        );
-        return Ok(axum::Json(SignedRequest {
-            url: post.url,
-            key: upload.object_key,
-            headers: Default::default(),
-            fields: Some(post.fields),
-        }));
-    }
-    if let Some(t) = &req.content_type
-        && !is_content_type(t)
-    {
-        return Err(ApiError::invalid_request(
-            "contentType must be at most 255 printable ASCII characters",
-        ));
-    }
-    let expires_in = match req.expires_in {
-        Some(s) if !(1..=MAX_PRESIGN_SECONDS).contains(&s) => {
-            return Err(ApiError::invalid_request(format!(
-                "expiresIn must be 1-{MAX_PRESIGN_SECONDS} seconds"
-            )));
-        }
-        asked => asked.unwrap_or(u64::MAX),
+    let caller = Caller {
+        principal: &principal,
+        ip,
     };
-    // Always the upload's own session credentials, whatever signs forms: their policy grants
-    // no reads, so a header the store acts on unsigned (`x-amz-copy-source`) cannot copy
-    // another object in. Signing every part must not mean an STS call per part: only what
-    // the cache cannot answer counts against the vend limits.
-    let scope = upload_scope(&app, &principal, &upload);
-    let creds = app
-        .vendor
-        .credentials_admitted(&principal.segment, &scope, || {
-            app.limits.vend(ip, principal.segment.as_str())
-        })
-        .await?;
-    let file_type = req
-        .content_type
-        .as_deref()
-        .or(upload.content_type.as_deref());
-    let remaining = (creds.expiration - chrono::Utc::now()).num_seconds().max(1) as u64;
-    let expires_in = expires_in
-        .min(storage.presign_expires_seconds)
-        .min(remaining);
-    let signed = presign(
-        storage,
-        &creds,
-        &upload.object_key,
-        &op,
-        op.content_type(file_type),
-        std::time::Duration::from_secs(expires_in),
-        std::time::SystemTime::now(),
-    )
-    .map_err(|e| match e {
-        PresignError::Unsignable(e) => ApiError::invalid_request(e.to_string()),
-        PresignError::Signer(e) => ApiError::internal(anyhow::anyhow!(e)),
-    })?;
-    if let Some(multipart) = op.upload_id() {
-        app.store
-            .note_multipart_upload(&upload.id, multipart)
-            .await?;
-    }
-    Ok(axum::Json(SignedRequest {
-        url: signed.url,
-        key: upload.object_key,
-        headers: signed.headers,
-        fields: None,
+    let key = req.key.clone();
+    let signed = app.uploads().sign(&caller, &id, req.into()).await?;
+    Ok(axum::Json(match signed {
+        Signed::Request { url, headers } => SignedRequest {
+            url,
+            key,
+            headers,
+            fields: None,
+        },
+        Signed::Form { url, fields } => SignedRequest {
+            url,
+            key,
+            headers: Default::default(),
+            fields: Some(fields),
+        },
     }))
+}
+
+impl From<SignRequest> for sign::SignRequest {
+    fn from(r: SignRequest) -> sign::SignRequest {
+        sign::SignRequest {
+            method: r.method.as_str(),
+            key: r.key,
+            multipart_upload_id: r.upload_id,
+            part_number: r.part_number,
+            content_type: r.content_type,
+            expires_in: r.expires_in,
+        }
+    }
 }

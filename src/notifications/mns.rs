@@ -2,6 +2,7 @@
 //! an X.509 certificate, see docs/protocols.md §5), the freshness rule for their `Date`, and
 //! their body. Pure functions; the certificate itself comes from [`super::keys`].
 
+use crate::kinds::EventSource;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use chrono::{DateTime, TimeDelta, Utc};
@@ -91,7 +92,7 @@ pub fn oss_events(body: &[u8]) -> Result<Parsed, NotificationError> {
         };
         let vars = event.x_vars.unwrap_or_default();
         parsed.events.push(ObjectEvent {
-            source: "oss-events",
+            source: EventSource::OssEvents,
             bucket: oss.bucket.name,
             key: percent_decode(&oss.object.key),
             etag: oss.object.etag.unwrap_or_default(),

@@ -2,6 +2,7 @@
 //! and how we check it (RSA PKCS#1 v1.5 over MD5, see docs/protocols.md §3). Pure functions;
 //! the public key itself comes from [`super::keys`].
 
+use crate::kinds::EventSource;
 use serde_json::Value;
 
 use super::NotificationError;
@@ -92,7 +93,7 @@ pub fn callback_event(body: &[u8], is_json: bool) -> Result<ObjectEvent, Notific
     let text = |k: &str| fields.get(k).and_then(field_text);
     let missing = |what: &str| NotificationError::Malformed(format!("callback body has no {what}"));
     Ok(ObjectEvent {
-        source: "oss-callback",
+        source: EventSource::OssCallback,
         bucket: text("bucket").ok_or_else(|| missing("bucket"))?,
         key: text("object").ok_or_else(|| missing("object"))?,
         etag: text("etag")

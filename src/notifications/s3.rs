@@ -1,6 +1,7 @@
 //! S3-style event records, as AWS S3, MinIO and Ceph RGW send them (docs/protocols.md §6),
 //! alone or inside an SNS `Notification`.
 
+use crate::kinds::EventSource;
 use std::collections::HashMap;
 
 use serde::Deserialize;
@@ -53,7 +54,7 @@ pub fn s3_events(body: &[u8]) -> Result<Parsed, NotificationError> {
         let meta = object_metadata(&r.s3.object);
         let meta_get = |k: &str| meta.get(k).cloned();
         parsed.events.push(ObjectEvent {
-            source: "s3-events",
+            source: EventSource::S3Events,
             bucket: r.s3.bucket.name,
             key,
             etag: r

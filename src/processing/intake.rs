@@ -5,11 +5,12 @@ use chrono::Utc;
 
 use super::Delivery;
 use crate::credentials::KeyPrefix;
+use crate::kinds::{EventOutcome, EventSource, Reason, TriggerSink, UploadMode, UploadState};
 use crate::media::{MediaAttributes, MediaAttributesInput};
 use crate::store::{
-    Actor, EventRow, EventWrite, NewTrigger, Recorded, Reprocess, Store, UploadChange, UploadRow,
+    Actor, EventRow, EventWrite, NewTrigger, Recorded, Reprocess, Store, UploadChange,
 };
-use crate::uploads::{EventOutcome, UploadMode, UploadState, form_size_range};
+use crate::uploads::{SizeSource, Upload, size_problem};
 use crate::workflows::{Sink, Workflow, decide};
 
 /// Where uploads go: the input bucket, its key prefix and region, the largest form upload,
@@ -33,43 +34,27 @@ impl StorageScope<'_> {
     }
 }
 
-/// Why an object announced for a form upload must not be processed: its size is outside the
-/// range its signed policy allowed (the declared size, or 1 to `max_upload_bytes`). Stores
-/// should refuse such uploads themselves, but not all do (Ceph RGW 16 does not check the range
-/// of forms signed with session credentials), so mediagate checks again before triggering.
-/// Returns the reason code users see and the detail operators see.
-pub fn form_size_violation(
-    upload: &UploadRow,
+/// Why an object announced for `upload` must not be processed, judged from the size its
+/// notification states (see [`SizeSource::Notification`]).
+fn announced_size_problem(
+    upload: &Upload,
     size: Option<i64>,
     max: u64,
-) -> Option<(&'static str, String)> {
-    if upload.mode != UploadMode::PostPolicy {
-        return None;
-    }
-    // A negative size announced by a sender is below any range.
-    let size = u64::try_from(size?).unwrap_or(0);
-    let (low, high) = form_size_range(upload.size, max);
-    let code = if size > high {
-        "too_large"
-    } else if size < low {
-        "size_mismatch"
-    } else {
-        return None;
-    };
-    Some((
-        code,
-        format!(
-            "object size {size} is outside the signed form's range {low}..={high}; not processed"
-        ),
-    ))
+) -> Option<(Reason, String)> {
+    size_problem(
+        size?,
+        Some(upload.mode),
+        upload.size,
+        max,
+        SizeSource::Notification,
+    )
 }
 
 /// An object-created notification after its signature or token was checked and its key
 /// decoded.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ObjectEvent {
-    /// `oss-callback`, `oss-events` or `s3-events`.
-    pub source: &'static str,
+    pub source: EventSource,
     pub bucket: String,
     pub key: String,
     pub etag: String,
@@ -82,6 +67,23 @@ pub struct ObjectEvent {
     pub upload_hint: Option<String>,
     /// `x:title` and friends: override the upload's media attributes when valid.
     pub media_overrides: MediaAttributesInput,
+}
+
+impl ObjectEvent {
+    /// An event with nothing announced yet, to fill in.
+    pub fn empty() -> ObjectEvent {
+        ObjectEvent {
+            source: EventSource::Reconcile,
+            bucket: String::new(),
+            key: String::new(),
+            etag: String::new(),
+            size: None,
+            content_type: None,
+            symlink: false,
+            upload_hint: None,
+            media_overrides: MediaAttributesInput::default(),
+        }
+    }
 }
 
 /// Records `event` once per (bucket, key, ETag). The first event for an object completes it
@@ -105,7 +107,7 @@ pub async fn accept(
         etag: event.etag.clone(),
         size: event.size,
         content_type: event.content_type.clone(),
-        source: event.source.to_owned(),
+        source: event.source,
         upload_id: existing.as_ref().map(|u| u.id.clone()),
         outcome: EventOutcome::Skipped,
         reason: None,
@@ -115,7 +117,7 @@ pub async fn accept(
     // An OSS callback body is written by the uploading client (OSS signs whatever template it
     // was given), so it only counts for an upload mediagate issued for exactly this key; other
     // objects are announced by signed events or token-authenticated webhooks.
-    let untrusted = event.source == "oss-callback" && existing.is_none();
+    let untrusted = event.source == EventSource::OssCallback && existing.is_none();
     if untrusted || event.symlink {
         let (outcome, reason) = if event.symlink {
             (
@@ -141,14 +143,14 @@ pub async fn accept(
     });
     let base_media = existing
         .as_ref()
-        .and_then(|u| serde_json::from_str::<MediaAttributes>(&u.media).ok())
+        .map(|u| u.media.clone())
         .unwrap_or_default();
     let media = merge_media(base_media, event.media_overrides.clone());
     let change = match (&existing, &owner) {
         (Some(u), _) => UploadChange::Existing { id: u.id.clone() },
         (None, Some(owner)) if !event.key.ends_with('/') => {
             let file_name = event.key.rsplit('/').next().unwrap_or_default().to_owned();
-            UploadChange::New(Box::new(UploadRow {
+            let upload = Upload {
                 id: uuid::Uuid::now_v7().to_string(),
                 owner: owner.clone(),
                 subject: String::new(),
@@ -158,13 +160,14 @@ pub async fn accept(
                 size: event.size.filter(|_| !storage.verify),
                 content_type: event.content_type.clone(),
                 mode: UploadMode::External,
-                media: serde_json::to_string(&media)?,
+                media: media.clone(),
                 state: UploadState::Skipped,
-                state_reason: None,
+                reason: None,
                 created_at: now,
                 uploaded_at: Some(now),
                 updated_at: now,
-            }))
+            };
+            UploadChange::New(Box::new(upload.to_row()?))
         }
         _ => UploadChange::None,
     };
@@ -198,7 +201,7 @@ pub async fn accept(
     } else {
         match existing
             .as_ref()
-            .and_then(|u| form_size_violation(u, event.size, storage.max_upload_bytes))
+            .and_then(|u| announced_size_problem(u, event.size, storage.max_upload_bytes))
         {
             Some((code, detail)) => Plan::skip(code, detail),
             None => Plan::for_object(&store.workflows().await?, &object)?,
@@ -212,7 +215,7 @@ pub async fn accept(
             completes: true,
             upload: change,
             upload_state: plan.upload_state,
-            upload_reason: plan.code.map(str::to_owned),
+            upload_reason: plan.code,
             upload_size: event.size.filter(|_| !storage.verify),
             triggers: plan.triggers,
         })
@@ -243,7 +246,7 @@ pub async fn reprocess(
     upload_id: &str,
     who: &Actor,
 ) -> anyhow::Result<Reprocessed> {
-    let Some(upload) = store.get_upload(upload_id).await? else {
+    let Some(upload) = Upload::find(store, upload_id).await? else {
         return Ok(Reprocessed::NotFound);
     };
     let events = store
@@ -264,7 +267,7 @@ pub async fn reprocess(
         etag: latest.etag.clone(),
         size: latest.size,
         content_type: latest.content_type.clone(),
-        media: serde_json::from_str(&upload.media).unwrap_or_default(),
+        media: upload.media.clone(),
         container: None,
         rejected: None,
         // The operator asks on purpose: the object must be media (and a form's within its
@@ -275,14 +278,14 @@ pub async fn reprocess(
     let plan = if storage.verify {
         Plan::verify(storage, &store.workflows().await?, &object)?
     } else {
-        match form_size_violation(&upload, latest.size, storage.max_upload_bytes) {
+        match announced_size_problem(&upload, latest.size, storage.max_upload_bytes) {
             Some((code, detail)) => Plan::skip(code, detail),
             None => Plan::for_object(&store.workflows().await?, &object)?,
         }
     };
     let (state, queued) = (plan.upload_state, plan.triggers.len());
     let detail = serde_json::json!({
-        "before": {"state": upload.state, "state_reason": upload.state_reason},
+        "before": {"state": upload.state, "state_reason": upload.reason},
         "event_id": latest.id,
         "etag": latest.etag,
         "triggers": queued,
@@ -292,7 +295,7 @@ pub async fn reprocess(
         event_id: latest.id.clone(),
         size: latest.size.filter(|_| !storage.verify),
         upload_state: state,
-        upload_reason: plan.code.map(str::to_owned),
+        upload_reason: plan.code,
         triggers: plan.triggers,
     };
     if store.reprocess_upload(write, who, &detail).await? {
@@ -312,12 +315,12 @@ pub async fn reprocess(
 pub struct Plan {
     pub triggers: Vec<NewTrigger>,
     pub upload_state: UploadState,
-    pub code: Option<&'static str>,
+    pub code: Option<Reason>,
     pub detail: Option<String>,
 }
 
 impl Plan {
-    fn skip(code: &'static str, detail: String) -> Plan {
+    fn skip(code: Reason, detail: String) -> Plan {
         Plan {
             triggers: Vec::new(),
             upload_state: UploadState::Skipped,
@@ -339,7 +342,7 @@ impl Plan {
         }
         if !storage.readable(&object.bucket, &object.object_key) {
             return Ok(Plan::skip(
-                "not_verifiable",
+                Reason::NotVerifiable,
                 "outside the upload prefix of the input bucket: not read, not processed".into(),
             ));
         }
@@ -348,7 +351,7 @@ impl Plan {
                 id: uuid::Uuid::now_v7().to_string(),
                 workflow_id: String::new(),
                 workflow_name: "verification".into(),
-                sink: super::verify::VERIFY_SINK.into(),
+                sink: TriggerSink::Verify,
                 payload: serde_json::to_string(object)?,
             }],
             upload_state: UploadState::Uploaded,
@@ -362,15 +365,15 @@ impl Plan {
     pub fn rejected(
         workflows: &[Workflow],
         object: &Delivery,
-        code: &'static str,
+        code: Reason,
         detail: String,
     ) -> anyhow::Result<Plan> {
         let notice = Delivery {
-            rejected: Some(code.to_owned()),
+            rejected: Some(code),
             ..object.clone()
         };
         let mut plan = Plan::for_object(workflows, &notice)?;
-        plan.triggers.retain(|t| t.sink == "webhook");
+        plan.triggers.retain(|t| t.sink == TriggerSink::Webhook);
         Ok(Plan {
             triggers: plan.triggers,
             upload_state: UploadState::Rejected,
@@ -394,8 +397,8 @@ impl Plan {
                     workflow_id: w.id.clone(),
                     workflow_name: w.def.name.clone(),
                     sink: match w.def.sink {
-                        Sink::Mps { .. } => "mps".into(),
-                        Sink::Webhook { .. } => "webhook".into(),
+                        Sink::Mps { .. } => TriggerSink::Mps,
+                        Sink::Webhook { .. } => TriggerSink::Webhook,
                     },
                     payload: serde_json::to_string(&payload)?,
                 })
@@ -427,17 +430,14 @@ async fn linked_upload(
     store: &Store,
     prefix: &KeyPrefix,
     event: &ObjectEvent,
-) -> anyhow::Result<Option<UploadRow>> {
+) -> anyhow::Result<Option<Upload>> {
     let from_key = event
         .key
         .strip_prefix(prefix.as_str())
         .and_then(|rest| rest.split('/').nth(1))
         .map(str::to_owned);
     for candidate in event.upload_hint.iter().chain(from_key.iter()) {
-        if uuid::Uuid::try_parse(candidate).is_err() {
-            continue;
-        }
-        if let Some(u) = store.get_upload(candidate).await?
+        if let Some(u) = Upload::find(store, candidate).await?
             && u.bucket == event.bucket
             && u.object_key == event.key
         {
@@ -471,47 +471,6 @@ fn merge_media(base: MediaAttributes, overrides: MediaAttributesInput) -> MediaA
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn form_uploads_outside_their_signed_range_are_not_processed() {
-        let row = |mode: UploadMode, size: Option<i64>| UploadRow {
-            id: "u".into(),
-            owner: "alice".into(),
-            subject: "alice".into(),
-            bucket: "b".into(),
-            object_key: "uploads/alice/u/a.mp4".into(),
-            file_name: "a.mp4".into(),
-            size,
-            content_type: None,
-            mode,
-            media: "{}".into(),
-            state: UploadState::Issued,
-            state_reason: None,
-            created_at: 0,
-            uploaded_at: None,
-            updated_at: 0,
-        };
-        let declared = row(UploadMode::PostPolicy, Some(2000));
-        assert_eq!(form_size_violation(&declared, Some(2000), 100), None);
-        assert!(
-            form_size_violation(&declared, Some(2001), 1 << 20)
-                .is_some_and(|(code, detail)| code == "too_large" && detail.contains("2000..=2000"))
-        );
-        assert_eq!(
-            form_size_violation(&declared, Some(1999), 1 << 20).map(|v| v.0),
-            Some("size_mismatch")
-        );
-        assert_eq!(form_size_violation(&declared, None, 100), None);
-        let open = row(UploadMode::PostPolicy, None);
-        assert_eq!(form_size_violation(&open, Some(100), 100), None);
-        assert!(form_size_violation(&open, Some(101), 100).is_some());
-        assert!(form_size_violation(&open, Some(0), 100).is_some());
-        // STS uploads may be multipart and of any size; a declared size there is a hint.
-        assert_eq!(
-            form_size_violation(&row(UploadMode::Sts, Some(5)), Some(10), 1),
-            None
-        );
-    }
 
     #[test]
     fn owner_segment_needs_a_path_below_it() {

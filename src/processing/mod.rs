@@ -66,7 +66,7 @@ pub struct Delivery {
     /// Set on the notice a webhook gets when verification refused an object a workflow would
     /// otherwise have taken: the reason code.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rejected: Option<String>,
+    pub rejected: Option<crate::kinds::Reason>,
     /// For verification: the size the client declared when it asked for the upload (the
     /// stored object must have it), kept here because the upload's size becomes the
     /// store's once verified.
@@ -76,7 +76,7 @@ pub struct Delivery {
     /// its policy signed), kept here so verifying an object needs no read of its upload.
     /// Jobs queued without it look the upload up.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub upload_mode: Option<crate::uploads::UploadMode>,
+    pub upload_mode: Option<crate::kinds::UploadMode>,
 }
 
 /// A successful delivery.

@@ -5,6 +5,7 @@
 //! Optionally the upload prefix is listed too, a page per sweep, for objects that were never
 //! requested nor announced.
 
+use crate::kinds::EventSource;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -101,14 +102,14 @@ pub async fn sweep(
         let outcome = match lookup {
             Ok(Lookup::Found(head)) => {
                 let event = ObjectEvent {
-                    source: "reconcile",
+                    source: EventSource::Reconcile,
                     bucket: upload.bucket.clone(),
                     key: upload.object_key.clone(),
                     etag: head.etag,
                     size: i64::try_from(head.size).ok(),
                     content_type: head.content_type,
                     upload_hint: Some(upload.id.clone()),
-                    ..ObjectEvent::default()
+                    ..ObjectEvent::empty()
                 };
                 accept(store, storage, event).await?;
                 done.found += 1;
@@ -118,13 +119,13 @@ pub async fn sweep(
             // recorded as a link and never processed.
             Ok(Lookup::Symlink) => {
                 let event = ObjectEvent {
-                    source: "reconcile",
+                    source: EventSource::Reconcile,
                     bucket: upload.bucket.clone(),
                     key: upload.object_key.clone(),
                     etag: "SYMLINK".into(),
                     upload_hint: Some(upload.id.clone()),
                     symlink: !storage.verify,
-                    ..ObjectEvent::default()
+                    ..ObjectEvent::empty()
                 };
                 accept(store, storage, event).await?;
                 done.found += 1;
@@ -207,13 +208,13 @@ async fn list_page(
             continue;
         }
         let event = ObjectEvent {
-            source: "reconcile",
+            source: EventSource::Reconcile,
             bucket: storage.bucket.to_owned(),
             key: object.key,
             etag: object.head.etag,
             size: i64::try_from(object.head.size).ok(),
             content_type: object.head.content_type,
-            ..ObjectEvent::default()
+            ..ObjectEvent::empty()
         };
         accept(store, storage, event).await?;
         found += 1;

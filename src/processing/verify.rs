@@ -9,14 +9,14 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use super::{Delivery, DeliveryError};
+use crate::kinds::{Reason, UploadMode};
 use crate::media::content::{
     Content, PLAYLIST, SNIFF_BYTES, foreign_playlist_entry, is_active_type, is_playlist_name, sniff,
 };
 use crate::storage::reader::{Lookup, ObjectHead, ObjectReader, ReadError};
-use crate::uploads::{UploadMode, form_size_range};
+use crate::uploads::{SizeSource, size_problem};
 
 /// The queue's sink name for verification jobs.
-pub const VERIFY_SINK: &str = "verify";
 
 /// `[verification]`.
 #[derive(Debug, Clone, Deserialize)]
@@ -81,12 +81,12 @@ pub enum Verdict {
         container: Option<&'static str>,
     },
     /// Not processed: a reason code users see, and the detail operators see.
-    Rejected { code: &'static str, detail: String },
+    Rejected { code: Reason, detail: String },
     /// The store has no such object: no verdict on the upload, only on the event.
     Missing { detail: String },
 }
 
-fn rejected(code: &'static str, detail: impl Into<String>) -> Verdict {
+fn rejected(code: Reason, detail: impl Into<String>) -> Verdict {
     Verdict::Rejected {
         code,
         detail: detail.into(),
@@ -164,7 +164,7 @@ impl Verifier {
         let key = delivery.object_key.as_str();
         let lookup = match self.reader.head(key).await {
             Err(e @ ReadError::NotReadable(_)) => {
-                return Ok(Some(rejected("not_verifiable", e.to_string())));
+                return Ok(Some(rejected(Reason::NotVerifiable, e.to_string())));
             }
             other => other.map_err(read_failed)?,
         };
@@ -177,14 +177,18 @@ impl Verifier {
             }
             Lookup::Symlink => {
                 return Ok(Some(rejected(
-                    "symlink",
+                    Reason::Symlink,
                     "the object is a symbolic link to another object",
                 )));
             }
         };
         let declared = delivery.declared_size;
-        if let Some(verdict) = size_verdict(head.size, mode, declared, self.max_form_bytes) {
-            return Ok(Some(verdict));
+        let size = i64::try_from(head.size).unwrap_or(i64::MAX);
+        let source = SizeSource::Store;
+        if let Some((code, detail)) =
+            size_problem(size, mode, declared, self.max_form_bytes, source)
+        {
+            return Ok(Some(Verdict::Rejected { code, detail }));
         }
         if let Some(verdict) = type_verdict(&head) {
             return Ok(Some(verdict));
@@ -193,7 +197,7 @@ impl Verifier {
             // What a playlist names can only be checked in its bytes.
             if is_playlist_name(key) {
                 return Ok(Some(rejected(
-                    "not_media",
+                    Reason::NotMedia,
                     "a playlist cannot be checked without content_sniff",
                 )));
             }
@@ -225,48 +229,13 @@ fn read_failed(e: ReadError) -> DeliveryError {
     }
 }
 
-/// The size rules: an object is never empty, a form's object is within the range its policy
-/// signed, and an upload that declared its size gets exactly that.
-pub fn size_verdict(
-    size: u64,
-    mode: Option<UploadMode>,
-    declared: Option<i64>,
-    max_form_bytes: u64,
-) -> Option<Verdict> {
-    if size == 0 {
-        return Some(rejected("empty", "the object is empty"));
-    }
-    if mode == Some(UploadMode::PostPolicy) {
-        let (low, high) = form_size_range(declared, max_form_bytes);
-        if size > high {
-            return Some(rejected(
-                "too_large",
-                format!("object size {size} is over the signed form's range {low}..={high}"),
-            ));
-        }
-        if size < low {
-            return Some(rejected(
-                "size_mismatch",
-                format!("object size {size} is under the signed form's range {low}..={high}"),
-            ));
-        }
-    }
-    match declared {
-        Some(declared) if u64::try_from(declared) != Ok(size) => Some(rejected(
-            "size_mismatch",
-            format!("object size {size} differs from the declared {declared}"),
-        )),
-        _ => None,
-    }
-}
-
 /// The store's own type: whatever the bytes, an object the store (or a CDN in front of it)
 /// would serve as a page, an image with scripts or a script is not media.
 pub fn type_verdict(head: &ObjectHead) -> Option<Verdict> {
     let content_type = head.content_type.as_deref()?;
     is_active_type(content_type).then(|| {
         rejected(
-            "not_media",
+            Reason::NotMedia,
             format!("the store serves the object as {content_type:?}, an active type"),
         )
     })
@@ -287,7 +256,9 @@ pub fn content_verdict(
     let named_playlist = is_playlist_name(name);
     match sniff(first_bytes, extension.as_deref()) {
         Content::Playlist => playlist_verdict(head, first_bytes, named_playlist, playlists),
-        Content::Other(kind) => rejected("not_media", format!("the object is {kind}, not media")),
+        Content::Other(kind) => {
+            rejected(Reason::NotMedia, format!("the object is {kind}, not media"))
+        }
         // A player goes by the name: whatever else the bytes are, they are read as a playlist.
         _ if named_playlist => playlist_verdict(head, first_bytes, true, playlists),
         Content::Media(container) => Verdict::Verified {
@@ -299,7 +270,7 @@ pub fn content_verdict(
             container: None,
         },
         Content::Unknown => rejected(
-            "not_media",
+            Reason::NotMedia,
             "no media container recognised in the first bytes",
         ),
     }
@@ -310,14 +281,14 @@ pub fn content_verdict(
 /// bytes is unchecked), and only when it names nothing but files beside it.
 fn playlist_verdict(head: ObjectHead, text: &[u8], named: bool, playlists: Playlists) -> Verdict {
     if playlists == Playlists::Reject {
-        return rejected("not_media", "the object is an HLS playlist");
+        return rejected(Reason::NotMedia, "the object is an HLS playlist");
     }
     if !named {
-        return rejected("not_media", "an HLS playlist under another name");
+        return rejected(Reason::NotMedia, "an HLS playlist under another name");
     }
     if (text.len() as u64) < head.size {
         return rejected(
-            "not_media",
+            Reason::NotMedia,
             format!("an HLS playlist over {SNIFF_BYTES} bytes cannot be checked whole"),
         );
     }
@@ -329,7 +300,7 @@ fn playlist_verdict(head: ObjectHead, text: &[u8], named: bool, playlists: Playl
         Some(entry) => {
             let entry: String = entry.chars().take(200).collect();
             rejected(
-                "not_media",
+                Reason::NotMedia,
                 format!("the playlist names {entry:?}, not a file beside it"),
             )
         }
@@ -339,40 +310,6 @@ fn playlist_verdict(head: ObjectHead, text: &[u8], named: bool, playlists: Playl
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn code(v: Option<Verdict>) -> Option<&'static str> {
-        match v? {
-            Verdict::Rejected { code, .. } => Some(code),
-            Verdict::Verified { .. } | Verdict::Missing { .. } => None,
-        }
-    }
-
-    #[test]
-    fn sizes_come_from_the_store_and_must_be_what_was_allowed() {
-        let (sts, form) = (Some(UploadMode::Sts), Some(UploadMode::PostPolicy));
-        assert_eq!(code(size_verdict(0, None, None, 100)), Some("empty"));
-        assert_eq!(code(size_verdict(7, None, None, 100)), None);
-        assert_eq!(code(size_verdict(7, sts, Some(7), 100)), None);
-        assert_eq!(
-            code(size_verdict(8, sts, Some(7), 100)),
-            Some("size_mismatch")
-        );
-        assert_eq!(
-            code(size_verdict(10_000, sts, None, 100)),
-            None,
-            "STS uploads: no cap"
-        );
-        assert_eq!(code(size_verdict(100, form, None, 100)), None);
-        assert_eq!(code(size_verdict(101, form, None, 100)), Some("too_large"));
-        assert_eq!(
-            code(size_verdict(49, form, Some(50), 100)),
-            Some("size_mismatch")
-        );
-        assert_eq!(
-            code(size_verdict(51, form, Some(50), 100)),
-            Some("too_large")
-        );
-    }
 
     #[test]
     fn playlists_pass_only_when_allowed_named_whole_and_local() {
@@ -388,7 +325,7 @@ mod tests {
             match verdict {
                 Verdict::Verified { container, .. } => Ok(container),
                 Verdict::Rejected { code, detail } => Err((code, detail)),
-                Verdict::Missing { detail } => Err(("missing", detail)),
+                Verdict::Missing { detail } => Err((Reason::ObjectMissing, detail)),
             }
         };
         let n = local.len();
@@ -417,9 +354,16 @@ mod tests {
         for (text, key, size, playlists) in refused {
             let got = verdict(text, key, size, playlists);
             assert!(
-                matches!(got, Err(("not_media", _))),
+                matches!(got, Err((Reason::NotMedia, _))),
                 "{key} {playlists:?}: {got:?}"
             );
+        }
+    }
+
+    fn code(v: Option<Verdict>) -> Option<Reason> {
+        match v? {
+            Verdict::Rejected { code, .. } => Some(code),
+            Verdict::Verified { .. } | Verdict::Missing { .. } => None,
         }
     }
 
@@ -433,11 +377,11 @@ mod tests {
         };
         assert_eq!(
             code(type_verdict(&head(Some("image/svg+xml")))),
-            Some("not_media")
+            Some(Reason::NotMedia)
         );
         assert_eq!(
             code(type_verdict(&head(Some("text/html; charset=utf-8")))),
-            Some("not_media")
+            Some(Reason::NotMedia)
         );
         assert_eq!(code(type_verdict(&head(Some("video/mp4")))), None);
         assert_eq!(code(type_verdict(&head(None))), None);
@@ -479,7 +423,7 @@ mod tests {
         assert!(matches!(
             verdict,
             Verdict::Rejected {
-                code: "not_media",
+                code: Reason::NotMedia,
                 ..
             }
         ));
@@ -506,7 +450,7 @@ mod tests {
                 Playlists::Reject
             ),
             Verdict::Rejected {
-                code: "not_media",
+                code: Reason::NotMedia,
                 ..
             }
         ));
@@ -520,7 +464,7 @@ mod tests {
                 Playlists::Reject
             ),
             Verdict::Rejected {
-                code: "not_media",
+                code: Reason::NotMedia,
                 ..
             }
         ));

@@ -295,7 +295,7 @@ mod tests {
         };
         assert_eq!(payload(&empty, now)["media"], json!({}));
         let notice = Delivery {
-            rejected: Some("not_media".into()),
+            rejected: Some(crate::kinds::Reason::NotMedia),
             container: Some("video/mp4".into()),
             ..delivery()
         };

@@ -11,9 +11,10 @@ use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use super::intake::Plan;
-use super::verify::{VERIFY_SINK, Verdict, VerificationConfig, Verifier};
+use super::verify::{Verdict, VerificationConfig, Verifier};
 use super::{Delivered, Delivery, DeliveryError};
 use super::{ProcessingConfig, Sinks};
+use crate::kinds::{Reason, TriggerSink};
 use crate::store::{Claimed, Outcome, Store, VerifiedWrite, now_millis};
 use crate::workflows::{Sink as Target, Workflow};
 
@@ -286,7 +287,7 @@ impl Worker {
     async fn outcome(&self, t: &Claimed, workflows: &[Workflow]) -> Outcome {
         let attempt = u32::try_from(t.attempts).unwrap_or(u32::MAX);
         let outcome = match serde_json::from_str::<Delivery>(&t.payload) {
-            Ok(delivery) if t.sink == VERIFY_SINK => self
+            Ok(delivery) if t.sink == TriggerSink::Verify => self
                 .verify(t, delivery, workflows)
                 .await
                 .map(Done::Verified),
@@ -334,7 +335,7 @@ impl Worker {
             Outcome::Failed { retry_at: None, .. } => "dead",
         };
         metrics::counter!("mediagate_trigger_attempts_total", "workflow" => t.workflow_name.clone(),
-            "sink" => t.sink.clone(), "outcome" => state)
+            "sink" => t.sink.as_str(), "outcome" => state)
         .increment(1);
         outcome
     }
@@ -402,12 +403,12 @@ impl Worker {
                 return Ok(VerifiedWrite::missing(detail));
             }
         };
-        let outcome = plan.code.unwrap_or("verified");
+        let outcome = plan.code.map_or("verified", Reason::as_str);
         info!(job = %job.id, ?key, outcome, "object verified");
         metrics::counter!("mediagate_verifications_total", "outcome" => outcome).increment(1);
         Ok(VerifiedWrite {
             upload_state: plan.upload_state,
-            upload_reason: plan.code.map(str::to_owned),
+            upload_reason: plan.code,
             size,
             content_type,
             detail: plan.detail,

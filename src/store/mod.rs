@@ -10,7 +10,7 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Executor, Row};
 
-use crate::uploads::{UploadMode, UploadState};
+use crate::kinds::{Reason, UploadMode, UploadState};
 pub use audit::{Actor, AuditRow};
 use batch::{BatchRow, Batched, Batcher};
 pub use queue::{
@@ -70,7 +70,7 @@ pub struct UploadRow {
     /// JSON of [`crate::media::MediaAttributes`].
     pub media: String,
     pub state: UploadState,
-    pub state_reason: Option<String>,
+    pub state_reason: Option<Reason>,
     pub created_at: i64,
     pub uploaded_at: Option<i64>,
     pub updated_at: i64,
@@ -100,7 +100,7 @@ impl BatchRow for UploadRow {
             .bind(self.mode.as_str())
             .bind(self.media.clone())
             .bind(self.state.as_str())
-            .bind(self.state_reason.clone())
+            .bind(self.state_reason.map(Reason::as_str))
             .bind(self.created_at)
             .bind(self.uploaded_at)
             .bind(self.updated_at)
@@ -480,7 +480,7 @@ fn upload_from_row(r: &sqlx::any::AnyRow) -> anyhow::Result<UploadRow> {
         mode: stored(r, "mode", UploadMode::parse)?,
         media: r.try_get("media")?,
         state: stored(r, "state", UploadState::parse)?,
-        state_reason: r.try_get("state_reason")?,
+        state_reason: stored_opt(r, "state_reason", Reason::parse)?,
         created_at: r.try_get("created_at")?,
         uploaded_at: r.try_get("uploaded_at")?,
         updated_at: r.try_get("updated_at")?,
@@ -495,6 +495,19 @@ pub(crate) fn stored<T>(
 ) -> anyhow::Result<T> {
     let text: String = r.try_get(name)?;
     parse(&text).ok_or_else(|| anyhow::anyhow!("unknown {name} {text:?} in the database"))
+}
+
+/// As [`stored`] for a column that may be NULL.
+pub(crate) fn stored_opt<T>(
+    r: &sqlx::any::AnyRow,
+    name: &str,
+    parse: fn(&str) -> Option<T>,
+) -> anyhow::Result<Option<T>> {
+    let text: Option<String> = r.try_get(name)?;
+    text.map(|text| {
+        parse(&text).ok_or_else(|| anyhow::anyhow!("unknown {name} {text:?} in the database"))
+    })
+    .transpose()
 }
 
 /// `$first, $first+1, ...`: `count` numbered placeholders, for PostgreSQL and SQLite alike.
@@ -749,9 +762,9 @@ mod tests {
                 etag: etag.into(),
                 size: Some(7),
                 content_type: None,
-                source: "s3-events".into(),
+                source: crate::kinds::EventSource::S3Events,
                 upload_id: upload.map(str::to_owned),
-                outcome: crate::uploads::EventOutcome::Queued,
+                outcome: crate::kinds::EventOutcome::Queued,
                 reason: None,
                 received_at: 5,
             },
@@ -766,7 +779,7 @@ mod tests {
                 id: uuid::Uuid::now_v7().to_string(),
                 workflow_id: "w".into(),
                 workflow_name: "w".into(),
-                sink: "webhook".into(),
+                sink: crate::kinds::TriggerSink::Webhook,
                 payload: "{}".into(),
             }],
         }
@@ -927,7 +940,7 @@ mod tests {
                 id: uuid::Uuid::now_v7().to_string(),
                 workflow_id: "w2".into(),
                 workflow_name: "w2".into(),
-                sink: "webhook".into(),
+                sink: crate::kinds::TriggerSink::Webhook,
                 payload: "{}".into(),
             };
             let write = VerifiedWrite {

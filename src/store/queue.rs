@@ -11,7 +11,7 @@ use super::batch::{
     self, BatchRow, Batched, Statements, Ticket, insert_rows, push_rows, with_rows,
 };
 use super::{Backend, Store, UploadRow, now_millis};
-use crate::uploads::{EventOutcome, TriggerState, UploadState};
+use crate::kinds::{EventOutcome, EventSource, Reason, TriggerSink, TriggerState, UploadState};
 
 /// An accepted object-created notification, as stored.
 #[derive(Debug, Clone)]
@@ -22,7 +22,7 @@ pub struct EventRow {
     pub etag: String,
     pub size: Option<i64>,
     pub content_type: Option<String>,
-    pub source: String,
+    pub source: EventSource,
     pub upload_id: Option<String>,
     pub outcome: EventOutcome,
     pub reason: Option<String>,
@@ -45,7 +45,7 @@ pub struct NewTrigger {
     pub id: String,
     pub workflow_id: String,
     pub workflow_name: String,
-    pub sink: String,
+    pub sink: TriggerSink,
     /// JSON of the delivery a sink needs (the processing module's `Delivery`).
     pub payload: String,
 }
@@ -74,7 +74,7 @@ pub struct Claimed {
     pub upload_id: Option<String>,
     pub workflow_id: String,
     pub workflow_name: String,
-    pub sink: String,
+    pub sink: TriggerSink,
     pub attempts: i64,
     pub payload: String,
 }
@@ -92,7 +92,7 @@ pub struct TriggerRow {
     pub id: String,
     pub upload_id: Option<String>,
     pub workflow: String,
-    pub sink: String,
+    pub sink: TriggerSink,
     pub state: TriggerState,
     pub attempts: i64,
     pub last_error: Option<String>,
@@ -215,7 +215,7 @@ impl Store {
                     etag: r.try_get("etag")?,
                     size: r.try_get("size")?,
                     content_type: r.try_get("content_type")?,
-                    source: r.try_get("source")?,
+                    source: super::stored(r, "source", EventSource::parse)?,
                     upload_id: r.try_get("upload_id")?,
                     outcome: super::stored(r, "outcome", EventOutcome::parse)?,
                     reason: r.try_get("reason")?,
@@ -254,7 +254,7 @@ impl Store {
                AND NOT EXISTS (SELECT 1 FROM triggers WHERE upload_id = $5 AND state IN ('pending', 'in_flight', 'failed'))",
         )
         .bind(write.upload_state.as_str())
-        .bind(&write.upload_reason)
+        .bind(write.upload_reason.map(Reason::as_str))
         .bind(write.size)
         .bind(now)
         .bind(&write.upload_id)
@@ -364,7 +364,7 @@ pub struct EventWrite {
     pub completes: bool,
     pub upload: UploadChange,
     pub upload_state: UploadState,
-    pub upload_reason: Option<String>,
+    pub upload_reason: Option<Reason>,
     /// The size the upload takes from the event; `None` keeps the declared one (while the
     /// store has not been read, the event's size is only a claim).
     pub upload_size: Option<i64>,
@@ -473,7 +473,7 @@ impl BatchRow for EventInsert<'_> {
             .bind(e.etag.clone())
             .bind(e.size)
             .bind(e.content_type.clone())
-            .bind(e.source.clone())
+            .bind(e.source.as_str())
             .bind(self.upload_id.clone())
             .bind(self.outcome.as_str())
             .bind(self.reason.clone())
@@ -558,7 +558,7 @@ impl EventWrite {
                 q.bind(e.id)
                     .bind(e.size)
                     .bind(e.content_type)
-                    .bind(e.source)
+                    .bind(e.source.as_str())
                     .bind(e.upload_id)
                     .bind(e.outcome.as_str())
                     .bind(e.reason)
@@ -657,7 +657,7 @@ async fn apply_events(
             UploadChange::Existing { id } => Some(UploadUpdate {
                 id,
                 state: w.upload_state.as_str(),
-                reason: &w.upload_reason,
+                reason: w.upload_reason.map(Reason::as_str),
                 uploaded_at: w.event.received_at,
                 size: w.upload_size,
             }),
@@ -680,7 +680,7 @@ async fn apply_events(
         .filter_map(|w| match &w.upload {
             UploadChange::New(row) => Some(UploadRow {
                 state: w.upload_state,
-                state_reason: w.upload_reason.clone(),
+                state_reason: w.upload_reason,
                 ..(**row).clone()
             }),
             _ => None,
@@ -710,7 +710,7 @@ async fn apply_events(
 struct UploadUpdate<'a> {
     id: &'a str,
     state: &'static str,
-    reason: &'a Option<String>,
+    reason: Option<&'static str>,
     uploaded_at: i64,
     size: Option<i64>,
 }
@@ -723,7 +723,7 @@ impl BatchRow for UploadUpdate<'_> {
         query
             .bind(self.id.to_owned())
             .bind(self.state)
-            .bind(self.reason.clone())
+            .bind(self.reason)
             .bind(self.uploaded_at)
             .bind(self.size)
     }
@@ -737,7 +737,7 @@ pub struct Reprocess {
     pub event_id: String,
     pub size: Option<i64>,
     pub upload_state: UploadState,
-    pub upload_reason: Option<String>,
+    pub upload_reason: Option<Reason>,
     pub triggers: Vec<NewTrigger>,
 }
 
@@ -767,7 +767,7 @@ impl BatchRow for TriggerInsert<'_> {
             .bind(self.upload_id.map(str::to_owned))
             .bind(t.workflow_id.clone())
             .bind(t.workflow_name.clone())
-            .bind(t.sink.clone())
+            .bind(t.sink.as_str())
             .bind(state.as_str())
             .bind(attempts)
             .bind(self.now)
@@ -811,7 +811,7 @@ pub enum Outcome {
 #[derive(Debug, Clone)]
 pub struct VerifiedWrite {
     pub upload_state: UploadState,
-    pub upload_reason: Option<String>,
+    pub upload_reason: Option<Reason>,
     /// The store's size and content type (`None` when rejected before they were read).
     pub size: Option<i64>,
     pub content_type: Option<String>,
@@ -857,7 +857,7 @@ impl Claimed {
                 upload_id: self.upload_id.clone(),
                 workflow_id: t.workflow_id.clone(),
                 workflow_name: t.workflow_name.clone(),
-                sink: t.sink.clone(),
+                sink: t.sink,
                 attempts: 1,
                 payload: t.payload.clone(),
             })
@@ -960,7 +960,7 @@ impl Batched for ClaimWrite {
                             upload_id: r.try_get("upload_id")?,
                             workflow_id: r.try_get("workflow_id")?,
                             workflow_name: r.try_get("workflow_name")?,
-                            sink: r.try_get("sink")?,
+                            sink: super::stored(r, "sink", TriggerSink::parse)?,
                             attempts: r.try_get("attempts")?,
                             payload: r.try_get("payload")?,
                         })
@@ -1238,7 +1238,7 @@ impl BatchRow for VerifiedUpload<'_> {
         query
             .bind(self.id.to_owned())
             .bind(v.upload_state.as_str())
-            .bind(v.upload_reason.clone())
+            .bind(v.upload_reason.map(Reason::as_str))
             .bind(v.size)
             .bind(v.content_type.clone())
             .bind(self.now)
@@ -1295,7 +1295,7 @@ fn trigger_from_row(r: &sqlx::any::AnyRow) -> anyhow::Result<TriggerRow> {
         id: r.try_get("id")?,
         upload_id: r.try_get("upload_id")?,
         workflow: r.try_get("workflow_name")?,
-        sink: r.try_get("sink")?,
+        sink: super::stored(r, "sink", TriggerSink::parse)?,
         state: super::stored(r, "state", TriggerState::parse)?,
         attempts: r.try_get("attempts")?,
         last_error: r.try_get("last_error")?,

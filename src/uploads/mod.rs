@@ -1,129 +1,257 @@
-//! The upload, mediagate's central object: what a caller may ask to upload, how it is
-//! delivered to the store (its mode), and the states it goes through.
+//! The upload, mediagate's central object: its type, the rules that decide its state (the
+//! size rule, the state its triggers give it) and its use cases: issuing it, refreshing its
+//! credentials, signing its requests, finding it for its owner. Notification intake,
+//! verification and reconciliation (in `processing`) call these rules; the upload never
+//! calls them back.
 
 pub mod callback;
+pub mod issue;
+pub mod sign;
 
+use crate::auth::Principal;
+use crate::credentials::limits::RateLimited;
+use crate::credentials::{KeyPrefix, ObjectKey, Scope, UserSegment, VendError, Vendor};
+use std::sync::Arc;
+
+use crate::kinds::{Reason, TriggerSink, TriggerState, UploadMode, UploadState};
 use crate::media::{MediaAttributes, MediaAttributesInput};
-use crate::storage::FileName;
+use crate::storage::{CredentialScope, FileName, PostSigning, StorageConfig};
+use crate::store::{EventRow, Store, TriggerRow, UploadRow};
+use crate::sts::{Credentials, StsConfig, StsError};
 use crate::workflows::{MediaCheck, media_check};
 
-/// Stored and served as fixed lower-case text: `as_str` writes it, `parse` reads it back
-/// (`None` for text no version wrote).
-macro_rules! text_enum {
-    ($(#[$meta:meta])* pub enum $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal,)+ }) => {
-        $(#[$meta])*
-        // The texts are the variants' names in snake case, which is how serde and the
-        // OpenAPI document spell them too (a test holds the three together).
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
-        #[serde(rename_all = "snake_case")]
-        pub enum $name {
-            $($(#[$vmeta])* $variant,)+
+/// An upload as mediagate knows it: read from its row once, typed from then on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Upload {
+    pub id: String,
+    /// The user segment of its owner (empty for an object no user's prefix holds).
+    pub owner: String,
+    /// Who asked for it, as the token named them (empty when the store announced it).
+    pub subject: String,
+    pub bucket: String,
+    pub object_key: String,
+    pub file_name: String,
+    /// Declared by the client until the object is verified, the store's size after.
+    pub size: Option<i64>,
+    pub content_type: Option<String>,
+    pub mode: UploadMode,
+    pub media: MediaAttributes,
+    pub state: UploadState,
+    pub reason: Option<Reason>,
+    pub created_at: i64,
+    pub uploaded_at: Option<i64>,
+    pub updated_at: i64,
+}
+
+impl Upload {
+    /// The upload a row holds. Media attributes are checked when written, so a row whose
+    /// attributes no longer parse (written by hand) shows none rather than failing its reads.
+    pub fn from_row(row: UploadRow) -> Upload {
+        let media = serde_json::from_str(&row.media).unwrap_or_else(|e| {
+            tracing::warn!(upload = %row.id, error = %e, "stored media attributes unreadable");
+            MediaAttributes::default()
+        });
+        Upload {
+            id: row.id,
+            owner: row.owner,
+            subject: row.subject,
+            bucket: row.bucket,
+            object_key: row.object_key,
+            file_name: row.file_name,
+            size: row.size,
+            content_type: row.content_type,
+            mode: row.mode,
+            media,
+            state: row.state,
+            reason: row.state_reason,
+            created_at: row.created_at,
+            uploaded_at: row.uploaded_at,
+            updated_at: row.updated_at,
         }
+    }
 
-        impl $name {
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+    /// The row that stores it.
+    pub fn to_row(&self) -> anyhow::Result<UploadRow> {
+        Ok(UploadRow {
+            id: self.id.clone(),
+            owner: self.owner.clone(),
+            subject: self.subject.clone(),
+            bucket: self.bucket.clone(),
+            object_key: self.object_key.clone(),
+            file_name: self.file_name.clone(),
+            size: self.size,
+            content_type: self.content_type.clone(),
+            mode: self.mode,
+            media: serde_json::to_string(&self.media)?,
+            state: self.state,
+            state_reason: self.reason,
+            created_at: self.created_at,
+            uploaded_at: self.uploaded_at,
+            updated_at: self.updated_at,
+        })
+    }
 
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $($name::$variant => $text,)+
-                }
-            }
-
-            pub fn parse(text: &str) -> Option<$name> {
-                Self::ALL.iter().copied().find(|v| v.as_str() == text)
-            }
+    /// The upload `id`, whoever owns it.
+    pub async fn find(store: &Store, id: &str) -> anyhow::Result<Option<Upload>> {
+        if uuid::Uuid::try_parse(id).is_err() {
+            return Ok(None);
         }
+        Ok(store.get_upload(id).await?.map(Upload::from_row))
+    }
 
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
-            }
+    /// The upload `id` if it belongs to `owner`; anyone else finds nothing, so upload ids
+    /// cannot be probed.
+    pub async fn find_owned(
+        store: &Store,
+        owner: &UserSegment,
+        id: &str,
+    ) -> Result<Upload, UploadError> {
+        match Upload::find(store, id).await? {
+            Some(u) if u.owner == owner.as_str() => Ok(u),
+            _ => Err(UploadError::NotFound),
         }
-    };
-}
+    }
 
-text_enum! {
-    /// How the client delivers the object to the store.
-    pub enum UploadMode {
-        /// Temporary credentials in the answer; the client uploads with an SDK (multipart too).
-        Sts = "sts",
-        /// A signed form for a browser; the secret never leaves the server.
-        PostPolicy = "post_policy",
-        /// No credentials at all: each request to the store is signed by the server
-        /// (`POST /v1/uploads/{id}/sign`), for browser clients such as Uppy.
-        Presigned = "presigned",
-        /// Announced by the store without a prior `POST /v1/uploads`.
-        External = "external",
+    /// The caller's upload `id` and its triggers as its owner sees them: verification is the
+    /// upload's own state to app users (operators see its attempts), so its jobs are left out.
+    pub async fn with_triggers(
+        store: &Store,
+        owner: &UserSegment,
+        id: &str,
+    ) -> Result<(Upload, Vec<TriggerRow>), UploadError> {
+        let upload = Upload::find_owned(store, owner, id).await?;
+        let mut triggers = store.triggers_for_upload(&upload.id).await?;
+        triggers.retain(|t| t.sink != TriggerSink::Verify);
+        Ok((upload, triggers))
+    }
+
+    /// The upload `id` as operators see it: with its verification jobs, its triggers and
+    /// every notification recorded for its object (repeats included).
+    pub async fn history(store: &Store, id: &str) -> anyhow::Result<Option<History>> {
+        let Some(upload) = Upload::find(store, id).await? else {
+            return Ok(None);
+        };
+        let (verification, triggers) = store
+            .triggers_for_upload(&upload.id)
+            .await?
+            .into_iter()
+            .partition(|t| t.sink == TriggerSink::Verify);
+        let events = store
+            .events_for_object(&upload.bucket, &upload.object_key)
+            .await?;
+        Ok(Some(History {
+            upload,
+            verification,
+            triggers,
+            events,
+        }))
+    }
+
+    /// The owner's uploads, newest first, after the upload `cursor` when given.
+    pub async fn list(
+        store: &Store,
+        owner: &UserSegment,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> anyhow::Result<Vec<Upload>> {
+        let rows = store.list_uploads(owner.as_str(), limit, cursor).await?;
+        Ok(rows.into_iter().map(Upload::from_row).collect())
     }
 }
 
-text_enum! {
-    /// Where an upload is: `issued` (credentials handed out) -> `uploaded` (the object was
-    /// announced; it is being verified in the store, then its triggers are queued) ->
-    /// `triggered` (all delivered) or `failed` (one is dead, or the store could not be read
-    /// within the retry budget); `skipped` when no workflow takes it; `rejected` when the
-    /// store's object failed verification; `expired` when no object ever came.
-    ///
-    /// The rule for verdicts: only one that describes the object the store holds ends an
-    /// upload (`not_media`, `too_large`, `size_mismatch`, `symlink`, `empty`, and a key that
-    /// may not be read). The absence of an object is no verdict: a notification that came
-    /// before its object (early, stale or forged, or from a store slow to show it) leaves
-    /// the upload where it was (`issued` again, an upload the event created is dropped), its
-    /// event is recorded as `missing`, and a later notification or reconciliation that finds
-    /// the object processes it once. A store that cannot be read is no verdict either: the
-    /// job is retried, and past its retries it is `dead` (the upload `failed`) for an operator
-    /// to replay. An operator's reprocessing that finds no object leaves the upload as its
-    /// earlier triggers say.
-    pub enum UploadState {
-        Issued = "issued",
-        Uploaded = "uploaded",
-        Triggered = "triggered",
-        Skipped = "skipped",
-        Failed = "failed",
-        Rejected = "rejected",
-        Expired = "expired",
+/// An upload with everything recorded about it.
+pub struct History {
+    pub upload: Upload,
+    pub verification: Vec<TriggerRow>,
+    pub triggers: Vec<TriggerRow>,
+    pub events: Vec<EventRow>,
+}
+
+/// What the upload use cases need, borrowed from the app: where uploads go, who vends for
+/// them, where they are recorded, and the limits on vending.
+pub struct Uploads<'a> {
+    pub store: &'a Store,
+    pub vendor: &'a Vendor,
+    pub storage: &'a StorageConfig,
+    pub prefix: &'a KeyPrefix,
+    /// The keys that sign forms with `storage.post_signing = "service"`.
+    pub sts: &'a StsConfig,
+    /// Where OSS calls back.
+    pub public_url: &'a str,
+    pub limits: &'a crate::credentials::limits::VendLimits,
+}
+
+impl Uploads<'_> {
+    /// The scope of `upload`'s session credentials: its owner's prefix, or the one object.
+    fn scope(&self, upload: &Upload, owner: &UserSegment) -> Scope {
+        let key = ObjectKey::issued(upload.object_key.clone());
+        Scope::for_upload(self.storage.credential_scope, self.prefix, owner, &key)
+    }
+
+    /// Credentials for the caller's whole prefix (the OSS mobile SDKs' token endpoint), unless
+    /// this deployment scopes credentials to one upload.
+    pub async fn prefix_credentials(
+        &self,
+        caller: &Caller<'_>,
+    ) -> Result<Arc<Credentials>, UploadError> {
+        let owner = &caller.principal.segment;
+        self.limits.vend(caller.ip, owner.as_str())?;
+        if self.storage.credential_scope == CredentialScope::Upload {
+            return Err(UploadError::Forbidden(
+                "credentials for a whole prefix are disabled (storage.credential_scope = \"upload\"); use POST /v1/uploads".into(),
+            ));
+        }
+        let scope = Scope::user(self.prefix, owner);
+        Ok(self.vendor.credentials(owner, &scope).await?)
+    }
+
+    /// Whether forms are signed with the service keys rather than session credentials.
+    fn service_forms(&self) -> bool {
+        self.storage.post_signing == PostSigning::Service
     }
 }
 
-text_enum! {
-    /// Where one delivery to one workflow is: `pending` -> `in_flight` (claimed by a worker) ->
-    /// `delivered`, or `failed` (waiting for a retry) and in the end `dead`.
-    pub enum TriggerState {
-        Pending = "pending",
-        InFlight = "in_flight",
-        Failed = "failed",
-        Dead = "dead",
-        Delivered = "delivered",
+/// Why an upload use case did not go through.
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    #[error(transparent)]
+    Refused(#[from] UploadRefused),
+    /// No such upload, or another user's.
+    #[error("not found")]
+    NotFound,
+    /// A request this upload may never make.
+    #[error("{0}")]
+    Forbidden(String),
+    /// A request this upload may not make in its state or mode.
+    #[error("{0}")]
+    InvalidState(String),
+    #[error("{}", .0.message)]
+    Limited(RateLimited),
+    #[error(transparent)]
+    Sts(#[from] StsError),
+    #[error(transparent)]
+    Store(#[from] anyhow::Error),
+}
+
+impl From<VendError> for UploadError {
+    fn from(e: VendError) -> Self {
+        match e {
+            VendError::Sts(e) => UploadError::Sts(e),
+            VendError::Limited(r) => UploadError::Limited(r),
+        }
     }
 }
 
-text_enum! {
-    /// What a recorded notification came to.
-    pub enum EventOutcome {
-        /// It completed its object and queued triggers.
-        Queued = "queued",
-        /// It completed its object; nothing matched (or a form was outside its size).
-        Skipped = "skipped",
-        /// Another version of an object completed before: nothing changed.
-        Repeat = "repeat",
-        /// A symbolic link: never processed, completes nothing.
-        Symlink = "symlink",
-        /// A callback for an object mediagate did not issue.
-        Ignored = "ignored",
-        /// Verification found no such object: it completed nothing, and a later event for
-        /// the object (the same version too) is processed as the first.
-        Missing = "missing",
+impl From<RateLimited> for UploadError {
+    fn from(r: RateLimited) -> Self {
+        UploadError::Limited(r)
     }
 }
 
-impl EventOutcome {
-    /// Whether the event announced a real version of the object (reprocessing may use it).
-    pub fn announced_object(self) -> bool {
-        matches!(
-            self,
-            EventOutcome::Queued | EventOutcome::Skipped | EventOutcome::Repeat
-        )
-    }
+/// The caller of an upload use case: who, and from where (vend limits count both).
+pub struct Caller<'a> {
+    pub principal: &'a Principal,
+    pub ip: std::net::IpAddr,
 }
 
 /// Why an upload request is refused.
@@ -140,6 +268,16 @@ pub enum UploadRefused {
     InvalidMediaAttributes(String),
 }
 
+/// A request for an upload as a caller sent it, unchecked.
+#[derive(Debug, Clone, Default)]
+pub struct NewUpload {
+    pub file_name: String,
+    pub size: Option<u64>,
+    pub content_type: Option<String>,
+    pub mode: UploadMode,
+    pub media: Option<MediaAttributesInput>,
+}
+
 /// A checked request for an upload.
 #[derive(Debug, Clone)]
 pub struct UploadRequest {
@@ -154,20 +292,20 @@ impl UploadRequest {
     /// Checks what a caller sent: a media file name, media attributes AddMedia accepts, a
     /// sane content type, and for forms a size within `max_form_bytes` (STS uploads may be
     /// multipart and far larger).
-    pub fn parse(
-        file_name: &str,
-        size: Option<u64>,
-        content_type: Option<String>,
-        mode: UploadMode,
-        media: Option<MediaAttributesInput>,
-        max_form_bytes: u64,
-    ) -> Result<UploadRequest, UploadRefused> {
+    pub fn parse(new: NewUpload, max_form_bytes: u64) -> Result<UploadRequest, UploadRefused> {
+        let NewUpload {
+            file_name,
+            size,
+            content_type,
+            mode,
+            media,
+        } = new;
         if mode == UploadMode::External {
             return Err(UploadRefused::Invalid(
                 "mode must be sts, post_policy or presigned".into(),
             ));
         }
-        let file = FileName::parse(file_name).map_err(UploadRefused::Invalid)?;
+        let file = FileName::parse(&file_name).map_err(UploadRefused::Invalid)?;
         match media_check(file.as_str()) {
             MediaCheck::NoExtension | MediaCheck::Media(_) => {}
             MediaCheck::NotMedia(ext) => {
@@ -229,6 +367,78 @@ pub fn is_content_type(value: &str) -> bool {
     value.len() <= 255 && value.bytes().all(|b| (0x20..=0x7e).contains(&b))
 }
 
+/// Where an object's size comes from, which decides how much of the size rule applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SizeSource {
+    /// The store's HEAD: every rule applies.
+    Store,
+    /// A notification's body, unverified: only a form's signed range is held against it,
+    /// since stores should refuse a form outside it but not all do (Ceph RGW 16 does not
+    /// check the range of forms signed with session credentials).
+    Notification,
+}
+
+/// The size rule, the one place it is written: an object is never empty, a form's object is
+/// within the range its policy signed, and an upload that declared its size gets exactly
+/// that. `mode` and `declared` are the upload's (none for an object nobody issued). Returns
+/// the reason users see and the detail operators see.
+pub fn size_problem(
+    size: i64,
+    mode: Option<UploadMode>,
+    declared: Option<i64>,
+    max_form_bytes: u64,
+    source: SizeSource,
+) -> Option<(Reason, String)> {
+    // A negative size announced by a sender is below any range.
+    let size = u64::try_from(size).unwrap_or(0);
+    if source == SizeSource::Store && size == 0 {
+        return Some((Reason::Empty, "the object is empty".into()));
+    }
+    if mode == Some(UploadMode::PostPolicy) {
+        let (low, high) = form_size_range(declared, max_form_bytes);
+        if size > high {
+            return Some((
+                Reason::TooLarge,
+                format!("object size {size} is over the signed form's range {low}..={high}"),
+            ));
+        }
+        if size < low {
+            return Some((
+                Reason::SizeMismatch,
+                format!("object size {size} is under the signed form's range {low}..={high}"),
+            ));
+        }
+    }
+    match declared {
+        Some(declared) if source == SizeSource::Store && u64::try_from(declared) != Ok(size) => {
+            Some((
+                Reason::SizeMismatch,
+                format!("object size {size} differs from the declared {declared}"),
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// The state an announced upload's triggers give it: `failed` when one is dead, `triggered`
+/// once every one is delivered, `uploaded` while any is on its way. The store applies this
+/// rule in SQL when an outcome is recorded; a test holds the two together.
+pub fn state_after_triggers(triggers: impl IntoIterator<Item = TriggerState>) -> UploadState {
+    let mut all_delivered = true;
+    for t in triggers {
+        match t {
+            TriggerState::Dead => return UploadState::Failed,
+            TriggerState::Delivered => {}
+            _ => all_delivered = false,
+        }
+    }
+    if all_delivered {
+        UploadState::Triggered
+    } else {
+        UploadState::Uploaded
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,7 +448,13 @@ mod tests {
         size: Option<u64>,
         mode: UploadMode,
     ) -> Result<UploadRequest, UploadRefused> {
-        UploadRequest::parse(name, size, None, mode, None, 100)
+        let new = NewUpload {
+            file_name: name.into(),
+            size,
+            mode,
+            ..Default::default()
+        };
+        UploadRequest::parse(new, 100)
     }
 
     #[test]
@@ -268,11 +484,11 @@ mod tests {
             Err(UploadRefused::Invalid(_))
         ));
         let bad_type = UploadRequest::parse(
-            "a.mp4",
-            None,
-            Some("video/mp4\r\nx: y".into()),
-            UploadMode::Sts,
-            None,
+            NewUpload {
+                file_name: "a.mp4".into(),
+                content_type: Some("video/mp4\r\nx: y".into()),
+                ..Default::default()
+            },
             100,
         );
         assert!(matches!(bad_type, Err(UploadRefused::Invalid(_))));
@@ -281,7 +497,14 @@ mod tests {
             ..Default::default()
         };
         assert!(matches!(
-            UploadRequest::parse("a.mp4", None, None, UploadMode::Sts, Some(long_title), 100),
+            UploadRequest::parse(
+                NewUpload {
+                    file_name: "a.mp4".into(),
+                    media: Some(long_title),
+                    ..Default::default()
+                },
+                100
+            ),
             Err(UploadRefused::InvalidMediaAttributes(_))
         ));
         let form = parse("a.mp4", Some(7), UploadMode::PostPolicy).unwrap();
@@ -291,27 +514,165 @@ mod tests {
     }
 
     #[test]
-    fn states_round_trip_through_their_stored_and_documented_text() {
-        fn round_trip<T>(all: &[T], as_str: fn(T) -> &'static str, parse: fn(&str) -> Option<T>)
-        where
-            T: Copy + PartialEq + std::fmt::Debug + serde::Serialize + utoipa::PartialSchema,
-        {
-            let documented = serde_json::to_value(T::schema()).unwrap()["enum"].clone();
-            for v in all {
-                assert_eq!(parse(as_str(*v)), Some(*v));
-                assert_eq!(serde_json::to_value(v).unwrap(), as_str(*v));
-                assert!(
-                    documented
-                        .as_array()
-                        .is_some_and(|values| values.contains(&as_str(*v).into())),
-                    "{documented}"
-                );
+    fn the_size_rule_holds_the_store_to_all_of_it_and_a_notification_to_the_form() {
+        let (sts, form) = (Some(UploadMode::Sts), Some(UploadMode::PostPolicy));
+        let code = |size, mode, declared, source| {
+            size_problem(size, mode, declared, 100, source).map(|(code, _)| code)
+        };
+        let store = SizeSource::Store;
+        assert_eq!(code(0, None, None, store), Some(Reason::Empty));
+        assert_eq!(code(7, None, None, store), None);
+        assert_eq!(code(7, sts, Some(7), store), None);
+        assert_eq!(code(8, sts, Some(7), store), Some(Reason::SizeMismatch));
+        assert_eq!(code(10_000, sts, None, store), None, "STS uploads: no cap");
+        assert_eq!(code(100, form, None, store), None);
+        assert_eq!(code(101, form, None, store), Some(Reason::TooLarge));
+        assert_eq!(code(49, form, Some(50), store), Some(Reason::SizeMismatch));
+        assert_eq!(code(51, form, Some(50), store), Some(Reason::TooLarge));
+
+        // A notification's size is the sender's word: only a form's signed range holds.
+        let told = SizeSource::Notification;
+        assert_eq!(code(2000, form, Some(2000), told), None);
+        let (reason, detail) =
+            size_problem(2001, form, Some(2000), 1 << 20, told).expect("over the range");
+        assert_eq!(reason, Reason::TooLarge);
+        assert!(detail.contains("2000..=2000"), "{detail}");
+        assert_eq!(
+            code(1999, form, Some(2000), told),
+            Some(Reason::SizeMismatch)
+        );
+        assert_eq!(code(100, form, None, told), None);
+        assert_eq!(code(101, form, None, told), Some(Reason::TooLarge));
+        assert_eq!(code(0, form, None, told), Some(Reason::SizeMismatch));
+        assert_eq!(code(-5, form, None, told), Some(Reason::SizeMismatch));
+        // STS uploads may be multipart and of any size; a declared size there is a hint.
+        assert_eq!(code(10, sts, Some(5), told), None);
+        assert_eq!(code(0, sts, None, told), None);
+    }
+
+    /// The store applies [`state_after_triggers`] in SQL whenever an outcome is recorded:
+    /// every mix of up to three trigger states ends where the rule says.
+    #[tokio::test]
+    async fn the_stored_state_follows_the_state_rule_for_every_mix_of_triggers() {
+        use crate::kinds::{EventOutcome, EventSource, TriggerSink};
+        use crate::store::{
+            DatabaseConfig, EventRow, EventWrite, NewTrigger, Outcome, UploadChange,
+        };
+        use secrecy::SecretString;
+
+        const STATES: [TriggerState; 5] = [
+            TriggerState::Pending,
+            TriggerState::InFlight,
+            TriggerState::Failed,
+            TriggerState::Dead,
+            TriggerState::Delivered,
+        ];
+        let mut mixes: Vec<Vec<TriggerState>> = Vec::new();
+        for a in 0..5 {
+            mixes.push(vec![STATES[a]]);
+            for b in a..5 {
+                mixes.push(vec![STATES[a], STATES[b]]);
+                for c in b..5 {
+                    mixes.push(vec![STATES[a], STATES[b], STATES[c]]);
+                }
             }
-            assert_eq!(parse("other"), None);
         }
-        round_trip(UploadMode::ALL, UploadMode::as_str, UploadMode::parse);
-        round_trip(UploadState::ALL, UploadState::as_str, UploadState::parse);
-        round_trip(TriggerState::ALL, TriggerState::as_str, TriggerState::parse);
-        round_trip(EventOutcome::ALL, EventOutcome::as_str, EventOutcome::parse);
+        assert_eq!(mixes.len(), 55);
+        for mix in mixes {
+            let dir = tempfile::tempdir().unwrap();
+            let url = format!("sqlite://{}/t.db", dir.path().display());
+            let store = Store::connect(&DatabaseConfig {
+                url: SecretString::from(url),
+                max_connections: 2,
+            })
+            .await
+            .unwrap();
+            let id = uuid::Uuid::now_v7().to_string();
+            let key = format!("uploads/alice/{id}/a.mp4");
+            let upload = Upload {
+                id: id.clone(),
+                owner: "alice".into(),
+                subject: "alice".into(),
+                bucket: "b".into(),
+                object_key: key.clone(),
+                file_name: "a.mp4".into(),
+                size: None,
+                content_type: None,
+                mode: UploadMode::Sts,
+                media: MediaAttributes::default(),
+                state: UploadState::Issued,
+                reason: None,
+                created_at: 1,
+                uploaded_at: None,
+                updated_at: 1,
+            };
+            store.insert_upload(upload.to_row().unwrap()).await.unwrap();
+            let trigger = |n: usize| NewTrigger {
+                id: uuid::Uuid::now_v7().to_string(),
+                workflow_id: format!("w{n}"),
+                workflow_name: format!("w{n}"),
+                sink: TriggerSink::Webhook,
+                payload: "{}".into(),
+            };
+            let write = EventWrite {
+                event: EventRow {
+                    id: uuid::Uuid::now_v7().to_string(),
+                    bucket: "b".into(),
+                    object_key: key,
+                    etag: "E".into(),
+                    size: Some(7),
+                    content_type: None,
+                    source: EventSource::S3Events,
+                    upload_id: Some(id.clone()),
+                    outcome: EventOutcome::Queued,
+                    reason: None,
+                    received_at: 5,
+                },
+                completes: true,
+                upload: UploadChange::Existing { id: id.clone() },
+                upload_state: UploadState::Uploaded,
+                upload_reason: None,
+                upload_size: Some(7),
+                triggers: (0..mix.len()).map(trigger).collect(),
+            };
+            store.record_event(write).await.unwrap();
+            // Which trigger takes which state does not matter to the rule: the claimed ones
+            // take the states after `pending`, in order.
+            let waiting = mix.iter().filter(|s| **s == TriggerState::Pending).count();
+            let claimed = store
+                .claim_triggers((mix.len() - waiting) as u32, 60_000)
+                .await
+                .unwrap();
+            let later = crate::store::now_millis() + 3_600_000;
+            for (claim, state) in claimed.into_iter().zip(&mix[waiting..]) {
+                let outcome = match state {
+                    TriggerState::InFlight => continue,
+                    TriggerState::Failed => Outcome::Failed {
+                        error: "x".into(),
+                        retry_at: Some(later),
+                    },
+                    TriggerState::Dead => Outcome::Failed {
+                        error: "x".into(),
+                        retry_at: None,
+                    },
+                    TriggerState::Delivered => Outcome::Delivered { media_id: None },
+                    TriggerState::Pending => unreachable!("pending ones are never claimed"),
+                };
+                assert!(store.record_outcome(claim, outcome).await.unwrap());
+            }
+            let mut stored: Vec<TriggerState> = store
+                .triggers_for_upload(&id)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|t| t.state)
+                .collect();
+            let mut wanted = mix.clone();
+            stored.sort_by_key(|s| s.as_str());
+            wanted.sort_by_key(|s| s.as_str());
+            assert_eq!(stored, wanted, "the triggers took the states of the mix");
+            let state = store.get_upload(&id).await.unwrap().unwrap().state;
+            assert_eq!(state, state_after_triggers(mix.clone()), "{mix:?}");
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! Media workflows and the pure rules that decide whether an object triggers one.
 
+use crate::kinds::Reason;
 use std::sync::LazyLock;
 
 use regex::Regex;
@@ -231,11 +232,11 @@ impl Matching {
 
     /// Why nothing matched, as the code app users see: `not_media` or
     /// `no_matching_workflow` (the detail, which names workflows, is for operators).
-    pub fn skip_code(&self) -> &'static str {
+    pub fn skip_code(&self) -> Reason {
         if self.media.is_media() {
-            "no_matching_workflow"
+            Reason::NoMatchingWorkflow
         } else {
-            "not_media"
+            Reason::NotMedia
         }
     }
 

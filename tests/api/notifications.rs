@@ -787,7 +787,7 @@ async fn the_running_worker_holds_sink_calls_to_its_concurrency_and_records_ever
             if states.len() == 2
                 && states
                     .iter()
-                    .all(|s| *s == mediagate::uploads::TriggerState::Delivered)
+                    .all(|s| *s == mediagate::kinds::TriggerState::Delivered)
             {
                 break;
             }
@@ -847,14 +847,14 @@ async fn a_stopping_worker_gives_back_unfinished_deliveries() {
             .await
             .unwrap()
             .remove(0);
-        if t.state == mediagate::uploads::TriggerState::Delivered
+        if t.state == mediagate::kinds::TriggerState::Delivered
             || std::time::Instant::now() > deadline
         {
             break t;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    assert_eq!(trigger.state, mediagate::uploads::TriggerState::Delivered);
+    assert_eq!(trigger.state, mediagate::kinds::TriggerState::Delivered);
     assert_eq!(
         trigger.attempts, 1,
         "the interrupted attempt is not counted"

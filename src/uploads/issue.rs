@@ -3,25 +3,14 @@
 
 use std::sync::Arc;
 
-use super::forms::{PostForm, post_form, service_credentials};
-use super::{KeyPrefix, ObjectKey, Scope, UserSegment, Vendor};
-use crate::storage::{PostSigning, Provider, StorageConfig};
-use crate::store::{Store, UploadRow, now_millis};
-use crate::sts::{Credentials, StsConfig, StsError};
-use crate::uploads::callback::{OssCallbackParams, oss_callback_params};
-use crate::uploads::{UploadMode, UploadRefused, UploadRequest, UploadState};
-
-/// What issuing needs: where uploads go, who vends for them, where they are recorded.
-pub struct Issuer<'a> {
-    pub store: &'a Store,
-    pub vendor: &'a Vendor,
-    pub storage: &'a StorageConfig,
-    pub prefix: &'a KeyPrefix,
-    /// The keys that sign forms with `storage.post_signing = "service"`.
-    pub sts: &'a StsConfig,
-    /// Where OSS calls back.
-    pub public_url: &'a str,
-}
+use super::callback::{OssCallbackParams, oss_callback_params};
+use super::{Caller, NewUpload, Upload, UploadError, UploadRefused, UploadRequest, Uploads};
+use crate::credentials::forms::{PostForm, post_form, service_credentials};
+use crate::credentials::{ObjectKey, Scope};
+use crate::kinds::{UploadMode, UploadState};
+use crate::storage::Provider;
+use crate::store::now_millis;
+use crate::sts::Credentials;
 
 /// An upload just issued.
 pub struct Issued {
@@ -43,27 +32,15 @@ pub enum Delivery {
     Form(PostForm),
 }
 
-/// Why an upload could not be issued.
-#[derive(Debug, thiserror::Error)]
-pub enum IssueError {
-    #[error(transparent)]
-    Refused(#[from] UploadRefused),
-    #[error(transparent)]
-    Sts(#[from] StsError),
-    #[error(transparent)]
-    Store(#[from] anyhow::Error),
-}
-
-impl Issuer<'_> {
-    /// Issues `request` for the caller `user` (authenticated as `subject`): builds its key,
+impl Uploads<'_> {
+    /// Issues the upload `new` asks for, once the caller is within the vend limits and the
+    /// request is checked: builds its key,
     /// vends credentials scoped to the user's prefix or the one object (or, for a form signed
     /// with the service keys, vends nothing), records the upload, and says how to deliver it.
-    pub async fn issue(
-        &self,
-        user: &UserSegment,
-        subject: &str,
-        request: UploadRequest,
-    ) -> Result<Issued, IssueError> {
+    pub async fn issue(&self, caller: &Caller<'_>, new: NewUpload) -> Result<Issued, UploadError> {
+        let (user, subject) = (&caller.principal.segment, &caller.principal.subject);
+        self.limits.vend(caller.ip, user.as_str())?;
+        let request = UploadRequest::parse(new, self.storage.max_upload_bytes)?;
         let storage = self.storage;
         let upload_id = uuid::Uuid::now_v7().to_string();
         let key = ObjectKey::build(self.prefix, user, &upload_id, &request.file)
@@ -73,33 +50,31 @@ impl Issuer<'_> {
         // A presigned request is signed with the upload's session credentials, whose policy
         // allows no reads, so headers a store acts on unsigned (a copy source) cannot turn it
         // into a read of someone else's object.
-        let service_form =
-            request.mode == UploadMode::PostPolicy && storage.post_signing == PostSigning::Service;
+        let service_form = request.mode == UploadMode::PostPolicy && self.service_forms();
         let credentials = if service_form {
             Arc::new(service_credentials(self.sts))
         } else {
             self.vendor.credentials(user, &scope).await?
         };
         let now = now_millis();
-        self.store
-            .insert_upload(UploadRow {
-                id: upload_id.clone(),
-                owner: user.as_str().to_owned(),
-                subject: subject.to_owned(),
-                bucket: storage.bucket.clone(),
-                object_key: key.as_str().to_owned(),
-                file_name: request.file.as_str().to_owned(),
-                size: request.size,
-                content_type: request.content_type.clone(),
-                mode: request.mode,
-                media: serde_json::to_string(&request.media).map_err(anyhow::Error::from)?,
-                state: UploadState::Issued,
-                state_reason: None,
-                created_at: now,
-                uploaded_at: None,
-                updated_at: now,
-            })
-            .await?;
+        let upload = Upload {
+            id: upload_id.clone(),
+            owner: user.as_str().to_owned(),
+            subject: subject.clone(),
+            bucket: storage.bucket.clone(),
+            object_key: key.as_str().to_owned(),
+            file_name: request.file.as_str().to_owned(),
+            size: request.size,
+            content_type: request.content_type.clone(),
+            mode: request.mode,
+            media: request.media.clone(),
+            state: UploadState::Issued,
+            reason: None,
+            created_at: now,
+            uploaded_at: None,
+            updated_at: now,
+        };
+        self.store.insert_upload(upload.to_row()?).await?;
         let callback = oss_callback_params(self.public_url, &upload_id);
         let delivery = match request.mode {
             UploadMode::PostPolicy => Delivery::Form(post_form(
