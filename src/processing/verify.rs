@@ -16,8 +16,6 @@ use crate::media::content::{
 use crate::storage::reader::{Lookup, ObjectHead, ObjectReader, ReadError};
 use crate::uploads::{SizeSource, size_problem};
 
-/// The queue's sink name for verification jobs.
-
 /// `[verification]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -568,12 +568,12 @@ mod tests {
             TriggerState::Delivered,
         ];
         let mut mixes: Vec<Vec<TriggerState>> = Vec::new();
-        for a in 0..5 {
-            mixes.push(vec![STATES[a]]);
-            for b in a..5 {
-                mixes.push(vec![STATES[a], STATES[b]]);
-                for c in b..5 {
-                    mixes.push(vec![STATES[a], STATES[b], STATES[c]]);
+        for (i, a) in STATES.iter().enumerate() {
+            mixes.push(vec![*a]);
+            for (j, b) in STATES.iter().enumerate().skip(i) {
+                mixes.push(vec![*a, *b]);
+                for c in &STATES[j..] {
+                    mixes.push(vec![*a, *b, *c]);
                 }
             }
         }
