@@ -13,19 +13,20 @@ use sqlx::{AnyPool, Executor, Row};
 use crate::kinds::{Reason, UploadMode, UploadState};
 pub use audit::{Actor, AuditRow};
 use batch::{BatchRow, Batched, Batcher};
-pub use queue::{
-    Claimed, EventRow, EventWrite, NewTrigger, Outcome, QueueStats, Recorded, Reprocess,
-    TriggerRow, UploadChange, VerifiedWrite,
-};
+pub use events::{EventRow, EventWrite, Recorded, UploadChange};
+pub use outcomes::{Outcome, Reprocess, VerifiedWrite};
 pub use reconcile::Unannounced;
 use secrecy::SecretString;
 use serde::Deserialize;
+pub use triggers::{Claimed, NewTrigger, QueueStats, TriggerRow};
 pub use workflows::Saved;
 
 mod audit;
 mod batch;
-mod queue;
+mod events;
+mod outcomes;
 mod reconcile;
+mod triggers;
 mod workflows;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
@@ -133,15 +134,15 @@ impl Batched for UploadRow {
 enum Write {
     Upload(UploadRow),
     Event(EventWrite),
-    Outcome(queue::OutcomeWrite),
-    Claim(queue::ClaimWrite),
+    Outcome(outcomes::OutcomeWrite),
+    Claim(triggers::ClaimWrite),
 }
 
 enum Written {
     Upload,
     Event(Recorded),
     Outcome(bool),
-    Claimed(Vec<queue::Claimed>),
+    Claimed(Vec<triggers::Claimed>),
 }
 
 /// The jobs of a batch by kind, in their order.
@@ -149,8 +150,8 @@ enum Written {
 struct Kinds<'a> {
     uploads: Vec<&'a UploadRow>,
     events: Vec<&'a EventWrite>,
-    outcomes: Vec<&'a queue::OutcomeWrite>,
-    claims: Vec<&'a queue::ClaimWrite>,
+    outcomes: Vec<&'a outcomes::OutcomeWrite>,
+    claims: Vec<&'a triggers::ClaimWrite>,
 }
 
 impl<'a> Kinds<'a> {
@@ -176,8 +177,8 @@ impl Batched for Write {
     type Started = (
         Started<UploadRow>,
         Started<EventWrite>,
-        Started<queue::OutcomeWrite>,
-        Started<queue::ClaimWrite>,
+        Started<outcomes::OutcomeWrite>,
+        Started<triggers::ClaimWrite>,
     );
 
     // Uploads are at most `MAX_BATCH` rows of 15 values, always one statement; a claim is
