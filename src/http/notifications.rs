@@ -1,7 +1,7 @@
 //! `/v1/notifications/*`: what object stores send after an upload. Each is authenticated by
 //! its own signature or token (never a user JWT), recorded durably, then answered; sinks are
 //! never called inline (OSS gives a callback 5 s). Verification and wire formats are the
-//! `callbacks` module's; this is the edge.
+//! `notifications` module's; this is the edge.
 
 use std::sync::Arc;
 

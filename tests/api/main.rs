@@ -8,6 +8,7 @@ mod auth;
 mod bad_input;
 mod browser;
 mod cli;
+mod config_keys;
 mod fuzz;
 mod notifications;
 mod openapi;
