@@ -1,7 +1,9 @@
 //! Structured logs on stderr (human-readable or JSON, filtered by `RUST_LOG`, default `info`)
 //! and the Prometheus metrics recorder behind `GET /metrics`.
 
+use std::collections::HashMap;
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
@@ -102,4 +104,61 @@ fn describe() {
 pub enum LogFormat {
     Pretty,
     Json,
+}
+
+/// Counts one served request and its latency by matched route (never the raw path, whose
+/// ids would make one series per upload), method label and status.
+pub fn record_request(route: &str, method: &'static str, status: u16, took: Duration) {
+    ROUTE_METRICS.record(route, method, status, took);
+}
+
+/// Most (route, method, status) series whose metric handles are kept.
+const KEPT_SERIES: usize = 1024;
+
+/// The request counter and latency histogram of each (route, method, status), registered
+/// once: building and hashing a metric's key on every request cost more than serving a
+/// cached credential.
+static ROUTE_METRICS: RouteMetrics = RouteMetrics(std::sync::RwLock::new(None));
+
+struct RouteMetrics(std::sync::RwLock<Option<HashMap<SeriesKey, Series>>>);
+
+/// A matched route's text is shared by all its requests, so its address names it; the text
+/// is compared as well, for an address reused by another router.
+type SeriesKey = (usize, &'static str, u16);
+
+struct Series {
+    route: Box<str>,
+    requests: metrics::Counter,
+    duration: metrics::Histogram,
+}
+
+impl RouteMetrics {
+    fn record(&self, route: &str, method: &'static str, status: u16, took: Duration) {
+        let key = (route.as_ptr() as usize, method, status);
+        let record = |s: &Series| {
+            s.requests.increment(1);
+            s.duration.record(took.as_secs_f64());
+        };
+        if let Some(s) = self
+            .0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .and_then(|series| series.get(&key))
+            .filter(|s| &*s.route == route)
+        {
+            return record(s);
+        }
+        let series = Series {
+            route: route.into(),
+            requests: metrics::counter!("mediagate_http_requests_total", "route" => route.to_owned(), "method" => method, "status" => status.to_string()),
+            duration: metrics::histogram!("mediagate_http_request_duration_seconds", "route" => route.to_owned(), "method" => method),
+        };
+        record(&series);
+        let mut kept = self.0.write().unwrap_or_else(|e| e.into_inner());
+        let kept = kept.get_or_insert_with(HashMap::new);
+        if kept.len() < KEPT_SERIES || kept.contains_key(&key) {
+            kept.insert(key, series);
+        }
+    }
 }

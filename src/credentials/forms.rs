@@ -11,7 +11,7 @@ use crate::storage::{Provider, StorageConfig};
 use crate::sts::{Credentials, StsConfig};
 
 /// A browser form upload: POST the `fields` (file last) to `url`.
-#[derive(Serialize, utoipa::ToSchema)]
+#[derive(Clone, Serialize, utoipa::ToSchema)]
 pub struct PostForm {
     pub url: String,
     pub fields: std::collections::BTreeMap<&'static str, String>,

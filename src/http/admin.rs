@@ -515,25 +515,14 @@ pub async fn reprocess_upload(
     Admin(who): Admin,
     Path(id): Path<String>,
 ) -> Result<axum::Json<ReprocessView>, ApiError> {
-    let conflict = |m: &str| ApiError::invalid_state(m);
-    match reprocess(&app.store, &app.storage(), &id, &who).await? {
-        Reprocessed::NotFound => Err(ApiError::not_found()),
-        Reprocessed::NothingAnnounced => Err(conflict(
-            "no object was announced for this upload yet; there is nothing to process",
-        )),
-        Reprocessed::Busy => Err(conflict(
-            "some of this upload's triggers are still pending, in flight or retrying",
-        )),
-        Reprocessed::Queued { triggers, state } => {
-            if triggers > 0 {
-                app.wake_worker.notify_one();
-            }
-            Ok(axum::Json(ReprocessView {
-                upload_id: id,
-                state,
-                triggers,
-            }))
-        }
+    let storage = app.storage();
+    match reprocess(&app.store, &storage, &id, &who, &app.wake_worker).await? {
+        Reprocessed::Queued { triggers, state } => Ok(axum::Json(ReprocessView {
+            upload_id: id,
+            state,
+            triggers,
+        })),
+        refused => Err(refused.into()),
     }
 }
 

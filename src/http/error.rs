@@ -14,6 +14,7 @@ use crate::credentials::VendError;
 use crate::credentials::limits::RateLimited;
 use crate::notifications::NotificationError;
 use crate::notifications::keys::KeyError;
+use crate::processing::Reprocessed;
 use crate::sts::StsError;
 use crate::uploads::{UploadError, UploadRefused};
 
@@ -192,6 +193,24 @@ impl From<NotificationError> for ApiError {
             NotificationError::Malformed(m) => ApiError::bad_request(m),
             NotificationError::Key(k) => k.into(),
             NotificationError::NotServed => ApiError::not_found(),
+        }
+    }
+}
+
+impl From<Reprocessed> for ApiError {
+    /// Why an operator's reprocessing did nothing; `Queued` is no error.
+    fn from(r: Reprocessed) -> Self {
+        match r {
+            Reprocessed::NotFound => ApiError::not_found(),
+            Reprocessed::NothingAnnounced => ApiError::invalid_state(
+                "no object was announced for this upload yet; there is nothing to process",
+            ),
+            Reprocessed::Busy => ApiError::invalid_state(
+                "some of this upload's triggers are still pending, in flight or retrying",
+            ),
+            Reprocessed::Queued { .. } => {
+                ApiError::internal(anyhow::anyhow!("a queued reprocessing taken for an error"))
+            }
         }
     }
 }

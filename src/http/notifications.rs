@@ -9,7 +9,6 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
 use secrecy::ExposeSecret;
-use tracing::{info, warn};
 
 use super::error::ApiError;
 use super::extract::{RawBody, bearer};
@@ -18,9 +17,8 @@ use crate::app::App;
 use crate::notifications::{
     Inbound, Parsed, mns, oss, query_token, s3, verify_mns_push, verify_oss_callback,
 };
-use crate::processing::{ObjectEvent, accept};
+use crate::processing::{ObjectEvent, announce};
 use crate::signing::constant_time_eq;
-use crate::storage::check_object_key;
 use crate::store::Recorded;
 
 /// The request as the signature checks read it.
@@ -41,72 +39,14 @@ fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Refuses an event whose bucket, key or ETag no store would send: the key under the one key
-/// rule every intake path shares (a `..` segment would name another user's object wherever
-/// the key becomes a URL).
-fn check(event: &ObjectEvent) -> Result<(), ApiError> {
-    for (field, value) in [("bucket", &event.bucket), ("etag", &event.etag)] {
-        if value.chars().any(char::is_control) || value.len() > 2048 {
-            return Err(ApiError::bad_request(format!(
-                "{field} is not a valid object {field}"
-            )));
-        }
-    }
-    if event.bucket.is_empty() {
-        return Err(ApiError::bad_request("bucket and key are required"));
-    }
-    check_object_key(&event.key)
-        .map_err(|why| ApiError::bad_request(format!("key is not a valid object key: {why}")))
+/// Records one checked event (waking the worker when it queued triggers).
+async fn record(app: &App, event: ObjectEvent) -> Result<Recorded, ApiError> {
+    Ok(announce(&app.store, &app.storage(), event, &app.wake_worker).await?)
 }
 
-/// Records one checked event and wakes the worker when it queued triggers.
-async fn record(app: &App, event: ObjectEvent) -> Result<Recorded, ApiError> {
-    let (bucket, key, source) = (
-        event.bucket.clone(),
-        event.key.clone(),
-        event.source.as_str(),
-    );
-    let recorded = accept(&app.store, &app.storage(), event).await?;
-    let outcome = match &recorded {
-        Recorded::Accepted { triggers: 0, .. } => "skipped",
-        Recorded::Accepted { .. } => "accepted",
-        Recorded::Duplicate { .. } => "duplicate",
-        Recorded::Repeat { .. } => "repeat",
-    };
-    metrics::counter!("mediagate_notifications_total", "source" => source, "outcome" => outcome)
-        .increment(1);
-    // Bucket and key come from the sender: logged escaped (`?`), never raw.
-    match &recorded {
-        Recorded::Accepted {
-            triggers,
-            upload_id,
-        } => {
-            info!(
-                source,
-                ?bucket,
-                ?key,
-                triggers,
-                upload_id = upload_id.as_deref().unwrap_or(""),
-                "object event recorded"
-            );
-            if *triggers > 0 {
-                app.wake_worker.notify_one();
-            }
-        }
-        Recorded::Duplicate { .. } => {
-            info!(source, ?bucket, ?key, "duplicate object event ignored")
-        }
-        Recorded::Repeat { upload_id } => {
-            warn!(
-                source,
-                ?bucket,
-                ?key,
-                upload_id = upload_id.as_deref().unwrap_or(""),
-                "another version of a completed object announced; recorded, nothing triggered"
-            )
-        }
-    }
-    Ok(recorded)
+/// An event no store would send is refused whole.
+fn check(event: &ObjectEvent) -> Result<(), ApiError> {
+    event.check().map_err(ApiError::bad_request)
 }
 
 /// Counts notifications refused as a whole (bad signature or token, malformed body), by

@@ -19,9 +19,10 @@ use crate::config::Provider;
 use crate::credentials::forms::PostForm;
 use crate::kinds::{Reason, TriggerSink, TriggerState, UploadMode, UploadState};
 use crate::media::{MediaAttributes, MediaAttributesInput};
+use crate::storage::StorageConfig;
 use crate::sts::Credentials;
 use crate::uploads::callback::OssCallbackParams;
-use crate::uploads::issue::Delivery;
+use crate::uploads::issue::{Delivery, Issued};
 use crate::uploads::sign::{self, Signed};
 use crate::uploads::{Caller, NewUpload, Upload};
 
@@ -128,26 +129,36 @@ pub async fn create(
         ip,
     };
     let issued = app.uploads().issue(&caller, req.into()).await?;
-    let (credentials, callback, post_policy) = match issued.delivery {
-        Delivery::Sdk { callback } => (Some(credentials_view(&issued.credentials)), callback, None),
-        Delivery::Form(form) => (None, None, Some(form)),
-        Delivery::Presigned => (None, None, None),
-    };
-    let storage = &app.config.storage;
-    let body = CreatedUpload {
-        upload_id: &issued.upload_id,
-        object_key: issued.key.as_str(),
-        provider: storage.provider.as_str(),
-        bucket: &storage.bucket,
-        region: &storage.region,
-        endpoint: &storage.endpoint,
-        force_path_style: (storage.provider == Provider::S3).then_some(storage.uses_path_style()),
-        expires_at: rfc3339(issued.credentials.expiration),
-        credentials,
-        callback,
-        post_policy,
-    };
+    let body = CreatedUpload::new(&issued, &app.config.storage);
     Ok((StatusCode::CREATED, axum::Json(body)).into_response())
+}
+
+impl<'a> CreatedUpload<'a> {
+    fn new(issued: &'a Issued, storage: &'a StorageConfig) -> Self {
+        let (credentials, callback, post_policy) = match &issued.delivery {
+            Delivery::Sdk { callback } => (
+                Some(credentials_view(&issued.credentials)),
+                callback.clone(),
+                None,
+            ),
+            Delivery::Form(form) => (None, None, Some(form.clone())),
+            Delivery::Presigned => (None, None, None),
+        };
+        let s3 = storage.provider == Provider::S3;
+        CreatedUpload {
+            upload_id: &issued.upload_id,
+            object_key: issued.key.as_str(),
+            provider: storage.provider.as_str(),
+            bucket: &storage.bucket,
+            region: &storage.region,
+            endpoint: &storage.endpoint,
+            force_path_style: s3.then_some(storage.uses_path_style()),
+            expires_at: rfc3339(issued.credentials.expiration),
+            credentials,
+            callback,
+            post_policy,
+        }
+    }
 }
 
 impl From<CreateUpload> for NewUpload {
@@ -347,24 +358,32 @@ pub async fn sts_token(
     }
     .await;
     match result {
-        Ok(c) => axum::Json(StsToken {
-            status_code: 200,
-            access_key_id: &c.access_key_id,
-            access_key_secret: c.access_key_secret.expose_secret(),
-            security_token: c.security_token.expose_secret(),
-            expiration: rfc3339(c.expiration),
-        })
-        .into_response(),
+        Ok(c) => axum::Json(sts_token_view(&c)).into_response(),
         Err(e) => {
-            let body = serde_json::to_value(StsTokenError {
-                status_code: e.status.as_u16(),
-                error_code: e.code.to_owned(),
-                error_message: e.message.clone(),
-            })
-            .unwrap_or_default();
+            let body = sts_token_error(&e);
             e.into_response_with(body)
         }
     }
+}
+
+fn sts_token_view(c: &Credentials) -> StsToken<'_> {
+    StsToken {
+        status_code: 200,
+        access_key_id: &c.access_key_id,
+        access_key_secret: c.access_key_secret.expose_secret(),
+        security_token: c.security_token.expose_secret(),
+        expiration: rfc3339(c.expiration),
+    }
+}
+
+/// An error in the SDKs' own shape.
+fn sts_token_error(e: &ApiError) -> serde_json::Value {
+    serde_json::to_value(StsTokenError {
+        status_code: e.status.as_u16(),
+        error_code: e.code.to_owned(),
+        error_message: e.message.clone(),
+    })
+    .unwrap_or_default()
 }
 
 fn rfc3339(t: DateTime<Utc>) -> String {
@@ -469,20 +488,26 @@ pub async fn sign(
     };
     let key = req.key.clone();
     let signed = app.uploads().sign(&caller, &id, req.into()).await?;
-    Ok(axum::Json(match signed {
-        Signed::Request { url, headers } => SignedRequest {
-            url,
-            key,
-            headers,
-            fields: None,
-        },
-        Signed::Form { url, fields } => SignedRequest {
-            url,
-            key,
-            headers: Default::default(),
-            fields: Some(fields),
-        },
-    }))
+    Ok(axum::Json(SignedRequest::new(signed, key)))
+}
+
+impl SignedRequest {
+    fn new(signed: Signed, key: String) -> Self {
+        match signed {
+            Signed::Request { url, headers } => SignedRequest {
+                url,
+                key,
+                headers,
+                fields: None,
+            },
+            Signed::Form { url, fields } => SignedRequest {
+                url,
+                key,
+                headers: Default::default(),
+                fields: Some(fields),
+            },
+        }
+    }
 }
 
 impl From<SignRequest> for sign::SignRequest {

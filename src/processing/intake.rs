@@ -2,11 +2,14 @@
 //! which workflows it triggers, and queue those triggers, all in one transaction.
 
 use chrono::Utc;
+use tokio::sync::Notify;
+use tracing::{info, warn};
 
 use super::Delivery;
 use crate::credentials::KeyPrefix;
 use crate::kinds::{EventOutcome, EventSource, Reason, TriggerSink, UploadMode, UploadState};
 use crate::media::{MediaAttributes, MediaAttributesInput};
+use crate::storage::check_object_key;
 use crate::store::{
     Actor, EventRow, EventWrite, NewTrigger, Recorded, Reprocess, Store, UploadChange,
 };
@@ -70,6 +73,21 @@ pub struct ObjectEvent {
 }
 
 impl ObjectEvent {
+    /// Refuses an event whose bucket, key or ETag no store would send: the key under the one
+    /// key rule every intake path shares (a `..` segment would name another user's object
+    /// wherever the key becomes a URL). The message is fit for the sender.
+    pub fn check(&self) -> Result<(), String> {
+        for (field, value) in [("bucket", &self.bucket), ("etag", &self.etag)] {
+            if value.chars().any(char::is_control) || value.len() > 2048 {
+                return Err(format!("{field} is not a valid object {field}"));
+            }
+        }
+        if self.bucket.is_empty() {
+            return Err("bucket and key are required".into());
+        }
+        check_object_key(&self.key).map_err(|why| format!("key is not a valid object key: {why}"))
+    }
+
     /// An event with nothing announced yet, to fill in.
     pub fn empty() -> ObjectEvent {
         ObjectEvent {
@@ -84,6 +102,64 @@ impl ObjectEvent {
             media_overrides: MediaAttributesInput::default(),
         }
     }
+}
+
+/// Records a notification's `event` (see [`accept`]), counts and logs what it came to, and
+/// wakes the worker when it queued triggers.
+pub async fn announce(
+    store: &Store,
+    storage: &StorageScope<'_>,
+    event: ObjectEvent,
+    wake: &Notify,
+) -> anyhow::Result<Recorded> {
+    let (bucket, key, source) = (
+        event.bucket.clone(),
+        event.key.clone(),
+        event.source.as_str(),
+    );
+    let recorded = accept(store, storage, event).await?;
+    let outcome = match &recorded {
+        Recorded::Accepted { triggers: 0, .. } => "skipped",
+        Recorded::Accepted { .. } => "accepted",
+        Recorded::Duplicate { .. } => "duplicate",
+        Recorded::Repeat { .. } => "repeat",
+    };
+    metrics::counter!("mediagate_notifications_total", "source" => source, "outcome" => outcome)
+        .increment(1);
+    // Bucket and key come from the sender: logged escaped (`?`), never raw.
+    match &recorded {
+        Recorded::Accepted {
+            triggers,
+            upload_id,
+        } => {
+            let upload_id = upload_id.as_deref().unwrap_or("");
+            info!(
+                source,
+                ?bucket,
+                ?key,
+                triggers,
+                upload_id,
+                "object event recorded"
+            );
+            if *triggers > 0 {
+                wake.notify_one();
+            }
+        }
+        Recorded::Duplicate { .. } => {
+            info!(source, ?bucket, ?key, "duplicate object event ignored")
+        }
+        Recorded::Repeat { upload_id } => {
+            let upload_id = upload_id.as_deref().unwrap_or("");
+            warn!(
+                source,
+                ?bucket,
+                ?key,
+                upload_id,
+                "another version of a completed object announced; recorded, nothing triggered"
+            )
+        }
+    }
+    Ok(recorded)
 }
 
 /// Records `event` once per (bucket, key, ETag). The first event for an object completes it
@@ -245,6 +321,7 @@ pub async fn reprocess(
     storage: &StorageScope<'_>,
     upload_id: &str,
     who: &Actor,
+    wake: &Notify,
 ) -> anyhow::Result<Reprocessed> {
     let Some(upload) = Upload::find(store, upload_id).await? else {
         return Ok(Reprocessed::NotFound);
@@ -299,6 +376,9 @@ pub async fn reprocess(
         triggers: plan.triggers,
     };
     if store.reprocess_upload(write, who, &detail).await? {
+        if queued > 0 {
+            wake.notify_one();
+        }
         Ok(Reprocessed::Queued {
             triggers: queued,
             state,

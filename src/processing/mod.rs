@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::media::MediaAttributes;
 
-pub use intake::{ObjectEvent, Reprocessed, StorageScope, accept, reprocess};
+pub use intake::{ObjectEvent, Reprocessed, StorageScope, accept, announce, reprocess};
 
 /// Where triggers go: MPS `AddMedia` ([`mps::MpsClient`]) or a signed webhook
 /// ([`webhook::WebhookClient`]). One attempt per call; the queue owns retries. The worker is
