@@ -23,8 +23,7 @@ use hashlink::LruCache;
 use tokio::sync::OnceCell;
 
 use super::NotificationsConfig;
-use super::oss;
-use super::public_key::PublicKey;
+use super::public_key::{PublicKey, SignatureError};
 
 /// Largest key or certificate body we read; real ones are well under 2 KiB.
 const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -114,7 +113,7 @@ impl Kind {
         }
     }
 
-    fn parse(self, pem: &str) -> Result<PublicKey, oss::SignatureError> {
+    fn parse(self, pem: &str) -> Result<PublicKey, SignatureError> {
         match self {
             Kind::OssKey => PublicKey::from_pem(pem),
             Kind::MnsCert => PublicKey::from_cert_pem(pem),
