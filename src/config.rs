@@ -165,8 +165,9 @@ impl Config {
                 ));
             }
         }
+        // The `http` crate itself: only the HTTP edge builds on axum.
         if let Some(h) = &self.server.client_ip_header
-            && axum::http::HeaderName::from_bytes(h.as_bytes()).is_err()
+            && ::http::HeaderName::from_bytes(h.as_bytes()).is_err()
         {
             p(format!(
                 "server.client_ip_header: {h:?} is not a header name"

@@ -56,3 +56,53 @@ pub fn backoff(attempt: u32, base: Duration, cap: Duration) -> Duration {
     let millis = ceiling.as_millis() as u64;
     Duration::from_millis(rand::random_range(0..=millis))
 }
+
+/// Loopback stand-ins for outside services (key hosts, MPS, webhook receivers) in unit tests.
+/// Built on hyper directly: only the HTTP edge builds on axum.
+#[cfg(test)]
+pub mod loopback {
+    use std::future::Future;
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use http::{Request, Response, StatusCode};
+    use http_body_util::{BodyExt, Full};
+    use hyper::server::conn::http1;
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
+
+    /// Serves `handle` on a fresh loopback port for as long as the test's runtime runs, each
+    /// request with its whole body read; returns the base URL, `http://127.0.0.1:<port>`.
+    pub async fn serve<F, Fut>(handle: F) -> String
+    where
+        F: Fn(Request<Bytes>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Response<Bytes>> + Send + 'static,
+    {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let handle = Arc::new(handle);
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let handle = handle.clone();
+                let service = service_fn(move |req: Request<hyper::body::Incoming>| {
+                    let handle = handle.clone();
+                    async move {
+                        let (parts, body) = req.into_parts();
+                        let body = body.collect().await?.to_bytes();
+                        let response = handle(Request::from_parts(parts, body)).await;
+                        Ok::<_, hyper::Error>(response.map(Full::new))
+                    }
+                });
+                tokio::spawn(http1::Builder::new().serve_connection(TokioIo::new(stream), service));
+            }
+        });
+        base
+    }
+
+    /// An answer of `status` with `body`.
+    pub fn respond(status: StatusCode, body: impl Into<Bytes>) -> Response<Bytes> {
+        let mut response = Response::new(body.into());
+        *response.status_mut() = status;
+        response
+    }
+}

@@ -23,8 +23,7 @@ use hashlink::LruCache;
 use tokio::sync::OnceCell;
 
 use super::NotificationsConfig;
-use super::oss;
-use super::public_key::PublicKey;
+use super::public_key::{PublicKey, SignatureError};
 
 /// Largest key or certificate body we read; real ones are well under 2 KiB.
 const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -114,7 +113,7 @@ impl Kind {
         }
     }
 
-    fn parse(self, pem: &str) -> Result<PublicKey, oss::SignatureError> {
+    fn parse(self, pem: &str) -> Result<PublicKey, SignatureError> {
         match self {
             Kind::OssKey => PublicKey::from_pem(pem),
             Kind::MnsCert => PublicKey::from_cert_pem(pem),
@@ -379,11 +378,11 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    use axum::Router;
-    use axum::extract::State;
-    use axum::http::{StatusCode, Uri, header};
-    use axum::response::{IntoResponse, Response};
+    use bytes::Bytes;
+    use http::{HeaderValue, Request, Response, StatusCode, header};
     use rsa::RsaPrivateKey;
+
+    use crate::upstream::loopback::{self, respond};
     use rsa::pkcs8::{EncodePublicKey, LineEnding};
 
     const TV_URL: &str = "http://gosspublic.alicdn.com/callback_pub_key_v1.pem";
@@ -416,10 +415,8 @@ C0fTXv+nvlmklvkcolvpvXLTjaxUHR3W9LXxQ2EHXAJfCB+6H2YF1k8CAwEAAQ==
                 hits: Mutex::default(),
                 flaky_failures_left: AtomicUsize::new(1),
             });
-            let router = Router::new().fallback(serve).with_state(state.clone());
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let base = format!("http://{}/", listener.local_addr().unwrap());
-            tokio::spawn(async move { axum::serve(listener, router).await });
+            let served = state.clone();
+            let base = loopback::serve(move |req| serve(served.clone(), req)).await + "/";
             Host { base, state }
         }
 
@@ -437,15 +434,16 @@ C0fTXv+nvlmklvkcolvpvXLTjaxUHR3W9LXxQ2EHXAJfCB+6H2YF1k8CAwEAAQ==
         }
     }
 
-    async fn serve(State(state): State<Arc<HostState>>, uri: Uri) -> Response {
-        let path = uri.path().trim_start_matches('/').to_owned();
+    async fn serve(state: Arc<HostState>, req: Request<Bytes>) -> Response<Bytes> {
+        let path = req.uri().path().trim_start_matches('/').to_owned();
         *state.hits.lock().unwrap().entry(path.clone()).or_default() += 1;
+        let ok = |body: &str| respond(StatusCode::OK, body.to_owned());
         match path.as_str() {
-            "keys/key.pem" => state.key_pem.clone().into_response(),
-            "keys/cert.pem" => state.cert_pem.clone().into_response(),
+            "keys/key.pem" => ok(&state.key_pem),
+            "keys/cert.pem" => ok(&state.cert_pem),
             "keys/slow.pem" => {
                 tokio::time::sleep(Duration::from_secs(3)).await;
-                state.key_pem.clone().into_response()
+                ok(&state.key_pem)
             }
             "keys/flaky.pem" => {
                 let failing = state
@@ -453,18 +451,22 @@ C0fTXv+nvlmklvkcolvpvXLTjaxUHR3W9LXxQ2EHXAJfCB+6H2YF1k8CAwEAAQ==
                     .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
                     .is_ok();
                 if failing {
-                    StatusCode::INTERNAL_SERVER_ERROR.into_response()
+                    respond(StatusCode::INTERNAL_SERVER_ERROR, "")
                 } else {
-                    state.key_pem.clone().into_response()
+                    ok(&state.key_pem)
                 }
             }
-            "keys/huge.pem" => "A".repeat(MAX_BODY_BYTES + 1).into_response(),
-            "keys/garbage.pem" => "hello".into_response(),
+            "keys/huge.pem" => ok(&"A".repeat(MAX_BODY_BYTES + 1)),
+            "keys/garbage.pem" => ok("hello"),
             "keys/redirect.pem" => {
-                (StatusCode::FOUND, [(header::LOCATION, "/keys/key.pem")]).into_response()
+                let mut moved = respond(StatusCode::FOUND, "");
+                moved
+                    .headers_mut()
+                    .insert(header::LOCATION, HeaderValue::from_static("/keys/key.pem"));
+                moved
             }
-            "secret" => state.key_pem.clone().into_response(),
-            _ => StatusCode::NOT_FOUND.into_response(),
+            "secret" => ok(&state.key_pem),
+            _ => respond(StatusCode::NOT_FOUND, ""),
         }
     }
 

@@ -8,8 +8,8 @@ use base64::engine::general_purpose::STANDARD as B64;
 use chrono::{DateTime, TimeDelta, Utc};
 use openssl::hash::MessageDigest;
 
-pub use super::oss::SignatureError;
 use super::public_key::PublicKey;
+pub use super::public_key::SignatureError;
 use super::{NotificationError, Parsed};
 use crate::processing::ObjectEvent;
 use serde::Deserialize;

@@ -12,24 +12,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use openssl::hash::MessageDigest;
 
 use super::public_key::PublicKey;
-
-/// Why a notification signature was refused. Messages are shown to the caller (400
-/// `invalid_signature`), so they name what was wrong and never echo keys or signatures.
-#[derive(Debug, thiserror::Error)]
-pub enum SignatureError {
-    /// A header is missing, is not base64, or is not in the expected form.
-    #[error("malformed signature header: {0}")]
-    Malformed(&'static str),
-    /// The public key or certificate cannot be used to verify.
-    #[error("unusable signing key: {0}")]
-    BadKey(&'static str),
-    /// The signature does not match the signed content.
-    #[error("signature does not match")]
-    Mismatch,
-    /// The request's Date is outside the accepted window.
-    #[error("request date is outside the accepted window")]
-    StaleDate,
-}
+pub use super::public_key::SignatureError;
 
 /// The bytes OSS signs: the percent-decoded path, then `?` and the raw query (only when there is
 /// a non-empty query), then `\n` and the raw body.

@@ -13,7 +13,23 @@ use openssl::rsa::Rsa;
 use openssl::sign::Verifier;
 use openssl::x509::X509;
 
-use super::oss::SignatureError;
+/// Why a notification signature was refused. Messages are shown to the caller (400
+/// `invalid_signature`), so they name what was wrong and never echo keys or signatures.
+#[derive(Debug, thiserror::Error)]
+pub enum SignatureError {
+    /// A header is missing, is not base64, or is not in the expected form.
+    #[error("malformed signature header: {0}")]
+    Malformed(&'static str),
+    /// The public key or certificate cannot be used to verify.
+    #[error("unusable signing key: {0}")]
+    BadKey(&'static str),
+    /// The signature does not match the signed content.
+    #[error("signature does not match")]
+    Mismatch,
+    /// The request's Date is outside the accepted window.
+    #[error("request date is outside the accepted window")]
+    StaleDate,
+}
 
 /// The largest modulus and public exponent accepted, as the `rsa` crate bounds them: a key
 /// served from an allowed URL should still not make each check arbitrarily slow (OpenSSL

@@ -595,13 +595,14 @@ mod tests {
     /// A loopback stand-in for MPS that checks the signature with the shared signer and
     /// answers like the real service; `latency` delays every answer.
     async fn loopback(latency: Duration) -> String {
-        use axum::extract::RawQuery;
-        use axum::http::{Method, StatusCode};
+        use crate::upstream::loopback::respond;
+        use http::{Method, StatusCode};
 
-        let handler = move |method: Method, RawQuery(query): RawQuery| async move {
+        let handler = move |req: http::Request<bytes::Bytes>| async move {
             tokio::time::sleep(latency).await;
+            let method = req.method();
             let params: Vec<(String, String)> =
-                url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+                url::form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes())
                     .into_owned()
                     .collect();
             let signature = params
@@ -621,19 +622,15 @@ mod tests {
                     crate::signing::rpc_string_to_sign(method.as_str(), &canonical)
                 );
                 let body = serde_json::json!({"RequestId": "r", "Code": "SignatureDoesNotMatch", "Message": message});
-                return (StatusCode::BAD_REQUEST, body.to_string());
+                return respond(StatusCode::BAD_REQUEST, body.to_string());
             }
             let body = serde_json::json!({
                 "RequestId": "r",
                 "Media": {"MediaId": "0123456789abcdef0123456789abcdef", "RunIdList": {"RunId": ["run"]}},
             });
-            (StatusCode::OK, body.to_string())
+            respond(StatusCode::OK, body.to_string())
         };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let router = axum::Router::new().fallback(handler);
-        tokio::spawn(async move { axum::serve(listener, router).await });
-        url
+        crate::upstream::loopback::serve(handler).await
     }
 
     #[tokio::test]

@@ -172,8 +172,8 @@ fn quote(body: &[u8]) -> String {
 mod tests {
     use std::sync::{Arc, Mutex};
 
-    use axum::http::{HeaderMap, StatusCode};
     use chrono::TimeZone;
+    use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 
     use base64::Engine;
     use base64::engine::general_purpose::STANDARD as B64;
@@ -370,39 +370,40 @@ mod tests {
     /// A loopback receiver: `/ok` records headers and body, `/moved` redirects to `/ok`,
     /// `/gone` answers 410, `/boom` a 500 with a 100 kB body, `/slow` answers late.
     async fn loopback() -> (String, Seen) {
-        use axum::routing::post;
+        use crate::upstream::loopback::respond;
 
         let seen = Seen::default();
         let store = seen.clone();
-        let router = axum::Router::new()
-            .route(
-                "/ok",
-                post(
-                    move |headers: HeaderMap, body: axum::body::Bytes| async move {
-                        store.lock().unwrap().push((headers, body.to_vec()));
-                        StatusCode::NO_CONTENT
-                    },
-                ),
-            )
-            .route(
-                "/moved",
-                post(|| async { axum::response::Redirect::temporary("/ok") }),
-            )
-            .route("/gone", post(|| async { StatusCode::GONE }))
-            .route(
-                "/boom",
-                post(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "x".repeat(100_000)) }),
-            )
-            .route(
-                "/slow",
-                post(|| async {
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    StatusCode::OK
-                }),
-            );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, router).await });
+        let base = crate::upstream::loopback::serve(move |req: http::Request<bytes::Bytes>| {
+            let store = store.clone();
+            async move {
+                if req.method() != Method::POST {
+                    return respond(StatusCode::METHOD_NOT_ALLOWED, "");
+                }
+                match req.uri().path() {
+                    "/ok" => {
+                        let (parts, body) = req.into_parts();
+                        store.lock().unwrap().push((parts.headers, body.to_vec()));
+                        respond(StatusCode::NO_CONTENT, "")
+                    }
+                    "/moved" => {
+                        let mut moved = respond(StatusCode::TEMPORARY_REDIRECT, "");
+                        moved
+                            .headers_mut()
+                            .insert(header::LOCATION, HeaderValue::from_static("/ok"));
+                        moved
+                    }
+                    "/gone" => respond(StatusCode::GONE, ""),
+                    "/boom" => respond(StatusCode::INTERNAL_SERVER_ERROR, "x".repeat(100_000)),
+                    "/slow" => {
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        respond(StatusCode::OK, "")
+                    }
+                    _ => respond(StatusCode::NOT_FOUND, ""),
+                }
+            }
+        })
+        .await;
         (base, seen)
     }
 
