@@ -19,7 +19,6 @@ use crate::config::Provider;
 use crate::credentials::forms::PostForm;
 use crate::kinds::{Reason, TriggerSink, TriggerState, UploadMode, UploadState};
 use crate::media::{MediaAttributes, MediaAttributesInput};
-use crate::storage::StorageConfig;
 use crate::sts::Credentials;
 use crate::uploads::callback::OssCallbackParams;
 use crate::uploads::issue::{Delivery, Issued};
@@ -128,13 +127,15 @@ pub async fn create(
         principal: &principal,
         ip,
     };
-    let issued = app.uploads().issue(&caller, req.into()).await?;
-    let body = CreatedUpload::new(&issued, &app.config.storage);
+    let uploads = app.uploads();
+    let issued = uploads.issue(&caller, req.into()).await?;
+    let body = CreatedUpload::new(&issued);
     Ok((StatusCode::CREATED, axum::Json(body)).into_response())
 }
 
 impl<'a> CreatedUpload<'a> {
-    fn new(issued: &'a Issued, storage: &'a StorageConfig) -> Self {
+    fn new(issued: &'a Issued<'a>) -> Self {
+        let storage = issued.storage;
         let (credentials, callback, post_policy) = match &issued.delivery {
             Delivery::Sdk { callback } => (
                 Some(credentials_view(&issued.credentials)),

@@ -79,10 +79,7 @@ pub fn callback_event(body: &[u8], is_json: bool) -> Result<ObjectEvent, Notific
         source: EventSource::OssCallback,
         bucket: text("bucket").ok_or_else(|| missing("bucket"))?,
         key: text("object").ok_or_else(|| missing("object"))?,
-        etag: text("etag")
-            .unwrap_or_default()
-            .trim_matches('"')
-            .to_owned(),
+        etag: text("etag").unwrap_or_default(),
         size: fields.get("size").and_then(field_number),
         content_type: text("mimeType").filter(|m| !m.is_empty()),
         symlink: false,

@@ -57,13 +57,7 @@ pub fn s3_events(body: &[u8]) -> Result<Parsed, NotificationError> {
             source: EventSource::S3Events,
             bucket: r.s3.bucket.name,
             key,
-            etag: r
-                .s3
-                .object
-                .etag
-                .unwrap_or_default()
-                .trim_matches('"')
-                .to_owned(),
+            etag: r.s3.object.etag.unwrap_or_default(),
             size: r.s3.object.size,
             content_type: r.s3.object.content_type,
             symlink: false,

@@ -60,6 +60,7 @@ pub struct ObjectEvent {
     pub source: EventSource,
     pub bucket: String,
     pub key: String,
+    /// As the sender wrote it; [`accept`] normalises it (quotes, case) once for every sender.
     pub etag: String,
     pub size: Option<i64>,
     pub content_type: Option<String>,

@@ -8,12 +8,14 @@ use super::{Caller, NewUpload, Upload, UploadError, UploadRefused, UploadRequest
 use crate::credentials::forms::{PostForm, post_form, service_credentials};
 use crate::credentials::{ObjectKey, Scope};
 use crate::kinds::{UploadMode, UploadState};
-use crate::storage::Provider;
+use crate::storage::{Provider, StorageConfig};
 use crate::store::now_millis;
 use crate::sts::Credentials;
 
 /// An upload just issued.
-pub struct Issued {
+pub struct Issued<'a> {
+    /// The store it goes to: provider, bucket, region, endpoint and addressing.
+    pub storage: &'a StorageConfig,
     pub upload_id: String,
     pub key: ObjectKey,
     /// The credentials it was issued with (for a form, those that signed it).
@@ -32,12 +34,16 @@ pub enum Delivery {
     Form(PostForm),
 }
 
-impl Uploads<'_> {
+impl<'a> Uploads<'a> {
     /// Issues the upload `new` asks for, once the caller is within the vend limits and the
     /// request is checked: builds its key,
     /// vends credentials scoped to the user's prefix or the one object (or, for a form signed
     /// with the service keys, vends nothing), records the upload, and says how to deliver it.
-    pub async fn issue(&self, caller: &Caller<'_>, new: NewUpload) -> Result<Issued, UploadError> {
+    pub async fn issue(
+        &self,
+        caller: &Caller<'_>,
+        new: NewUpload,
+    ) -> Result<Issued<'a>, UploadError> {
         let (user, subject) = (&caller.principal.segment, &caller.principal.subject);
         self.limits.vend(caller.ip, user.as_str())?;
         let request = UploadRequest::parse(new, self.storage.max_upload_bytes)?;
@@ -91,6 +97,7 @@ impl Uploads<'_> {
             },
         };
         Ok(Issued {
+            storage,
             upload_id,
             key,
             credentials,
