@@ -475,3 +475,115 @@ impl BatchRow for UploadUpdate<'_> {
             .bind(self.size)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{event, temp_store, upload};
+    use super::*;
+    use crate::store::DatabaseConfig;
+    use secrecy::SecretString;
+
+    #[tokio::test]
+    async fn events_written_together_complete_each_object_once() {
+        let (_dir, store) = temp_store().await;
+        store.insert_upload(upload("up-1")).await.unwrap();
+        let key = "uploads/alice/up-1/a.mp4";
+        // Sent together, so they share batches: the same version twice, another version of
+        // the same object, and other objects.
+        let writes = vec![
+            event(key, "A", Some("up-1")),
+            event(key, "A", Some("up-1")),
+            event(key, "B", Some("up-1")),
+            event("uploads/alice/x/1.mp4", "C", None),
+            event("uploads/alice/x/2.mp4", "D", None),
+        ];
+        let results = futures::future::join_all(
+            writes
+                .into_iter()
+                .map(|w| store.record_event(w))
+                .collect::<Vec<_>>(),
+        )
+        .await;
+        let results: Vec<Recorded> = results.into_iter().map(Result::unwrap).collect();
+        let accepted = |r: &&Recorded| matches!(r, Recorded::Accepted { triggers: 1, .. });
+        assert_eq!(
+            results[..3].iter().filter(accepted).count(),
+            1,
+            "{results:?}"
+        );
+        assert_eq!(
+            results[..3]
+                .iter()
+                .filter(|r| matches!(r, Recorded::Duplicate { .. }))
+                .count(),
+            1,
+            "{results:?}"
+        );
+        assert!(
+            results[..3].iter().any(|r| *r
+                == Recorded::Repeat {
+                    upload_id: Some("up-1".into())
+                }),
+            "{results:?}"
+        );
+        assert!(results[3..].iter().all(|r| accepted(&r)), "{results:?}");
+        // Only the accepted events changed the upload and queued triggers.
+        let up = store.get_upload("up-1").await.unwrap().unwrap();
+        assert_eq!((up.state, up.size), (UploadState::Uploaded, Some(7)));
+        assert_eq!(store.triggers_for_upload("up-1").await.unwrap().len(), 1);
+        let counts = store.trigger_counts().await.unwrap();
+        assert_eq!(counts, vec![("pending".to_owned(), 3)]);
+        let events = store.events_for_object("b", key).await.unwrap();
+        assert_eq!(events.len(), 2, "the duplicate is not recorded twice");
+    }
+
+    #[tokio::test]
+    async fn a_failed_batch_leaves_nothing_of_the_bad_write_and_the_others_go_through() {
+        let (_dir, store) = temp_store().await;
+        let first = event("uploads/alice/x/0.mp4", "A", None);
+        let taken = first.triggers[0].id.clone();
+        store.record_event(first).await.unwrap();
+        // Sent together: one of them queues a trigger whose id is taken, which fails the
+        // batch's trigger insert after its events were inserted.
+        let writes: Vec<EventWrite> = (1..=6)
+            .map(|i| {
+                let mut w = event(&format!("uploads/alice/x/{i}.mp4"), "A", None);
+                if i == 3 {
+                    w.triggers[0].id = taken.clone();
+                }
+                w
+            })
+            .collect();
+        let results =
+            futures::future::join_all(writes.into_iter().map(|w| store.record_event(w))).await;
+        let failed: Vec<usize> = (0..results.len())
+            .filter(|i| results[*i].is_err())
+            .collect();
+        assert_eq!(failed, vec![2], "{results:?}");
+        // Its event was rolled back with its trigger; the others were written.
+        assert!(
+            store
+                .events_for_object("b", "uploads/alice/x/3.mp4")
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let counts = store.trigger_counts().await.unwrap();
+        assert_eq!(counts, vec![("pending".to_owned(), 6)]);
+        // The connection came back without a transaction left open: later writes commit.
+        store
+            .record_event(event("uploads/alice/x/7.mp4", "A", None))
+            .await
+            .unwrap();
+        let store2 = Store::connect(&DatabaseConfig {
+            url: SecretString::from(format!("sqlite://{}/t.db", _dir.path().display())),
+            max_connections: 2,
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            store2.trigger_counts().await.unwrap(),
+            vec![("pending".to_owned(), 7)]
+        );
+    }
+}

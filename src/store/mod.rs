@@ -651,11 +651,11 @@ impl DatabaseConfig {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use secrecy::SecretString;
 
-    fn upload(id: &str) -> UploadRow {
+    pub(super) fn upload(id: &str) -> UploadRow {
         UploadRow {
             id: id.into(),
             owner: "alice".into(),
@@ -675,7 +675,7 @@ mod tests {
         }
     }
 
-    async fn temp_store() -> (tempfile::TempDir, Store) {
+    pub(super) async fn temp_store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::connect(&DatabaseConfig {
             url: SecretString::from(format!("sqlite://{}/t.db", dir.path().display())),
@@ -754,7 +754,7 @@ mod tests {
         );
     }
 
-    fn event(key: &str, etag: &str, upload: Option<&str>) -> EventWrite {
+    pub(super) fn event(key: &str, etag: &str, upload: Option<&str>) -> EventWrite {
         EventWrite {
             event: EventRow {
                 id: uuid::Uuid::now_v7().to_string(),
@@ -783,208 +783,6 @@ mod tests {
                 sink: crate::kinds::TriggerSink::Webhook,
                 payload: "{}".into(),
             }],
-        }
-    }
-
-    #[tokio::test]
-    async fn events_written_together_complete_each_object_once() {
-        let (_dir, store) = temp_store().await;
-        store.insert_upload(upload("up-1")).await.unwrap();
-        let key = "uploads/alice/up-1/a.mp4";
-        // Sent together, so they share batches: the same version twice, another version of
-        // the same object, and other objects.
-        let writes = vec![
-            event(key, "A", Some("up-1")),
-            event(key, "A", Some("up-1")),
-            event(key, "B", Some("up-1")),
-            event("uploads/alice/x/1.mp4", "C", None),
-            event("uploads/alice/x/2.mp4", "D", None),
-        ];
-        let results = futures::future::join_all(
-            writes
-                .into_iter()
-                .map(|w| store.record_event(w))
-                .collect::<Vec<_>>(),
-        )
-        .await;
-        let results: Vec<Recorded> = results.into_iter().map(Result::unwrap).collect();
-        let accepted = |r: &&Recorded| matches!(r, Recorded::Accepted { triggers: 1, .. });
-        assert_eq!(
-            results[..3].iter().filter(accepted).count(),
-            1,
-            "{results:?}"
-        );
-        assert_eq!(
-            results[..3]
-                .iter()
-                .filter(|r| matches!(r, Recorded::Duplicate { .. }))
-                .count(),
-            1,
-            "{results:?}"
-        );
-        assert!(
-            results[..3].iter().any(|r| *r
-                == Recorded::Repeat {
-                    upload_id: Some("up-1".into())
-                }),
-            "{results:?}"
-        );
-        assert!(results[3..].iter().all(|r| accepted(&r)), "{results:?}");
-        // Only the accepted events changed the upload and queued triggers.
-        let up = store.get_upload("up-1").await.unwrap().unwrap();
-        assert_eq!((up.state, up.size), (UploadState::Uploaded, Some(7)));
-        assert_eq!(store.triggers_for_upload("up-1").await.unwrap().len(), 1);
-        let counts = store.trigger_counts().await.unwrap();
-        assert_eq!(counts, vec![("pending".to_owned(), 3)]);
-        let events = store.events_for_object("b", key).await.unwrap();
-        assert_eq!(events.len(), 2, "the duplicate is not recorded twice");
-    }
-
-    #[tokio::test]
-    async fn a_failed_batch_leaves_nothing_of_the_bad_write_and_the_others_go_through() {
-        let (_dir, store) = temp_store().await;
-        let first = event("uploads/alice/x/0.mp4", "A", None);
-        let taken = first.triggers[0].id.clone();
-        store.record_event(first).await.unwrap();
-        // Sent together: one of them queues a trigger whose id is taken, which fails the
-        // batch's trigger insert after its events were inserted.
-        let writes: Vec<EventWrite> = (1..=6)
-            .map(|i| {
-                let mut w = event(&format!("uploads/alice/x/{i}.mp4"), "A", None);
-                if i == 3 {
-                    w.triggers[0].id = taken.clone();
-                }
-                w
-            })
-            .collect();
-        let results =
-            futures::future::join_all(writes.into_iter().map(|w| store.record_event(w))).await;
-        let failed: Vec<usize> = (0..results.len())
-            .filter(|i| results[*i].is_err())
-            .collect();
-        assert_eq!(failed, vec![2], "{results:?}");
-        // Its event was rolled back with its trigger; the others were written.
-        assert!(
-            store
-                .events_for_object("b", "uploads/alice/x/3.mp4")
-                .await
-                .unwrap()
-                .is_empty()
-        );
-        let counts = store.trigger_counts().await.unwrap();
-        assert_eq!(counts, vec![("pending".to_owned(), 6)]);
-        // The connection came back without a transaction left open: later writes commit.
-        store
-            .record_event(event("uploads/alice/x/7.mp4", "A", None))
-            .await
-            .unwrap();
-        let store2 = Store::connect(&DatabaseConfig {
-            url: SecretString::from(format!("sqlite://{}/t.db", _dir.path().display())),
-            max_connections: 2,
-        })
-        .await
-        .unwrap();
-        assert_eq!(
-            store2.trigger_counts().await.unwrap(),
-            vec![("pending".to_owned(), 7)]
-        );
-    }
-
-    #[tokio::test]
-    async fn outcomes_written_together_apply_only_to_claims_still_held() {
-        let (_dir, store) = temp_store().await;
-        for i in 0..6 {
-            let key = format!("uploads/alice/x/{i}.mp4");
-            store.record_event(event(&key, "A", None)).await.unwrap();
-        }
-        // The first claim's lease has run out when the second claim takes its triggers over.
-        let lapsed = store.claim_triggers(3, -1_000).await.unwrap();
-        let current = store.claim_triggers(6, 60_000).await.unwrap();
-        assert_eq!((lapsed.len(), current.len()), (3, 6));
-        let held = current
-            .iter()
-            .filter(|c| lapsed.iter().all(|l| l.id != c.id));
-        // Sent together, lost and held claims alternating, so that batches mix them.
-        let claims: Vec<Claimed> = lapsed
-            .iter()
-            .zip(held)
-            .flat_map(|(l, h)| [l.clone(), h.clone()])
-            .collect();
-        let results = futures::future::join_all(
-            claims
-                .into_iter()
-                .map(|c| store.record_outcome(c, Outcome::Delivered { media_id: None })),
-        )
-        .await;
-        let results: Vec<bool> = results.into_iter().map(Result::unwrap).collect();
-        assert_eq!(results, [false, true].repeat(3));
-        let counts = store.trigger_counts().await.unwrap();
-        assert_eq!(
-            counts,
-            vec![("delivered".to_owned(), 3), ("in_flight".to_owned(), 3)]
-        );
-    }
-
-    /// A verification's triggers are written claimed by it: no other claim takes them while
-    /// the hold lasts, and once it has lapsed (the verifying worker vanished) any claim does,
-    /// as their second attempt.
-    #[tokio::test]
-    async fn verified_triggers_are_held_for_their_verifier_until_the_lease_ends() {
-        for (lease_ms, taken_over) in [(60_000, false), (-1_000, true)] {
-            let (_dir, store) = temp_store().await;
-            store
-                .record_event(event("uploads/alice/x/a.mp4", "A", None))
-                .await
-                .unwrap();
-            let job = store.claim_triggers(1, 60_000).await.unwrap().remove(0);
-            let follow_up = NewTrigger {
-                id: uuid::Uuid::now_v7().to_string(),
-                workflow_id: "w2".into(),
-                workflow_name: "w2".into(),
-                sink: crate::kinds::TriggerSink::Webhook,
-                payload: "{}".into(),
-            };
-            let write = VerifiedWrite {
-                upload_state: UploadState::Uploaded,
-                upload_reason: None,
-                size: Some(7),
-                content_type: None,
-                detail: None,
-                triggers: vec![follow_up.clone()],
-                held_until: now_millis() + lease_ms,
-                missing: false,
-            };
-            let held = job.follow_ups(&write);
-            assert!(
-                store
-                    .record_outcome(job.clone(), Outcome::Verified(Box::new(write)))
-                    .await
-                    .unwrap()
-            );
-            assert_eq!((held.len(), held[0].attempts), (1, 1));
-            assert_eq!(
-                (&held[0].id, &held[0].claim_id),
-                (&follow_up.id, &job.claim_id)
-            );
-            let claimed = store.claim_triggers(10, 60_000).await.unwrap();
-            if taken_over {
-                assert_eq!(claimed.len(), 1);
-                assert_eq!((&claimed[0].id, claimed[0].attempts), (&follow_up.id, 2));
-                // The verifier's late outcome no longer counts.
-                let late = Outcome::Delivered { media_id: None };
-                assert!(!store.record_outcome(held[0].clone(), late).await.unwrap());
-            } else {
-                assert!(claimed.is_empty(), "{claimed:?}");
-                let delivered = Outcome::Delivered { media_id: None };
-                assert!(
-                    store
-                        .record_outcome(held[0].clone(), delivered)
-                        .await
-                        .unwrap()
-                );
-                let counts = store.trigger_counts().await.unwrap();
-                assert_eq!(counts, vec![("delivered".to_owned(), 2)]);
-            }
         }
     }
 }

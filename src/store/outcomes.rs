@@ -518,3 +518,108 @@ async fn refresh_upload_states(
         .context("updating upload states")?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{event, temp_store};
+    use super::*;
+    use crate::store::now_millis;
+
+    #[tokio::test]
+    async fn outcomes_written_together_apply_only_to_claims_still_held() {
+        let (_dir, store) = temp_store().await;
+        for i in 0..6 {
+            let key = format!("uploads/alice/x/{i}.mp4");
+            store.record_event(event(&key, "A", None)).await.unwrap();
+        }
+        // The first claim's lease has run out when the second claim takes its triggers over.
+        let lapsed = store.claim_triggers(3, -1_000).await.unwrap();
+        let current = store.claim_triggers(6, 60_000).await.unwrap();
+        assert_eq!((lapsed.len(), current.len()), (3, 6));
+        let held = current
+            .iter()
+            .filter(|c| lapsed.iter().all(|l| l.id != c.id));
+        // Sent together, lost and held claims alternating, so that batches mix them.
+        let claims: Vec<Claimed> = lapsed
+            .iter()
+            .zip(held)
+            .flat_map(|(l, h)| [l.clone(), h.clone()])
+            .collect();
+        let results = futures::future::join_all(
+            claims
+                .into_iter()
+                .map(|c| store.record_outcome(c, Outcome::Delivered { media_id: None })),
+        )
+        .await;
+        let results: Vec<bool> = results.into_iter().map(Result::unwrap).collect();
+        assert_eq!(results, [false, true].repeat(3));
+        let counts = store.trigger_counts().await.unwrap();
+        assert_eq!(
+            counts,
+            vec![("delivered".to_owned(), 3), ("in_flight".to_owned(), 3)]
+        );
+    }
+
+    /// A verification's triggers are written claimed by it: no other claim takes them while
+    /// the hold lasts, and once it has lapsed (the verifying worker vanished) any claim does,
+    /// as their second attempt.
+    #[tokio::test]
+    async fn verified_triggers_are_held_for_their_verifier_until_the_lease_ends() {
+        for (lease_ms, taken_over) in [(60_000, false), (-1_000, true)] {
+            let (_dir, store) = temp_store().await;
+            store
+                .record_event(event("uploads/alice/x/a.mp4", "A", None))
+                .await
+                .unwrap();
+            let job = store.claim_triggers(1, 60_000).await.unwrap().remove(0);
+            let follow_up = NewTrigger {
+                id: uuid::Uuid::now_v7().to_string(),
+                workflow_id: "w2".into(),
+                workflow_name: "w2".into(),
+                sink: crate::kinds::TriggerSink::Webhook,
+                payload: "{}".into(),
+            };
+            let write = VerifiedWrite {
+                upload_state: UploadState::Uploaded,
+                upload_reason: None,
+                size: Some(7),
+                content_type: None,
+                detail: None,
+                triggers: vec![follow_up.clone()],
+                held_until: now_millis() + lease_ms,
+                missing: false,
+            };
+            let held = job.follow_ups(&write);
+            assert!(
+                store
+                    .record_outcome(job.clone(), Outcome::Verified(Box::new(write)))
+                    .await
+                    .unwrap()
+            );
+            assert_eq!((held.len(), held[0].attempts), (1, 1));
+            assert_eq!(
+                (&held[0].id, &held[0].claim_id),
+                (&follow_up.id, &job.claim_id)
+            );
+            let claimed = store.claim_triggers(10, 60_000).await.unwrap();
+            if taken_over {
+                assert_eq!(claimed.len(), 1);
+                assert_eq!((&claimed[0].id, claimed[0].attempts), (&follow_up.id, 2));
+                // The verifier's late outcome no longer counts.
+                let late = Outcome::Delivered { media_id: None };
+                assert!(!store.record_outcome(held[0].clone(), late).await.unwrap());
+            } else {
+                assert!(claimed.is_empty(), "{claimed:?}");
+                let delivered = Outcome::Delivered { media_id: None };
+                assert!(
+                    store
+                        .record_outcome(held[0].clone(), delivered)
+                        .await
+                        .unwrap()
+                );
+                let counts = store.trigger_counts().await.unwrap();
+                assert_eq!(counts, vec![("delivered".to_owned(), 2)]);
+            }
+        }
+    }
+}
