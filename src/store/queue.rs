@@ -114,11 +114,18 @@ impl Store {
         .await
     }
 
-    /// Claims up to `limit` due triggers (pending, failed and due, or in flight with an
-    /// expired lease) for `lease_ms`. Commits together with other concurrent writes.
-    pub async fn claim_triggers(&self, limit: u32, lease_ms: i64) -> anyhow::Result<Vec<Claimed>> {
+    /// Claims up to `limit` triggers due at `now` (Unix ms: pending, failed and due, or in
+    /// flight with an expired lease) for `lease_ms`. Commits together with other concurrent
+    /// writes.
+    pub async fn claim_triggers(
+        &self,
+        now: i64,
+        limit: u32,
+        lease_ms: i64,
+    ) -> anyhow::Result<Vec<Claimed>> {
         let claim = ClaimWrite {
             claim_id: uuid::Uuid::new_v4().to_string(),
+            now,
             limit,
             lease_ms,
         };
@@ -869,6 +876,8 @@ impl Claimed {
 #[derive(Debug, Clone)]
 pub struct ClaimWrite {
     claim_id: String,
+    /// What is due is due at this time (Unix ms), the caller's.
+    now: i64,
     limit: u32,
     lease_ms: i64,
 }
@@ -917,10 +926,9 @@ impl Batched for ClaimWrite {
             p(9),
             p(10)
         );
-        let now = now_millis();
         let mut tickets = Vec::with_capacity(jobs.len());
         for job in jobs {
-            let limit = i64::from(job.limit);
+            let (now, limit) = (job.now, i64::from(job.limit));
             let claim_id = job.claim_id.clone();
             let bind = |q: batch::Bound| {
                 q.bind(now)
