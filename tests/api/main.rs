@@ -9,6 +9,7 @@ mod bad_input;
 mod browser;
 mod cli;
 mod fuzz;
+mod harness;
 mod notifications;
 mod openapi;
 mod presign;
