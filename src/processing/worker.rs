@@ -47,6 +47,8 @@ pub struct Worker {
 impl Worker {
     /// A worker delivering to `sinks` by the rules of `p`, on `clock`; on a stop, deliveries
     /// in flight get `grace` to finish.
+    // Each argument is a part the app wires in on its own; a struct for them would only be
+    // built here.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         p: &ProcessingConfig,
