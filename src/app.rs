@@ -1,11 +1,14 @@
 //! The application: its shared state and how it is built from configuration.
 
+mod readiness;
+
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
 use crate::auth::Authenticator;
+use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::config::Provider;
 use crate::credentials::cache::CredentialCache;
@@ -14,18 +17,25 @@ use crate::credentials::{KeyPrefix, PolicyDialect, Vendor};
 use crate::notifications::keys::KeyStore;
 use crate::processing::mps::MpsClient;
 use crate::processing::webhook::WebhookClient;
-use crate::processing::{Sinks, Worker};
+use crate::processing::{Sink, Sinks, Worker};
 use crate::storage::reader::{ObjectReader, ReaderSettings, StoreReader};
 use crate::store::Store;
 use crate::sts::{AliyunSts, AwsSts, Sts};
 use crate::workflows::WorkflowDef;
 use secrecy::{ExposeSecret, SecretString};
 
-/// What `/readyz` last found: whether the service is ready, and each check by name.
-#[derive(Debug, Clone)]
-pub struct Readiness {
-    pub ready: bool,
-    pub checks: serde_json::Value,
+pub use readiness::{Check, Readiness};
+
+/// What a caller hands [`App::build_with`] in place of what the configuration describes:
+/// tests give their own clock, and sinks that record or fail on demand.
+#[derive(Default, Clone)]
+pub struct Overrides {
+    /// Instead of the system clock.
+    pub clock: Option<Arc<dyn Clock>>,
+    /// Instead of the MPS client.
+    pub mps: Option<Arc<dyn Sink>>,
+    /// Instead of the webhook client.
+    pub webhook: Option<Arc<dyn Sink>>,
 }
 
 /// Everything a request handler needs; one `Arc<App>` is the router's state.
@@ -47,18 +57,23 @@ pub struct App {
     pub limits: VendLimits,
     /// Failed authentication per client address.
     pub auth_throttle: AuthThrottle,
-    /// The last readiness answer, and when: probes within a second share one check, so an
-    /// unauthenticated endpoint cannot make the database (or upstreams) work in a loop.
-    pub readiness: tokio::sync::Mutex<Option<(std::time::Instant, Readiness)>>,
-    /// The queue figures `/metrics` last read, and when: scrapes within a few seconds share
-    /// one read, so an unauthenticated endpoint cannot make the database count in a loop.
-    pub queue_stats: tokio::sync::Mutex<Option<(std::time::Instant, crate::store::QueueStats)>>,
+    /// Where everything that time decides reads it.
+    pub clock: Arc<dyn Clock>,
+    /// The last readiness answer, and when (see [`App::readiness`]).
+    readiness: tokio::sync::Mutex<Option<(Instant, Readiness)>>,
+    /// The queue figures last read, and when (see [`App::queue_stats`]).
+    queue_stats: tokio::sync::Mutex<Option<(Instant, crate::store::QueueStats)>>,
 }
 
 impl App {
     /// Connects to the database (applying migrations) and wires the outside services. The
     /// configuration must have passed [`Config::validate`].
     pub async fn build(config: Config) -> anyhow::Result<Arc<App>> {
+        Self::build_with(config, Overrides::default()).await
+    }
+
+    /// [`App::build`], with `overrides` in place of the parts they name.
+    pub async fn build_with(config: Config, overrides: Overrides) -> anyhow::Result<Arc<App>> {
         let store = Store::connect(&config.database).await?;
         let defs = config
             .workflows
@@ -73,8 +88,15 @@ impl App {
             Provider::Aliyun => Arc::new(AliyunSts::new(&config.sts, &endpoint)?),
             Provider::S3 => Arc::new(AwsSts::new(&config.sts, &endpoint, config.sts_region())?),
         };
-        let sinks = Self::sinks(&config)?;
-        Self::with_parts(config, store, sts, sinks)
+        let mut sinks = Self::sinks(&config)?;
+        if let Some(mps) = overrides.mps {
+            sinks.mps = mps;
+        }
+        if let Some(webhook) = overrides.webhook {
+            sinks.webhook = webhook;
+        }
+        let clock = overrides.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        Self::with_parts(config, store, sts, sinks, clock)
     }
 
     /// The MPS sink (with the `mps` keys, by default the `sts` ones) and the webhook sink.
@@ -107,12 +129,13 @@ impl App {
         })
     }
 
-    /// Builds the app around an existing store, STS client and sinks.
+    /// Builds the app around an existing store, STS client, sinks and clock.
     pub fn with_parts(
         config: Config,
         store: Store,
         sts: Arc<dyn Sts>,
         sinks: Sinks,
+        clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Arc<App>> {
         // First, so the handles the parts below keep record into it.
         crate::telemetry::metrics();
@@ -122,6 +145,7 @@ impl App {
             sts,
             config.sts.refresh_after,
             Duration::from_secs(config.sts.min_remaining_seconds),
+            clock.clone(),
         );
         let vendor = Vendor::new(
             cache,
@@ -129,7 +153,7 @@ impl App {
             config.storage.bucket.clone(),
             config.sts.duration_seconds,
         );
-        let auth = Authenticator::new(&config.auth, store.clone())?;
+        let auth = Authenticator::new(&config.auth, store.clone(), clock.clone())?;
         let keys = KeyStore::new(&config.notifications)?;
         let wake_worker = Arc::new(Notify::new());
         let objects = sinks.objects.clone();
@@ -141,12 +165,14 @@ impl App {
             Duration::from_secs(config.server.shutdown_timeout_seconds),
             store.clone(),
             wake_worker.clone(),
+            clock.clone(),
         ));
         let limits = VendLimits::new(&config.limits);
         let auth_throttle = AuthThrottle::new(&config.limits);
         Ok(Arc::new(App {
             limits,
             auth_throttle,
+            clock,
             readiness: tokio::sync::Mutex::new(None),
             queue_stats: tokio::sync::Mutex::new(None),
             config,
@@ -191,12 +217,29 @@ impl App {
             &self.storage(),
             settings,
             expire_after,
+            self.clock.as_ref(),
         )
         .await?;
         if sweep.found + sweep.listed > 0 {
             self.wake_worker.notify_one();
         }
         Ok(sweep)
+    }
+
+    /// The queue figures `/metrics` reports: read at most every few seconds (on the app's
+    /// clock), so an unauthenticated endpoint cannot make the database count in a loop;
+    /// concurrent scrapes wait for one read.
+    pub async fn queue_stats(&self) -> anyhow::Result<crate::store::QueueStats> {
+        const FRESH_FOR: Duration = Duration::from_secs(5);
+        let mut cached = self.queue_stats.lock().await;
+        if let Some((at, stats)) = cached.as_ref()
+            && self.clock.instant().saturating_duration_since(*at) < FRESH_FOR
+        {
+            return Ok(stats.clone());
+        }
+        let stats = self.store.queue_stats().await?;
+        *cached = Some((self.clock.instant(), stats.clone()));
+        Ok(stats)
     }
 
     /// Where uploads go, as intake needs it.

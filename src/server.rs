@@ -11,21 +11,59 @@ use tracing::{info, warn};
 
 use crate::app::App;
 
-/// Serves `app` on `listener` until `shutdown` completes, then gives in-flight requests up to
-/// `server.shutdown_timeout_seconds` to finish.
+/// The loops that run beside the HTTP server and act on the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Background {
+    /// The trigger worker (`Worker::run`).
+    pub worker: bool,
+    /// The reconciliation sweeps, which also expire uploads (when
+    /// `reconcile.interval_seconds` is not 0).
+    pub reconcile: bool,
+}
+
+impl Background {
+    /// Every loop: how the service runs.
+    pub const ALL: Background = Background {
+        worker: true,
+        reconcile: true,
+    };
+    /// None: whoever serves the app does that work itself (`Worker::drain`, `App::reconcile`),
+    /// as tests do so that nothing happens behind their back.
+    pub const NONE: Background = Background {
+        worker: false,
+        reconcile: false,
+    };
+}
+
+/// Serves `app` on `listener`, with every background loop, until `shutdown` completes, then
+/// gives in-flight requests up to `server.shutdown_timeout_seconds` to finish.
 pub async fn serve(
     app: Arc<App>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    serve_with(app, listener, shutdown, Background::ALL).await
+}
+
+/// [`serve`], with only the `background` loops.
+pub async fn serve_with(
+    app: Arc<App>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    background: Background,
+) -> anyhow::Result<()> {
     let grace = Duration::from_secs(app.config.server.shutdown_timeout_seconds);
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let (worker_stop_tx, worker_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let worker = tokio::spawn(app.worker.clone().run(async {
-        let _ = worker_stop_rx.await;
-    }));
+    let worker = background.worker.then(|| {
+        tokio::spawn(app.worker.clone().run(async {
+            let _ = worker_stop_rx.await;
+        }))
+    });
     let (reconcile_stop_tx, reconcile_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(reconcile_until(app.clone(), reconcile_stop_rx));
+    if background.reconcile {
+        tokio::spawn(reconcile_until(app.clone(), reconcile_stop_rx));
+    }
     let signal = async move {
         shutdown.await;
         info!("shutting down: no new connections, finishing in-flight requests");
@@ -52,7 +90,9 @@ pub async fn serve(
     // cancels and releases what is unfinished; the margin lets that release reach the database
     // before the pool closes. Were it still stuck, its claims would be taken over when their
     // lease ends.
-    let _ = tokio::time::timeout(grace + Duration::from_secs(5), worker).await;
+    if let Some(worker) = worker {
+        let _ = tokio::time::timeout(grace + Duration::from_secs(5), worker).await;
+    }
     app.store.close().await;
     Ok(())
 }

@@ -12,6 +12,7 @@ use tokio::sync::{Mutex, RwLock};
 use tracing::warn;
 
 use super::AuthError;
+use crate::clock::Clock;
 
 /// JWKS documents larger than this are refused.
 const MAX_JWKS_BYTES: usize = 256 * 1024;
@@ -37,6 +38,8 @@ pub struct Jwks {
 struct Inner {
     url: String,
     http: reqwest::Client,
+    /// Ages the keys and spaces the fetches.
+    clock: Arc<dyn Clock>,
     ttl: Duration,
     min_refetch: Duration,
     cached: RwLock<Cached>,
@@ -45,10 +48,16 @@ struct Inner {
 }
 
 impl Jwks {
-    pub fn new(url: String, ttl: Duration, min_refetch: Duration) -> anyhow::Result<Self> {
+    pub fn new(
+        url: String,
+        ttl: Duration,
+        min_refetch: Duration,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Self> {
         let inner = Inner {
             url,
             http: crate::upstream::client(Duration::from_secs(5))?,
+            clock,
             ttl,
             min_refetch,
             cached: RwLock::new(Cached::default()),
@@ -68,7 +77,10 @@ impl Jwks {
         let inner = &self.inner;
         let (found, fresh) = {
             let cached = inner.cached.read().await;
-            let fresh = cached.fetched_at.is_some_and(|t| t.elapsed() < inner.ttl);
+            let now = inner.clock.instant();
+            let fresh = cached
+                .fetched_at
+                .is_some_and(|t| now.saturating_duration_since(t) < inner.ttl);
             (lookup(&cached, kid, alg), fresh)
         };
         if let Some(key) = found {
@@ -108,10 +120,11 @@ impl Inner {
             // Stale or never fetched: retry sooner, but still not on every request.
             self.min_refetch.min(Duration::from_secs(1))
         };
-        if last_attempt.is_some_and(|t| t.elapsed() < limit) {
+        let now = self.clock.instant();
+        if last_attempt.is_some_and(|t| now.saturating_duration_since(t) < limit) {
             return;
         }
-        *last_attempt = Some(Instant::now());
+        *last_attempt = Some(now);
         match self.fetch().await {
             Ok(fetched) => *self.cached.write().await = fetched,
             // Keep serving the keys we have: an identity provider outage should not log
@@ -129,7 +142,7 @@ impl Inner {
         }
         let set: JwkSet = serde_json::from_slice(&body)?;
         let mut cached = Cached {
-            fetched_at: Some(Instant::now()),
+            fetched_at: Some(self.clock.instant()),
             ..Cached::default()
         };
         for jwk in &set.keys {

@@ -6,6 +6,7 @@ mod jwks;
 mod verified;
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
@@ -15,6 +16,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use crate::clock::Clock;
 use crate::credentials::UserSegment;
 use crate::store::Store;
 
@@ -60,6 +62,8 @@ struct Claims {
     /// Required by the validation; a number, which it may write with a fraction.
     #[serde(default)]
     exp: Option<f64>,
+    #[serde(default)]
+    nbf: Option<f64>,
 }
 
 pub struct Authenticator {
@@ -72,15 +76,18 @@ pub struct Authenticator {
     leeway: u64,
     verified: verified::VerifiedTokens,
     store: Store,
+    /// Decides `exp` and `nbf`, and how long an accepted token is remembered.
+    clock: Arc<dyn Clock>,
 }
 
 impl Authenticator {
-    pub fn new(config: &AuthConfig, store: Store) -> anyhow::Result<Self> {
+    pub fn new(config: &AuthConfig, store: Store, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         let jwks = match &config.jwks_url {
             Some(url) => Some(Jwks::new(
                 url.clone(),
                 Duration::from_secs(config.jwks_cache_seconds),
                 Duration::from_secs(config.jwks_min_refetch_seconds),
+                clock.clone(),
             )?),
             None => None,
         };
@@ -96,6 +103,7 @@ impl Authenticator {
             leeway: config.leeway_seconds,
             verified: verified::VerifiedTokens::new(),
             store,
+            clock,
         })
     }
 
@@ -138,8 +146,8 @@ impl Authenticator {
     }
 
     async fn jwt(&self, token: &str) -> Result<Principal, AuthError> {
-        let now = chrono::Utc::now().timestamp();
-        if let Some(principal) = self.verified.get(token, now) {
+        let (now, at) = (self.clock.now().timestamp(), self.clock.instant());
+        if let Some(principal) = self.verified.get(token, now, at) {
             return Ok(principal);
         }
         // `alg: none` and unknown algorithms fail to parse here.
@@ -162,11 +170,27 @@ impl Authenticator {
             _ => &self.es256_rules,
         };
         let claims = jsonwebtoken::decode::<Claims>(token, key, rules)
-            .map_err(|e| match e.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
-                _ => AuthError::Invalid,
-            })?
+            .map_err(|_| AuthError::Invalid)?
             .claims;
+        // The validation made sure `exp` is there; its times are checked here, against the
+        // app's clock (the validation reads the system's), by the validation's rule: a token
+        // is accepted until `leeway` past its `exp`, and from `leeway` before its `nbf`.
+        let leeway = i64::try_from(self.leeway).unwrap_or(i64::MAX);
+        let second = |t: f64| t.floor() as i64;
+        let exp = claims
+            .exp
+            .filter(|e| e.is_finite())
+            .ok_or(AuthError::Invalid)?;
+        let accepted_until = second(exp).saturating_add(leeway);
+        if now > accepted_until {
+            return Err(AuthError::Expired);
+        }
+        if claims
+            .nbf
+            .is_some_and(|nbf| !nbf.is_finite() || second(nbf) > now.saturating_add(leeway))
+        {
+            return Err(AuthError::Invalid);
+        }
         if claims.sub.is_empty() {
             return Err(AuthError::Invalid);
         }
@@ -174,11 +198,7 @@ impl Authenticator {
             segment: UserSegment::for_subject(&claims.sub),
             subject: claims.sub,
         };
-        if let Some(exp) = claims.exp.filter(|e| e.is_finite()) {
-            // The validation accepts a token until `leeway` past its `exp`.
-            let accepted_until = (exp.floor() as i64).saturating_add(self.leeway as i64);
-            self.verified.insert(token, &principal, accepted_until);
-        }
+        self.verified.insert(token, &principal, accepted_until, at);
         Ok(principal)
     }
 }
@@ -187,7 +207,9 @@ impl Authenticator {
 fn validation(config: &AuthConfig, alg: Algorithm) -> Validation {
     let mut v = Validation::new(alg);
     v.leeway = config.leeway_seconds;
-    v.validate_nbf = true;
+    // `Authenticator::jwt` checks both against the app's clock.
+    v.validate_exp = false;
+    v.validate_nbf = false;
     v.required_spec_claims = HashSet::from(["exp".to_owned(), "sub".to_owned()]);
     match &config.audience {
         Some(aud) => v.set_audience(&[aud]),

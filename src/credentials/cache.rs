@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 
 use super::Scope;
+use crate::clock::Clock;
 use crate::sts::{AssumeRole, Credentials, Sts, StsError};
 
 type Slot = Arc<tokio::sync::Mutex<SlotState>>;
@@ -21,7 +22,8 @@ type Slot = Arc<tokio::sync::Mutex<SlotState>>;
 struct SlotState {
     creds: Option<Arc<Credentials>>,
     /// The last failed fetch: callers that queued behind it share its error instead of each
-    /// running their own retries against a failing STS.
+    /// running their own retries against a failing STS. (An order of events, not a span of
+    /// time: the system's monotonic clock tells it.)
     failure: Option<(Instant, StsError)>,
 }
 
@@ -30,6 +32,8 @@ const PRUNE_ABOVE: usize = 10_000;
 
 pub struct CredentialCache {
     sts: Arc<dyn Sts>,
+    /// Decides freshness (and the margin STS's answers must leave).
+    clock: Arc<dyn Clock>,
     refresh_after: f64,
     min_remaining: chrono::Duration,
     slots: Mutex<HashMap<Scope, Slot>>,
@@ -38,9 +42,15 @@ pub struct CredentialCache {
 }
 
 impl CredentialCache {
-    pub fn new(sts: Arc<dyn Sts>, refresh_after: f64, min_remaining: Duration) -> Self {
+    pub fn new(
+        sts: Arc<dyn Sts>,
+        refresh_after: f64,
+        min_remaining: Duration,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         Self {
             sts,
+            clock,
             refresh_after,
             min_remaining: chrono::Duration::from_std(min_remaining)
                 .unwrap_or(chrono::Duration::MAX),
@@ -63,7 +73,7 @@ impl CredentialCache {
         let slot = self.slot(scope);
         let mut state = slot.lock().await;
         if let Some(creds) = &state.creds
-            && self.is_fresh(creds, Utc::now())
+            && self.is_fresh(creds, self.clock.now())
         {
             self.hits.increment(1);
             return Ok(creds.clone());
@@ -99,7 +109,7 @@ impl CredentialCache {
         metrics::histogram!("mediagate_sts_call_duration_seconds")
             .record(started.elapsed().as_secs_f64());
         let creds = result?;
-        if creds.expiration - Utc::now() < self.min_remaining {
+        if creds.expiration - self.clock.now() < self.min_remaining {
             return Err(StsError::Rejected {
                 code: "ExpiresTooSoon".into(),
                 message: format!(
@@ -122,7 +132,7 @@ impl CredentialCache {
             return slot.clone();
         }
         if slots.len() >= PRUNE_ABOVE {
-            let now = Utc::now();
+            let now = self.clock.now();
             slots.retain(|_, slot| match slot.try_lock() {
                 Ok(state) => state.creds.as_ref().is_some_and(|c| self.is_fresh(c, now)),
                 Err(_) => true,
@@ -149,6 +159,7 @@ pub fn is_fresh(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::{ManualClock, SystemClock};
     use async_trait::async_trait;
     use secrecy::SecretString;
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -207,6 +218,7 @@ mod tests {
             sts.clone(),
             0.8,
             Duration::from_secs(300),
+            Arc::new(SystemClock),
         ));
         let mut tasks = Vec::new();
         for i in 0..40 {
@@ -240,6 +252,7 @@ mod tests {
             sts.clone(),
             0.8,
             Duration::from_secs(300),
+            Arc::new(SystemClock),
         ));
         let tasks: Vec<_> = (0..10)
             .map(|_| {
@@ -263,9 +276,31 @@ mod tests {
             lifetime: chrono::Duration::seconds(100),
             fail: false,
         });
-        let cache = CredentialCache::new(sts, 0.8, Duration::from_secs(300));
+        let cache = CredentialCache::new(sts, 0.8, Duration::from_secs(300), Arc::new(SystemClock));
         let err = cache.get(&user("a"), request).await.unwrap_err();
         assert!(matches!(err, StsError::Rejected { ref code, .. } if code == "ExpiresTooSoon"));
+    }
+
+    #[tokio::test]
+    async fn credentials_are_reused_until_the_clock_passes_their_share_of_lifetime() {
+        let sts = Arc::new(CountingSts {
+            calls: AtomicUsize::new(0),
+            lifetime: chrono::Duration::hours(1),
+            fail: false,
+        });
+        let clock = Arc::new(ManualClock::new());
+        let cache = CredentialCache::new(sts.clone(), 0.5, Duration::from_secs(300), clock.clone());
+        cache.get(&user("a"), request).await.unwrap();
+        clock.advance(Duration::from_secs(29 * 60));
+        cache.get(&user("a"), request).await.unwrap();
+        assert_eq!(
+            sts.calls.load(Ordering::SeqCst),
+            1,
+            "reused within half the hour"
+        );
+        clock.advance(Duration::from_secs(2 * 60));
+        cache.get(&user("a"), request).await.unwrap();
+        assert_eq!(sts.calls.load(Ordering::SeqCst), 2, "replaced past it");
     }
 
     #[test]

@@ -240,9 +240,30 @@ pub struct Health {
 pub struct Ready {
     /// `ok` or `unavailable`.
     status: String,
-    /// `database` and `worker`, each `{"status": "ok"|"failed", "message"?}`.
+    /// `database` and `worker` (with `readyz_upstreams`, also `sts`, `mps` and `store`), each
+    /// `{"status": "ok"|"failed", "message"?}`.
     #[schema(value_type = Object)]
     checks: serde_json::Value,
+}
+
+impl From<&crate::app::Readiness> for Ready {
+    fn from(answer: &crate::app::Readiness) -> Ready {
+        let checks = answer
+            .checks
+            .iter()
+            .map(|check| {
+                let view = match check.failure {
+                    None => serde_json::json!({"status": "ok"}),
+                    Some(message) => serde_json::json!({"status": "failed", "message": message}),
+                };
+                (check.name.to_owned(), view)
+            })
+            .collect::<serde_json::Map<_, _>>();
+        Ready {
+            status: if answer.ready { "ok" } else { "unavailable" }.to_owned(),
+            checks: checks.into(),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -12,9 +12,10 @@ use serde::Deserialize;
 use tracing::{info, warn};
 
 use super::{ObjectEvent, StorageScope, accept};
+use crate::clock::Clock;
 use crate::storage::check_object_key;
 use crate::storage::reader::{Lookup, ObjectReader, ReadError};
-use crate::store::{Store, Unannounced, now_millis};
+use crate::store::{Store, Unannounced};
 
 /// `[reconcile]`.
 #[derive(Debug, Clone, Deserialize)]
@@ -70,22 +71,30 @@ pub struct Sweep {
     pub listed: usize,
 }
 
-/// One sweep: claims the uploads that are due, asks the store for each, and records what it
-/// found. `expire_after` is resolved (see [`ReconcileConfig::expire_after_seconds`]).
+/// One sweep: claims the uploads that are due on `clock`, asks the store for each, and
+/// records what it found. `expire_after` is resolved (see
+/// [`ReconcileConfig::expire_after_seconds`]).
 pub async fn sweep(
     store: &Store,
     objects: &dyn ObjectReader,
     storage: &StorageScope<'_>,
     settings: &ReconcileConfig,
     expire_after: Duration,
+    clock: &dyn Clock,
 ) -> anyhow::Result<Sweep> {
     let quiet_ms = (settings.after_seconds * 1000) as i64;
     // Long enough for a sweep of a full batch to finish before another instance may retake;
-    // a sweep that runs past half of it leaves the rest of its batch to the next one.
+    // a sweep that runs past half of it (by the system's clock: this is how long the work
+    // takes) leaves the rest of its batch to the next one.
     let lease = Duration::from_secs(300);
     let started = std::time::Instant::now();
     let due = store
-        .claim_unannounced(quiet_ms, lease.as_millis() as i64, BATCH)
+        .claim_unannounced(
+            clock.now_millis(),
+            quiet_ms,
+            lease.as_millis() as i64,
+            BATCH,
+        )
         .await?;
     let mut done = Sweep::default();
     for upload in due {
@@ -132,7 +141,7 @@ pub async fn sweep(
                 "found"
             }
             Ok(Lookup::Missing) | Err(ReadError::NotReadable(_)) => {
-                let now = now_millis();
+                let now = clock.now_millis();
                 if now - upload.vended_at >= expire_after.as_millis() as i64 {
                     if store.expire_upload(&upload.id).await? {
                         done.expired += 1;
@@ -148,7 +157,7 @@ pub async fn sweep(
             }
             Err(e) => {
                 warn!(upload = %upload.id, error = %e, "reconciliation could not read the store");
-                let next = now_millis() + backoff_ms(quiet_ms, &upload);
+                let next = clock.now_millis() + backoff_ms(quiet_ms, &upload);
                 store.reschedule_check(&upload.id, next).await?;
                 done.errors += 1;
                 "error"
@@ -157,7 +166,7 @@ pub async fn sweep(
         metrics::counter!("mediagate_reconciliations_total", "outcome" => outcome).increment(1);
     }
     if settings.list_unannounced {
-        done.listed = list_page(store, objects, storage, quiet_ms).await?;
+        done.listed = list_page(store, objects, storage, quiet_ms, clock).await?;
     }
     if done != Sweep::default() {
         info!(?done, "reconciliation sweep");
@@ -173,6 +182,7 @@ async fn list_page(
     objects: &dyn ObjectReader,
     storage: &StorageScope<'_>,
     quiet_ms: i64,
+    clock: &dyn Clock,
 ) -> anyhow::Result<usize> {
     let (cursor, version) = store.reconcile_cursor(LIST_CURSOR).await?;
     let page = match objects.list(&cursor, LIST_PAGE).await {
@@ -190,7 +200,7 @@ async fn list_page(
     if !store.advance_cursor(LIST_CURSOR, version, &next).await? {
         return Ok(0);
     }
-    let settled_before = now_millis() - quiet_ms;
+    let settled_before = clock.now_millis() - quiet_ms;
     let mut found = 0;
     for object in page {
         let recent = object.modified_at.is_none_or(|t| t > settled_before);

@@ -14,6 +14,7 @@ use super::intake::Plan;
 use super::verify::{Verdict, VerificationConfig, Verifier};
 use super::{Delivered, Delivery, DeliveryError};
 use super::{ProcessingConfig, Sinks};
+use crate::clock::Clock;
 use crate::kinds::{Reason, TriggerSink};
 use crate::store::{Claimed, Outcome, Store, VerifiedWrite, now_millis};
 use crate::workflows::{Sink as Target, Workflow};
@@ -39,11 +40,17 @@ pub struct Worker {
     heartbeat: AtomicI64,
     /// How long deliveries in flight may finish after a stop is asked for.
     grace: Duration,
+    /// Decides what is due, and when a retry or a lease ends. (The heartbeat is the system's:
+    /// it tells whether the loop runs, not what is due.)
+    clock: Arc<dyn Clock>,
 }
 
 impl Worker {
-    /// A worker delivering to `sinks` by the rules of `p`; on a stop, deliveries in flight
-    /// get `grace` to finish.
+    /// A worker delivering to `sinks` by the rules of `p`, on `clock`; on a stop, deliveries
+    /// in flight get `grace` to finish.
+    // Each argument is a part the app wires in on its own; a struct for them would only be
+    // built here.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         p: &ProcessingConfig,
         verification: &VerificationConfig,
@@ -52,6 +59,7 @@ impl Worker {
         grace: Duration,
         store: Store,
         wake: Arc<Notify>,
+        clock: Arc<dyn Clock>,
     ) -> Worker {
         Worker {
             store,
@@ -69,12 +77,14 @@ impl Worker {
             // overdue rather than before it had a chance to run.
             heartbeat: AtomicI64::new(now_millis()),
             grace,
+            clock,
         }
     }
 
-    /// Delivers until nothing is due (each retry waits for its backoff first, so a trigger
-    /// that keeps failing ends `dead` or waiting); returns how many attempts were made. Tests
-    /// use it to settle the queue instead of sleeping.
+    /// Delivers until nothing is due (each retry waits for its backoff on the clock first, so
+    /// a trigger that keeps failing ends `dead` or waiting); returns how many attempts were
+    /// made. Tests use it to settle the queue instead of sleeping, and move the clock to a
+    /// retry.
     pub async fn drain(&self) -> anyhow::Result<usize> {
         let mut attempts = 0;
         loop {
@@ -87,7 +97,10 @@ impl Worker {
 
     /// Claims what is due now and delivers it (concurrently); returns how many were attempted.
     pub async fn run_once(&self) -> anyhow::Result<usize> {
-        let claimed = self.store.claim_triggers(self.batch, self.lease_ms).await?;
+        let claimed = self
+            .store
+            .claim_triggers(self.clock.now_millis(), self.batch, self.lease_ms)
+            .await?;
         let n = claimed.len();
         self.deliver_all(claimed).await?;
         Ok(n)
@@ -207,7 +220,7 @@ impl Worker {
     async fn claim(&self, limit: usize) -> anyhow::Result<Vec<(Claimed, Arc<[Workflow]>)>> {
         let claimed = self
             .store
-            .claim_triggers(limit as u32, self.lease_ms)
+            .claim_triggers(self.clock.now_millis(), limit as u32, self.lease_ms)
             .await?;
         if claimed.is_empty() {
             return Ok(Vec::new());
@@ -316,7 +329,7 @@ impl Worker {
                 warn!(trigger = %t.id, workflow = %t.workflow_name, attempt, ?reason, retry_in_ms = delay.as_millis() as u64, "delivery failed");
                 Outcome::Failed {
                     error: reason,
-                    retry_at: Some(now_millis() + delay.as_millis() as i64),
+                    retry_at: Some(self.clock.now_millis() + delay.as_millis() as i64),
                 }
             }
             Err(DeliveryError::Retry(reason) | DeliveryError::Fatal(reason)) => {
@@ -413,7 +426,7 @@ impl Worker {
             content_type,
             detail: plan.detail,
             triggers: plan.triggers,
-            held_until: now_millis() + self.lease_ms,
+            held_until: self.clock.now_millis() + self.lease_ms,
             missing: false,
         })
     }

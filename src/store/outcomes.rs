@@ -533,8 +533,8 @@ mod tests {
             store.record_event(event(&key, "A", None)).await.unwrap();
         }
         // The first claim's lease has run out when the second claim takes its triggers over.
-        let lapsed = store.claim_triggers(3, -1_000).await.unwrap();
-        let current = store.claim_triggers(6, 60_000).await.unwrap();
+        let lapsed = store.claim_triggers(now_millis(), 3, -1_000).await.unwrap();
+        let current = store.claim_triggers(now_millis(), 6, 60_000).await.unwrap();
         assert_eq!((lapsed.len(), current.len()), (3, 6));
         let held = current
             .iter()
@@ -571,7 +571,11 @@ mod tests {
                 .record_event(event("uploads/alice/x/a.mp4", "A", None))
                 .await
                 .unwrap();
-            let job = store.claim_triggers(1, 60_000).await.unwrap().remove(0);
+            let job = store
+                .claim_triggers(now_millis(), 1, 60_000)
+                .await
+                .unwrap()
+                .remove(0);
             let follow_up = NewTrigger {
                 id: uuid::Uuid::now_v7().to_string(),
                 workflow_id: "w2".into(),
@@ -601,7 +605,10 @@ mod tests {
                 (&held[0].id, &held[0].claim_id),
                 (&follow_up.id, &job.claim_id)
             );
-            let claimed = store.claim_triggers(10, 60_000).await.unwrap();
+            let claimed = store
+                .claim_triggers(now_millis(), 10, 60_000)
+                .await
+                .unwrap();
             if taken_over {
                 assert_eq!(claimed.len(), 1);
                 assert_eq!((&claimed[0].id, claimed[0].attempts), (&follow_up.id, 2));

@@ -30,15 +30,16 @@ impl Store {
         Ok(())
     }
 
-    /// Claims up to `limit` issued uploads quiet for `quiet_ms` (or due again) for
-    /// `lease_ms`: their next check moves past the lease, so no other instance takes them.
+    /// Claims up to `limit` issued uploads quiet for `quiet_ms` at `now` (Unix ms), or due
+    /// again by then, for `lease_ms`: their next check moves past the lease, so no other
+    /// instance takes them.
     pub async fn claim_unannounced(
         &self,
+        now: i64,
         quiet_ms: i64,
         lease_ms: i64,
         limit: u32,
     ) -> anyhow::Result<Vec<Unannounced>> {
-        let now = now_millis();
         let lock = match self.backend {
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",

@@ -58,11 +58,18 @@ pub struct TriggerRow {
 const TRIGGER_COLUMNS: &str = "id, upload_id, workflow_name, sink, state, attempts, last_error, media_id, next_attempt_at, updated_at";
 
 impl Store {
-    /// Claims up to `limit` due triggers (pending, failed and due, or in flight with an
-    /// expired lease) for `lease_ms`. Commits together with other concurrent writes.
-    pub async fn claim_triggers(&self, limit: u32, lease_ms: i64) -> anyhow::Result<Vec<Claimed>> {
+    /// Claims up to `limit` triggers due at `now` (Unix ms: pending, failed and due, or in
+    /// flight with an expired lease) for `lease_ms`. Commits together with other concurrent
+    /// writes.
+    pub async fn claim_triggers(
+        &self,
+        now: i64,
+        limit: u32,
+        lease_ms: i64,
+    ) -> anyhow::Result<Vec<Claimed>> {
         let claim = ClaimWrite {
             claim_id: uuid::Uuid::new_v4().to_string(),
+            now,
             limit,
             lease_ms,
         };
@@ -213,6 +220,8 @@ pub(super) async fn insert_triggers(
 #[derive(Debug, Clone)]
 pub struct ClaimWrite {
     claim_id: String,
+    /// What is due is due at this time (Unix ms), the caller's.
+    now: i64,
     limit: u32,
     lease_ms: i64,
 }
@@ -261,10 +270,9 @@ impl Batched for ClaimWrite {
             p(9),
             p(10)
         );
-        let now = now_millis();
         let mut tickets = Vec::with_capacity(jobs.len());
         for job in jobs {
-            let limit = i64::from(job.limit);
+            let (now, limit) = (job.now, i64::from(job.limit));
             let claim_id = job.claim_id.clone();
             let bind = |q: batch::Bound| {
                 q.bind(now)

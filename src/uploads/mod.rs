@@ -640,7 +640,11 @@ mod tests {
             // take the states after `pending`, in order.
             let waiting = mix.iter().filter(|s| **s == TriggerState::Pending).count();
             let claimed = store
-                .claim_triggers((mix.len() - waiting) as u32, 60_000)
+                .claim_triggers(
+                    crate::store::now_millis(),
+                    (mix.len() - waiting) as u32,
+                    60_000,
+                )
                 .await
                 .unwrap();
             let later = crate::store::now_millis() + 3_600_000;

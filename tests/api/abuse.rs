@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{StatusCode, Uri, header};
@@ -254,7 +254,7 @@ async fn mns_pushes_from_other_accounts_record_nothing() {
         .mns_push_from(MNS_ACCOUNT_ID, "mediagate-uploads", events)
         .await;
     assert_eq!(r.status(), 200);
-    app.settle().await;
+    app.drain().await;
     // Its verification, and the delivery that followed.
     assert_eq!(trigger_count(&app).await, 2);
 
@@ -275,7 +275,7 @@ async fn an_upload_is_processed_once_whatever_is_announced_later() {
     app.webhook_workflow("hooks", "uploads/").await;
     let (id, key) = app.issue("alice", "a.mp4", json!({"title": "mine"})).await;
     assert_eq!(app.upload_completed(&key, "E0", &id).await.status(), 200);
-    app.settle().await;
+    app.drain().await;
     // The verification of the object, and the delivery it queued.
     assert_eq!(trigger_count(&app).await, 2);
 
@@ -310,11 +310,10 @@ async fn an_upload_is_processed_once_whatever_is_announced_later() {
     assert_eq!(r.json::<Value>().await.unwrap()["repeats"], 1);
     // Jobs are written before a notification is answered: none was added.
     assert_eq!(trigger_count(&app).await, 2);
-    app.settle().await;
+    app.drain().await;
     assert_eq!(trigger_count(&app).await, 2);
-    let upload = app
-        .wait_upload("alice", &id, |u| u["state"] == "triggered")
-        .await;
+    let upload = app.upload("alice", &id).await;
+    assert_eq!(upload["state"], "triggered");
     assert_eq!(upload["size"], 1048576, "size is the first object's");
     assert_eq!(upload["media"]["title"], "mine");
     assert_eq!(app.hooks.count(), 1);
@@ -349,7 +348,8 @@ async fn an_upload_is_processed_once_whatever_is_announced_later() {
     assert_eq!(r.status(), 200);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["triggers"], 1);
-    assert!(app.hooks.wait_for(2, Duration::from_secs(10)).await);
+    app.drain().await;
+    assert_eq!(app.hooks.count(), 2);
     assert_eq!(app.hooks.deliveries()[1].1["etag"], "E7");
     let audit: Value = app
         .admin(Method::GET, "/v1/admin/audit", None)
@@ -385,11 +385,11 @@ async fn an_upload_is_processed_once_whatever_is_announced_later() {
     };
     let first: Value = app.s3_event(&external("b1")).await.json().await.unwrap();
     assert_eq!(first["accepted"], 1);
-    app.settle().await;
+    app.drain().await;
     let before = trigger_count(&app).await;
     let again: Value = app.s3_event(&external("b2")).await.json().await.unwrap();
     assert_eq!(again["repeats"], 1);
-    app.settle().await;
+    app.drain().await;
     assert_eq!(trigger_count(&app).await, before);
 }
 
@@ -420,7 +420,7 @@ async fn symlinks_are_recorded_and_never_processed() {
         )
         .await;
     assert_eq!(r.json::<Value>().await.unwrap()["accepted"], 1);
-    app.settle().await;
+    app.drain().await;
     assert_eq!(trigger_count(&app).await, 2);
 }
 
@@ -436,9 +436,9 @@ async fn app_users_never_see_operator_detail() {
         .fail_next(400, "InvalidParameter.db=prod-pg-3-password-rejected");
     let (id, key) = app.issue("alice", "a.mp4", json!({})).await;
     app.upload_completed(&key, "X1", &id).await;
-    let upload = app
-        .wait_upload("alice", &id, |u| u["state"] == "failed")
-        .await;
+    app.drain().await;
+    let upload = app.upload("alice", &id).await;
+    assert_eq!(upload["state"], "failed");
     assert_eq!(upload["triggers"][0]["last_error"], "delivery_abandoned");
     let text = upload.to_string();
     assert!(!text.contains("prod-pg-3"), "{text}");
@@ -490,7 +490,11 @@ async fn app_users_never_see_operator_detail() {
 /// 8. IPv4 clients of a dual-stack listener are counted per IPv4 address.
 #[tokio::test]
 async fn ipv4_clients_of_a_dual_stack_listener_have_their_own_quota() {
-    let app = TestApp::spawn_at("[::]:0", |c| c.limits.vend_per_ip_per_minute = 2).await;
+    let app = TestApp::builder()
+        .listen_at("[::]:0")
+        .config(|c| c.limits.vend_per_ip_per_minute = 2)
+        .spawn()
+        .await;
     let from = |ip: [u8; 4]| {
         reqwest::Client::builder()
             .local_address(Some(std::net::IpAddr::from(ip)))
@@ -637,13 +641,16 @@ async fn readiness_is_checked_at_most_once_a_second() {
             drop(socket);
         }
     });
-    let app = TestApp::spawn_with(|c| {
-        c.server.readyz_upstreams = true;
-        c.sts.endpoint = Some(sts_url);
-    })
-    .await;
-    let started = Instant::now();
-    let answers = futures::future::join_all((0..100).map(|_| async {
+    // Readiness reports the worker's loop, so the app runs it.
+    let app = TestApp::builder()
+        .running_worker()
+        .config(|c| {
+            c.server.readyz_upstreams = true;
+            c.sts.endpoint = Some(sts_url);
+        })
+        .spawn()
+        .await;
+    let readyz = || async {
         app.client
             .get(app.url("/readyz"))
             .send()
@@ -651,15 +658,19 @@ async fn readiness_is_checked_at_most_once_a_second() {
             .unwrap()
             .status()
             .as_u16()
-    }))
-    .await;
+    };
+    // A hundred probes while the app's clock stands still: one check. Each check asks the
+    // store once (counted by the time it answers) and connects to STS once (counted when the
+    // connection is accepted, maybe later).
+    let answers = futures::future::join_all((0..100).map(|_| readyz())).await;
     assert!(answers.iter().all(|s| *s == 200), "{answers:?}");
-    let checks = connections.load(Ordering::SeqCst);
-    let seconds = started.elapsed().as_secs() as usize + 1;
-    assert!(
-        checks <= seconds,
-        "{checks} upstream probes for 100 requests in {seconds} s"
-    );
+    assert_eq!(app.oss.requests(), 1, "store probes for 100 requests");
+    assert!(connections.load(Ordering::SeqCst) <= 1);
+    // A second later, the next probe checks again.
+    app.clock.advance(Duration::from_secs(1));
+    assert_eq!(readyz().await, 200);
+    assert_eq!(app.oss.requests(), 2);
+    assert!(connections.load(Ordering::SeqCst) <= 2);
 }
 
 /// 10c. A wrong S3 token is refused before the body is read.
@@ -768,7 +779,7 @@ async fn keys_with_dot_segments_are_refused_wherever_a_key_is_taken() {
             .await;
         assert_eq!(r.status(), 400, "{bad:?}");
     }
-    app.settle().await;
+    app.drain().await;
     assert_eq!(trigger_count(&app).await, 0);
     for key in [dotted, good] {
         let events = app
@@ -816,7 +827,7 @@ async fn the_listing_takes_no_key_a_notification_route_would_refuse() {
     }
     let sweep = app.app.reconcile().await.unwrap();
     assert_eq!(sweep.listed, 1, "{sweep:?}");
-    app.settle().await;
+    app.drain().await;
     let deliveries = app.hooks.deliveries();
     assert_eq!(deliveries.len(), 1);
     assert_eq!(deliveries[0].1["object_key"], "uploads/bob/raw/direct.mp4");

@@ -149,6 +149,6 @@ async fn a_browser_uploads_several_files_through_server_signed_requests() {
         let head = app.app.objects.first_bytes(key, 64 * 1024, &etag).await;
         assert_eq!(head.unwrap(), bytes[..64 * 1024]);
     }
-    app.settle().await;
+    app.drain().await;
     assert_eq!(app.hooks.count(), 3);
 }

@@ -191,16 +191,12 @@ async fn request_text_cannot_forge_log_lines() {
         .await
         .unwrap();
     assert_eq!(r.status(), 405);
-    // The answers are logged as the requests finish; wait until both are.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let logs = loop {
-        let logs = server.logs();
-        if logs.matches("finished processing request").count() >= 2 {
-            break logs;
-        }
-        assert!(Instant::now() < deadline, "requests never logged:\n{logs}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    // The answers are logged as the requests finish: stopped, the server has logged both.
+    let logs = server.stop();
+    assert!(
+        logs.matches("finished processing request").count() >= 2,
+        "requests never logged:\n{logs}"
+    );
     assert!(logs.contains("method=\"other\""), "{logs}");
     for line in logs.lines() {
         assert!(
@@ -309,11 +305,7 @@ async fn serve_vends_credentials_keeps_secrets_out_of_logs_and_stops_on_sigterm(
     assert!(hooks.wait_for(2, Duration::from_secs(10)).await);
     let webhook_signatures: Vec<String> = hooks.signatures();
 
-    server.signal("-TERM");
-    let exit = wait_with_timeout(&mut server.child, Duration::from_secs(10));
-    assert_eq!(exit, Some(0), "clean exit on SIGTERM");
-
-    let all = server.logs();
+    let all = server.stop();
     let mut secrets = vec![
         sts_fake::ACCESS_KEY_SECRET,
         JWT_SECRET,
@@ -419,6 +411,30 @@ impl Server {
     fn logs(&mut self) -> String {
         self.logs.extend(self.lines.try_iter());
         self.logs.join("\n")
+    }
+
+    /// Every line the process logged, once it has exited: its stderr is read to the end.
+    fn logs_to_the_end(&mut self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.logs.push(line),
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    panic!("stderr still open:\n{}", self.logs.join("\n"))
+                }
+            }
+        }
+        self.logs.join("\n")
+    }
+
+    /// Stops the server as SIGTERM does and waits for a clean exit; everything it logged.
+    fn stop(&mut self) -> String {
+        self.signal("-TERM");
+        let exit = wait_with_timeout(&mut self.child, Duration::from_secs(10));
+        assert_eq!(exit, Some(0), "clean exit on SIGTERM");
+        self.logs_to_the_end()
     }
 }
 
@@ -661,8 +677,9 @@ async fn two_instances_on_one_database_deliver_every_trigger_once() {
         "only {} of {total} delivered",
         hooks.count()
     );
-    // Nothing arrives twice, not even late.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Nothing arrives twice, not even late: once both have stopped (finishing what they
+    // hold), nothing more can arrive.
+    let (logs_a, logs_b) = (a.stop(), b.stop());
     let deliveries = hooks.deliveries();
     let ids: std::collections::HashSet<&str> =
         deliveries.iter().map(|(id, _)| id.as_str()).collect();
@@ -677,15 +694,7 @@ async fn two_instances_on_one_database_deliver_every_trigger_once() {
             .filter(|l| l.contains("trigger delivered"))
             .count()
     };
-    // Log lines arrive through pipes; give the last ones a moment.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let (by_a, by_b) = loop {
-        let counts = (delivered_by(a.logs()), delivered_by(b.logs()));
-        if counts.0 + counts.1 >= total || Instant::now() > deadline {
-            break counts;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let (by_a, by_b) = (delivered_by(logs_a), delivered_by(logs_b));
     assert_eq!(by_a + by_b, total);
     assert!(
         by_a > 0 && by_b > 0,

@@ -10,6 +10,7 @@ mod browser;
 mod cli;
 mod config_keys;
 mod fuzz;
+mod harness;
 mod migrations;
 mod notifications;
 mod openapi;

@@ -5,6 +5,9 @@ use base64::engine::general_purpose::STANDARD as B64;
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use mediagate::processing::DeliveryError;
+
+use crate::support::sink::RecordingSink;
 use crate::support::{S3_TOKEN, TestApp, error_code, http_date, mns_signer, oss_signer};
 
 #[tokio::test]
@@ -28,7 +31,8 @@ async fn a_callback_triggers_the_matching_workflow_once() {
     assert_eq!(body["upload_id"], id);
     assert_eq!(body["duplicate"], false);
 
-    assert!(app.hooks.wait_for(1, Duration::from_secs(10)).await);
+    app.drain().await;
+    assert_eq!(app.hooks.count(), 1);
     let (webhook_id, delivery) = app.hooks.deliveries().remove(0);
     assert_eq!(delivery["id"], webhook_id);
     assert_eq!(delivery["object_key"], key);
@@ -38,9 +42,8 @@ async fn a_callback_triggers_the_matching_workflow_once() {
     assert_eq!(delivery["media"]["title"], "Trip");
     assert_eq!(delivery["workflow"], "hooks");
 
-    let upload = app
-        .wait_upload("alice", &id, |u| u["state"] == "triggered")
-        .await;
+    let upload = app.upload("alice", &id).await;
+    assert_eq!(upload["state"], "triggered");
     assert!(upload["uploaded_at"].is_string());
     assert_eq!(upload["size"], 1048576);
     let triggers = upload["triggers"].as_array().unwrap();
@@ -74,7 +77,7 @@ async fn a_callback_triggers_the_matching_workflow_once() {
             "s3": {"bucket": {"name": "media-input"}, "object": {"key": key, "eTag": "5eb63bbbe01eeed093cb22bb8f5acdc3", "size": 1048576}}}]}))
         .await;
     assert_eq!(event.status(), 200);
-    app.settle().await;
+    app.drain().await;
     assert_eq!(app.hooks.count(), 1, "one delivery for one object");
     assert_eq!(
         app.hooks.rejected(),
@@ -93,9 +96,9 @@ async fn every_matching_workflow_gets_its_own_trigger_and_mps_gets_addmedia() {
         .issue("alice", "my trip 1.mov", json!({"title": "Trip", "description": "d", "tags": ["x", "y"], "cate_id": 7, "cover_url": "https://cdn.example.com/c.jpg", "user_data": "{\"k\":1}"}))
         .await;
     assert_eq!(app.upload_completed(&key, "abc", &id).await.status(), 200);
-    let upload = app
-        .wait_upload("alice", &id, |u| u["state"] == "triggered")
-        .await;
+    app.drain().await;
+    let upload = app.upload("alice", &id).await;
+    assert_eq!(upload["state"], "triggered");
     let triggers = upload["triggers"].as_array().unwrap();
     assert_eq!(triggers.len(), 2);
     let mps = triggers.iter().find(|t| t["sink"] == "mps").unwrap();
@@ -142,8 +145,8 @@ async fn custom_variables_override_media_attributes() {
         .append_pair("x:title", "New title")
         .finish();
     assert_eq!(app.oss_callback(&form).await.status(), 200);
-    app.wait_upload("alice", &id, |u| u["state"] == "triggered")
-        .await;
+    app.drain().await;
+    assert_eq!(app.upload("alice", &id).await["state"], "triggered");
     let r = &app.mps.requests()[0];
     assert_eq!(r["Title"], "New title");
     assert_eq!(r["Description"], "keep");
@@ -169,8 +172,8 @@ async fn json_callback_bodies_are_accepted() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    app.wait_upload("alice", &id, |u| u["state"] == "triggered")
-        .await;
+    app.drain().await;
+    assert_eq!(app.upload("alice", &id).await["state"], "triggered");
 }
 
 #[tokio::test]
@@ -322,7 +325,7 @@ async fn skipped_objects_are_recorded_with_a_reason() {
     let r = app.s3_event(&json!({"Records": [{"eventName": "s3:ObjectCreated:Put",
         "s3": {"bucket": {"name": "unknown-bucket"}, "object": {"key": "uploads/alice/1/a.mp4", "eTag": "u1"}}}]})).await;
     assert_eq!(r.status(), 200);
-    app.settle().await;
+    app.drain().await;
     assert_eq!(app.hooks.count(), 0);
     assert!(app.app.store.trigger_counts().await.unwrap().is_empty());
 }
@@ -341,7 +344,8 @@ async fn a_forged_upload_id_cannot_touch_another_users_upload() {
             .status(),
         200
     );
-    assert!(app.hooks.wait_for(1, Duration::from_secs(10)).await);
+    app.drain().await;
+    assert_eq!(app.hooks.count(), 1);
     let alice: Value = app
         .get(&app.token("alice"), &format!("/v1/uploads/{alice_id}"))
         .await
@@ -361,9 +365,9 @@ async fn a_sink_outage_of_several_attempts_ends_delivered() {
     app.hooks.fail_next(3);
     let (id, key) = app.issue("alice", "a.mp4", json!({})).await;
     app.upload_completed(&key, "o1", &id).await;
-    let upload = app
-        .wait_upload("alice", &id, |u| u["state"] == "triggered")
-        .await;
+    app.drain_with_retries().await;
+    let upload = app.upload("alice", &id).await;
+    assert_eq!(upload["state"], "triggered");
     assert_eq!(upload["triggers"][0]["attempts"], 4);
     assert_eq!(app.hooks.count(), 1);
     assert_eq!(app.hooks.calls(), 4);
@@ -376,6 +380,61 @@ async fn a_sink_outage_of_several_attempts_ends_delivered() {
     assert_eq!(ids.len(), 1);
 }
 
+/// The webhook sink is the test's own: it records what it is given and fails the first call.
+/// The retry waits for its backoff on the app's clock, not a moment less, however long the
+/// test itself takes; then the same trigger is delivered as its second attempt.
+#[tokio::test]
+async fn a_failed_delivery_is_retried_once_the_clock_reaches_its_backoff() {
+    let sink = RecordingSink::new();
+    let app = TestApp::builder()
+        .webhook_sink(sink.clone())
+        .config(|c| {
+            c.processing.backoff_base_ms = 60_000;
+            c.processing.backoff_max_ms = 60_000;
+        })
+        .spawn()
+        .await;
+    app.webhook_workflow("hooks", "uploads/").await;
+    sink.fail_next(DeliveryError::Retry("receiver busy".into()));
+    let (id, key) = app.issue("alice", "a.mp4", json!({"title": "t"})).await;
+    assert_eq!(app.upload_completed(&key, "R1", &id).await.status(), 200);
+    app.drain().await;
+    let first = sink.deliveries();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].attempt, 1);
+    assert_eq!(first[0].object_key, key);
+    assert_eq!(first[0].upload_id.as_deref(), Some(id.as_str()));
+    assert_eq!(first[0].media.title.as_deref(), Some("t"));
+    // The upload's triggers: its verification, then the delivery.
+    let trigger = app
+        .app
+        .store
+        .triggers_for_upload(&id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|t| t.sink == mediagate::kinds::TriggerSink::Webhook)
+        .unwrap();
+    assert_eq!(trigger.state, mediagate::kinds::TriggerState::Failed);
+    // Half the base to the base: 30 to 60 s from the failure.
+    let due_in = trigger.next_attempt_at - app.app.clock.now_millis();
+    assert!((20_000..=60_000).contains(&due_in), "{due_in} ms");
+    app.clock
+        .advance(Duration::from_millis((due_in - 10_000) as u64));
+    app.drain().await;
+    assert_eq!(sink.deliveries().len(), 1, "not retried before its backoff");
+    app.clock.advance(Duration::from_secs(10));
+    app.drain().await;
+    let deliveries = sink.deliveries();
+    assert_eq!(deliveries.len(), 2);
+    assert_eq!(deliveries[1].attempt, 2);
+    assert_eq!(deliveries[1].trigger_id, deliveries[0].trigger_id);
+    let upload = app.upload("alice", &id).await;
+    assert_eq!(upload["state"], "triggered", "{upload}");
+    assert_eq!(upload["triggers"][0]["attempts"], 2);
+    assert_eq!(app.hooks.calls(), 0, "nothing went over HTTP");
+}
+
 #[tokio::test]
 async fn exhausted_retries_end_dead_and_an_operator_can_replay() {
     let app = TestApp::spawn_with(|c| c.processing.max_attempts = 2).await;
@@ -383,9 +442,9 @@ async fn exhausted_retries_end_dead_and_an_operator_can_replay() {
     app.hooks.fail_next(2);
     let (id, key) = app.issue("alice", "a.mp4", json!({})).await;
     app.upload_completed(&key, "d1", &id).await;
-    let upload = app
-        .wait_upload("alice", &id, |u| u["state"] == "failed")
-        .await;
+    app.drain_with_retries().await;
+    let upload = app.upload("alice", &id).await;
+    assert_eq!(upload["state"], "failed");
     let trigger = &upload["triggers"][0];
     assert_eq!(trigger["state"], "dead");
     assert_eq!(trigger["attempts"], 2);
@@ -416,8 +475,8 @@ async fn exhausted_retries_end_dead_and_an_operator_can_replay() {
         )
         .await;
     assert_eq!(retried.status(), 200);
-    app.wait_upload("alice", &id, |u| u["state"] == "triggered")
-        .await;
+    app.drain().await;
+    assert_eq!(app.upload("alice", &id).await["state"], "triggered");
     let again = app
         .admin(
             Method::POST,
@@ -456,9 +515,9 @@ async fn mps_invalid_parameters_end_dead_at_once() {
     app.mps.fail_next(400, "InvalidParameter.FileURL");
     let (id, key) = app.issue("alice", "a.mp4", json!({})).await;
     app.upload_completed(&key, "i1", &id).await;
-    let upload = app
-        .wait_upload("alice", &id, |u| u["state"] == "failed")
-        .await;
+    app.drain().await;
+    let upload = app.upload("alice", &id).await;
+    assert_eq!(upload["state"], "failed");
     assert_eq!(upload["triggers"][0]["attempts"], 1);
     assert_eq!(upload["triggers"][0]["last_error"], "delivery_abandoned");
     assert!(
@@ -472,9 +531,9 @@ async fn mps_invalid_parameters_end_dead_at_once() {
     app.mps.fail_next(400, "Throttling.User");
     let (id, key) = app.issue("alice", "b.mp4", json!({})).await;
     app.upload_completed(&key, "i2", &id).await;
-    let upload = app
-        .wait_upload("alice", &id, |u| u["state"] == "triggered")
-        .await;
+    app.drain_with_retries().await;
+    let upload = app.upload("alice", &id).await;
+    assert_eq!(upload["state"], "triggered");
     assert_eq!(upload["triggers"][0]["attempts"], 3);
     assert!(upload["triggers"][0]["media_id"].is_string());
     assert_eq!(app.mps.calls(), 4);
@@ -514,9 +573,9 @@ async fn mns_pushed_oss_events_are_verified_and_recorded() {
     let tally: Value = response.json().await.unwrap();
     assert_eq!(tally["accepted"], 1);
     assert_eq!(tally["ignored"], 1);
-    let upload = app
-        .wait_upload("alice", &id, |u| u["state"] == "triggered")
-        .await;
+    app.drain().await;
+    let upload = app.upload("alice", &id).await;
+    assert_eq!(upload["state"], "triggered");
     assert_eq!(upload["size"], 122539);
     assert_eq!(
         app.hooks.deliveries()[0].1["media"]["title"],
@@ -582,7 +641,8 @@ async fn s3_events_need_the_token_and_understand_sns_envelopes() {
         json!({"Type": "Notification", "MessageId": "m", "Message": records.to_string()});
     let response = app.s3_event(&envelope).await;
     assert_eq!(response.status(), 200);
-    assert!(app.hooks.wait_for(1, Duration::from_secs(10)).await);
+    app.drain().await;
+    assert_eq!(app.hooks.count(), 1);
     assert_eq!(
         app.hooks.deliveries()[0].1["object_key"],
         "uploads/dave/x/my clip.mp4"
@@ -600,7 +660,8 @@ async fn s3_events_need_the_token_and_understand_sns_envelopes() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    assert!(app.hooks.wait_for(2, Duration::from_secs(10)).await);
+    app.drain().await;
+    assert_eq!(app.hooks.count(), 2);
     let delivered = &app.hooks.deliveries()[1].1;
     assert_eq!(delivered["object_key"], "uploads/dave/y/raw+name.mp4");
     assert_eq!(delivered["media"]["title"], "From RGW");
@@ -647,15 +708,15 @@ async fn a_slow_mps_times_out_and_is_retried() {
     app.mps.set_latency(Duration::from_millis(600));
     let (id, key) = app.issue("alice", "a.mp4", json!({})).await;
     app.upload_completed(&key, "t1", &id).await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while app.mps.calls() == 0 {
-        assert!(std::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // The first call is cut at 300 ms and waits for its retry.
+    app.drain().await;
+    assert_eq!(app.mps.calls(), 1);
+    let upload = app.upload("alice", &id).await;
+    assert_eq!(upload["triggers"][0]["state"], "failed", "{upload}");
     app.mps.set_latency(Duration::ZERO);
-    let upload = app
-        .wait_upload("alice", &id, |u| u["state"] == "triggered")
-        .await;
+    app.drain_with_retries().await;
+    let upload = app.upload("alice", &id).await;
+    assert_eq!(upload["state"], "triggered");
     assert_eq!(upload["triggers"][0]["attempts"], 2);
 }
 
@@ -678,7 +739,7 @@ async fn callbacks_only_count_for_uploads_mediagate_issued() {
         .await
         .unwrap();
     assert_eq!(history["uploads"], json!([]), "no row in bob's history");
-    app.settle().await;
+    app.drain().await;
     assert_eq!(app.hooks.count(), 0);
     assert!(app.app.store.trigger_counts().await.unwrap().is_empty());
 }
@@ -748,12 +809,18 @@ async fn mns_bodies_are_bound_by_content_md5_and_the_endpoint_token() {
     assert_eq!(foreign.status(), 400);
     let ok = send(with_token, good.clone(), good).await.unwrap();
     assert_eq!(ok.status(), 200);
-    assert!(app.hooks.wait_for(1, Duration::from_secs(10)).await);
+    app.drain().await;
+    assert_eq!(app.hooks.count(), 1);
 }
 
 #[tokio::test]
 async fn the_running_worker_holds_sink_calls_to_its_concurrency_and_records_every_outcome() {
-    let app = TestApp::spawn_with(|c| c.processing.concurrency = 3).await;
+    // About the worker's own loop: how many sink calls it keeps open at once.
+    let app = TestApp::builder()
+        .running_worker()
+        .config(|c| c.processing.concurrency = 3)
+        .spawn()
+        .await;
     app.webhook_workflow("hooks", "uploads/").await;
     // Slow enough that every slot is taken while the first calls are still open, even on a
     // slow machine.
@@ -772,40 +839,38 @@ async fn the_running_worker_holds_sink_calls_to_its_concurrency_and_records_ever
     assert!(app.hooks.wait_for(12, Duration::from_secs(20)).await);
     assert_eq!(app.hooks.most_at_once(), 3, "sink calls at once");
     // Outcomes are written after the slot is given back; each one still lands.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    app.drain().await;
     for id in &uploads {
-        loop {
-            let states: Vec<_> = app
-                .app
-                .store
-                .triggers_for_upload(id)
-                .await
-                .unwrap()
-                .into_iter()
-                .map(|t| t.state)
-                .collect();
-            if states.len() == 2
-                && states
-                    .iter()
-                    .all(|s| *s == mediagate::kinds::TriggerState::Delivered)
-            {
-                break;
-            }
-            assert!(std::time::Instant::now() < deadline, "{id}: {states:?}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let states: Vec<_> = app
+            .app
+            .store
+            .triggers_for_upload(id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.state)
+            .collect();
+        assert_eq!(
+            states,
+            [mediagate::kinds::TriggerState::Delivered; 2],
+            "{id}"
+        );
     }
     assert_eq!(app.hooks.calls(), 12, "each delivered once");
 }
 
 #[tokio::test]
 async fn a_stopping_worker_gives_back_unfinished_deliveries() {
-    let mut first = TestApp::spawn_with(|c| {
-        c.server.shutdown_timeout_seconds = 1;
-        c.processing.lease_seconds = 120;
-        c.processing.webhook_timeout_ms = 60_000;
-    })
-    .await;
+    // About the worker's own loop: what it does when the server is told to stop.
+    let mut first = TestApp::builder()
+        .running_worker()
+        .config(|c| {
+            c.server.shutdown_timeout_seconds = 1;
+            c.processing.lease_seconds = 120;
+            c.processing.webhook_timeout_ms = 60_000;
+        })
+        .spawn()
+        .await;
     first.webhook_workflow("hooks", "uploads/").await;
     first.hooks.set_latency(Duration::from_secs(30));
     let (id, key) = first.issue("alice", "a.mp4", json!({})).await;

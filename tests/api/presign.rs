@@ -199,7 +199,7 @@ async fn sign_requests_are_refused_beyond_the_uploads_own_key_and_operations() {
     assert_eq!(r.status(), 409);
     app.webhook_workflow("hooks", "uploads/").await;
     app.upload_completed(key, "E1", id).await;
-    app.settle().await;
+    app.drain().await;
     let r = sign(&app, "alice", id, json!({"method": "PUT", "key": key})).await;
     assert_eq!(r.status(), 409);
     assert_eq!(error_code(r).await, "invalid_state");

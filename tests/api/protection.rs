@@ -150,7 +150,6 @@ async fn a_request_past_the_timeout_is_503_timeout() {
     })
     .await;
     app.sts.set_latency(Duration::from_secs(3));
-    let started = std::time::Instant::now();
     let r = app
         .client
         .post(app.url("/v1/uploads"))
@@ -167,8 +166,8 @@ async fn a_request_past_the_timeout_is_503_timeout() {
         r.headers()["access-control-allow-origin"],
         "https://app.example.com"
     );
+    // Cut by the request timeout (1 s), not answered once STS was (3 s): that would be 201.
     assert_eq!(error_code(r).await, "timeout");
-    assert!(started.elapsed() < Duration::from_millis(2500));
 }
 
 /// The value of the series named exactly `series` (name and labels as rendered), if present.
@@ -196,9 +195,9 @@ async fn metrics_cover_requests_sts_notifications_triggers_and_the_queue() {
         .await
         .unwrap();
     assert_eq!(forged.status(), 401);
-    assert!(app.hooks.wait_for(1, Duration::from_secs(10)).await);
-    app.wait_upload("meter-user", &id, |u| u["state"] == "triggered")
-        .await;
+    app.drain().await;
+    assert_eq!(app.hooks.count(), 1);
+    assert_eq!(app.upload("meter-user", &id).await["state"], "triggered");
 
     let r = app.client.get(app.url("/metrics")).send().await.unwrap();
     assert_eq!(r.status(), 200);
@@ -262,7 +261,7 @@ async fn a_scrape_passes_promtool() {
     app.issue("meter-user", "b.mp4", json!({})).await;
     assert_eq!(app.upload_completed(&key, "m1", &id).await.status(), 200);
     assert_eq!(app.upload_completed(&key, "m1", &id).await.status(), 200);
-    app.settle().await;
+    app.drain().await;
     app.app.reconcile().await.unwrap();
     let scrape = app
         .client

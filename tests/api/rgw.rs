@@ -50,28 +50,33 @@ pub(crate) fn bucket() -> String {
     format!("mg-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
 }
 
-/// mediagate with the S3 provider on RGW for `bucket`.
+/// mediagate with the S3 provider on RGW for `bucket`. RGW pushes its notifications on its own
+/// schedule and the gateway's outage test waits for retries to outlast it, so the app runs its
+/// own worker and the tests wait for outcomes as a client would.
 pub(crate) async fn spawn(
     bucket: &str,
     customise: impl FnOnce(&mut mediagate::config::Config),
 ) -> TestApp {
     let rgw = rgw_url();
     let bucket = bucket.to_owned();
-    TestApp::spawn_with(move |c| {
-        c.storage.provider = Provider::S3;
-        c.storage.bucket = bucket;
-        c.storage.region = REGION.into();
-        c.storage.endpoint = rgw.clone();
-        c.storage.path_style = true;
-        c.sts.endpoint = Some(rgw);
-        c.sts.access_key_id = ADMIN_KEY.into();
-        c.sts.access_key_secret = SecretString::from(ADMIN_SECRET);
-        c.sts.role_arn = ROLE_ARN.into();
-        // mediagate reads the bucket where clients upload: RGW itself, with the service keys.
-        c.storage.internal_endpoint = None;
-        customise(c);
-    })
-    .await
+    TestApp::builder()
+        .running_worker()
+        .config(move |c| {
+            c.storage.provider = Provider::S3;
+            c.storage.bucket = bucket;
+            c.storage.region = REGION.into();
+            c.storage.endpoint = rgw.clone();
+            c.storage.path_style = true;
+            c.sts.endpoint = Some(rgw);
+            c.sts.access_key_id = ADMIN_KEY.into();
+            c.sts.access_key_secret = SecretString::from(ADMIN_SECRET);
+            c.sts.role_arn = ROLE_ARN.into();
+            // mediagate reads the bucket where clients upload: RGW itself, with the service keys.
+            c.storage.internal_endpoint = None;
+            customise(c);
+        })
+        .spawn()
+        .await
 }
 
 /// Creates `bucket` (and `others`) with notifications of `notify` pushed to the app.
@@ -256,7 +261,7 @@ async fn rgw_enforces_the_vended_scope_and_notifies_the_workflow() {
     assert_eq!(notes_row["state"], "skipped");
     assert_eq!(notes_row["state_reason"], "not_media");
     // Nothing but the one media upload was delivered.
-    app.settle().await;
+    app.drain().await;
     assert_eq!(app.hooks.count(), 1);
 }
 
@@ -464,7 +469,7 @@ async fn rgw_objects_are_verified_in_the_store_before_anything_is_triggered() {
             .await;
         assert_eq!(done["size"], 5000, "{file}: {done}");
     }
-    app.settle().await;
+    app.drain().await;
     let deliveries = app.hooks.deliveries();
     assert_eq!(deliveries.len(), 4);
     for (_, d) in &deliveries {
@@ -499,7 +504,7 @@ async fn rgw_objects_are_verified_in_the_store_before_anything_is_triggered() {
             "s3": {"bucket": {"name": bucket}, "object": {"key": key, "eTag": etag, "size": 5000}}}]}))
             .await;
         assert_eq!(r.status(), 200);
-        app.settle().await;
+        app.drain().await;
     }
     let upload: Value = app
         .get(&app.token("alice"), &format!("/v1/uploads/{id}"))
@@ -524,7 +529,7 @@ async fn rgw_objects_are_verified_in_the_store_before_anything_is_triggered() {
         .wait_upload("alice", id, |u| u["state"] == "triggered")
         .await;
     assert_eq!(done["size"], 4321);
-    app.settle().await;
+    app.drain().await;
     let delivered = about_it(&app);
     assert_eq!(delivered.len(), 1, "{delivered:?}");
     assert_eq!(delivered[0]["type"], "upload.completed");
@@ -559,7 +564,7 @@ async fn rgw_objects_nobody_announced_are_found_by_listing() {
     assert_eq!(r["ok"], true, "{r}");
     let sweep = app.app.reconcile().await.unwrap();
     assert_eq!(sweep.listed, 1, "{sweep:?}");
-    app.settle().await;
+    app.drain().await;
     let deliveries = app.hooks.deliveries();
     assert_eq!(deliveries.len(), 1);
     assert_eq!(deliveries[0].1["object_key"], "uploads/carol/x/quiet.mp4");
@@ -723,7 +728,7 @@ async fn rgw_takes_uploads_made_only_of_server_signed_requests() {
             .status(),
         403
     );
-    app.settle().await;
+    app.drain().await;
     assert_eq!(app.hooks.count(), 2);
 }
 
@@ -946,7 +951,7 @@ async fn a_signed_put_never_copies_another_users_object() {
     )
     .await;
     assert_eq!(head["status"], 404, "alice's key holds nothing: {head}");
-    app.settle().await;
+    app.drain().await;
     // bob's own object was announced and delivered; nothing under alice's key.
     assert!(
         app.hooks
@@ -1052,7 +1057,7 @@ async fn uploaders_cannot_publish_their_objects() {
         .await;
     assert_eq!(done["state_reason"], "not_media", "{done}");
     assert_eq!(anonymous_get(&bucket, key).await, 403);
-    app.settle().await;
+    app.drain().await;
     assert!(
         app.hooks
             .deliveries()

@@ -62,6 +62,6 @@ async fn an_object_is_verified_once_the_store_is_back() {
         .wait_upload("alice", id, |u| u["state"] == "triggered")
         .await;
     assert_eq!(done["size"], 6000);
-    app.settle().await;
+    app.drain().await;
     assert_eq!(app.hooks.count(), 1, "processed once");
 }

@@ -350,7 +350,8 @@ async fn sts_token_is_refused_when_credentials_are_per_object() {
 
 #[tokio::test]
 async fn health_and_readiness() {
-    let app = TestApp::spawn().await;
+    // Readiness reports the worker's loop, so the app runs it.
+    let app = TestApp::builder().running_worker().spawn().await;
     let health = app.client.get(app.url("/healthz")).send().await.unwrap();
     assert_eq!(health.status(), 200);
     let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
@@ -360,16 +361,14 @@ async fn health_and_readiness() {
     assert_eq!(body["checks"]["worker"]["status"], "ok");
 
     app.app.store.close().await;
-    // Answers are shared for a second; the next fresh one sees the closed database.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    let body: Value = loop {
-        let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
-        if ready.status() == 503 {
-            break ready.json().await.unwrap();
-        }
-        assert!(std::time::Instant::now() < deadline, "still ready");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    };
+    // Answers are shared for a second of the app's clock; the next fresh one sees the closed
+    // database.
+    let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200, "the answer of a moment ago");
+    app.clock.advance(std::time::Duration::from_secs(1));
+    let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let body: Value = ready.json().await.unwrap();
     assert_eq!(body["checks"]["database"]["status"], "failed");
 }
 
@@ -469,7 +468,13 @@ async fn a_stopped_worker_is_reported_not_alive() {
 
 #[tokio::test]
 async fn readiness_can_probe_the_upstreams() {
-    let app = TestApp::spawn_with(|c| c.server.readyz_upstreams = true).await;
+    // Readiness reports the worker's loop, so these apps run it: what decides their answers
+    // is the upstreams.
+    let app = TestApp::builder()
+        .running_worker()
+        .config(|c| c.server.readyz_upstreams = true)
+        .spawn()
+        .await;
     let body: Value = app
         .client
         .get(app.url("/readyz"))
@@ -489,23 +494,30 @@ async fn readiness_can_probe_the_upstreams() {
     );
     // The store refusing or not answering makes the instance unready.
     app.oss.set_down(true);
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    app.clock.advance(std::time::Duration::from_secs(1));
     let r = app.client.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(r.status(), 503);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["checks"]["store"]["status"], "failed", "{body}");
-    let down = TestApp::spawn_with(|c| {
-        c.server.readyz_upstreams = true;
-        c.sts.endpoint = Some("http://127.0.0.1:9".into());
-    })
-    .await;
+    let down = TestApp::builder()
+        .running_worker()
+        .config(|c| {
+            c.server.readyz_upstreams = true;
+            c.sts.endpoint = Some("http://127.0.0.1:9".into());
+        })
+        .spawn()
+        .await;
     let r = down.client.get(down.url("/readyz")).send().await.unwrap();
     assert_eq!(r.status(), 503);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["checks"]["sts"]["status"], "failed", "{body}");
     assert_eq!(body["checks"]["database"]["status"], "ok");
     // Off by default: no upstream is contacted.
-    let plain = TestApp::spawn_with(|c| c.sts.endpoint = Some("http://127.0.0.1:9".into())).await;
+    let plain = TestApp::builder()
+        .running_worker()
+        .config(|c| c.sts.endpoint = Some("http://127.0.0.1:9".into()))
+        .spawn()
+        .await;
     let r = plain.client.get(plain.url("/readyz")).send().await.unwrap();
     assert_eq!(r.status(), 200);
 }

@@ -30,7 +30,7 @@ async fn announced(app: &TestApp, file: &str, size: u64, etag: &str) -> (String,
         .append_pair("upload_id", &id)
         .finish();
     assert_eq!(app.oss_callback_only(&form).await.status(), 200);
-    app.settle().await;
+    app.drain().await;
     (id, key)
 }
 
@@ -66,12 +66,12 @@ async fn outcomes(app: &TestApp, key: &str) -> Vec<&'static str> {
     events.iter().map(|e| e.outcome.as_str()).collect()
 }
 
-/// Waits for alice's upload `id` to fail because its verification used up its `attempts`,
-/// with nothing delivered; the dead verification job.
+/// Retries alice's upload `id` until its verification used up its `attempts` and the upload
+/// failed, with nothing delivered; the dead verification job.
 async fn verification_gave_up(app: &TestApp, id: &str, attempts: i64) -> Value {
-    let upload = app
-        .wait_upload("alice", id, |u| u["state"] == "failed")
-        .await;
+    app.drain_with_retries().await;
+    let upload = app.upload("alice", id).await;
+    assert_eq!(upload["state"], "failed", "{upload}");
     assert_eq!(app.hooks.count(), 0, "{upload}");
     let full = app.admin_upload(id).await;
     let job = &full["verification"][0];
@@ -99,7 +99,7 @@ async fn the_store_not_the_message_decides_size_etag_and_type() {
         "bucket=media-input&object={key}&etag=FORGED&size=99999999&mimeType=text%2Fplain&upload_id={id}"
     );
     assert_eq!(app.oss_callback_only(&form).await.status(), 200);
-    app.settle().await;
+    app.drain().await;
     let (_, delivery) = app.hooks.deliveries().remove(0);
     assert_eq!(delivery["type"], "upload.completed");
     assert_eq!(delivery["size"], 2048);
@@ -160,7 +160,7 @@ async fn objects_that_are_not_what_they_claim_trigger_nothing() {
         put(&app, &key);
         let form = format!("bucket=media-input&object={key}&etag=E&size=4096&upload_id={id}");
         assert_eq!(app.oss_callback_only(&form).await.status(), 200);
-        app.settle().await;
+        app.drain().await;
         let upload = state(&app, &id).await;
         assert_eq!(upload["state"], "rejected", "{file}: {upload}");
         assert_eq!(upload["state_reason"], reason, "{file}");
@@ -196,7 +196,7 @@ async fn a_declared_size_must_be_the_stored_size() {
     // The callback repeats the declared size; the store says otherwise.
     let form = format!("bucket=media-input&object={key}&etag=E&size=1000&upload_id={id}");
     assert_eq!(app.oss_callback_only(&form).await.status(), 200);
-    app.settle().await;
+    app.drain().await;
     let upload = state(&app, id).await;
     assert_eq!(upload["state"], "rejected");
     assert_eq!(upload["state_reason"], "size_mismatch");
@@ -224,9 +224,8 @@ async fn a_store_outage_delays_verification_and_loses_nothing() {
         )
         .await;
     assert_eq!(retry.status(), 200);
-    app.wait_upload("alice", &id, |u| u["state"] == "triggered")
-        .await;
-    app.settle().await;
+    app.drain().await;
+    assert_eq!(app.upload("alice", &id).await["state"], "triggered");
     assert_eq!(app.hooks.count(), 1);
 }
 
@@ -249,7 +248,7 @@ async fn unrecognised_bytes_follow_the_configured_rule() {
         );
         let form = format!("bucket=media-input&object={key}&etag=E&size=300&upload_id={id}");
         app.oss_callback_only(&form).await;
-        app.settle().await;
+        app.drain().await;
         assert_eq!(state(&app, &id).await["state"], expected, "{rule}");
     }
 }
@@ -263,7 +262,7 @@ async fn objects_outside_the_upload_prefix_are_never_read() {
             "s3": {"bucket": {"name": "media-input"}, "object": {"key": "ingest/a.mp4", "eTag": "e", "size": 3}}}]}))
         .await;
     assert_eq!(r.status(), 200);
-    app.settle().await;
+    app.drain().await;
     assert_eq!(app.oss.requests(), 0);
     assert_eq!(app.hooks.count(), 0);
 }
@@ -300,7 +299,7 @@ async fn reconciliation_finds_unannounced_uploads_and_expires_the_rest() {
     let found_before = reconciled_found(&app).await;
     let sweep = app.app.reconcile().await.unwrap();
     assert_eq!((sweep.found, sweep.missing, sweep.expired), (1, 1, 0));
-    app.settle().await;
+    app.drain().await;
     let upload = state(&app, &made).await;
     assert_eq!(upload["state"], "triggered", "{upload}");
     let (_, delivery) = app.hooks.deliveries().remove(0);
@@ -331,12 +330,14 @@ async fn reconciled_found(app: &TestApp) -> f64 {
 async fn uploads_never_made_expire_after_their_credentials() {
     let app = TestApp::spawn_with(|c| {
         c.reconcile.after_seconds = 0;
-        c.reconcile.expire_after_seconds = Some(1);
+        c.reconcile.expire_after_seconds = Some(3600);
     })
     .await;
     let (id, _) = app.issue("alice", "never.mp4", json!({})).await;
-    // The expiry counts from the last vend; wait it out (1 s) rather than fake the clock.
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let sweep = app.app.reconcile().await.unwrap();
+    assert_eq!((sweep.missing, sweep.expired), (1, 0), "{sweep:?}");
+    // The expiry counts from the last vend: an hour later on the app's clock, it is over.
+    app.clock.advance(std::time::Duration::from_secs(3600));
     let sweep = app.app.reconcile().await.unwrap();
     assert_eq!(sweep.expired, 1);
     let upload = state(&app, &id).await;
@@ -387,13 +388,13 @@ async fn listing_finds_objects_nobody_announced() {
     // Announced already: the listing leaves it alone.
     let (id, key) = app.issue("alice", "seen.mp4", json!({})).await;
     assert_eq!(app.upload_completed(&key, "SEEN", &id).await.status(), 200);
-    app.settle().await;
+    app.drain().await;
     assert!(app.oss.has(&key));
     assert_eq!(app.hooks.count(), 1);
 
     let sweep = app.app.reconcile().await.unwrap();
     assert_eq!(sweep.listed, 1, "{sweep:?}");
-    app.settle().await;
+    app.drain().await;
     let deliveries = app.hooks.deliveries();
     assert_eq!(deliveries.len(), 2);
     assert_eq!(deliveries[1].1["object_key"], "uploads/bob/raw/direct.mp4");
@@ -406,7 +407,7 @@ async fn listing_finds_objects_nobody_announced() {
     for _ in 0..2 {
         assert_eq!(app.app.reconcile().await.unwrap().listed, 0);
     }
-    app.settle().await;
+    app.drain().await;
     assert_eq!(app.hooks.count(), 2);
     assert_eq!(
         app.oss.refused(),
@@ -428,7 +429,7 @@ async fn unverified_reconciliation_never_processes_a_symlink() {
     let (id, key) = app.issue("alice", "link.mp4", json!({})).await;
     app.oss.put_symlink(&key);
     assert_eq!(app.app.reconcile().await.unwrap().found, 1);
-    app.settle().await;
+    app.drain().await;
     assert_eq!(app.hooks.count(), 0);
     let full = app.admin_upload(&id).await;
     assert_eq!(full["events"][0]["outcome"], "symlink", "{full}");
@@ -452,7 +453,7 @@ async fn a_forms_object_is_held_to_the_signed_range_whether_or_not_the_job_carri
         app.oss.set_down(true);
         let form = format!("bucket=media-input&object={key}&etag=E&size=1000&upload_id={id}");
         assert_eq!(app.oss_callback_only(&form).await.status(), 200);
-        app.settle().await;
+        app.drain().await;
         let job = app.admin_upload(id).await["verification"][0]["id"]
             .as_str()
             .unwrap()
@@ -487,7 +488,7 @@ async fn a_forms_object_is_held_to_the_signed_range_whether_or_not_the_job_carri
             )
             .await;
         assert_eq!(retry.status(), 200);
-        app.settle().await;
+        app.drain().await;
         let upload = state(&app, id).await;
         assert_eq!(upload["state"], "rejected", "carried {carried}: {upload}");
         assert_eq!(upload["state_reason"], "too_large", "carried {carried}");
@@ -501,14 +502,14 @@ async fn a_forms_object_is_held_to_the_signed_range_whether_or_not_the_job_carri
 }
 
 /// Alice's upload of `file`, the store holding `bytes` for it with `content_type`, announced
-/// and settled: (upload id, object key).
+/// and drained: (upload id, object key).
 async fn stored(app: &TestApp, file: &str, bytes: &[u8], content_type: &str) -> (String, String) {
     let (id, key) = app.issue("alice", file, json!({})).await;
     app.oss.put(&key, bytes.to_vec(), content_type);
     let size = bytes.len();
     let form = format!("bucket=media-input&object={key}&etag=E&size={size}&upload_id={id}");
     assert_eq!(app.oss_callback_only(&form).await.status(), 200);
-    app.settle().await;
+    app.drain().await;
     (id, key)
 }
 
@@ -650,7 +651,7 @@ async fn verification_never_mixes_two_versions() {
         .replace_after_head(&key, sized(mp4_header(), 40), "video/mp4");
     let form = format!("bucket=media-input&object={key}&etag=E&size=40&upload_id={id}");
     assert_eq!(app.oss_callback_only(&form).await.status(), 200);
-    app.settle().await;
+    app.drain().await;
     assert_eq!(state(&app, &id).await["state"], "triggered");
     let (_, delivery) = app.hooks.deliveries().remove(0);
     assert_ne!(delivery["etag"], zip_etag);
@@ -670,7 +671,7 @@ async fn verification_never_mixes_two_versions() {
     app.oss.replace_after_head(&key, zip(), "video/mp4");
     let form = format!("bucket=media-input&object={key}&etag=E&size=3000&upload_id={id}");
     assert_eq!(app.oss_callback_only(&form).await.status(), 200);
-    app.settle().await;
+    app.drain().await;
     let upload = state(&app, &id).await;
     assert_eq!(upload["state"], "rejected", "{upload}");
     assert_eq!(upload["state_reason"], "not_media");
@@ -721,7 +722,7 @@ async fn an_early_notification_leaves_the_upload_open() {
     let (id, key) = app.issue("alice", "early.mp4", json!({})).await;
     for etag in ["E1", "E2"] {
         early_push(&app, &key, etag).await;
-        app.settle().await;
+        app.drain().await;
     }
     let upload = state(&app, &id).await;
     assert_eq!(upload["state"], "issued", "{upload}");
@@ -741,7 +742,7 @@ async fn an_early_notification_leaves_the_upload_open() {
     bytes.resize(6000, 0);
     app.oss.put_with_etag(&key, bytes, "video/mp4", "E1");
     early_push(&app, &key, "E1").await;
-    app.settle().await;
+    app.drain().await;
     let upload = state(&app, &id).await;
     assert_eq!(upload["state"], "triggered", "{upload}");
     assert_eq!(upload["size"], 6000);
@@ -752,7 +753,7 @@ async fn an_early_notification_leaves_the_upload_open() {
     // Announced again afterwards: processed once all the same.
     early_push(&app, &key, "E1").await;
     early_push(&app, &key, "E3").await;
-    app.settle().await;
+    app.drain().await;
     assert_eq!(app.hooks.count(), 1);
 }
 
@@ -764,13 +765,13 @@ async fn reconciliation_finds_what_came_after_an_early_notification() {
     app.webhook_workflow("hooks", "uploads/").await;
     let (id, key) = app.issue("alice", "late.mp4", json!({})).await;
     early_push(&app, &key, "E1").await;
-    app.settle().await;
+    app.drain().await;
     assert_eq!(state(&app, &id).await["state"], "issued");
     let mut bytes = mp4_header();
     bytes.resize(5000, 0);
     app.oss.put(&key, bytes, "video/mp4");
     app.app.reconcile().await.unwrap();
-    app.settle().await;
+    app.drain().await;
     let upload = state(&app, &id).await;
     assert_eq!(upload["state"], "triggered", "{upload}");
     assert_eq!(upload["size"], 5000);
@@ -778,7 +779,7 @@ async fn reconciliation_finds_what_came_after_an_early_notification() {
 
     let (never, never_key) = app.issue("alice", "never.mp4", json!({})).await;
     early_push(&app, &never_key, "E9").await;
-    app.settle().await;
+    app.drain().await;
     let sweep = app.app.reconcile().await.unwrap();
     assert_eq!((sweep.found, sweep.missing), (0, 1), "{sweep:?}");
     assert_eq!(state(&app, &never).await["state"], "issued");
@@ -797,7 +798,7 @@ async fn a_store_slow_to_show_an_object_is_looked_at_again() {
     // Not there at the first look; there right after it.
     app.oss.replace_after_head(&key, bytes, "video/mp4");
     early_push(&app, &key, "E1").await;
-    app.settle().await;
+    app.drain().await;
     let upload = state(&app, &id).await;
     assert_eq!(upload["state"], "triggered", "{upload}");
     assert_eq!(upload["size"], 3000);
@@ -811,7 +812,7 @@ async fn an_early_event_for_a_key_nobody_was_issued_records_only_the_event() {
     app.webhook_workflow("hooks", "uploads/").await;
     let key = "uploads/bob/raw/ghost.mp4";
     early_push(&app, key, "G1").await;
-    app.settle().await;
+    app.drain().await;
     let history = history_of(&app, "bob").await;
     assert_eq!(history["uploads"], json!([]), "{history}");
     let events = app
@@ -829,7 +830,7 @@ async fn an_early_event_for_a_key_nobody_was_issued_records_only_the_event() {
     bytes.resize(2000, 0);
     app.oss.put(key, bytes, "video/mp4");
     early_push(&app, key, "G2").await;
-    app.settle().await;
+    app.drain().await;
     let history = history_of(&app, "bob").await;
     assert_eq!(history["uploads"][0]["state"], "triggered", "{history}");
     assert_eq!(app.hooks.count(), 1);
@@ -843,7 +844,7 @@ async fn reprocessing_an_object_gone_since_changes_nothing() {
     app.webhook_workflow("hooks", "uploads/").await;
     let (id, key) = app.issue("alice", "gone.mp4", json!({})).await;
     assert_eq!(app.upload_completed(&key, "E1", &id).await.status(), 200);
-    app.settle().await;
+    app.drain().await;
     assert_eq!(state(&app, &id).await["state"], "triggered");
     app.oss.remove(&key);
     let r = app
@@ -854,13 +855,13 @@ async fn reprocessing_an_object_gone_since_changes_nothing() {
         )
         .await;
     assert_eq!(r.status(), 200);
-    app.settle().await;
+    app.drain().await;
     let upload = state(&app, &id).await;
     assert_eq!(upload["state"], "triggered", "{upload}");
     assert_eq!(app.hooks.count(), 1);
     // The object is still completed: another version announced later is a repeat.
     early_push(&app, &key, "E2").await;
-    app.settle().await;
+    app.drain().await;
     assert_eq!(outcomes(&app, &key).await, ["queued", "repeat"]);
     assert_eq!(app.hooks.count(), 1);
 }

@@ -1,19 +1,31 @@
 //! `TestApp::spawn()`: the real application on port 0 with a fresh database (SQLite, or
 //! PostgreSQL when `MEDIAGATE_TEST_POSTGRES_URL` names a server) and a loopback STS.
+//!
+//! The test app runs no background loop of its own: nothing is delivered, retried, swept or
+//! expired behind the test's back. A test drains the queue (`TestApp::drain`, the worker's
+//! one pass until nothing is due), sweeps (`App::reconcile`) and moves the app's clock
+//! (`TestApp::clock`) itself, and the test app fails a test that ends with work left in the
+//! queue. Tests about the loops themselves opt in to them (`TestAppBuilder::running_worker`).
 
 pub mod mps_fake;
 pub mod notify;
 pub mod oss_fake;
 pub mod rpc;
+pub mod sink;
 pub mod sts_fake;
 pub mod webhook_receiver;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use jsonwebtoken::{EncodingKey, Header};
-use mediagate::app::App;
+use mediagate::app::{App, Overrides};
+use mediagate::clock::ManualClock;
 use mediagate::config::Config;
-use mediagate::server::serve;
+use mediagate::kinds::TriggerState;
+use mediagate::processing::Sink;
+use mediagate::server::{Background, serve_with};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use sqlx::Connection;
@@ -63,6 +75,12 @@ pub struct TestApp {
     pub oss: OssFake,
     pub hooks: WebhookReceiver,
     pub app: Arc<App>,
+    /// The app's clock: a test moves it instead of waiting (see `mediagate::clock`).
+    pub clock: Arc<ManualClock>,
+    /// Whether the app's own worker runs (`TestAppBuilder::running_worker`).
+    running_worker: bool,
+    /// Set by `allow_pending_work`.
+    pending_allowed: AtomicBool,
     shutdown: Option<oneshot::Sender<()>>,
     _dir: tempfile::TempDir,
 }
@@ -94,7 +112,7 @@ pub fn config_for(sts: &StsFake, database_url: String) -> Config {
     c.notifications
         .mns_pinned_certs
         .insert(MNS_CERT_URL.into(), mns_signer().cert_pem.clone());
-    // Fast retries so outage tests finish in seconds.
+    // Fast retries so outage tests finish in seconds (for an app whose own worker runs).
     c.processing.backoff_base_ms = 50;
     c.processing.backoff_max_ms = 200;
     c.processing.poll_interval_ms = 50;
@@ -132,17 +150,47 @@ async fn database_url(dir: &std::path::Path) -> String {
     }
 }
 
-impl TestApp {
-    pub async fn spawn() -> TestApp {
-        Self::spawn_with(|_| {}).await
+/// A change to the test configuration.
+type Customise<'a> = Box<dyn FnOnce(&mut Config) + 'a>;
+
+/// How a `TestApp` is set up: `TestApp::builder()`, then `spawn()`.
+pub struct TestAppBuilder<'a> {
+    address: String,
+    customise: Option<Customise<'a>>,
+    running_worker: bool,
+    overrides: Overrides,
+}
+
+impl<'a> TestAppBuilder<'a> {
+    /// Changes the configuration the app is built with (after the test defaults).
+    pub fn config(mut self, customise: impl FnOnce(&mut Config) + 'a) -> Self {
+        self.customise = Some(Box::new(customise));
+        self
     }
 
-    pub async fn spawn_with(customise: impl FnOnce(&mut Config)) -> TestApp {
-        Self::spawn_at("127.0.0.1:0", customise).await
+    /// Listens on `address` (`[::]:0` for a dual-stack listener) instead of `127.0.0.1:0`.
+    pub fn listen_at(mut self, address: &str) -> Self {
+        self.address = address.to_owned();
+        self
     }
 
-    /// The app listening on `address` (`[::]:0` for a dual-stack listener).
-    pub async fn spawn_at(address: &str, customise: impl FnOnce(&mut Config)) -> TestApp {
+    /// Runs the app's own trigger worker beside the server, as the service does, with quick
+    /// retries (in real time): only for tests whose subject is that loop (its
+    /// concurrency, its graceful stop, readiness reporting it) or that wait on a real store
+    /// pushing notifications on its own schedule (RGW). Such a test waits for outcomes
+    /// (`wait_upload`) rather than drains.
+    pub fn running_worker(mut self) -> Self {
+        self.running_worker = true;
+        self
+    }
+
+    /// Delivers webhook triggers to `sink` instead of over HTTP.
+    pub fn webhook_sink(mut self, sink: Arc<dyn Sink>) -> Self {
+        self.overrides.webhook = Some(sink);
+        self
+    }
+
+    pub async fn spawn(self) -> TestApp {
         let sts = StsFake::start().await;
         let mps = MpsFake::start().await;
         let oss = OssFake::start().await;
@@ -151,16 +199,41 @@ impl TestApp {
         let mut config = test_config(&sts, dir.path()).await;
         config.mps.endpoint = mps.url.clone();
         config.storage.internal_endpoint = Some(oss.url.clone());
-        customise(&mut config);
+        if !self.running_worker {
+            // Retries wait a minute and more on the app's clock, far longer than any test
+            // runs: a drain retries nothing until the test moves the clock
+            // (`TestApp::drain_with_retries`).
+            config.processing.backoff_base_ms = 60_000;
+            config.processing.backoff_max_ms = 600_000;
+        }
+        if let Some(customise) = self.customise {
+            customise(&mut config);
+        }
         assert_eq!(config.validate(), Vec::<String>::new());
-        let app = App::build(config).await.expect("app builds");
-        let listener = tokio::net::TcpListener::bind(address).await.unwrap();
+        let clock = Arc::new(ManualClock::new());
+        let overrides = Overrides {
+            clock: Some(clock.clone()),
+            ..self.overrides
+        };
+        let app = App::build_with(config, overrides)
+            .await
+            .expect("app builds");
+        let listener = tokio::net::TcpListener::bind(&self.address).await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let base = format!("http://127.0.0.1:{port}");
         let (tx, rx) = oneshot::channel();
-        tokio::spawn(serve(app.clone(), listener, async {
-            let _ = rx.await;
-        }));
+        let background = Background {
+            worker: self.running_worker,
+            reconcile: false,
+        };
+        tokio::spawn(serve_with(
+            app.clone(),
+            listener,
+            async {
+                let _ = rx.await;
+            },
+            background,
+        ));
         TestApp {
             base,
             client: reqwest::Client::new(),
@@ -169,18 +242,41 @@ impl TestApp {
             oss,
             hooks,
             app,
+            clock,
+            running_worker: self.running_worker,
+            pending_allowed: AtomicBool::new(false),
             shutdown: Some(tx),
             _dir: dir,
         }
+    }
+}
+
+impl TestApp {
+    pub fn builder<'a>() -> TestAppBuilder<'a> {
+        TestAppBuilder {
+            address: "127.0.0.1:0".into(),
+            customise: None,
+            running_worker: false,
+            overrides: Overrides::default(),
+        }
+    }
+
+    pub async fn spawn() -> TestApp {
+        Self::builder().spawn().await
+    }
+
+    pub async fn spawn_with(customise: impl FnOnce(&mut Config)) -> TestApp {
+        Self::builder().config(customise).spawn().await
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
-    /// An HS256 app token for `sub`, valid for an hour.
+    /// An HS256 app token for `sub`, valid for an hour of the app's clock.
     pub fn token(&self, sub: &str) -> String {
-        token_with(json!({"sub": sub, "exp": now() + 3600}), JWT_SECRET)
+        let exp = self.app.clock.now().timestamp() + 3600;
+        token_with(json!({"sub": sub, "exp": exp}), JWT_SECRET)
     }
 
     pub async fn create_upload(&self, token: &str, body: Value) -> reqwest::Response {
@@ -293,10 +389,16 @@ impl TestApp {
         request.send().await.unwrap()
     }
 
-    /// Delivers every due trigger and waits (by reading the queue, not by the clock) until
-    /// none is pending or in flight, so a test can assert what was, and was not, delivered.
-    pub async fn settle(&self) {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    /// Delivers every trigger due now on the app's clock, as a pass of the worker's loop does,
+    /// until none is: what is delivered is delivered, what failed waits for its retry (see
+    /// `drain_with_retries`). With the app's own worker running, also waits (reading the
+    /// queue) for the deliveries that worker holds.
+    pub async fn drain(&self) {
+        self.app.worker.drain().await.expect("draining the queue");
+        if !self.running_worker {
+            return;
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
             self.app.worker.drain().await.expect("draining the queue");
             let counts = self.app.store.trigger_counts().await.unwrap();
@@ -306,13 +408,48 @@ impl TestApp {
             if !busy {
                 return;
             }
-            // A delivery the server's own worker has in flight: wait for its outcome.
             assert!(
                 std::time::Instant::now() < deadline,
                 "triggers still pending or in flight: {counts:?}"
             );
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    /// Drains, then moves the app's clock to the next retry and drains again, until no
+    /// trigger waits for one: every trigger ends delivered or dead, as the sinks answer.
+    pub async fn drain_with_retries(&self) {
+        for _ in 0..1000 {
+            self.drain().await;
+            let waiting = self
+                .app
+                .store
+                .list_triggers(TriggerState::Failed, 1000)
+                .await
+                .unwrap();
+            let Some(next) = waiting.iter().map(|t| t.next_attempt_at).min() else {
+                return;
+            };
+            let wait = next - self.app.clock.now_millis();
+            if wait > 0 {
+                self.clock.advance(Duration::from_millis(wait as u64));
+            }
+        }
+        panic!("triggers were still retried after 1000 passes");
+    }
+
+    /// Lets this test end with work in the queue (see `Drop`): for a test about what is left.
+    pub fn allow_pending_work(&self) {
+        self.pending_allowed.store(true, Ordering::SeqCst);
+    }
+
+    /// The upload `id` as its owner `user` sees it.
+    pub async fn upload(&self, user: &str, id: &str) -> Value {
+        self.get(&self.token(user), &format!("/v1/uploads/{id}"))
+            .await
+            .json()
+            .await
+            .unwrap()
     }
 
     /// The Prometheus text of `GET /metrics`.
@@ -402,16 +539,16 @@ impl TestApp {
         )
     }
 
-    /// Polls the upload until `done` holds for it, or panics after 10 s.
+    /// Polls the upload until `done` holds for it, or panics after 10 s: for an app whose own
+    /// worker runs (others drain, then read the upload).
     pub async fn wait_upload(&self, user: &str, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+        assert!(
+            self.running_worker,
+            "nothing happens while the test waits: drain, then read the upload"
+        );
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
-            let upload: Value = self
-                .get(&self.token(user), &format!("/v1/uploads/{id}"))
-                .await
-                .json()
-                .await
-                .unwrap();
+            let upload = self.upload(user, id).await;
             if done(&upload) {
                 return upload;
             }
@@ -433,16 +570,32 @@ impl TestApp {
     }
 }
 
+/// Work a test left in the queue: triggers `pending` (due), `in_flight` (claimed) or
+/// `failed` (waiting for a retry), which the service would still deliver. `delivered` and
+/// `dead` triggers are done with. (Uploads waiting for a reconciliation lookup are not queue
+/// work: a test sweeps when it means to.)
+const PENDING: [TriggerState; 3] = [
+    TriggerState::Pending,
+    TriggerState::InFlight,
+    TriggerState::Failed,
+];
+
 impl Drop for TestApp {
+    /// Fails the test when it ends with work pending (see `PENDING`): it asserted before the
+    /// work was done, or left work its assertions never saw. `drain` (or
+    /// `drain_with_retries`) does the work; `allow_pending_work` says leaving it is the point.
     fn drop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        // A test that ends with deliveries still on their way may be asserting too early:
-        // say so. The test's own runtime is ending, so the queue is read from a thread with
-        // a runtime and a connection of its own.
+        // A test that fails already says why; a second panic would abort the run.
+        if std::thread::panicking() || self.pending_allowed.load(Ordering::SeqCst) {
+            return;
+        }
+        // The test's own runtime is ending, so the queue is read from a thread with a
+        // runtime and a connection of its own.
         let database = self.app.config.database.clone();
-        let unsettled = std::thread::spawn(move || {
+        let counts = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -457,16 +610,16 @@ impl Drop for TestApp {
         .join()
         .ok()
         .flatten()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|(state, n)| *n > 0 && matches!(state.as_str(), "pending" | "in_flight"))
-        .collect::<Vec<_>>();
-        if !unsettled.is_empty() && !std::thread::panicking() {
-            eprintln!(
-                "note: the test app ended with triggers still on their way: {unsettled:?} \
-                 (TestApp::settle waits for them)"
-            );
-        }
+        .expect("reading the queue at the end of the test");
+        let pending: Vec<(String, i64)> = counts
+            .into_iter()
+            .filter(|(state, n)| *n > 0 && PENDING.iter().any(|p| p.as_str() == state))
+            .collect();
+        assert!(
+            pending.is_empty(),
+            "the test ended with work still in the queue: {pending:?} (TestApp::drain does \
+             it; TestApp::allow_pending_work says leaving it is the point)"
+        );
     }
 }
 
