@@ -9,7 +9,8 @@ use crate::support::{ADMIN_TOKEN, TestApp};
 async fn the_document_describes_what_the_server_accepts_and_answers() {
     let schemathesis = std::env::var("MEDIAGATE_TEST_SCHEMATHESIS")
         .expect("MEDIAGATE_TEST_SCHEMATHESIS names the schemathesis command");
-    let app = TestApp::spawn().await;
+    // `/readyz` is fuzzed too, and reports whether the worker loop runs.
+    let app = TestApp::builder().running_worker().spawn().await;
     app.webhook_workflow("fuzz", "uploads/").await;
     let user = app.token("fuzzer");
     // Each part of the API with the credential it takes; the notification routes are
