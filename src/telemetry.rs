@@ -106,6 +106,19 @@ pub enum LogFormat {
     Json,
 }
 
+/// The queue gauges from the trigger counts by state and the oldest waiting trigger's age.
+pub fn set_queue_gauges(counts: &[(String, i64)], oldest_pending_age_ms: i64) {
+    for state in ["pending", "in_flight", "failed", "delivered", "dead"] {
+        let n = counts
+            .iter()
+            .find(|(s, _)| s == state)
+            .map_or(0, |(_, n)| *n);
+        metrics::gauge!("mediagate_queue_triggers", "state" => state).set(n as f64);
+    }
+    metrics::gauge!("mediagate_queue_oldest_pending_age_seconds")
+        .set(oldest_pending_age_ms as f64 / 1000.0);
+}
+
 /// Counts one served request and its latency by matched route (never the raw path, whose
 /// ids would make one series per upload), method label and status.
 pub fn record_request(route: &str, method: &'static str, status: u16, took: Duration) {

@@ -37,18 +37,7 @@ pub async fn readyz(State(app): State<Arc<App>>) -> impl IntoResponse {
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
 pub async fn metrics(State(app): State<Arc<App>>) -> axum::response::Response {
     match app.queue_stats().await {
-        Ok(stats) => {
-            for state in ["pending", "in_flight", "failed", "delivered", "dead"] {
-                let n = stats
-                    .counts
-                    .iter()
-                    .find(|(s, _)| s == state)
-                    .map_or(0, |(_, n)| *n);
-                metrics::gauge!("mediagate_queue_triggers", "state" => state).set(n as f64);
-            }
-            metrics::gauge!("mediagate_queue_oldest_pending_age_seconds")
-                .set(stats.oldest_pending_age_ms as f64 / 1000.0);
-        }
+        Ok(stats) => crate::telemetry::set_queue_gauges(&stats.counts, stats.oldest_pending_age_ms),
         Err(e) => tracing::warn!(error = format!("{e:#}"), "reading queue metrics failed"),
     }
     let handle = crate::telemetry::metrics();
