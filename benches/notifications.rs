@@ -735,6 +735,8 @@ async fn start_server(receiver_url: &str, dir: &std::path::Path) -> Server {
         webhook_url: Some(receiver_url.to_owned()),
         webhook_secret: Some(SecretString::from(WEBHOOK_SECRET)),
         output_prefix: None,
+        output_bucket: None,
+        track_outcome: None,
     }];
     c.processing.concurrency = env_or("BENCH_WORKER_CONCURRENCY", 32) as usize;
     c.processing.poll_interval_ms = 50;

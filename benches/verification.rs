@@ -162,6 +162,8 @@ async fn pass(pass: usize, verify: bool, objects: usize, receiver: &WebhookRecei
         webhook_url: Some(receiver.url.clone()),
         webhook_secret: Some(SecretString::from(WEBHOOK_SECRET)),
         output_prefix: None,
+        output_bucket: None,
+        track_outcome: None,
     }];
     let server = common::Server::start(c).await;
     store.put_all(pass, objects).await;

@@ -388,6 +388,17 @@ impl Config {
         if q.lease_seconds * 1000 <= q.webhook_timeout_ms.max(self.mps.timeout_ms) {
             p("processing.lease_seconds: must be longer than processing.webhook_timeout_ms and mps.timeout_ms".into());
         }
+        if q.outcome_poll_min_seconds == 0
+            || q.outcome_poll_max_seconds < q.outcome_poll_min_seconds
+        {
+            p("processing.outcome_poll_min_seconds: must be at least 1 and at most processing.outcome_poll_max_seconds".into());
+        }
+        if !(60..=30 * 86_400).contains(&q.outcome_timeout_seconds) {
+            p(
+                "processing.outcome_timeout_seconds: must be between 60 and 2592000 (30 days)"
+                    .into(),
+            );
+        }
 
         let mut names = std::collections::HashSet::new();
         for (i, w) in self.workflows.iter().enumerate() {
@@ -674,6 +685,8 @@ mod tests {
             webhook_url: None,
             webhook_secret: None,
             output_prefix: None,
+            output_bucket: None,
+            track_outcome: None,
         });
         assert!(
             c.validate()

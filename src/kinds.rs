@@ -63,8 +63,11 @@ impl Default for UploadMode {
 text_enum! {
     /// Where an upload is: `issued` (credentials handed out) -> `uploaded` (the object was
     /// announced; it is being verified in the store, then its triggers are queued) ->
-    /// `triggered` (all delivered) or `failed` (one is dead, or the store could not be read
-    /// within the retry budget); `skipped` when no workflow takes it; `rejected` when the
+    /// `triggered` (all delivered, none of its workflows follows the outcome) or
+    /// `processing` (delivered, a followed outcome still open) -> `ready` (every followed
+    /// outcome succeeded, its outputs in the store); `failed` when a trigger is dead, the
+    /// store could not be read within the retry budget, or processing failed, timed out or
+    /// left an output missing; `skipped` when no workflow takes it; `rejected` when the
     /// store's object failed verification; `expired` when no object ever came.
     ///
     /// The rule for verdicts: only one that describes the object the store holds ends an
@@ -81,6 +84,8 @@ text_enum! {
         Issued = "issued",
         Uploaded = "uploaded",
         Triggered = "triggered",
+        Processing = "processing",
+        Ready = "ready",
         Skipped = "skipped",
         Failed = "failed",
         Rejected = "rejected",
@@ -176,10 +181,60 @@ text_enum! {
         Empty = "empty",
         /// mediagate may not read the object (outside the upload prefix of the input bucket).
         NotVerifiable = "not_verifiable",
+        /// The processor reported (or its API said) that processing failed.
+        ProcessingFailed = "processing_failed",
+        /// Processing did not end within `processing.outcome_timeout_seconds`.
+        ProcessingTimedOut = "processing_timed_out",
+        /// Processing succeeded but an output it names is not in the store.
+        OutputMissing = "output_missing",
         /// A delivery failed and waits for its retry.
         DeliveryFailed = "delivery_failed",
         /// A delivery failed for good (dead letter).
         DeliveryAbandoned = "delivery_abandoned",
+    }
+}
+
+text_enum! {
+    /// Where a delivered trigger's processing is: `untracked` when its workflow does not
+    /// follow the outcome, else `pending` -> `running` -> `succeeded`, `failed` or
+    /// `timed_out`. Stored as NULL for `untracked`.
+    pub enum ProcessingState {
+        Untracked = "untracked",
+        Pending = "pending",
+        Running = "running",
+        Succeeded = "succeeded",
+        Failed = "failed",
+        TimedOut = "timed_out",
+    }
+}
+
+impl ProcessingState {
+    /// Whether processing has ended, one way or the other.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            ProcessingState::Succeeded | ProcessingState::Failed | ProcessingState::TimedOut
+        )
+    }
+}
+
+text_enum! {
+    /// One MPS workflow execution as mediagate follows it.
+    pub enum RunState {
+        Open = "open",
+        Succeeded = "succeeded",
+        Failed = "failed",
+        TimedOut = "timed_out",
+    }
+}
+
+text_enum! {
+    /// What an output is.
+    pub enum OutputKind {
+        Video = "video",
+        Audio = "audio",
+        Image = "image",
+        Other = "other",
     }
 }
 
@@ -204,7 +259,7 @@ mod tests {
                     "{documented}"
                 );
             }
-            assert_eq!(parse("other"), None);
+            assert_eq!(parse("no such text"), None);
         }
         round_trip(UploadMode::ALL, UploadMode::as_str, UploadMode::parse);
         round_trip(UploadState::ALL, UploadState::as_str, UploadState::parse);
@@ -213,5 +268,12 @@ mod tests {
         round_trip(TriggerSink::ALL, TriggerSink::as_str, TriggerSink::parse);
         round_trip(EventSource::ALL, EventSource::as_str, EventSource::parse);
         round_trip(Reason::ALL, Reason::as_str, Reason::parse);
+        round_trip(
+            ProcessingState::ALL,
+            ProcessingState::as_str,
+            ProcessingState::parse,
+        );
+        round_trip(RunState::ALL, RunState::as_str, RunState::parse);
+        round_trip(OutputKind::ALL, OutputKind::as_str, OutputKind::parse);
     }
 }

@@ -223,7 +223,8 @@ mod architecture {
         // mod.rs batches the writes of events.rs, outcomes.rs and triggers.rs through
         // batch.rs and caches workflows.rs's WorkflowCache; all are written against mod.rs's
         // Store and Backend, and audit.rs (which outcomes.rs and workflows.rs record with)
-        // against its Store.
+        // against its Store; outcomes.rs opens runs.rs's runs when a delivery is recorded,
+        // and runs.rs applies outcomes.rs's upload-state rule.
         (
             "store",
             &[
@@ -232,6 +233,7 @@ mod architecture {
                 "events",
                 "mod",
                 "outcomes",
+                "runs",
                 "triggers",
                 "workflows",
             ],

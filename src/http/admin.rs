@@ -71,6 +71,10 @@ pub struct WorkflowView {
     bucket: String,
     prefix: String,
     output_prefix: Option<String>,
+    /// Where its outputs may be (its own bucket when not set).
+    output_bucket: Option<String>,
+    /// Whether processing is followed to its outcome after delivery.
+    track_outcome: bool,
     sink: SinkKind,
     media_workflow_id: Option<String>,
     webhook_url: Option<String>,
@@ -93,6 +97,8 @@ impl From<Workflow> for WorkflowView {
             bucket: w.def.bucket,
             prefix: w.def.prefix,
             output_prefix: w.def.output_prefix,
+            output_bucket: w.def.output_bucket,
+            track_outcome: w.def.track_outcome,
             media_workflow_id,
             webhook_url,
             source: w.source,
@@ -132,7 +138,7 @@ fn parse_def(app: &App, spec: WorkflowConfig) -> Result<WorkflowDef, ApiError> {
 
 fn saved(result: Saved, status: StatusCode) -> Result<Response, ApiError> {
     match result {
-        Saved::Saved(w) => Ok((status, axum::Json(WorkflowView::from(w))).into_response()),
+        Saved::Saved(w) => Ok((status, axum::Json(WorkflowView::from(*w))).into_response()),
         Saved::NameTaken => Err(ApiError::name_taken("a workflow with this name exists")),
         Saved::NotFound => Err(ApiError::not_found()),
     }

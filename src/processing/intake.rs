@@ -434,6 +434,7 @@ impl Plan {
                 workflow_name: "verification".into(),
                 sink: TriggerSink::Verify,
                 payload: serde_json::to_string(object)?,
+                tracks_outcome: false,
             }],
             upload_state: UploadState::Uploaded,
             code: None,
@@ -482,6 +483,7 @@ impl Plan {
                         Sink::Webhook { .. } => TriggerSink::Webhook,
                     },
                     payload: serde_json::to_string(&payload)?,
+                    tracks_outcome: w.def.track_outcome,
                 })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;

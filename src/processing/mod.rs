@@ -84,6 +84,8 @@ pub struct Delivery {
 pub struct Delivered {
     /// MPS `MediaId`, for the MPS sink.
     pub media_id: Option<String>,
+    /// MPS `RunId`s: one per workflow execution the media started.
+    pub run_ids: Vec<String>,
 }
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -140,6 +142,14 @@ pub struct ProcessingConfig {
     pub concurrency: usize,
     /// `MEDIAGATE__PROCESSING__WEBHOOK_TIMEOUT_MS`, default 10000.
     pub webhook_timeout_ms: u64,
+    /// `MEDIAGATE__PROCESSING__OUTCOME_TIMEOUT_SECONDS`, default 21600: a followed outcome
+    /// still open this long after delivery fails (`processing_timed_out`).
+    pub outcome_timeout_seconds: u64,
+    /// `MEDIAGATE__PROCESSING__OUTCOME_POLL_MIN_SECONDS`, default 5: the first look at a
+    /// processor's run, after its delivery; each later wait doubles ...
+    pub outcome_poll_min_seconds: u64,
+    /// `MEDIAGATE__PROCESSING__OUTCOME_POLL_MAX_SECONDS`, default 60: ... up to this.
+    pub outcome_poll_max_seconds: u64,
 }
 
 impl Default for ProcessingConfig {
@@ -152,6 +162,9 @@ impl Default for ProcessingConfig {
             poll_interval_ms: 500,
             concurrency: 16,
             webhook_timeout_ms: 10_000,
+            outcome_timeout_seconds: 21_600,
+            outcome_poll_min_seconds: 5,
+            outcome_poll_max_seconds: 60,
         }
     }
 }

@@ -207,6 +207,7 @@ fn outcome(status: u16, body: &[u8]) -> Result<Delivered, DeliveryError> {
         return match serde_json::from_slice::<SuccessBody>(body) {
             Ok(ok) if !ok.media.media_id.is_empty() => Ok(Delivered {
                 media_id: Some(ok.media.media_id),
+                run_ids: ok.media.run_ids.run_id,
             }),
             // The media may exist now; retrying can register it twice, but dropping the
             // trigger would lose it, and at-least-once is the queue's promise.
@@ -271,6 +272,14 @@ struct SuccessBody {
 struct MediaBody {
     #[serde(rename = "MediaId", default)]
     media_id: String,
+    #[serde(rename = "RunIdList", default)]
+    run_ids: RunIdList,
+}
+
+#[derive(Deserialize, Default)]
+struct RunIdList {
+    #[serde(rename = "RunId", default)]
+    run_id: Vec<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -497,7 +506,8 @@ mod tests {
         assert_eq!(
             outcome(200, body),
             Ok(Delivered {
-                media_id: Some("0123456789abcdef0123456789abcdef".into())
+                media_id: Some("0123456789abcdef0123456789abcdef".into()),
+                run_ids: vec!["x".into()],
             })
         );
         assert!(matches!(outcome(200, b"{}"), Err(DeliveryError::Retry(_))));
@@ -642,7 +652,8 @@ mod tests {
         assert_eq!(
             result,
             Ok(Delivered {
-                media_id: Some("0123456789abcdef0123456789abcdef".into())
+                media_id: Some("0123456789abcdef0123456789abcdef".into()),
+                run_ids: vec!["run".into()],
             })
         );
     }

@@ -416,7 +416,13 @@ mod tests {
         let result = client
             .post(&d, &format!("{base}/ok"), &SecretString::from(secret))
             .await;
-        assert_eq!(result, Ok(Delivered { media_id: None }));
+        assert_eq!(
+            result,
+            Ok(Delivered {
+                media_id: None,
+                run_ids: Vec::new()
+            })
+        );
         let (headers, body) = seen.lock().unwrap()[0].clone();
         let h = |name: &str| headers.get(name).unwrap().to_str().unwrap().to_owned();
         assert_eq!(h("content-type"), "application/json");

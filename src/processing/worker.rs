@@ -28,6 +28,8 @@ pub struct Worker {
     verifier: Verifier,
     max_attempts: u32,
     backoff_base: Duration,
+    /// How long after delivery a processor's run is first looked up.
+    first_look_ms: i64,
     backoff_max: Duration,
     lease_ms: i64,
     poll: Duration,
@@ -67,6 +69,7 @@ impl Worker {
             sinks,
             max_attempts: p.max_attempts.max(1),
             backoff_base: Duration::from_millis(p.backoff_base_ms),
+            first_look_ms: p.outcome_poll_min_seconds.saturating_mul(1000) as i64,
             backoff_max: Duration::from_millis(p.backoff_max_ms),
             lease_ms: (p.lease_seconds * 1000) as i64,
             poll: Duration::from_millis(p.poll_interval_ms),
@@ -317,9 +320,13 @@ impl Worker {
             ))),
         };
         let outcome = match outcome {
-            Ok(Done::Delivered(Delivered { media_id })) => {
+            Ok(Done::Delivered(Delivered { media_id, run_ids })) => {
                 info!(trigger = %t.id, workflow = %t.workflow_name, attempt, "trigger delivered");
-                Outcome::Delivered { media_id }
+                Outcome::Delivered {
+                    media_id,
+                    run_ids,
+                    first_look_at: self.clock.now_millis() + self.first_look_ms,
+                }
             }
             Ok(Done::Verified(write)) => Outcome::Verified(Box::new(write)),
             Err(DeliveryError::Retry(reason)) if attempt < self.max_attempts => {

@@ -16,6 +16,7 @@ use batch::{BatchRow, Batched, Batcher};
 pub use events::{EventRow, EventWrite, Recorded, UploadChange};
 pub use outcomes::{Outcome, Reprocess, VerifiedWrite};
 pub use reconcile::Unannounced;
+pub use runs::{DueRun, Lookup, OutputRow, RunRow};
 use secrecy::SecretString;
 use serde::Deserialize;
 pub use triggers::{Claimed, NewTrigger, QueueStats, TriggerRow};
@@ -26,6 +27,7 @@ mod batch;
 mod events;
 mod outcomes;
 mod reconcile;
+mod runs;
 mod triggers;
 mod workflows;
 
@@ -782,6 +784,7 @@ pub(crate) mod tests {
                 workflow_name: "w".into(),
                 sink: crate::kinds::TriggerSink::Webhook,
                 payload: "{}".into(),
+                tracks_outcome: false,
             }],
         }
     }

@@ -131,6 +131,10 @@ pub struct Reprocess {
 pub enum Outcome {
     Delivered {
         media_id: Option<String>,
+        /// The processor's runs to follow (MPS `RunId`s), when the trigger tracks its outcome,
+        /// first looked up at `first_look_at` (Unix ms).
+        run_ids: Vec<String>,
+        first_look_at: i64,
     },
     /// `retry_at: None` makes the trigger `dead`.
     Failed {
@@ -255,6 +259,13 @@ impl Batched for OutcomeWrite {
             })
             .collect();
         apply_verified(&verified, statements, now).await?;
+        let delivered: Vec<&OutcomeWrite> = jobs
+            .iter()
+            .filter(|_| applied)
+            .filter(|j| matches!(j.outcome, Outcome::Delivered { .. }))
+            .copied()
+            .collect();
+        super::runs::open_outcomes(statements, &delivered, now).await?;
         let mut uploads: Vec<&str> = jobs
             .iter()
             .filter_map(|j| j.trigger.upload_id.as_deref())
@@ -292,7 +303,7 @@ impl<'a> AttemptUpdate<'a> {
             now,
         };
         match &write.outcome {
-            Outcome::Delivered { media_id } => AttemptUpdate {
+            Outcome::Delivered { media_id, .. } => AttemptUpdate {
                 media_id: media_id.as_deref(),
                 ..row
             },
@@ -474,9 +485,9 @@ impl BatchRow for VerifiedUpload<'_> {
     }
 }
 
-/// `triggered` once every trigger of an upload is delivered, `failed` when one is dead,
-/// `uploaded` while any is still on its way.
-async fn refresh_upload_states(
+/// The upload state its triggers give each of `upload_ids`: the rule of
+/// `uploads::state_after_triggers`, in SQL (a test holds the two together).
+pub(super) async fn refresh_upload_states(
     statements: &mut Statements<'_>,
     upload_ids: &[&str],
 ) -> anyhow::Result<()> {
@@ -504,13 +515,23 @@ async fn refresh_upload_states(
     }
     // Placeholders in text order: SQLite's driver numbers each `?` after the last `?`.
     let now = batch::param(backend, 1);
+    let mine = "SELECT 1 FROM triggers WHERE triggers.upload_id = uploads.id AND";
     let sql = format!(
         "UPDATE uploads SET state = CASE
-             WHEN EXISTS (SELECT 1 FROM triggers WHERE triggers.upload_id = uploads.id AND triggers.state = 'dead') THEN 'failed'
-             WHEN NOT EXISTS (SELECT 1 FROM triggers WHERE triggers.upload_id = uploads.id AND triggers.state <> 'delivered') THEN 'triggered'
-             ELSE 'uploaded' END,
+             WHEN EXISTS ({mine} triggers.state = 'dead') THEN 'failed'
+             WHEN EXISTS ({mine} triggers.state <> 'delivered') THEN 'uploaded'
+             WHEN EXISTS ({mine} triggers.outcome IN ('failed', 'timed_out')) THEN 'failed'
+             WHEN EXISTS ({mine} triggers.outcome IN ('pending', 'running')) THEN 'processing'
+             WHEN EXISTS ({mine} triggers.outcome = 'succeeded') THEN 'ready'
+             ELSE 'triggered' END,
+           state_reason = CASE
+             WHEN NOT EXISTS ({mine} triggers.state <> 'delivered')
+              AND EXISTS ({mine} triggers.outcome IN ('failed', 'timed_out'))
+             THEN (SELECT MIN(triggers.outcome_reason) FROM triggers
+                   WHERE triggers.upload_id = uploads.id AND triggers.outcome IN ('failed', 'timed_out'))
+             ELSE uploads.state_reason END,
            updated_at = {now}
-         WHERE id IN {ids} AND state IN ('uploaded', 'triggered', 'failed')"
+         WHERE id IN {ids} AND state IN ('uploaded', 'triggered', 'processing', 'ready', 'failed')"
     );
     statements
         .push(&sql, |q| bind_ids(q.bind(now_millis())))
@@ -545,11 +566,16 @@ mod tests {
             .zip(held)
             .flat_map(|(l, h)| [l.clone(), h.clone()])
             .collect();
-        let results = futures::future::join_all(
-            claims
-                .into_iter()
-                .map(|c| store.record_outcome(c, Outcome::Delivered { media_id: None })),
-        )
+        let results = futures::future::join_all(claims.into_iter().map(|c| {
+            store.record_outcome(
+                c,
+                Outcome::Delivered {
+                    media_id: None,
+                    run_ids: Vec::new(),
+                    first_look_at: 0,
+                },
+            )
+        }))
         .await;
         let results: Vec<bool> = results.into_iter().map(Result::unwrap).collect();
         assert_eq!(results, [false, true].repeat(3));
@@ -582,6 +608,7 @@ mod tests {
                 workflow_name: "w2".into(),
                 sink: crate::kinds::TriggerSink::Webhook,
                 payload: "{}".into(),
+                tracks_outcome: false,
             };
             let write = VerifiedWrite {
                 upload_state: UploadState::Uploaded,
@@ -613,11 +640,19 @@ mod tests {
                 assert_eq!(claimed.len(), 1);
                 assert_eq!((&claimed[0].id, claimed[0].attempts), (&follow_up.id, 2));
                 // The verifier's late outcome no longer counts.
-                let late = Outcome::Delivered { media_id: None };
+                let late = Outcome::Delivered {
+                    media_id: None,
+                    run_ids: Vec::new(),
+                    first_look_at: 0,
+                };
                 assert!(!store.record_outcome(held[0].clone(), late).await.unwrap());
             } else {
                 assert!(claimed.is_empty(), "{claimed:?}");
-                let delivered = Outcome::Delivered { media_id: None };
+                let delivered = Outcome::Delivered {
+                    media_id: None,
+                    run_ids: Vec::new(),
+                    first_look_at: 0,
+                };
                 assert!(
                     store
                         .record_outcome(held[0].clone(), delivered)

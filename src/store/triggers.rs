@@ -7,7 +7,7 @@ use sqlx::Row;
 
 use super::batch::{self, BatchRow, Batched, Statements, Ticket, insert_rows};
 use super::{Backend, Store, now_millis};
-use crate::kinds::{TriggerSink, TriggerState};
+use crate::kinds::{ProcessingState, Reason, TriggerSink, TriggerState};
 #[derive(Debug, Clone)]
 pub struct NewTrigger {
     pub id: String,
@@ -16,6 +16,8 @@ pub struct NewTrigger {
     pub sink: TriggerSink,
     /// JSON of the delivery a sink needs (the processing module's `Delivery`).
     pub payload: String,
+    /// Whether its outcome is followed once it is delivered (its workflow's `track_outcome`).
+    pub tracks_outcome: bool,
 }
 
 /// A claimed trigger.
@@ -53,9 +55,13 @@ pub struct TriggerRow {
     pub media_id: Option<String>,
     pub next_attempt_at: i64,
     pub updated_at: i64,
+    /// Its processing once delivered (`untracked` when its workflow does not follow it).
+    pub processing: ProcessingState,
+    /// Why its processing failed.
+    pub processing_reason: Option<Reason>,
 }
 
-const TRIGGER_COLUMNS: &str = "id, upload_id, workflow_name, sink, state, attempts, last_error, media_id, next_attempt_at, updated_at";
+const TRIGGER_COLUMNS: &str = "id, upload_id, workflow_name, sink, state, attempts, last_error, media_id, next_attempt_at, updated_at, outcome, outcome_reason";
 
 impl Store {
     /// Claims up to `limit` triggers due at `now` (Unix ms: pending, failed and due, or in
@@ -177,8 +183,8 @@ pub(super) struct TriggerInsert<'a> {
 }
 
 impl BatchRow for TriggerInsert<'_> {
-    const INSERT: &'static str = "INSERT INTO triggers (id, event_id, upload_id, workflow_id, workflow_name, sink, state, attempts, next_attempt_at, payload, created_at, updated_at, claim_id, lease_until)";
-    const COLUMNS: usize = 14;
+    const INSERT: &'static str = "INSERT INTO triggers (id, event_id, upload_id, workflow_id, workflow_name, sink, state, attempts, next_attempt_at, payload, created_at, updated_at, claim_id, lease_until, tracks_outcome)";
+    const COLUMNS: usize = 15;
 
     fn bind(&self, query: batch::Bound) -> batch::Bound {
         let t = self.trigger;
@@ -201,6 +207,7 @@ impl BatchRow for TriggerInsert<'_> {
             .bind(self.now)
             .bind(self.held.map(|(claim, _)| claim.to_owned()))
             .bind(self.held.map(|(_, until)| until))
+            .bind(i64::from(t.tracks_outcome))
     }
 }
 
@@ -335,5 +342,8 @@ fn trigger_from_row(r: &sqlx::any::AnyRow) -> anyhow::Result<TriggerRow> {
         media_id: r.try_get("media_id")?,
         next_attempt_at: r.try_get("next_attempt_at")?,
         updated_at: r.try_get("updated_at")?,
+        processing: super::stored_opt(r, "outcome", ProcessingState::parse)?
+            .unwrap_or(ProcessingState::Untracked),
+        processing_reason: super::stored_opt(r, "outcome_reason", Reason::parse)?,
     })
 }

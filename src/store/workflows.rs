@@ -12,12 +12,12 @@ use super::{Store, now_millis};
 use crate::workflows::WorkflowState;
 use crate::workflows::{Sink, Workflow, WorkflowDef};
 
-const COLUMNS: &str = "id, name, state, bucket, prefix, output_prefix, sink, media_workflow_id, webhook_url, webhook_secret, source";
+const COLUMNS: &str = "id, name, state, bucket, prefix, output_prefix, sink, media_workflow_id, webhook_url, webhook_secret, source, output_bucket, track_outcome";
 
 /// Outcome of a write that must keep names unique.
 #[derive(Debug)]
 pub enum Saved {
-    Saved(Workflow),
+    Saved(Box<Workflow>),
     NameTaken,
     NotFound,
 }
@@ -115,11 +115,11 @@ impl Store {
             .context("recording the change")?;
         tx.commit().await.context("creating workflow")?;
         self.workflow_cache.changed();
-        Ok(Saved::Saved(Workflow {
+        Ok(Saved::Saved(Box::new(Workflow {
             id,
             source: "api".into(),
             def,
-        }))
+        })))
     }
 
     /// Replaces a workflow and records the change in the audit trail, `detail` made from the
@@ -148,7 +148,8 @@ impl Store {
         let detail = detail(&before);
         let result = sqlx::query(
             "UPDATE workflows SET name = $1, state = $2, bucket = $3, prefix = $4, output_prefix = $5, sink = $6,
-             media_workflow_id = $7, webhook_url = $8, webhook_secret = $9, updated_at = $10 WHERE id = $11",
+             media_workflow_id = $7, webhook_url = $8, webhook_secret = $9, updated_at = $10,
+             output_bucket = $12, track_outcome = $13 WHERE id = $11",
         )
         .bind(&def.name)
         .bind(state_str(def.state))
@@ -161,6 +162,8 @@ impl Store {
         .bind(secret)
         .bind(now_millis())
         .bind(id)
+        .bind(&def.output_bucket)
+        .bind(i64::from(def.track_outcome))
         .execute(&mut *tx)
         .await;
         match result {
@@ -172,7 +175,7 @@ impl Store {
                 tx.commit().await.context("updating workflow")?;
                 self.workflow_cache.changed();
                 Ok(match self.get_workflow(id).await? {
-                    Some(w) => Saved::Saved(w),
+                    Some(w) => Saved::Saved(Box::new(w)),
                     None => Saved::NotFound,
                 })
             }
@@ -237,7 +240,8 @@ impl Store {
         const REPLACE: &str = "DO UPDATE SET state = excluded.state, bucket = excluded.bucket, prefix = excluded.prefix,
             output_prefix = excluded.output_prefix, sink = excluded.sink, media_workflow_id = excluded.media_workflow_id,
             webhook_url = excluded.webhook_url, webhook_secret = excluded.webhook_secret, source = excluded.source,
-            updated_at = excluded.updated_at";
+            updated_at = excluded.updated_at, output_bucket = excluded.output_bucket,
+            track_outcome = excluded.track_outcome";
         let names: Vec<String> = defs.iter().map(|d| d.name.clone()).collect();
         {
             // Released before the update below: SQLite has a single writer connection.
@@ -331,6 +335,11 @@ fn workflow_from_row(r: &sqlx::any::AnyRow) -> anyhow::Result<Workflow> {
             bucket: r.try_get("bucket")?,
             prefix: r.try_get("prefix")?,
             output_prefix: r.try_get("output_prefix")?,
+            output_bucket: r.try_get("output_bucket")?,
+            // NULL (rows written before the setting existed): the sink's default.
+            track_outcome: r
+                .try_get::<Option<i64>, _>("track_outcome")?
+                .map_or(matches!(sink, Sink::Mps { .. }), |t| t != 0),
             sink,
         },
     })
@@ -348,8 +357,8 @@ async fn insert_workflow(
     let (sink, mwf, url, secret) = sink_columns(&def.sink);
     let now = now_millis();
     let result = sqlx::query(&format!(
-            "INSERT INTO workflows (id, name, state, bucket, prefix, output_prefix, sink, media_workflow_id, webhook_url, webhook_secret, source, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT (name) {on_conflict}"
+            "INSERT INTO workflows (id, name, state, bucket, prefix, output_prefix, sink, media_workflow_id, webhook_url, webhook_secret, source, created_at, updated_at, output_bucket, track_outcome)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) ON CONFLICT (name) {on_conflict}"
         ))
         .bind(id)
         .bind(&def.name)
@@ -364,6 +373,8 @@ async fn insert_workflow(
         .bind(source)
         .bind(now)
         .bind(now)
+        .bind(&def.output_bucket)
+        .bind(i64::from(def.track_outcome))
         .execute(conn)
         .await?;
     Ok(result.rows_affected() > 0)

@@ -13,7 +13,7 @@ use crate::credentials::limits::RateLimited;
 use crate::credentials::{KeyPrefix, ObjectKey, Scope, UserSegment, VendError, Vendor};
 use std::sync::Arc;
 
-use crate::kinds::{Reason, TriggerSink, TriggerState, UploadMode, UploadState};
+use crate::kinds::{ProcessingState, Reason, TriggerSink, TriggerState, UploadMode, UploadState};
 use crate::media::{MediaAttributes, MediaAttributesInput};
 use crate::storage::{CredentialScope, FileName, PostSigning, StorageConfig};
 use crate::store::{EventRow, Store, TriggerRow, UploadRow};
@@ -420,23 +420,57 @@ pub fn size_problem(
     }
 }
 
-/// The state an announced upload's triggers give it: `failed` when one is dead, `triggered`
-/// once every one is delivered, `uploaded` while any is on its way. The store applies this
-/// rule in SQL when an outcome is recorded; a test holds the two together.
-pub fn state_after_triggers(triggers: impl IntoIterator<Item = TriggerState>) -> UploadState {
-    let mut all_delivered = true;
-    for t in triggers {
-        match t {
-            TriggerState::Dead => return UploadState::Failed,
-            TriggerState::Delivered => {}
-            _ => all_delivered = false,
-        }
+/// One trigger of an announced upload as the state rule reads it: its delivery, and its
+/// processing once delivered (with the reason when it failed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TriggerProgress {
+    pub delivery: TriggerState,
+    pub processing: ProcessingState,
+    pub reason: Option<Reason>,
+}
+
+/// The state an announced upload's triggers give it, and the reason when processing failed:
+/// `failed` when one is dead; `uploaded` while any is on its way; once all are delivered,
+/// `failed` when a followed outcome failed or timed out, `processing` while one is open,
+/// `ready` when every followed one succeeded, and `triggered` when none is followed. The
+/// store applies this rule in SQL whenever a trigger or an outcome changes; a test holds the
+/// two together.
+pub fn state_after_triggers(
+    triggers: impl IntoIterator<Item = TriggerProgress>,
+) -> (UploadState, Option<Reason>) {
+    let triggers: Vec<TriggerProgress> = triggers.into_iter().collect();
+    if triggers.iter().any(|t| t.delivery == TriggerState::Dead) {
+        return (UploadState::Failed, None);
     }
-    if all_delivered {
-        UploadState::Triggered
-    } else {
-        UploadState::Uploaded
+    if triggers
+        .iter()
+        .any(|t| t.delivery != TriggerState::Delivered)
+    {
+        return (UploadState::Uploaded, None);
     }
+    let processing =
+        |states: &[ProcessingState]| triggers.iter().find(|t| states.contains(&t.processing));
+    if processing(&[ProcessingState::Failed, ProcessingState::TimedOut]).is_some() {
+        // One reason whatever the order: the least, as the stored rule picks it.
+        let reason = triggers
+            .iter()
+            .filter(|t| {
+                matches!(
+                    t.processing,
+                    ProcessingState::Failed | ProcessingState::TimedOut
+                )
+            })
+            .filter_map(|t| t.reason)
+            .min_by_key(|r| r.as_str());
+        return (UploadState::Failed, reason);
+    }
+    if processing(&[ProcessingState::Pending, ProcessingState::Running]).is_some() {
+        return (UploadState::Processing, None);
+    }
+    if processing(&[ProcessingState::Succeeded]).is_some() {
+        return (UploadState::Ready, None);
+    }
+    (UploadState::Triggered, None)
 }
 
 #[cfg(test)]
@@ -550,34 +584,44 @@ mod tests {
         assert_eq!(code(0, sts, None, told), None);
     }
 
-    /// The store applies [`state_after_triggers`] in SQL whenever an outcome is recorded:
-    /// every mix of up to three trigger states ends where the rule says.
+    /// The store applies [`state_after_triggers`] in SQL whenever a delivery or a processing
+    /// outcome is recorded: every mix of up to two triggers, in every delivery and processing
+    /// state, ends where the rule says. (`pending` is on its way like `in_flight` and
+    /// `failed`, which stand for it: a trigger left unclaimed cannot be told apart here.)
     #[tokio::test]
     async fn the_stored_state_follows_the_state_rule_for_every_mix_of_triggers() {
         use crate::kinds::{EventOutcome, EventSource, TriggerSink};
         use crate::store::{
-            DatabaseConfig, EventRow, EventWrite, NewTrigger, Outcome, UploadChange,
+            DatabaseConfig, EventRow, EventWrite, NewTrigger, Outcome, UploadChange, now_millis,
         };
         use secrecy::SecretString;
 
-        const STATES: [TriggerState; 5] = [
-            TriggerState::Pending,
-            TriggerState::InFlight,
-            TriggerState::Failed,
-            TriggerState::Dead,
-            TriggerState::Delivered,
+        let progress = |delivery, processing, reason| TriggerProgress {
+            delivery,
+            processing,
+            reason,
+        };
+        let delivered = |processing, reason| progress(TriggerState::Delivered, processing, reason);
+        let statuses = [
+            progress(TriggerState::InFlight, ProcessingState::Untracked, None),
+            progress(TriggerState::Failed, ProcessingState::Untracked, None),
+            progress(TriggerState::Dead, ProcessingState::Untracked, None),
+            delivered(ProcessingState::Untracked, None),
+            delivered(ProcessingState::Pending, None),
+            delivered(ProcessingState::Running, None),
+            delivered(ProcessingState::Succeeded, None),
+            delivered(ProcessingState::Failed, Some(Reason::ProcessingFailed)),
+            delivered(ProcessingState::Failed, Some(Reason::OutputMissing)),
+            delivered(ProcessingState::TimedOut, Some(Reason::ProcessingTimedOut)),
         ];
-        let mut mixes: Vec<Vec<TriggerState>> = Vec::new();
-        for (i, a) in STATES.iter().enumerate() {
+        let mut mixes: Vec<Vec<TriggerProgress>> = Vec::new();
+        for (i, a) in statuses.iter().enumerate() {
             mixes.push(vec![*a]);
-            for (j, b) in STATES.iter().enumerate().skip(i) {
+            for b in &statuses[i..] {
                 mixes.push(vec![*a, *b]);
-                for c in &STATES[j..] {
-                    mixes.push(vec![*a, *b, *c]);
-                }
             }
         }
-        assert_eq!(mixes.len(), 55);
+        assert_eq!(mixes.len(), 65);
         for mix in mixes {
             let dir = tempfile::tempdir().unwrap();
             let url = format!("sqlite://{}/t.db", dir.path().display());
@@ -607,13 +651,23 @@ mod tests {
                 updated_at: 1,
             };
             store.insert_upload(upload.to_row().unwrap()).await.unwrap();
-            let trigger = |n: usize| NewTrigger {
-                id: uuid::Uuid::now_v7().to_string(),
-                workflow_id: format!("w{n}"),
-                workflow_name: format!("w{n}"),
-                sink: TriggerSink::Webhook,
-                payload: "{}".into(),
-            };
+            let triggers: Vec<NewTrigger> = mix
+                .iter()
+                .enumerate()
+                .map(|(n, t)| NewTrigger {
+                    id: uuid::Uuid::now_v7().to_string(),
+                    workflow_id: format!("w{n}"),
+                    workflow_name: format!("w{n}"),
+                    sink: TriggerSink::Webhook,
+                    payload: "{}".into(),
+                    tracks_outcome: t.processing != ProcessingState::Untracked,
+                })
+                .collect();
+            let wanted: std::collections::HashMap<String, TriggerProgress> = triggers
+                .iter()
+                .zip(&mix)
+                .map(|(t, p)| (t.id.clone(), *p))
+                .collect();
             let write = EventWrite {
                 event: EventRow {
                     id: uuid::Uuid::now_v7().to_string(),
@@ -633,23 +687,19 @@ mod tests {
                 upload_state: UploadState::Uploaded,
                 upload_reason: None,
                 upload_size: Some(7),
-                triggers: (0..mix.len()).map(trigger).collect(),
+                triggers,
             };
             store.record_event(write).await.unwrap();
-            // Which trigger takes which state does not matter to the rule: the claimed ones
-            // take the states after `pending`, in order.
-            let waiting = mix.iter().filter(|s| **s == TriggerState::Pending).count();
+            let later = now_millis() + 3_600_000;
             let claimed = store
-                .claim_triggers(
-                    crate::store::now_millis(),
-                    (mix.len() - waiting) as u32,
-                    60_000,
-                )
+                .claim_triggers(now_millis(), mix.len() as u32, 60_000)
                 .await
                 .unwrap();
-            let later = crate::store::now_millis() + 3_600_000;
-            for (claim, state) in claimed.into_iter().zip(&mix[waiting..]) {
-                let outcome = match state {
+            assert_eq!(claimed.len(), mix.len());
+            for claim in claimed {
+                let want = wanted[&claim.id];
+                let trigger = claim.id.clone();
+                let outcome = match want.delivery {
                     TriggerState::InFlight => continue,
                     TriggerState::Failed => Outcome::Failed {
                         error: "x".into(),
@@ -659,24 +709,42 @@ mod tests {
                         error: "x".into(),
                         retry_at: None,
                     },
-                    TriggerState::Delivered => Outcome::Delivered { media_id: None },
-                    TriggerState::Pending => unreachable!("pending ones are never claimed"),
+                    _ => Outcome::Delivered {
+                        media_id: None,
+                        run_ids: Vec::new(),
+                        first_look_at: 0,
+                    },
                 };
                 assert!(store.record_outcome(claim, outcome).await.unwrap());
+                if !matches!(
+                    want.processing,
+                    ProcessingState::Untracked | ProcessingState::Pending
+                ) {
+                    let set = store
+                        .set_trigger_outcome(&trigger, want.processing, want.reason, now_millis())
+                        .await
+                        .unwrap();
+                    assert!(set, "{want:?}");
+                }
             }
-            let mut stored: Vec<TriggerState> = store
+            let stored: Vec<TriggerProgress> = store
                 .triggers_for_upload(&id)
                 .await
                 .unwrap()
                 .into_iter()
-                .map(|t| t.state)
+                .map(|t| progress(t.state, t.processing, t.processing_reason))
                 .collect();
-            let mut wanted = mix.clone();
-            stored.sort_by_key(|s| s.as_str());
-            wanted.sort_by_key(|s| s.as_str());
-            assert_eq!(stored, wanted, "the triggers took the states of the mix");
-            let state = store.get_upload(&id).await.unwrap().unwrap().state;
-            assert_eq!(state, state_after_triggers(mix.clone()), "{mix:?}");
+            let key = |p: &TriggerProgress| format!("{p:?}");
+            let (mut have, mut want) = (stored.clone(), mix.clone());
+            have.sort_by_key(key);
+            want.sort_by_key(key);
+            assert_eq!(have, want, "the triggers took the states of the mix");
+            let row = store.get_upload(&id).await.unwrap().unwrap();
+            assert_eq!(
+                (row.state, row.state_reason),
+                state_after_triggers(mix.clone()),
+                "{mix:?}"
+            );
         }
     }
 }

@@ -84,7 +84,18 @@ pub struct WorkflowDef {
     pub bucket: String,
     pub prefix: String,
     pub output_prefix: Option<String>,
+    /// Where its outputs may be; `None`: its own bucket.
+    pub output_bucket: Option<String>,
+    /// Whether processing is followed to its outcome after delivery.
+    pub track_outcome: bool,
     pub sink: Sink,
+}
+
+impl WorkflowDef {
+    /// The bucket its outputs lie in.
+    pub fn outputs_bucket(&self) -> &str {
+        self.output_bucket.as_deref().unwrap_or(&self.bucket)
+    }
 }
 
 /// A stored workflow.
@@ -148,6 +159,12 @@ impl WorkflowDef {
                 .is_none_or(|p| text(p, MAX_PREFIX_CHARS)),
             "output_prefix must be at most 255 characters without control characters",
         );
+        check(
+            spec.output_bucket
+                .as_deref()
+                .is_none_or(|b| BUCKET.is_match(b)),
+            "output_bucket must be 3-63 characters of a-z, 0-9 and -, not starting or ending with -",
+        );
         let (mps, webhook) = (spec.sink == SinkKind::Mps, spec.sink == SinkKind::Webhook);
         let id = spec.media_workflow_id.as_deref();
         check(
@@ -201,6 +218,9 @@ impl WorkflowDef {
             bucket: spec.bucket,
             prefix: spec.prefix,
             output_prefix: spec.output_prefix.filter(|p| !p.is_empty()),
+            output_bucket: spec.output_bucket,
+            // MPS is asked for the outcome; a webhook receiver must say it reports back.
+            track_outcome: spec.track_outcome.unwrap_or(mps),
             sink,
         })
     }
@@ -347,6 +367,14 @@ pub struct WorkflowConfig {
     /// overlap the upload prefix in the input bucket.
     #[schema(max_length = 255, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     pub output_prefix: Option<String>,
+    /// Where its outputs may be (default: `bucket`); with `output_prefix`, under it.
+    #[schema(pattern = "^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")]
+    #[serde(default)]
+    pub output_bucket: Option<String>,
+    /// Follow processing to its outcome after delivery: MPS runs are looked up, a webhook
+    /// receiver reports back. Default: on for `mps`, off for `webhook`.
+    #[serde(default)]
+    pub track_outcome: Option<bool>,
 }
 
 fn nullable_string() -> utoipa::openapi::ObjectBuilder {
@@ -438,6 +466,8 @@ mod tests {
                 bucket: "media-input".into(),
                 prefix: prefix.into(),
                 output_prefix: output.map(Into::into),
+                output_bucket: None,
+                track_outcome: true,
                 sink: Sink::Mps {
                     media_workflow_id: "wf".into(),
                 },
@@ -578,6 +608,8 @@ mod tests {
             webhook_url: None,
             webhook_secret: None,
             output_prefix: None,
+            output_bucket: None,
+            track_outcome: None,
         }
     }
 

@@ -201,6 +201,8 @@ async fn configured_workflows_are_applied_at_start_and_retired_when_removed() {
         webhook_url: None,
         webhook_secret: None,
         output_prefix: None,
+        output_bucket: None,
+        track_outcome: None,
     };
     let app = TestApp::spawn_with(|c| c.workflows = vec![spec("keep"), spec("drop")]).await;
     let state_of = |list: &Value, name: &str| {

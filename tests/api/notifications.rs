@@ -98,7 +98,10 @@ async fn every_matching_workflow_gets_its_own_trigger_and_mps_gets_addmedia() {
     assert_eq!(app.upload_completed(&key, "abc", &id).await.status(), 200);
     app.drain().await;
     let upload = app.upload("alice", &id).await;
-    assert_eq!(upload["state"], "triggered");
+    assert_eq!(
+        upload["state"], "processing",
+        "the MPS run is followed: {upload}"
+    );
     let triggers = upload["triggers"].as_array().unwrap();
     assert_eq!(triggers.len(), 2);
     let mps = triggers.iter().find(|t| t["sink"] == "mps").unwrap();
@@ -146,7 +149,11 @@ async fn custom_variables_override_media_attributes() {
         .finish();
     assert_eq!(app.oss_callback(&form).await.status(), 200);
     app.drain().await;
-    assert_eq!(app.upload("alice", &id).await["state"], "triggered");
+    assert_eq!(
+        app.upload("alice", &id).await["state"],
+        "processing",
+        "an MPS run is followed to its end"
+    );
     let r = &app.mps.requests()[0];
     assert_eq!(r["Title"], "New title");
     assert_eq!(r["Description"], "keep");
@@ -533,7 +540,10 @@ async fn mps_invalid_parameters_end_dead_at_once() {
     app.upload_completed(&key, "i2", &id).await;
     app.drain_with_retries().await;
     let upload = app.upload("alice", &id).await;
-    assert_eq!(upload["state"], "triggered");
+    assert_eq!(
+        upload["state"], "processing",
+        "an MPS run is followed to its end"
+    );
     assert_eq!(upload["triggers"][0]["attempts"], 3);
     assert!(upload["triggers"][0]["media_id"].is_string());
     assert_eq!(app.mps.calls(), 4);
@@ -716,7 +726,10 @@ async fn a_slow_mps_times_out_and_is_retried() {
     app.mps.set_latency(Duration::ZERO);
     app.drain_with_retries().await;
     let upload = app.upload("alice", &id).await;
-    assert_eq!(upload["state"], "triggered");
+    assert_eq!(
+        upload["state"], "processing",
+        "an MPS run is followed to its end"
+    );
     assert_eq!(upload["triggers"][0]["attempts"], 2);
 }
 
