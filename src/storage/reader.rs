@@ -71,11 +71,15 @@ pub trait ObjectReader: Send + Sync {
     ) -> Result<Vec<u8>, ReadError>;
     /// Whether the store answers with these keys (for readiness).
     async fn probe(&self) -> Result<(), ReadError>;
+    /// Looks up a processor's output: any key of `bucket` (the caller holds it to the
+    /// workflow's output bucket and prefix), with the same keys and client.
+    async fn head_output(&self, bucket: &str, key: &str) -> Result<Lookup, ReadError>;
     /// Up to `limit` objects under the upload prefix, in key order, after `start_after`.
     async fn list(&self, start_after: &str, limit: usize) -> Result<Vec<Listed>, ReadError>;
 }
 
 /// Where and with which keys the input bucket is read.
+#[derive(Clone)]
 pub struct ReaderSettings {
     pub provider: Provider,
     pub endpoint: String,
@@ -114,55 +118,35 @@ impl ReaderSettings {
 pub struct StoreReader {
     op: Operator,
     prefix: String,
+    settings: ReaderSettings,
+    client: reqwest::Client,
+    /// Readers of output buckets, by name; their names come from workflow definitions, so
+    /// there are few.
+    outputs: std::sync::Mutex<std::collections::HashMap<String, Operator>>,
 }
 
 impl StoreReader {
     pub fn new(settings: &ReaderSettings, client: reqwest::Client) -> anyhow::Result<Self> {
-        let (id, secret) = (
-            settings.access_key_id.as_str(),
-            settings.access_key_secret.expose_secret(),
-        );
-        let op = match settings.provider {
-            // OSS signs `/{bucket}/{key}` whatever the address, and has no path-style URLs: an
-            // endpoint that cannot carry the bucket in its host name is taken as the bucket's
-            // own address, as a custom domain is.
-            Provider::Aliyun => Operator::new(
-                opendal::services::Oss::default()
-                    .endpoint(&settings.endpoint)
-                    .bucket(&settings.bucket)
-                    .addressing_style(if settings.path_style {
-                        "cname"
-                    } else {
-                        "virtual"
-                    })
-                    .access_key_id(id)
-                    .access_key_secret(secret),
-            )?
-            .finish(),
-            Provider::S3 => {
-                let mut s3 = opendal::services::S3::default()
-                    .endpoint(&settings.endpoint)
-                    .region(&settings.region)
-                    .bucket(&settings.bucket)
-                    .access_key_id(id)
-                    .secret_access_key(secret)
-                    .disable_config_load()
-                    .disable_ec2_metadata();
-                if !settings.path_style {
-                    s3 = s3.enable_virtual_host_style();
-                }
-                Operator::new(s3)?.finish()
-            }
-        };
-        let op = op
-            .layer(opendal::layers::HttpClientLayer::new(HttpClient::with(
-                NoSymlinks(client),
-            )))
-            .layer(opendal::layers::TimeoutLayer::new().with_timeout(Duration::from_secs(30)));
         Ok(StoreReader {
-            op,
+            op: operator(settings, &settings.bucket, client.clone())?,
             prefix: settings.prefix.clone(),
+            settings: settings.clone(),
+            client,
+            outputs: Default::default(),
         })
+    }
+
+    fn output_operator(&self, bucket: &str) -> Result<Operator, ReadError> {
+        let mut outputs = self.outputs.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(op) = outputs.get(bucket) {
+            return Ok(op.clone());
+        }
+        let op = operator(&self.settings, bucket, self.client.clone())
+            .map_err(|e| ReadError::Unavailable(format!("{e:#}")))?;
+        if outputs.len() < 64 {
+            outputs.insert(bucket.to_owned(), op.clone());
+        }
+        Ok(op)
     }
 
     fn checked<'a>(&self, key: &'a str) -> Result<&'a str, ReadError> {
@@ -179,8 +163,73 @@ impl StoreReader {
     }
 }
 
+/// An OpenDAL operator for `bucket`, with the reader's keys, address and client.
+fn operator(
+    settings: &ReaderSettings,
+    bucket: &str,
+    client: reqwest::Client,
+) -> anyhow::Result<Operator> {
+    let (id, secret) = (
+        settings.access_key_id.as_str(),
+        settings.access_key_secret.expose_secret(),
+    );
+    let op = match settings.provider {
+        // OSS signs `/{bucket}/{key}` whatever the address, and has no path-style URLs: an
+        // endpoint that cannot carry the bucket in its host name is taken as the bucket's
+        // own address, as a custom domain is.
+        Provider::Aliyun => Operator::new(
+            opendal::services::Oss::default()
+                .endpoint(&settings.endpoint)
+                .bucket(bucket)
+                .addressing_style(if settings.path_style {
+                    "cname"
+                } else {
+                    "virtual"
+                })
+                .access_key_id(id)
+                .access_key_secret(secret),
+        )?
+        .finish(),
+        Provider::S3 => {
+            let mut s3 = opendal::services::S3::default()
+                .endpoint(&settings.endpoint)
+                .region(&settings.region)
+                .bucket(bucket)
+                .access_key_id(id)
+                .secret_access_key(secret)
+                .disable_config_load()
+                .disable_ec2_metadata();
+            if !settings.path_style {
+                s3 = s3.enable_virtual_host_style();
+            }
+            Operator::new(s3)?.finish()
+        }
+    };
+    let op = op
+        .layer(opendal::layers::HttpClientLayer::new(HttpClient::with(
+            NoSymlinks(client),
+        )))
+        .layer(opendal::layers::TimeoutLayer::new().with_timeout(Duration::from_secs(30)));
+    Ok(op)
+}
+
 #[async_trait]
 impl ObjectReader for StoreReader {
+    async fn head_output(&self, bucket: &str, key: &str) -> Result<Lookup, ReadError> {
+        if key.ends_with('/')
+            || super::check_object_key(key).is_err()
+            || opendal::raw::normalize_path(key) != key
+        {
+            return Err(ReadError::NotReadable(key.to_owned()));
+        }
+        match self.output_operator(bucket)?.stat(key).await {
+            Ok(meta) => Ok(Lookup::Found(head_of(&meta))),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(Lookup::Missing),
+            Err(e) if is_symlink(&e) => Ok(Lookup::Symlink),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
     async fn head(&self, key: &str) -> Result<Lookup, ReadError> {
         match self.op.stat(self.checked(key)?).await {
             Ok(meta) => Ok(Lookup::Found(head_of(&meta))),
