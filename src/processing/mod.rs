@@ -84,6 +84,9 @@ pub struct Delivery {
 pub struct Delivered {
     /// MPS `MediaId`, for the MPS sink.
     pub media_id: Option<String>,
+    /// MPS `RunIdList.RunId`: one run per media workflow execution AddMedia started, each
+    /// to be followed to its outcome. Empty for webhooks.
+    pub run_ids: Vec<String>,
 }
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]

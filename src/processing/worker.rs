@@ -317,7 +317,7 @@ impl Worker {
             ))),
         };
         let outcome = match outcome {
-            Ok(Done::Delivered(Delivered { media_id })) => {
+            Ok(Done::Delivered(Delivered { media_id, .. })) => {
                 info!(trigger = %t.id, workflow = %t.workflow_name, attempt, "trigger delivered");
                 Outcome::Delivered { media_id }
             }

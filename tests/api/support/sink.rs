@@ -40,6 +40,7 @@ impl Sink for RecordingSink {
             Some(error) => Err(error),
             None => Ok(Delivered {
                 media_id: Some(format!("recorded-{}", delivery.trigger_id)),
+                run_ids: Vec::new(),
             }),
         }
     }
