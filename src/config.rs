@@ -353,19 +353,22 @@ impl Config {
         {
             p("notifications.mns_account_id: must be the account id, digits only".into());
         }
-        for topic in &n.mns_topic_names {
-            if !(1..=256).contains(&topic.len())
-                || !topic
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            {
-                p(format!(
-                    "notifications.mns_topic_names: {topic:?} is not an MNS topic name"
-                ));
+        for (key, topics) in [
+            ("notifications.mns_topic_names", &n.mns_topic_names),
+            ("notifications.mps_topic_names", &n.mps_topic_names),
+        ] {
+            for topic in topics {
+                if !(1..=256).contains(&topic.len())
+                    || !topic
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                {
+                    p(format!("{key}: {topic:?} is not an MNS topic name"));
+                }
             }
-        }
-        if !n.mns_topic_names.is_empty() && n.mns_account_id.is_none() {
-            p("notifications.mns_topic_names: needs notifications.mns_account_id".into());
+            if !topics.is_empty() && n.mns_account_id.is_none() {
+                p(format!("{key}: needs notifications.mns_account_id"));
+            }
         }
         if n.fetch_timeout_ms == 0 {
             p("notifications.fetch_timeout_ms: must be at least 1".into());
@@ -636,6 +639,31 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn topic_lists_hold_topic_names_and_need_the_account() {
+        let mut c = valid();
+        c.notifications.mps_topic_names = vec!["mps-outcomes".into(), "bad topic".into()];
+        c.notifications.mns_topic_names = vec!["".into()];
+        let problems = c.validate();
+        assert!(problems.contains(
+            &"notifications.mps_topic_names: \"bad topic\" is not an MNS topic name".to_owned()
+        ));
+        assert!(
+            problems.contains(
+                &"notifications.mns_topic_names: \"\" is not an MNS topic name".to_owned()
+            )
+        );
+        c.notifications.mps_topic_names = vec!["mps-outcomes".into()];
+        c.notifications.mns_topic_names = Vec::new();
+        c.notifications.mns_account_id = None;
+        assert_eq!(
+            c.validate(),
+            ["notifications.mps_topic_names: needs notifications.mns_account_id"]
+        );
+        c.notifications.mns_account_id = Some("1234567890123456".into());
+        assert_eq!(c.validate(), Vec::<String>::new());
     }
 
     #[test]

@@ -141,6 +141,72 @@ pub fn oss_v1_signature(
     ))
 }
 
+/// One request to presign with OSS V1 query signing (docs/protocols.md §4b, §9).
+pub struct OssQuery<'a> {
+    pub verb: &'a str,
+    /// The Content-Type the client will send; empty when none.
+    pub content_type: &'a str,
+    pub bucket: &'a str,
+    /// The object key, raw (the resource signs it as it is).
+    pub key: &'a str,
+    /// Sub-resources besides `security-token` (`partNumber`, `uploadId`, `uploads`,
+    /// `response-*`), `None` for a bare name. Their values are signed raw: a value with `&`
+    /// would add sub-resources of its own, so callers pass only values they vouch for.
+    pub subresources: &'a [(&'a str, Option<&'a str>)],
+    /// Unix seconds.
+    pub expires: u64,
+}
+
+/// The query string of an OSS V1 presigned URL for `request` (without the `?`): the
+/// sub-resources sorted by name, the STS `security-token` among them when `security_token` is
+/// not empty (signed as a sub-resource), then `OSSAccessKeyId`, `Expires` and `Signature`;
+/// values percent-encoded with [`percent_encode`]. Fails when a part of the string to sign
+/// holds a control character.
+pub fn oss_presigned_query(
+    request: &OssQuery<'_>,
+    access_key_id: &str,
+    secret: &str,
+    security_token: &str,
+) -> Result<String, Unsignable> {
+    let mut subresources: Vec<(&str, Option<&str>)> = request.subresources.to_vec();
+    if !security_token.is_empty() {
+        subresources.push(("security-token", Some(security_token)));
+    }
+    subresources.sort_by(|a, b| a.0.cmp(b.0));
+    let joined = |encode: &dyn Fn(&str) -> String| {
+        subresources
+            .iter()
+            .map(|(name, value)| match value {
+                Some(v) => format!("{name}={}", encode(v)),
+                None => (*name).to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join("&")
+    };
+    let mut resource = format!("/{}/{}", request.bucket, request.key);
+    if !subresources.is_empty() {
+        resource = format!("{resource}?{}", joined(&|v| v.to_owned()));
+    }
+    let expires = request.expires.to_string();
+    let signature = oss_v1_signature(
+        secret,
+        request.verb,
+        "",
+        request.content_type,
+        &expires,
+        &resource,
+    )?;
+    let mut query = joined(&percent_encode);
+    if !query.is_empty() {
+        query.push('&');
+    }
+    Ok(format!(
+        "{query}OSSAccessKeyId={}&Expires={expires}&Signature={}",
+        percent_encode(access_key_id),
+        percent_encode(&signature)
+    ))
+}
+
 /// An OSS PostObject V1 form signature: returns (`policy` field, `Signature` field), the
 /// policy base64-encoded and HMAC-SHA1-signed with the (temporary) AccessKeySecret.
 pub fn oss_post_signature(secret: &str, policy_json: &str) -> (String, String) {
@@ -298,6 +364,54 @@ pub(crate) mod tests {
             Err(Unsignable("resource"))
         );
         assert_eq!(sign(["PUT\t", "", "1", "/b/k"]), Err(Unsignable("verb")));
+    }
+
+    /// TV-GET-1..3 (docs/protocols.md §9), from the official `oss2` SDK's `sign_url`.
+    #[test]
+    fn oss_presigned_get_matches_the_oss2_vectors() {
+        let get = |subresources: &[(&str, Option<&str>)], id: &str, token: &str| {
+            let request = OssQuery {
+                verb: "GET",
+                content_type: "",
+                bucket: "examplebucket",
+                key: "outputs/abc/720p.mp4",
+                subresources,
+                expires: 1_700_000_000,
+            };
+            oss_presigned_query(&request, id, "testsecret", token).unwrap()
+        };
+        assert_eq!(
+            get(&[], "testid", ""),
+            "OSSAccessKeyId=testid&Expires=1700000000&Signature=QdJQkr4LZpz78gNqpYYhFQ6km9I%3D"
+        );
+        assert_eq!(
+            get(&[], "STS.testid", "tok"),
+            "security-token=tok&OSSAccessKeyId=STS.testid&Expires=1700000000&Signature=J8LxxyY9n3UG5d%2BzxlAztrkFHhk%3D"
+        );
+        assert_eq!(
+            get(
+                &[("response-content-disposition", Some("attachment"))],
+                "STS.testid",
+                "tok"
+            ),
+            "response-content-disposition=attachment&security-token=tok&OSSAccessKeyId=STS.testid&Expires=1700000000&Signature=eOk8e0nawBI1FBxRQoBmg%2B0l0rI%3D"
+        );
+    }
+
+    #[test]
+    fn oss_presigned_queries_refuse_lines_of_their_own() {
+        let request = OssQuery {
+            verb: "GET",
+            content_type: "",
+            bucket: "b",
+            key: "a\n1893456000\n/b/other",
+            subresources: &[],
+            expires: 1,
+        };
+        assert_eq!(
+            oss_presigned_query(&request, "id", "s", ""),
+            Err(Unsignable("resource"))
+        );
     }
 
     #[test]

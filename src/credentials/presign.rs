@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use secrecy::ExposeSecret;
 
-use crate::signing::{Unsignable, oss_v1_signature};
+use crate::signing::{OssQuery, Unsignable, oss_presigned_query};
 use crate::storage::{Provider, StorageConfig};
 use crate::sts::Credentials;
 
@@ -161,33 +161,98 @@ pub fn presign(
     expires_in: Duration,
     now: SystemTime,
 ) -> Result<Presigned, PresignError> {
-    let bucket_url = storage.bucket_url();
-    let base = format!("{}/{}", bucket_url.trim_end_matches('/'), encode_key(key));
     let headers: BTreeMap<String, String> = content_type
         .map(|t| ("content-type".to_owned(), t.to_owned()))
         .into_iter()
         .collect();
-    let url = match storage.provider {
+    let request = Request {
+        method: op.method(),
+        subresources: op.subresources(),
+        content_type,
+    };
+    let url = signed_url(storage, creds, key, &request, expires_in, now)?;
+    Ok(Presigned { url, headers })
+}
+
+/// The longest a SigV4 presigned URL may live.
+pub const MAX_S3_PRESIGN: Duration = Duration::from_secs(604_800);
+
+/// A URL that lets whoever holds it GET the object `key` of `bucket` (the input bucket or a
+/// workflow's output bucket, on the same client-facing `storage.endpoint`) for `expires_in`
+/// from `now`, signed with `creds` (the service keys, so it lives as long as asked): OSS V1
+/// query signing or SigV4 (host only), by `storage.provider`. Fails for a key
+/// [`crate::storage::check_object_key`] refuses (a client would resolve its dot segments into
+/// another object), and on S3 for more than [`MAX_S3_PRESIGN`].
+pub fn get_url(
+    storage: &StorageConfig,
+    creds: &Credentials,
+    bucket: &str,
+    key: &str,
+    expires_in: Duration,
+    now: SystemTime,
+) -> Result<String, PresignError> {
+    crate::storage::check_object_key(key).map_err(|why| PresignError::Signer(why.to_owned()))?;
+    if storage.provider == Provider::S3 && expires_in > MAX_S3_PRESIGN {
+        return Err(PresignError::Signer(
+            "a SigV4 URL lives at most 7 days".into(),
+        ));
+    }
+    let other;
+    let storage = if bucket == storage.bucket {
+        storage
+    } else {
+        other = StorageConfig {
+            bucket: bucket.to_owned(),
+            ..storage.clone()
+        };
+        &other
+    };
+    let request = Request {
+        method: "GET",
+        subresources: Vec::new(),
+        content_type: None,
+    };
+    signed_url(storage, creds, key, &request, expires_in, now)
+}
+
+/// What is signed of one request besides the object and the expiry.
+struct Request<'a> {
+    method: &'static str,
+    /// Sorted by name (`None`: a bare name).
+    subresources: Vec<(&'static str, Option<String>)>,
+    content_type: Option<&'a str>,
+}
+
+/// The presigned URL of `request` on `key` in `storage.bucket`, by provider.
+fn signed_url(
+    storage: &StorageConfig,
+    creds: &Credentials,
+    key: &str,
+    request: &Request<'_>,
+    expires_in: Duration,
+    now: SystemTime,
+) -> Result<String, PresignError> {
+    let bucket_url = storage.bucket_url();
+    let base = format!("{}/{}", bucket_url.trim_end_matches('/'), encode_key(key));
+    match storage.provider {
         Provider::Aliyun => {
             let expires = now
                 .checked_add(expires_in)
                 .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
                 .ok_or_else(|| PresignError::Signer("expiry out of range".into()))?
                 .as_secs();
-            oss_presigned_url(
+            Ok(oss_presigned_url(
                 &base,
                 &storage.bucket,
                 creds,
                 key,
-                op,
-                content_type,
+                request,
                 expires,
-            )?
+            )?)
         }
-        Provider::S3 => s3_presigned_url(&base, &storage.region, creds, op, expires_in, now)
-            .map_err(PresignError::Signer)?,
-    };
-    Ok(Presigned { url, headers })
+        Provider::S3 => s3_presigned_url(&base, &storage.region, creds, request, expires_in, now)
+            .map_err(PresignError::Signer),
+    }
 }
 
 /// `key` for a URL path: every byte but the unreserved ones encoded, `/` kept.
@@ -209,47 +274,28 @@ fn oss_presigned_url(
     bucket: &str,
     creds: &Credentials,
     key: &str,
-    op: &Operation,
-    content_type: Option<&str>,
+    request: &Request<'_>,
     expires: u64,
 ) -> Result<String, Unsignable> {
-    let token = creds.security_token.expose_secret();
-    let mut subresources = op.subresources();
-    if !token.is_empty() {
-        subresources.push(("security-token", Some(token.to_owned())));
-    }
-    subresources.sort_by(|a, b| a.0.cmp(b.0));
-    let raw = |pairs: &[(&str, Option<String>)], encode: &dyn Fn(&str) -> String| {
-        pairs
-            .iter()
-            .map(|(k, v)| match v {
-                Some(v) => format!("{k}={}", encode(v)),
-                None => (*k).to_owned(),
-            })
-            .collect::<Vec<_>>()
-            .join("&")
-    };
-    let mut resource = format!("/{bucket}/{key}");
-    if !subresources.is_empty() {
-        resource = format!("{resource}?{}", raw(&subresources, &|v| v.to_owned()));
-    }
-    let signature = oss_v1_signature(
+    let subresources: Vec<(&str, Option<&str>)> = request
+        .subresources
+        .iter()
+        .map(|(name, value)| (*name, value.as_deref()))
+        .collect();
+    let query = oss_presigned_query(
+        &OssQuery {
+            verb: request.method,
+            content_type: request.content_type.unwrap_or_default(),
+            bucket,
+            key,
+            subresources: &subresources,
+            expires,
+        },
+        &creds.access_key_id,
         creds.access_key_secret.expose_secret(),
-        op.method(),
-        "",
-        content_type.unwrap_or_default(),
-        &expires.to_string(),
-        &resource,
+        creds.security_token.expose_secret(),
     )?;
-    let mut query = raw(&subresources, &query_encode);
-    if !query.is_empty() {
-        query.push('&');
-    }
-    Ok(format!(
-        "{base}?{query}OSSAccessKeyId={}&Expires={expires}&Signature={}",
-        query_encode(&creds.access_key_id),
-        query_encode(&signature)
-    ))
+    Ok(format!("{base}?{query}"))
 }
 
 /// SigV4 query signing by AWS's signer: host signed, payload unsigned (the browser streams
@@ -263,7 +309,7 @@ fn s3_presigned_url(
     base: &str,
     region: &str,
     creds: &Credentials,
-    op: &Operation,
+    request: &Request<'_>,
     expires_in: Duration,
     now: SystemTime,
 ) -> Result<String, String> {
@@ -271,11 +317,11 @@ fn s3_presigned_url(
         PercentEncodingMode, SignableBody, SignableRequest, SignatureLocation, SigningSettings,
         UriPathNormalizationMode, sign,
     };
-    let query: Vec<String> = op
-        .subresources()
-        .into_iter()
+    let query: Vec<String> = request
+        .subresources
+        .iter()
         .map(|(k, v)| match v {
-            Some(v) => format!("{k}={}", query_encode(&v)),
+            Some(v) => format!("{k}={}", query_encode(v)),
             None => format!("{k}="),
         })
         .collect();
@@ -308,7 +354,7 @@ fn s3_presigned_url(
         .map_err(|e| e.to_string())?
         .into();
     let signable = SignableRequest::new(
-        op.method(),
+        request.method,
         url.as_str(),
         std::iter::empty(),
         SignableBody::UnsignedPayload,
@@ -352,6 +398,19 @@ mod tests {
     }
 
     const KEY: &str = "uploads/alice/01/trip.mp4";
+
+    fn oss_url(
+        creds: &Credentials,
+        op: &Operation,
+        content_type: Option<&str>,
+    ) -> Result<String, Unsignable> {
+        let request = Request {
+            method: op.method(),
+            subresources: op.subresources(),
+            content_type,
+        };
+        oss_presigned_url(BASE, "media-in", creds, KEY, &request, EXPIRES)
+    }
     const EXPIRES: u64 = 1_893_456_000;
     const BASE: &str = "https://media-in.oss-cn-hangzhou.aliyuncs.com/uploads/alice/01/trip.mp4";
 
@@ -359,52 +418,25 @@ mod tests {
     #[test]
     fn oss_query_signatures_match_the_oss2_vectors() {
         let plain = creds("testid", "");
-        let url = oss_presigned_url(
-            BASE,
-            "media-in",
-            &plain,
-            KEY,
-            &Operation::PutObject,
-            None,
-            EXPIRES,
-        )
-        .unwrap();
+        let url = oss_url(&plain, &Operation::PutObject, None).unwrap();
         assert_eq!(signature(&url), "rt1NqtEA1PevZtOMUF4kruvvOpE=");
         assert!(url.starts_with(&format!(
             "{BASE}?OSSAccessKeyId=testid&Expires={EXPIRES}&Signature="
         )));
-        let typed = oss_presigned_url(
-            BASE,
-            "media-in",
-            &plain,
-            KEY,
-            &Operation::PutObject,
-            Some("video/mp4"),
-            EXPIRES,
-        )
-        .unwrap();
+        let typed = oss_url(&plain, &Operation::PutObject, Some("video/mp4")).unwrap();
         assert_eq!(signature(&typed), "QPaeQKG4lnIS+AAONn9vPKECJ6k=");
         let sts = creds("STS.testid", "CAIStoken+/=");
         let part = Operation::UploadPart {
             upload_id: "0004B9894A22E5B1888A1E29F8236E2D".into(),
             part_number: 2,
         };
-        let url = oss_presigned_url(BASE, "media-in", &sts, KEY, &part, None, EXPIRES).unwrap();
+        let url = oss_url(&sts, &part, None).unwrap();
         assert_eq!(signature(&url), "wlOzPcrrpG62xy614qVCl8vYaAs=");
         assert!(
             url.contains("?partNumber=2&security-token=CAIStoken%2B%2F%3D&uploadId=0004B9894A22E5B1888A1E29F8236E2D&OSSAccessKeyId=STS.testid&"),
             "{url}"
         );
-        let create = oss_presigned_url(
-            BASE,
-            "media-in",
-            &sts,
-            KEY,
-            &Operation::CreateMultipartUpload,
-            None,
-            EXPIRES,
-        )
-        .unwrap();
+        let create = oss_url(&sts, &Operation::CreateMultipartUpload, None).unwrap();
         assert_eq!(signature(&create), "MjC7n13vY6xGt+tj0yGSDdKvRME=");
     }
 
@@ -494,17 +526,139 @@ mod tests {
     fn oss_refuses_a_content_type_that_would_write_lines_of_its_own() {
         let evil = "video/mp4\n4102444800\n/media-in/uploads/bob/x";
         assert!(matches!(
-            oss_presigned_url(
-                BASE,
-                "media-in",
-                &creds("testid", ""),
-                KEY,
-                &Operation::PutObject,
-                Some(evil),
-                EXPIRES
-            ),
+            oss_url(&creds("testid", ""), &Operation::PutObject, Some(evil)),
             Err(Unsignable("Content-Type"))
         ));
+    }
+
+    fn at(unix_seconds: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(unix_seconds)
+    }
+
+    /// TV-GET-1/2 (docs/protocols.md §9) through the whole function: the bucket's host on the
+    /// client-facing endpoint, `Expires` = now + lifetime.
+    #[test]
+    fn oss_get_urls_match_the_oss2_vectors() {
+        let storage = StorageConfig {
+            bucket: "media-input".into(),
+            endpoint: "https://oss-cn-hangzhou.aliyuncs.com".into(),
+            internal_endpoint: Some("http://10.0.0.1".into()),
+            ..StorageConfig::default()
+        };
+        let lifetime = Duration::from_secs(3600);
+        let key = "outputs/abc/720p.mp4";
+        let now = at(1_700_000_000 - 3600);
+        let url = get_url(
+            &storage,
+            &creds("testid", ""),
+            "examplebucket",
+            key,
+            lifetime,
+            now,
+        );
+        assert_eq!(
+            url.unwrap(),
+            "https://examplebucket.oss-cn-hangzhou.aliyuncs.com/outputs/abc/720p.mp4?OSSAccessKeyId=testid&Expires=1700000000&Signature=QdJQkr4LZpz78gNqpYYhFQ6km9I%3D"
+        );
+        let sts = creds("STS.testid", "tok");
+        let url = get_url(&storage, &sts, "examplebucket", key, lifetime, now).unwrap();
+        assert_eq!(signature(&url), "J8LxxyY9n3UG5d+zxlAztrkFHhk=");
+        assert!(
+            url.contains("?security-token=tok&OSSAccessKeyId=STS.testid&"),
+            "{url}"
+        );
+        // The input bucket itself, and a key that needs encoding.
+        let url = get_url(&storage, &sts, "media-input", "a b/視+1.mp4", lifetime, now).unwrap();
+        assert!(
+            url.starts_with(
+                "https://media-input.oss-cn-hangzhou.aliyuncs.com/a%20b/%E8%A6%96%2B1.mp4?"
+            ),
+            "{url}"
+        );
+    }
+
+    /// The presigned GET of AWS's SigV4 documentation ("Authenticating Requests: Using Query
+    /// Parameters"), host only and an unsigned payload.
+    #[test]
+    fn s3_get_urls_match_the_aws_example() {
+        let storage = StorageConfig {
+            provider: Provider::S3,
+            bucket: "media-input".into(),
+            region: "us-east-1".into(),
+            endpoint: "https://s3.amazonaws.com".into(),
+            ..StorageConfig::default()
+        };
+        let aws = Credentials {
+            access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
+            access_key_secret: SecretString::from("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
+            ..creds("", "")
+        };
+        let url = get_url(
+            &storage,
+            &aws,
+            "examplebucket",
+            "test.txt",
+            Duration::from_secs(86_400),
+            at(1_369_353_600),
+        )
+        .unwrap();
+        assert_eq!(
+            url,
+            "https://examplebucket.s3.amazonaws.com/test.txt?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20130524%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=20130524T000000Z&X-Amz-Expires=86400&X-Amz-SignedHeaders=host&X-Amz-Signature=aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404"
+        );
+        // A local store is addressed by path.
+        let local = StorageConfig {
+            endpoint: "http://127.0.0.1:7480".into(),
+            ..storage.clone()
+        };
+        let url = get_url(
+            &local,
+            &creds("AK", "tok"),
+            "media-out",
+            "o/a.mp4",
+            Duration::from_secs(60),
+            SystemTime::now(),
+        )
+        .unwrap();
+        assert!(
+            url.starts_with("http://127.0.0.1:7480/media-out/o/a.mp4?X-Amz-"),
+            "{url}"
+        );
+        assert!(url.contains("&X-Amz-Security-Token=tok"), "{url}");
+        let week = Duration::from_secs(7 * 86_400);
+        assert!(get_url(&storage, &aws, "b-1", "k", week, SystemTime::now()).is_ok());
+        assert!(
+            get_url(
+                &storage,
+                &aws,
+                "b-1",
+                "k",
+                week + Duration::from_secs(1),
+                SystemTime::now()
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn get_urls_refuse_keys_a_client_would_read_as_another_object() {
+        let storage = StorageConfig::default();
+        for key in ["", "a/../b.mp4", "a//b", "./a", "a\\b", "a\nb"] {
+            assert!(
+                matches!(
+                    get_url(
+                        &storage,
+                        &creds("id", ""),
+                        "b-1",
+                        key,
+                        Duration::from_secs(60),
+                        SystemTime::now()
+                    ),
+                    Err(PresignError::Signer(_))
+                ),
+                "{key:?}"
+            );
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! MNS pushes of OSS events: how MNS signs them (RSA PKCS#1 v1.5 over SHA-1 with the key of
-//! an X.509 certificate, see docs/protocols.md §5), the freshness rule for their `Date`, and
-//! their body. Pure functions; the certificate itself comes from [`super::keys`].
+//! MNS pushes of OSS events and of MPS workflow messages: how MNS signs them (RSA PKCS#1 v1.5
+//! over SHA-1 with the key of an X.509 certificate, see docs/protocols.md §5), the freshness
+//! rule for their `Date`, and their bodies (§5, §9). Pure functions; the certificate itself
+//! comes from [`super::keys`].
 
 use crate::kinds::EventSource;
 use base64::Engine;
@@ -104,6 +105,98 @@ pub fn oss_events(body: &[u8]) -> Result<Parsed, NotificationError> {
         });
     }
     Ok(parsed)
+}
+
+/// What an MPS workflow message points at: the run to look at now. A hint only: what became
+/// of the run is read from MPS, never taken from the message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MpsHint {
+    pub run_id: String,
+    /// The run's MediaId, when the message names one.
+    pub media_id: Option<String>,
+    /// The publishing topic, from the XML or JSON envelope (`TopicName`); a SIMPLIFIED body
+    /// has none (the push's `x-mns-topic-name` names it, see [`super::mps_hint`]).
+    pub topic: Option<String>,
+}
+
+/// The MPS workflow message of a verified MNS push body in any of the subscription's formats
+/// (docs/protocols.md §9): XML (`<Notification>` with `TopicName` and `Message`), JSON (the
+/// same fields in an object) or SIMPLIFIED (the body is the message). The message is JSON,
+/// or Base64 of it; its run is `RunId`, else `MediaWorkflowExecution.RunId`. Fails as
+/// [`NotificationError::Malformed`] when the body is none of these or names no run (a RunId
+/// is 1-128 of `A-Z a-z 0-9 - _`; a MediaId that is not is left out).
+pub fn mps_message(body: &[u8]) -> Result<MpsHint, NotificationError> {
+    let malformed = |m: &str| NotificationError::Malformed(m.to_owned());
+    let text = std::str::from_utf8(body).map_err(|_| malformed("body is not UTF-8 text"))?;
+    let text = text.trim_start_matches('\u{feff}').trim();
+    let (message, topic) = if text.starts_with('<') {
+        let envelope: XmlEnvelope = quick_xml::de::from_str(text)
+            .map_err(|_| malformed("body is not an MNS XML notification"))?;
+        (message_json(&envelope.message)?, envelope.topic_name)
+    } else {
+        let value = message_json(text)?;
+        match json_envelope(&value) {
+            Some((message, topic)) => (message_json(message)?, topic),
+            None => (value, None),
+        }
+    };
+    let execution = &message["MediaWorkflowExecution"];
+    let run_id = message["RunId"]
+        .as_str()
+        .or(execution["RunId"].as_str())
+        .filter(|id| is_mps_id(id))
+        .ok_or_else(|| malformed("the MPS message names no RunId"))?;
+    let media_id = message["MediaId"]
+        .as_str()
+        .or(execution["MediaId"].as_str())
+        .filter(|id| is_mps_id(id));
+    Ok(MpsHint {
+        run_id: run_id.to_owned(),
+        media_id: media_id.map(str::to_owned),
+        topic: topic.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()),
+    })
+}
+
+/// A JSON object from `text`, or from the Base64 `text` stands for.
+fn message_json(text: &str) -> Result<serde_json::Value, NotificationError> {
+    let text = text.trim();
+    let value = serde_json::from_str(text).ok().or_else(|| {
+        let decoded = B64.decode(text).ok()?;
+        serde_json::from_slice(&decoded).ok()
+    });
+    value.filter(serde_json::Value::is_object).ok_or_else(|| {
+        NotificationError::Malformed("the message is not JSON or Base64 JSON".into())
+    })
+}
+
+/// The message and topic of a JSON envelope: an object with a string `Message` and a
+/// `MessageId` that is not itself an MPS message (those carry `RunId` or
+/// `MediaWorkflowExecution`, and a failed activity's message has a `Message` of its own).
+fn json_envelope(value: &serde_json::Value) -> Option<(&str, Option<String>)> {
+    if value.get("RunId").is_some()
+        || value.get("MediaWorkflowExecution").is_some()
+        || value.get("MessageId").is_none()
+    {
+        return None;
+    }
+    let message = value["Message"].as_str()?;
+    Some((message, value["TopicName"].as_str().map(str::to_owned)))
+}
+
+fn is_mps_id(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// `<Notification>` of an XML push; its other fields (`TopicOwner`, `MessageId`,
+/// `MessageMD5`, `PublishTime`, ...) are not needed: the signed headers carry the owner.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct XmlEnvelope {
+    topic_name: Option<String>,
+    message: String,
 }
 
 /// Object-created events MPS treats as new objects; multipart steps are not.
@@ -408,6 +501,151 @@ pub(crate) mod tests {
             PublicKey::from_cert_pem(&pem).unwrap(),
             public_key_of(&private)
         );
+    }
+
+    /// A workflow message as MPS sends it after the Report activity (docs/protocols.md §9).
+    fn mps_report_message() -> serde_json::Value {
+        serde_json::json!({
+            "RunId": "fb5ccdf6a8f3462a8a6f5f4e9e8b1d3e",
+            "Name": "Act-Report",
+            "Type": "Report",
+            "State": "Success",
+            "MediaWorkflowExecution": {
+                "MediaWorkflowId": "43c3d2a0f7c84b9f9f0d9c8a7b6e5d4c",
+                "Name": "transcode-hd",
+                "RunId": "fb5ccdf6a8f3462a8a6f5f4e9e8b1d3e",
+                "MediaId": "3d3e2e3c4b5a69788796a5b4c3d2e1f0",
+                "Input": {"InputFile": {"Bucket": "media-input", "Location": "oss-cn-hangzhou", "Object": "uploads/a.mp4"}},
+                "State": "Completed",
+                "ActivityList": [
+                    {"Name": "Act-Start", "Type": "Start", "State": "Success"},
+                    {"Name": "Act-SD", "Type": "Transcode", "State": "Fail", "Code": "InvalidParameter.ResourceContentBad", "Message": "bad"},
+                    {"Name": "Act-Report", "Type": "Report", "State": "Success"}
+                ],
+                "CreationTime": "2016-04-01T06:53:43Z"
+            }
+        })
+    }
+
+    fn report_hint(topic: Option<&str>) -> MpsHint {
+        MpsHint {
+            run_id: "fb5ccdf6a8f3462a8a6f5f4e9e8b1d3e".into(),
+            media_id: Some("3d3e2e3c4b5a69788796a5b4c3d2e1f0".into()),
+            topic: topic.map(str::to_owned),
+        }
+    }
+
+    fn xml_escape(text: &str) -> String {
+        text.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+    }
+
+    #[test]
+    fn mps_messages_are_read_in_every_push_format() {
+        let message = mps_report_message().to_string();
+        let base64 = B64.encode(&message);
+        for m in [&message, &base64] {
+            // SIMPLIFIED: the body is the message.
+            assert_eq!(mps_message(m.as_bytes()).unwrap(), report_hint(None), "{m}");
+            let json = serde_json::json!({
+                "TopicOwner": "1234567890123456", "TopicName": "mps-outcomes",
+                "Subscriber": "1234567890123456", "SubscriptionName": "mediagate",
+                "MessageId": "C39FB8C345BBFBA8-1-1687AF2F8C2-200000002", "Message": m,
+                "MessageMD5": "A8ED7E4FC2A1DD1B94DC9B7E6E24C4F5", "PublishTime": "1548323590000"
+            });
+            assert_eq!(
+                mps_message(json.to_string().as_bytes()).unwrap(),
+                report_hint(Some("mps-outcomes"))
+            );
+            let xml = format!(
+                "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<Notification xmlns=\"http://mns.aliyuncs.com/doc/v1/\">\
+                 <TopicOwner>1234567890123456</TopicOwner><TopicName>mps-outcomes</TopicName>\
+                 <Subscriber>1234567890123456</Subscriber><SubscriptionName>mediagate</SubscriptionName>\
+                 <MessageId>C39FB8C345BBFBA8-1-1687AF2F8C2-200000002</MessageId>\
+                 <MessageMD5>A8ED7E4FC2A1DD1B94DC9B7E6E24C4F5</MessageMD5>\
+                 <Message>{}</Message><PublishTime>1548323590000</PublishTime></Notification>",
+                xml_escape(m)
+            );
+            assert_eq!(
+                mps_message(xml.as_bytes()).unwrap(),
+                report_hint(Some("mps-outcomes"))
+            );
+        }
+        let cdata = format!(
+            "<Notification><TopicName>t</TopicName><Message><![CDATA[{message}]]></Message></Notification>"
+        );
+        assert_eq!(
+            mps_message(cdata.as_bytes()).unwrap(),
+            report_hint(Some("t"))
+        );
+    }
+
+    #[test]
+    fn mps_messages_name_their_run_at_the_top_or_in_the_execution() {
+        let read = |v: serde_json::Value| mps_message(v.to_string().as_bytes());
+        // The Start message of a run OSS started: no UserData, only the execution's RunId.
+        let start = serde_json::json!({"Name": "Act-Start", "Type": "Start", "State": "Success",
+            "MediaWorkflowExecution": {"RunId": "r-1", "State": "Running", "ActivityList": []}});
+        assert_eq!(
+            read(start).unwrap(),
+            MpsHint {
+                run_id: "r-1".into(),
+                media_id: None,
+                topic: None
+            }
+        );
+        // A failed activity's message has a Message of its own: still the message itself.
+        let failed = serde_json::json!({"RunId": "r-2", "MediaId": "m_2", "State": "Fail",
+            "Code": "InternalError", "Message": "x", "MessageId": "not an envelope"});
+        assert_eq!(
+            read(failed).unwrap(),
+            MpsHint {
+                run_id: "r-2".into(),
+                media_id: Some("m_2".into()),
+                topic: None
+            }
+        );
+        // A MediaId that is no id is left out.
+        let odd = serde_json::json!({"RunId": "r-3", "MediaId": "../m"});
+        assert_eq!(read(odd).unwrap().media_id, None);
+    }
+
+    #[test]
+    fn bodies_without_a_run_are_malformed() {
+        let long = format!(r#"{{"RunId": "{}"}}"#, "a".repeat(129));
+        for body in [
+            "",
+            "   ",
+            "not base64 !",
+            "[]",
+            "42",
+            r#""eyJSdW5JZCI6InIifQ==""#,
+            r#"{"Name": "Act-Start"}"#,
+            r#"{"RunId": 42}"#,
+            r#"{"RunId": ""}"#,
+            r#"{"RunId": "a,b"}"#,
+            r#"{"RunId": "a b"}"#,
+            &long,
+            r#"{"MessageId": "1", "TopicName": "t", "Message": "not json"}"#,
+            r#"{"MessageId": "1", "TopicName": "t", "Message": "{\"Name\": \"x\"}"}"#,
+            "<Notification><TopicName>t</TopicName></Notification>",
+            "<Notification><Message>{\"RunId\"</Message>",
+            "<html>",
+        ] {
+            assert!(
+                matches!(
+                    mps_message(body.as_bytes()),
+                    Err(NotificationError::Malformed(_))
+                ),
+                "{body}"
+            );
+        }
+        assert!(matches!(
+            mps_message(&[0xff, 0xfe]),
+            Err(NotificationError::Malformed(_))
+        ));
     }
 
     #[test]

@@ -17,6 +17,7 @@ use crate::media::MediaAttributesInput;
 use crate::processing::ObjectEvent;
 use crate::signing::constant_time_eq;
 use keys::{KeyError, KeyStore};
+pub use mns::MpsHint;
 
 /// `[notifications]`: who may announce uploads, and how their signatures are checked.
 #[derive(Debug, Clone, Deserialize)]
@@ -39,9 +40,14 @@ pub struct NotificationsConfig {
     /// so the signed `x-mns-topic-owner` of each push must equal this; unset (default), the
     /// `oss-events` route is not served (404).
     pub mns_account_id: Option<String>,
-    /// `MEDIAGATE__NOTIFICATIONS__MNS_TOPIC_NAMES`: when not empty, only pushes from these
-    /// topics (the signed `x-mns-topic-name`) are accepted.
+    /// `MEDIAGATE__NOTIFICATIONS__MNS_TOPIC_NAMES`: when not empty, only pushes of OSS events
+    /// from these topics (the signed `x-mns-topic-name`) are accepted.
     pub mns_topic_names: Vec<String>,
+    /// `MEDIAGATE__NOTIFICATIONS__MPS_TOPIC_NAMES`, default empty (any of the account's
+    /// topics): when not empty, only pushes of MPS workflow messages from these topics (the
+    /// signed `x-mns-topic-name`) are accepted. The account is `mns_account_id`, as for OSS
+    /// events.
+    pub mps_topic_names: Vec<String>,
     /// `MEDIAGATE__NOTIFICATIONS__MNS_TOKEN`: when set (at least 16 characters), MNS pushes
     /// must also carry `?token=` with it in the subscribed URL.
     pub mns_token: Option<SecretString>,
@@ -81,6 +87,7 @@ impl Default for NotificationsConfig {
             s3_token: None,
             mns_account_id: None,
             mns_topic_names: Vec::new(),
+            mps_topic_names: Vec::new(),
             mns_token: None,
             fetch_timeout_ms: 3000,
         }
@@ -162,12 +169,46 @@ pub async fn verify_oss_callback(
         .map_err(|e| NotificationError::Signature(e.to_string()))
 }
 
-/// Verifies an MNS push of OSS events (docs/protocols.md §5). Everything that costs no fetch
-/// and no RSA comes first: the `Date` window, the body's digest, the endpoint token and the
-/// publishing account and topic; then the certificate and the signature.
+/// Verifies an MNS push of OSS events (docs/protocols.md §5), from one of
+/// `mns_topic_names` when those are set.
 pub async fn verify_mns_push(
     keys: &KeyStore,
     settings: &NotificationsConfig,
+    req: &Inbound<'_>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), NotificationError> {
+    verify_push(keys, settings, &settings.mns_topic_names, req, now).await
+}
+
+/// Verifies an MNS push of MPS workflow messages (docs/protocols.md §9) exactly as
+/// [`verify_mns_push`] does OSS events, from one of `mps_topic_names` when those are set.
+pub async fn verify_mps_push(
+    keys: &KeyStore,
+    settings: &NotificationsConfig,
+    req: &Inbound<'_>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), NotificationError> {
+    verify_push(keys, settings, &settings.mps_topic_names, req, now).await
+}
+
+/// The run a verified push of an MPS workflow message points at ([`mns::mps_message`]), its
+/// topic the signed `x-mns-topic-name` when the push has one, else the body's.
+pub fn mps_hint(req: &Inbound<'_>) -> Result<MpsHint, NotificationError> {
+    let mut hint = mns::mps_message(req.body)?;
+    if let Some(topic) = req.header("x-mns-topic-name") {
+        hint.topic = Some(topic.to_owned());
+    }
+    Ok(hint)
+}
+
+/// Verifies an MNS push from the configured account and, when `topics` is not empty, one of
+/// those topics. Everything that costs no fetch and no RSA comes first: the `Date` window, the
+/// body's digest, the endpoint token and the publishing account and topic; then the
+/// certificate and the signature.
+async fn verify_push(
+    keys: &KeyStore,
+    settings: &NotificationsConfig,
+    topics: &[String],
     req: &Inbound<'_>,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<(), NotificationError> {
@@ -203,8 +244,7 @@ pub async fn verify_mns_push(
         ));
     }
     let topic = req.header("x-mns-topic-name").unwrap_or_default();
-    if !settings.mns_topic_names.is_empty() && !settings.mns_topic_names.iter().any(|t| t == topic)
-    {
+    if !topics.is_empty() && !topics.iter().any(|t| t == topic) {
         return Err(NotificationError::Foreign(
             "the push does not come from an allowed MNS topic".into(),
         ));

@@ -84,7 +84,8 @@ pub struct Delivery {
 pub struct Delivered {
     /// MPS `MediaId`, for the MPS sink.
     pub media_id: Option<String>,
-    /// MPS `RunId`s: one per workflow execution the media started.
+    /// MPS `RunIdList.RunId`: one run per media workflow execution AddMedia started, each
+    /// to be followed to its outcome. Empty for webhooks.
     pub run_ids: Vec<String>,
 }
 

@@ -416,13 +416,7 @@ mod tests {
         let result = client
             .post(&d, &format!("{base}/ok"), &SecretString::from(secret))
             .await;
-        assert_eq!(
-            result,
-            Ok(Delivered {
-                media_id: None,
-                run_ids: Vec::new()
-            })
-        );
+        assert_eq!(result, Ok(Delivered::default()));
         let (headers, body) = seen.lock().unwrap()[0].clone();
         let h = |name: &str| headers.get(name).unwrap().to_str().unwrap().to_owned();
         assert_eq!(h("content-type"), "application/json");
