@@ -15,6 +15,7 @@ use crate::credentials::cache::CredentialCache;
 use crate::credentials::limits::{AuthThrottle, VendLimits};
 use crate::credentials::{KeyPrefix, PolicyDialect, Vendor};
 use crate::notifications::keys::KeyStore;
+use crate::processing::follow::{FollowSettings, Follower};
 use crate::processing::mps::MpsClient;
 use crate::processing::webhook::WebhookClient;
 use crate::processing::{Sink, Sinks, Worker};
@@ -51,6 +52,8 @@ pub struct App {
     /// Wakes the worker when triggers are queued.
     pub wake_worker: Arc<Notify>,
     pub worker: Arc<Worker>,
+    /// Follows delivered triggers' processing to its outcome.
+    pub follower: Arc<Follower>,
     /// The input bucket, read with the service keys (verification, readiness).
     pub objects: Arc<dyn ObjectReader>,
     /// Rate limits on credential vending.
@@ -117,8 +120,10 @@ impl App {
             &config.storage,
             (&config.sts.access_key_id, &config.sts.access_key_secret),
         );
+        let mps = Arc::new(mps);
         Ok(Sinks {
-            mps: Arc::new(mps),
+            mps: mps.clone(),
+            mps_queries: mps,
             webhook: Arc::new(WebhookClient::new(Duration::from_millis(
                 config.processing.webhook_timeout_ms,
             ))?),
@@ -157,6 +162,19 @@ impl App {
         let keys = KeyStore::new(&config.notifications)?;
         let wake_worker = Arc::new(Notify::new());
         let objects = sinks.objects.clone();
+        let follower = Arc::new(Follower::new(
+            store.clone(),
+            sinks.mps_queries.clone(),
+            objects.clone(),
+            clock.clone(),
+            FollowSettings {
+                poll_min_ms: seconds_ms(config.processing.outcome_poll_min_seconds),
+                poll_max_ms: seconds_ms(config.processing.outcome_poll_max_seconds),
+                timeout_ms: seconds_ms(config.processing.outcome_timeout_seconds),
+                lease_ms: seconds_ms(config.processing.lease_seconds),
+                queries_per_second: config.mps.query_per_second,
+            },
+        ));
         let worker = Arc::new(Worker::new(
             &config.processing,
             &config.verification,
@@ -183,9 +201,14 @@ impl App {
             keys,
             wake_worker,
             worker,
+            follower,
             objects,
         }))
     }
+}
+
+fn seconds_ms(seconds: u64) -> i64 {
+    i64::try_from(seconds.saturating_mul(1000)).unwrap_or(i64::MAX)
 }
 
 impl App {
@@ -199,6 +222,8 @@ impl App {
             sts: &self.config.sts,
             public_url: &self.config.server.public_url,
             limits: &self.limits,
+            outputs: &self.config.outputs,
+            clock: self.clock.as_ref(),
         }
     }
 

@@ -21,6 +21,7 @@ pub use crate::storage::{CredentialScope, PostSigning, Provider, StorageConfig};
 pub use crate::store::DatabaseConfig;
 pub use crate::sts::StsConfig;
 pub use crate::telemetry::LogFormat;
+pub use crate::uploads::OutputsConfig;
 pub use crate::workflows::{SinkKind, WorkflowConfig, WorkflowState};
 
 /// The file read when `--config` is not given, if it exists.
@@ -40,6 +41,7 @@ pub struct Config {
     pub verification: VerificationConfig,
     pub reconcile: ReconcileConfig,
     pub limits: LimitsConfig,
+    pub outputs: OutputsConfig,
     /// `[[workflows]]`: loaded into the database at start (matched by name).
     pub workflows: Vec<WorkflowConfig>,
 }

@@ -19,6 +19,8 @@ pub struct Background {
     /// The reconciliation sweeps, which also expire uploads (when
     /// `reconcile.interval_seconds` is not 0).
     pub reconcile: bool,
+    /// Following processing to its outcome (`Follower::run_once` every second).
+    pub follow: bool,
 }
 
 impl Background {
@@ -26,12 +28,14 @@ impl Background {
     pub const ALL: Background = Background {
         worker: true,
         reconcile: true,
+        follow: true,
     };
     /// None: whoever serves the app does that work itself (`Worker::drain`, `App::reconcile`),
     /// as tests do so that nothing happens behind their back.
     pub const NONE: Background = Background {
         worker: false,
         reconcile: false,
+        follow: false,
     };
 }
 
@@ -64,8 +68,13 @@ pub async fn serve_with(
     if background.reconcile {
         tokio::spawn(reconcile_until(app.clone(), reconcile_stop_rx));
     }
+    let (follow_stop_tx, follow_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    if background.follow {
+        tokio::spawn(follow_until(app.clone(), follow_stop_rx));
+    }
     let signal = async move {
         shutdown.await;
+        let _ = follow_stop_tx.send(());
         info!("shutting down: no new connections, finishing in-flight requests");
         let _ = worker_stop_tx.send(());
         let _ = reconcile_stop_tx.send(());
@@ -112,6 +121,23 @@ async fn reconcile_until(app: Arc<App>, mut stop: tokio::sync::oneshot::Receiver
             _ = every.tick() => {
                 if let Err(e) = app.reconcile().await {
                     warn!(error = format!("{e:#}"), "reconciliation sweep failed");
+                }
+            }
+        }
+    }
+}
+
+/// Looks up due processing runs and times out overdue outcomes every second until `stop`
+/// resolves; each run has its own, longer, backoff.
+async fn follow_until(app: Arc<App>, mut stop: tokio::sync::oneshot::Receiver<()>) {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = every.tick() => {
+                if let Err(e) = app.follower.run_once().await {
+                    warn!(error = format!("{e:#}"), "following processing outcomes failed");
                 }
             }
         }

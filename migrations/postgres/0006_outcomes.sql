@@ -17,6 +17,7 @@ ALTER TABLE triggers ADD COLUMN outcome_reason TEXT;
 CREATE TABLE runs (
     run_id TEXT PRIMARY KEY NOT NULL,
     trigger_id TEXT NOT NULL,
+    workflow_id TEXT NOT NULL,
     upload_id TEXT,
     media_id TEXT NOT NULL,
     state TEXT NOT NULL,

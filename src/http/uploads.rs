@@ -17,13 +17,15 @@ use super::openapi::{ErrorBody, RefreshedCredentials, StsToken, StsTokenError, U
 use crate::app::App;
 use crate::config::Provider;
 use crate::credentials::forms::PostForm;
-use crate::kinds::{Reason, TriggerSink, TriggerState, UploadMode, UploadState};
+use crate::kinds::{
+    OutputKind, ProcessingState, Reason, TriggerSink, TriggerState, UploadMode, UploadState,
+};
 use crate::media::{MediaAttributes, MediaAttributesInput};
 use crate::sts::Credentials;
 use crate::uploads::callback::OssCallbackParams;
 use crate::uploads::issue::{Delivery, Issued};
 use crate::uploads::sign::{self, Signed};
-use crate::uploads::{Caller, NewUpload, Upload};
+use crate::uploads::{Caller, NewUpload, OutputLink, Upload};
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -222,6 +224,42 @@ pub struct UploadView {
     created_at: String,
     uploaded_at: Option<String>,
     triggers: Vec<TriggerView>,
+    /// What processing made, each with a GET URL for exactly that object (signed when this
+    /// view was read, valid `outputs.url_expires_seconds`).
+    outputs: Vec<OutputView>,
+}
+
+/// An output of processing as app users see it.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct OutputView {
+    workflow: String,
+    name: String,
+    kind: OutputKind,
+    format: Option<String>,
+    width: Option<i64>,
+    height: Option<i64>,
+    duration_ms: Option<i64>,
+    size: Option<i64>,
+    url: String,
+    url_expires_at: String,
+}
+
+impl From<OutputLink> for OutputView {
+    fn from(l: OutputLink) -> Self {
+        let o = l.output;
+        OutputView {
+            workflow: o.workflow_name,
+            name: o.name,
+            kind: o.kind,
+            format: o.format,
+            width: o.width,
+            height: o.height,
+            duration_ms: o.duration_ms,
+            size: o.size,
+            url: l.url,
+            url_expires_at: rfc3339_millis(l.url_expires_at),
+        }
+    }
 }
 
 /// A trigger as its upload's owner sees it: state and a fixed reason, never a receiver's or
@@ -236,6 +274,8 @@ pub struct TriggerView {
     /// `delivery_failed` (will be retried) or `delivery_abandoned` (retries used up).
     last_error: Option<Reason>,
     media_id: Option<String>,
+    /// Its processing once delivered: `untracked` when its workflow does not follow it.
+    processing: ProcessingState,
 }
 
 impl From<crate::store::TriggerRow> for TriggerView {
@@ -253,6 +293,7 @@ impl From<crate::store::TriggerRow> for TriggerView {
             attempts: t.attempts,
             last_error,
             media_id: t.media_id,
+            processing: t.processing,
         }
     }
 }
@@ -272,6 +313,7 @@ impl From<Upload> for UploadView {
             created_at: rfc3339_millis(u.created_at),
             uploaded_at: u.uploaded_at.map(rfc3339_millis),
             triggers: Vec::new(),
+            outputs: Vec::new(),
         }
     }
 }
@@ -288,9 +330,10 @@ pub async fn get(
     User(principal): User,
     Path(id): Path<String>,
 ) -> Result<axum::Json<UploadView>, ApiError> {
-    let (upload, triggers) = Upload::with_triggers(&app.store, &principal.segment, &id).await?;
+    let (upload, triggers, outputs) = app.uploads().view(&principal.segment, &id).await?;
     Ok(axum::Json(UploadView {
         triggers: triggers.into_iter().map(Into::into).collect(),
+        outputs: outputs.into_iter().map(Into::into).collect(),
         ..upload.into()
     }))
 }
@@ -320,15 +363,25 @@ pub async fn list(
 ) -> Result<axum::Json<UploadList>, ApiError> {
     let limit = page(params.limit, params.cursor.as_deref(), 20, 100)?;
     let cursor = params.cursor.as_deref();
-    let mut uploads = Upload::list(&app.store, &principal.segment, limit + 1, cursor).await?;
+    let mut uploads = app
+        .uploads()
+        .list(&principal.segment, limit + 1, cursor)
+        .await?;
     let next_cursor = (uploads.len() > limit as usize)
         .then(|| {
             uploads.truncate(limit as usize);
-            uploads.last().map(|u| u.id.clone())
+            uploads.last().map(|(u, _)| u.id.clone())
         })
         .flatten();
+    let uploads = uploads
+        .into_iter()
+        .map(|(upload, outputs)| UploadView {
+            outputs: outputs.into_iter().map(Into::into).collect(),
+            ..upload.into()
+        })
+        .collect();
     Ok(axum::Json(UploadList {
-        uploads: uploads.into_iter().map(Into::into).collect(),
+        uploads,
         next_cursor,
     }))
 }

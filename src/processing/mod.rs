@@ -1,6 +1,7 @@
 //! Durable processing of uploads: the trigger queue, the worker that drains it, and the sinks
 //! a trigger is delivered to (MPS `AddMedia`, signed webhooks).
 
+pub mod follow;
 mod intake;
 pub mod mps;
 pub mod reconcile;
@@ -34,6 +35,8 @@ pub trait Sink: Send + Sync {
 #[derive(Clone)]
 pub struct Sinks {
     pub mps: std::sync::Arc<dyn Sink>,
+    /// MPS lookups of the runs its deliveries started.
+    pub mps_queries: std::sync::Arc<dyn mps::MpsQueries>,
     pub webhook: std::sync::Arc<dyn Sink>,
     pub objects: std::sync::Arc<dyn crate::storage::reader::ObjectReader>,
 }
@@ -111,6 +114,9 @@ pub struct MpsConfig {
     pub access_key_secret: Option<SecretString>,
     /// `MEDIAGATE__MPS__TIMEOUT_MS`, default 10000.
     pub timeout_ms: u64,
+    /// `MEDIAGATE__MPS__QUERY_PER_SECOND`, default 10: this instance's budget of MPS lookups
+    /// (`QueryMediaWorkflowExecutionList`, `QueryMediaList`) a second; the account has 100.
+    pub query_per_second: u32,
 }
 
 impl Default for MpsConfig {
@@ -120,6 +126,7 @@ impl Default for MpsConfig {
             access_key_id: None,
             access_key_secret: None,
             timeout_ms: 10_000,
+            query_per_second: 10,
         }
     }
 }

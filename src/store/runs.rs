@@ -15,6 +15,7 @@ use crate::kinds::{OutputKind, ProcessingState, Reason, RunState};
 pub struct DueRun {
     pub run_id: String,
     pub trigger_id: String,
+    pub workflow_id: String,
     pub upload_id: Option<String>,
     pub media_id: String,
     pub opened_at: i64,
@@ -103,7 +104,7 @@ impl Store {
              WHERE run_id IN (SELECT run_id FROM runs WHERE state = 'open' AND next_check_at <= $2
                               ORDER BY next_check_at LIMIT $3{lock})
                AND state = 'open'
-             RETURNING run_id, trigger_id, upload_id, media_id, opened_at, interval_ms, lookups"
+             RETURNING run_id, trigger_id, workflow_id, upload_id, media_id, opened_at, interval_ms, lookups"
         ))
         .bind(now + lease_ms)
         .bind(now)
@@ -116,6 +117,7 @@ impl Store {
                 Ok(DueRun {
                     run_id: r.try_get("run_id")?,
                     trigger_id: r.try_get("trigger_id")?,
+                    workflow_id: r.try_get("workflow_id")?,
                     upload_id: r.try_get("upload_id")?,
                     media_id: r.try_get("media_id")?,
                     opened_at: r.try_get("opened_at")?,
@@ -469,6 +471,7 @@ pub(super) async fn open_outcomes(
                 .map(|run_id| RunInsert {
                     run_id,
                     trigger_id: &w.trigger.id,
+                    workflow_id: &w.trigger.workflow_id,
                     upload_id: w.trigger.upload_id.as_deref(),
                     media_id,
                     now,
@@ -481,8 +484,8 @@ pub(super) async fn open_outcomes(
     if !runs.is_empty() {
         push_rows(
             statements,
-            "INSERT INTO runs (run_id, trigger_id, upload_id, media_id, state, opened_at, next_check_at, interval_ms, lookups)
-             SELECT v.column1, v.column2, v.column3, v.column4, v.column5, v.column6, v.column7, v.column8, v.column9 FROM (",
+            "INSERT INTO runs (run_id, trigger_id, workflow_id, upload_id, media_id, state, opened_at, next_check_at, interval_ms, lookups)
+             SELECT v.column1, v.column2, v.column3, v.column4, v.column5, v.column6, v.column7, v.column8, v.column9, v.column10 FROM (",
             &runs,
             ") AS v WHERE EXISTS (SELECT 1 FROM triggers WHERE triggers.id = v.column2 AND triggers.tracks_outcome = 1)",
         )
@@ -496,6 +499,7 @@ pub(super) async fn open_outcomes(
 struct RunInsert<'a> {
     run_id: &'a str,
     trigger_id: &'a str,
+    workflow_id: &'a str,
     upload_id: Option<&'a str>,
     media_id: &'a str,
     now: i64,
@@ -504,12 +508,13 @@ struct RunInsert<'a> {
 
 impl BatchRow for RunInsert<'_> {
     const INSERT: &'static str = "";
-    const COLUMNS: usize = 9;
+    const COLUMNS: usize = 10;
 
     fn bind(&self, query: batch::Bound) -> batch::Bound {
         query
             .bind(self.run_id.to_owned())
             .bind(self.trigger_id.to_owned())
+            .bind(self.workflow_id.to_owned())
             .bind(self.upload_id.map(str::to_owned))
             .bind(self.media_id.to_owned())
             .bind(RunState::Open.as_str())

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use crate::kinds::{ProcessingState, Reason, TriggerSink, TriggerState, UploadMode, UploadState};
 use crate::media::{MediaAttributes, MediaAttributesInput};
 use crate::storage::{CredentialScope, FileName, PostSigning, StorageConfig};
-use crate::store::{EventRow, Store, TriggerRow, UploadRow};
+use crate::store::{EventRow, OutputRow, Store, TriggerRow, UploadRow};
 use crate::sts::{Credentials, StsConfig, StsError};
 use crate::workflows::{MediaCheck, media_check};
 
@@ -167,6 +167,31 @@ pub struct History {
     pub events: Vec<EventRow>,
 }
 
+/// `[outputs]`: how app users are handed their outputs.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutputsConfig {
+    /// `MEDIAGATE__OUTPUTS__URL_EXPIRES_SECONDS`, default 3600: how long the signed GET URL
+    /// of an output in an upload's view is valid, from when the view is read.
+    pub url_expires_seconds: u64,
+}
+
+impl Default for OutputsConfig {
+    fn default() -> Self {
+        OutputsConfig {
+            url_expires_seconds: 3600,
+        }
+    }
+}
+
+/// An output with a URL that fetches exactly it, signed when the view is read.
+#[derive(Debug, Clone)]
+pub struct OutputLink {
+    pub output: OutputRow,
+    pub url: String,
+    pub url_expires_at: i64,
+}
+
 /// What the upload use cases need, borrowed from the app: where uploads go, who vends for
 /// them, where they are recorded, and the limits on vending.
 pub struct Uploads<'a> {
@@ -179,6 +204,8 @@ pub struct Uploads<'a> {
     /// Where OSS calls back.
     pub public_url: &'a str,
     pub limits: &'a crate::credentials::limits::VendLimits,
+    pub outputs: &'a OutputsConfig,
+    pub clock: &'a dyn crate::clock::Clock,
 }
 
 impl Uploads<'_> {
@@ -203,6 +230,83 @@ impl Uploads<'_> {
         }
         let scope = Scope::user(self.prefix, owner);
         Ok(self.vendor.credentials(owner, &scope).await?)
+    }
+
+    /// The caller's upload `id` as its owner sees it: its triggers (verification left out)
+    /// and its outputs, each with a GET URL signed now with the service keys.
+    pub async fn view(
+        &self,
+        owner: &UserSegment,
+        id: &str,
+    ) -> Result<(Upload, Vec<TriggerRow>, Vec<OutputLink>), UploadError> {
+        let (upload, triggers) = Upload::with_triggers(self.store, owner, id).await?;
+        let outputs = self.store.outputs_for_upload(&upload.id).await?;
+        Ok((upload, triggers, self.links(outputs)))
+    }
+
+    /// The owner's uploads, newest first, after the upload `cursor` when given, each with its
+    /// outputs and their signed URLs.
+    pub async fn list(
+        &self,
+        owner: &UserSegment,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> anyhow::Result<Vec<(Upload, Vec<OutputLink>)>> {
+        let mut listed = Vec::new();
+        for upload in Upload::list(self.store, owner, limit, cursor).await? {
+            // Only a ready upload has outputs: the others cost no query.
+            let outputs = if upload.state == UploadState::Ready {
+                self.links(self.store.outputs_for_upload(&upload.id).await?)
+            } else {
+                Vec::new()
+            };
+            listed.push((upload, outputs));
+        }
+        Ok(listed)
+    }
+
+    /// `outputs` with their signed URLs; one that cannot be signed is left out (and logged).
+    pub fn links(&self, outputs: Vec<OutputRow>) -> Vec<OutputLink> {
+        let expires_in = std::time::Duration::from_secs(self.outputs.url_expires_seconds);
+        let now = self.clock.now();
+        let keys = self.service_keys();
+        outputs
+            .into_iter()
+            .filter_map(|output| {
+                let url = crate::credentials::presign::get_url(
+                    self.storage,
+                    &keys,
+                    &output.bucket,
+                    &output.object_key,
+                    expires_in,
+                    now.into(),
+                );
+                match url {
+                    Ok(url) => Some(OutputLink {
+                        url,
+                        url_expires_at: now.timestamp_millis()
+                            + i64::try_from(expires_in.as_millis()).unwrap_or(i64::MAX),
+                        output,
+                    }),
+                    Err(e) => {
+                        tracing::warn!(key = ?output.object_key, error = %e, "an output's URL could not be signed");
+                        None
+                    }
+                }
+            })
+            .collect()
+    }
+
+    /// The keys that read the store: `storage.access_key_*`, or else the STS keys.
+    fn service_keys(&self) -> Credentials {
+        let mut keys = crate::credentials::forms::service_credentials(self.sts);
+        if let (Some(id), Some(secret)) =
+            (&self.storage.access_key_id, &self.storage.access_key_secret)
+        {
+            keys.access_key_id = id.clone();
+            keys.access_key_secret = secret.clone();
+        }
+        keys
     }
 
     /// Whether forms are signed with the service keys rather than session credentials.

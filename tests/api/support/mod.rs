@@ -222,9 +222,12 @@ impl<'a> TestAppBuilder<'a> {
         let port = listener.local_addr().unwrap().port();
         let base = format!("http://127.0.0.1:{port}");
         let (tx, rx) = oneshot::channel();
+        // The follower runs with the worker: tests that drain look up runs themselves
+        // (`App::follower`), on the clock they move.
         let background = Background {
             worker: self.running_worker,
             reconcile: false,
+            follow: self.running_worker,
         };
         tokio::spawn(serve_with(
             app.clone(),
