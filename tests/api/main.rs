@@ -12,6 +12,7 @@ mod config_keys;
 mod fuzz;
 mod harness;
 mod migrations;
+mod mps_outcome_api;
 mod notifications;
 mod openapi;
 mod presign;

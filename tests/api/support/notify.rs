@@ -129,12 +129,84 @@ impl MnsSigner {
         body_b64: &str,
         date: &str,
     ) -> Vec<(String, String)> {
-        // As captured from real pushes: the MD5 as upper-case hex, and the plain-text type of
-        // a raw ("SIMPLIFIED") message body.
-        let content_md5 = hex::encode_upper(Md5::digest(body_b64.as_bytes()));
-        let content_type = "text/plain;charset=utf-8";
+        // As captured from real pushes: the plain-text type of a raw ("SIMPLIFIED") message
+        // body.
+        let headers = self.push_headers(owner, topic, body_b64, "text/plain;charset=utf-8", date);
+        self.signed(headers, path_and_query)
+    }
+
+    /// The body and every header of a push of the MPS workflow `message` in `format` from the
+    /// operator's topic `topic` to `path_and_query`, signed for `date` (docs/protocols.md §9):
+    /// the message as JSON text, inside the `<Notification>` or JSON envelope for those
+    /// formats, with the `x-mns-message-id` header MNS adds.
+    pub fn mps_push(
+        &self,
+        format: PushFormat,
+        topic: &str,
+        message: &serde_json::Value,
+        path_and_query: &str,
+        date: &str,
+    ) -> (String, Vec<(String, String)>) {
+        let owner = super::MNS_ACCOUNT_ID;
+        let text = message.to_string();
+        let message_id = format!(
+            "{}-1-19A0B1C2D3E-200000001",
+            uuid::Uuid::new_v4().simple().to_string()[..16].to_uppercase()
+        );
+        let md5 = hex::encode_upper(Md5::digest(text.as_bytes()));
+        let publish_time = chrono::Utc::now().timestamp_millis().to_string();
+        let (body, content_type) = match format {
+            PushFormat::Simplified => (text, "text/plain;charset=utf-8"),
+            PushFormat::Json => (
+                serde_json::json!({
+                    "TopicOwner": owner, "TopicName": topic, "Subscriber": owner,
+                    "SubscriptionName": "mediagate", "MessageId": message_id,
+                    "Message": text, "MessageMD5": md5, "PublishTime": publish_time,
+                })
+                .to_string(),
+                "application/json;charset=utf-8",
+            ),
+            PushFormat::Xml => {
+                let escaped = text
+                    .replace('&', "&amp;")
+                    .replace('<', "&lt;")
+                    .replace('>', "&gt;")
+                    .replace('"', "&quot;");
+                (
+                    format!(
+                        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n\
+                         <Notification xmlns=\"http://mns.aliyuncs.com/doc/v1/\">\
+                         <TopicOwner>{owner}</TopicOwner><TopicName>{topic}</TopicName>\
+                         <Subscriber>{owner}</Subscriber><SubscriptionName>mediagate</SubscriptionName>\
+                         <MessageId>{message_id}</MessageId><MessageMD5>{md5}</MessageMD5>\
+                         <Message>{escaped}</Message><PublishTime>{publish_time}</PublishTime>\
+                         </Notification>"
+                    ),
+                    "text/xml;charset=utf-8",
+                )
+            }
+        };
+        let mut headers = self.push_headers(owner, topic, &body, content_type, date);
+        headers.push(("x-mns-message-id".to_owned(), message_id));
+        (body, self.signed(headers, path_and_query))
+    }
+
+    /// The headers of a push of `body` with `content_type`, before signing.
+    fn push_headers(
+        &self,
+        owner: &str,
+        topic: &str,
+        body: &str,
+        content_type: &str,
+        date: &str,
+    ) -> Vec<(String, String)> {
+        // As captured from real pushes: the MD5 as upper-case hex.
+        let content_md5 = hex::encode_upper(Md5::digest(body.as_bytes()));
         let request_id = uuid::Uuid::new_v4().simple().to_string().to_uppercase()[..24].to_owned();
-        let mns_headers = vec![
+        vec![
+            ("Content-MD5".to_owned(), content_md5),
+            ("Content-Type".to_owned(), content_type.to_owned()),
+            ("Date".to_owned(), date.to_owned()),
             ("x-mns-request-id".to_owned(), request_id),
             (
                 "x-mns-signing-cert-url".to_owned(),
@@ -143,13 +215,28 @@ impl MnsSigner {
             ("x-mns-version".to_owned(), "2015-06-06".to_owned()),
             ("x-mns-topic-owner".to_owned(), owner.to_owned()),
             ("x-mns-topic-name".to_owned(), topic.to_owned()),
-        ];
+        ]
+    }
+
+    /// `headers` (Content-MD5, Content-Type, Date and the `x-mns-*` ones) of a push to
+    /// `path_and_query`, with the `Authorization` MNS signs them with first.
+    fn signed(
+        &self,
+        mut headers: Vec<(String, String)>,
+        path_and_query: &str,
+    ) -> Vec<(String, String)> {
+        let get = |name: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map_or("", |(_, v)| v.as_str())
+        };
         let string_to_sign = mns::string_to_sign(
             "POST",
-            &content_md5,
-            content_type,
-            date,
-            &mns_headers,
+            get("content-md5"),
+            get("content-type"),
+            get("date"),
+            &headers,
             path_and_query,
         );
         let signature = self
@@ -159,13 +246,15 @@ impl MnsSigner {
                 &Sha1::digest(string_to_sign.as_bytes()),
             )
             .expect("sign push");
-        let mut headers = vec![
-            ("Authorization".to_owned(), B64.encode(signature)),
-            ("Content-MD5".to_owned(), content_md5),
-            ("Content-Type".to_owned(), content_type.to_owned()),
-            ("Date".to_owned(), date.to_owned()),
-        ];
-        headers.extend(mns_headers);
+        headers.insert(0, ("Authorization".to_owned(), B64.encode(signature)));
         headers
     }
+}
+
+/// An MNS subscription's `NotifyContentFormat`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PushFormat {
+    Xml,
+    Json,
+    Simplified,
 }
