@@ -16,7 +16,7 @@ use crate::credentials::limits::{AuthThrottle, VendLimits};
 use crate::credentials::{KeyPrefix, PolicyDialect, Vendor};
 use crate::notifications::keys::KeyStore;
 use crate::processing::follow::{FollowSettings, Follower};
-use crate::processing::mps::MpsClient;
+use crate::processing::mps::{MpsClient, MpsQueries};
 use crate::processing::webhook::WebhookClient;
 use crate::processing::{Sink, Sinks, Worker};
 use crate::storage::reader::{ObjectReader, ReaderSettings, StoreReader};
@@ -91,7 +91,7 @@ impl App {
             Provider::Aliyun => Arc::new(AliyunSts::new(&config.sts, &endpoint)?),
             Provider::S3 => Arc::new(AwsSts::new(&config.sts, &endpoint, config.sts_region())?),
         };
-        let mut sinks = Self::sinks(&config)?;
+        let (mut sinks, queries) = Self::sinks(&config)?;
         if let Some(mps) = overrides.mps {
             sinks.mps = mps;
         }
@@ -99,11 +99,12 @@ impl App {
             sinks.webhook = webhook;
         }
         let clock = overrides.clock.unwrap_or_else(|| Arc::new(SystemClock));
-        Self::with_parts(config, store, sts, sinks, clock)
+        Self::with_parts(config, store, sts, (sinks, queries), clock)
     }
 
-    /// The MPS sink (with the `mps` keys, by default the `sts` ones) and the webhook sink.
-    fn sinks(config: &Config) -> anyhow::Result<Sinks> {
+    /// The MPS sink (with the `mps` keys, by default the `sts` ones) and the webhook sink, and
+    /// the MPS client's lookups of the runs its deliveries start.
+    fn sinks(config: &Config) -> anyhow::Result<(Sinks, Arc<dyn MpsQueries>)> {
         let mps = MpsClient::new(
             &config.mps.endpoint,
             config
@@ -121,9 +122,8 @@ impl App {
             (&config.sts.access_key_id, &config.sts.access_key_secret),
         );
         let mps = Arc::new(mps);
-        Ok(Sinks {
+        let sinks = Sinks {
             mps: mps.clone(),
-            mps_queries: mps,
             webhook: Arc::new(WebhookClient::new(Duration::from_millis(
                 config.processing.webhook_timeout_ms,
             ))?),
@@ -131,7 +131,8 @@ impl App {
                 &reader,
                 crate::upstream::client(Duration::from_secs(10))?,
             )?),
-        })
+        };
+        Ok((sinks, mps))
     }
 
     /// Builds the app around an existing store, STS client, sinks and clock.
@@ -139,7 +140,7 @@ impl App {
         config: Config,
         store: Store,
         sts: Arc<dyn Sts>,
-        sinks: Sinks,
+        (sinks, queries): (Sinks, Arc<dyn MpsQueries>),
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Arc<App>> {
         // First, so the handles the parts below keep record into it.
@@ -164,7 +165,7 @@ impl App {
         let objects = sinks.objects.clone();
         let follower = Arc::new(Follower::new(
             store.clone(),
-            sinks.mps_queries.clone(),
+            queries,
             objects.clone(),
             clock.clone(),
             FollowSettings {

@@ -393,6 +393,12 @@ impl Config {
         if q.lease_seconds * 1000 <= q.webhook_timeout_ms.max(self.mps.timeout_ms) {
             p("processing.lease_seconds: must be longer than processing.webhook_timeout_ms and mps.timeout_ms".into());
         }
+        if !(1..=100).contains(&self.mps.query_per_second) {
+            p("mps.query_per_second: must be between 1 and 100 (the account's own limit)".into());
+        }
+        if !(1..=604_800).contains(&self.outputs.url_expires_seconds) {
+            p("outputs.url_expires_seconds: must be between 1 and 604800 (7 days)".into());
+        }
         if q.outcome_poll_min_seconds == 0
             || q.outcome_poll_max_seconds < q.outcome_poll_min_seconds
         {

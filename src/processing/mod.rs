@@ -35,8 +35,6 @@ pub trait Sink: Send + Sync {
 #[derive(Clone)]
 pub struct Sinks {
     pub mps: std::sync::Arc<dyn Sink>,
-    /// MPS lookups of the runs its deliveries started.
-    pub mps_queries: std::sync::Arc<dyn mps::MpsQueries>,
     pub webhook: std::sync::Arc<dyn Sink>,
     pub objects: std::sync::Arc<dyn crate::storage::reader::ObjectReader>,
 }
