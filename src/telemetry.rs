@@ -84,6 +84,19 @@ fn describe() {
         "What reconciliation sweeps found, by outcome."
     );
     describe_counter!(
+        "mediagate_processing_outcomes_total",
+        "Processing outcomes that ended, by sink and outcome (succeeded, failed, timed_out)."
+    );
+    describe_histogram!(
+        "mediagate_processing_seconds",
+        Unit::Seconds,
+        "Time from delivery to a processing outcome, by sink."
+    );
+    describe_counter!(
+        "mediagate_mps_queries_total",
+        "MPS lookups of runs and media, by action and outcome."
+    );
+    describe_counter!(
         "mediagate_trigger_attempts_total",
         "Attempts to deliver a trigger, by workflow, sink and outcome."
     );

@@ -19,12 +19,14 @@ use super::uploads::rfc3339_millis;
 use crate::app::App;
 use crate::config::{SinkKind, WorkflowConfig, WorkflowState, overlaps_upload_prefix};
 use crate::kinds::{
-    EventOutcome, EventSource, Reason, TriggerSink, TriggerState, UploadMode, UploadState,
+    EventOutcome, EventSource, OutputKind, ProcessingState, Reason, RunState, TriggerSink,
+    TriggerState, UploadMode, UploadState,
 };
 use crate::media::MediaAttributes;
 use crate::processing::{Reprocessed, reprocess};
 use crate::signing::constant_time_eq;
 use crate::store::{Actor, AuditRow, EventRow, Saved, TriggerRow};
+use crate::store::{OutputRow, RunRow};
 use crate::uploads::{History, Upload};
 use crate::workflows::{Sink, Workflow, WorkflowDef};
 
@@ -341,6 +343,9 @@ pub struct TriggerAdminView {
     /// The last failure as the sink reported it.
     last_error: Option<String>,
     media_id: Option<String>,
+    /// Its processing once delivered, and why it failed.
+    processing: ProcessingState,
+    processing_reason: Option<Reason>,
     /// When a pending or failed trigger is due next.
     next_attempt_at: String,
     updated_at: String,
@@ -359,6 +364,8 @@ impl From<TriggerRow> for TriggerAdminView {
             attempts: t.attempts,
             last_error: t.last_error,
             media_id: t.media_id,
+            processing: t.processing,
+            processing_reason: t.processing_reason,
         }
     }
 }
@@ -455,6 +462,80 @@ pub struct AdminUploadView {
     verification: Vec<TriggerAdminView>,
     triggers: Vec<TriggerAdminView>,
     events: Vec<EventView>,
+    /// The processor runs its triggers started (MPS RunIds), as the last lookup found them.
+    runs: Vec<RunView>,
+    /// What processing made, where it is in the store.
+    outputs: Vec<OutputAdminView>,
+}
+
+/// A processor run as operators see it.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct RunView {
+    run_id: String,
+    trigger_id: String,
+    media_id: String,
+    state: RunState,
+    lookups: i64,
+    next_check_at: String,
+    /// What the last lookup found.
+    last_result: Option<String>,
+    /// The activities as the last lookup listed them: name, type, state, code, message.
+    #[schema(value_type = Vec<Object>)]
+    activities: serde_json::Value,
+    /// The processor's code and message when it failed.
+    code: Option<String>,
+    message: Option<String>,
+    opened_at: String,
+    finished_at: Option<String>,
+}
+
+impl From<RunRow> for RunView {
+    fn from(r: RunRow) -> Self {
+        RunView {
+            activities: r
+                .activities
+                .as_deref()
+                .and_then(|a| serde_json::from_str(a).ok())
+                .unwrap_or_else(|| json!([])),
+            run_id: r.run_id,
+            trigger_id: r.trigger_id,
+            media_id: r.media_id,
+            state: r.state,
+            lookups: r.lookups,
+            next_check_at: rfc3339_millis(r.next_check_at),
+            last_result: r.last_result,
+            code: r.code,
+            message: r.message,
+            opened_at: rfc3339_millis(r.opened_at),
+            finished_at: r.finished_at.map(rfc3339_millis),
+        }
+    }
+}
+
+/// An output as operators see it: where it is.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct OutputAdminView {
+    trigger_id: String,
+    workflow: String,
+    name: String,
+    kind: OutputKind,
+    bucket: String,
+    object_key: String,
+    size: Option<i64>,
+}
+
+impl From<OutputRow> for OutputAdminView {
+    fn from(o: OutputRow) -> Self {
+        OutputAdminView {
+            trigger_id: o.trigger_id,
+            workflow: o.workflow_name,
+            name: o.name,
+            kind: o.kind,
+            bucket: o.bucket,
+            object_key: o.object_key,
+            size: o.size,
+        }
+    }
 }
 
 /// `GET /v1/admin/uploads/{id}`: the upload with its notifications and triggers in full.
@@ -494,6 +575,8 @@ impl From<History> for AdminUploadView {
             verification: h.verification.into_iter().map(Into::into).collect(),
             triggers: h.triggers.into_iter().map(Into::into).collect(),
             events: h.events.into_iter().map(Into::into).collect(),
+            runs: h.runs.into_iter().map(Into::into).collect(),
+            outputs: h.outputs.into_iter().map(Into::into).collect(),
         }
     }
 }

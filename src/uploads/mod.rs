@@ -16,7 +16,7 @@ use std::sync::Arc;
 use crate::kinds::{ProcessingState, Reason, TriggerSink, TriggerState, UploadMode, UploadState};
 use crate::media::{MediaAttributes, MediaAttributesInput};
 use crate::storage::{CredentialScope, FileName, PostSigning, StorageConfig};
-use crate::store::{EventRow, OutputRow, Store, TriggerRow, UploadRow};
+use crate::store::{EventRow, OutputRow, RunRow, Store, TriggerRow, UploadRow};
 use crate::sts::{Credentials, StsConfig, StsError};
 use crate::workflows::{MediaCheck, media_check};
 
@@ -139,11 +139,15 @@ impl Upload {
         let events = store
             .events_for_object(&upload.bucket, &upload.object_key)
             .await?;
+        let runs = store.runs_for_upload(&upload.id).await?;
+        let outputs = store.outputs_for_upload(&upload.id).await?;
         Ok(Some(History {
             upload,
             verification,
             triggers,
             events,
+            runs,
+            outputs,
         }))
     }
 
@@ -165,6 +169,9 @@ pub struct History {
     pub verification: Vec<TriggerRow>,
     pub triggers: Vec<TriggerRow>,
     pub events: Vec<EventRow>,
+    /// The processor runs its triggers started, with every lookup's last result.
+    pub runs: Vec<RunRow>,
+    pub outputs: Vec<OutputRow>,
 }
 
 /// `[outputs]`: how app users are handed their outputs.

@@ -15,6 +15,7 @@ mod migrations;
 mod mps_outcome_api;
 mod notifications;
 mod openapi;
+mod outcomes;
 mod presign;
 mod protection;
 mod rgw;

@@ -1,0 +1,206 @@
+//! After the trigger: an MPS run is followed through the MPS API to its end, its outputs are
+//! looked up in the store, and the app user sees `ready` with URLs of exactly those objects,
+//! or `failed` with a code of mediagate's own (the processor's words stay on the admin view).
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::support::TestApp;
+use crate::support::mps_fake::{OutputScript, RunScript, default_cover_key, default_play_key};
+use crate::support::oss_fake::mp4_header;
+
+/// A clip issued to alice, uploaded, announced and delivered to an MPS workflow: its upload
+/// id and the MediaId MPS gave it.
+async fn delivered(app: &TestApp) -> (String, String) {
+    app.mps_workflow("transcode", "uploads/").await;
+    let (id, key) = app.issue("alice", "clip.mp4", json!({})).await;
+    assert_eq!(app.upload_completed(&key, "abc", &id).await.status(), 200);
+    app.drain().await;
+    let upload = app.upload("alice", &id).await;
+    assert_eq!(upload["state"], "processing", "{upload}");
+    let mps = &upload["triggers"][0];
+    assert_eq!(mps["processing"], "pending", "{upload}");
+    (id, mps["media_id"].as_str().unwrap().to_owned())
+}
+
+/// Moves the app's clock to the next lookup and lets the follower look.
+async fn look(app: &TestApp, after: Duration) {
+    app.clock.advance(after);
+    app.app.follower.run_once().await.unwrap();
+}
+
+/// GETs a view's output URL from the loopback store: the URL names the bucket's public host,
+/// so its path and signed query go to the fake, which checks the signature as OSS does.
+async fn fetch(app: &TestApp, url: &str) -> reqwest::Response {
+    let url = url::Url::parse(url).unwrap();
+    let local = format!(
+        "{}{}?{}",
+        app.oss.url,
+        url.path(),
+        url.query().unwrap_or("")
+    );
+    reqwest::get(local).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_run_is_followed_to_ready_and_each_output_url_fetches_exactly_its_object() {
+    let app = TestApp::spawn().await;
+    let (id, media_id) = delivered(&app).await;
+    let play = [mp4_header(), vec![7; 2000]].concat();
+    app.oss
+        .put(&default_play_key(&media_id), play.clone(), "video/mp4");
+    app.oss.put(
+        &default_cover_key(&media_id),
+        b"cover".to_vec(),
+        "image/jpeg",
+    );
+    // Nothing is looked up before the first wait is over.
+    look(&app, Duration::from_secs(1)).await;
+    assert_eq!(app.mps.calls_of("QueryMediaWorkflowExecutionList"), 0);
+
+    look(&app, Duration::from_secs(5)).await;
+    let upload = app.upload("alice", &id).await;
+    assert_eq!(upload["state"], "ready", "{upload}");
+    assert_eq!(upload["triggers"][0]["processing"], "succeeded");
+    let outputs = upload["outputs"].as_array().unwrap();
+    let names: Vec<&str> = outputs
+        .iter()
+        .map(|o| o["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["cover", "play:Act-Transcode-HD"], "{upload}");
+    let play_view = &outputs[1];
+    assert_eq!(
+        (
+            &play_view["kind"],
+            &play_view["width"],
+            &play_view["height"]
+        ),
+        (&json!("video"), &json!(1280), &json!(720))
+    );
+    assert_eq!(play_view["size"], play.len(), "the store's size, not MPS's");
+    let response = fetch(&app, play_view["url"].as_str().unwrap()).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.bytes().await.unwrap().as_ref(), play.as_slice());
+    let cover = fetch(&app, outputs[0]["url"].as_str().unwrap()).await;
+    assert_eq!(cover.bytes().await.unwrap().as_ref(), b"cover");
+    // The URL is for that object only: the same signature on another key is refused.
+    let other = play_view["url"]
+        .as_str()
+        .unwrap()
+        .replace("720p.mp4", "cover.jpg");
+    assert_eq!(fetch(&app, &other).await.status(), 403);
+    // The history lists the outputs too; the processor's own URLs are never handed out.
+    let list = app.get(&app.token("alice"), "/v1/uploads").await;
+    let list: Value = list.json().await.unwrap();
+    assert_eq!(list["uploads"][0]["outputs"].as_array().unwrap().len(), 2);
+    assert!(outputs.iter().all(|o| {
+        let url = o["url"].as_str().unwrap();
+        url.starts_with("https://media-input.oss-cn-hangzhou.aliyuncs.com/")
+            && url.contains("&Signature=")
+    }));
+    assert!(!upload.to_string().contains("http://"));
+
+    let admin = app.admin_upload(&id).await;
+    assert_eq!(admin["runs"][0]["state"], "succeeded", "{admin}");
+    assert_eq!(admin["runs"][0]["lookups"], 1);
+    assert_eq!(
+        admin["outputs"][1]["object_key"],
+        default_play_key(&media_id)
+    );
+}
+
+#[tokio::test]
+async fn a_failed_activity_fails_the_upload_and_only_operators_read_why() {
+    let app = TestApp::spawn().await;
+    app.mps.script_run(
+        RunScript::fails_activity(
+            "Act-Transcode-HD",
+            "InvalidParameter.ResourceContentBad",
+            "the source could not be decoded",
+        )
+        .after_lookups(1),
+    );
+    let (id, _) = delivered(&app).await;
+    look(&app, Duration::from_secs(5)).await;
+    let upload = app.upload("alice", &id).await;
+    assert_eq!(
+        upload["state"], "processing",
+        "still running at the first look"
+    );
+    assert_eq!(upload["triggers"][0]["processing"], "running");
+
+    look(&app, Duration::from_secs(10)).await;
+    let upload = app.upload("alice", &id).await;
+    assert_eq!(
+        (&upload["state"], &upload["state_reason"]),
+        (&json!("failed"), &json!("processing_failed")),
+        "{upload}"
+    );
+    assert_eq!(upload["outputs"], json!([]));
+    let text = upload.to_string();
+    assert!(!text.contains("ResourceContentBad") && !text.contains("decoded"));
+    let admin = app.admin_upload(&id).await;
+    let run = &admin["runs"][0];
+    assert_eq!(
+        run["code"], "InvalidParameter.ResourceContentBad",
+        "{admin}"
+    );
+    assert_eq!(run["message"], "the source could not be decoded");
+    let failed: Vec<&Value> = run["activities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["state"] == "Fail")
+        .collect();
+    assert_eq!(failed.len(), 1, "{run}");
+}
+
+#[tokio::test]
+async fn a_run_never_seen_fails_at_the_timeout() {
+    let app = TestApp::spawn_with(|c| c.processing.outcome_timeout_seconds = 600).await;
+    app.mps.script_run(RunScript::never_visible());
+    let (id, _) = delivered(&app).await;
+    // Not visible is no verdict: looked up again and again, on a growing wait.
+    for _ in 0..5 {
+        look(&app, Duration::from_secs(60)).await;
+        assert_eq!(app.upload("alice", &id).await["state"], "processing");
+    }
+    look(&app, Duration::from_secs(600)).await;
+    let upload = app.upload("alice", &id).await;
+    assert_eq!(
+        (&upload["state"], &upload["state_reason"]),
+        (&json!("failed"), &json!("processing_timed_out")),
+        "{upload}"
+    );
+    assert_eq!(upload["triggers"][0]["processing"], "timed_out");
+    let admin = app.admin_upload(&id).await;
+    assert_eq!(admin["runs"][0]["state"], "timed_out", "{admin}");
+}
+
+#[tokio::test]
+async fn an_output_missing_from_the_store_never_makes_the_upload_ready() {
+    let app = TestApp::spawn().await;
+    app.mps.script_run(
+        RunScript::completes()
+            .with_outputs(OutputScript::none().play("Act-Transcode-HD", "outputs/clip/720p.mp4")),
+    );
+    let (id, _) = delivered(&app).await;
+    // The run succeeded, but its output is not in the store: looked for a few times ...
+    for _ in 0..3 {
+        look(&app, Duration::from_secs(60)).await;
+        assert_eq!(app.upload("alice", &id).await["state"], "processing");
+    }
+    // ... then the upload fails, and never turns ready.
+    look(&app, Duration::from_secs(60)).await;
+    let upload = app.upload("alice", &id).await;
+    assert_eq!(
+        (&upload["state"], &upload["state_reason"]),
+        (&json!("failed"), &json!("output_missing")),
+        "{upload}"
+    );
+    app.oss
+        .put("outputs/clip/720p.mp4", mp4_header(), "video/mp4");
+    look(&app, Duration::from_secs(60)).await;
+    assert_eq!(app.upload("alice", &id).await["state"], "failed");
+}
