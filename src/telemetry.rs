@@ -93,6 +93,10 @@ fn describe() {
         "Time from delivery to a processing outcome, by sink."
     );
     describe_counter!(
+        "mediagate_mps_messages_total",
+        "MPS workflow messages received, by what they came to (hinted, unknown_run, unreadable)."
+    );
+    describe_counter!(
         "mediagate_mps_queries_total",
         "MPS lookups of runs and media, by action and outcome."
     );

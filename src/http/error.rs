@@ -206,7 +206,7 @@ impl From<Reprocessed> for ApiError {
                 "no object was announced for this upload yet; there is nothing to process",
             ),
             Reprocessed::Busy => ApiError::invalid_state(
-                "some of this upload's triggers are still pending, in flight or retrying",
+                "some of this upload's triggers are still pending, in flight or retrying, or still processing",
             ),
             Reprocessed::Queued { .. } => {
                 ApiError::internal(anyhow::anyhow!("a queued reprocessing taken for an error"))

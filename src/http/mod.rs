@@ -140,6 +140,7 @@ fn routes(
     let (notifications, notifications_api) = OpenApiRouter::new()
         .routes(routes!(notifications::oss_callback))
         .routes(routes!(notifications::oss_events))
+        .routes(routes!(notifications::mps_events))
         .routes(routes!(notifications::s3_events))
         .split_for_parts();
     let notifications = guarded(notifications)

@@ -15,8 +15,10 @@ use super::extract::{RawBody, bearer};
 use super::openapi::{CallbackAck, ErrorBody};
 use crate::app::App;
 use crate::notifications::{
-    Inbound, Parsed, mns, oss, query_token, s3, verify_mns_push, verify_oss_callback,
+    Inbound, Parsed, mns, mps_hint, oss, query_token, s3, verify_mns_push, verify_mps_push,
+    verify_oss_callback,
 };
+use crate::processing::follow::hint;
 use crate::processing::{ObjectEvent, announce};
 use crate::signing::constant_time_eq;
 use crate::store::Recorded;
@@ -59,6 +61,7 @@ pub async fn count_rejections(
         Some("oss-callback") => "oss-callback",
         Some("oss-events") => "oss-events",
         Some("s3-events") => "s3-events",
+        Some("mps-events") => "mps-events",
         _ => "other",
     };
     let response = next.run(req).await;
@@ -168,6 +171,37 @@ pub async fn oss_events(
     .await?;
     let tally = record_all(&app, mns::oss_events(&body)?).await?;
     Ok(axum::Json(tally).into_response())
+}
+
+/// `POST /v1/notifications/mps-events`: MPS workflow messages pushed by MNS, RSA-SHA1
+/// verified like `oss-events`. A message is a hint: it makes its run's next lookup due now
+/// and never sets a state. One that is signed but cannot be used is answered 204 (and counted)
+/// so that MNS does not retry it for a day.
+#[utoipa::path(post, path = "/v1/notifications/mps-events", tag = "notifications",
+    description = "MPS workflow messages pushed by MNS (XML, JSON or SIMPLIFIED body); authenticated by the MNS RSA-SHA1 signature and, when configured, `?token=`, from `notifications.mps_topic_names` when set.",
+    request_body(content = String, content_type = "text/plain"),
+    responses(
+        (status = 204, description = "taken as a hint (or signed but unusable, and dropped)"),
+        (status = 400, description = "invalid_signature / bad_request", body = ErrorBody),
+        (status = 403, description = "forbidden: another account's or topic's push", body = ErrorBody),
+        (status = 404, description = "not_found: notifications.mns_account_id is not set", body = ErrorBody),
+        (status = 413, description = "payload_too_large", body = ErrorBody),
+        (status = 503, description = "key_unavailable (Retry-After)", body = ErrorBody)))]
+pub async fn mps_events(
+    State(app): State<Arc<App>>,
+    uri: Uri,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Result<axum::http::StatusCode, ApiError> {
+    let headers = header_pairs(&headers);
+    let inbound = inbound(&uri, &headers, &body);
+    let now = app.clock.now();
+    verify_mps_push(&app.keys, &app.config.notifications, &inbound, now).await?;
+    let run_id = mps_hint(&inbound)
+        .map(|h| h.run_id)
+        .map_err(|e| e.to_string());
+    hint(&app.store, run_id, now.timestamp_millis()).await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
 }
 
 /// `POST /v1/notifications/s3-events`: S3-style `Records` from AWS S3, MinIO or Ceph RGW

@@ -65,7 +65,10 @@ impl Follower {
     ) -> Follower {
         let per_second = NonZeroU32::new(settings.queries_per_second).unwrap_or(NonZeroU32::MIN);
         Follower {
-            budget: governor::RateLimiter::direct(governor::Quota::per_second(per_second)),
+            // Evenly spaced, no burst: never more than the budget in any second.
+            budget: governor::RateLimiter::direct(
+                governor::Quota::per_second(per_second).allow_burst(NonZeroU32::MIN),
+            ),
             store,
             mps,
             objects,
@@ -253,6 +256,23 @@ impl Follower {
             activities: None,
         }
     }
+}
+
+/// Takes a processor's message about `run_id` (or why it could not be read) as a hint: the
+/// run's next lookup is due `now`. A message that
+/// could not be read, or names a run mediagate does not follow, changes nothing; both are
+/// counted.
+pub async fn hint(store: &Store, run_id: Result<String, String>, now: i64) -> anyhow::Result<()> {
+    let outcome = match run_id {
+        Err(e) => {
+            info!(error = %e, "an MPS message could not be read; dropped");
+            "unreadable"
+        }
+        Ok(run_id) if store.hint_run(&run_id, now).await? => "hinted",
+        Ok(_) => "unknown_run",
+    };
+    metrics::counter!("mediagate_mps_messages_total", "outcome" => outcome).increment(1);
+    Ok(())
 }
 
 /// Why outputs could not be kept: worth another look, or never.

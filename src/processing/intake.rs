@@ -305,7 +305,8 @@ pub enum Reprocessed {
     NotFound,
     /// Nothing was announced for it yet (still `issued`): there is nothing to process.
     NothingAnnounced,
-    /// Some of its triggers are still pending, in flight or waiting for a retry.
+    /// Some of its triggers are still pending, in flight or waiting for a retry, or their
+    /// processing has not ended.
     Busy,
     /// Matched again; `triggers` were queued.
     Queued {

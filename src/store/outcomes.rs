@@ -79,7 +79,8 @@ impl Store {
         let updated = sqlx::query(
             "UPDATE uploads SET state = $1, state_reason = $2, size = COALESCE($3, size), updated_at = $4
              WHERE id = $5 AND state <> 'issued'
-               AND NOT EXISTS (SELECT 1 FROM triggers WHERE upload_id = $5 AND state IN ('pending', 'in_flight', 'failed'))",
+               AND NOT EXISTS (SELECT 1 FROM triggers WHERE upload_id = $5
+                               AND (state IN ('pending', 'in_flight', 'failed') OR outcome IN ('pending', 'running')))",
         )
         .bind(write.upload_state.as_str())
         .bind(write.upload_reason.map(Reason::as_str))
@@ -92,6 +93,20 @@ impl Store {
         if updated.rows_affected() == 0 {
             return Ok(false);
         }
+        // The new triggers' outcomes are the upload's now: the earlier ones (kept on the
+        // runs for operators) and their outputs no longer count.
+        sqlx::query(
+            "UPDATE triggers SET outcome = NULL, outcome_reason = NULL WHERE upload_id = $1",
+        )
+        .bind(&write.upload_id)
+        .execute(&mut *tx)
+        .await
+        .context("reprocessing upload")?;
+        sqlx::query("DELETE FROM outputs WHERE upload_id = $1")
+            .bind(&write.upload_id)
+            .execute(&mut *tx)
+            .await
+            .context("reprocessing upload")?;
         let triggers: Vec<TriggerInsert> = write
             .triggers
             .iter()

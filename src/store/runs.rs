@@ -100,10 +100,12 @@ impl Store {
             Backend::Sqlite => "",
         };
         let rows = sqlx::query(&format!(
-            "UPDATE runs SET next_check_at = $1
-             WHERE run_id IN (SELECT run_id FROM runs WHERE state = 'open' AND next_check_at <= $2
-                              ORDER BY next_check_at LIMIT $3{lock})
-               AND state = 'open'
+            // The claim is a CTE: PostgreSQL may run a locking `IN (SELECT ... LIMIT)` more
+            // than once in one update, and claim more than the limit.
+            "WITH due AS (SELECT run_id FROM runs WHERE state = 'open' AND next_check_at <= $2
+                          ORDER BY next_check_at LIMIT $3{lock})
+             UPDATE runs SET next_check_at = $1
+             WHERE run_id IN (SELECT run_id FROM due) AND state = 'open'
              RETURNING run_id, trigger_id, workflow_id, upload_id, media_id, opened_at, interval_ms, lookups"
         ))
         .bind(now + lease_ms)

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use crate::support::TestApp;
 use crate::support::mps_fake::{OutputScript, RunScript, default_cover_key, default_play_key};
+use crate::support::notify::PushFormat;
 use crate::support::oss_fake::mp4_header;
 
 /// A clip issued to alice, uploaded, announced and delivered to an MPS workflow: its upload
@@ -203,4 +204,179 @@ async fn an_output_missing_from_the_store_never_makes_the_upload_ready() {
         .put("outputs/clip/720p.mp4", mp4_header(), "video/mp4");
     look(&app, Duration::from_secs(60)).await;
     assert_eq!(app.upload("alice", &id).await["state"], "failed");
+}
+
+#[tokio::test]
+async fn reprocessing_opens_a_new_outcome_and_only_its_outputs_count() {
+    let app = TestApp::spawn().await;
+    app.mps.script_run(RunScript::fails());
+    let (id, _) = delivered(&app).await;
+    // While the run is open the upload is busy.
+    let busy = app
+        .admin(
+            reqwest::Method::POST,
+            &format!("/v1/admin/uploads/{id}/reprocess"),
+            None,
+        )
+        .await;
+    assert_eq!(busy.status(), 409);
+    look(&app, Duration::from_secs(5)).await;
+    assert_eq!(
+        app.upload("alice", &id).await["state_reason"],
+        "processing_failed"
+    );
+
+    let again = app
+        .admin(
+            reqwest::Method::POST,
+            &format!("/v1/admin/uploads/{id}/reprocess"),
+            None,
+        )
+        .await;
+    assert_eq!(again.status(), 200);
+    app.drain().await;
+    let upload = app.upload("alice", &id).await;
+    assert_eq!(upload["state"], "processing", "{upload}");
+    let media_id = upload["triggers"][1]["media_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.oss
+        .put(&default_play_key(&media_id), mp4_header(), "video/mp4");
+    app.oss
+        .put(&default_cover_key(&media_id), b"c".to_vec(), "image/jpeg");
+    look(&app, Duration::from_secs(5)).await;
+    let upload = app.upload("alice", &id).await;
+    assert_eq!(
+        upload["state"], "ready",
+        "the earlier failure no longer counts: {upload}"
+    );
+    assert_eq!(upload["outputs"].as_array().unwrap().len(), 2);
+    let admin = app.admin_upload(&id).await;
+    let states: Vec<&str> = admin["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        states,
+        ["failed", "succeeded"],
+        "both runs stay for operators"
+    );
+}
+
+#[tokio::test]
+async fn a_message_makes_the_lookup_due_at_once_and_never_sets_a_state() {
+    let app = TestApp::spawn().await;
+    app.mps.script_run(RunScript::completes().after_lookups(1));
+    let (id, media_id) = delivered(&app).await;
+    app.oss
+        .put(&default_play_key(&media_id), mp4_header(), "video/mp4");
+    app.oss
+        .put(&default_cover_key(&media_id), b"c".to_vec(), "image/jpeg");
+    let run_id = app.mps.run_ids()[0].clone();
+    // A message for a run still going: one lookup now, which finds it running.
+    let start = app.mps.workflow_message(&run_id, "Start");
+    let pushed = app.mps_message(PushFormat::Json, "mps-topic", &start).await;
+    assert_eq!(pushed.status(), 204);
+    app.app.follower.run_once().await.unwrap();
+    assert_eq!(app.mps.lookups(&run_id), 1);
+    assert_eq!(app.upload("alice", &id).await["state"], "processing");
+    // The Report message: looked up at once, not after the run's next wait (10 s by now).
+    let report = app.mps.workflow_message(&run_id, "Report");
+    let pushed = app
+        .mps_message(PushFormat::Simplified, "mps-topic", &report)
+        .await;
+    assert_eq!(pushed.status(), 204);
+    app.app.follower.run_once().await.unwrap();
+    assert_eq!(app.upload("alice", &id).await["state"], "ready");
+    assert_eq!(app.mps.lookups(&run_id), 2);
+
+    // Messages are hints only: one for a run nobody follows, or one that cannot be read,
+    // is answered 204 (so MNS does not retry it for a day) and changes nothing.
+    let calls = app.mps.calls();
+    let stranger =
+        json!({"RunId": "0123456789abcdef0123456789abcdef", "Type": "Report", "State": "Success"});
+    let pushed = app
+        .mps_message(PushFormat::Xml, "mps-topic", &stranger)
+        .await;
+    assert_eq!(pushed.status(), 204);
+    let pushed = app
+        .mps_message(PushFormat::Json, "mps-topic", &json!({"no": "run"}))
+        .await;
+    assert_eq!(pushed.status(), 204);
+    app.app.follower.run_once().await.unwrap();
+    assert_eq!(app.mps.calls(), calls, "no MPS call for them");
+}
+
+#[tokio::test]
+async fn a_forged_or_replayed_message_records_nothing_and_calls_nobody() {
+    let app = TestApp::spawn().await;
+    app.mps.script_run(RunScript::completes().after_lookups(3));
+    let (_, _) = delivered(&app).await;
+    let run_id = app.mps.run_ids()[0].clone();
+    let report = app.mps.workflow_message(&run_id, "Report");
+    let path = "/v1/notifications/mps-events";
+    let (body, headers) = crate::support::mns_signer().mps_push(
+        PushFormat::Json,
+        "mps-topic",
+        &report,
+        path,
+        &crate::support::http_date(),
+    );
+    let send = |body: String, headers: Vec<(String, String)>| {
+        let mut request = reqwest::Client::new().post(app.url(path));
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        request.body(body).send()
+    };
+    // The body changed after signing.
+    let forged = body.replace("Report", "Start");
+    assert_eq!(send(forged, headers.clone()).await.unwrap().status(), 400);
+    // Another account's push, signed as its own.
+    let mut foreign = headers.clone();
+    for (name, value) in foreign.iter_mut() {
+        if name.eq_ignore_ascii_case("x-mns-topic-owner")
+            || name.eq_ignore_ascii_case("x-mns-topicowner")
+        {
+            *value = "9999999999999999".into();
+        }
+    }
+    let status = send(body.clone(), foreign).await.unwrap().status();
+    assert!(status == 400 || status == 403, "{status}");
+    // No lookup was made due by them.
+    let calls = app.mps.calls();
+    app.app.follower.run_once().await.unwrap();
+    assert_eq!(app.mps.calls(), calls);
+    assert_eq!(app.mps.lookups(&run_id), 0);
+}
+
+#[tokio::test]
+async fn open_runs_are_looked_up_ten_a_call_within_the_query_budget() {
+    let app = TestApp::spawn_with(|c| c.mps.query_per_second = 5).await;
+    app.mps_workflow("transcode", "uploads/").await;
+    for _ in 0..100 {
+        app.mps.script_run(RunScript::never_visible());
+    }
+    for n in 0..100 {
+        let (id, key) = app.issue("alice", &format!("clip{n}.mp4"), json!({})).await;
+        assert_eq!(app.upload_completed(&key, "abc", &id).await.status(), 200);
+    }
+    app.drain().await;
+    // A pass takes about a second of the budget: 5 calls of 10 runs; the next pass the rest.
+    look(&app, Duration::from_secs(5)).await;
+    assert_eq!(app.mps.calls_of("QueryMediaWorkflowExecutionList"), 5);
+    app.app.follower.run_once().await.unwrap();
+    let calls = app.mps.calls_of("QueryMediaWorkflowExecutionList");
+    assert_eq!(calls, 10, "100 runs, 10 a call, each once");
+    assert!(app.mps.run_ids_per_call().iter().all(|n| *n == 10));
+    let busiest = app
+        .mps
+        .max_calls_per_second("QueryMediaWorkflowExecutionList");
+    assert!(busiest <= 5, "{busiest} calls in one second");
+    // Not due again until their next wait.
+    app.app.follower.run_once().await.unwrap();
+    assert_eq!(app.mps.calls_of("QueryMediaWorkflowExecutionList"), 10);
 }

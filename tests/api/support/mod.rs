@@ -489,6 +489,22 @@ impl TestApp {
         request.body(body).send().await.unwrap()
     }
 
+    /// Pushes an MPS workflow message the way MNS does, signed, in `format`.
+    pub async fn mps_message(
+        &self,
+        format: notify::PushFormat,
+        topic: &str,
+        message: &Value,
+    ) -> reqwest::Response {
+        let path = "/v1/notifications/mps-events";
+        let (body, headers) = mns_signer().mps_push(format, topic, message, path, &http_date());
+        let mut request = self.client.post(self.url(path));
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        request.body(body).send().await.unwrap()
+    }
+
     /// The upload as operators see it: notifications and triggers in full.
     pub async fn admin_upload(&self, id: &str) -> Value {
         let r = self
