@@ -380,3 +380,64 @@ async fn open_runs_are_looked_up_ten_a_call_within_the_query_budget() {
     app.app.follower.run_once().await.unwrap();
     assert_eq!(app.mps.calls_of("QueryMediaWorkflowExecutionList"), 10);
 }
+
+/// Another instance of the app on the same database, with the same outside services.
+async fn second_instance(app: &TestApp) -> std::sync::Arc<mediagate::app::App> {
+    let overrides = mediagate::app::Overrides {
+        clock: Some(app.clock.clone()),
+        ..Default::default()
+    };
+    mediagate::app::App::build_with(app.app.config.clone(), overrides)
+        .await
+        .unwrap()
+}
+
+/// Several instances share one PostgreSQL (SQLite serves one instance).
+#[tokio::test]
+async fn two_instances_look_each_run_up_once_per_due_time() {
+    if std::env::var("MEDIAGATE_TEST_POSTGRES_URL").is_err() {
+        eprintln!("note: two instances need PostgreSQL (MEDIAGATE_TEST_POSTGRES_URL); not run");
+        return;
+    }
+    let app = TestApp::spawn_with(|c| c.mps.query_per_second = 3).await;
+    let other = second_instance(&app).await;
+    app.mps_workflow("transcode", "uploads/").await;
+    for _ in 0..60 {
+        app.mps.script_run(RunScript::completes_after(5));
+    }
+    for n in 0..60 {
+        let (id, key) = app.issue("alice", &format!("clip{n}.mp4"), json!({})).await;
+        assert_eq!(app.upload_completed(&key, "abc", &id).await.status(), 200);
+    }
+    app.drain().await;
+    app.clock.advance(Duration::from_secs(5));
+    // Side by side, each takes what the other has not: 30 runs each, one lookup per run.
+    let (a, b) = tokio::join!(app.app.follower.run_once(), other.follower.run_once());
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.looked_up + b.looked_up, 60, "{a:?} {b:?}");
+    assert!(a.looked_up > 0 && b.looked_up > 0, "{a:?} {b:?}");
+    let runs = app.mps.run_ids();
+    assert_eq!(runs.len(), 60);
+    let counts: Vec<u32> = runs.iter().map(|r| app.mps.lookups(r)).collect();
+    assert!(counts.iter().all(|n| *n == 1), "{counts:?}");
+    // Nothing is due again before each run's next wait, on either instance.
+    let (a, b) = tokio::join!(app.app.follower.run_once(), other.follower.run_once());
+    assert_eq!((a.unwrap().looked_up, b.unwrap().looked_up), (0, 0));
+}
+
+#[tokio::test]
+async fn runs_opened_by_an_instance_that_is_gone_are_followed_by_the_next() {
+    let app = TestApp::spawn().await;
+    let (id, media_id) = delivered(&app).await;
+    app.oss
+        .put(&default_play_key(&media_id), mp4_header(), "video/mp4");
+    app.oss
+        .put(&default_cover_key(&media_id), b"c".to_vec(), "image/jpeg");
+    // Everything about the open run is in the database: a new instance (the first one
+    // killed, say) takes it up from there.
+    let next = second_instance(&app).await;
+    app.clock.advance(Duration::from_secs(5));
+    let pass = next.follower.run_once().await.unwrap();
+    assert_eq!((pass.looked_up, pass.finished), (1, 1));
+    assert_eq!(app.upload("alice", &id).await["state"], "ready");
+}
