@@ -195,14 +195,17 @@ impl Follower {
             .mps
             .query_media(std::slice::from_ref(&run.media_id))
             .await
-            .map_err(|e| Missing::Retry(format!("media lookup failed: {e}")))?;
+            .map_err(|e| Missing::Retry(format!("media lookup failed: {e}")));
+        metrics::counter!("mediagate_mps_queries_total", "action" => "QueryMediaList", "outcome" => if media.is_ok() { "ok" } else { "error" })
+            .increment(1);
+        let media = media?;
         let Some(media) = media.media.into_iter().find(|m| m.media_id == run.media_id) else {
             return Err(Missing::Retry("the media is not listed yet".into()));
         };
         let mut outputs = Vec::new();
         for (name, kind, url, deleted, details) in listed(&media) {
             if deleted {
-                return Err(Missing::Never(format!("output {name:?} was deleted")));
+                return Err(Missing::Retry(format!("output {name:?} is marked deleted")));
             }
             let (bucket, key) = output_location(url)
                 .map_err(|why| Missing::Never(format!("output {name:?}: {why}")))?;

@@ -441,3 +441,23 @@ async fn runs_opened_by_an_instance_that_is_gone_are_followed_by_the_next() {
     assert_eq!((pass.looked_up, pass.finished), (1, 1));
     assert_eq!(app.upload("alice", &id).await["state"], "ready");
 }
+
+#[tokio::test]
+async fn an_output_mps_marks_deleted_counts_as_missing_even_if_the_object_is_there() {
+    let app = TestApp::spawn().await;
+    app.mps.script_run(RunScript::completes().with_outputs(
+        OutputScript::none().deleted_play("Act-Transcode-HD", "outputs/clip/720p.mp4"),
+    ));
+    app.oss
+        .put("outputs/clip/720p.mp4", mp4_header(), "video/mp4");
+    let (id, _) = delivered(&app).await;
+    for _ in 0..4 {
+        look(&app, Duration::from_secs(60)).await;
+    }
+    let upload = app.upload("alice", &id).await;
+    assert_eq!(
+        (&upload["state"], &upload["state_reason"]),
+        (&json!("failed"), &json!("output_missing")),
+        "{upload}"
+    );
+}
