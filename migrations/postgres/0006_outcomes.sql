@@ -26,6 +26,7 @@ CREATE TABLE runs (
     interval_ms BIGINT NOT NULL,
     lookups BIGINT NOT NULL,
     last_result TEXT,
+    results TEXT,
     activities TEXT,
     code TEXT,
     message TEXT,

@@ -479,6 +479,8 @@ pub struct RunView {
     next_check_at: String,
     /// What the last lookup found.
     last_result: Option<String>,
+    /// What the most recent lookups found (up to 20), oldest first.
+    results: Vec<LookupView>,
     /// The activities as the last lookup listed them: name, type, state, code, message.
     #[schema(value_type = Vec<Object>)]
     activities: serde_json::Value,
@@ -504,12 +506,27 @@ impl From<RunRow> for RunView {
             lookups: r.lookups,
             next_check_at: rfc3339_millis(r.next_check_at),
             last_result: r.last_result,
+            results: r
+                .results
+                .into_iter()
+                .map(|(at, result)| LookupView {
+                    at: rfc3339_millis(at),
+                    result,
+                })
+                .collect(),
             code: r.code,
             message: r.message,
             opened_at: rfc3339_millis(r.opened_at),
             finished_at: r.finished_at.map(rfc3339_millis),
         }
     }
+}
+
+/// One lookup of a run: when, and what it found.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct LookupView {
+    at: String,
+    result: String,
 }
 
 /// An output as operators see it: where it is.

@@ -35,6 +35,9 @@ pub struct RunRow {
     pub next_check_at: i64,
     /// What the last lookup found, in a few words.
     pub last_result: Option<String>,
+    /// What the most recent lookups found (at most [`KEPT_RESULTS`]), oldest first: when
+    /// (Unix ms) and what.
+    pub results: Vec<(i64, String)>,
     /// The activities as the last lookup listed them (JSON).
     pub activities: Option<String>,
     pub code: Option<String>,
@@ -84,7 +87,10 @@ pub enum Lookup {
     },
 }
 
-const RUN_COLUMNS: &str = "run_id, trigger_id, media_id, state, lookups, next_check_at, last_result, activities, code, message, opened_at, finished_at";
+const RUN_COLUMNS: &str = "run_id, trigger_id, media_id, state, lookups, next_check_at, last_result, results, activities, code, message, opened_at, finished_at";
+
+/// How many lookup results a run keeps for operators (the count of all is `lookups`).
+pub const KEPT_RESULTS: usize = 20;
 
 impl Store {
     /// Claims up to `limit` open runs due at `now` by moving their next lookup `lease_ms`
@@ -163,6 +169,10 @@ impl Store {
         now: i64,
     ) -> anyhow::Result<bool> {
         let mut tx = self.writer.begin().await.context("recording a lookup")?;
+        let result = match &lookup {
+            Lookup::Open { result, .. } | Lookup::Finished { result, .. } => result,
+        };
+        let results = with_result(&mut tx, &run.run_id, now, result).await?;
         let changed = match &lookup {
             Lookup::Open {
                 next_check_at,
@@ -173,7 +183,7 @@ impl Store {
             } => {
                 let changed = sqlx::query(
                     "UPDATE runs SET next_check_at = $1, interval_ms = $2, lookups = lookups + 1,
-                       last_result = $3, activities = COALESCE($4, activities)
+                       last_result = $3, activities = COALESCE($4, activities), results = $6
                      WHERE run_id = $5 AND state = 'open'",
                 )
                 .bind(next_check_at)
@@ -181,6 +191,7 @@ impl Store {
                 .bind(result)
                 .bind(activities)
                 .bind(&run.run_id)
+                .bind(&results)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected()
@@ -207,7 +218,8 @@ impl Store {
             } => {
                 let changed = sqlx::query(
                     "UPDATE runs SET state = $1, code = $2, message = $3, last_result = $4,
-                       activities = COALESCE($5, activities), lookups = lookups + 1, finished_at = $6
+                       activities = COALESCE($5, activities), lookups = lookups + 1, finished_at = $6,
+                       results = $8
                      WHERE run_id = $7 AND state = 'open'",
                 )
                 .bind(state.as_str())
@@ -217,6 +229,7 @@ impl Store {
                 .bind(activities)
                 .bind(now)
                 .bind(&run.run_id)
+                .bind(&results)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected()
@@ -367,6 +380,10 @@ impl Store {
                     lookups: r.try_get("lookups")?,
                     next_check_at: r.try_get("next_check_at")?,
                     last_result: r.try_get("last_result")?,
+                    results: r
+                        .try_get::<Option<String>, _>("results")?
+                        .and_then(|t| serde_json::from_str(&t).ok())
+                        .unwrap_or_default(),
                     activities: r.try_get("activities")?,
                     code: r.try_get("code")?,
                     message: r.try_get("message")?,
@@ -376,6 +393,29 @@ impl Store {
             })
             .collect()
     }
+}
+
+/// The run's kept lookup results with `result` at `now` added (the oldest dropped past
+/// [`KEPT_RESULTS`]), as stored.
+async fn with_result(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    run_id: &str,
+    now: i64,
+    result: &str,
+) -> anyhow::Result<String> {
+    let stored: Option<String> = sqlx::query("SELECT results FROM runs WHERE run_id = $1")
+        .bind(run_id)
+        .fetch_optional(&mut **tx)
+        .await?
+        .and_then(|r| r.try_get(0).ok())
+        .flatten();
+    let mut results: Vec<(i64, String)> = stored
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    results.push((now, result.chars().take(300).collect()));
+    let drop = results.len().saturating_sub(KEPT_RESULTS);
+    results.drain(..drop);
+    Ok(serde_json::to_string(&results)?)
 }
 
 /// Once no run of `trigger_id` is open: its outcome from its runs (failed with `reason` when

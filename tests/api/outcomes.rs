@@ -177,6 +177,10 @@ async fn a_run_never_seen_fails_at_the_timeout() {
     assert_eq!(upload["triggers"][0]["processing"], "timed_out");
     let admin = app.admin_upload(&id).await;
     assert_eq!(admin["runs"][0]["state"], "timed_out", "{admin}");
+    let results = admin["runs"][0]["results"].as_array().unwrap();
+    assert_eq!(results.len(), 5, "every lookup's result: {admin}");
+    assert_eq!(results[0]["result"], "not visible yet");
+    assert_eq!(admin["runs"][0]["last_result"], "no end within the timeout");
 }
 
 #[tokio::test]
