@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
 use serde::Deserialize;
@@ -28,6 +28,11 @@ const BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
+/// Processing takes seconds to hours: a minute up to the six-hour default timeout.
+const PROCESSING_BUCKETS: &[f64] = &[
+    5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 21600.0,
+];
+
 /// The process's metrics, installed on first use. The `metrics` macros record into one
 /// process-wide recorder, so every app in the process (tests run several) shares it.
 pub fn metrics() -> &'static PrometheusHandle {
@@ -35,6 +40,11 @@ pub fn metrics() -> &'static PrometheusHandle {
     HANDLE.get_or_init(|| {
         let recorder = PrometheusBuilder::new()
             .set_buckets(BUCKETS)
+            .expect("the bucket list is not empty")
+            .set_buckets_for_metric(
+                Matcher::Full("mediagate_processing_seconds".into()),
+                PROCESSING_BUCKETS,
+            )
             .expect("the bucket list is not empty")
             .build_recorder();
         let handle = recorder.handle();

@@ -25,6 +25,8 @@ CREATE TABLE runs (
     next_check_at BIGINT NOT NULL,
     interval_ms BIGINT NOT NULL,
     lookups BIGINT NOT NULL,
+    output_looks BIGINT NOT NULL DEFAULT 0,
+    reason TEXT,
     last_result TEXT,
     results TEXT,
     activities TEXT,

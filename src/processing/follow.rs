@@ -172,8 +172,25 @@ impl Follower {
                         format!("succeeded with {} outputs", outputs.len()),
                         outputs,
                     ),
-                    Err(Missing::Retry(why)) if run.lookups + 1 < OUTPUT_LOOKS => {
-                        self.again(run, true, why)
+                    Err(Missing::Retry(why)) if run.output_looks + 1 < OUTPUT_LOOKS => {
+                        match self.again(run, true, why) {
+                            Lookup::Open {
+                                next_check_at,
+                                interval_ms,
+                                running,
+                                result,
+                                activities,
+                                ..
+                            } => Lookup::Open {
+                                next_check_at,
+                                interval_ms,
+                                running,
+                                output_look: true,
+                                result,
+                                activities,
+                            },
+                            finished => finished,
+                        }
                     }
                     Err(Missing::Retry(why) | Missing::Never(why)) => finished(
                         RunState::Failed,
@@ -204,22 +221,28 @@ impl Follower {
         };
         let mut outputs = Vec::new();
         for (name, kind, url, deleted, details) in listed(&media) {
+            // The cover may be the app's own (AddMedia's `CoverURL`), not the workflow's
+            // output: only one in the output location is kept.
+            let optional = name == "cover";
             if deleted {
                 return Err(Missing::Retry(format!("output {name:?} is marked deleted")));
             }
-            let (bucket, key) = output_location(url)
-                .map_err(|why| Missing::Never(format!("output {name:?}: {why}")))?;
             let def = &workflow.def;
-            let inside = bucket == def.outputs_bucket()
-                && def
-                    .output_prefix
-                    .as_deref()
-                    .is_none_or(|p| key.starts_with(p));
-            if !inside {
+            let location = output_location(url).ok().filter(|(bucket, key)| {
+                bucket == def.outputs_bucket()
+                    && def
+                        .output_prefix
+                        .as_deref()
+                        .is_none_or(|p| key.starts_with(p))
+            });
+            let Some((bucket, key)) = location else {
+                if optional {
+                    continue;
+                }
                 return Err(Missing::Never(format!(
-                    "output {name:?} is outside the workflow's output location"
+                    "output {name:?} is not an object in the workflow's output location"
                 )));
-            }
+            };
             let size = match self.objects.head_output(&bucket, &key).await {
                 Ok(Found::Found(head)) => i64::try_from(head.size).ok(),
                 Ok(_) => {
@@ -255,6 +278,7 @@ impl Follower {
             next_check_at: self.clock.now_millis() + interval_ms,
             interval_ms,
             running,
+            output_look: false,
             result,
             activities: None,
         }
@@ -309,12 +333,14 @@ fn with_activities(lookup: Lookup, listed: Option<String>) -> Lookup {
             next_check_at,
             interval_ms,
             running,
+            output_look,
             result,
             ..
         } => Lookup::Open {
             next_check_at,
             interval_ms,
             running,
+            output_look,
             result,
             activities: listed,
         },
@@ -401,7 +427,12 @@ fn listed(media: &MediaOutputs) -> Vec<(String, OutputKind, &str, bool, OutputRo
             details,
         ));
     }
-    for snapshot in &media.snapshots {
+    // A sequence names its images by a `{Count}` pattern, no one object: not listed.
+    for snapshot in media
+        .snapshots
+        .iter()
+        .filter(|s| !s.file.url.contains("%7BCount%7D") && !s.file.url.contains("{Count}"))
+    {
         let name = unique(named("snapshot", &snapshot.activity_name));
         let (url, deleted) = (snapshot.file.url.as_str(), snapshot.file.deleted);
         out.push((name, OutputKind::Image, url, deleted, blank.clone()));

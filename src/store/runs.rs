@@ -22,6 +22,8 @@ pub struct DueRun {
     /// The wait before this lookup, doubled for the next (up to the configured longest).
     pub interval_ms: i64,
     pub lookups: i64,
+    /// How many lookups found it succeeded but its outputs not (all) in the store yet.
+    pub output_looks: i64,
 }
 
 /// A run as operators see it.
@@ -72,6 +74,8 @@ pub enum Lookup {
         next_check_at: i64,
         interval_ms: i64,
         running: bool,
+        /// It succeeded, but its outputs were not all found.
+        output_look: bool,
         result: String,
         activities: Option<String>,
     },
@@ -112,7 +116,7 @@ impl Store {
                           ORDER BY next_check_at LIMIT $3{lock})
              UPDATE runs SET next_check_at = $1
              WHERE run_id IN (SELECT run_id FROM due) AND state = 'open'
-             RETURNING run_id, trigger_id, workflow_id, upload_id, media_id, opened_at, interval_ms, lookups"
+             RETURNING run_id, trigger_id, workflow_id, upload_id, media_id, opened_at, interval_ms, lookups, output_looks"
         ))
         .bind(now + lease_ms)
         .bind(now)
@@ -131,6 +135,7 @@ impl Store {
                     opened_at: r.try_get("opened_at")?,
                     interval_ms: r.try_get("interval_ms")?,
                     lookups: r.try_get("lookups")?,
+                    output_looks: r.try_get("output_looks")?,
                 })
             })
             .collect()
@@ -178,12 +183,14 @@ impl Store {
                 next_check_at,
                 interval_ms,
                 running,
+                output_look,
                 result,
                 activities,
             } => {
                 let changed = sqlx::query(
                     "UPDATE runs SET next_check_at = $1, interval_ms = $2, lookups = lookups + 1,
-                       last_result = $3, activities = COALESCE($4, activities), results = $6
+                       last_result = $3, activities = COALESCE($4, activities), results = $6,
+                       output_looks = output_looks + $7
                      WHERE run_id = $5 AND state = 'open'",
                 )
                 .bind(next_check_at)
@@ -192,6 +199,7 @@ impl Store {
                 .bind(activities)
                 .bind(&run.run_id)
                 .bind(&results)
+                .bind(i64::from(*output_look))
                 .execute(&mut *tx)
                 .await?
                 .rows_affected()
@@ -219,7 +227,7 @@ impl Store {
                 let changed = sqlx::query(
                     "UPDATE runs SET state = $1, code = $2, message = $3, last_result = $4,
                        activities = COALESCE($5, activities), lookups = lookups + 1, finished_at = $6,
-                       results = $8
+                       results = $8, reason = $9
                      WHERE run_id = $7 AND state = 'open'",
                 )
                 .bind(state.as_str())
@@ -230,6 +238,7 @@ impl Store {
                 .bind(now)
                 .bind(&run.run_id)
                 .bind(&results)
+                .bind(reason.map(Reason::as_str))
                 .execute(&mut *tx)
                 .await?
                 .rows_affected()
@@ -250,7 +259,7 @@ impl Store {
                         .context("keeping outputs")?;
                     }
                     statements.send().await?;
-                    settle_trigger(&mut tx, self.backend, &run.trigger_id, *reason, now).await?;
+                    settle_trigger(&mut tx, self.backend, &run.trigger_id, now).await?;
                 }
                 changed
             }
@@ -304,8 +313,10 @@ impl Store {
         .map(|r| r.try_get(0))
         .collect::<Result<_, _>>()?;
         sqlx::query(&format!(
-            "UPDATE runs SET state = 'timed_out', finished_at = $2, last_result = 'no end within the timeout'
-             WHERE state = 'open' AND trigger_id IN ({late})"
+            "UPDATE runs SET state = 'timed_out', finished_at = $2, last_result = 'no end within the timeout',
+               reason = '{}'
+             WHERE state = 'open' AND trigger_id IN ({late})",
+            Reason::ProcessingTimedOut.as_str()
         ))
         .bind(now - timeout_ms)
         .bind(now)
@@ -418,13 +429,12 @@ async fn with_result(
     Ok(serde_json::to_string(&results)?)
 }
 
-/// Once no run of `trigger_id` is open: its outcome from its runs (failed with `reason` when
-/// any failed or timed out), and its upload's state.
+/// Once no run of `trigger_id` is open: its outcome from its runs (failed with their least
+/// reason when any failed or timed out), and its upload's state.
 async fn settle_trigger(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     backend: Backend,
     trigger_id: &str,
-    reason: Option<Reason>,
     now: i64,
 ) -> anyhow::Result<()> {
     let open: Option<i64> =
@@ -441,12 +451,11 @@ async fn settle_trigger(
            outcome = CASE WHEN EXISTS (SELECT 1 FROM runs WHERE runs.trigger_id = triggers.id AND runs.state = 'timed_out') THEN 'timed_out'
                           WHEN EXISTS (SELECT 1 FROM runs WHERE runs.trigger_id = triggers.id AND runs.state = 'failed') THEN 'failed'
                           ELSE 'succeeded' END,
-           outcome_reason = CASE WHEN EXISTS (SELECT 1 FROM runs WHERE runs.trigger_id = triggers.id AND runs.state <> 'succeeded')
-                                 THEN COALESCE($2, outcome_reason) ELSE NULL END
-         WHERE id = $3 AND outcome IN ('pending', 'running')",
+           outcome_reason = (SELECT MIN(runs.reason) FROM runs
+                             WHERE runs.trigger_id = triggers.id AND runs.state <> 'succeeded')
+         WHERE id = $2 AND outcome IN ('pending', 'running')",
     )
     .bind(now)
-    .bind(reason.map(Reason::as_str))
     .bind(trigger_id)
     .execute(&mut **tx)
     .await

@@ -465,3 +465,21 @@ async fn an_output_mps_marks_deleted_counts_as_missing_even_if_the_object_is_the
         "{upload}"
     );
 }
+
+#[tokio::test]
+async fn only_looks_after_success_count_against_a_missing_output() {
+    let app = TestApp::spawn_with(|c| c.processing.outcome_poll_max_seconds = 5).await;
+    app.mps.script_run(RunScript::completes_after(4));
+    let (id, media_id) = delivered(&app).await;
+    // Four looks find it running, the fifth succeeded without its outputs in the store yet.
+    for _ in 0..5 {
+        look(&app, Duration::from_secs(5)).await;
+        assert_eq!(app.upload("alice", &id).await["state"], "processing");
+    }
+    app.oss
+        .put(&default_play_key(&media_id), mp4_header(), "video/mp4");
+    app.oss
+        .put(&default_cover_key(&media_id), b"c".to_vec(), "image/jpeg");
+    look(&app, Duration::from_secs(5)).await;
+    assert_eq!(app.upload("alice", &id).await["state"], "ready");
+}
