@@ -9,6 +9,9 @@ ALTER TABLE workflows ADD COLUMN output_bucket TEXT;
 ALTER TABLE triggers ADD COLUMN tracks_outcome BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE triggers ADD COLUMN outcome TEXT;
 ALTER TABLE triggers ADD COLUMN outcome_reason TEXT;
+-- An operator's reprocessing supersedes an upload's earlier triggers: kept for the record,
+-- they no longer decide its state.
+ALTER TABLE triggers ADD COLUMN superseded BIGINT NOT NULL DEFAULT 0;
 
 -- One MPS workflow execution (RunId) started by a delivered trigger, looked up through the
 -- MPS API on its own backoff until it ends (or its trigger's outcome times out). A lookup claims its runs by
@@ -27,6 +30,7 @@ CREATE TABLE runs (
     lookups BIGINT NOT NULL,
     output_looks BIGINT NOT NULL DEFAULT 0,
     reason TEXT,
+    hinted_at BIGINT,
     last_result TEXT,
     results TEXT,
     activities TEXT,

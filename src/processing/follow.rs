@@ -21,6 +21,9 @@ use crate::workflows::Workflow;
 /// `output_missing`: stores show a new object at once, so a few looks cover a slow listing.
 const OUTPUT_LOOKS: i64 = 4;
 
+/// Messages make a run's lookup due at most once a second: a replayed one costs nothing more.
+const HINT_EVERY_MS: i64 = 1000;
+
 /// The follower's settings.
 #[derive(Debug, Clone)]
 pub struct FollowSettings {
@@ -295,7 +298,7 @@ pub async fn hint(store: &Store, run_id: Result<String, String>, now: i64) -> an
             info!(error = %e, "an MPS message could not be read; dropped");
             "unreadable"
         }
-        Ok(run_id) if store.hint_run(&run_id, now).await? => "hinted",
+        Ok(run_id) if store.hint_run(&run_id, now, HINT_EVERY_MS).await? => "hinted",
         Ok(_) => "unknown_run",
     };
     metrics::counter!("mediagate_mps_messages_total", "outcome" => outcome).increment(1);

@@ -93,8 +93,8 @@ impl Store {
         if updated.rows_affected() == 0 {
             return Ok(false);
         }
-        // The new triggers' outcomes are the upload's now: the earlier ones (kept on the
-        // runs for operators) and their outputs no longer count.
+        // The new triggers decide the upload's state now: the earlier ones (kept for the
+        // record) and their outputs no longer count.
         sqlx::query(
             "UPDATE triggers SET outcome = NULL, outcome_reason = NULL WHERE upload_id = $1",
         )
@@ -530,7 +530,7 @@ pub(super) async fn refresh_upload_states(
     }
     // Placeholders in text order: SQLite's driver numbers each `?` after the last `?`.
     let now = batch::param(backend, 1);
-    let mine = "SELECT 1 FROM triggers WHERE triggers.upload_id = uploads.id AND";
+    let mine = "SELECT 1 FROM triggers WHERE triggers.upload_id = uploads.id AND triggers.superseded = 0 AND";
     let sql = format!(
         "UPDATE uploads SET state = CASE
              WHEN EXISTS ({mine} triggers.state = 'dead') THEN 'failed'
@@ -543,7 +543,8 @@ pub(super) async fn refresh_upload_states(
              WHEN NOT EXISTS ({mine} triggers.state <> 'delivered')
               AND EXISTS ({mine} triggers.outcome IN ('failed', 'timed_out'))
              THEN (SELECT MIN(triggers.outcome_reason) FROM triggers
-                   WHERE triggers.upload_id = uploads.id AND triggers.outcome IN ('failed', 'timed_out'))
+                   WHERE triggers.upload_id = uploads.id AND triggers.superseded = 0
+                     AND triggers.outcome IN ('failed', 'timed_out'))
              ELSE uploads.state_reason END,
            updated_at = {now}
          WHERE id IN {ids} AND state IN ('uploaded', 'triggered', 'processing', 'ready', 'failed')"

@@ -142,13 +142,18 @@ impl Store {
     }
 
     /// Makes an open run's next lookup due at `now` (a processor's message said something
-    /// happened). `false` for a run mediagate does not follow.
-    pub async fn hint_run(&self, run_id: &str, now: i64) -> anyhow::Result<bool> {
+    /// happened), unless a message did so within `every_ms`. `false` for a run mediagate
+    /// does not follow.
+    pub async fn hint_run(&self, run_id: &str, now: i64, every_ms: i64) -> anyhow::Result<bool> {
+        // At most one hinted lookup per `every_ms`: a replayed message costs no lookup.
         let done = sqlx::query(
-            "UPDATE runs SET next_check_at = $1 WHERE run_id = $2 AND state = 'open' AND next_check_at > $1",
+            "UPDATE runs SET next_check_at = $1, hinted_at = $1
+             WHERE run_id = $2 AND state = 'open' AND next_check_at > $1
+               AND (hinted_at IS NULL OR hinted_at <= $3)",
         )
         .bind(now)
         .bind(run_id)
+        .bind(now - every_ms)
         .execute(&self.writer)
         .await
         .context("hinting a run")?;

@@ -287,7 +287,13 @@ async fn a_message_makes_the_lookup_due_at_once_and_never_sets_a_state() {
     app.app.follower.run_once().await.unwrap();
     assert_eq!(app.mps.lookups(&run_id), 1);
     assert_eq!(app.upload("alice", &id).await["state"], "processing");
+    // The same message again (MNS retries, or someone replays it): no further lookup.
+    let replayed = app.mps_message(PushFormat::Json, "mps-topic", &start).await;
+    assert_eq!(replayed.status(), 204);
+    app.app.follower.run_once().await.unwrap();
+    assert_eq!(app.mps.lookups(&run_id), 1);
     // The Report message: looked up at once, not after the run's next wait (10 s by now).
+    app.clock.advance(Duration::from_secs(1));
     let report = app.mps.workflow_message(&run_id, "Report");
     let pushed = app
         .mps_message(PushFormat::Simplified, "mps-topic", &report)
