@@ -17,6 +17,7 @@ use crate::credentials::{KeyPrefix, PolicyDialect, Vendor};
 use crate::notifications::keys::KeyStore;
 use crate::processing::follow::{FollowSettings, Follower};
 use crate::processing::mps::{MpsClient, MpsQueries};
+use crate::processing::reports::REPORT_PATH;
 use crate::processing::webhook::WebhookClient;
 use crate::processing::{Sink, Sinks, Worker};
 use crate::storage::reader::{ObjectReader, ReaderSettings, StoreReader};
@@ -185,6 +186,10 @@ impl App {
             store.clone(),
             wake_worker.clone(),
             clock.clone(),
+            Some(format!(
+                "{}{REPORT_PATH}",
+                config.server.public_url.trim_end_matches('/')
+            )),
         ));
         let limits = VendLimits::new(&config.limits);
         let auth_throttle = AuthThrottle::new(&config.limits);

@@ -26,7 +26,7 @@ use crate::media::MediaAttributes;
 use crate::processing::{Reprocessed, reprocess};
 use crate::signing::constant_time_eq;
 use crate::store::{Actor, AuditRow, EventRow, Saved, TriggerRow};
-use crate::store::{OutputRow, RunRow};
+use crate::store::{OutputRow, ReportRow, RunRow};
 use crate::uploads::{History, Upload};
 use crate::workflows::{Sink, Workflow, WorkflowDef};
 
@@ -464,8 +464,34 @@ pub struct AdminUploadView {
     events: Vec<EventView>,
     /// The processor runs its triggers started (MPS RunIds), as the last lookup found them.
     runs: Vec<RunView>,
+    /// What webhook processors reported (each `webhook-id` once), with their errors.
+    reports: Vec<ReportView>,
     /// What processing made, where it is in the store.
     outputs: Vec<OutputAdminView>,
+}
+
+/// A processor's report as operators see it.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ReportView {
+    webhook_id: String,
+    trigger_id: String,
+    state: String,
+    code: Option<String>,
+    message: Option<String>,
+    received_at: String,
+}
+
+impl From<ReportRow> for ReportView {
+    fn from(r: ReportRow) -> Self {
+        ReportView {
+            webhook_id: r.webhook_id,
+            trigger_id: r.trigger_id,
+            state: r.state,
+            code: r.code,
+            message: r.message,
+            received_at: rfc3339_millis(r.received_at),
+        }
+    }
 }
 
 /// A processor run as operators see it.
@@ -593,6 +619,7 @@ impl From<History> for AdminUploadView {
             triggers: h.triggers.into_iter().map(Into::into).collect(),
             events: h.events.into_iter().map(Into::into).collect(),
             runs: h.runs.into_iter().map(Into::into).collect(),
+            reports: h.reports.into_iter().map(Into::into).collect(),
             outputs: h.outputs.into_iter().map(Into::into).collect(),
         }
     }

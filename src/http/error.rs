@@ -15,6 +15,7 @@ use crate::credentials::limits::RateLimited;
 use crate::notifications::NotificationError;
 use crate::notifications::keys::KeyError;
 use crate::processing::Reprocessed;
+use crate::processing::reports::ReportError;
 use crate::sts::StsError;
 use crate::uploads::{UploadError, UploadRefused};
 
@@ -211,6 +212,23 @@ impl From<Reprocessed> for ApiError {
             Reprocessed::Queued { .. } => {
                 ApiError::internal(anyhow::anyhow!("a queued reprocessing taken for an error"))
             }
+        }
+    }
+}
+
+impl From<ReportError> for ApiError {
+    fn from(e: ReportError) -> Self {
+        match e {
+            ReportError::Signature(m) => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "invalid_signature", m)
+            }
+            ReportError::Malformed(m) => ApiError::bad_request(m),
+            ReportError::Finished(m) => ApiError::new(StatusCode::CONFLICT, "already_finished", m),
+            ReportError::Invalid(m) => ApiError::invalid_request(m),
+            ReportError::OutputMissing(m) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "output_missing", m)
+            }
+            ReportError::Store(e) => ApiError::internal(e),
         }
     }
 }

@@ -141,6 +141,7 @@ fn routes(
         .routes(routes!(notifications::oss_callback))
         .routes(routes!(notifications::oss_events))
         .routes(routes!(notifications::mps_events))
+        .routes(routes!(notifications::processing_report))
         .routes(routes!(notifications::s3_events))
         .split_for_parts();
     let notifications = guarded(notifications)

@@ -19,9 +19,11 @@ use crate::notifications::{
     verify_oss_callback,
 };
 use crate::processing::follow::hint;
+use crate::processing::reports::{self, ReportBody, Signed};
 use crate::processing::{ObjectEvent, announce};
 use crate::signing::constant_time_eq;
 use crate::store::Recorded;
+use crate::store::Reported;
 
 /// The request as the signature checks read it.
 fn inbound<'a>(uri: &'a Uri, headers: &'a [(String, String)], body: &'a [u8]) -> Inbound<'a> {
@@ -62,6 +64,7 @@ pub async fn count_rejections(
         Some("oss-events") => "oss-events",
         Some("s3-events") => "s3-events",
         Some("mps-events") => "mps-events",
+        Some("processing") => "processing",
         _ => "other",
     };
     let response = next.run(req).await;
@@ -202,6 +205,47 @@ pub async fn mps_events(
         .map_err(|e| e.to_string());
     hint(&app.store, run_id, now.timestamp_millis()).await?;
     Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
+/// What a processor's report came to.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ReportAck {
+    /// `applied`, or `repeat` for a `webhook-id` recorded before (nothing changed).
+    result: &'static str,
+}
+
+/// `POST /v1/notifications/processing`: a webhook processor reports its outcome, signed the
+/// Standard Webhooks way with its workflow's secret.
+#[utoipa::path(post, path = "/v1/notifications/processing", tag = "notifications",
+    description = "A webhook processor's report (`running`, `succeeded` with outputs, `failed`); `webhook-id`, `webhook-timestamp` (within 5 minutes) and `webhook-signature` with the secret of the trigger's workflow.",
+    request_body = ReportBody,
+    responses(
+        (status = 200, description = "applied, or a repeat of a recorded webhook-id", body = ReportAck),
+        (status = 400, description = "bad_request: malformed body", body = ErrorBody),
+        (status = 401, description = "invalid_signature: unsigned, wrong secret, stale, or no such trigger", body = ErrorBody),
+        (status = 409, description = "already_finished: the outcome ended, or the workflow does not follow one", body = ErrorBody),
+        (status = 413, description = "payload_too_large", body = ErrorBody),
+        (status = 422, description = "invalid_request: outputs outside the workflow's output location / output_missing", body = ErrorBody)))]
+pub async fn processing_report(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Result<axum::Json<ReportAck>, ApiError> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let signed = Signed {
+        id: header("webhook-id"),
+        timestamp: header("webhook-timestamp"),
+        signatures: header("webhook-signature"),
+        body: &body,
+    };
+    let workflows = app.store.workflows().await?;
+    let objects = app.objects.as_ref();
+    let result =
+        match reports::accept(&app.store, objects, &workflows, signed, app.clock.now()).await? {
+            Reported::Repeat => "repeat",
+            _ => "applied",
+        };
+    Ok(axum::Json(ReportAck { result }))
 }
 
 /// `POST /v1/notifications/s3-events`: S3-style `Records` from AWS S3, MinIO or Ceph RGW

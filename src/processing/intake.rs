@@ -272,6 +272,7 @@ pub async fn accept(
         // The first completion of the object: nothing has written the upload's size yet.
         declared_size: existing.as_ref().and_then(|u| u.size),
         upload_mode: existing.as_ref().map(|u| u.mode),
+        report: None,
     };
     let plan = if storage.verify {
         Plan::verify(storage, &store.workflows().await?, &object)?
@@ -353,6 +354,7 @@ pub async fn reprocess(
         // largest size), but need not be the size the client first declared.
         declared_size: None,
         upload_mode: Some(upload.mode),
+        report: None,
     };
     let plan = if storage.verify {
         Plan::verify(storage, &store.workflows().await?, &object)?

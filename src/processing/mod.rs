@@ -5,6 +5,7 @@ pub mod follow;
 mod intake;
 pub mod mps;
 pub mod reconcile;
+pub mod reports;
 pub mod verify;
 pub mod webhook;
 mod worker;
@@ -78,6 +79,20 @@ pub struct Delivery {
     /// Jobs queued without it look the upload up.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upload_mode: Option<crate::kinds::UploadMode>,
+    /// For a webhook workflow that follows its outcome: where its receiver reports, and where
+    /// its outputs go. Filled in when the trigger is delivered.
+    #[serde(default, flatten, skip_serializing_if = "Option::is_none")]
+    pub report: Option<ReportTo>,
+}
+
+/// Where a processor reports its outcome (`POST /v1/notifications/processing`, signed with
+/// its workflow's secret) and where it puts its outputs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportTo {
+    pub report_url: String,
+    pub output_bucket: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_prefix: Option<String>,
 }
 
 /// A successful delivery.

@@ -772,6 +772,7 @@ mod tests {
             rejected: None,
             declared_size: None,
             upload_mode: None,
+            report: None,
         }
     }
 

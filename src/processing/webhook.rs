@@ -110,7 +110,8 @@ impl WebhookClient {
 /// (as the store has it once verified, with the `container` its first bytes identify) and
 /// its media attributes, and `timestamp` (RFC 3339, the same instant as the
 /// `webhook-timestamp` header). `upload.rejected` says an object the workflow would have
-/// taken failed verification, with the `reason`.
+/// taken failed verification, with the `reason`. A workflow that follows its outcome adds
+/// `report_url`, `output_bucket` and `output_prefix`.
 pub fn payload(delivery: &Delivery, now: DateTime<Utc>) -> Value {
     let mut body = json!({
         "type": if delivery.rejected.is_some() { "upload.rejected" } else { "upload.completed" },
@@ -132,6 +133,14 @@ pub fn payload(delivery: &Delivery, now: DateTime<Utc>) -> Value {
     }
     if let Some(reason) = &delivery.rejected {
         body["reason"] = json!(reason);
+    }
+    // A receiver that reports back: where to, and where its outputs go.
+    if let Some(report) = &delivery.report {
+        body["report_url"] = json!(report.report_url);
+        body["output_bucket"] = json!(report.output_bucket);
+        if let Some(prefix) = &report.output_prefix {
+            body["output_prefix"] = json!(prefix);
+        }
     }
     body
 }
@@ -204,6 +213,7 @@ mod tests {
             rejected: None,
             declared_size: None,
             upload_mode: None,
+            report: None,
         }
     }
 

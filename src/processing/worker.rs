@@ -12,7 +12,7 @@ use tracing::{info, warn};
 
 use super::intake::Plan;
 use super::verify::{Verdict, VerificationConfig, Verifier};
-use super::{Delivered, Delivery, DeliveryError};
+use super::{Delivered, Delivery, DeliveryError, ReportTo};
 use super::{ProcessingConfig, Sinks};
 use crate::clock::Clock;
 use crate::kinds::{Reason, TriggerSink};
@@ -30,6 +30,8 @@ pub struct Worker {
     backoff_base: Duration,
     /// How long after delivery a processor's run is first looked up.
     first_look_ms: i64,
+    /// Where processors report their outcome.
+    report_url: Option<String>,
     backoff_max: Duration,
     lease_ms: i64,
     poll: Duration,
@@ -62,8 +64,10 @@ impl Worker {
         store: Store,
         wake: Arc<Notify>,
         clock: Arc<dyn Clock>,
+        report_url: Option<String>,
     ) -> Worker {
         Worker {
+            report_url,
             store,
             verifier: Verifier::new(sinks.objects.clone(), verification, max_form_bytes),
             sinks,
@@ -443,11 +447,28 @@ impl Worker {
         workflow: &Workflow,
         delivery: &Delivery,
     ) -> Result<Delivered, DeliveryError> {
-        let sink = match &workflow.def.sink {
+        let def = &workflow.def;
+        let sink = match &def.sink {
             Target::Mps { .. } => &self.sinks.mps,
             Target::Webhook { .. } => &self.sinks.webhook,
         };
-        sink.deliver(&workflow.def.sink, delivery).await
+        // A receiver that reports back is told where to, and where its outputs go.
+        let reported;
+        let delivery = match (&def.sink, &self.report_url) {
+            (Target::Webhook { .. }, Some(url)) if def.track_outcome => {
+                reported = Delivery {
+                    report: Some(ReportTo {
+                        report_url: url.clone(),
+                        output_bucket: def.outputs_bucket().to_owned(),
+                        output_prefix: def.output_prefix.clone(),
+                    }),
+                    ..delivery.clone()
+                };
+                &reported
+            }
+            _ => delivery,
+        };
+        sink.deliver(&def.sink, delivery).await
     }
 }
 

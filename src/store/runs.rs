@@ -581,7 +581,7 @@ impl BatchRow for RunInsert<'_> {
     }
 }
 
-struct OutputInsert<'a>(&'a OutputRow, i64);
+pub(super) struct OutputInsert<'a>(pub(super) &'a OutputRow, pub(super) i64);
 
 impl BatchRow for OutputInsert<'_> {
     const INSERT: &'static str = "INSERT INTO outputs (trigger_id, name, upload_id, workflow_name, kind, bucket, object_key, format, width, height, duration_ms, size, created_at)";

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use crate::kinds::{ProcessingState, Reason, TriggerSink, TriggerState, UploadMode, UploadState};
 use crate::media::{MediaAttributes, MediaAttributesInput};
 use crate::storage::{CredentialScope, FileName, PostSigning, StorageConfig};
-use crate::store::{EventRow, OutputRow, RunRow, Store, TriggerRow, UploadRow};
+use crate::store::{EventRow, OutputRow, ReportRow, RunRow, Store, TriggerRow, UploadRow};
 use crate::sts::{Credentials, StsConfig, StsError};
 use crate::workflows::{MediaCheck, media_check};
 
@@ -141,12 +141,14 @@ impl Upload {
             .await?;
         let runs = store.runs_for_upload(&upload.id).await?;
         let outputs = store.outputs_for_upload(&upload.id).await?;
+        let reports = store.reports_for_upload(&upload.id).await?;
         Ok(Some(History {
             upload,
             verification,
             triggers,
             events,
             runs,
+            reports,
             outputs,
         }))
     }
@@ -171,6 +173,8 @@ pub struct History {
     pub events: Vec<EventRow>,
     /// The processor runs its triggers started, with every lookup's last result.
     pub runs: Vec<RunRow>,
+    /// What webhook processors reported, in the order received.
+    pub reports: Vec<ReportRow>,
     pub outputs: Vec<OutputRow>,
 }
 

@@ -18,6 +18,7 @@ mod openapi;
 mod outcomes;
 mod presign;
 mod protection;
+mod reports;
 mod rgw;
 mod rgw_outage;
 mod schemathesis;

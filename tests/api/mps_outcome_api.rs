@@ -251,6 +251,7 @@ fn delivery(key: &str) -> Delivery {
         rejected: None,
         declared_size: None,
         upload_mode: None,
+        report: None,
     }
 }
 

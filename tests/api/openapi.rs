@@ -17,6 +17,7 @@ const OPERATIONS: &[(&str, &str)] = &[
     ("post", "/v1/notifications/oss-events"),
     ("post", "/v1/notifications/s3-events"),
     ("post", "/v1/notifications/mps-events"),
+    ("post", "/v1/notifications/processing"),
     ("get", "/v1/admin/workflows"),
     ("post", "/v1/admin/workflows"),
     ("get", "/v1/admin/workflows/{id}"),
