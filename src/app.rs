@@ -55,6 +55,10 @@ pub struct App {
     pub worker: Arc<Worker>,
     /// Follows delivered triggers' processing to its outcome.
     pub follower: Arc<Follower>,
+    /// Which uploads changed, for the streams of their states.
+    pub changes: crate::uploads::watch::Changes,
+    /// Set once the service is stopping: open streams end.
+    pub stopping: tokio::sync::watch::Sender<bool>,
     /// The input bucket, read with the service keys (verification, readiness).
     pub objects: Arc<dyn ObjectReader>,
     /// Rate limits on credential vending.
@@ -208,6 +212,8 @@ impl App {
             wake_worker,
             worker,
             follower,
+            changes: Default::default(),
+            stopping: tokio::sync::watch::Sender::new(false),
             objects,
         }))
     }

@@ -393,6 +393,9 @@ impl Config {
         if q.lease_seconds * 1000 <= q.webhook_timeout_ms.max(self.mps.timeout_ms) {
             p("processing.lease_seconds: must be longer than processing.webhook_timeout_ms and mps.timeout_ms".into());
         }
+        if !(1..=1000).contains(&self.limits.streams_per_user) {
+            p("limits.streams_per_user: must be between 1 and 1000".into());
+        }
         if !(1..=100).contains(&self.mps.query_per_second) {
             p("mps.query_per_second: must be between 1 and 100 (the account's own limit)".into());
         }

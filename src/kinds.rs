@@ -53,6 +53,17 @@ text_enum! {
     }
 }
 
+impl UploadState {
+    /// Whether nothing more happens to the upload by itself (an operator may still
+    /// reprocess it).
+    pub fn is_final(self) -> bool {
+        !matches!(
+            self,
+            UploadState::Issued | UploadState::Uploaded | UploadState::Processing
+        )
+    }
+}
+
 /// What a client that names no mode gets.
 impl Default for UploadMode {
     fn default() -> Self {

@@ -72,8 +72,13 @@ pub async fn serve_with(
     if background.follow {
         tokio::spawn(follow_until(app.clone(), follow_stop_rx));
     }
+    // Streams of upload states hear of changes made by any instance; not a loop that acts on
+    // the queue, so it runs whatever `background` says.
+    tokio::spawn(watch_changes(app.clone()));
+    let stopping = app.clone();
     let signal = async move {
         shutdown.await;
+        stopping.stopping.send_replace(true);
         let _ = follow_stop_tx.send(());
         info!("shutting down: no new connections, finishing in-flight requests");
         let _ = worker_stop_tx.send(());
@@ -139,6 +144,28 @@ async fn follow_until(app: Arc<App>, mut stop: tokio::sync::oneshot::Receiver<()
                 if let Err(e) = app.follower.run_once().await {
                     warn!(error = format!("{e:#}"), "following processing outcomes failed");
                 }
+            }
+        }
+    }
+}
+
+/// Tells this instance's streams which uploads changed, four times a second, until the
+/// service stops.
+async fn watch_changes(app: Arc<App>) {
+    let mut stopping = app.stopping.subscribe();
+    let mut every = tokio::time::interval(Duration::from_millis(250));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut since = crate::store::now_millis();
+    loop {
+        tokio::select! {
+            changed = stopping.changed() => {
+                if changed.is_err() || *stopping.borrow() {
+                    return;
+                }
+            }
+            _ = every.tick() => match app.changes.poll(&app.store, since).await {
+                Ok(next) => since = next,
+                Err(e) => warn!(error = format!("{e:#}"), "reading changed uploads failed"),
             }
         }
     }

@@ -9,3 +9,7 @@ CREATE TABLE reports (
     received_at BIGINT NOT NULL
 );
 CREATE INDEX reports_trigger ON reports (trigger_id);
+
+-- What changed since a moment: every instance reads it a few times a second, so that a
+-- stream of an upload's states sees changes made by any instance.
+CREATE INDEX uploads_updated ON uploads (updated_at);

@@ -34,6 +34,9 @@ pub struct LimitsConfig {
     /// past it, that address is answered 429 with `Retry-After` before any check runs. 0
     /// disables.
     pub auth_failures_per_ip_per_minute: u32,
+    /// `MEDIAGATE__LIMITS__STREAMS_PER_USER`, default 4: `GET /v1/uploads/{id}/events`
+    /// streams a user may hold open at once on one instance.
+    pub streams_per_user: u32,
 }
 
 impl Default for LimitsConfig {
@@ -42,6 +45,7 @@ impl Default for LimitsConfig {
             vend_per_user_per_minute: 120,
             vend_per_ip_per_minute: 1200,
             auth_failures_per_ip_per_minute: 30,
+            streams_per_user: 4,
         }
     }
 }
@@ -198,6 +202,7 @@ mod tests {
             vend_per_user_per_minute: 2,
             vend_per_ip_per_minute: 3,
             auth_failures_per_ip_per_minute: 0,
+            ..LimitsConfig::default()
         });
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let b: IpAddr = "10.0.0.2".parse().unwrap();
@@ -232,6 +237,7 @@ mod tests {
             vend_per_user_per_minute: 0,
             vend_per_ip_per_minute: 0,
             auth_failures_per_ip_per_minute: 0,
+            ..LimitsConfig::default()
         });
         for _ in 0..1000 {
             assert!(off.vend(a, "alice").is_ok());

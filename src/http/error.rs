@@ -79,6 +79,11 @@ impl ApiError {
     }
 
     /// A notification whose signature, key URL, `Date`, digest or token does not verify.
+    /// Too many of something at once (no window to wait out, so no `Retry-After`).
+    pub fn too_many(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message)
+    }
+
     pub fn invalid_signature(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_signature", message)
     }

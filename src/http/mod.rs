@@ -125,6 +125,7 @@ fn routes(
     let (app_facing, app_facing_api) = OpenApiRouter::new()
         .routes(routes!(uploads::create, uploads::list))
         .routes(routes!(uploads::get))
+        .routes(routes!(uploads::events))
         .routes(routes!(uploads::refresh_credentials))
         .routes(routes!(uploads::sign))
         .routes(routes!(uploads::sts_token))

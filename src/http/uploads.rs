@@ -16,6 +16,7 @@ use super::limits::ClientIp;
 use super::openapi::{ErrorBody, RefreshedCredentials, StsToken, StsTokenError, UploadList};
 use crate::app::App;
 use crate::config::Provider;
+use crate::credentials::UserSegment;
 use crate::credentials::forms::PostForm;
 use crate::kinds::{
     OutputKind, ProcessingState, Reason, TriggerSink, TriggerState, UploadMode, UploadState,
@@ -25,7 +26,9 @@ use crate::sts::Credentials;
 use crate::uploads::callback::OssCallbackParams;
 use crate::uploads::issue::{Delivery, Issued};
 use crate::uploads::sign::{self, Signed};
+use crate::uploads::watch::StreamSlot;
 use crate::uploads::{Caller, NewUpload, OutputLink, Upload};
+use axum::response::sse::{Event, KeepAlive, Sse};
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -330,12 +333,95 @@ pub async fn get(
     User(principal): User,
     Path(id): Path<String>,
 ) -> Result<axum::Json<UploadView>, ApiError> {
-    let (upload, triggers, outputs) = app.uploads().view(&principal.segment, &id).await?;
-    Ok(axum::Json(UploadView {
+    Ok(axum::Json(view_of(&app, &principal.segment, &id).await?))
+}
+
+/// The caller's upload `id` as its owner sees it.
+async fn view_of(app: &App, owner: &UserSegment, id: &str) -> Result<UploadView, ApiError> {
+    let (upload, triggers, outputs) = app.uploads().view(owner, id).await?;
+    Ok(UploadView {
         triggers: triggers.into_iter().map(Into::into).collect(),
         outputs: outputs.into_iter().map(Into::into).collect(),
         ..upload.into()
-    }))
+    })
+}
+
+/// `GET /v1/uploads/{id}/events`: the upload view as Server-Sent Events (`event: upload`),
+/// now and at every change made by any instance, with keep-alives, until it is final.
+#[utoipa::path(get, path = "/v1/uploads/{id}/events", tag = "uploads", security(("app" = [])),
+    params(("id" = String, Path, description = "upload id")),
+    responses(
+        (status = 200, description = "`text/event-stream`: `event: upload` with the upload view, at every change; `: keep-alive` at least every 15 s; closed after a final state", content_type = "text/event-stream", body = UploadView),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 404, description = "not_found", body = ErrorBody),
+        (status = 429, description = "rate_limited: limits.streams_per_user streams open", body = ErrorBody)))]
+pub async fn events(
+    State(app): State<Arc<App>>,
+    User(principal): User,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let owner = principal.segment;
+    let max = app.config.limits.streams_per_user as usize;
+    let slot = app
+        .changes
+        .admit(owner.as_str(), max)
+        .ok_or_else(|| ApiError::too_many(format!("at most {max} streams open at once")))?;
+    let first = view_of(&app, &owner, &id).await?;
+    let watch = Watch {
+        changes: app.changes.subscribe(),
+        stopping: app.stopping.subscribe(),
+        app,
+        owner,
+        id,
+        last: String::new(),
+        next: Some(first),
+        done: false,
+        _slot: slot,
+    };
+    let stream = futures_util::stream::unfold(watch, Watch::next_event);
+    let keep_alive = KeepAlive::new().interval(std::time::Duration::from_secs(15));
+    Ok(Sse::new(stream).keep_alive(keep_alive).into_response())
+}
+
+/// One stream of an upload's views: what it sent last, and how it hears of changes.
+struct Watch {
+    app: Arc<App>,
+    owner: UserSegment,
+    id: String,
+    changes: tokio::sync::broadcast::Receiver<Arc<str>>,
+    stopping: tokio::sync::watch::Receiver<bool>,
+    /// The view sent last, as sent.
+    last: String,
+    next: Option<UploadView>,
+    done: bool,
+    _slot: StreamSlot,
+}
+
+impl Watch {
+    async fn next_event(mut self) -> Option<(Result<Event, std::convert::Infallible>, Watch)> {
+        loop {
+            if let Some(view) = self.next.take() {
+                let data = serde_json::to_string(&view).unwrap_or_default();
+                if data != self.last {
+                    self.done = view.state.is_final();
+                    self.last = data.clone();
+                    return Some((Ok(Event::default().event("upload").data(data)), self));
+                }
+            }
+            if self.done || *self.stopping.borrow() {
+                return None;
+            }
+            tokio::select! {
+                heard = self.changes.recv() => match heard {
+                    Ok(changed) if *changed != *self.id => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                    // This upload, or changes missed while behind: read it again.
+                    _ => self.next = view_of(&self.app, &self.owner, &self.id).await.ok(),
+                },
+                _ = self.stopping.changed() => return None,
+            }
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

@@ -379,6 +379,21 @@ impl Store {
         row.map(|r| upload_from_row(&r)).transpose()
     }
 
+    /// The uploads changed at or after `since` (Unix ms), with when, at most 1000: a change
+    /// made in the same millisecond as the last one read is read again rather than missed.
+    pub async fn uploads_changed_since(&self, since: i64) -> anyhow::Result<Vec<(String, i64)>> {
+        let rows = sqlx::query(
+            "SELECT id, updated_at FROM uploads WHERE updated_at >= $1 ORDER BY updated_at LIMIT 1000",
+        )
+        .bind(since)
+        .fetch_all(&self.reader)
+        .await
+        .context("reading changed uploads")?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+
     /// The owner's uploads, newest first, after `cursor` (an upload id) when given.
     pub async fn list_uploads(
         &self,

@@ -24,6 +24,8 @@ pub struct DueRun {
     pub lookups: i64,
     /// How many lookups found it succeeded but its outputs not (all) in the store yet.
     pub output_looks: i64,
+    /// When it was claimed: a message after that keeps its lookup due.
+    pub claimed_at: i64,
 }
 
 /// A run as operators see it.
@@ -136,6 +138,7 @@ impl Store {
                     interval_ms: r.try_get("interval_ms")?,
                     lookups: r.try_get("lookups")?,
                     output_looks: r.try_get("output_looks")?,
+                    claimed_at: now,
                 })
             })
             .collect()
@@ -193,7 +196,10 @@ impl Store {
                 activities,
             } => {
                 let changed = sqlx::query(
-                    "UPDATE runs SET next_check_at = $1, interval_ms = $2, lookups = lookups + 1,
+                    // A message that came while this lookup was under way keeps the run
+                    // due: what it announced may be newer than what the lookup read.
+                    "UPDATE runs SET next_check_at = CASE WHEN hinted_at >= $8 THEN hinted_at ELSE $1 END,
+                       interval_ms = $2, lookups = lookups + 1,
                        last_result = $3, activities = COALESCE($4, activities), results = $6,
                        output_looks = output_looks + $7
                      WHERE run_id = $5 AND state = 'open'",
@@ -205,6 +211,7 @@ impl Store {
                 .bind(&run.run_id)
                 .bind(&results)
                 .bind(i64::from(*output_look))
+                .bind(run.claimed_at)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected()
@@ -637,6 +644,49 @@ mod tests {
         assert!(
             due.iter()
                 .all(|r| r.trigger_id == job.id && r.media_id == "m")
+        );
+    }
+
+    /// A message that comes while a lookup is under way keeps the run due: the lookup may
+    /// have read the run before what the message announced.
+    #[tokio::test]
+    async fn a_message_during_a_lookup_is_not_lost() {
+        let (_dir, store) = temp_store().await;
+        let mut write = event("uploads/alice/x/a.mp4", "A", None);
+        write.triggers[0].tracks_outcome = true;
+        store.record_event(write).await.unwrap();
+        let job = store
+            .claim_triggers(now_millis(), 1, 60_000)
+            .await
+            .unwrap()
+            .remove(0);
+        let t0 = now_millis();
+        let delivered = Outcome::Delivered {
+            media_id: Some("m".into()),
+            run_ids: vec!["r1".into()],
+            first_look_at: t0,
+        };
+        store.record_outcome(job, delivered).await.unwrap();
+        let run = store
+            .claim_due_runs(t0, 60_000, 10)
+            .await
+            .unwrap()
+            .remove(0);
+        assert!(store.hint_run("r1", t0 + 1, 1000).await.unwrap());
+        let again = Lookup::Open {
+            next_check_at: t0 + 10_000,
+            interval_ms: 10_000,
+            running: true,
+            output_look: false,
+            result: "running".into(),
+            activities: None,
+        };
+        store.record_lookup(&run, again, t0 + 2).await.unwrap();
+        let due = store.claim_due_runs(t0 + 2, 60_000, 10).await.unwrap();
+        assert_eq!(
+            due.len(),
+            1,
+            "still due after the lookup that missed the message"
         );
     }
 }

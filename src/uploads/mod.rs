@@ -7,6 +7,7 @@
 pub mod callback;
 pub mod issue;
 pub mod sign;
+pub mod watch;
 
 use crate::auth::Principal;
 use crate::credentials::limits::RateLimited;

@@ -22,6 +22,7 @@ mod reports;
 mod rgw;
 mod rgw_outage;
 mod schemathesis;
+mod streams;
 mod sts_errors;
 mod uploads;
 mod verification;

@@ -10,6 +10,7 @@ const OPERATIONS: &[(&str, &str)] = &[
     ("post", "/v1/uploads"),
     ("get", "/v1/uploads"),
     ("get", "/v1/uploads/{id}"),
+    ("get", "/v1/uploads/{id}/events"),
     ("post", "/v1/uploads/{id}/sign"),
     ("post", "/v1/uploads/{id}/credentials"),
     ("get", "/v1/sts-token"),

@@ -13,7 +13,7 @@ use crate::support::oss_fake::mp4_header;
 
 /// A clip issued to alice, uploaded, announced and delivered to an MPS workflow: its upload
 /// id and the MediaId MPS gave it.
-async fn delivered(app: &TestApp) -> (String, String) {
+pub(crate) async fn delivered(app: &TestApp) -> (String, String) {
     app.mps_workflow("transcode", "uploads/").await;
     let (id, key) = app.issue("alice", "clip.mp4", json!({})).await;
     assert_eq!(app.upload_completed(&key, "abc", &id).await.status(), 200);
@@ -392,7 +392,7 @@ async fn open_runs_are_looked_up_ten_a_call_within_the_query_budget() {
 }
 
 /// Another instance of the app on the same database, with the same outside services.
-async fn second_instance(app: &TestApp) -> std::sync::Arc<mediagate::app::App> {
+pub(crate) async fn second_instance(app: &TestApp) -> std::sync::Arc<mediagate::app::App> {
     let overrides = mediagate::app::Overrides {
         clock: Some(app.clock.clone()),
         ..Default::default()
