@@ -9,7 +9,8 @@ use std::sync::Arc;
 use tracing::{info, warn};
 
 use super::mps::{
-    MAX_IDS_PER_QUERY, MediaOutputs, MpsQueries, RunVerdict, output_location, run_verdict,
+    MAX_IDS_PER_QUERY, MediaLookup, MediaOutputs, MpsQueries, RunLookup, RunVerdict,
+    output_location, run_verdict,
 };
 use crate::clock::Clock;
 use crate::kinds::{OutputKind, Reason, RunState};
@@ -109,6 +110,11 @@ impl Follower {
             let answer = self.mps.query_runs(&ids).await;
             metrics::counter!("mediagate_mps_queries_total", "action" => "QueryMediaWorkflowExecutionList", "outcome" => if answer.is_ok() { "ok" } else { "error" })
                 .increment(1);
+            // One media lookup for every run of the call that succeeded.
+            let media = match &answer {
+                Ok(found) => self.media_of(found, runs).await,
+                Err(_) => Ok(MediaLookup::default()),
+            };
             for run in runs {
                 let lookup = match &answer {
                     Err(e) => self.again(run, false, format!("lookup failed: {e}")),
@@ -116,7 +122,8 @@ impl Follower {
                         None => self.again(run, false, "not visible yet".into()),
                         Some(execution) => {
                             let activities = serde_json::to_string(&activities(execution)).ok();
-                            let lookup = self.judge(run, run_verdict(execution), &workflows).await;
+                            let verdict = run_verdict(execution);
+                            let lookup = self.judge(run, verdict, &workflows, &media).await;
                             with_activities(lookup, activities)
                         }
                     },
@@ -139,8 +146,36 @@ impl Follower {
         Ok(pass)
     }
 
+    /// `QueryMediaList` for the media of the runs in `found` that succeeded (at most ten, one
+    /// call), or why it failed.
+    async fn media_of(&self, found: &RunLookup, runs: &[DueRun]) -> Result<MediaLookup, String> {
+        let mut ids: Vec<String> = found
+            .executions
+            .iter()
+            .filter(|e| run_verdict(e) == RunVerdict::Succeeded)
+            .filter_map(|e| runs.iter().find(|r| r.run_id == e.run_id))
+            .map(|r| r.media_id.clone())
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.is_empty() {
+            return Ok(MediaLookup::default());
+        }
+        self.budget.until_ready().await;
+        let media = self.mps.query_media(&ids).await;
+        metrics::counter!("mediagate_mps_queries_total", "action" => "QueryMediaList", "outcome" => if media.is_ok() { "ok" } else { "error" })
+            .increment(1);
+        media.map_err(|e| format!("media lookup failed: {e}"))
+    }
+
     /// What a verdict on `run` comes to: another wait, a failure, or (outputs found) success.
-    async fn judge(&self, run: &DueRun, verdict: RunVerdict, workflows: &[Workflow]) -> Lookup {
+    async fn judge(
+        &self,
+        run: &DueRun,
+        verdict: RunVerdict,
+        workflows: &[Workflow],
+        media: &Result<MediaLookup, String>,
+    ) -> Lookup {
         match verdict {
             RunVerdict::Running => self.again(run, true, "running".into()),
             RunVerdict::Failed {
@@ -166,7 +201,7 @@ impl Follower {
                         Vec::new(),
                     );
                 };
-                match self.outputs(run, workflow).await {
+                match self.outputs(run, workflow, media).await {
                     Ok(outputs) => finished(
                         RunState::Succeeded,
                         None,
@@ -208,22 +243,20 @@ impl Follower {
         }
     }
 
-    /// The outputs of `run`'s media, each found in the store where its workflow keeps them.
-    async fn outputs(&self, run: &DueRun, workflow: &Workflow) -> Result<Vec<OutputRow>, Missing> {
-        self.budget.until_ready().await;
-        let media = self
-            .mps
-            .query_media(std::slice::from_ref(&run.media_id))
-            .await
-            .map_err(|e| Missing::Retry(format!("media lookup failed: {e}")));
-        metrics::counter!("mediagate_mps_queries_total", "action" => "QueryMediaList", "outcome" => if media.is_ok() { "ok" } else { "error" })
-            .increment(1);
-        let media = media?;
-        let Some(media) = media.media.into_iter().find(|m| m.media_id == run.media_id) else {
+    /// The outputs of `run`'s media (as `media` lists it), each found in the store where its
+    /// workflow keeps them.
+    async fn outputs(
+        &self,
+        run: &DueRun,
+        workflow: &Workflow,
+        media: &Result<MediaLookup, String>,
+    ) -> Result<Vec<OutputRow>, Missing> {
+        let media = media.as_ref().map_err(|e| Missing::Retry(e.clone()))?;
+        let Some(media) = media.media.iter().find(|m| m.media_id == run.media_id) else {
             return Err(Missing::Retry("the media is not listed yet".into()));
         };
         let mut outputs = Vec::new();
-        for (name, kind, url, deleted, details) in listed(&media) {
+        for (name, kind, url, deleted, details) in listed(media) {
             // The cover may be the app's own (AddMedia's `CoverURL`), not the workflow's
             // output: only one in the output location is kept.
             let optional = name == "cover";

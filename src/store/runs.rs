@@ -198,7 +198,7 @@ impl Store {
                 let changed = sqlx::query(
                     // A message that came while this lookup was under way keeps the run
                     // due: what it announced may be newer than what the lookup read.
-                    "UPDATE runs SET next_check_at = CASE WHEN hinted_at >= $8 THEN hinted_at ELSE $1 END,
+                    "UPDATE runs SET next_check_at = CASE WHEN hinted_at > $8 THEN hinted_at ELSE $1 END,
                        interval_ms = $2, lookups = lookups + 1,
                        last_result = $3, activities = COALESCE($4, activities), results = $6,
                        output_looks = output_looks + $7

@@ -489,3 +489,21 @@ async fn only_looks_after_success_count_against_a_missing_output() {
     look(&app, Duration::from_secs(5)).await;
     assert_eq!(app.upload("alice", &id).await["state"], "ready");
 }
+
+#[tokio::test]
+async fn the_media_of_runs_that_ended_together_are_looked_up_ten_a_call() {
+    let app = TestApp::spawn().await;
+    app.mps_workflow("transcode", "uploads/").await;
+    for n in 0..20 {
+        let (id, key) = app.issue("alice", &format!("clip{n}.mp4"), json!({})).await;
+        assert_eq!(app.upload_completed(&key, "abc", &id).await.status(), 200);
+    }
+    app.drain().await;
+    look(&app, Duration::from_secs(5)).await;
+    assert_eq!(app.mps.calls_of("QueryMediaWorkflowExecutionList"), 2);
+    assert_eq!(
+        app.mps.calls_of("QueryMediaList"),
+        2,
+        "one per ten runs that ended"
+    );
+}
