@@ -123,7 +123,11 @@ async fn a_browser_uploads_several_files_through_server_signed_requests() {
     assert!(after.contains(&serde_json::json!("list")), "{report}");
     let parts: Vec<i64> = after.iter().filter_map(Value::as_i64).collect();
     assert!(!parts.contains(&1), "part 1 was sent again: {report}");
-    assert_eq!(parts, [2, 3], "{report}");
+    // Part 2 may have landed before the page went away: then only part 3 is left to send.
+    assert!(
+        parts == [2, 3] || parts == [3],
+        "only the missing parts, once each: {report}"
+    );
 
     // Each file is triggered, once, and the bucket holds exactly its bytes.
     let mut uploads: Vec<Value> = report["states"].as_array().unwrap().clone();
