@@ -356,14 +356,26 @@ impl Store {
 
     /// The outputs of an upload's succeeded outcomes.
     pub async fn outputs_for_upload(&self, upload_id: &str) -> anyhow::Result<Vec<OutputRow>> {
-        let rows = sqlx::query(
+        self.outputs_for_uploads(&[upload_id]).await
+    }
+
+    /// The outputs of the succeeded outcomes of `upload_ids` (at most a page of them), in one
+    /// query, by upload, trigger and name.
+    pub async fn outputs_for_uploads(&self, upload_ids: &[&str]) -> anyhow::Result<Vec<OutputRow>> {
+        if upload_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
             "SELECT trigger_id, upload_id, workflow_name, name, kind, bucket, object_key, format, width, height, duration_ms, size
-             FROM outputs WHERE upload_id = $1 ORDER BY trigger_id, name",
-        )
-        .bind(upload_id)
-        .fetch_all(&self.reader)
-        .await
-        .context("reading outputs")?;
+             FROM outputs WHERE upload_id IN ({}) ORDER BY upload_id, trigger_id, name",
+            super::placeholders(1, upload_ids.len())
+        );
+        let rows = upload_ids
+            .iter()
+            .fold(sqlx::query(&sql), |q, id| q.bind(*id))
+            .fetch_all(&self.reader)
+            .await
+            .context("reading outputs")?;
         rows.iter()
             .map(|r| {
                 Ok(OutputRow {

@@ -264,15 +264,21 @@ impl Uploads<'_> {
         limit: u32,
         cursor: Option<&str>,
     ) -> anyhow::Result<Vec<(Upload, Vec<OutputLink>)>> {
+        let uploads = Upload::list(self.store, owner, limit, cursor).await?;
+        // Only a ready upload has outputs to show: one query for those of the page.
+        let ready: Vec<&str> = uploads
+            .iter()
+            .filter(|u| u.state == UploadState::Ready)
+            .map(|u| u.id.as_str())
+            .collect();
+        let mut outputs = self.store.outputs_for_uploads(&ready).await?;
         let mut listed = Vec::new();
-        for upload in Upload::list(self.store, owner, limit, cursor).await? {
-            // Only a ready upload has outputs: the others cost no query.
-            let outputs = if upload.state == UploadState::Ready {
-                self.links(self.store.outputs_for_upload(&upload.id).await?)
-            } else {
-                Vec::new()
-            };
-            listed.push((upload, outputs));
+        for upload in uploads {
+            let (mine, rest): (Vec<OutputRow>, Vec<OutputRow>) = outputs
+                .into_iter()
+                .partition(|o| o.upload_id.as_deref() == Some(upload.id.as_str()));
+            outputs = rest;
+            listed.push((upload, self.links(mine)));
         }
         Ok(listed)
     }
