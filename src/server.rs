@@ -155,7 +155,6 @@ async fn watch_changes(app: Arc<App>) {
     let mut stopping = app.stopping.subscribe();
     let mut every = tokio::time::interval(Duration::from_millis(250));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut since = crate::store::now_millis();
     loop {
         tokio::select! {
             changed = stopping.changed() => {
@@ -163,9 +162,8 @@ async fn watch_changes(app: Arc<App>) {
                     return;
                 }
             }
-            _ = every.tick() => match app.changes.poll(&app.store, since).await {
-                Ok(next) => since = next,
-                Err(e) => warn!(error = format!("{e:#}"), "reading changed uploads failed"),
+            _ = every.tick() => if let Err(e) = app.changes.poll(&app.store).await {
+                warn!(error = format!("{e:#}"), "reading changed uploads failed");
             }
         }
     }

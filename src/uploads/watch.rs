@@ -2,7 +2,7 @@
 //! uploads changed a few times a second (a change made by any instance is in the database),
 //! and tells the streams it holds. One query per instance, however many streams.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::broadcast;
@@ -12,6 +12,10 @@ use crate::store::Store;
 /// Changes this instance has seen, for the streams it holds.
 pub struct Changes {
     tx: broadcast::Sender<Arc<str>>,
+    /// Where the next read starts (Unix ms, the store's `updated_at`), and the uploads
+    /// already told of at exactly that moment: a read starts at it again, so that a change
+    /// in the same millisecond is not missed, and those are not told twice.
+    cursor: Mutex<(i64, HashSet<String>)>,
     /// Open streams by user.
     streams: Arc<Mutex<HashMap<String, usize>>>,
 }
@@ -40,6 +44,7 @@ impl Default for Changes {
         let (tx, _) = broadcast::channel(1024);
         Changes {
             tx,
+            cursor: Mutex::new((crate::store::now_millis(), HashSet::new())),
             streams: Default::default(),
         }
     }
@@ -65,19 +70,30 @@ impl Changes {
         self.tx.subscribe()
     }
 
-    /// Reads what changed after `since` (Unix ms, the store's `updated_at`) and tells the
-    /// streams; returns the moment to read from next time. With no stream open nothing is
-    /// read.
-    pub async fn poll(&self, store: &Store, since: i64) -> anyhow::Result<i64> {
-        if self.tx.receiver_count() == 0 {
-            return Ok(since.max(crate::store::now_millis() - 1000));
-        }
+    /// Reads what changed since the last read and tells the streams. With no stream open
+    /// nothing is read.
+    pub async fn poll(&self, store: &Store) -> anyhow::Result<()> {
+        let since = {
+            let mut cursor = self.cursor.lock().unwrap_or_else(|e| e.into_inner());
+            if self.tx.receiver_count() == 0 {
+                // Nobody listens: later streams start from now.
+                *cursor = (crate::store::now_millis() - 1000, HashSet::new());
+                return Ok(());
+            }
+            cursor.0
+        };
         let changed = store.uploads_changed_since(since).await?;
-        let mut next = since;
+        let mut cursor = self.cursor.lock().unwrap_or_else(|e| e.into_inner());
         for (id, at) in changed {
-            next = next.max(at);
-            let _ = self.tx.send(id.into());
+            if at == cursor.0 && cursor.1.contains(&id) {
+                continue;
+            }
+            if at > cursor.0 {
+                *cursor = (at, HashSet::new());
+            }
+            let _ = self.tx.send(id.as_str().into());
+            cursor.1.insert(id);
         }
-        Ok(next)
+        Ok(())
     }
 }
