@@ -137,17 +137,13 @@ impl Store {
             .await
             .context("keeping outputs")?;
         }
-        let upload = report.outputs.first().and_then(|o| o.upload_id.clone());
         statements.send().await?;
-        let upload: Option<String> = match upload {
-            Some(u) => Some(u),
-            None => sqlx::query("SELECT upload_id FROM triggers WHERE id = $1")
-                .bind(&report.trigger_id)
-                .fetch_optional(&mut *tx)
-                .await?
-                .and_then(|r| r.try_get(0).ok())
-                .flatten(),
-        };
+        let upload: Option<String> = sqlx::query("SELECT upload_id FROM triggers WHERE id = $1")
+            .bind(&report.trigger_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .and_then(|r| r.try_get(0).ok())
+            .flatten();
         if let Some(upload) = upload {
             let mut statements = Statements::new(&mut tx, self.backend);
             refresh_upload_states(&mut statements, &[upload.as_str()]).await?;
