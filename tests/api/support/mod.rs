@@ -158,6 +158,7 @@ pub struct TestAppBuilder<'a> {
     address: String,
     customise: Option<Customise<'a>>,
     running_worker: bool,
+    own_public_url: bool,
     overrides: Overrides,
 }
 
@@ -184,6 +185,13 @@ impl<'a> TestAppBuilder<'a> {
         self
     }
 
+    /// Makes `server.public_url` the app's own loopback address, so that what the app hands
+    /// out (a processor's `report_url`) reaches it.
+    pub fn own_public_url(mut self) -> Self {
+        self.own_public_url = true;
+        self
+    }
+
     /// Delivers webhook triggers to `sink` instead of over HTTP.
     pub fn webhook_sink(mut self, sink: Arc<dyn Sink>) -> Self {
         self.overrides.webhook = Some(sink);
@@ -206,6 +214,12 @@ impl<'a> TestAppBuilder<'a> {
             config.processing.backoff_base_ms = 60_000;
             config.processing.backoff_max_ms = 600_000;
         }
+        let listener = tokio::net::TcpListener::bind(&self.address).await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let base = format!("http://127.0.0.1:{port}");
+        if self.own_public_url {
+            config.server.public_url = base.clone();
+        }
         if let Some(customise) = self.customise {
             customise(&mut config);
         }
@@ -218,9 +232,6 @@ impl<'a> TestAppBuilder<'a> {
         let app = App::build_with(config, overrides)
             .await
             .expect("app builds");
-        let listener = tokio::net::TcpListener::bind(&self.address).await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let base = format!("http://127.0.0.1:{port}");
         let (tx, rx) = oneshot::channel();
         // The follower runs with the worker: tests that drain look up runs themselves
         // (`App::follower`), on the clock they move.
@@ -260,6 +271,7 @@ impl TestApp {
             address: "127.0.0.1:0".into(),
             customise: None,
             running_worker: false,
+            own_public_url: false,
             overrides: Overrides::default(),
         }
     }
