@@ -52,7 +52,8 @@ pub(crate) fn bucket() -> String {
 
 /// mediagate with the S3 provider on RGW for `bucket`. RGW pushes its notifications on its own
 /// schedule and the gateway's outage test waits for retries to outlast it, so the app runs its
-/// own worker and the tests wait for outcomes as a client would.
+/// own worker and the tests wait for outcomes as a client would. Its public URL is its own
+/// address, so processors can report back to it.
 pub(crate) async fn spawn(
     bucket: &str,
     customise: impl FnOnce(&mut mediagate::config::Config),
@@ -61,6 +62,7 @@ pub(crate) async fn spawn(
     let bucket = bucket.to_owned();
     TestApp::builder()
         .running_worker()
+        .own_public_url()
         .config(move |c| {
             c.storage.provider = Provider::S3;
             c.storage.bucket = bucket;
