@@ -16,6 +16,7 @@ use crate::credentials::limits::{AuthThrottle, VendLimits};
 use crate::credentials::{KeyPrefix, PolicyDialect, Vendor};
 use crate::notifications::keys::KeyStore;
 use crate::processing::follow::{FollowSettings, Follower};
+use crate::processing::lifecycle::Backend;
 use crate::processing::mps::{MpsClient, MpsQueries};
 use crate::processing::reports::REPORT_PATH;
 use crate::processing::webhook::WebhookClient;
@@ -91,6 +92,7 @@ impl App {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|problems| anyhow::anyhow!("workflows: {}", problems.join("; ")))?;
         store.apply_config_workflows(defs).await?;
+        store.subscribe_events(config.events.subscribed()).await?;
         let endpoint = config.sts_endpoint();
         let sts: Arc<dyn Sts> = match config.storage.provider {
             Provider::Aliyun => Arc::new(AliyunSts::new(&config.sts, &endpoint)?),
@@ -127,11 +129,10 @@ impl App {
             (&config.sts.access_key_id, &config.sts.access_key_secret),
         );
         let mps = Arc::new(mps);
+        let webhook_timeout = Duration::from_millis(config.processing.webhook_timeout_ms);
         let sinks = Sinks {
             mps: mps.clone(),
-            webhook: Arc::new(WebhookClient::new(Duration::from_millis(
-                config.processing.webhook_timeout_ms,
-            ))?),
+            webhook: Arc::new(WebhookClient::new(webhook_timeout)?),
             objects: Arc::new(StoreReader::new(
                 &reader,
                 crate::upstream::client(Duration::from_secs(10))?,
@@ -194,6 +195,10 @@ impl App {
                 "{}{REPORT_PATH}",
                 config.server.public_url.trim_end_matches('/')
             )),
+            Backend::new(
+                &config.events,
+                WebhookClient::new(Duration::from_millis(config.processing.webhook_timeout_ms))?,
+            ),
         ));
         let limits = VendLimits::new(&config.limits);
         let auth_throttle = AuthThrottle::new(&config.limits);

@@ -14,6 +14,7 @@ use url::Url;
 pub use crate::auth::AuthConfig;
 pub use crate::credentials::limits::LimitsConfig;
 pub use crate::notifications::NotificationsConfig;
+pub use crate::processing::lifecycle::EventsConfig;
 pub use crate::processing::reconcile::ReconcileConfig;
 pub use crate::processing::verify::{Playlists, UnknownContent, VerificationConfig};
 pub use crate::processing::{MpsConfig, ProcessingConfig};
@@ -42,6 +43,8 @@ pub struct Config {
     pub reconcile: ReconcileConfig,
     pub limits: LimitsConfig,
     pub outputs: OutputsConfig,
+    /// `[events]`: lifecycle events for the app's own backend.
+    pub events: EventsConfig,
     /// `[[workflows]]`: loaded into the database at start (matched by name).
     pub workflows: Vec<WorkflowConfig>,
 }
@@ -412,6 +415,10 @@ impl Config {
                 "processing.outcome_timeout_seconds: must be between 60 and 2592000 (30 days)"
                     .into(),
             );
+        }
+
+        for problem in self.events.problems() {
+            p(problem);
         }
 
         let mut names = std::collections::HashSet::new();

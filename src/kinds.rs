@@ -152,6 +152,9 @@ text_enum! {
         Verify = "verify",
         Mps = "mps",
         Webhook = "webhook",
+        /// A lifecycle event for the app's own backend (`[events]`), queued by the database
+        /// with the upload's change of state.
+        Events = "events",
     }
 }
 

@@ -468,6 +468,9 @@ pub struct AdminUploadView {
     reports: Vec<ReportView>,
     /// What processing made, where it is in the store.
     outputs: Vec<OutputAdminView>,
+    /// The lifecycle events queued for the app's backend (`[events]`): `workflow` is the
+    /// event type, `id` its `webhook-id`; a dead one is replayed like any trigger.
+    backend_events: Vec<TriggerAdminView>,
 }
 
 /// A processor's report as operators see it.
@@ -621,6 +624,7 @@ impl From<History> for AdminUploadView {
             runs: h.runs.into_iter().map(Into::into).collect(),
             reports: h.reports.into_iter().map(Into::into).collect(),
             outputs: h.outputs.into_iter().map(Into::into).collect(),
+            backend_events: h.told.into_iter().map(Into::into).collect(),
         }
     }
 }

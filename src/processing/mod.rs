@@ -3,6 +3,7 @@
 
 pub mod follow;
 mod intake;
+pub mod lifecycle;
 pub mod mps;
 pub mod reconcile;
 pub mod reports;

@@ -59,6 +59,23 @@ impl WebhookClient {
         url: &str,
         secret: &SecretString,
     ) -> Result<Delivered, DeliveryError> {
+        let now = Utc::now();
+        let body = serde_json::to_vec(&payload(delivery, now))
+            .map_err(|e| DeliveryError::Fatal(format!("encoding the event: {e}")))?;
+        self.send(&delivery.trigger_id, now, body, url, secret)
+            .await
+    }
+
+    /// POSTs `body` to `url` as the Standard Webhooks message `id`, signed with `secret` at
+    /// `now`, and classifies the answer as [`WebhookClient::post`] does.
+    pub async fn send(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+        body: Vec<u8>,
+        url: &str,
+        secret: &SecretString,
+    ) -> Result<Delivered, DeliveryError> {
         // The URL itself is never quoted: its query may carry a token.
         if !url::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https")) {
             return Err(DeliveryError::Fatal(
@@ -67,19 +84,16 @@ impl WebhookClient {
         }
         validate_webhook_secret(secret.expose_secret()).map_err(DeliveryError::Fatal)?;
         let key = webhook_signing_key(secret.expose_secret());
-        let now = Utc::now();
-        let body = serde_json::to_vec(&payload(delivery, now))
-            .map_err(|e| DeliveryError::Fatal(format!("encoding the event: {e}")))?;
         let timestamp = now.timestamp();
-        let signature = webhook_signature(&key, &delivery.trigger_id, timestamp, &body);
+        let signature = webhook_signature(&key, id, timestamp, &body);
         let request = self
             .http
             .post(url)
             .header("content-type", "application/json")
-            .header("webhook-id", &delivery.trigger_id)
+            .header("webhook-id", id)
             .header("webhook-timestamp", timestamp.to_string())
             .header("webhook-signature", signature)
-            .header("idempotency-key", &delivery.trigger_id)
+            .header("idempotency-key", id)
             .body(body);
         let mut response = match request.send().await {
             Ok(r) => r,

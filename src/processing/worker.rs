@@ -11,6 +11,7 @@ use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use super::intake::Plan;
+use super::lifecycle::Backend;
 use super::verify::{Verdict, VerificationConfig, Verifier};
 use super::{Delivered, Delivery, DeliveryError, ReportTo};
 use super::{ProcessingConfig, Sinks};
@@ -32,6 +33,8 @@ pub struct Worker {
     first_look_ms: i64,
     /// Where processors report their outcome.
     report_url: Option<String>,
+    /// The app's backend, told of upload changes (`[events]`).
+    backend: Option<Backend>,
     backoff_max: Duration,
     lease_ms: i64,
     poll: Duration,
@@ -65,9 +68,11 @@ impl Worker {
         wake: Arc<Notify>,
         clock: Arc<dyn Clock>,
         report_url: Option<String>,
+        backend: Option<Backend>,
     ) -> Worker {
         Worker {
             report_url,
+            backend,
             store,
             verifier: Verifier::new(sinks.objects.clone(), verification, max_form_bytes),
             sinks,
@@ -306,23 +311,7 @@ impl Worker {
     /// Runs a claimed job (a verification or a delivery to its sink) and says what it came to.
     async fn outcome(&self, t: &Claimed, workflows: &[Workflow]) -> Outcome {
         let attempt = u32::try_from(t.attempts).unwrap_or(u32::MAX);
-        let outcome = match serde_json::from_str::<Delivery>(&t.payload) {
-            Ok(delivery) if t.sink == TriggerSink::Verify => self
-                .verify(t, delivery, workflows)
-                .await
-                .map(Done::Verified),
-            Ok(mut delivery) => {
-                delivery.trigger_id = t.id.clone();
-                delivery.attempt = attempt;
-                match workflows.iter().find(|w| w.id == t.workflow_id) {
-                    Some(w) => self.deliver(w, &delivery).await.map(Done::Delivered),
-                    None => Err(DeliveryError::Fatal("workflow was deleted".into())),
-                }
-            }
-            Err(e) => Err(DeliveryError::Fatal(format!(
-                "unreadable trigger payload: {e}"
-            ))),
-        };
+        let outcome = self.perform(t, workflows, attempt).await;
         let outcome = match outcome {
             Ok(Done::Delivered(Delivered { media_id, run_ids })) => {
                 info!(trigger = %t.id, workflow = %t.workflow_name, attempt, "trigger delivered");
@@ -362,6 +351,40 @@ impl Worker {
             "sink" => t.sink.as_str(), "outcome" => state)
         .increment(1);
         outcome
+    }
+
+    /// Does what the job asks: tells the app's backend, verifies an object, or delivers to a
+    /// workflow's sink.
+    async fn perform(
+        &self,
+        t: &Claimed,
+        workflows: &[Workflow],
+        attempt: u32,
+    ) -> Result<Done, DeliveryError> {
+        if t.sink == TriggerSink::Events {
+            let backend = self
+                .backend
+                .as_ref()
+                .ok_or_else(|| DeliveryError::Fatal("no [events] receiver is configured".into()))?;
+            return backend
+                .tell(&self.store, &t.id, &t.payload)
+                .await
+                .map(Done::Delivered);
+        }
+        let mut delivery = serde_json::from_str::<Delivery>(&t.payload)
+            .map_err(|e| DeliveryError::Fatal(format!("unreadable trigger payload: {e}")))?;
+        if t.sink == TriggerSink::Verify {
+            return self
+                .verify(t, delivery, workflows)
+                .await
+                .map(Done::Verified);
+        }
+        delivery.trigger_id = t.id.clone();
+        delivery.attempt = attempt;
+        match workflows.iter().find(|w| w.id == t.workflow_id) {
+            Some(w) => self.deliver(w, &delivery).await.map(Done::Delivered),
+            None => Err(DeliveryError::Fatal("workflow was deleted".into())),
+        }
     }
 
     /// Writes the outcome; false when the claim was lost (another worker took the job over).

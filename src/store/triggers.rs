@@ -159,6 +159,37 @@ impl Store {
         })
     }
 
+    /// Makes `types` the lifecycle events the database queues with each upload change (see
+    /// `migrations/*/0008_lifecycle_events.sql`): the running configuration's, so none when it
+    /// has no receiver.
+    pub async fn subscribe_events(&self, types: &[String]) -> anyhow::Result<()> {
+        let mut tx = self.writer.begin().await.context("subscribing to events")?;
+        sqlx::query("DELETE FROM event_types")
+            .execute(&mut *tx)
+            .await
+            .context("subscribing to events")?;
+        for t in types {
+            sqlx::query("INSERT INTO event_types (type) VALUES ($1)")
+                .bind(t)
+                .execute(&mut *tx)
+                .await
+                .context("subscribing to events")?;
+        }
+        tx.commit().await.context("subscribing to events")
+    }
+
+    /// The lifecycle events queued for upload `upload_id`, oldest first.
+    pub async fn events_for_upload(&self, upload_id: &str) -> anyhow::Result<Vec<TriggerRow>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {TRIGGER_COLUMNS} FROM triggers WHERE event_id = $1 AND sink = 'events' ORDER BY created_at, id"
+        ))
+        .bind(upload_id)
+        .fetch_all(&self.reader)
+        .await
+        .context("reading upload events")?;
+        rows.iter().map(trigger_from_row).collect()
+    }
+
     /// Counts triggers by state, for tests and operators.
     pub async fn trigger_counts(&self) -> anyhow::Result<Vec<(String, i64)>> {
         let rows =

@@ -143,7 +143,9 @@ impl Upload {
         let runs = store.runs_for_upload(&upload.id).await?;
         let outputs = store.outputs_for_upload(&upload.id).await?;
         let reports = store.reports_for_upload(&upload.id).await?;
+        let told = store.events_for_upload(&upload.id).await?;
         Ok(Some(History {
+            told,
             upload,
             verification,
             triggers,
@@ -177,6 +179,8 @@ pub struct History {
     /// What webhook processors reported, in the order received.
     pub reports: Vec<ReportRow>,
     pub outputs: Vec<OutputRow>,
+    /// The lifecycle events queued for the app's backend (`[events]`), with their deliveries.
+    pub told: Vec<TriggerRow>,
 }
 
 /// `[outputs]`: how app users are handed their outputs.

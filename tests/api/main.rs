@@ -5,6 +5,7 @@ mod support;
 mod abuse;
 mod admin;
 mod auth;
+mod backend_events;
 mod bad_input;
 mod browser;
 mod cli;

@@ -12,7 +12,7 @@ const OTHER_SECRET: &str = "whsec_c2Vjb25kLXNlY3JldC1vZi1hbm90aGVyLXdvcmtmbG93";
 
 /// A clip delivered to a webhook workflow that follows its outcome: the upload id and the
 /// trigger payload the receiver got.
-async fn delivered(app: &TestApp) -> (String, Value) {
+pub(crate) async fn delivered(app: &TestApp) -> (String, Value) {
     let body = json!({"name": "thumbs", "state": "Active", "bucket": "media-input",
         "prefix": "uploads/", "sink": "webhook", "webhook_url": app.hooks.url,
         "webhook_secret": WEBHOOK_SECRET, "track_outcome": true, "output_prefix": "outputs/"});
@@ -30,7 +30,7 @@ async fn delivered(app: &TestApp) -> (String, Value) {
 }
 
 /// Sends `body` as a report, signed with `secret` at `timestamp` as `webhook_id`.
-async fn report(
+pub(crate) async fn report(
     app: &TestApp,
     secret: &str,
     webhook_id: &str,
