@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # The whole flow on this machine, with nothing but this repository: installs and starts a
-# single-node Ceph RGW (S3 + STS), starts mediagate on SQLite configured for it, mints an app
-# token, requests an upload, uploads a sample clip with boto3, and shows each step: the
-# credentials (secret masked), the event RGW sent, the workflow matched, the signed webhook
-# delivery and the upload's final state. It also builds the web client's example page, serves
-# it, prepares the bucket's CORS with `mediagate bucket setup`, and prints the page's URL.
+# single-node Ceph RGW (S3 + STS), starts mediagate on SQLite configured for it and the
+# reference processor (examples/processor, ffmpeg) as its webhook workflow's receiver, mints an
+# app token, requests an upload, uploads a clip made with ffmpeg with boto3, and shows each
+# step: the credentials (secret masked), the event RGW sent, the workflow matched, the upload
+# going `processing` -> `ready` as the processor reports, the processor's log, the outputs'
+# signed URLs, and ffprobe reading the rendition through its URL. It also builds the web
+# client's example page, serves it, prepares the bucket's CORS with `mediagate bucket setup`,
+# and prints the page's URL.
 # Everything it started is stopped on exit; with MEDIAGATE_DEMO_KEEP=1 it keeps running (the
 # page usable in a browser) until Ctrl-C.
 #   MEDIAGATE_DEMO_PORT (18080), MEDIAGATE_DEMO_HOOK_PORT (18090) and MEDIAGATE_DEMO_PAGE_PORT
@@ -26,9 +29,10 @@ trap cleanup EXIT
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 random() { python3 -c 'import secrets;print(secrets.token_urlsafe(32))'; }
 
-step "1. Building mediagate and preparing the S3 client (boto3)"
+step "1. Building mediagate and preparing the S3 client (boto3) and ffmpeg"
 scripts/build-deps.sh
 cargo build --locked --quiet
+scripts/processor.sh install
 PY=$(scripts/python.sh)
 S3CLIENT=tests/e2e/s3client.py
 
@@ -71,10 +75,17 @@ prefix = "uploads/"
 sink = "webhook"
 webhook_url = "http://127.0.0.1:$HOOK_PORT/hooks"
 webhook_secret = "$HOOK_SECRET"
+track_outcome = true
+output_prefix = "outputs/"
 CONF
 target/debug/mediagate check-config --config "$WORK/mediagate.toml"
-"$PY" tests/e2e/webhook_receiver.py "$HOOK_PORT" "$HOOK_SECRET" "$WORK/deliveries.jsonl" &
+# The reference processor: reads uploads and writes its outputs with its own keys.
+scripts/processor.sh --listen "127.0.0.1:$HOOK_PORT" --secret "$HOOK_SECRET" --endpoint "$RGW" \
+  --access-key TESTERAK --secret-key TESTERSK --region us-east-1 2>"$WORK/processor.log" &
 PIDS+=($!)
+for _ in $(seq 1 100); do curl -sf -o /dev/null "http://127.0.0.1:$HOOK_PORT/" && break; sleep 0.1; done
+curl -sf -o /dev/null "http://127.0.0.1:$HOOK_PORT/" || { cat "$WORK/processor.log"; echo "the processor did not start" >&2; exit 1; }
+echo "reference processor at http://127.0.0.1:$HOOK_PORT/hooks (examples/processor/processor.py)"
 target/debug/mediagate serve --config "$WORK/mediagate.toml" >"$WORK/mediagate.log" 2>&1 &
 PIDS+=($!)
 BASE="http://127.0.0.1:$PORT"
@@ -103,10 +114,14 @@ PY
 )
 echo "token for sub=alice: ${TOKEN:0:16}..."
 
-step "5. POST /v1/uploads: scoped temporary credentials from RGW's STS"
+step "5. POST /v1/uploads for a 5-second 640x360 clip made with ffmpeg: scoped temporary credentials from RGW's STS"
+CLIP="$WORK/holiday.mp4"
+ffmpeg -nostdin -v error -f lavfi -i testsrc2=duration=5:size=640x360:rate=25 \
+  -f lavfi -i sine=frequency=440:duration=5 -c:v libx264 -pix_fmt yuv420p -c:a aac -shortest "$CLIP"
+SIZE=$(stat -c %s "$CLIP")
 UPLOAD=$(curl -sf -X POST "$BASE/v1/uploads" -H "Authorization: Bearer $TOKEN" \
   -H 'content-type: application/json' \
-  -d '{"file_name":"holiday.mp4","size":262144,"content_type":"video/mp4","media":{"title":"Holiday","tags":["beach","2026"]}}')
+  -d '{"file_name":"holiday.mp4","size":'"$SIZE"',"content_type":"video/mp4","media":{"title":"Holiday","tags":["beach","2026"]}}')
 echo "$UPLOAD" | python3 -c '
 import json, sys
 u = json.load(sys.stdin)
@@ -117,12 +132,35 @@ print(json.dumps({**u, "credentials": {**c, "access_key_secret": mask(c["access_
 UPLOAD_ID=$(echo "$UPLOAD" | python3 -c 'import json,sys;print(json.load(sys.stdin)["upload_id"])')
 KEY=$(echo "$UPLOAD" | python3 -c 'import json,sys;print(json.load(sys.stdin)["object_key"])')
 
-step "6. Uploading a sample clip with boto3 and those credentials"
-ARGS=$(echo "$UPLOAD" | python3 -c '
-import json, sys
+step "6. Uploading the clip ($SIZE bytes) with boto3 and those credentials"
+ARGS=$(echo "$UPLOAD" | CLIP="$CLIP" python3 -c '
+import json, os, sys
 u = json.load(sys.stdin)
 print(json.dumps({"endpoint": u["endpoint"], "region": u["region"], "creds": u["credentials"],
-                  "bucket": u["bucket"], "key": u["object_key"], "size": 262144}))')
+                  "bucket": u["bucket"], "key": u["object_key"], "file": os.environ["CLIP"]}))')
+# As an app would, follow the upload from now on (GET /v1/uploads/{id} until it is final).
+cat > "$WORK/follow.py" <<'PY'
+import json, os, sys, time, urllib.request
+request = urllib.request.Request(sys.argv[1], headers={"Authorization": "Bearer " + os.environ["TOKEN"]})
+start, last = time.time(), None
+while True:
+    with urllib.request.urlopen(request, timeout=10) as r:
+        upload = json.load(r)
+    now = (upload["state"], ",".join(t["processing"] for t in upload["triggers"]) or "-")
+    if now != last:
+        print(f"{time.time() - start:5.1f} s  upload {now[0]:<10}  trigger processing: {now[1]}")
+        last = now
+    if upload["state"] not in ("issued", "uploaded", "processing") or time.time() - start > 120:
+        break
+    time.sleep(0.1)
+with open(sys.argv[2], "w") as f:
+    json.dump(upload, f)
+sys.exit(upload["state"] != "ready")
+PY
+TOKEN="$TOKEN" python3 "$WORK/follow.py" "$BASE/v1/uploads/$UPLOAD_ID" "$WORK/upload.json" \
+  >"$WORK/states.log" 2>&1 &
+FOLLOW=$!
+PIDS+=($FOLLOW)
 echo "PUT $KEY -> $("$PY" "$S3CLIENT" put "$ARGS")"
 OUTSIDE=$(echo "$ARGS" | python3 -c 'import json,sys;a=json.load(sys.stdin);a["key"]=a["key"].replace("uploads/alice/","uploads/bob/");print(json.dumps(a))')
 REFUSED=$("$PY" "$S3CLIENT" put "$OUTSIDE")
@@ -135,19 +173,33 @@ grep "object event recorded" "$WORK/mediagate.log" | head -1 | sed 's/\x1b\[[0-9
 curl -sf "$BASE/v1/admin/match?bucket=media-input&key=$(python3 -c 'import sys,urllib.parse;print(urllib.parse.quote(sys.argv[1]))' "$KEY")" \
   -H "Authorization: Bearer $ADMIN_TOKEN" | python3 -m json.tool
 
-step "8. The webhook delivery (signature checked by the receiver)"
-for _ in $(seq 1 100); do [ -s "$WORK/deliveries.jsonl" ] && break; sleep 0.1; done
-python3 -m json.tool < <(head -1 "$WORK/deliveries.jsonl")
+step "8. The upload, followed to its outcome (GET /v1/uploads/$UPLOAD_ID)"
+# The processor reports `running`, then its outputs, which mediagate finds in the store
+# before the upload is `ready`.
+if ! wait "$FOLLOW"; then
+  cat "$WORK/states.log"
+  sed 's/^/  /' "$WORK/processor.log"
+  echo "the upload did not become ready" >&2
+  exit 1
+fi
+cat "$WORK/states.log"
 
-step "9. The upload's final state (GET /v1/uploads/$UPLOAD_ID)"
-for _ in $(seq 1 100); do
-  STATE=$(curl -sf "$BASE/v1/uploads/$UPLOAD_ID" -H "Authorization: Bearer $TOKEN")
-  echo "$STATE" | grep -q '"state":"triggered"' && break
-  sleep 0.1
-done
-echo "$STATE" | python3 -m json.tool
-echo "$STATE" | grep -q '"state":"triggered"' || { echo "the upload did not reach triggered" >&2; exit 1; }
-grep -q '"verified": true' "$WORK/deliveries.jsonl" || { echo "no verified delivery" >&2; exit 1; }
+step "9. What the processor did (its log), and the outputs the app gets"
+sed 's/^/  /' "$WORK/processor.log"
+python3 - "$WORK/upload.json" <<'PY'
+import json, sys
+for o in json.load(open(sys.argv[1]))["outputs"]:
+    shape = f'{o["width"]}x{o["height"]}' + (f', {o["duration_ms"] / 1000:.1f} s' if o.get("duration_ms") else "")
+    print(f'{o["name"]} ({o["kind"]}, {o["format"]}, {shape}, {o["size"]} bytes), until {o["url_expires_at"]}:')
+    print(f'  {o["url"]}')
+PY
+RENDITION=$(python3 -c 'import json,sys;print(next(o["url"] for o in json.load(open(sys.argv[1]))["outputs"] if o["kind"]=="video"))' "$WORK/upload.json")
+PROBE=$(ffprobe -v error -select_streams v:0 -show_entries stream=codec_name,width,height -of csv=p=0 "$RENDITION")
+echo "ffprobe on the rendition's signed URL: video stream $PROBE (codec,width,height)"
+case "$PROBE" in
+  h264,*,240) ;;
+  *) echo "the rendition is not a 240p H.264 video" >&2; exit 1 ;;
+esac
 
 step "10. The browser page: uploads straight to RGW, every request signed by mediagate"
 target/debug/mediagate bucket setup --config "$WORK/mediagate.toml" 2>/dev/null
@@ -159,7 +211,7 @@ PAGE="http://127.0.0.1:$PAGE_PORT/?api=$(python3 -c 'import sys,urllib.parse;pri
 for _ in $(seq 1 50); do curl -sf -o /dev/null "$PAGE" && break; sleep 0.1; done
 curl -sf "$PAGE" | grep -q 'id="uploader"' || { echo "the page is not served" >&2; exit 1; }
 echo "page for alice (token valid for an hour): $PAGE"
-step "Done: credentials vended, upload scoped by RGW, event matched, webhook delivered and verified"
+step "Done: credentials vended, upload scoped by RGW, event matched, processed, reported and ready"
 if [ "${MEDIAGATE_DEMO_KEEP:-0}" = 1 ]; then
   echo "Keeping everything running for the page; Ctrl-C stops it."
   wait

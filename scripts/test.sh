@@ -41,7 +41,7 @@ RGW_URL=$(scripts/rgw.sh start)
 MEDIAGATE_TEST_PYTHON="$PYTHON" MEDIAGATE_TEST_RGW_URL="$RGW_URL" \
   cargo test --locked --test api rgw:: -- --ignored
 echo "== a real browser (Chromium) uploading through the example page to RGW =="
-scripts/web.sh browser
+scripts/web.sh browser test
 MEDIAGATE_TEST_PYTHON="$PYTHON" MEDIAGATE_TEST_RGW_URL="$RGW_URL" \
   cargo test --locked --test api browser:: -- --ignored
 # Stops the gateway for a while, so it runs alone.

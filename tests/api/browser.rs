@@ -1,8 +1,9 @@
 //! A real browser (headless Chromium from Debian, driven by playwright-core) uploads through
 //! the example page of `clients/web` straight to Ceph RGW: every request to the bucket is
 //! signed by mediagate, the bucket's CORS comes from `mediagate bucket setup`, and each file
-//! ends `triggered` with its bytes in the bucket. `scripts/test.sh` builds the page and runs
-//! this with `--ignored`.
+//! ends `triggered` with its bytes in the bucket. A real clip goes on to the reference
+//! processor (`scripts/processor.sh`), and the page follows it to `ready` and plays its
+//! rendition. `scripts/test.sh` builds the page and runs these with `--ignored`.
 
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -11,7 +12,10 @@ use mediagate::storage::reader::Lookup;
 use mediagate::storage::setup::setup as bucket_setup;
 use serde_json::Value;
 
-use crate::rgw::{bucket, bucket_api, setup, spawn, webhook_workflow};
+use crate::rgw::{
+    Processor, bucket, bucket_api, install_processor, make_clip, setup, spawn, webhook_workflow,
+};
+use crate::support::{TestApp, WEBHOOK_SECRET};
 
 /// Serves `clients/web/example` on a loopback port; its origin.
 async fn serve_page() -> String {
@@ -42,14 +46,13 @@ async fn serve_page() -> String {
     crate::support::serve_loopback(router).await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs Ceph RGW, Chromium and the built page: scripts/test.sh runs it"]
-async fn a_browser_uploads_several_files_through_server_signed_requests() {
+/// mediagate on RGW for a fresh bucket that notifies it, with the page's origin allowed by
+/// mediagate and by the bucket's CORS (`mediagate bucket setup`); the page's URL for `user`.
+async fn app_for_page(user: &str) -> (TestApp, String, String) {
     let origin = serve_page().await;
     let bucket = bucket();
     let app = spawn(&bucket, |c| c.server.cors_origins = vec![origin.clone()]).await;
     setup(&app, &bucket, &[], &[&bucket]).await;
-    webhook_workflow(&app, &bucket, "uploads/").await;
     let config = &app.app.config;
     bucket_setup(
         &bucket_api(&app),
@@ -61,6 +64,45 @@ async fn a_browser_uploads_several_files_through_server_signed_requests() {
     )
     .await
     .unwrap();
+    let page = format!(
+        "{origin}/?api={}&token={}",
+        url::form_urlencoded::byte_serialize(app.base.as_bytes()).collect::<String>(),
+        app.token(user)
+    );
+    (app, bucket, page)
+}
+
+/// Runs the playwright script `clients/web/test/{script}` with `env`; the JSON it prints.
+async fn drive_page(script: &str, env: &[(&str, String)]) -> Value {
+    let out = tokio::process::Command::new("node")
+        .arg(format!(
+            "{}/clients/web/test/{script}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the browser run failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Ceph RGW, Chromium and the built page: scripts/test.sh runs it"]
+async fn a_browser_uploads_several_files_through_server_signed_requests() {
+    let (app, bucket, page) = app_for_page("alice").await;
+    webhook_workflow(&app, &bucket, "uploads/").await;
 
     // A small file (one PUT), a 12 MiB one (multipart, 5 MiB parts), and one more 12 MiB
     // file uploaded across a page reload.
@@ -88,30 +130,16 @@ async fn a_browser_uploads_several_files_through_server_signed_requests() {
         .await
         .unwrap();
     let foreign = serde_json::json!({"id": bobs["upload_id"], "key": bobs["object_key"]});
-    let page = format!(
-        "{origin}/?api={}&token={}",
-        url::form_urlencoded::byte_serialize(app.base.as_bytes()).collect::<String>(),
-        app.token("alice")
-    );
-    let out = tokio::process::Command::new("node")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/clients/web/test/upload.mjs"
-        ))
-        .env("PAGE_URL", &page)
-        .env("FILES", serde_json::to_string(&[path(0), path(1)]).unwrap())
-        .env("RESUME", path(2))
-        .env("FOREIGN", foreign.to_string())
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "the browser run failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = drive_page(
+        "upload.mjs",
+        &[
+            ("PAGE_URL", page),
+            ("FILES", serde_json::to_string(&[path(0), path(1)]).unwrap()),
+            ("RESUME", path(2)),
+            ("FOREIGN", foreign.to_string()),
+        ],
+    )
+    .await;
     assert_eq!(
         report["cut"], true,
         "the first part's request was cut once: {report}"
@@ -155,4 +183,135 @@ async fn a_browser_uploads_several_files_through_server_signed_requests() {
     }
     app.drain().await;
     assert_eq!(app.hooks.count(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Ceph RGW, Chromium, ffmpeg and the built page: scripts/test.sh runs it"]
+async fn a_browser_follows_a_clip_to_ready_and_plays_its_rendition() {
+    install_processor().await;
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("clip.mp4");
+    make_clip(&clip).await;
+
+    let (app, bucket, page) = app_for_page("alice").await;
+    let processor = Processor::start(WEBHOOK_SECRET).await;
+    let workflow = serde_json::json!({"name": format!("renditions-{bucket}"),
+        "state": "Active", "bucket": bucket, "prefix": "uploads/", "sink": "webhook",
+        "webhook_url": processor.url, "webhook_secret": WEBHOOK_SECRET,
+        "track_outcome": true, "output_prefix": "outputs/"});
+    let r = app
+        .admin(reqwest::Method::POST, "/v1/admin/workflows", Some(workflow))
+        .await;
+    assert_eq!(r.status(), 201);
+
+    let report = drive_page(
+        "outcome.mjs",
+        &[("PAGE_URL", page), ("CLIP", clip.display().to_string())],
+    )
+    .await;
+    assert_eq!(
+        report["canPlay"], "probably",
+        "this Chromium cannot play H.264 with AAC in MP4: {report}"
+    );
+    if report["final"] != "ready" {
+        let view = match report["upload"].as_str() {
+            Some(id) => app.admin_upload(id).await,
+            None => Value::Null,
+        };
+        panic!("the page did not see the upload ready: {report}\nmediagate has: {view}");
+    }
+    // The page heard each state once, in order, and from the stream alone.
+    let states: Vec<&str> = report["states"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(states.last(), Some(&"ready"), "{report}");
+    assert!(
+        states
+            .iter()
+            .all(|s| ["uploaded", "processing", "ready"].contains(s)),
+        "{report}"
+    );
+    assert!(states.windows(2).all(|w| w[0] != w[1]), "{report}");
+    assert_eq!(report["streams"], 1, "{report}");
+    assert_eq!(report["polls"], 0, "{report}");
+
+    // The player has the whole rendition at hand and plays it.
+    let video = &report["video"];
+    assert_eq!(
+        report["attributes"],
+        serde_json::json!(["controls", "muted", "playsinline"]),
+        "{report}"
+    );
+    assert_eq!(video["error"], Value::Null, "{report}");
+    assert_eq!(video["played"], Value::Null, "play() was refused: {report}");
+    assert_eq!(video["readyState"], 4, "HAVE_ENOUGH_DATA: {report}");
+    let (before, after) = (video["before"].as_f64(), video["after"].as_f64());
+    assert!(
+        after.unwrap() > before.unwrap() + 0.2,
+        "currentTime advances: {report}"
+    );
+    assert_eq!(
+        (&video["width"], &video["height"]),
+        (&serde_json::json!(320), &serde_json::json!(240)),
+        "{report}"
+    );
+
+    // The page shows the outputs of the upload as mediagate has it: the rendition and the
+    // cover, each signed for its own object (signed anew at each read: the paths match).
+    let id = report["upload"].as_str().unwrap();
+    let upload = app.upload("alice", id).await;
+    assert_eq!(upload["state"], "ready", "{upload}");
+    let output = |kind: &str| {
+        upload["outputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["kind"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} output: {upload}"))
+            .clone()
+    };
+    let path = |u: &Value| {
+        url::Url::parse(u.as_str().unwrap())
+            .unwrap()
+            .path()
+            .to_owned()
+    };
+    let (rendition, cover) = (output("video"), output("image"));
+    assert_eq!(path(&video["src"]), path(&rendition["url"]), "{report}");
+    assert_eq!(
+        path(&report["cover"]["src"]),
+        path(&cover["url"]),
+        "{report}"
+    );
+    assert_eq!(report["cover"]["complete"], true, "{report}");
+    assert!(
+        report["cover"]["naturalWidth"].as_u64() > Some(0),
+        "{report}"
+    );
+
+    // The cover's URL, as the page had it, serves the JPEG the processor wrote to the bucket.
+    let jpeg = reqwest::get(report["cover"]["src"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(jpeg.status(), 200);
+    let jpeg = jpeg.bytes().await.unwrap();
+    assert_eq!(jpeg[..3], [0xFF, 0xD8, 0xFF], "a JPEG starts with SOI");
+    let trigger = upload["triggers"][0]["id"].as_str().unwrap();
+    let key = format!("outputs/{trigger}/cover.jpg");
+    let stored = match app.app.objects.head_output(&bucket, &key).await.unwrap() {
+        Lookup::Found(head) => head,
+        other => panic!("{key}: {other:?}"),
+    };
+    assert_eq!(stored.size, jpeg.len() as u64);
+    // A single PUT's ETag is the MD5 of its bytes.
+    use md5::Digest;
+    assert_eq!(
+        stored.etag.to_lowercase(),
+        hex::encode(md5::Md5::digest(&jpeg)),
+        "the bytes in the bucket"
+    );
+    drop(processor);
 }

@@ -1069,3 +1069,222 @@ async fn uploaders_cannot_publish_their_objects() {
         app.hooks.deliveries()
     );
 }
+
+/// Makes sure ffmpeg and the Python environment of `scripts/processor.sh` are there (the
+/// first time, this installs them).
+pub(crate) async fn install_processor() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/processor.sh");
+    let out = tokio::process::Command::new(script)
+        .arg("install")
+        .output()
+        .await
+        .expect("run scripts/processor.sh install");
+    assert!(
+        out.status.success(),
+        "scripts/processor.sh install: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The reference processor (`scripts/processor.sh`) on a free loopback port, reading and
+/// writing RGW with the admin keys. Stopped when dropped; its log is shown when the test
+/// failed.
+pub(crate) struct Processor {
+    /// Its webhook URL, for a workflow's `webhook_url`.
+    pub(crate) url: String,
+    child: std::process::Child,
+    log: tempfile::NamedTempFile,
+}
+
+impl Processor {
+    pub(crate) async fn start(secret: &str) -> Processor {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/processor.sh");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let child = std::process::Command::new(script)
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--secret", secret])
+            .args(["--endpoint", &rgw_url(), "--region", REGION])
+            .args(["--access-key", ADMIN_KEY, "--secret-key", ADMIN_SECRET])
+            .stdin(std::process::Stdio::null())
+            .stdout(log.reopen().unwrap())
+            .stderr(log.reopen().unwrap())
+            .spawn()
+            .expect("start scripts/processor.sh");
+        let processor = Processor {
+            url: format!("http://127.0.0.1:{port}/hooks"),
+            child,
+            log,
+        };
+        let health = format!("http://127.0.0.1:{port}/");
+        for _ in 0..300 {
+            if reqwest::get(&health).await.is_ok_and(|r| r.status() == 200) {
+                return processor;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the processor did not start listening");
+    }
+}
+
+impl Drop for Processor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(self.log.path()).unwrap_or_default();
+            eprintln!("--- the processor's log ---\n{log}");
+        }
+    }
+}
+
+/// Runs `program` with `args`; its stdout. Fails the test when it fails.
+async fn run_tool(program: &str, args: &[&str]) -> String {
+    let out = tokio::process::Command::new(program)
+        .args(args)
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("run {program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A real 2-second 320x240 clip (H.264 video, AAC audio) made with ffmpeg, at `path`.
+pub(crate) async fn make_clip(path: &std::path::Path) {
+    #[rustfmt::skip]
+    let args = [
+        "-nostdin", "-v", "error", "-y",
+        "-f", "lavfi", "-i", "testsrc=duration=2:size=320x240:rate=25",
+        "-f", "lavfi", "-i", "sine=duration=2",
+        "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest",
+    ];
+    let mut all: Vec<&str> = args.to_vec();
+    all.push(path.to_str().unwrap());
+    run_tool("ffmpeg", &all).await;
+}
+
+/// A real clip, uploaded to RGW with the vended credentials, goes to the reference processor
+/// (a webhook workflow that follows its outcome); the processor reads it from RGW, writes a
+/// rendition and a cover back, and reports them, and the upload ends `ready` with both, their
+/// signed URLs serving the very bytes the processor made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Ceph RGW and ffmpeg: scripts/test.sh runs it"]
+async fn the_reference_processor_makes_a_rendition_and_a_cover_that_end_the_upload_ready() {
+    install_processor().await;
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("clip.mp4");
+    make_clip(&clip).await;
+    let bucket = bucket();
+    let app = spawn(&bucket, |_| {}).await;
+    setup(&app, &bucket, &[], &[&bucket]).await;
+    let processor = Processor::start(WEBHOOK_SECRET).await;
+    let workflow = json!({"name": format!("renditions-{bucket}"), "state": "Active",
+        "bucket": bucket, "prefix": "uploads/", "sink": "webhook",
+        "webhook_url": processor.url, "webhook_secret": WEBHOOK_SECRET,
+        "track_outcome": true, "output_prefix": "outputs/"});
+    let r = app
+        .admin(reqwest::Method::POST, "/v1/admin/workflows", Some(workflow))
+        .await;
+    assert_eq!(r.status(), 201);
+
+    let size = std::fs::metadata(&clip).unwrap().len();
+    let upload = request_upload(
+        &app,
+        "alice",
+        json!({"file_name": "clip.mp4", "size": size, "content_type": "video/mp4"}),
+    )
+    .await;
+    let id = upload["upload_id"].as_str().unwrap().to_owned();
+    let key = upload["object_key"].as_str().unwrap().to_owned();
+    let put = s3client("put", args(&upload, &key, json!({"file": clip}))).await;
+    assert_eq!(put["ok"], true, "{put}");
+
+    // ffmpeg runs in real time, on a machine that may be running other tests: more time
+    // than `wait_upload` gives.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let done = loop {
+        let upload = app.upload("alice", &id).await;
+        let state = upload["state"].as_str().unwrap_or_default().to_owned();
+        if !["issued", "uploaded", "processing"].contains(&state.as_str())
+            || std::time::Instant::now() > deadline
+        {
+            break upload;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(done["state"], "ready", "{done}");
+    assert_eq!(done["triggers"][0]["processing"], "succeeded", "{done}");
+    // It said it was running before it said it had succeeded.
+    let admin = app.admin_upload(&id).await;
+    let reported: Vec<_> = admin["reports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["state"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(reported, ["running", "succeeded"], "{admin}");
+
+    let outputs = done["outputs"].as_array().unwrap();
+    assert_eq!(outputs.len(), 2, "{done}");
+    let of_kind = |kind: &str| {
+        outputs
+            .iter()
+            .find(|o| o["kind"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} output: {done}"))
+    };
+    let (video, image) = (of_kind("video"), of_kind("image"));
+    assert_eq!(
+        (&video["format"], &video["width"], &video["height"]),
+        (&json!("mp4"), &json!(320), &json!(240)),
+        "{video}"
+    );
+    let duration = video["duration_ms"].as_u64().unwrap();
+    assert!((1900..=2200).contains(&duration), "{video}");
+    assert_eq!(
+        (&image["format"], &image["height"]),
+        (&json!("jpg"), &json!(240)),
+        "{image}"
+    );
+    // Each signed URL serves the object the processor wrote, of the size the store has.
+    let fetch = async |output: &Value| {
+        let r = reqwest::get(output["url"].as_str().unwrap()).await.unwrap();
+        assert_eq!(r.status(), 200, "{output}");
+        let bytes = r.bytes().await.unwrap().to_vec();
+        assert_eq!(
+            Some(bytes.len() as u64),
+            output["size"].as_u64(),
+            "{output}"
+        );
+        bytes
+    };
+    let mp4 = fetch(video).await;
+    assert_eq!(&mp4[4..8], b"ftyp", "an MP4 starts with its ftyp box");
+    let find = |name: &[u8]| mp4.windows(4).position(|w| w == name).unwrap();
+    assert!(find(b"moov") < find(b"mdat"), "faststart: the index first");
+    let jpeg = fetch(image).await;
+    assert_eq!(&jpeg[..3], [0xFF, 0xD8, 0xFF], "a JPEG starts with SOI");
+    // What a browser needs to play it: H.264 in 4:2:0 with AAC.
+    let rendition = dir.path().join("rendition.mp4");
+    std::fs::write(&rendition, &mp4).unwrap();
+    let streams = run_tool(
+        "ffprobe",
+        &[
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name,pix_fmt",
+            "-of",
+            "csv=p=0",
+            rendition.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert_eq!(streams.trim(), "h264,yuv420p\naac", "{streams}");
+    drop(processor);
+}

@@ -55,10 +55,13 @@ HEADERS = {
 
 
 def body_of(args):
-    """`body` as given, or `size` bytes of the kind `content` (default mp4): its real
-    header, then random bytes."""
+    """`body` as given, the bytes of the local `file`, or `size` bytes of the kind `content`
+    (default mp4): its real header, then random bytes."""
     if "body" in args:
         return args["body"].encode()
+    if "file" in args:
+        with open(args["file"], "rb") as f:
+            return f.read()
     size = args.get("size", 1024)
     head = HEADERS[args.get("content", "mp4")]
     return (head + os.urandom(max(size - len(head), 0)))[:size]

@@ -1,17 +1,20 @@
 // Wires an Uppy instance to mediagate: each added file becomes a mediagate upload in
 // `presigned` mode (one POST /v1/uploads), every request to the bucket is signed by
-// mediagate for that upload's own key (POST /v1/uploads/{id}/sign), and the upload's state is
-// reported once the store's notification has been processed. No key reaches the browser.
+// mediagate for that upload's own key (POST /v1/uploads/{id}/sign), and each upload is then
+// followed to its outcome (its state stream, or polling when the stream cannot be used). No
+// key reaches the browser.
 import AwsS3 from '@uppy/aws-s3'
+import { FAILED, followUpload } from './follow.js'
 
 const MEDIA_FIELDS = ['title', 'description', 'tags', 'cate_id', 'cover_url', 'user_data']
-const FINAL = new Set(['triggered', 'skipped', 'rejected', 'failed', 'expired'])
 const sleep = (ms) => new Promise((done) => setTimeout(done, ms))
 
 export function mediagateUppy(uppy, options) {
-  const { baseUrl, getToken, pollMs = 1000, pollForMs = 120000, retries = 5 } = options
+  const { baseUrl, getToken, pollMs = 1000, pollMaxMs = 30000, pollForMs, retries = 5 } = options
   const base = baseUrl.replace(/\/$/, '')
   const uploadIds = new Map()
+  // The files being followed, to stop when one is removed or Uppy is closed.
+  const following = new Map()
   // What a reload must not lose, per file (name, size, last change): the mediagate upload and
   // the multipart upload, so the same file added again sends only the missing parts.
   const saved = options.storage ?? globalThis.localStorage
@@ -90,18 +93,42 @@ export function mediagateUppy(uppy, options) {
   }
 
   async function follow(file) {
-    const id = file.meta.mediagateUploadId
-    const until = Date.now() + pollForMs
-    let last
-    while (Date.now() < until) {
-      const upload = await api(`/v1/uploads/${id}`)
-      if (upload.state !== last) {
-        last = upload.state
-        uppy.setFileMeta(file.id, { mediagateState: upload.state })
-        uppy.emit('mediagate:state', uppy.getFile(file.id), upload)
-      }
-      if (FINAL.has(upload.state)) return
-      await sleep(pollMs)
+    following.get(file.id)?.abort()
+    const stop = new AbortController()
+    following.set(file.id, stop)
+    let state
+    const current = () => uppy.getFile(file.id)
+    let upload
+    try {
+      upload = await followUpload({
+        baseUrl: base,
+        id: file.meta.mediagateUploadId,
+        getToken,
+        signal: stop.signal,
+        pollMs,
+        pollMaxMs,
+        forMs: pollForMs,
+        onView: (view) => {
+          if (view.state === state || !current()) return
+          state = view.state
+          uppy.setFileMeta(file.id, { mediagateState: view.state })
+          uppy.emit('mediagate:state', current(), view)
+        },
+      })
+    } catch (error) {
+      // Removed, or Uppy closed: nobody is waiting for this file any more.
+      if (stop.signal.aborted || !current()) return
+      uppy.log(`mediagate: ${error.message}`, 'warning')
+      uppy.emit('mediagate:error', current(), error)
+      return
+    } finally {
+      if (following.get(file.id) === stop) following.delete(file.id)
+    }
+    if (!current()) return
+    if (upload.state === 'ready') {
+      uppy.emit('mediagate:ready', current(), upload, upload.outputs ?? [])
+    } else if (FAILED.has(upload.state)) {
+      uppy.emit('mediagate:failed', current(), upload)
     }
   }
 
@@ -118,7 +145,13 @@ export function mediagateUppy(uppy, options) {
   })
   uppy.on('upload-success', (file) => {
     forget(file)
-    follow(file).catch((error) => uppy.log(`mediagate: ${error.message}`, 'warning'))
+    follow(uppy.getFile(file.id) ?? file).catch((error) =>
+      uppy.log(`mediagate: ${error.message}`, 'warning'),
+    )
+  })
+  uppy.on('file-removed', (file) => following.get(file.id)?.abort())
+  uppy.on('cancel-all', () => {
+    for (const stop of following.values()) stop.abort()
   })
   return uppy
 }
