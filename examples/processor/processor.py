@@ -100,9 +100,9 @@ def send_report(key, url, report):
             # The outcome had already ended (a report of ours that got through before).
             log(f"trigger={trigger}", f"reported {state}: already finished")
             return True
-        # mediagate records a delivery once we have answered it, so a report sent at once can
-        # get there first and is then refused like a forged one (401): worth another try.
-        if status is not None and status < 500 and status != 401:
+        # 5xx (among them 503 delivery_pending: our answer to the delivery is still being
+        # recorded) and network errors are worth another try; other refusals are final.
+        if status is not None and status < 500:
             log(f"trigger={trigger}", f"report {state} refused: HTTP {status} {detail}")
             return False
         log(f"trigger={trigger}", f"report {state} attempt {attempt} failed:",

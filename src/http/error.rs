@@ -229,6 +229,10 @@ impl From<ReportError> for ApiError {
             }
             ReportError::Malformed(m) => ApiError::bad_request(m),
             ReportError::Finished(m) => ApiError::new(StatusCode::CONFLICT, "already_finished", m),
+            ReportError::Early(m) => ApiError {
+                retry_after: Some(Duration::from_secs(1)),
+                ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "delivery_pending", m)
+            },
             ReportError::Invalid(m) => ApiError::invalid_request(m),
             ReportError::OutputMissing(m) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "output_missing", m)

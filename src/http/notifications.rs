@@ -225,7 +225,8 @@ pub struct ReportAck {
         (status = 401, description = "invalid_signature: unsigned, wrong secret, stale, or no such trigger", body = ErrorBody),
         (status = 409, description = "already_finished: the outcome ended, or the workflow does not follow one", body = ErrorBody),
         (status = 413, description = "payload_too_large", body = ErrorBody),
-        (status = 422, description = "invalid_request: outputs outside the workflow's output location / output_missing", body = ErrorBody)))]
+        (status = 422, description = "invalid_request: outputs outside the workflow's output location / output_missing", body = ErrorBody),
+        (status = 503, description = "delivery_pending (Retry-After): sent before the answer to the delivery was recorded", body = ErrorBody)))]
 pub async fn processing_report(
     State(app): State<Arc<App>>,
     headers: HeaderMap,

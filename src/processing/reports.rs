@@ -92,6 +92,10 @@ pub enum ReportError {
     /// The outcome ended before, or the workflow does not follow one.
     #[error("{0}")]
     Finished(String),
+    /// Sent before the answer to the trigger's delivery was recorded: worth sending again in
+    /// a moment.
+    #[error("{0}")]
+    Early(String),
     #[error("{0}")]
     Invalid(String),
     #[error("{0}")]
@@ -126,6 +130,7 @@ pub async fn accept(
         .report_target(&body.trigger_id)
         .await?
         .ok_or_else(|| unsigned("no delivered trigger has this id"))?;
+    let early = !target.delivered;
     let workflow = workflows
         .iter()
         .find(|w| w.id == target.workflow_id)
@@ -143,6 +148,11 @@ pub async fn accept(
     if !signed_by_it {
         return Err(unsigned(
             "webhook-signature does not match the workflow's secret",
+        ));
+    }
+    if early {
+        return Err(ReportError::Early(
+            "the trigger's delivery is still being recorded; send the report again".into(),
         ));
     }
     if !workflow.def.track_outcome {

@@ -9,7 +9,7 @@ use super::Store;
 use super::batch::{BatchRow, Statements, push_rows};
 use super::outcomes::refresh_upload_states;
 use super::runs::{OutputInsert, OutputRow};
-use crate::kinds::{ProcessingState, Reason};
+use crate::kinds::{ProcessingState, Reason, TriggerState};
 
 /// The trigger a report names, as far as checking the report needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,6 +17,9 @@ pub struct ReportTarget {
     pub workflow_id: String,
     pub upload_id: Option<String>,
     pub processing: ProcessingState,
+    /// Whether its delivery is recorded. A receiver may report before the answer to the
+    /// delivery is written: then the trigger is still in flight.
+    pub delivered: bool,
 }
 
 /// A checked report.
@@ -54,10 +57,11 @@ pub struct ReportRow {
 }
 
 impl Store {
-    /// The delivered trigger `trigger_id`, if there is one.
+    /// The delivered (or in flight) workflow trigger `trigger_id`, if there is one.
     pub async fn report_target(&self, trigger_id: &str) -> anyhow::Result<Option<ReportTarget>> {
         let row = sqlx::query(
-            "SELECT workflow_id, upload_id, outcome FROM triggers WHERE id = $1 AND state = 'delivered'",
+            "SELECT workflow_id, upload_id, outcome, state FROM triggers
+             WHERE id = $1 AND state IN ('delivered', 'in_flight') AND sink IN ('mps', 'webhook')",
         )
         .bind(trigger_id)
         .fetch_optional(&self.reader)
@@ -69,6 +73,7 @@ impl Store {
                 upload_id: r.try_get("upload_id")?,
                 processing: super::stored_opt(&r, "outcome", ProcessingState::parse)?
                     .unwrap_or(ProcessingState::Untracked),
+                delivered: r.try_get::<String, _>("state")? == TriggerState::Delivered.as_str(),
             })
         })
         .transpose()

@@ -222,3 +222,84 @@ async fn a_workflow_that_does_not_follow_outcomes_takes_no_reports() {
     .await;
     assert_eq!(r.status(), 409);
 }
+
+/// A receiver so quick that it reports from inside the delivery, before its answer to the
+/// delivery is recorded: the answers it got, in order.
+struct ReportsAtOnce {
+    answers: std::sync::Mutex<Vec<(u16, Option<String>, Value)>>,
+}
+
+#[async_trait::async_trait]
+impl mediagate::processing::Sink for ReportsAtOnce {
+    async fn deliver(
+        &self,
+        _target: &mediagate::workflows::Sink,
+        delivery: &mediagate::processing::Delivery,
+    ) -> Result<mediagate::processing::Delivered, mediagate::processing::DeliveryError> {
+        let url = &delivery
+            .report
+            .as_ref()
+            .expect("a tracked workflow")
+            .report_url;
+        let body = json!({"trigger_id": delivery.trigger_id, "state": "running"}).to_string();
+        let key = mediagate::signing::webhook_signing_key(WEBHOOK_SECRET);
+        let signature =
+            mediagate::signing::webhook_signature(&key, "early", now(), body.as_bytes());
+        let r = reqwest::Client::new()
+            .post(url)
+            .header("webhook-id", "early")
+            .header("webhook-timestamp", now().to_string())
+            .header("webhook-signature", signature)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let retry = r
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let answer = (status, retry, r.json().await.unwrap_or(Value::Null));
+        self.answers.lock().unwrap().push(answer);
+        Ok(Default::default())
+    }
+}
+
+#[tokio::test]
+async fn a_report_sent_before_its_delivery_is_recorded_is_asked_again_not_refused() {
+    let sink = std::sync::Arc::new(ReportsAtOnce {
+        answers: Default::default(),
+    });
+    let app = TestApp::builder()
+        .own_public_url()
+        .webhook_sink(sink.clone())
+        .spawn()
+        .await;
+    let body = json!({"name": "quick", "state": "Active", "bucket": "media-input",
+        "prefix": "uploads/", "sink": "webhook", "webhook_url": app.hooks.url,
+        "webhook_secret": WEBHOOK_SECRET, "track_outcome": true});
+    let r = app
+        .admin(reqwest::Method::POST, "/v1/admin/workflows", Some(body))
+        .await;
+    assert_eq!(r.status(), 201);
+    let (id, key) = app.issue("alice", "clip.mp4", json!({})).await;
+    assert_eq!(app.upload_completed(&key, "abc", &id).await.status(), 200);
+    app.drain().await;
+    let answers = sink.answers.lock().unwrap().clone();
+    assert_eq!(answers.len(), 1);
+    let (status, retry, error) = &answers[0];
+    assert_eq!((*status, retry.as_deref()), (503, Some("1")), "{error}");
+    assert_eq!(error["error"]["code"], "delivery_pending");
+
+    // Sent again once the delivery is recorded, the same report is taken.
+    let view = app.upload("alice", &id).await;
+    let trigger = view["triggers"][0]["id"].as_str().unwrap();
+    let running = json!({"trigger_id": trigger, "state": "running"});
+    let r = report(&app, WEBHOOK_SECRET, "early", now(), &running).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["result"], "applied");
+    assert_eq!(
+        app.upload("alice", &id).await["triggers"][0]["processing"],
+        "running"
+    );
+}
