@@ -5,17 +5,20 @@
 # app token, requests an upload, uploads a clip made with ffmpeg with boto3, and shows each
 # step: the credentials (secret masked), the event RGW sent, the workflow matched, the upload
 # going `processing` -> `ready` as the processor reports, the processor's log, the outputs'
-# signed URLs, and ffprobe reading the rendition through its URL. It also builds the web
+# signed URLs, ffprobe reading the rendition through its URL, and the signed lifecycle events
+# the app's backend was told ([events]). It also builds the web
 # client's example page, serves it, prepares the bucket's CORS with `mediagate bucket setup`,
 # and prints the page's URL.
 # Everything it started is stopped on exit; with MEDIAGATE_DEMO_KEEP=1 it keeps running (the
 # page usable in a browser) until Ctrl-C.
-#   MEDIAGATE_DEMO_PORT (18080), MEDIAGATE_DEMO_HOOK_PORT (18090) and MEDIAGATE_DEMO_PAGE_PORT
+#   MEDIAGATE_DEMO_PORT (18080), MEDIAGATE_DEMO_HOOK_PORT (18090, the processor),
+#   MEDIAGATE_DEMO_EVENTS_PORT (18091, the app backend's receiver) and MEDIAGATE_DEMO_PAGE_PORT
 #   (18070) choose the local ports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PORT=${MEDIAGATE_DEMO_PORT:-18080}
 HOOK_PORT=${MEDIAGATE_DEMO_HOOK_PORT:-18090}
+EVENTS_PORT=${MEDIAGATE_DEMO_EVENTS_PORT:-18091}
 PAGE_PORT=${MEDIAGATE_DEMO_PAGE_PORT:-18070}
 WORK=$(mktemp -d /tmp/mediagate-demo.XXXXXX)
 PIDS=()
@@ -43,6 +46,7 @@ echo "RGW at $RGW; role arn:aws:iam:::role/uploader"
 step "3. Starting mediagate on SQLite, configured for RGW"
 JWT_SECRET=$(random); ADMIN_TOKEN=$(random); S3_TOKEN=$(random)
 HOOK_SECRET="whsec_$(python3 -c 'import base64,secrets;print(base64.b64encode(secrets.token_bytes(24)).decode())')"
+EVENTS_SECRET="whsec_$(python3 -c 'import base64,secrets;print(base64.b64encode(secrets.token_bytes(24)).decode())')"
 cat > "$WORK/mediagate.toml" <<CONF
 [server]
 listen = "127.0.0.1:$PORT"
@@ -67,6 +71,10 @@ access_key_secret = "TESTERSK"
 role_arn = "arn:aws:iam:::role/uploader"
 [notifications]
 s3_token = "$S3_TOKEN"
+[events]
+webhook_url = "http://127.0.0.1:$EVENTS_PORT/events"
+webhook_secret = "$EVENTS_SECRET"
+types = ["upload.processing", "upload.ready", "upload.failed", "upload.rejected"]
 [[workflows]]
 name = "demo-transcode"
 state = "Active"
@@ -86,6 +94,9 @@ PIDS+=($!)
 for _ in $(seq 1 100); do curl -sf -o /dev/null "http://127.0.0.1:$HOOK_PORT/" && break; sleep 0.1; done
 curl -sf -o /dev/null "http://127.0.0.1:$HOOK_PORT/" || { cat "$WORK/processor.log"; echo "the processor did not start" >&2; exit 1; }
 echo "reference processor at http://127.0.0.1:$HOOK_PORT/hooks (examples/processor/processor.py)"
+# The app's own backend, told of upload changes ([events]); it checks each signature.
+"$PY" tests/e2e/webhook_receiver.py "$EVENTS_PORT" "$EVENTS_SECRET" "$WORK/events.jsonl" &
+PIDS+=($!)
 target/debug/mediagate serve --config "$WORK/mediagate.toml" >"$WORK/mediagate.log" 2>&1 &
 PIDS+=($!)
 BASE="http://127.0.0.1:$PORT"
@@ -201,7 +212,21 @@ case "$PROBE" in
   *) echo "the rendition is not a 240p H.264 video" >&2; exit 1 ;;
 esac
 
-step "10. The browser page: uploads straight to RGW, every request signed by mediagate"
+step "10. What the app's backend was told ([events], Standard Webhooks signed, bucket and key)"
+for _ in $(seq 1 50); do grep -q '"upload.ready"' "$WORK/events.jsonl" 2>/dev/null && break; sleep 0.1; done
+python3 - "$WORK/events.jsonl" <<'PY'
+import json, sys
+told = [json.loads(line) for line in open(sys.argv[1])]
+for t in told:
+    e = t["event"]
+    outputs = ", ".join(f'{o["bucket"]}/{o["key"]}' for o in e["data"]["outputs"]) or "-"
+    print(f'{e["type"]:<18} id {t["webhook-id"]}  signature verified: {t["verified"]}  outputs: {outputs}')
+ready = [t for t in told if t["event"]["type"] == "upload.ready"]
+if len(ready) != 1 or not all(t["verified"] for t in told):
+    sys.exit("the backend was not told exactly one verified upload.ready")
+PY
+
+step "11. The browser page: uploads straight to RGW, every request signed by mediagate"
 target/debug/mediagate bucket setup --config "$WORK/mediagate.toml" 2>/dev/null
 scripts/web.sh 2>/dev/null
 python3 -m http.server "$PAGE_PORT" --bind 127.0.0.1 --directory clients/web/example \
@@ -211,7 +236,7 @@ PAGE="http://127.0.0.1:$PAGE_PORT/?api=$(python3 -c 'import sys,urllib.parse;pri
 for _ in $(seq 1 50); do curl -sf -o /dev/null "$PAGE" && break; sleep 0.1; done
 curl -sf "$PAGE" | grep -q 'id="uploader"' || { echo "the page is not served" >&2; exit 1; }
 echo "page for alice (token valid for an hour): $PAGE"
-step "Done: credentials vended, upload scoped by RGW, event matched, processed, reported and ready"
+step "Done: credentials vended, upload scoped by RGW, event matched, processed, reported, ready, and the backend told"
 if [ "${MEDIAGATE_DEMO_KEEP:-0}" = 1 ]; then
   echo "Keeping everything running for the page; Ctrl-C stops it."
   wait
