@@ -165,7 +165,12 @@ impl App {
             config.storage.bucket.clone(),
             config.sts.duration_seconds,
         );
-        let auth = Authenticator::new(&config.auth, store.clone(), clock.clone())?;
+        let auth = Authenticator::new(
+            &config.auth,
+            &config.quotas.plan_claim,
+            store.clone(),
+            clock.clone(),
+        )?;
         let keys = KeyStore::new(&config.notifications)?;
         let wake_worker = Arc::new(Notify::new());
         let objects = sinks.objects.clone();
@@ -199,6 +204,7 @@ impl App {
                 &config.events,
                 WebhookClient::new(Duration::from_millis(config.processing.webhook_timeout_ms))?,
             ),
+            config.quotas.clone(),
         ));
         let limits = VendLimits::new(&config.limits);
         let auth_throttle = AuthThrottle::new(&config.limits);
@@ -240,6 +246,7 @@ impl App {
             public_url: &self.config.server.public_url,
             limits: &self.limits,
             outputs: &self.config.outputs,
+            quotas: &self.config.quotas,
             clock: self.clock.as_ref(),
         }
     }

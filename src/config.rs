@@ -18,6 +18,7 @@ pub use crate::processing::lifecycle::EventsConfig;
 pub use crate::processing::reconcile::ReconcileConfig;
 pub use crate::processing::verify::{Playlists, UnknownContent, VerificationConfig};
 pub use crate::processing::{MpsConfig, ProcessingConfig};
+pub use crate::quotas::QuotasConfig;
 pub use crate::storage::{CredentialScope, PostSigning, Provider, StorageConfig};
 pub use crate::store::DatabaseConfig;
 pub use crate::sts::StsConfig;
@@ -45,6 +46,8 @@ pub struct Config {
     pub outputs: OutputsConfig,
     /// `[events]`: lifecycle events for the app's own backend.
     pub events: EventsConfig,
+    /// `[quotas]`: plans and what they allow.
+    pub quotas: QuotasConfig,
     /// `[[workflows]]`: loaded into the database at start (matched by name).
     pub workflows: Vec<WorkflowConfig>,
 }
@@ -417,7 +420,12 @@ impl Config {
             );
         }
 
-        for problem in self.events.problems() {
+        for problem in self
+            .events
+            .problems()
+            .into_iter()
+            .chain(self.quotas.problems())
+        {
             p(problem);
         }
 

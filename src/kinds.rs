@@ -205,6 +205,10 @@ text_enum! {
         DeliveryFailed = "delivery_failed",
         /// A delivery failed for good (dead letter).
         DeliveryAbandoned = "delivery_abandoned",
+        /// The object takes its user past their plan (`[quotas]`): the store's size counts.
+        QuotaExceeded = "quota_exceeded",
+        /// Its user is suspended.
+        UserSuspended = "user_suspended",
     }
 }
 

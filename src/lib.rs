@@ -25,6 +25,8 @@ pub mod media;
 pub mod notifications;
 /// The durable trigger queue, its worker and the sinks (MPS, webhooks).
 pub mod processing;
+/// Permission control: plans, quotas counted from the uploads, suspension.
+pub mod quotas;
 /// Serving the app on a listener until a shutdown signal.
 pub mod server;
 /// Signature maths (pure).

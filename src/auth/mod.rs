@@ -35,6 +35,9 @@ pub struct Principal {
     pub subject: String,
     /// Where this caller's uploads live, derived from the subject.
     pub segment: UserSegment,
+    /// The plan the token names (`quotas.plan_claim`); none for API keys and tokens without
+    /// the claim. A claim that is not a string reads as an empty name, which no plan has.
+    pub plan: Option<String>,
 }
 
 /// Why a request is not authenticated. Every variant is a 401 to the client; the message is
@@ -64,6 +67,9 @@ struct Claims {
     exp: Option<f64>,
     #[serde(default)]
     nbf: Option<f64>,
+    /// The others, among them the one naming the plan.
+    #[serde(flatten)]
+    rest: serde_json::Map<String, serde_json::Value>,
 }
 
 pub struct Authenticator {
@@ -75,13 +81,20 @@ pub struct Authenticator {
     es256_rules: Validation,
     leeway: u64,
     verified: verified::VerifiedTokens,
+    /// The claim naming the caller's plan.
+    plan_claim: String,
     store: Store,
     /// Decides `exp` and `nbf`, and how long an accepted token is remembered.
     clock: Arc<dyn Clock>,
 }
 
 impl Authenticator {
-    pub fn new(config: &AuthConfig, store: Store, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+    pub fn new(
+        config: &AuthConfig,
+        plan_claim: &str,
+        store: Store,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Self> {
         let jwks = match &config.jwks_url {
             Some(url) => Some(Jwks::new(
                 url.clone(),
@@ -102,6 +115,7 @@ impl Authenticator {
             es256_rules: validation(config, Algorithm::ES256),
             leeway: config.leeway_seconds,
             verified: verified::VerifiedTokens::new(),
+            plan_claim: plan_claim.to_owned(),
             store,
             clock,
         })
@@ -142,6 +156,7 @@ impl Authenticator {
         Ok(Principal {
             subject: format!("apikey:{name}"),
             segment: UserSegment::for_api_key(&name),
+            plan: None,
         })
     }
 
@@ -194,9 +209,14 @@ impl Authenticator {
         if claims.sub.is_empty() {
             return Err(AuthError::Invalid);
         }
+        let plan = claims.rest.get(&self.plan_claim).map(|v| match v {
+            serde_json::Value::String(name) => name.clone(),
+            _ => String::new(),
+        });
         let principal = Principal {
             segment: UserSegment::for_subject(&claims.sub),
             subject: claims.sub,
+            plan,
         };
         self.verified.insert(token, &principal, accepted_until, at);
         Ok(principal)

@@ -72,6 +72,7 @@ mod tests {
         Principal {
             subject: "alice".into(),
             segment: UserSegment::for_subject("alice"),
+            plan: None,
         }
     }
 

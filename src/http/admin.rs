@@ -32,7 +32,7 @@ use crate::workflows::{Sink, Workflow, WorkflowDef};
 
 /// An operator authenticated with `auth.admin_token`, and where the request came from, for
 /// the audit trail; with no token configured the admin API is closed.
-pub struct Admin(Actor);
+pub struct Admin(pub(super) Actor);
 
 impl FromRequestParts<Arc<App>> for Admin {
     type Rejection = ApiError;
@@ -414,7 +414,7 @@ pub struct AuditView {
     client_ip: String,
     request_id: String,
     /// `workflow.create`, `workflow.update`, `workflow.delete`, `trigger.retry`,
-    /// `upload.reprocess`.
+    /// `upload.reprocess`, `user.change`.
     action: String,
     /// The workflow, trigger or upload id.
     target: String,

@@ -16,6 +16,8 @@ use crate::notifications::NotificationError;
 use crate::notifications::keys::KeyError;
 use crate::processing::Reprocessed;
 use crate::processing::reports::ReportError;
+use crate::quotas::Refusal;
+use crate::quotas::standing::StandingError;
 use crate::sts::StsError;
 use crate::uploads::{UploadError, UploadRefused};
 
@@ -25,6 +27,8 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub retry_after: Option<Duration>,
+    /// For `quota_exceeded`: the limit the request would pass.
+    pub quota: Option<&'static str>,
 }
 
 impl ApiError {
@@ -34,6 +38,7 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after: None,
+            quota: None,
         }
     }
 
@@ -250,8 +255,44 @@ impl From<UploadError> for ApiError {
             UploadError::Forbidden(m) => ApiError::forbidden(m),
             UploadError::InvalidState(m) => ApiError::invalid_state(m),
             UploadError::Limited(r) => r.into(),
+            UploadError::Standing(r) => r.into(),
             UploadError::Sts(s) => s.into(),
             UploadError::Store(e) => ApiError::internal(e),
+        }
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::Over {
+                quota,
+                message,
+                retry_after_seconds,
+            } => ApiError {
+                retry_after: retry_after_seconds.map(Duration::from_secs),
+                quota: Some(quota.as_str()),
+                ..ApiError::new(StatusCode::FORBIDDEN, "quota_exceeded", message)
+            },
+            Refusal::Suspended => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "user_suspended",
+                "this user is suspended",
+            ),
+            Refusal::UnknownPlan(name) => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "unknown_plan",
+                format!("plan {name:?} is not one this service offers"),
+            ),
+        }
+    }
+}
+
+impl From<StandingError> for ApiError {
+    fn from(e: StandingError) -> Self {
+        match e {
+            StandingError::Refused(r) => r.into(),
+            StandingError::Store(e) => ApiError::internal(e),
         }
     }
 }
@@ -337,6 +378,13 @@ pub struct ErrorDetail {
     pub code: String,
     /// For people; may change.
     pub message: String,
+    /// `quota_exceeded`: which limit (`max_file_bytes`, `uploads_per_day`, `bytes_per_day`,
+    /// `bytes_total`, `kinds`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quota: Option<String>,
+    /// `quota_exceeded` of a day window: when it frees (as `Retry-After`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after_seconds: Option<u64>,
 }
 
 impl IntoResponse for ApiError {
@@ -345,6 +393,8 @@ impl IntoResponse for ApiError {
             error: ErrorDetail {
                 code: self.code.to_owned(),
                 message: self.message.clone(),
+                quota: self.quota.map(str::to_owned),
+                retry_after_seconds: self.quota.and(self.retry_after).map(|d| d.as_secs()),
             },
         };
         let body = serde_json::to_value(body).unwrap_or_else(|_| json!({}));

@@ -79,10 +79,24 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
     }
 }
 
-/// An authenticated app user or API-key caller; 401 `unauthorized` otherwise.
+/// An authenticated app user or API-key caller who is not suspended; 401 `unauthorized` or
+/// 403 `user_suspended` otherwise.
 pub struct User(pub Principal);
 
 impl FromRequestParts<Arc<App>> for User {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
+        let Member(principal) = Member::from_request_parts(parts, app).await?;
+        crate::quotas::standing::admit(&app.store, &principal).await?;
+        Ok(User(principal))
+    }
+}
+
+/// An authenticated app user or API-key caller, suspended or not (`GET /v1/me` tells them).
+pub struct Member(pub Principal);
+
+impl FromRequestParts<Arc<App>> for Member {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
@@ -90,7 +104,7 @@ impl FromRequestParts<Arc<App>> for User {
             .headers
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        Ok(User(app.auth.authenticate(header).await?))
+        Ok(Member(app.auth.authenticate(header).await?))
     }
 }
 

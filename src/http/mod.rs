@@ -9,6 +9,7 @@ mod notifications;
 mod openapi;
 mod ops;
 mod uploads;
+mod users;
 
 pub use extract::bearer;
 
@@ -129,6 +130,7 @@ fn routes(
         .routes(routes!(uploads::refresh_credentials))
         .routes(routes!(uploads::sign))
         .routes(routes!(uploads::sts_token))
+        .routes(routes!(users::me))
         .split_for_parts();
     // Set before the CORS layer so that it wraps preflight requests too, which no handler
     // takes; and this router is merged last so the outer fallback does not replace it.
@@ -161,6 +163,7 @@ fn routes(
         .routes(routes!(admin::get_upload))
         .routes(routes!(admin::reprocess_upload))
         .routes(routes!(admin::list_audit))
+        .routes(routes!(users::get_user, users::put_user))
         .split_for_parts();
     let (ops, mut api) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(ops::healthz))

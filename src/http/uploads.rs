@@ -490,6 +490,11 @@ pub async fn sts_token(
     let result = async {
         let authorization = authorization.as_ref().and_then(|v| v.to_str().ok());
         let principal = app.auth.authenticate(authorization).await?;
+        let user = crate::quotas::standing::admit(&app.store, &principal).await?;
+        // A plan that is not configured gets no credentials at all.
+        app.config
+            .quotas
+            .plan(user.as_ref(), principal.plan.as_deref())?;
         let caller = Caller {
             principal: &principal,
             ip,

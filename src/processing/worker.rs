@@ -17,6 +17,8 @@ use super::{Delivered, Delivery, DeliveryError, ReportTo};
 use super::{ProcessingConfig, Sinks};
 use crate::clock::Clock;
 use crate::kinds::{Reason, TriggerSink};
+use crate::quotas::standing::judge_verified;
+use crate::quotas::{QuotasConfig, Refusal};
 use crate::store::{Claimed, Outcome, Store, VerifiedWrite, now_millis};
 use crate::workflows::{Sink as Target, Workflow};
 
@@ -35,6 +37,8 @@ pub struct Worker {
     report_url: Option<String>,
     /// The app's backend, told of upload changes (`[events]`).
     backend: Option<Backend>,
+    /// Plans: a verified object must fit its user's.
+    quotas: QuotasConfig,
     backoff_max: Duration,
     lease_ms: i64,
     poll: Duration,
@@ -69,8 +73,10 @@ impl Worker {
         clock: Arc<dyn Clock>,
         report_url: Option<String>,
         backend: Option<Backend>,
+        quotas: QuotasConfig,
     ) -> Worker {
         Worker {
+            quotas,
             report_url,
             backend,
             store,
@@ -424,6 +430,7 @@ impl Worker {
             (None, None) => None,
         };
         let verdict = self.verifier.verify(&announced, mode).await?;
+        let verdict = self.judge_standing(job, verdict).await?;
         let key = announced.object_key.clone();
         let unplanned = |e: anyhow::Error| DeliveryError::Fatal(format!("{e:#}"));
         let (plan, size, content_type) = match verdict {
@@ -462,6 +469,51 @@ impl Worker {
             triggers: plan.triggers,
             held_until: self.clock.now_millis() + self.lease_ms,
             missing: false,
+        })
+    }
+
+    /// A verified object of a suspended user, or one past its user's plan, is refused like an
+    /// object that is not what it claims: its size is the store's.
+    async fn judge_standing(
+        &self,
+        job: &Claimed,
+        verdict: Verdict,
+    ) -> Result<Verdict, DeliveryError> {
+        let Verdict::Verified { head, .. } = &verdict else {
+            return Ok(verdict);
+        };
+        let Some(upload_id) = &job.upload_id else {
+            return Ok(verdict);
+        };
+        let unavailable =
+            |e: anyhow::Error| DeliveryError::Retry(format!("reading the user's standing: {e:#}"));
+        let Some(upload) = self
+            .store
+            .get_upload(upload_id)
+            .await
+            .map_err(unavailable)?
+        else {
+            return Ok(verdict);
+        };
+        let refusal = judge_verified(
+            &self.store,
+            &self.quotas,
+            &upload,
+            head.size,
+            self.clock.now_millis(),
+        )
+        .await
+        .map_err(unavailable)?;
+        Ok(match refusal {
+            None => verdict,
+            Some(Refusal::Suspended) => Verdict::Rejected {
+                code: Reason::UserSuspended,
+                detail: "the user is suspended".into(),
+            },
+            Some(other) => Verdict::Rejected {
+                code: Reason::QuotaExceeded,
+                detail: other.to_string(),
+            },
         })
     }
 

@@ -21,6 +21,7 @@ pub use runs::{DueRun, Lookup, OutputRow, RunRow};
 use secrecy::SecretString;
 use serde::Deserialize;
 pub use triggers::{Claimed, NewTrigger, QueueStats, TriggerRow};
+pub use users::{Held, Usage, UserChange, UserRow};
 pub use workflows::Saved;
 
 mod audit;
@@ -31,6 +32,7 @@ mod reconcile;
 mod reports;
 mod runs;
 mod triggers;
+mod users;
 mod workflows;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");

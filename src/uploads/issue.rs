@@ -8,6 +8,7 @@ use super::{Caller, NewUpload, Upload, UploadError, UploadRefused, UploadRequest
 use crate::credentials::forms::{PostForm, post_form, service_credentials};
 use crate::credentials::{ObjectKey, Scope};
 use crate::kinds::{UploadMode, UploadState};
+use crate::quotas::standing::reserve;
 use crate::storage::{Provider, StorageConfig};
 use crate::store::now_millis;
 use crate::sts::Credentials;
@@ -52,16 +53,6 @@ impl<'a> Uploads<'a> {
         let key = ObjectKey::build(self.prefix, user, &upload_id, &request.file)
             .map_err(UploadRefused::Invalid)?;
         let scope = Scope::for_upload(storage.credential_scope, self.prefix, user, &key);
-        // Only a form may be signed with the service keys: its policy pins the key and size.
-        // A presigned request is signed with the upload's session credentials, whose policy
-        // allows no reads, so headers a store acts on unsigned (a copy source) cannot turn it
-        // into a read of someone else's object.
-        let service_form = request.mode == UploadMode::PostPolicy && self.service_forms();
-        let credentials = if service_form {
-            Arc::new(service_credentials(self.sts))
-        } else {
-            self.vendor.credentials(user, &scope).await?
-        };
         let now = now_millis();
         let upload = Upload {
             id: upload_id.clone(),
@@ -80,7 +71,44 @@ impl<'a> Uploads<'a> {
             uploaded_at: None,
             updated_at: now,
         };
-        self.store.insert_upload(upload.to_row()?).await?;
+        // With plans, the upload is recorded (and counted) before anything is vended: a
+        // refused request costs no STS call, and instances sharing the database hand out the
+        // quota once.
+        let reserved = reserve(
+            self.store,
+            self.quotas,
+            caller.principal,
+            key.as_str(),
+            request.size.and_then(|s| u64::try_from(s).ok()),
+            self.clock.now_millis(),
+        )
+        .await?;
+        let row = upload.to_row()?;
+        if let Some(r) = reserved {
+            r.held.insert_upload(&row, r.bytes).await?;
+        }
+        // Only a form may be signed with the service keys: its policy pins the key and size.
+        // A presigned request is signed with the upload's session credentials, whose policy
+        // allows no reads, so headers a store acts on unsigned (a copy source) cannot turn it
+        // into a read of someone else's object.
+        let service_form = request.mode == UploadMode::PostPolicy && self.service_forms();
+        let credentials = if service_form {
+            Arc::new(service_credentials(self.sts))
+        } else if self.quotas.enabled() {
+            match self.vendor.credentials(user, &scope).await {
+                Ok(c) => c,
+                Err(e) => {
+                    // Nothing was handed out: the upload gives its reservation back.
+                    self.store.drop_issued_upload(&upload_id).await?;
+                    return Err(e.into());
+                }
+            }
+        } else {
+            self.vendor.credentials(user, &scope).await?
+        };
+        if !self.quotas.enabled() {
+            self.store.insert_upload(row).await?;
+        }
         let callback = oss_callback_params(self.public_url, &upload_id);
         let delivery = match request.mode {
             UploadMode::PostPolicy => Delivery::Form(post_form(

@@ -221,6 +221,8 @@ pub struct Uploads<'a> {
     pub public_url: &'a str,
     pub limits: &'a crate::credentials::limits::VendLimits,
     pub outputs: &'a OutputsConfig,
+    /// Plans: what a user may upload.
+    pub quotas: &'a crate::quotas::QuotasConfig,
     pub clock: &'a dyn crate::clock::Clock,
 }
 
@@ -353,10 +355,22 @@ pub enum UploadError {
     InvalidState(String),
     #[error("{}", .0.message)]
     Limited(RateLimited),
+    /// Suspended, over a plan's limit, or on a plan that is not configured.
+    #[error(transparent)]
+    Standing(#[from] crate::quotas::Refusal),
     #[error(transparent)]
     Sts(#[from] StsError),
     #[error(transparent)]
     Store(#[from] anyhow::Error),
+}
+
+impl From<crate::quotas::standing::StandingError> for UploadError {
+    fn from(e: crate::quotas::standing::StandingError) -> Self {
+        match e {
+            crate::quotas::standing::StandingError::Refused(r) => UploadError::Standing(r),
+            crate::quotas::standing::StandingError::Store(e) => UploadError::Store(e),
+        }
+    }
 }
 
 impl From<VendError> for UploadError {

@@ -19,6 +19,7 @@ mod openapi;
 mod outcomes;
 mod presign;
 mod protection;
+mod quotas;
 mod reports;
 mod rgw;
 mod rgw_outage;
