@@ -23,20 +23,7 @@ pub enum Operation {
     AbortMultipartUpload { upload_id: String },
 }
 
-/// S3 and OSS number parts from 1 to 10,000.
-pub const MAX_PART_NUMBER: u32 = 10_000;
-pub const MAX_MULTIPART_ID_BYTES: usize = 1024;
-
-/// Multipart upload ids as stores mint them (OSS: hex; S3: base64 and URL-safe base64; RGW:
-/// `2~` and letters). OSS signs sub-resource values raw, so an alphabet without `&` is what
-/// keeps an id from adding sub-resources of its own (`...&x-oss-process=image/info`).
-pub fn is_multipart_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= MAX_MULTIPART_ID_BYTES
-        && id.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'-' | b'+' | b'/' | b'=')
-        })
-}
+pub use crate::storage::{MAX_MULTIPART_ID_BYTES, MAX_PART_NUMBER, is_multipart_id};
 
 impl Operation {
     /// The operation a request names by its method and multipart fields; a message fit for

@@ -423,16 +423,21 @@ impl Worker {
                 .map(|u| u.mode),
             (None, None) => None,
         };
-        let verdict = self.verifier.verify(&announced, mode).await?;
+        let verdict = self.verifier.verify(&job.id, &announced, mode).await?;
         let key = announced.object_key.clone();
         let unplanned = |e: anyhow::Error| DeliveryError::Fatal(format!("{e:#}"));
         let (plan, size, content_type) = match verdict {
-            Verdict::Verified { head, container } => {
+            Verdict::Verified {
+                head,
+                container,
+                copy,
+            } => {
                 let object = Delivery {
                     etag: head.etag,
                     size: i64::try_from(head.size).ok(),
                     content_type: head.content_type.clone(),
                     container: container.map(str::to_owned),
+                    protected_key: copy,
                     ..announced
                 };
                 let plan = Plan::for_object(workflows, &object).map_err(unplanned)?;

@@ -813,7 +813,6 @@ pub(crate) fn bucket_api(app: &TestApp) -> mediagate::storage::setup::BucketApi 
     use mediagate::storage::reader::ReaderSettings;
     let config = &app.app.config;
     mediagate::storage::setup::BucketApi::new(
-        &config.storage,
         ReaderSettings::new(
             &config.storage,
             (&config.sts.access_key_id, &config.sts.access_key_secret),
