@@ -182,6 +182,10 @@ impl BucketClient {
                 ));
             }
         }
+        // An empty body goes without a length otherwise, which RGW refuses on a POST (411).
+        if call.body.is_empty() && matches!(call.method, "POST" | "PUT") {
+            headers.push(("content-length".into(), "0".into()));
+        }
         let mut request = self
             .http
             .request(call.method.parse()?, &url)
