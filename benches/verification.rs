@@ -262,7 +262,11 @@ fn main() {
         results.push((mode, rate(objects, p.processed)));
     }
     let mean = |mode: Mode| {
-        let v: Vec<f64> = results.iter().filter(|r| r.0 == mode).map(|r| r.1).collect();
+        let v: Vec<f64> = results
+            .iter()
+            .filter(|r| r.0 == mode)
+            .map(|r| r.1)
+            .collect();
         v.iter().sum::<f64>() / v.len() as f64
     };
     println!(

@@ -480,6 +480,30 @@ mod tests {
         }
     }
 
+    #[test]
+    fn copies_follow_the_upload_layout_and_always_fit_for_issued_keys() {
+        let job = "01a2537a-13c6-74d7-9565-ba2fbe710320";
+        assert_eq!(
+            protected_key("verified/", Some("alice"), "uploads/alice/up/a b.mp4", job).as_deref(),
+            Some("verified/alice/01a2537a-13c6-74d7-9565-ba2fbe710320/a b.mp4")
+        );
+        assert_eq!(
+            protected_key("v/", None, "uploads/deep/er/x.mp4", job).as_deref(),
+            Some("v/01a2537a-13c6-74d7-9565-ba2fbe710320/x.mp4")
+        );
+        // The longest key mediagate issues: the longest prefix, user segment and file name.
+        let prefix = format!("{}/", "p".repeat(crate::credentials::MAX_PREFIX_BYTES - 1));
+        let user = "u".repeat(64);
+        let name = "視".repeat(crate::storage::MAX_FILE_NAME_CHARS);
+        let key = format!("{prefix}{user}/{job}/{name}");
+        assert!(key.len() <= crate::credentials::MAX_OBJECT_KEY_BYTES);
+        let copy = protected_key(&prefix, Some(&user), &key, job).unwrap();
+        assert_eq!(copy.len(), key.len());
+        // A name no issued key has, too long beside the job.
+        let long = format!("uploads/{}", "n".repeat(1000));
+        assert_eq!(protected_key("verified/", None, &long, job), None);
+    }
+
     fn code(v: Option<Verdict>) -> Option<Reason> {
         match v? {
             Verdict::Rejected { code, .. } => Some(code),
