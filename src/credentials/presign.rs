@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 use secrecy::ExposeSecret;
 
 use crate::signing::{OssQuery, Unsignable, oss_presigned_query};
+use crate::storage::signed::encode_key;
 use crate::storage::{Provider, StorageConfig};
 use crate::sts::Credentials;
 
@@ -240,14 +241,6 @@ fn signed_url(
         Provider::S3 => s3_presigned_url(&base, &storage.region, creds, request, expires_in, now)
             .map_err(PresignError::Signer),
     }
-}
-
-/// `key` for a URL path: every byte but the unreserved ones encoded, `/` kept.
-fn encode_key(key: &str) -> String {
-    key.split('/')
-        .map(query_encode)
-        .collect::<Vec<_>>()
-        .join("/")
 }
 
 fn query_encode(value: &str) -> String {

@@ -143,22 +143,16 @@ impl StoreReader {
 
     /// `key` when it is under the upload prefix or the copies prefix, and reads as itself.
     fn checked<'a>(&self, key: &'a str) -> Result<&'a str, ReadError> {
-        let under = |prefix: &str| key.starts_with(prefix) && key.len() > prefix.len();
-        self.checked_under(
-            key,
-            under(&self.prefix) || self.copies.as_deref().is_some_and(under),
-        )
+        self.checked_under(key, below(key, &self.prefix) || self.is_copy(key))
     }
 
-    /// `key` when it is a copy under the copies prefix, and reads as itself.
-    fn checked_copy<'a>(&self, key: &'a str) -> Result<&'a str, ReadError> {
-        let copy = self
-            .copies
+    fn is_copy(&self, key: &str) -> bool {
+        self.copies
             .as_deref()
-            .is_some_and(|prefix| key.starts_with(prefix) && key.len() > prefix.len());
-        self.checked_under(key, copy)
+            .is_some_and(|prefix| below(key, prefix))
     }
 
+    /// `key` when `inside` and it reads as itself.
     fn checked_under<'a>(&self, key: &'a str, inside: bool) -> Result<&'a str, ReadError> {
         // OpenDAL trims and collapses paths; a key it would change names another object.
         if !inside
@@ -170,6 +164,11 @@ impl StoreReader {
         }
         Ok(key)
     }
+}
+
+/// Whether `key` names an object below `prefix`.
+fn below(key: &str, prefix: &str) -> bool {
+    key.starts_with(prefix) && key.len() > prefix.len()
 }
 
 /// An OpenDAL operator for `bucket`, with the reader's keys, address and client.
@@ -318,9 +317,8 @@ impl ObjectReader for StoreReader {
         target: &str,
         part_bytes: u64,
     ) -> Result<(), ReadError> {
-        let inside = source.starts_with(&self.prefix) && source.len() > self.prefix.len();
-        let source = self.checked_under(source, inside)?;
-        let target = self.checked_copy(target)?;
+        let source = self.checked_under(source, below(source, &self.prefix))?;
+        let target = self.checked_under(target, self.is_copy(target))?;
         let head = super::copy::Source {
             key: source,
             size: head.size,
@@ -336,7 +334,8 @@ impl ObjectReader for StoreReader {
     }
 
     async fn delete_copy(&self, target: &str) -> Result<(), ReadError> {
-        super::copy::delete(&self.bucket, self.checked_copy(target)?)
+        let target = self.checked_under(target, self.is_copy(target))?;
+        super::copy::delete(&self.bucket, target)
             .await
             .map_err(ReadError::Unavailable)
     }
