@@ -1472,7 +1472,7 @@ async fn app_credentials_cannot_write_or_read_the_protected_copies() {
     let app = spawn(&bucket, |_| {}).await;
     setup(&app, &bucket, &[], &[&bucket]).await;
     webhook_workflow(&app, &bucket, "uploads/").await;
-    let upload = request_upload(&app, "alice", json!({"file_name": "a.mp4"})).await;
+    let upload = request_upload(&app, "alice", json!({"file_name": "a b+視.mp4"})).await;
     let key = upload["object_key"].as_str().unwrap().to_owned();
     let put = s3client("put", args(&upload, &key, json!({"size": 8000}))).await;
     assert_eq!(put["ok"], true, "{put}");
@@ -1542,7 +1542,8 @@ async fn rgw_copies_large_objects_in_parts() {
     let app = spawn(&bucket, |c| c.verification.copy_part_bytes = 5 << 20).await;
     setup(&app, &bucket, &[], &[&bucket]).await;
     webhook_workflow(&app, &bucket, "uploads/").await;
-    let upload = request_upload(&app, "alice", json!({"file_name": "long.mp4"})).await;
+    // A name with a space, a `+` and a character outside ASCII: the copy source is encoded.
+    let upload = request_upload(&app, "alice", json!({"file_name": "long take+(視).mp4"})).await;
     let key = upload["object_key"].as_str().unwrap().to_owned();
     let size = 12 * 1024 * 1024 + 5;
     let put = s3client("put", args(&upload, &key, json!({"size": size}))).await;
