@@ -1,7 +1,8 @@
 //! `cargo bench --bench verification`: how many announced objects per second mediagate
-//! verifies in the store (a signed HEAD and a ranged GET each) and delivers, next to the same
-//! run with verification off, and how fast notifications are taken in meanwhile (intake must
-//! not wait on the store).
+//! verifies in the store and delivers: with protected copies (a HEAD, a server-side copy, and
+//! a HEAD and a ranged GET of the copy each), without (a HEAD and a ranged GET), and with
+//! verification off; and how fast notifications are taken in meanwhile (intake must not wait
+//! on the store).
 //!
 //! Environment: `BENCH_OBJECTS` per pass (2000), `BENCH_RGW_URL` (the store is that Ceph RGW,
 //! from `scripts/rgw.sh start`; default: the loopback OSS stand-in that checks every request's
@@ -141,7 +142,28 @@ struct Pass {
     processed: Duration,
 }
 
-async fn pass(pass: usize, verify: bool, objects: usize, receiver: &WebhookReceiver) -> Pass {
+/// What a pass does with an announced object before it is delivered.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Verified in a protected copy (the default).
+    Copies,
+    /// Verified in place.
+    InPlace,
+    /// Not looked up.
+    Off,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Copies => "on, protected copy",
+            Mode::InPlace => "on, in place",
+            Mode::Off => "off",
+        }
+    }
+}
+
+async fn pass(pass: usize, mode: Mode, objects: usize, receiver: &WebhookReceiver) -> Pass {
     let sts = StsFake::start().await;
     let dir = tempfile::tempdir().unwrap();
     let store = Store::new(pass).await;
@@ -150,7 +172,8 @@ async fn pass(pass: usize, verify: bool, objects: usize, receiver: &WebhookRecei
         format!("sqlite://{}/mediagate.db", dir.path().display()),
     );
     store.configure(&mut c);
-    c.verification.enabled = verify;
+    c.verification.enabled = mode != Mode::Off;
+    c.verification.protected_copy = mode == Mode::Copies;
     c.processing.concurrency = 32;
     c.workflows = vec![WorkflowConfig {
         name: "bench-hooks".into(),
@@ -227,22 +250,28 @@ fn main() {
     println!("| verification | intake events/s | announced -> delivered objects/s |");
     println!("|---|---:|---:|");
     let mut results = Vec::new();
-    for (i, verify) in [true, false, true, false].into_iter().enumerate() {
-        let p = rt.block_on(pass(i, verify, objects, &receiver));
+    let modes = [Mode::Copies, Mode::InPlace, Mode::Off];
+    for (i, mode) in modes.into_iter().chain(modes).enumerate() {
+        let p = rt.block_on(pass(i, mode, objects, &receiver));
         println!(
             "| {} | {:.0} | {:.0} |",
-            if verify { "on" } else { "off" },
+            mode.name(),
             rate(objects, p.intake),
             rate(objects, p.processed)
         );
-        results.push((verify, rate(objects, p.processed)));
+        results.push((mode, rate(objects, p.processed)));
     }
-    let mean = |on: bool| {
-        let v: Vec<f64> = results.iter().filter(|r| r.0 == on).map(|r| r.1).collect();
+    let mean = |mode: Mode| {
+        let v: Vec<f64> = results
+            .iter()
+            .filter(|r| r.0 == mode)
+            .map(|r| r.1)
+            .collect();
         v.iter().sum::<f64>() / v.len() as f64
     };
     println!(
-        "\nprocessed objects/s, verification on / off: {:.2}",
-        mean(true) / mean(false)
+        "\nprocessed objects/s, protected copy / in place / off: {:.2} / {:.2} / 1",
+        mean(Mode::Copies) / mean(Mode::Off),
+        mean(Mode::InPlace) / mean(Mode::Off)
     );
 }

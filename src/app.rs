@@ -133,10 +133,16 @@ impl App {
         let sinks = Sinks {
             mps: mps.clone(),
             webhook: Arc::new(WebhookClient::new(webhook_timeout)?),
-            objects: Arc::new(StoreReader::new(
-                &reader,
-                crate::upstream::client(Duration::from_secs(10))?,
-            )?),
+            objects: Arc::new({
+                let reader =
+                    StoreReader::new(&reader, crate::upstream::client(Duration::from_secs(10))?)?;
+                let v = &config.verification;
+                if v.enabled && v.protected_copy {
+                    reader.keeping_copies_under(&v.protected_prefix)
+                } else {
+                    reader
+                }
+            }),
         };
         Ok((sinks, mps))
     }

@@ -148,7 +148,6 @@ async fn bucket_setup(config: &Config, dry_run: bool) -> anyhow::Result<()> {
         (&config.sts.access_key_id, &config.sts.access_key_secret),
     );
     let api = BucketApi::new(
-        storage,
         settings,
         crate::upstream::client(std::time::Duration::from_secs(10))?,
     );

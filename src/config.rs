@@ -253,6 +253,26 @@ impl Config {
         if let Err(e) = crate::credentials::KeyPrefix::parse(&s.prefix) {
             p(format!("storage.prefix: {e}"));
         }
+        let v = &self.verification;
+        if v.enabled && v.protected_copy {
+            match crate::credentials::KeyPrefix::parse(&v.protected_prefix) {
+                Err(e) => p(format!("verification.protected_prefix: {e}")),
+                Ok(_) if v.protected_prefix.is_empty() => p(
+                    "verification.protected_prefix: must not be empty: the copies processors read need a prefix of their own".into(),
+                ),
+                Ok(_) if overlaps_upload_prefix(&v.protected_prefix, &s.prefix) => p(format!(
+                    "verification.protected_prefix: {:?} overlaps storage.prefix {:?}; app credentials could write the copies processors read",
+                    v.protected_prefix, s.prefix
+                )),
+                Ok(_) => {}
+            }
+            use crate::storage::copy::{MAX_COPY_OBJECT_BYTES, MIN_PART_BYTES};
+            if !(MIN_PART_BYTES..=MAX_COPY_OBJECT_BYTES).contains(&v.copy_part_bytes) {
+                p(format!(
+                    "verification.copy_part_bytes: must be between {MIN_PART_BYTES} (5 MiB) and {MAX_COPY_OBJECT_BYTES} (1 GiB)"
+                ));
+            }
+        }
         if let Some(endpoint) = &s.internal_endpoint {
             match secure_url(endpoint) {
                 Err(e) => p(format!("storage.internal_endpoint: {e}")),
@@ -491,10 +511,22 @@ impl Config {
         if self.auth.admin_token.is_none() {
             warnings.push("auth.admin_token is not set: the admin API is closed".to_owned());
         }
+        if self.verification.enabled && !self.verification.protected_copy {
+            warnings.push("verification.protected_copy is off: processors read the uploaded object itself, which its uploader can replace after verification while their credentials or presigned URLs are still valid".to_owned());
+        }
         if self.verification.enabled && self.storage.access_key_id.is_none() {
             warnings.push(format!(
-                "storage.access_key_id is not set: announced objects are read with the sts keys, which then need read access (HEAD, GET) to {}/{}*; with readyz_upstreams, /readyz checks it",
-                self.storage.bucket, self.storage.prefix
+                "storage.access_key_id is not set: announced objects are read with the sts keys, which then need read access (HEAD, GET) to {}/{}*{}; with readyz_upstreams, /readyz checks it",
+                self.storage.bucket,
+                self.storage.prefix,
+                if self.verification.protected_copy {
+                    format!(
+                        " and read, write and delete access to {}/{}* for the protected copies",
+                        self.storage.bucket, self.verification.protected_prefix
+                    )
+                } else {
+                    String::new()
+                }
             ));
         }
         warnings
@@ -665,6 +697,54 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn protected_copies_are_kept_where_no_app_credential_writes() {
+        let mut c = valid();
+        let problems = |c: &Config| {
+            c.validate()
+                .into_iter()
+                .filter(|p| p.starts_with("verification."))
+                .collect::<Vec<_>>()
+        };
+        for (protected, uploads) in [
+            ("uploads/verified/", "uploads/"),
+            ("up/", "up/loads/"),
+            ("uploads/", "uploads/"),
+            ("verified/", ""),
+            ("", "uploads/"),
+            ("verified", "uploads/"),
+            ("../v/", "uploads/"),
+        ] {
+            c.verification.protected_prefix = protected.into();
+            c.storage.prefix = uploads.into();
+            let found = problems(&c);
+            assert!(
+                found.len() == 1 && found[0].starts_with("verification.protected_prefix: "),
+                "{protected:?} beside {uploads:?}: {found:?}"
+            );
+        }
+        c.verification.protected_prefix = "verified/".into();
+        c.storage.prefix = "uploads/".into();
+        assert_eq!(problems(&c), Vec::<String>::new());
+        for part in [(5 << 20) - 1, (1 << 30) + 1] {
+            c.verification.copy_part_bytes = part;
+            assert_eq!(problems(&c).len(), 1, "{part}");
+        }
+        c.verification.copy_part_bytes = 5 << 20;
+        assert_eq!(problems(&c), Vec::<String>::new());
+        // Without copies nothing about them is checked, and the operator is warned.
+        c.verification.protected_copy = false;
+        c.verification.protected_prefix = "uploads/".into();
+        assert_eq!(problems(&c), Vec::<String>::new());
+        assert!(
+            c.warnings()
+                .iter()
+                .any(|w| w.starts_with("verification.protected_copy is off")),
+            "{:?}",
+            c.warnings()
+        );
     }
 
     #[test]

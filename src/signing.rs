@@ -112,8 +112,8 @@ pub struct Unsignable(pub &'static str);
 
 /// OSS's V1 request signature: base64(HMAC-SHA1(secret, VERB, Content-MD5, Content-Type,
 /// Date — or `Expires` in a presigned URL — and the resource `/{bucket}/{key}` with its
-/// sub-resources, one per line)). No `x-oss-` headers are signed by mediagate's requests.
-/// Fails when any part holds a control character.
+/// sub-resources, one per line)), for a request that carries no `x-oss-` header. Fails when
+/// any part holds a control character.
 pub fn oss_v1_signature(
     secret: &str,
     verb: &str,
@@ -122,19 +122,69 @@ pub fn oss_v1_signature(
     date_or_expires: &str,
     resource: &str,
 ) -> Result<String, Unsignable> {
-    for (part, value) in [
-        ("verb", verb),
-        ("Content-MD5", content_md5),
-        ("Content-Type", content_type),
-        ("date", date_or_expires),
-        ("resource", resource),
-    ] {
+    oss_v1_header_signature(
+        secret,
+        &OssSigned {
+            verb,
+            content_md5,
+            content_type,
+            date: date_or_expires,
+            oss_headers: &[],
+            resource,
+        },
+    )
+}
+
+/// What an OSS V1 header signature covers.
+pub struct OssSigned<'a> {
+    pub verb: &'a str,
+    pub content_md5: &'a str,
+    pub content_type: &'a str,
+    /// The `Date` header (or `Expires` in a presigned URL).
+    pub date: &'a str,
+    /// Every `x-oss-*` header the request carries (name, value), in any order and case: they
+    /// are signed lower-cased, sorted, `name:value` one per line (CanonicalizedOSSHeaders).
+    pub oss_headers: &'a [(&'a str, &'a str)],
+    /// `/{bucket}/{key}` with its sub-resources.
+    pub resource: &'a str,
+}
+
+/// OSS's V1 header signature of `request`, its `x-oss-*` headers included (a copy's
+/// `x-oss-copy-source` and conditions). Fails when any part holds a control character.
+pub fn oss_v1_header_signature(
+    secret: &str,
+    request: &OssSigned<'_>,
+) -> Result<String, Unsignable> {
+    let parts = [
+        ("verb", request.verb),
+        ("Content-MD5", request.content_md5),
+        ("Content-Type", request.content_type),
+        ("date", request.date),
+        ("resource", request.resource),
+    ];
+    let headers = request
+        .oss_headers
+        .iter()
+        .flat_map(|(name, value)| [("x-oss- header", *name), ("x-oss- header", *value)]);
+    for (part, value) in parts.into_iter().chain(headers) {
         if value.chars().any(char::is_control) {
             return Err(Unsignable(part));
         }
     }
-    let string_to_sign =
-        format!("{verb}\n{content_md5}\n{content_type}\n{date_or_expires}\n{resource}");
+    let mut canonical: Vec<(String, &str)> = request
+        .oss_headers
+        .iter()
+        .map(|(name, value)| (name.to_ascii_lowercase(), value.trim()))
+        .collect();
+    canonical.sort();
+    let canonical: String = canonical
+        .iter()
+        .map(|(name, value)| format!("{name}:{value}\n"))
+        .collect();
+    let string_to_sign = format!(
+        "{}\n{}\n{}\n{}\n{canonical}{}",
+        request.verb, request.content_md5, request.content_type, request.date, request.resource
+    );
     Ok(hmac_sha1_base64(
         secret.as_bytes(),
         string_to_sign.as_bytes(),
@@ -364,6 +414,59 @@ pub(crate) mod tests {
             Err(Unsignable("resource"))
         );
         assert_eq!(sign(["PUT\t", "", "1", "/b/k"]), Err(Unsignable("verb")));
+    }
+
+    /// A server-side copy and a part copy, header-signed with their `x-oss-copy-source*`
+    /// headers; reproduced with the official `oss2` 2.19.1 (its string to sign and signature, secret
+    /// `testsecret`, Date `Wed, 02 Dec 2026 00:00:00 GMT`).
+    #[test]
+    fn oss_header_signatures_cover_the_oss_headers_as_oss2_signs_them() {
+        let date = "Wed, 02 Dec 2026 00:00:00 GMT";
+        let source = ("x-oss-copy-source", "/media-in/uploads/alice/01/trip.mp4");
+        let condition = (
+            "X-Oss-Copy-Source-If-Match",
+            "\"5B3C8A0D5AD5F0F1D2B6B2A3E3B1C9AF\"",
+        );
+        let copy = oss_v1_header_signature(
+            "testsecret",
+            &OssSigned {
+                verb: "PUT",
+                content_md5: "",
+                content_type: "",
+                date,
+                oss_headers: &[condition, source],
+                resource: "/media-in/verified/alice/01/j1/trip.mp4",
+            },
+        );
+        assert_eq!(copy.unwrap(), "hLfTwymvWSowVV2bLlavMqaSR84=");
+        let part = oss_v1_header_signature(
+            "testsecret",
+            &OssSigned {
+                verb: "PUT",
+                content_md5: "",
+                content_type: "",
+                date,
+                oss_headers: &[
+                    source,
+                    ("x-oss-copy-source-range", "bytes=1073741824-2147483647"),
+                    condition,
+                ],
+                resource: "/media-in/verified/alice/01/j1/trip.mp4?partNumber=2&uploadId=0004B9894A22E5B1888A1E29F8236E2D",
+            },
+        );
+        assert_eq!(part.unwrap(), "yH/Xwt72cXvktwt5pvhucioLSrI=");
+        let forged = oss_v1_header_signature(
+            "testsecret",
+            &OssSigned {
+                verb: "PUT",
+                content_md5: "",
+                content_type: "",
+                date,
+                oss_headers: &[("x-oss-copy-source", "/b/k\n/b/other")],
+                resource: "/b/k",
+            },
+        );
+        assert_eq!(forged, Err(Unsignable("x-oss- header")));
     }
 
     /// TV-GET-1..3 (docs/protocols.md §9), from the official `oss2` SDK's `sign_url`.

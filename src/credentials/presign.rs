@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 use secrecy::ExposeSecret;
 
 use crate::signing::{OssQuery, Unsignable, oss_presigned_query};
+use crate::storage::signed::encode_key;
 use crate::storage::{Provider, StorageConfig};
 use crate::sts::Credentials;
 
@@ -23,20 +24,7 @@ pub enum Operation {
     AbortMultipartUpload { upload_id: String },
 }
 
-/// S3 and OSS number parts from 1 to 10,000.
-pub const MAX_PART_NUMBER: u32 = 10_000;
-pub const MAX_MULTIPART_ID_BYTES: usize = 1024;
-
-/// Multipart upload ids as stores mint them (OSS: hex; S3: base64 and URL-safe base64; RGW:
-/// `2~` and letters). OSS signs sub-resource values raw, so an alphabet without `&` is what
-/// keeps an id from adding sub-resources of its own (`...&x-oss-process=image/info`).
-pub fn is_multipart_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= MAX_MULTIPART_ID_BYTES
-        && id.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'-' | b'+' | b'/' | b'=')
-        })
-}
+pub use crate::storage::{MAX_MULTIPART_ID_BYTES, MAX_PART_NUMBER, is_multipart_id};
 
 impl Operation {
     /// The operation a request names by its method and multipart fields; a message fit for
@@ -253,14 +241,6 @@ fn signed_url(
         Provider::S3 => s3_presigned_url(&base, &storage.region, creds, request, expires_in, now)
             .map_err(PresignError::Signer),
     }
-}
-
-/// `key` for a URL path: every byte but the unreserved ones encoded, `/` kept.
-fn encode_key(key: &str) -> String {
-    key.split('/')
-        .map(query_encode)
-        .collect::<Vec<_>>()
-        .join("/")
 }
 
 fn query_encode(value: &str) -> String {

@@ -263,6 +263,7 @@ pub async fn accept(
         bucket: event.bucket.clone(),
         region: region.to_owned(),
         object_key: event.key.clone(),
+        protected_key: None,
         etag: event.etag.clone(),
         size: event.size,
         content_type: event.content_type.clone(),
@@ -344,6 +345,8 @@ pub async fn reprocess(
         bucket: upload.bucket.clone(),
         region: storage.region.to_owned(),
         object_key: upload.object_key.clone(),
+        // Verified again, into a copy of its own.
+        protected_key: None,
         etag: latest.etag.clone(),
         size: latest.size,
         content_type: latest.content_type.clone(),

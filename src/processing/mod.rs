@@ -58,7 +58,13 @@ pub struct Delivery {
     pub user: Option<String>,
     pub bucket: String,
     pub region: String,
+    /// The announced object; processors are handed `protected_key` instead when there is one.
     pub object_key: String,
+    /// The copy of the object verification made and judged, where app credentials never
+    /// write (`verification.protected_prefix`): what processors read. `etag`, `size` and
+    /// `content_type` are then the copy's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protected_key: Option<String>,
     pub etag: String,
     pub size: Option<i64>,
     pub content_type: Option<String>,
@@ -84,6 +90,14 @@ pub struct Delivery {
     /// its outputs go. Filled in when the trigger is delivered.
     #[serde(default, flatten, skip_serializing_if = "Option::is_none")]
     pub report: Option<ReportTo>,
+}
+
+impl Delivery {
+    /// The key a processor reads: the protected copy when verification made one, else the
+    /// announced object.
+    pub fn processed_key(&self) -> &str {
+        self.protected_key.as_deref().unwrap_or(&self.object_key)
+    }
 }
 
 /// Where a processor reports its outcome (`POST /v1/notifications/processing`, signed with

@@ -504,13 +504,15 @@ fn add_media_params(
     delivery: &Delivery,
     media_workflow_id: &str,
 ) -> Result<Vec<(&'static str, String)>, DeliveryError> {
+    // The protected copy when verification made one: what was verified is what MPS reads.
+    let key = delivery.processed_key();
     // A dot segment would make the URL name another object than the one verified.
-    if let Err(why) = crate::storage::check_object_key(&delivery.object_key) {
+    if let Err(why) = crate::storage::check_object_key(key) {
         return Err(DeliveryError::Fatal(format!(
             "no FileURL for this key: {why}"
         )));
     }
-    let url = file_url(&delivery.bucket, &delivery.region, &delivery.object_key);
+    let url = file_url(&delivery.bucket, &delivery.region, key);
     if url.len() > MAX_FILE_URL {
         return Err(DeliveryError::Fatal(format!(
             "FileURL is {} bytes, AddMedia accepts at most {MAX_FILE_URL}",
@@ -764,6 +766,7 @@ mod tests {
             bucket: "media-input".into(),
             region: "cn-hangzhou".into(),
             object_key: key.into(),
+            protected_key: None,
             etag: "688A7BF4F233DC9C88A80BF985AB7329".into(),
             size: Some(122_539),
             content_type: Some("video/mp4".into()),
@@ -861,6 +864,23 @@ mod tests {
         .map(|(k, v)| (k, v.to_owned()))
         .collect();
         assert_eq!(params, expected);
+    }
+
+    #[test]
+    fn the_file_url_names_the_protected_copy() {
+        let protected = Delivery {
+            protected_key: Some("verified/alice/job 1/a.mp4".into()),
+            ..delivery("uploads/alice/up_1/a.mp4", MediaAttributes::default())
+        };
+        let params = add_media_params(&protected, "wf-1").unwrap();
+        assert_eq!(
+            params[0],
+            (
+                "FileURL",
+                "http://media-input.oss-cn-hangzhou.aliyuncs.com/verified/alice/job%201/a.mp4"
+                    .to_owned()
+            )
+        );
     }
 
     #[test]

@@ -3,6 +3,15 @@
 //! size, ETag and content type are the store's, its size must be what the upload allowed, and
 //! its first bytes must be a media container. Runs as a queued job (sink `verify`) with the
 //! deliveries' retries, so a store outage delays verification and never loses it.
+//!
+//! What was verified is what gets processed: the uploader's credentials (and presigned URLs)
+//! stay valid after the upload, so the object could be replaced between verification and the
+//! processor's read. With `protected_copy` on, the object is first copied in the store to
+//! `{protected_prefix}{user}/{job id}/{file name}`, where no app credential can write (their
+//! policies cover `{storage.prefix}{user}/`, presigned requests the upload's own key), and that
+//! copy is what is judged and what processors are handed. Nothing writes the copy's key after
+//! this job, so no ETag has to stand for the bytes (a store may ignore a copy's condition, and
+//! MD5 ETags can be made to collide).
 
 use std::sync::Arc;
 
@@ -36,6 +45,16 @@ pub struct VerificationConfig {
     /// before its event is recorded as `missing`; a store may show a new object after its
     /// own notification. 0 looks once.
     pub missing_wait_ms: u64,
+    /// `MEDIAGATE__VERIFICATION__PROTECTED_COPY`, default true: verify a copy of the object
+    /// kept under `protected_prefix`, and hand processors that copy, so that what was
+    /// verified is what gets processed.
+    pub protected_copy: bool,
+    /// `MEDIAGATE__VERIFICATION__PROTECTED_PREFIX`, default `verified/`: where the copies are
+    /// kept in the input bucket; must not overlap `storage.prefix`.
+    pub protected_prefix: String,
+    /// `MEDIAGATE__VERIFICATION__COPY_PART_BYTES`, default 1 GiB (OSS's CopyObject limit):
+    /// larger objects are copied in parts of this size (5 MiB - 1 GiB).
+    pub copy_part_bytes: u64,
 }
 
 impl Default for VerificationConfig {
@@ -46,6 +65,9 @@ impl Default for VerificationConfig {
             unknown_content: UnknownContent::Accept,
             playlists: Playlists::Reject,
             missing_wait_ms: 3000,
+            protected_copy: true,
+            protected_prefix: "verified/".into(),
+            copy_part_bytes: crate::storage::copy::MAX_COPY_OBJECT_BYTES,
         }
     }
 }
@@ -73,10 +95,12 @@ pub enum UnknownContent {
 /// What verification found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    /// The object as the store has it, and its container when sniffed.
+    /// The object as the store has it, and its container when sniffed; with protected copies,
+    /// the `copy` that was judged (and `head` is the copy's).
     Verified {
         head: ObjectHead,
         container: Option<&'static str>,
+        copy: Option<String>,
     },
     /// Not processed: a reason code users see, and the detail operators see.
     Rejected { code: Reason, detail: String },
@@ -103,6 +127,9 @@ pub struct Verifier {
     playlists: Playlists,
     missing_wait: std::time::Duration,
     max_form_bytes: u64,
+    /// Where verified copies are kept, and the part size they are copied in; `None` judges
+    /// the announced object itself.
+    copies: Option<(String, u64)>,
 }
 
 impl Verifier {
@@ -118,14 +145,19 @@ impl Verifier {
             playlists: settings.playlists,
             missing_wait: std::time::Duration::from_millis(settings.missing_wait_ms),
             max_form_bytes,
+            copies: settings
+                .protected_copy
+                .then(|| (settings.protected_prefix.clone(), settings.copy_part_bytes)),
         }
     }
 
     /// Verifies the object `delivery` announces for an upload issued in `mode` (`None` when
-    /// none was). `Err(Retry)` when the store did not answer, or the object changed between
-    /// the HEAD and the read at every look.
+    /// none was), in verification job `job` (whose id names its copy). `Err(Retry)` when the
+    /// store did not answer, or the object changed between the HEAD and the read (or copy) at
+    /// every look.
     pub async fn verify(
         &self,
+        job: &str,
         delivery: &Delivery,
         mode: Option<UploadMode>,
     ) -> Result<Verdict, DeliveryError> {
@@ -133,7 +165,7 @@ impl Verifier {
         let mut pause = std::time::Duration::from_millis(250);
         let mut changes = 0;
         loop {
-            match self.look(delivery, mode).await? {
+            match self.look(job, delivery, mode).await? {
                 Some(Verdict::Missing { .. }) if started.elapsed() < self.missing_wait => {
                     let left = self.missing_wait.saturating_sub(started.elapsed());
                     tokio::time::sleep(pause.min(left)).await;
@@ -152,45 +184,118 @@ impl Verifier {
         }
     }
 
-    /// One look: the HEAD, then the first bytes of that same version (the uploader may PUT
-    /// again in between). `None` when the object changed in between.
+    /// One look: the HEAD, then (with protected copies) a copy of that version, then the
+    /// first bytes of what is judged. `None` when the object changed in between.
     async fn look(
         &self,
+        job: &str,
         delivery: &Delivery,
         mode: Option<UploadMode>,
     ) -> Result<Option<Verdict>, DeliveryError> {
         let key = delivery.object_key.as_str();
+        let head = match self.head(key, delivery, mode).await? {
+            Ok(head) => head,
+            Err(verdict) => return Ok(Some(verdict)),
+        };
+        let Some((prefix, part_bytes)) = &self.copies else {
+            return self.judge(key, head, key).await;
+        };
+        let Some(copy) = protected_key(prefix, delivery.user.as_deref(), key, job) else {
+            return Ok(Some(rejected(
+                Reason::NotVerifiable,
+                "the file name is too long for a protected copy of the object",
+            )));
+        };
+        match self
+            .reader
+            .copy_version(key, &head, &copy, *part_bytes)
+            .await
+        {
+            Ok(()) => {}
+            Err(ReadError::Changed) => return Ok(None),
+            Err(e) => return Err(read_failed(e)),
+        }
+        // From here on the copy is judged: nothing but this job writes its key, so what
+        // passes is what processors read.
+        let verdict = match self.head(&copy, delivery, mode).await? {
+            Ok(head) => self.judge(&copy, head, key).await?,
+            Err(Verdict::Missing { .. }) => {
+                return Err(DeliveryError::Retry(
+                    "the store does not show the copy it just made".into(),
+                ));
+            }
+            Err(verdict) => Some(verdict),
+        };
+        match verdict {
+            Some(Verdict::Verified {
+                head, container, ..
+            }) => Ok(Some(Verdict::Verified {
+                head,
+                container,
+                copy: Some(copy),
+            })),
+            other => {
+                // A copy nobody will read; a lifecycle rule takes any left behind.
+                if let Err(e) = self.reader.delete_copy(&copy).await {
+                    tracing::warn!(error = %e, ?copy, "deleting a refused copy failed");
+                }
+                Ok(other)
+            }
+        }
+    }
+
+    /// The HEAD of `key` and what it alone decides: `Err` with the verdict when the object
+    /// is missing, a link, of a size the upload does not allow, or of an active type.
+    async fn head(
+        &self,
+        key: &str,
+        delivery: &Delivery,
+        mode: Option<UploadMode>,
+    ) -> Result<Result<ObjectHead, Verdict>, DeliveryError> {
         let lookup = match self.reader.head(key).await {
             Err(e @ ReadError::NotReadable(_)) => {
-                return Ok(Some(rejected(Reason::NotVerifiable, e.to_string())));
+                return Ok(Err(rejected(Reason::NotVerifiable, e.to_string())));
             }
             other => other.map_err(read_failed)?,
         };
         let head = match lookup {
             Lookup::Found(head) => head,
             Lookup::Missing => {
-                return Ok(Some(Verdict::Missing {
+                return Ok(Err(Verdict::Missing {
                     detail: "no such object in the store".into(),
                 }));
             }
             Lookup::Symlink => {
-                return Ok(Some(rejected(
+                return Ok(Err(rejected(
                     Reason::Symlink,
                     "the object is a symbolic link to another object",
                 )));
             }
         };
-        let declared = delivery.declared_size;
         let size = i64::try_from(head.size).unwrap_or(i64::MAX);
-        let source = SizeSource::Store;
-        if let Some((code, detail)) =
-            size_problem(size, mode, declared, self.max_form_bytes, source)
-        {
-            return Ok(Some(Verdict::Rejected { code, detail }));
+        if let Some((code, detail)) = size_problem(
+            size,
+            mode,
+            delivery.declared_size,
+            self.max_form_bytes,
+            SizeSource::Store,
+        ) {
+            return Ok(Err(Verdict::Rejected { code, detail }));
         }
-        if let Some(verdict) = type_verdict(&head) {
-            return Ok(Some(verdict));
+        match type_verdict(&head) {
+            Some(verdict) => Ok(Err(verdict)),
+            None => Ok(Ok(head)),
         }
+    }
+
+    /// The content verdict on `read` (the object or its copy) as `head` describes it, judged
+    /// under the announced `key`'s name. `None` when it changed since the HEAD.
+    async fn judge(
+        &self,
+        read: &str,
+        head: ObjectHead,
+        key: &str,
+    ) -> Result<Option<Verdict>, DeliveryError> {
         if !self.content_sniff {
             // What a playlist names can only be checked in its bytes.
             if is_playlist_name(key) {
@@ -202,10 +307,11 @@ impl Verifier {
             return Ok(Some(Verdict::Verified {
                 head,
                 container: None,
+                copy: None,
             }));
         }
         let len = usize::try_from(head.size).map_or(SNIFF_BYTES, |n| n.min(SNIFF_BYTES));
-        let bytes = match self.reader.first_bytes(key, len, &head.raw_etag).await {
+        let bytes = match self.reader.first_bytes(read, len, &head.raw_etag).await {
             Ok(bytes) => bytes,
             Err(ReadError::Changed) => return Ok(None),
             Err(e) => return Err(read_failed(e)),
@@ -218,6 +324,19 @@ impl Verifier {
             self.playlists,
         )))
     }
+}
+
+/// The key of the protected copy job `job` makes of `key`, uploaded by `user`:
+/// `{prefix}{user}/{job}/{file name}`, the upload layout with the job in the upload id's
+/// place (so every key mediagate issues has room for its copy). `None` when it would be too
+/// long for the store (only a file name near the key limit, in a key mediagate did not issue).
+pub fn protected_key(prefix: &str, user: Option<&str>, key: &str, job: &str) -> Option<String> {
+    let name = key.rsplit('/').next().unwrap_or(key);
+    let copy = match user {
+        Some(user) => format!("{prefix}{user}/{job}/{name}"),
+        None => format!("{prefix}{job}/{name}"),
+    };
+    (copy.len() <= crate::credentials::MAX_OBJECT_KEY_BYTES).then_some(copy)
 }
 
 fn read_failed(e: ReadError) -> DeliveryError {
@@ -262,10 +381,12 @@ pub fn content_verdict(
         Content::Media(container) => Verdict::Verified {
             head,
             container: Some(container),
+            copy: None,
         },
         Content::Unknown if unknown == UnknownContent::Accept => Verdict::Verified {
             head,
             container: None,
+            copy: None,
         },
         Content::Unknown => rejected(
             Reason::NotMedia,
@@ -294,6 +415,7 @@ fn playlist_verdict(head: ObjectHead, text: &[u8], named: bool, playlists: Playl
         None => Verdict::Verified {
             head,
             container: Some(PLAYLIST),
+            copy: None,
         },
         Some(entry) => {
             let entry: String = entry.chars().take(200).collect();
@@ -356,6 +478,30 @@ mod tests {
                 "{key} {playlists:?}: {got:?}"
             );
         }
+    }
+
+    #[test]
+    fn copies_follow_the_upload_layout_and_always_fit_for_issued_keys() {
+        let job = "01a2537a-13c6-74d7-9565-ba2fbe710320";
+        assert_eq!(
+            protected_key("verified/", Some("alice"), "uploads/alice/up/a b.mp4", job).as_deref(),
+            Some("verified/alice/01a2537a-13c6-74d7-9565-ba2fbe710320/a b.mp4")
+        );
+        assert_eq!(
+            protected_key("v/", None, "uploads/deep/er/x.mp4", job).as_deref(),
+            Some("v/01a2537a-13c6-74d7-9565-ba2fbe710320/x.mp4")
+        );
+        // The longest key mediagate issues: the longest prefix, user segment and file name.
+        let prefix = format!("{}/", "p".repeat(crate::credentials::MAX_PREFIX_BYTES - 1));
+        let user = "u".repeat(64);
+        let name = "視".repeat(crate::storage::MAX_FILE_NAME_CHARS);
+        let key = format!("{prefix}{user}/{job}/{name}");
+        assert!(key.len() <= crate::credentials::MAX_OBJECT_KEY_BYTES);
+        let copy = protected_key(&prefix, Some(&user), &key, job).unwrap();
+        assert_eq!(copy.len(), key.len());
+        // A name no issued key has, too long beside the job.
+        let long = format!("uploads/{}", "n".repeat(1000));
+        assert_eq!(protected_key("verified/", None, &long, job), None);
     }
 
     fn code(v: Option<Verdict>) -> Option<Reason> {

@@ -123,7 +123,8 @@ impl WebhookClient {
 /// The event body: the trigger id (stable across attempts), the attempt number, the object
 /// (as the store has it once verified, with the `container` its first bytes identify) and
 /// its media attributes, and `timestamp` (RFC 3339, the same instant as the
-/// `webhook-timestamp` header). `upload.rejected` says an object the workflow would have
+/// `webhook-timestamp` header). `object_key` names what the processor reads: the protected
+/// copy verification judged, when it made one, with the announced key as `source_key`. `upload.rejected` says an object the workflow would have
 /// taken failed verification, with the `reason`. A workflow that follows its outcome adds
 /// `report_url`, `output_bucket` and `output_prefix`.
 pub fn payload(delivery: &Delivery, now: DateTime<Utc>) -> Value {
@@ -135,13 +136,16 @@ pub fn payload(delivery: &Delivery, now: DateTime<Utc>) -> Value {
         "upload_id": delivery.upload_id,
         "user": delivery.user,
         "bucket": delivery.bucket,
-        "object_key": delivery.object_key,
+        "object_key": delivery.processed_key(),
         "etag": delivery.etag,
         "size": delivery.size,
         "content_type": delivery.content_type,
         "media": delivery.media,
         "timestamp": now.to_rfc3339_opts(SecondsFormat::Secs, true),
     });
+    if delivery.protected_key.is_some() {
+        body["source_key"] = json!(delivery.object_key);
+    }
     if let Some(container) = &delivery.container {
         body["container"] = json!(container);
     }
@@ -215,6 +219,7 @@ mod tests {
             bucket: "media-input".into(),
             region: "cn-hangzhou".into(),
             object_key: "uploads/alice/up_1/trip.MP4".into(),
+            protected_key: None,
             etag: "688A7BF4F233DC9C88A80BF985AB7329".into(),
             size: Some(122_539),
             content_type: None,
@@ -327,6 +332,15 @@ mod tests {
         assert_eq!(body["type"], "upload.rejected");
         assert_eq!(body["reason"], "not_media");
         assert_eq!(body["container"], "video/mp4");
+        // A verified copy is what the processor reads; the announced key comes beside it.
+        let protected = Delivery {
+            protected_key: Some("verified/alice/job_1/trip.MP4".into()),
+            ..delivery()
+        };
+        let body = payload(&protected, now);
+        assert_eq!(body["object_key"], "verified/alice/job_1/trip.MP4");
+        assert_eq!(body["source_key"], "uploads/alice/up_1/trip.MP4");
+        assert_eq!(body["bucket"], "media-input");
     }
 
     #[test]

@@ -429,17 +429,22 @@ impl Worker {
                 .map(|u| u.mode),
             (None, None) => None,
         };
-        let verdict = self.verifier.verify(&announced, mode).await?;
+        let verdict = self.verifier.verify(&job.id, &announced, mode).await?;
         let verdict = self.judge_standing(job, verdict).await?;
         let key = announced.object_key.clone();
         let unplanned = |e: anyhow::Error| DeliveryError::Fatal(format!("{e:#}"));
         let (plan, size, content_type) = match verdict {
-            Verdict::Verified { head, container } => {
+            Verdict::Verified {
+                head,
+                container,
+                copy,
+            } => {
                 let object = Delivery {
                     etag: head.etag,
                     size: i64::try_from(head.size).ok(),
                     content_type: head.content_type.clone(),
                     container: container.map(str::to_owned),
+                    protected_key: copy,
                     ..announced
                 };
                 let plan = Plan::for_object(workflows, &object).map_err(unplanned)?;
@@ -479,7 +484,7 @@ impl Worker {
         job: &Claimed,
         verdict: Verdict,
     ) -> Result<Verdict, DeliveryError> {
-        let Verdict::Verified { head, .. } = &verdict else {
+        let Verdict::Verified { head, copy, .. } = &verdict else {
             return Ok(verdict);
         };
         let Some(upload_id) = &job.upload_id else {
@@ -504,13 +509,21 @@ impl Worker {
         )
         .await
         .map_err(unavailable)?;
+        let Some(refusal) = refusal else {
+            return Ok(verdict);
+        };
+        // A copy nobody will read; a lifecycle rule takes it if this fails.
+        if let Some(copy) = copy
+            && let Err(e) = self.sinks.objects.delete_copy(copy).await
+        {
+            warn!(job = %job.id, error = %e, "deleting the copy of a refused object failed");
+        }
         Ok(match refusal {
-            None => verdict,
-            Some(Refusal::Suspended) => Verdict::Rejected {
+            Refusal::Suspended => Verdict::Rejected {
                 code: Reason::UserSuspended,
                 detail: "the user is suspended".into(),
             },
-            Some(other) => Verdict::Rejected {
+            other => Verdict::Rejected {
                 code: Reason::QuotaExceeded,
                 detail: other.to_string(),
             },

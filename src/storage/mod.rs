@@ -1,9 +1,12 @@
 //! The input bucket as mediagate and its clients address it: the provider, the bucket's
 //! endpoint and addressing style, what credentials cover, and the bucket-name rules.
 
+pub mod copy;
 pub mod reader;
 pub mod setup;
+pub mod signed;
 
+use secrecy::SecretString;
 use serde::Deserialize;
 use url::Url;
 
@@ -176,6 +179,42 @@ impl Default for StorageConfig {
     }
 }
 
+/// Where and with which keys the input bucket is read.
+#[derive(Clone)]
+pub struct ReaderSettings {
+    pub provider: Provider,
+    pub endpoint: String,
+    pub region: String,
+    pub bucket: String,
+    pub prefix: String,
+    pub path_style: bool,
+    pub access_key_id: String,
+    pub access_key_secret: SecretString,
+}
+
+impl ReaderSettings {
+    /// The reader of `storage`, with its service keys or else `fallback` (the STS keys).
+    pub fn new(storage: &StorageConfig, fallback: (&str, &SecretString)) -> Self {
+        let endpoint = storage.read_endpoint();
+        ReaderSettings {
+            provider: storage.provider,
+            endpoint: endpoint.to_owned(),
+            region: storage.region.clone(),
+            bucket: storage.bucket.clone(),
+            prefix: storage.prefix.clone(),
+            path_style: storage.uses_path_style() || is_bare_host(endpoint),
+            access_key_id: storage
+                .access_key_id
+                .clone()
+                .unwrap_or_else(|| fallback.0.to_owned()),
+            access_key_secret: storage
+                .access_key_secret
+                .clone()
+                .unwrap_or_else(|| fallback.1.clone()),
+        }
+    }
+}
+
 /// The limit on `file_name` in requests.
 pub const MAX_FILE_NAME_BYTES: usize = 1024;
 /// The limit on `file_name` in characters: 200 characters of any script stay well within the
@@ -209,6 +248,21 @@ pub fn check_object_key(key: &str) -> Result<(), &'static str> {
         return Err("an object key must not have empty, '.' or '..' segments");
     }
     Ok(())
+}
+
+/// S3 and OSS number parts from 1 to 10,000.
+pub const MAX_PART_NUMBER: u32 = 10_000;
+pub const MAX_MULTIPART_ID_BYTES: usize = 1024;
+
+/// Multipart upload ids as stores mint them (OSS: hex; S3: base64 and URL-safe base64; RGW:
+/// `2~` and letters). OSS signs sub-resource values raw, so an alphabet without `&` is what
+/// keeps an id from adding sub-resources of its own (`...&x-oss-process=image/info`).
+pub fn is_multipart_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_MULTIPART_ID_BYTES
+        && id.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'-' | b'+' | b'/' | b'=')
+        })
 }
 
 /// Characters with a meaning in policies and key patterns: `*`, `?`, `"`, `\\`.

@@ -8,9 +8,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use opendal::raw::{HttpBody, HttpClient, HttpFetch};
 use opendal::{Buffer, ErrorKind, Operator};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 
-use super::{Provider, StorageConfig};
+use super::Provider;
+pub use super::ReaderSettings;
+use super::copy::CopyError;
+use super::signed::BucketClient;
 
 /// What the store says about an object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,48 +79,28 @@ pub trait ObjectReader: Send + Sync {
     async fn head_output(&self, bucket: &str, key: &str) -> Result<Lookup, ReadError>;
     /// Up to `limit` objects under the upload prefix, in key order, after `start_after`.
     async fn list(&self, start_after: &str, limit: usize) -> Result<Vec<Listed>, ReadError>;
+    /// Copies the version of `source` (under the upload prefix) that `head` describes to
+    /// `target` (under the copies prefix), in the store, in parts when it is larger than
+    /// `part_bytes` (see [`super::copy`]). `Changed` when the store says `source` is not that
+    /// version any more. The copy is then read like any object (`head`, `first_bytes`).
+    async fn copy_version(
+        &self,
+        source: &str,
+        head: &ObjectHead,
+        target: &str,
+        part_bytes: u64,
+    ) -> Result<(), ReadError>;
+    /// Deletes `target`, a copy under the copies prefix.
+    async fn delete_copy(&self, target: &str) -> Result<(), ReadError>;
 }
 
-/// Where and with which keys the input bucket is read.
-#[derive(Clone)]
-pub struct ReaderSettings {
-    pub provider: Provider,
-    pub endpoint: String,
-    pub region: String,
-    pub bucket: String,
-    pub prefix: String,
-    pub path_style: bool,
-    pub access_key_id: String,
-    pub access_key_secret: SecretString,
-}
-
-impl ReaderSettings {
-    /// The reader of `storage`, with its service keys or else `fallback` (the STS keys).
-    pub fn new(storage: &StorageConfig, fallback: (&str, &SecretString)) -> Self {
-        let endpoint = storage.read_endpoint();
-        ReaderSettings {
-            provider: storage.provider,
-            endpoint: endpoint.to_owned(),
-            region: storage.region.clone(),
-            bucket: storage.bucket.clone(),
-            prefix: storage.prefix.clone(),
-            path_style: storage.uses_path_style() || super::is_bare_host(endpoint),
-            access_key_id: storage
-                .access_key_id
-                .clone()
-                .unwrap_or_else(|| fallback.0.to_owned()),
-            access_key_secret: storage
-                .access_key_secret
-                .clone()
-                .unwrap_or_else(|| fallback.1.clone()),
-        }
-    }
-}
-
-/// The store as OpenDAL reads it.
+/// The store as OpenDAL reads it, and as [`super::copy`] copies within it.
 pub struct StoreReader {
     op: Operator,
     prefix: String,
+    /// Where copies are kept (`verification.protected_prefix`), when they are.
+    copies: Option<String>,
+    bucket: BucketClient,
     settings: ReaderSettings,
     client: reqwest::Client,
     /// Readers of output buckets, by name; their names come from workflow definitions, so
@@ -130,10 +113,19 @@ impl StoreReader {
         Ok(StoreReader {
             op: operator(settings, &settings.bucket, client.clone())?,
             prefix: settings.prefix.clone(),
+            copies: None,
+            bucket: BucketClient::new(settings.clone(), client.clone()),
             settings: settings.clone(),
             client,
             outputs: Default::default(),
         })
+    }
+
+    /// Makes copies under `prefix` (outside the upload prefix), and reads them as it reads
+    /// uploads.
+    pub fn keeping_copies_under(mut self, prefix: &str) -> Self {
+        self.copies = Some(prefix.to_owned());
+        self
     }
 
     fn output_operator(&self, bucket: &str) -> Result<Operator, ReadError> {
@@ -149,8 +141,19 @@ impl StoreReader {
         Ok(op)
     }
 
+    /// `key` when it is under the upload prefix or the copies prefix, and reads as itself.
     fn checked<'a>(&self, key: &'a str) -> Result<&'a str, ReadError> {
-        let inside = key.starts_with(&self.prefix) && key.len() > self.prefix.len();
+        self.checked_under(key, below(key, &self.prefix) || self.is_copy(key))
+    }
+
+    fn is_copy(&self, key: &str) -> bool {
+        self.copies
+            .as_deref()
+            .is_some_and(|prefix| below(key, prefix))
+    }
+
+    /// `key` when `inside` and it reads as itself.
+    fn checked_under<'a>(&self, key: &'a str, inside: bool) -> Result<&'a str, ReadError> {
         // OpenDAL trims and collapses paths; a key it would change names another object.
         if !inside
             || key.ends_with('/')
@@ -161,6 +164,11 @@ impl StoreReader {
         }
         Ok(key)
     }
+}
+
+/// Whether `key` names an object below `prefix`.
+fn below(key: &str, prefix: &str) -> bool {
+    key.starts_with(prefix) && key.len() > prefix.len()
 }
 
 /// An OpenDAL operator for `bucket`, with the reader's keys, address and client.
@@ -300,6 +308,36 @@ impl ObjectReader for StoreReader {
             });
         }
         Ok(listed)
+    }
+
+    async fn copy_version(
+        &self,
+        source: &str,
+        head: &ObjectHead,
+        target: &str,
+        part_bytes: u64,
+    ) -> Result<(), ReadError> {
+        let source = self.checked_under(source, below(source, &self.prefix))?;
+        let target = self.checked_under(target, self.is_copy(target))?;
+        let head = super::copy::Source {
+            key: source,
+            size: head.size,
+            raw_etag: &head.raw_etag,
+            content_type: head.content_type.as_deref(),
+        };
+        super::copy::copy_version(&self.bucket, &head, target, part_bytes)
+            .await
+            .map_err(|e| match e {
+                CopyError::Changed => ReadError::Changed,
+                CopyError::Failed(why) => ReadError::Unavailable(why),
+            })
+    }
+
+    async fn delete_copy(&self, target: &str) -> Result<(), ReadError> {
+        let target = self.checked_under(target, self.is_copy(target))?;
+        super::copy::delete(&self.bucket, target)
+            .await
+            .map_err(ReadError::Unavailable)
     }
 
     async fn probe(&self) -> Result<(), ReadError> {

@@ -5,13 +5,10 @@
 //! objects with ACLs. Other rules of the bucket are kept: mediagate owns the CORS rules of its
 //! origins, its lifecycle rule (by ID) and the block's `IgnorePublicAcls`, nothing else.
 
-use std::time::SystemTime;
-
 use anyhow::{Context, bail};
-use secrecy::ExposeSecret;
 
-use super::reader::ReaderSettings;
-use super::{Provider, StorageConfig};
+use super::signed::{BucketClient, Call, elements, values};
+use super::{Provider, ReaderSettings};
 
 /// The ID of mediagate's lifecycle rule.
 pub const LIFECYCLE_RULE_ID: &str = "mediagate-abort-incomplete-multipart";
@@ -95,69 +92,26 @@ pub fn public_access_block_document(current: Option<&str>) -> Option<String> {
     ))
 }
 
-/// Every `<name>...</name>` element of `xml`, whole.
-fn elements<'a>(xml: &'a str, name: &str) -> Vec<&'a str> {
-    let (open, close) = (format!("<{name}>"), format!("</{name}>"));
-    let mut found = Vec::new();
-    let mut rest = xml;
-    while let Some(start) = rest.find(&open) {
-        let Some(len) = rest[start..].find(&close) else {
-            break;
-        };
-        let end = start + len + close.len();
-        found.push(&rest[start..end]);
-        rest = &rest[end..];
-    }
-    found
-}
-
-/// The text of every `<name>` element directly inside `element`.
-fn values(element: &str, name: &str) -> Vec<String> {
-    elements(element, name)
-        .into_iter()
-        .map(|e| unescape(&e[name.len() + 2..e.len() - name.len() - 3]))
-        .collect()
-}
-
 fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
 }
 
-fn unescape(s: &str) -> String {
-    s.replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&amp;", "&")
-}
-
 /// The bucket's configuration API (`?cors`, `?lifecycle`), signed with the service keys.
 pub struct BucketApi {
-    http: reqwest::Client,
-    settings: ReaderSettings,
-    bucket_url: String,
+    client: BucketClient,
 }
 
 impl BucketApi {
-    pub fn new(storage: &StorageConfig, settings: ReaderSettings, http: reqwest::Client) -> Self {
-        let mut read = storage.clone();
-        read.endpoint = settings.endpoint.clone();
-        // As the reader does: an OSS endpoint that cannot carry the bucket in its host name is
-        // the bucket's own address.
-        let bucket_url = if settings.provider == Provider::Aliyun && settings.path_style {
-            settings.endpoint.clone()
-        } else {
-            read.bucket_url()
-        };
+    pub fn new(settings: ReaderSettings, http: reqwest::Client) -> Self {
         BucketApi {
-            http,
-            bucket_url: bucket_url.trim_end_matches('/').to_owned() + "/",
-            settings,
+            client: BucketClient::new(settings, http),
         }
     }
 
     /// The bucket's `sub` configuration; `None` when it has none.
-    pub async fn get(&self, sub: &str) -> anyhow::Result<Option<String>> {
+    pub async fn get(&self, sub: &'static str) -> anyhow::Result<Option<String>> {
         let response = self.send("GET", sub, None).await?;
         let status = response.status();
         let body = response
@@ -174,7 +128,7 @@ impl BucketApi {
         }
     }
 
-    pub async fn put(&self, sub: &str, document: &str) -> anyhow::Result<()> {
+    pub async fn put(&self, sub: &'static str, document: &str) -> anyhow::Result<()> {
         let response = self.send("PUT", sub, Some(document)).await?;
         let status = response.status();
         if !status.is_success() {
@@ -190,96 +144,25 @@ impl BucketApi {
     async fn send(
         &self,
         method: &str,
-        sub: &str,
+        sub: &'static str,
         body: Option<&str>,
     ) -> anyhow::Result<reqwest::Response> {
         use base64::Engine;
         use md5::Digest;
-        let url = format!("{}?{sub}", self.bucket_url);
         let body = body.unwrap_or_default();
-        let mut headers: Vec<(String, String)> = Vec::new();
+        let mut call = Call::new(method, "");
+        call.query = vec![(sub, None)];
         if method == "PUT" {
             let md5 = base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(body));
-            headers.push(("content-md5".into(), md5));
-            headers.push(("content-type".into(), "application/xml".into()));
+            call.headers.push(("content-md5".into(), md5));
+            call.headers
+                .push(("content-type".into(), "application/xml".into()));
         }
-        let s = &self.settings;
-        let secret = s.access_key_secret.expose_secret();
-        match s.provider {
-            Provider::S3 => {
-                use aws_sigv4::http_request::{
-                    PayloadChecksumKind, SignableBody, SignableRequest, SigningSettings, sign,
-                };
-                let identity = aws_credential_types::Credentials::new(
-                    &s.access_key_id,
-                    secret,
-                    None,
-                    None,
-                    "mediagate",
-                )
-                .into();
-                let params = aws_sigv4::sign::v4::SigningParams::builder()
-                    .identity(&identity)
-                    .region(&s.region)
-                    .name("s3")
-                    .time(SystemTime::now())
-                    .settings({
-                        // S3 wants the payload's hash in `x-amz-content-sha256`.
-                        let mut settings = SigningSettings::default();
-                        settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
-                        settings
-                    })
-                    .build()?
-                    .into();
-                let signable = SignableRequest::new(
-                    method,
-                    url.as_str(),
-                    headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-                    SignableBody::Bytes(body.as_bytes()),
-                )?;
-                let (instructions, _) = sign(signable, &params)?.into_parts();
-                for (k, v) in instructions.headers() {
-                    headers.push((k.to_owned(), v.to_owned()));
-                }
-            }
-            Provider::Aliyun => {
-                let date = chrono::Utc::now()
-                    .format("%a, %d %b %Y %H:%M:%S GMT")
-                    .to_string();
-                let get = |name: &str| {
-                    headers
-                        .iter()
-                        .find(|(k, _)| k == name)
-                        .map(|(_, v)| v.as_str())
-                        .unwrap_or_default()
-                        .to_owned()
-                };
-                let signature = crate::signing::oss_v1_signature(
-                    secret,
-                    method,
-                    &get("content-md5"),
-                    &get("content-type"),
-                    &date,
-                    &format!("/{}/?{sub}", s.bucket),
-                )?;
-                headers.push(("date".into(), date));
-                headers.push((
-                    "authorization".into(),
-                    format!("OSS {}:{signature}", s.access_key_id),
-                ));
-            }
-        }
-        let mut request = self
-            .http
-            .request(method.parse()?, &url)
-            .body(body.to_owned());
-        for (k, v) in &headers {
-            request = request.header(k, v);
-        }
-        request
-            .send()
+        call.body = body.as_bytes().to_vec();
+        self.client
+            .send(call)
             .await
-            .map_err(|e| anyhow::anyhow!("{} ?{sub}: {}", method, crate::upstream::without_url(&e)))
+            .with_context(|| format!("{method} ?{sub}"))
     }
 }
 

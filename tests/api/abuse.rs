@@ -830,7 +830,7 @@ async fn the_listing_takes_no_key_a_notification_route_would_refuse() {
     app.drain().await;
     let deliveries = app.hooks.deliveries();
     assert_eq!(deliveries.len(), 1);
-    assert_eq!(deliveries[0].1["object_key"], "uploads/bob/raw/direct.mp4");
+    app.protected_copy(&deliveries[0].1, "uploads/bob/raw/direct.mp4");
     assert!(
         app.metrics_text()
             .await

@@ -141,6 +141,8 @@ output_prefix = "out/"
         "configuration: notifications.mns_token: must be at least 16 characters",
         "configuration: workflows[0] (\"weak\"): webhook_secret: webhook secret gives a 8-byte key",
         "configuration: workflows[1] (\"outputs-in-uploads\"): output_prefix \"out/\" overlaps storage.prefix",
+        // With the users' folders at the root, one named `verified` could write the copies.
+        "configuration: verification.protected_prefix: \"verified/\" overlaps storage.prefix \"\"",
     ] {
         assert!(stderr.contains(error), "{error} missing in:\n{stderr}");
     }
@@ -744,7 +746,7 @@ async fn an_upload_made_while_stopped_is_processed_after_restart() {
     let second = Server::start(&env, Some(&file));
     assert!(hooks.wait_for(1, Duration::from_secs(20)).await);
     let (_, delivery) = hooks.deliveries().remove(0);
-    assert_eq!(delivery["object_key"], key);
+    assert_eq!(delivery["source_key"], key);
     assert_eq!(delivery["size"], 4096);
     let upload: Value = client
         .get(format!(

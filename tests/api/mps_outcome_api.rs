@@ -243,6 +243,7 @@ fn delivery(key: &str) -> Delivery {
         bucket: "media-input".into(),
         region: "cn-shanghai".into(),
         object_key: key.into(),
+        protected_key: None,
         etag: "688A7BF4F233DC9C88A80BF985AB7329".into(),
         size: Some(122_539),
         content_type: Some("video/mp4".into()),

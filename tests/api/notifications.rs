@@ -35,7 +35,9 @@ async fn a_callback_triggers_the_matching_workflow_once() {
     assert_eq!(app.hooks.count(), 1);
     let (webhook_id, delivery) = app.hooks.deliveries().remove(0);
     assert_eq!(delivery["id"], webhook_id);
-    assert_eq!(delivery["object_key"], key);
+    // The processor is handed the copy verification judged, where alice cannot write.
+    let copy = app.protected_copy(&delivery, &key);
+    assert!(copy.starts_with("verified/alice/"), "{copy}");
     assert_eq!(delivery["upload_id"], id);
     assert_eq!(delivery["user"], "alice");
     assert_eq!(delivery["etag"], "5EB63BBBE01EEED093CB22BB8F5ACDC3");
@@ -113,10 +115,15 @@ async fn every_matching_workflow_gets_its_own_trigger_and_mps_gets_addmedia() {
     let requests = app.mps.requests();
     assert_eq!(requests.len(), 1);
     let r = &requests[0];
-    let encoded_key = key.replace(' ', "%20");
+    // MPS reads the protected copy the webhook is handed too (one verification, one copy).
+    let (_, delivery) = app.hooks.deliveries().remove(0);
+    let copy = app.protected_copy(&delivery, &key);
     assert_eq!(
         r["FileURL"],
-        format!("http://media-input.oss-cn-hangzhou.aliyuncs.com/{encoded_key}")
+        format!(
+            "http://media-input.oss-cn-hangzhou.aliyuncs.com/{}",
+            copy.replace(' ', "%20")
+        )
     );
     assert_eq!(r["Title"], "Trip");
     assert_eq!(r["Tags"], "x,y");
@@ -654,7 +661,7 @@ async fn s3_events_need_the_token_and_understand_sns_envelopes() {
     app.drain().await;
     assert_eq!(app.hooks.count(), 1);
     assert_eq!(
-        app.hooks.deliveries()[0].1["object_key"],
+        app.hooks.deliveries()[0].1["source_key"],
         "uploads/dave/x/my clip.mp4"
     );
     let rgw = json!({"Records": [{"eventName": "ObjectCreated:Put", "eventSource": "ceph:s3",
@@ -673,7 +680,7 @@ async fn s3_events_need_the_token_and_understand_sns_envelopes() {
     app.drain().await;
     assert_eq!(app.hooks.count(), 2);
     let delivered = &app.hooks.deliveries()[1].1;
-    assert_eq!(delivered["object_key"], "uploads/dave/y/raw+name.mp4");
+    app.protected_copy(delivered, "uploads/dave/y/raw+name.mp4");
     assert_eq!(delivered["media"]["title"], "From RGW");
 
     for bad in [

@@ -240,6 +240,14 @@ async fn an_object_past_the_plan_is_rejected_by_the_stores_size() {
     );
     // Rejected uploads count for nothing; the verified one by the store's size.
     assert_eq!(me(&app, &free).await["usage"]["bytes_total"], MIB);
+    // Only the accepted upload keeps its protected copy.
+    let copies: Vec<String> = app
+        .oss
+        .keys()
+        .into_iter()
+        .filter(|k| k.starts_with("verified/"))
+        .collect();
+    assert_eq!(copies.len(), 1, "{copies:?}");
 }
 
 #[tokio::test]

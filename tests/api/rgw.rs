@@ -186,7 +186,10 @@ async fn rgw_enforces_the_vended_scope_and_notifies_the_workflow() {
         "no delivery"
     );
     let (_, delivery) = &app.hooks.deliveries()[0];
-    assert_eq!(delivery["object_key"], key.as_str());
+    // The processor is handed the copy verification judged, beside the uploaded object.
+    assert_eq!(delivery["source_key"], key.as_str());
+    let copy = delivery["object_key"].as_str().unwrap();
+    assert!(copy.starts_with("verified/alice/"), "{copy}");
     assert_eq!(delivery["bucket"], bucket.as_str());
     assert_eq!(delivery["upload_id"], id.as_str());
     assert_eq!(
@@ -519,7 +522,7 @@ async fn rgw_objects_are_verified_in_the_store_before_anything_is_triggered() {
         app.hooks
             .deliveries()
             .into_iter()
-            .filter(|(_, d)| d["object_key"] == key)
+            .filter(|(_, d)| d["object_key"] == key || d["source_key"] == key)
             .map(|(_, d)| d)
             .collect::<Vec<_>>()
     };
@@ -569,7 +572,7 @@ async fn rgw_objects_nobody_announced_are_found_by_listing() {
     app.drain().await;
     let deliveries = app.hooks.deliveries();
     assert_eq!(deliveries.len(), 1);
-    assert_eq!(deliveries[0].1["object_key"], "uploads/carol/x/quiet.mp4");
+    assert_eq!(deliveries[0].1["source_key"], "uploads/carol/x/quiet.mp4");
     assert_eq!(deliveries[0].1["size"], 7000);
     assert_eq!(app.app.reconcile().await.unwrap().listed, 0);
 }
@@ -813,7 +816,6 @@ pub(crate) fn bucket_api(app: &TestApp) -> mediagate::storage::setup::BucketApi 
     use mediagate::storage::reader::ReaderSettings;
     let config = &app.app.config;
     mediagate::storage::setup::BucketApi::new(
-        &config.storage,
         ReaderSettings::new(
             &config.storage,
             (&config.sts.access_key_id, &config.sts.access_key_secret),
@@ -959,7 +961,7 @@ async fn a_signed_put_never_copies_another_users_object() {
         app.hooks
             .deliveries()
             .iter()
-            .all(|(_, d)| d["object_key"] == bobs),
+            .all(|(_, d)| d["source_key"] == bobs),
         "{:?}",
         app.hooks.deliveries()
     );
@@ -1064,7 +1066,7 @@ async fn uploaders_cannot_publish_their_objects() {
         app.hooks
             .deliveries()
             .iter()
-            .all(|(_, d)| d["object_key"] != key || d["type"] != "upload.completed"),
+            .all(|(_, d)| d["source_key"] != key || d["type"] != "upload.completed"),
         "{:?}",
         app.hooks.deliveries()
     );
@@ -1287,4 +1289,281 @@ async fn the_reference_processor_makes_a_rendition_and_a_cover_that_end_the_uplo
     .await;
     assert_eq!(streams.trim(), "h264,yuv420p\naac", "{streams}");
     drop(processor);
+}
+
+/// The MD5 of `bytes`, in hex: what `s3client get` reports for an object.
+fn md5_hex(bytes: &[u8]) -> String {
+    use md5::Digest;
+    hex::encode(md5::Md5::digest(bytes))
+}
+
+/// mediagate on RGW whose webhook receiver (the processor) takes 5 s to accept a delivery,
+/// so that the uploader has time to write again between verification and the processor's
+/// read. With `protect` false, verification keeps no copy.
+async fn slow_processor(bucket: &str, protect: bool) -> TestApp {
+    let app = spawn(bucket, |c| {
+        c.verification.protected_copy = protect;
+        c.processing.webhook_timeout_ms = 20_000;
+        c.processing.lease_seconds = 30;
+    })
+    .await;
+    setup(&app, bucket, &[], &[bucket]).await;
+    webhook_workflow(&app, bucket, "uploads/").await;
+    app.hooks.set_latency(Duration::from_secs(5));
+    app
+}
+
+/// Waits until `n` deliveries reached the receiver's door (each after its verification).
+async fn delivery_started(app: &TestApp, n: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while app.hooks.calls() < n {
+        assert!(std::time::Instant::now() < deadline, "no delivery started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The delivery the processor takes for `key`, once it has taken it, and the bytes it then
+/// reads at the payload's `bucket`/`object_key` with its own (the bucket owner's) keys.
+async fn what_the_processor_reads(app: &TestApp, key: &str) -> (Value, Value) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let delivery = loop {
+        let found = app.hooks.deliveries().into_iter().find(|(_, d)| {
+            d["type"] == "upload.completed" && (d["source_key"] == key || d["object_key"] == key)
+        });
+        if let Some((_, d)) = found {
+            break d;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no delivery for {key}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let read = s3client(
+        "get",
+        json!({"endpoint": rgw_url(), "creds": admin(), "bucket": delivery["bucket"],
+               "key": delivery["object_key"]}),
+    )
+    .await;
+    assert_eq!(read["ok"], true, "{read}");
+    (delivery, read)
+}
+
+/// What was verified is what gets processed, on a store with no conditional-write policies:
+/// a real clip is uploaded with vended STS credentials, verified, and overwritten with the
+/// same credentials while the delivery is on its way to the processor. The processor reads
+/// the key its payload names and gets the verified clip, never the new bytes. Without
+/// protected copies the same race hands it the new bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Ceph RGW and ffmpeg: scripts/test.sh runs it"]
+async fn an_overwrite_with_the_same_credentials_never_reaches_the_processor() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("clip.mp4");
+    make_clip(&clip).await;
+    let clip_md5 = md5_hex(&std::fs::read(&clip).unwrap());
+    for protect in [true, false] {
+        let bucket = bucket();
+        let app = slow_processor(&bucket, protect).await;
+        let upload = request_upload(&app, "alice", json!({"file_name": "clip.mp4"})).await;
+        let key = upload["object_key"].as_str().unwrap().to_owned();
+        let put = s3client("put", args(&upload, &key, json!({"file": clip}))).await;
+        assert_eq!(put["ok"], true, "{put}");
+        delivery_started(&app, 1).await;
+        // Verified and on its way: the uploader writes other bytes with the same credentials.
+        let over = s3client(
+            "put",
+            args(&upload, &key, json!({"size": 50_000, "content": "zip"})),
+        )
+        .await;
+        assert_eq!(over["ok"], true, "{over}");
+        let (delivery, read) = what_the_processor_reads(&app, &key).await;
+        if protect {
+            let copy = delivery["object_key"].as_str().unwrap();
+            assert!(copy.starts_with("verified/alice/"), "{delivery}");
+            assert_eq!(delivery["source_key"], key.as_str());
+            assert_eq!(read["md5"], clip_md5.as_str(), "the verified clip");
+            assert_eq!(
+                delivery["etag"],
+                read["etag"].as_str().unwrap().to_uppercase()
+            );
+            // The uploaded object itself holds the overwrite.
+            let original = s3client(
+                "get",
+                json!({"endpoint": rgw_url(), "creds": admin(), "bucket": bucket, "key": key}),
+            )
+            .await;
+            assert_eq!(original["etag"], over["etag"], "{original}");
+            assert_ne!(original["md5"], clip_md5.as_str());
+        } else {
+            assert_eq!(delivery["object_key"], key.as_str());
+            assert_eq!(
+                read["etag"], over["etag"],
+                "unprotected, the overwrite got through"
+            );
+            assert_ne!(read["md5"], clip_md5.as_str());
+        }
+        app.drain().await;
+        assert_eq!(
+            app.hooks.count(),
+            1,
+            "the overwrite triggers nothing itself"
+        );
+    }
+}
+
+/// The same race through a presigned PUT URL the browser obtained before its upload
+/// completed (`mode: "presigned"`): still valid afterwards, it overwrites the object, and the
+/// processor still reads the verified clip.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Ceph RGW and ffmpeg: scripts/test.sh runs it"]
+async fn an_overwrite_through_an_earlier_presigned_url_never_reaches_the_processor() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip_path = dir.path().join("clip.mp4");
+    make_clip(&clip_path).await;
+    let clip = std::fs::read(&clip_path).unwrap();
+    let bucket = bucket();
+    let app = slow_processor(&bucket, true).await;
+    let upload = request_upload(
+        &app,
+        "alice",
+        json!({"file_name": "clip.mp4", "mode": "presigned", "content_type": "video/mp4"}),
+    )
+    .await;
+    let (id, key) = (
+        upload["upload_id"].as_str().unwrap(),
+        upload["object_key"].as_str().unwrap(),
+    );
+    let put = json!({"method": "PUT", "key": key, "contentType": "video/mp4"});
+    let first = sign_for(&app, id, put.clone()).await;
+    let second = sign_for(&app, id, put).await;
+    let r = send_signed(reqwest::Method::PUT, &first, &[], clip.clone()).await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    delivery_started(&app, 1).await;
+    let mut other = b"PK\x03\x04".to_vec();
+    other.resize(40_000, 7);
+    let r = send_signed(reqwest::Method::PUT, &second, &[], other.clone()).await;
+    assert_eq!(
+        r.status(),
+        200,
+        "the earlier URL still writes: {}",
+        r.text().await.unwrap()
+    );
+    let (delivery, read) = what_the_processor_reads(&app, key).await;
+    assert_eq!(delivery["source_key"], key);
+    assert_eq!(read["md5"], md5_hex(&clip), "the verified clip");
+    let original = s3client(
+        "get",
+        json!({"endpoint": rgw_url(), "creds": admin(), "bucket": bucket, "key": key}),
+    )
+    .await;
+    assert_eq!(original["md5"], md5_hex(&other), "{original}");
+    app.drain().await;
+    assert_eq!(app.hooks.count(), 1);
+}
+
+/// The copies live where app credentials can do nothing: vended STS credentials are refused
+/// (AccessDenied) a PUT over a copy or a new object under `verified/`, a multipart upload
+/// there, a read of a copy, and a copy from one into their own prefix; mediagate signs no
+/// request for a key there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Ceph RGW: scripts/test.sh runs it"]
+async fn app_credentials_cannot_write_or_read_the_protected_copies() {
+    let bucket = bucket();
+    let app = spawn(&bucket, |_| {}).await;
+    setup(&app, &bucket, &[], &[&bucket]).await;
+    webhook_workflow(&app, &bucket, "uploads/").await;
+    let upload = request_upload(&app, "alice", json!({"file_name": "a b+視.mp4"})).await;
+    let key = upload["object_key"].as_str().unwrap().to_owned();
+    let put = s3client("put", args(&upload, &key, json!({"size": 8000}))).await;
+    assert_eq!(put["ok"], true, "{put}");
+    assert!(app.hooks.wait_for(1, Duration::from_secs(20)).await);
+    let copy = app.hooks.deliveries()[0].1["object_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(copy.starts_with("verified/alice/"), "{copy}");
+    let denied = |r: &Value| {
+        assert_eq!(
+            (r["ok"].clone(), r["code"].clone()),
+            (json!(false), json!("AccessDenied")),
+            "{r}"
+        )
+    };
+    // Over the copy, beside it, a multipart upload there, and a read of it.
+    denied(&s3client("put", args(&upload, &copy, json!({"size": 100}))).await);
+    denied(&s3client("put", args(&upload, "verified/alice/new.mp4", json!({}))).await);
+    let multipart = args(&upload, &copy, json!({"size_mib": 5, "part_mib": 5}));
+    denied(&s3client("multipart", multipart).await);
+    denied(&s3client("get", args(&upload, &copy, json!({}))).await);
+    // The copy holds what was verified.
+    let read = s3client(
+        "get",
+        json!({"endpoint": rgw_url(), "creds": admin(), "bucket": bucket, "key": copy}),
+    )
+    .await;
+    assert_eq!(read["etag"], put["etag"], "{read}");
+    // A presigned upload: mediagate signs nothing for a key under `verified/`, and a signed
+    // PUT of the upload's own key cannot copy a protected copy into it.
+    let browser = request_upload(
+        &app,
+        "alice",
+        json!({"file_name": "b.mp4", "mode": "presigned"}),
+    )
+    .await;
+    let id = browser["upload_id"].as_str().unwrap();
+    let r = app
+        .client
+        .post(app.url(&format!("/v1/uploads/{id}/sign")))
+        .bearer_auth(app.token("alice"))
+        .json(&json!({"method": "PUT", "key": copy}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_client_error(), "{}", r.status());
+    let own = browser["object_key"].as_str().unwrap();
+    let signed = sign_for(&app, id, json!({"method": "PUT", "key": own})).await;
+    let source = format!("{bucket}/{copy}");
+    let r = send_signed(
+        reqwest::Method::PUT,
+        &signed,
+        &[("x-amz-copy-source", &source)],
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(r.status(), 403, "{}", r.text().await.unwrap());
+}
+
+/// An object larger than `verification.copy_part_bytes` is copied in parts (UploadPartCopy)
+/// on RGW, and the copy is the whole object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Ceph RGW: scripts/test.sh runs it"]
+async fn rgw_copies_large_objects_in_parts() {
+    let bucket = bucket();
+    let app = spawn(&bucket, |c| c.verification.copy_part_bytes = 5 << 20).await;
+    setup(&app, &bucket, &[], &[&bucket]).await;
+    webhook_workflow(&app, &bucket, "uploads/").await;
+    // A name with a space, a `+` and a character outside ASCII: the copy source is encoded.
+    let upload = request_upload(&app, "alice", json!({"file_name": "long take+(視).mp4"})).await;
+    let key = upload["object_key"].as_str().unwrap().to_owned();
+    let size = 12 * 1024 * 1024 + 5;
+    let put = s3client("put", args(&upload, &key, json!({"size": size}))).await;
+    assert_eq!(put["ok"], true, "{put}");
+    let id = upload["upload_id"].as_str().unwrap();
+    let done = app
+        .wait_upload("alice", id, |u| u["state"] != "uploaded")
+        .await;
+    assert_eq!(done["state"], "triggered", "{}", app.admin_upload(id).await);
+    let (delivery, read) = what_the_processor_reads(&app, &key).await;
+    assert_eq!(delivery["size"], size);
+    assert!(
+        delivery["etag"].as_str().unwrap().ends_with("-3"),
+        "three parts: {delivery}"
+    );
+    let original = s3client(
+        "get",
+        json!({"endpoint": rgw_url(), "creds": admin(), "bucket": bucket, "key": key}),
+    )
+    .await;
+    assert_eq!(read["md5"], original["md5"]);
+    assert_eq!(read["size"], size);
 }

@@ -397,7 +397,7 @@ async fn listing_finds_objects_nobody_announced() {
     app.drain().await;
     let deliveries = app.hooks.deliveries();
     assert_eq!(deliveries.len(), 2);
-    assert_eq!(deliveries[1].1["object_key"], "uploads/bob/raw/direct.mp4");
+    app.protected_copy(&deliveries[1].1, "uploads/bob/raw/direct.mp4");
     assert_eq!(deliveries[1].1["size"], 3000);
     // In bob's history, as an upload he made without asking.
     let history = history_of(&app, "bob").await;
@@ -864,4 +864,233 @@ async fn reprocessing_an_object_gone_since_changes_nothing() {
     app.drain().await;
     assert_eq!(outcomes(&app, &key).await, ["queued", "repeat"]);
     assert_eq!(app.hooks.count(), 1);
+}
+
+/// The keys under `verified/` the bucket holds.
+fn copies_in(app: &TestApp) -> Vec<String> {
+    let keys = app.oss.keys();
+    keys.into_iter()
+        .filter(|k| k.starts_with("verified/"))
+        .collect()
+}
+
+/// What was verified is what gets processed. The uploader's credentials (and presigned URLs)
+/// stay valid after the upload, so the object can be replaced after verification and before
+/// a processor reads it: processors are handed the copy verification made and judged, under
+/// `verified/`, where no app credential writes, and its bytes are the verified ones whatever
+/// becomes of the original.
+#[tokio::test]
+async fn a_version_written_after_verification_never_reaches_the_processor() {
+    let app = TestApp::spawn().await;
+    app.webhook_workflow("hooks", "uploads/").await;
+    app.mps_workflow("transcode", "uploads/").await;
+    let (id, key) = app.issue("alice", "clip.mp4", json!({})).await;
+    let clip = sized(mp4_header(), 4096);
+    app.oss.put(&key, clip.clone(), "video/mp4");
+    // Neither processor takes the first delivery: it is retried after the overwrite below.
+    app.hooks.fail_next(1);
+    app.mps.fail_next(503, "ServiceUnavailable");
+    let form = format!("bucket=media-input&object={key}&etag=E&size=4096&upload_id={id}");
+    assert_eq!(app.oss_callback_only(&form).await.status(), 200);
+    app.drain().await;
+    assert_eq!(app.hooks.count(), 0);
+    let full = app.admin_upload(&id).await;
+    assert_eq!(full["verification"][0]["state"], "delivered", "{full}");
+    // The uploader PUTs a ZIP over the verified clip with its still-valid credentials.
+    app.oss.put(&key, zip(), "video/mp4");
+    app.drain_with_retries().await;
+
+    let (_, delivery) = app.hooks.deliveries().remove(0);
+    let copy = delivery["object_key"].as_str().unwrap().to_owned();
+    assert_eq!(delivery["source_key"], key.as_str());
+    assert!(copy.starts_with("verified/alice/"), "{copy}");
+    assert!(copy.ends_with("/clip.mp4"), "{copy}");
+    assert_eq!(
+        app.oss.bytes(&copy),
+        Some(clip.clone()),
+        "the verified clip"
+    );
+    assert_eq!(
+        app.oss.bytes(&key),
+        Some(zip()),
+        "the original was replaced"
+    );
+    assert_eq!(delivery["etag"], app.oss.etag(&copy).unwrap());
+    assert_eq!(delivery["size"], 4096);
+    // MPS reads the same copy, on the first attempt and on its retry.
+    let file_urls: Vec<String> = app
+        .mps
+        .requests()
+        .iter()
+        .filter_map(|r| r.get("FileURL").cloned())
+        .collect();
+    assert_eq!(file_urls.len(), 2, "{file_urls:?}");
+    for url in &file_urls {
+        assert_eq!(
+            url,
+            &format!("http://media-input.oss-cn-hangzhou.aliyuncs.com/{copy}")
+        );
+    }
+    assert_eq!(copies_in(&app), std::slice::from_ref(&copy));
+    // The overwrite's own notification is a repeat: nothing is verified or copied again.
+    let form = format!("bucket=media-input&object={key}&etag=Z&size=4096&upload_id={id}");
+    assert_eq!(app.oss_callback_only(&form).await.status(), 200);
+    app.drain().await;
+    assert_eq!(app.hooks.count(), 1);
+    assert_eq!(copies_in(&app), [copy]);
+    assert_eq!(
+        app.oss.refused(),
+        0,
+        "every request was signed as OSS checks it"
+    );
+}
+
+/// The object is copied as the HEAD saw it (the copy names that ETag); a version that landed
+/// in between is refused by the store (412), looked at again and judged as itself, in a copy
+/// of its own: never passed on under the first version's verdict.
+#[tokio::test]
+async fn a_version_that_changed_between_the_head_and_the_copy_is_verified_again() {
+    let app = TestApp::spawn().await;
+    app.webhook_workflow("hooks", "uploads/").await;
+    // A clip at the HEAD, a ZIP by the copy: the ZIP is what is judged, and refused.
+    let (id, key) = app.issue("alice", "swap.mp4", json!({})).await;
+    app.oss.put(&key, sized(mp4_header(), 3000), "video/mp4");
+    app.oss.replace_after_head(&key, zip(), "video/mp4");
+    let form = format!("bucket=media-input&object={key}&etag=E&size=3000&upload_id={id}");
+    assert_eq!(app.oss_callback_only(&form).await.status(), 200);
+    app.drain().await;
+    let upload = state(&app, &id).await;
+    assert_eq!(upload["state"], "rejected", "{upload}");
+    assert_eq!(upload["state_reason"], "not_media");
+    assert_eq!(app.oss.preconditions_failed(), 1);
+    assert_eq!(app.oss.copies(), 1, "only the ZIP was copied");
+    let notices = app.hooks.deliveries();
+    assert_eq!(notices.len(), 1);
+    assert_eq!(notices[0].1["type"], "upload.rejected");
+    assert_eq!(notices[0].1["object_key"], key.as_str());
+    // The refused copy is not kept.
+    assert_eq!(copies_in(&app), Vec::<String>::new());
+
+    // A clip at the HEAD, another clip by the copy: the second one is verified and handed on.
+    let (id, key) = app.issue("alice", "swap2.mp4", json!({})).await;
+    app.oss.put(&key, sized(mp4_header(), 3000), "video/mp4");
+    let second = sized(mp4_header(), 5000);
+    app.oss
+        .replace_after_head(&key, second.clone(), "video/mp4");
+    let form = format!("bucket=media-input&object={key}&etag=E&size=3000&upload_id={id}");
+    assert_eq!(app.oss_callback_only(&form).await.status(), 200);
+    app.drain().await;
+    assert_eq!(state(&app, &id).await["state"], "triggered");
+    assert_eq!(app.oss.preconditions_failed(), 2);
+    let (_, delivery) = app.hooks.deliveries().remove(1);
+    let copy = app.protected_copy(&delivery, &key);
+    assert_eq!(app.oss.bytes(&copy), Some(second));
+    assert_eq!(delivery["size"], 5000);
+    assert_eq!(app.oss.refused(), 0);
+}
+
+/// Objects larger than `copy_part_bytes` are copied in parts (UploadPartCopy, each naming the
+/// verified version), and the copy is the whole object.
+#[tokio::test]
+async fn large_objects_are_copied_in_parts() {
+    let app = TestApp::spawn_with(|c| c.verification.copy_part_bytes = 5 << 20).await;
+    app.webhook_workflow("hooks", "uploads/").await;
+    let (id, key) = app.issue("alice", "long.mov", json!({})).await;
+    let mut bytes = b"\x00\x00\x00\x14ftypqt  \x00\x00\x00\x00qt  ".to_vec();
+    bytes.extend((0..12u32 << 20).map(|i| (i % 251) as u8));
+    app.oss.put(&key, bytes.clone(), "video/quicktime");
+    let form = format!(
+        "bucket=media-input&object={key}&etag=E&size={}&upload_id={id}",
+        bytes.len()
+    );
+    assert_eq!(app.oss_callback_only(&form).await.status(), 200);
+    app.drain().await;
+    assert_eq!(state(&app, &id).await["state"], "triggered");
+    let (_, delivery) = app.hooks.deliveries().remove(0);
+    let copy = app.protected_copy(&delivery, &key);
+    assert_eq!(app.oss.copies(), 3, "three parts of at most 5 MiB");
+    assert_eq!(app.oss.open_multipart_uploads(), 0);
+    assert!(
+        delivery["etag"].as_str().unwrap().ends_with("-3"),
+        "{delivery}"
+    );
+    assert_eq!(delivery["content_type"], "video/quicktime");
+    assert_eq!(app.oss.bytes(&copy).map(|b| b.len()), Some(bytes.len()));
+    assert_eq!(app.oss.refused(), 0);
+
+    // Replaced after the first part was copied: the second part's condition fails, the
+    // multipart copy is aborted, and the new version is looked at again and copied whole.
+    let (id, key) = app.issue("alice", "long2.mov", json!({})).await;
+    app.oss.put(&key, bytes.clone(), "video/quicktime");
+    let mut other = bytes.clone();
+    other[100] ^= 1;
+    app.oss
+        .replace_after_copy(&key, other.clone(), "video/quicktime");
+    let form = format!(
+        "bucket=media-input&object={key}&etag=E&size={}&upload_id={id}",
+        bytes.len()
+    );
+    assert_eq!(app.oss_callback_only(&form).await.status(), 200);
+    app.drain().await;
+    assert_eq!(state(&app, &id).await["state"], "triggered");
+    let (_, delivery) = app.hooks.deliveries().remove(1);
+    let copy = app.protected_copy(&delivery, &key);
+    assert_eq!(app.oss.bytes(&copy), Some(other));
+    assert_eq!(app.oss.preconditions_failed(), 1);
+    assert_eq!(
+        app.oss.copies(),
+        3 + 1 + 3,
+        "one part of the first copy, then all three"
+    );
+    assert_eq!(
+        app.oss.open_multipart_uploads(),
+        0,
+        "the first copy was aborted"
+    );
+}
+
+/// Reprocessing verifies the object as the store has it now, into a copy of its own; the
+/// earlier copy (which a processor may still be reading) is left as it was.
+#[tokio::test]
+async fn reprocessing_verifies_into_a_new_copy() {
+    let app = TestApp::spawn().await;
+    app.webhook_workflow("hooks", "uploads/").await;
+    let (id, key) = app.issue("alice", "again.mp4", json!({})).await;
+    let first = sized(mp4_header(), 2000);
+    app.oss.put(&key, first.clone(), "video/mp4");
+    assert_eq!(app.upload_completed(&key, "E1", &id).await.status(), 200);
+    app.drain().await;
+    let (_, delivery) = app.hooks.deliveries().remove(0);
+    let first_copy = app.protected_copy(&delivery, &key);
+    let second = sized(mp4_header(), 2500);
+    app.oss.put(&key, second.clone(), "video/mp4");
+    let r = app
+        .admin(
+            Method::POST,
+            &format!("/v1/admin/uploads/{id}/reprocess"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    app.drain().await;
+    let (_, delivery) = app.hooks.deliveries().remove(1);
+    let second_copy = app.protected_copy(&delivery, &key);
+    assert_ne!(second_copy, first_copy);
+    assert_eq!(app.oss.bytes(&second_copy), Some(second));
+    assert_eq!(app.oss.bytes(&first_copy), Some(first));
+}
+
+/// With `protected_copy = false` processors are handed the uploaded object itself, as before.
+#[tokio::test]
+async fn without_protected_copies_the_object_itself_is_handed_on() {
+    let app = TestApp::spawn_with(|c| c.verification.protected_copy = false).await;
+    app.webhook_workflow("hooks", "uploads/").await;
+    let (id, key) = app.issue("alice", "plain.mp4", json!({})).await;
+    app.oss.put(&key, sized(mp4_header(), 2000), "video/mp4");
+    assert_eq!(app.upload_completed(&key, "E1", &id).await.status(), 200);
+    app.drain().await;
+    let (_, delivery) = app.hooks.deliveries().remove(0);
+    assert_eq!(delivery["object_key"], key.as_str());
+    assert!(delivery.get("source_key").is_none(), "{delivery}");
+    assert_eq!(app.oss.copies(), 0);
 }

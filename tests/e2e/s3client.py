@@ -5,6 +5,7 @@
 prints one JSON object. S3 errors are results (`ok: false` with the status and the error
 code the store returned), not failures of this script.
 """
+import hashlib
 import json
 import os
 import sys
@@ -84,12 +85,15 @@ def put(args):
 
 
 def get(args):
+    """Reads the object whole, as a processor does: its size, ETag and the MD5 of its bytes."""
     s3 = client(args, args["creds"])
     try:
         r = s3.get_object(Bucket=args["bucket"], Key=args["key"])
+        body = r["Body"].read()
     except botocore.exceptions.ClientError as e:
         return refused(e)
-    return {"ok": True, "size": r["ContentLength"]}
+    return {"ok": True, "size": r["ContentLength"], "etag": r["ETag"].strip('"'),
+            "md5": hashlib.md5(body).hexdigest()}
 
 
 def head(args):

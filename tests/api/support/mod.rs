@@ -288,6 +288,22 @@ impl TestApp {
         format!("{}{path}", self.base)
     }
 
+    /// The key of the protected copy a webhook `delivery` names for the announced `key`
+    /// (`verified/{user}/{job}/{file name}`, with `source_key` naming `key`), after checking
+    /// that the input bucket holds it with the bytes `key` holds.
+    pub fn protected_copy(&self, delivery: &Value, key: &str) -> String {
+        assert_eq!(delivery["source_key"], key, "{delivery}");
+        let copy = delivery["object_key"].as_str().unwrap().to_owned();
+        let name = key.rsplit('/').next().unwrap();
+        assert!(
+            copy.starts_with("verified/") && copy.ends_with(&format!("/{name}")),
+            "{copy}"
+        );
+        assert!(self.oss.bytes(key).is_some(), "{key} is not in the store");
+        assert_eq!(self.oss.bytes(&copy), self.oss.bytes(key), "{copy}");
+        copy
+    }
+
     /// An HS256 app token for `sub`, valid for an hour of the app's clock.
     pub fn token(&self, sub: &str) -> String {
         let exp = self.app.clock.now().timestamp() + 3600;

@@ -6,6 +6,11 @@
 //! test puts, ETags as OSS writes them, and symbolic links with `x-oss-object-type: Symlink`,
 //! and lists them (ListObjectsV2: `prefix`, `start-after`, `max-keys`, continuation tokens).
 //! `If-Match` is honoured as OSS does (412 `PreconditionFailed` when the quoted ETag differs).
+//! It makes server-side copies as OSS does, signed like any other request with their
+//! `x-oss-copy-source*` headers: CopyObject (`PUT` with `x-oss-copy-source`), and the
+//! multipart copy of large objects (InitiateMultipartUpload `POST ?uploads`, UploadPartCopy
+//! with `x-oss-copy-source-range`, CompleteMultipartUpload `POST ?uploadId=`, Abort), each
+//! refused 412 when `x-oss-copy-source-if-match` names another version; and it deletes.
 //! Tests can take it down (503), have an object replaced right after a HEAD (an uploader
 //! PUTting again between two reads), and count what reached it.
 
@@ -34,11 +39,23 @@ struct Object {
     modified: chrono::DateTime<chrono::Utc>,
 }
 
+/// A multipart upload in progress: its key, the type it was created with, and its parts.
+struct Multipart {
+    key: String,
+    content_type: String,
+    parts: std::collections::BTreeMap<u32, Vec<u8>>,
+}
+
 #[derive(Default)]
 struct FakeState {
     objects: Mutex<HashMap<String, Object>>,
+    multipart: Mutex<HashMap<String, Multipart>>,
+    /// Copy requests (CopyObject and UploadPartCopy) that copied something.
+    copies: AtomicUsize,
     /// Per key, the versions that replace the object after each of its next HEADs.
     after_head: Mutex<HashMap<String, VecDeque<Object>>>,
+    /// Per key, the versions that replace the object after each next copy request from it.
+    after_copy: Mutex<HashMap<String, VecDeque<Object>>>,
     /// The bucket's `?cors` and `?lifecycle` documents.
     bucket_config: Mutex<HashMap<String, String>>,
     down: AtomicBool,
@@ -89,6 +106,19 @@ impl OssFake {
         let etag = hex::encode_upper(md5_digest(&bytes));
         self.state
             .after_head
+            .lock()
+            .unwrap()
+            .entry(key.to_owned())
+            .or_default()
+            .push_back(object(bytes, content_type, &etag));
+    }
+
+    /// After the next copy request (a CopyObject, or one part's) that reads `key`, `bytes`
+    /// replace the object, as a second PUT in the middle of a multipart copy would.
+    pub fn replace_after_copy(&self, key: &str, bytes: Vec<u8>, content_type: &str) {
+        let etag = hex::encode_upper(md5_digest(&bytes));
+        self.state
+            .after_copy
             .lock()
             .unwrap()
             .entry(key.to_owned())
@@ -151,9 +181,33 @@ impl OssFake {
         self.state.refused.load(Ordering::SeqCst)
     }
 
-    /// Requests answered 412 because their `If-Match` named another version.
+    /// Requests answered 412 because their `If-Match` (or `x-oss-copy-source-if-match`)
+    /// named another version.
     pub fn preconditions_failed(&self) -> usize {
         self.state.preconditions_failed.load(Ordering::SeqCst)
+    }
+
+    /// Copy requests that copied something (one per CopyObject, one per part).
+    pub fn copies(&self) -> usize {
+        self.state.copies.load(Ordering::SeqCst)
+    }
+
+    /// The bytes of the object at `key` now.
+    pub fn bytes(&self, key: &str) -> Option<Vec<u8>> {
+        let objects = self.state.objects.lock().unwrap();
+        objects.get(key).map(|o| o.bytes.clone())
+    }
+
+    /// Every key the bucket holds, in order.
+    pub fn keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self.state.objects.lock().unwrap().keys().cloned().collect();
+        keys.sort();
+        keys
+    }
+
+    /// Multipart uploads neither completed nor aborted.
+    pub fn open_multipart_uploads(&self) -> usize {
+        self.state.multipart.lock().unwrap().len()
     }
 }
 
@@ -275,15 +329,24 @@ async fn handle(
     let key = percent_encoding::percent_decode_str(uri.path().trim_start_matches('/'))
         .decode_utf8_lossy()
         .into_owned();
-    // `continuation-token`, `cors` and `lifecycle` are sub-resources, so they are signed;
-    // the listing parameters are not.
+    // Sub-resources are signed (sorted by name, raw values, a bare name when empty); the
+    // listing parameters are not.
     let config = ["cors", "lifecycle"]
         .into_iter()
         .find(|sub| key.is_empty() && query.contains_key(*sub));
-    let resource = match (query.get("continuation-token"), config) {
-        (Some(token), _) => format!("/{BUCKET}/{key}?continuation-token={token}"),
-        (None, Some(sub)) => format!("/{BUCKET}/?{sub}"),
-        (None, None) => format!("/{BUCKET}/{key}"),
+    let mut subresources: Vec<String> = SUBRESOURCES
+        .iter()
+        .filter_map(|name| {
+            query.get(*name).map(|value| match value.as_str() {
+                "" => (*name).to_owned(),
+                value => format!("{name}={value}"),
+            })
+        })
+        .collect();
+    subresources.sort();
+    let resource = match subresources.is_empty() {
+        true => format!("/{BUCKET}/{key}"),
+        false => format!("/{BUCKET}/{key}?{}", subresources.join("&")),
     };
     let by_query = query.contains_key("Signature") && method == Method::GET;
     if !(signed(&method, &headers, &resource)
@@ -297,6 +360,26 @@ async fn handle(
     }
     if key.is_empty() && method == Method::GET {
         return list(&state, &query);
+    }
+    if headers.contains_key("x-oss-copy-source") && method == Method::PUT {
+        return copy(&state, &key, &headers, &query);
+    }
+    match (
+        &method,
+        query.get("uploadId"),
+        query.contains_key("uploads"),
+    ) {
+        (&Method::POST, None, true) => return initiate(&state, &key, &headers),
+        (&Method::POST, Some(id), _) => return complete(&state, &key, id, &body),
+        (&Method::DELETE, Some(id), _) => {
+            state.multipart.lock().unwrap().remove(id);
+            return StatusCode::NO_CONTENT.into_response();
+        }
+        (&Method::DELETE, None, _) => {
+            state.objects.lock().unwrap().remove(&key);
+            return StatusCode::NO_CONTENT.into_response();
+        }
+        _ => {}
     }
     let found = state.objects.lock().unwrap().get(&key).cloned();
     // This HEAD answers the version it found (or none); the queued one lands right after.
@@ -356,6 +439,185 @@ async fn handle(
     let kind = if object.symlink { "Symlink" } else { "Normal" };
     h.insert("x-oss-object-type", kind.parse().unwrap());
     response
+}
+
+/// The sub-resources OSS signs that requests to the fake carry.
+const SUBRESOURCES: &[&str] = &[
+    "continuation-token",
+    "cors",
+    "lifecycle",
+    "partNumber",
+    "uploadId",
+    "uploads",
+];
+
+fn xml(status: StatusCode, body: String) -> Response {
+    let body = format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n{body}");
+    (status, [(header::CONTENT_TYPE, "application/xml")], body).into_response()
+}
+
+/// CopyObject, or UploadPartCopy with `partNumber` and `uploadId`: the source named by
+/// `x-oss-copy-source` (`/{bucket}/{percent-encoded key}`), only while it is the version
+/// `x-oss-copy-source-if-match` names, as OSS does.
+fn copy(
+    state: &FakeState,
+    key: &str,
+    headers: &HeaderMap,
+    query: &HashMap<String, String>,
+) -> Response {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let Some(source) = header("x-oss-copy-source")
+        .and_then(|s| s.strip_prefix(&format!("/{BUCKET}/")))
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+    else {
+        return error(StatusCode::BAD_REQUEST, "InvalidArgument");
+    };
+    let Some(found) = state.objects.lock().unwrap().get(&source).cloned() else {
+        return error(StatusCode::NOT_FOUND, "NoSuchKey");
+    };
+    if let Some(etag) = header("x-oss-copy-source-if-match")
+        && etag != format!("\"{}\"", found.etag)
+    {
+        state.preconditions_failed.fetch_add(1, Ordering::SeqCst);
+        return error(StatusCode::PRECONDITION_FAILED, "PreconditionFailed");
+    }
+    let modified = "2026-12-02T00:00:00.000Z";
+    // This request copies the version it found; the queued one lands right after.
+    let next = state
+        .after_copy
+        .lock()
+        .unwrap()
+        .get_mut(&source)
+        .and_then(VecDeque::pop_front);
+    if let Some(next) = next {
+        state.objects.lock().unwrap().insert(source.clone(), next);
+    }
+    let (Some(number), Some(id)) = (query.get("partNumber"), query.get("uploadId")) else {
+        // OSS copies at most 1 GB in one request.
+        if found.bytes.len() > 1 << 30 {
+            return error(StatusCode::BAD_REQUEST, "InvalidRequest");
+        }
+        state.copies.fetch_add(1, Ordering::SeqCst);
+        let copy = Object {
+            modified: chrono::Utc::now(),
+            ..found
+        };
+        let etag = copy.etag.clone();
+        state.objects.lock().unwrap().insert(key.to_owned(), copy);
+        return xml(
+            StatusCode::OK,
+            format!(
+                "<CopyObjectResult><LastModified>{modified}</LastModified><ETag>\"{etag}\"</ETag></CopyObjectResult>"
+            ),
+        );
+    };
+    let range = header("x-oss-copy-source-range")
+        .and_then(|r| r.strip_prefix("bytes="))
+        .and_then(|r| r.split_once('-'))
+        .and_then(|(a, b)| Some((a.parse::<usize>().ok()?, b.parse::<usize>().ok()?)));
+    let Some((first, last)) = range.filter(|(a, b)| a <= b && *b < found.bytes.len()) else {
+        return error(StatusCode::RANGE_NOT_SATISFIABLE, "InvalidRange");
+    };
+    let mut uploads = state.multipart.lock().unwrap();
+    let (Some(upload), Ok(number)) = (uploads.get_mut(id.as_str()), number.parse::<u32>()) else {
+        return error(StatusCode::NOT_FOUND, "NoSuchUpload");
+    };
+    if upload.key != key {
+        return error(StatusCode::NOT_FOUND, "NoSuchUpload");
+    }
+    let bytes = found.bytes[first..=last].to_vec();
+    let etag = hex::encode_upper(md5_digest(&bytes));
+    upload.parts.insert(number, bytes);
+    state.copies.fetch_add(1, Ordering::SeqCst);
+    xml(
+        StatusCode::OK,
+        format!(
+            "<CopyPartResult><LastModified>{modified}</LastModified><ETag>\"{etag}\"</ETag></CopyPartResult>"
+        ),
+    )
+}
+
+/// InitiateMultipartUpload: a new upload id for `key`, with the type it is created with.
+fn initiate(state: &FakeState, key: &str, headers: &HeaderMap) -> Response {
+    let id = uuid::Uuid::new_v4()
+        .simple()
+        .to_string()
+        .to_ascii_uppercase();
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/octet-stream")
+        .to_owned();
+    state.multipart.lock().unwrap().insert(
+        id.clone(),
+        Multipart {
+            key: key.to_owned(),
+            content_type,
+            parts: Default::default(),
+        },
+    );
+    xml(
+        StatusCode::OK,
+        format!(
+            "<InitiateMultipartUploadResult><Bucket>{BUCKET}</Bucket><Key>{key}</Key><UploadId>{id}</UploadId></InitiateMultipartUploadResult>"
+        ),
+    )
+}
+
+/// CompleteMultipartUpload: the listed parts, in order, each with the ETag it was given,
+/// become the object (ETag as OSS writes it: MD5 of the parts' MD5s, `-` and their count).
+fn complete(state: &FakeState, key: &str, id: &str, body: &[u8]) -> Response {
+    let body = String::from_utf8_lossy(body);
+    let listed: Vec<(u32, String)> = body
+        .split("<Part>")
+        .skip(1)
+        .filter_map(|part| {
+            let value = |name: &str| {
+                let start = part.find(&format!("<{name}>"))? + name.len() + 2;
+                let end = part.find(&format!("</{name}>"))?;
+                Some(part[start..end].to_owned())
+            };
+            Some((value("PartNumber")?.parse().ok()?, value("ETag")?))
+        })
+        .collect();
+    let Some(upload) = state.multipart.lock().unwrap().remove(id) else {
+        return error(StatusCode::NOT_FOUND, "NoSuchUpload");
+    };
+    if upload.key != key || listed.is_empty() {
+        return error(StatusCode::BAD_REQUEST, "InvalidPart");
+    }
+    let (mut bytes, mut digests) = (Vec::new(), Vec::new());
+    for (number, etag) in &listed {
+        let Some(part) = upload.parts.get(number) else {
+            return error(StatusCode::BAD_REQUEST, "InvalidPart");
+        };
+        let digest = md5_digest(part);
+        if !etag
+            .trim_matches('"')
+            .eq_ignore_ascii_case(&hex::encode(digest))
+        {
+            return error(StatusCode::BAD_REQUEST, "InvalidPart");
+        }
+        bytes.extend_from_slice(part);
+        digests.extend_from_slice(&digest);
+    }
+    let etag = format!(
+        "{}-{}",
+        hex::encode_upper(md5_digest(&digests)),
+        listed.len()
+    );
+    let object = object(bytes, &upload.content_type, &etag);
+    state.objects.lock().unwrap().insert(key.to_owned(), object);
+    xml(
+        StatusCode::OK,
+        format!(
+            "<CompleteMultipartUploadResult><Bucket>{BUCKET}</Bucket><Key>{key}</Key><ETag>\"{etag}\"</ETag></CompleteMultipartUploadResult>"
+        ),
+    )
 }
 
 /// PutBucketCors / PutBucketLifecycle (Content-MD5 checked, as OSS requires) and their GETs.
