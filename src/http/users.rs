@@ -145,7 +145,8 @@ async fn admin_view(app: &App, subject: String) -> Result<AdminUserView, ApiErro
     params(("user" = String, Path, description = "the token's subject (`apikey:{name}` for an API key)")),
     responses(
         (status = 200, description = "the user", body = AdminUserView),
-        (status = 401, description = "unauthorized", body = ErrorBody)))]
+        (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 422, description = "invalid_request: not a subject (1-256 characters)", body = ErrorBody)))]
 pub async fn get_user(
     State(app): State<Arc<App>>,
     _admin: Admin,
@@ -174,16 +175,21 @@ pub struct UserUpdate {
     request_body = UserUpdate,
     responses(
         (status = 200, description = "the user as changed", body = AdminUserView),
+        (status = 400, description = "bad_request: malformed JSON", body = ErrorBody),
         (status = 401, description = "unauthorized", body = ErrorBody),
         (status = 403, description = "unknown_plan: the override names no configured plan", body = ErrorBody),
+        (status = 413, description = "payload_too_large", body = ErrorBody),
         (status = 422, description = "invalid_request", body = ErrorBody)))]
 pub async fn put_user(
     State(app): State<Arc<App>>,
     Admin(who): Admin,
     Path(subject): Path<String>,
-    Json(update): Json<UserUpdate>,
+    Json(update): Json<serde_json::Map<String, serde_json::Value>>,
 ) -> Result<Response, ApiError> {
     let subject = bounded_subject(subject)?;
+    // An object only: serde would also read the two fields from an array.
+    let update: UserUpdate = serde_json::from_value(serde_json::Value::Object(update))
+        .map_err(|e| ApiError::invalid_request(e.to_string()))?;
     let update = UserChange {
         plan_override: update.plan,
         suspended: update.suspended,
