@@ -155,7 +155,13 @@ async fn bucket_setup(config: &Config, dry_run: bool) -> anyhow::Result<()> {
         &api,
         storage.provider,
         &config.server.cors_origins,
-        &storage.prefix,
+        (
+            &storage.prefix,
+            config
+                .verification
+                .protected_copy
+                .then_some(config.verification.protected_prefix.as_str()),
+        ),
         storage.abort_incomplete_multipart_days,
         dry_run,
     )

@@ -10,8 +10,10 @@ use anyhow::{Context, bail};
 use super::signed::{BucketClient, Call, elements, values};
 use super::{Provider, ReaderSettings};
 
-/// The ID of mediagate's lifecycle rule.
+/// The ID of mediagate's lifecycle rule for the uploads.
 pub const LIFECYCLE_RULE_ID: &str = "mediagate-abort-incomplete-multipart";
+/// The ID of its rule for the protected copies (a copy in parts a crash left unfinished).
+pub const COPIES_RULE_ID: &str = "mediagate-abort-incomplete-copies";
 const METHODS: &[&str] = &["PUT", "POST", "GET", "HEAD", "DELETE"];
 
 /// What setting up the bucket changed, or would change.
@@ -48,27 +50,37 @@ pub fn cors_document(current: Option<&str>, origins: &[String]) -> String {
     format!("<CORSConfiguration>{rules}</CORSConfiguration>")
 }
 
-/// The bucket's lifecycle document with mediagate's rule (by ID) set to abort multipart
-/// uploads under `prefix` after `days`; other rules are kept.
+/// The bucket's lifecycle document with mediagate's rules (by ID) set to abort multipart
+/// uploads under `prefix`, and copies in parts under `copies` when it keeps copies, after
+/// `days`; other rules are kept.
 pub fn lifecycle_document(
     current: Option<&str>,
     provider: Provider,
-    prefix: &str,
+    (prefix, copies): (&str, Option<&str>),
     days: u32,
 ) -> String {
+    let ids = [LIFECYCLE_RULE_ID, COPIES_RULE_ID];
     let kept = elements(current.unwrap_or_default(), "Rule")
         .into_iter()
-        .filter(|rule| values(rule, "ID").first().map(String::as_str) != Some(LIFECYCLE_RULE_ID));
-    let prefix = escape(prefix);
-    let ours = match provider {
-        Provider::S3 => format!(
-            "<Rule><ID>{LIFECYCLE_RULE_ID}</ID><Filter><Prefix>{prefix}</Prefix></Filter><Status>Enabled</Status><AbortIncompleteMultipartUpload><DaysAfterInitiation>{days}</DaysAfterInitiation></AbortIncompleteMultipartUpload></Rule>"
-        ),
-        Provider::Aliyun => format!(
-            "<Rule><ID>{LIFECYCLE_RULE_ID}</ID><Prefix>{prefix}</Prefix><Status>Enabled</Status><AbortMultipartUpload><Days>{days}</Days></AbortMultipartUpload></Rule>"
-        ),
+        .filter(|rule| {
+            !values(rule, "ID")
+                .first()
+                .is_some_and(|id| ids.contains(&id.as_str()))
+        });
+    let rule = |id: &str, prefix: &str| {
+        let prefix = escape(prefix);
+        match provider {
+            Provider::S3 => format!(
+                "<Rule><ID>{id}</ID><Filter><Prefix>{prefix}</Prefix></Filter><Status>Enabled</Status><AbortIncompleteMultipartUpload><DaysAfterInitiation>{days}</DaysAfterInitiation></AbortIncompleteMultipartUpload></Rule>"
+            ),
+            Provider::Aliyun => format!(
+                "<Rule><ID>{id}</ID><Prefix>{prefix}</Prefix><Status>Enabled</Status><AbortMultipartUpload><Days>{days}</Days></AbortMultipartUpload></Rule>"
+            ),
+        }
     };
-    let rules: String = kept.map(str::to_owned).chain([ours]).collect();
+    let ours = std::iter::once(rule(LIFECYCLE_RULE_ID, prefix))
+        .chain(copies.map(|c| rule(COPIES_RULE_ID, c)));
+    let rules: String = kept.map(str::to_owned).chain(ours).collect();
     format!("<LifecycleConfiguration>{rules}</LifecycleConfiguration>")
 }
 
@@ -172,7 +184,7 @@ pub async fn setup(
     api: &BucketApi,
     provider: Provider,
     origins: &[String],
-    prefix: &str,
+    prefixes: (&str, Option<&str>),
     abort_days: u32,
     dry_run: bool,
 ) -> anyhow::Result<Vec<Change>> {
@@ -187,7 +199,7 @@ pub async fn setup(
         });
     }
     let lifecycle = api.get("lifecycle").await?;
-    let wanted = lifecycle_document(lifecycle.as_deref(), provider, prefix, abort_days);
+    let wanted = lifecycle_document(lifecycle.as_deref(), provider, prefixes, abort_days);
     changes.push(Change {
         what: "lifecycle",
         set: (!same(lifecycle.as_deref(), &wanted, "Rule")).then_some(wanted),
@@ -269,11 +281,28 @@ mod tests {
     #[test]
     fn lifecycle_keeps_other_rules_and_sets_ours_by_id() {
         let current = "<LifecycleConfiguration><Rule><ID>logs</ID><Filter><Prefix>logs/</Prefix></Filter><Status>Enabled</Status><Expiration><Days>30</Days></Expiration></Rule><Rule><ID>mediagate-abort-incomplete-multipart</ID><Filter><Prefix>old/</Prefix></Filter><Status>Enabled</Status></Rule></LifecycleConfiguration>";
-        let doc = lifecycle_document(Some(current), Provider::S3, "uploads/", 2);
+        let doc = lifecycle_document(Some(current), Provider::S3, ("uploads/", None), 2);
         assert_eq!(elements(&doc, "Rule").len(), 2);
         assert!(doc.contains("<ID>logs</ID>") && !doc.contains("old/"));
         assert!(doc.contains("<DaysAfterInitiation>2</DaysAfterInitiation>"));
-        let oss = lifecycle_document(None, Provider::Aliyun, "uploads/", 3);
+        let oss = lifecycle_document(None, Provider::Aliyun, ("uploads/", None), 3);
         assert!(oss.contains("<AbortMultipartUpload><Days>3</Days></AbortMultipartUpload>"));
+        // With copies kept, a second rule for their prefix; run again, the same two.
+        let doc = lifecycle_document(
+            Some(current),
+            Provider::S3,
+            ("uploads/", Some("verified/")),
+            2,
+        );
+        let again =
+            lifecycle_document(Some(&doc), Provider::S3, ("uploads/", Some("verified/")), 2);
+        assert_eq!(doc, again);
+        assert_eq!(elements(&doc, "Rule").len(), 3);
+        assert!(doc.contains(
+            "<ID>mediagate-abort-incomplete-copies</ID><Filter><Prefix>verified/</Prefix>"
+        ));
+        // Copies turned off: their rule goes.
+        let off = lifecycle_document(Some(&doc), Provider::S3, ("uploads/", None), 2);
+        assert_eq!(elements(&off, "Rule").len(), 2);
     }
 }

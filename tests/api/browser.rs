@@ -58,7 +58,7 @@ async fn app_for_page(user: &str) -> (TestApp, String, String) {
         &bucket_api(&app),
         Provider::S3,
         &config.server.cors_origins,
-        "uploads/",
+        ("uploads/", Some("verified/")),
         2,
         false,
     )

@@ -759,18 +759,32 @@ async fn bucket_setup_prepares_rgw_for_browser_uploads() {
         )
         .await
         .unwrap();
-    let dry = bucket_setup(&api(), Provider::S3, &origins, "uploads/", 2, true)
-        .await
-        .unwrap();
+    let dry = bucket_setup(
+        &api(),
+        Provider::S3,
+        &origins,
+        ("uploads/", Some("verified/")),
+        2,
+        true,
+    )
+    .await
+    .unwrap();
     assert!(dry.iter().all(|c| c.set.is_some()), "{dry:?}");
     assert!(
         api().get("lifecycle").await.unwrap().is_none(),
         "a dry run changes nothing"
     );
 
-    let done = bucket_setup(&api(), Provider::S3, &origins, "uploads/", 2, false)
-        .await
-        .unwrap();
+    let done = bucket_setup(
+        &api(),
+        Provider::S3,
+        &origins,
+        ("uploads/", Some("verified/")),
+        2,
+        false,
+    )
+    .await
+    .unwrap();
     assert!(done.iter().all(|c| c.set.is_some()));
     let cors = api().get("cors").await.unwrap().unwrap();
     assert!(
@@ -779,7 +793,8 @@ async fn bucket_setup_prepares_rgw_for_browser_uploads() {
     );
     let lifecycle = api().get("lifecycle").await.unwrap().unwrap();
     assert!(
-        lifecycle.contains("mediagate-abort-incomplete-multipart"),
+        lifecycle.contains("mediagate-abort-incomplete-multipart")
+            && lifecycle.contains("mediagate-abort-incomplete-copies"),
         "{lifecycle}"
     );
     // What a browser's preflight gets from RGW now.
@@ -805,9 +820,16 @@ async fn bucket_setup_prepares_rgw_for_browser_uploads() {
             .contains("etag")
     );
     // Run again: nothing to change.
-    let again = bucket_setup(&api(), Provider::S3, &origins, "uploads/", 2, false)
-        .await
-        .unwrap();
+    let again = bucket_setup(
+        &api(),
+        Provider::S3,
+        &origins,
+        ("uploads/", Some("verified/")),
+        2,
+        false,
+    )
+    .await
+    .unwrap();
     assert!(again.iter().all(|c| c.set.is_none()), "{again:?}");
 }
 
@@ -990,9 +1012,16 @@ async fn uploaders_cannot_publish_their_objects() {
     };
     assert_eq!(put_public().await["ok"], true);
     assert_eq!(anonymous_get(&bucket, published).await, 200);
-    let changes = bucket_setup(&bucket_api(&app), Provider::S3, &[], "uploads/", 2, false)
-        .await
-        .unwrap();
+    let changes = bucket_setup(
+        &bucket_api(&app),
+        Provider::S3,
+        &[],
+        ("uploads/", None),
+        2,
+        false,
+    )
+    .await
+    .unwrap();
     assert!(
         changes
             .iter()
