@@ -448,6 +448,14 @@ impl Config {
         {
             p(problem);
         }
+        // Plans count the store's sizes, read by verification: without it an object past a
+        // plan, or of a suspended user, would be processed.
+        if self.quotas.enabled() && !self.verification.enabled {
+            p(
+                "quotas.plans: need verification.enabled (objects are judged by the store's size)"
+                    .into(),
+            );
+        }
 
         let mut names = std::collections::HashSet::new();
         for (i, w) in self.workflows.iter().enumerate() {

@@ -7,7 +7,7 @@
 //! What was verified is what gets processed: the uploader's credentials (and presigned URLs)
 //! stay valid after the upload, so the object could be replaced between verification and the
 //! processor's read. With `protected_copy` on, the object is first copied in the store to
-//! `{protected_prefix}{user}/{job id}/{file name}`, where no app credential can write (their
+//! `{protected_prefix}{user}/{copy id}/{file name}` (a fresh id for each look), where no app credential can write (their
 //! policies cover `{storage.prefix}{user}/`, presigned requests the upload's own key), and that
 //! copy is what is judged and what processors are handed. Nothing writes the copy's key after
 //! this job, so no ETag has to stand for the bytes (a store may ignore a copy's condition, and
@@ -152,12 +152,10 @@ impl Verifier {
     }
 
     /// Verifies the object `delivery` announces for an upload issued in `mode` (`None` when
-    /// none was), in verification job `job` (whose id names its copy). `Err(Retry)` when the
-    /// store did not answer, or the object changed between the HEAD and the read (or copy) at
-    /// every look.
+    /// none was). `Err(Retry)` when the store did not answer, or the object changed between
+    /// the HEAD and the read (or copy) at every look.
     pub async fn verify(
         &self,
-        job: &str,
         delivery: &Delivery,
         mode: Option<UploadMode>,
     ) -> Result<Verdict, DeliveryError> {
@@ -165,7 +163,7 @@ impl Verifier {
         let mut pause = std::time::Duration::from_millis(250);
         let mut changes = 0;
         loop {
-            match self.look(job, delivery, mode).await? {
+            match self.look(delivery, mode).await? {
                 Some(Verdict::Missing { .. }) if started.elapsed() < self.missing_wait => {
                     let left = self.missing_wait.saturating_sub(started.elapsed());
                     tokio::time::sleep(pause.min(left)).await;
@@ -188,7 +186,6 @@ impl Verifier {
     /// first bytes of what is judged. `None` when the object changed in between.
     async fn look(
         &self,
-        job: &str,
         delivery: &Delivery,
         mode: Option<UploadMode>,
     ) -> Result<Option<Verdict>, DeliveryError> {
@@ -200,7 +197,10 @@ impl Verifier {
         let Some((prefix, part_bytes)) = &self.copies else {
             return self.judge(key, head, key).await;
         };
-        let Some(copy) = protected_key(prefix, delivery.user.as_deref(), key, job) else {
+        // A key of its own for each look: a worker whose lease ran out mid-copy, still
+        // writing, can never overwrite (or delete) the copy another worker judged.
+        let copy_id = uuid::Uuid::now_v7().to_string();
+        let Some(copy) = protected_key(prefix, delivery.user.as_deref(), key, &copy_id) else {
             return Ok(Some(rejected(
                 Reason::NotVerifiable,
                 "the file name is too long for a protected copy of the object",
@@ -215,7 +215,7 @@ impl Verifier {
             Err(ReadError::Changed) => return Ok(None),
             Err(e) => return Err(read_failed(e)),
         }
-        // From here on the copy is judged: nothing but this job writes its key, so what
+        // From here on the copy is judged: nothing but this look writes its key, so what
         // passes is what processors read.
         let verdict = match self.head(&copy, delivery, mode).await? {
             Ok(head) => self.judge(&copy, head, key).await?,
@@ -326,9 +326,9 @@ impl Verifier {
     }
 }
 
-/// The key of the protected copy job `job` makes of `key`, uploaded by `user`:
-/// `{prefix}{user}/{job}/{file name}`, the upload layout with the job in the upload id's
-/// place (so every key mediagate issues has room for its copy). `None` when it would be too
+/// The key of the protected copy `id` of `key`, uploaded by `user`:
+/// `{prefix}{user}/{id}/{file name}`, the upload layout with the copy's id (a UUID, as long
+/// as an upload id) in the upload id's place (so every key mediagate issues has room for its copy). `None` when it would be too
 /// long for the store (only a file name near the key limit, in a key mediagate did not issue).
 pub fn protected_key(prefix: &str, user: Option<&str>, key: &str, job: &str) -> Option<String> {
     let name = key.rsplit('/').next().unwrap_or(key);

@@ -429,7 +429,7 @@ impl Worker {
                 .map(|u| u.mode),
             (None, None) => None,
         };
-        let verdict = self.verifier.verify(&job.id, &announced, mode).await?;
+        let verdict = self.verifier.verify(&announced, mode).await?;
         let verdict = self.judge_standing(job, verdict).await?;
         let key = announced.object_key.clone();
         let unplanned = |e: anyhow::Error| DeliveryError::Fatal(format!("{e:#}"));

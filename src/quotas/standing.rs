@@ -73,7 +73,11 @@ pub async fn reserve(
     if !config.enabled() {
         return Ok(None);
     }
-    let token = Some((principal.subject.as_str(), principal.plan.as_deref()));
+    let plan = principal.plan.as_deref();
+    let token = Some((
+        principal.subject.as_str(),
+        plan.filter(|p| p.chars().count() <= MAX_PLAN_CHARS),
+    ));
     let held = store
         .hold_user(principal.segment.as_str(), token, day_start(now_ms), "")
         .await?;

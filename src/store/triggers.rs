@@ -169,7 +169,8 @@ impl Store {
             .await
             .context("subscribing to events")?;
         for t in types {
-            sqlx::query("INSERT INTO event_types (type) VALUES ($1)")
+            // Instances starting side by side each write the list: the same rows.
+            sqlx::query("INSERT INTO event_types (type) VALUES ($1) ON CONFLICT (type) DO NOTHING")
                 .bind(t)
                 .execute(&mut *tx)
                 .await

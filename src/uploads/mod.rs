@@ -466,6 +466,14 @@ impl UploadRequest {
                 "content_type must be at most 255 printable ASCII characters".into(),
             ));
         }
+        // No store takes more in one object (S3's limit), and sums of sizes stay far from
+        // overflowing.
+        const MAX_OBJECT_BYTES: u64 = 5 << 40;
+        if size.is_some_and(|s| s > MAX_OBJECT_BYTES) {
+            return Err(UploadRefused::Invalid(format!(
+                "size is over the largest object a store takes ({MAX_OBJECT_BYTES} bytes, 5 TiB)"
+            )));
+        }
         let size_i64 = size
             .map(i64::try_from)
             .transpose()

@@ -442,3 +442,39 @@ async fn operators_see_usage_and_uploads_and_set_a_configured_plan() {
         403
     );
 }
+
+/// Sizes nobody could store are refused, so the sums of a user's sizes stay exact.
+#[tokio::test]
+async fn a_size_no_store_takes_is_refused() {
+    let app = TestApp::spawn().await;
+    let alice = app.token("alice");
+    let r = create(
+        &app,
+        &alice,
+        json!({"file_name": "a.mp4", "size": 9_000_000_000_000_000_u64}),
+    )
+    .await;
+    assert_eq!(r.status(), 422);
+    let r = create(
+        &app,
+        &alice,
+        json!({"file_name": "a.mp4", "size": 5_u64 << 40}),
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    assert_eq!(me(&app, &alice).await["usage"]["bytes_total"], 5_u64 << 40);
+}
+
+#[test]
+fn plans_need_verification() {
+    let mut c = mediagate::config::Config::default();
+    c.quotas.plans.insert("free".into(), PlanLimits::default());
+    c.verification.enabled = false;
+    assert!(
+        c.validate()
+            .iter()
+            .any(|p| p.starts_with("quotas.plans: need verification.enabled")),
+        "{:?}",
+        c.validate()
+    );
+}
