@@ -19,7 +19,7 @@ use crate::clock::Clock;
 use crate::kinds::{Reason, TriggerSink};
 use crate::quotas::standing::judge_verified;
 use crate::quotas::{QuotasConfig, Refusal};
-use crate::store::{Claimed, Outcome, Store, VerifiedWrite, now_millis};
+use crate::store::{Claimed, Outcome, Store, UploadRow, VerifiedWrite, now_millis};
 use crate::workflows::{Sink as Target, Workflow};
 
 /// How many outcomes, per sink call slot, may be waiting to be written.
@@ -419,18 +419,19 @@ impl Worker {
         announced: Delivery,
         workflows: &[Workflow],
     ) -> Result<VerifiedWrite, DeliveryError> {
-        let mode = match (announced.upload_mode, &job.upload_id) {
-            (Some(mode), _) => Some(mode),
-            (None, Some(id)) => self
+        // Read once: its mode (for jobs queued without it) and, for a verified object, its
+        // owner's standing.
+        let upload = match &job.upload_id {
+            Some(id) => self
                 .store
                 .get_upload(id)
                 .await
-                .map_err(|e| DeliveryError::Retry(format!("reading the upload: {e:#}")))?
-                .map(|u| u.mode),
-            (None, None) => None,
+                .map_err(|e| DeliveryError::Retry(format!("reading the upload: {e:#}")))?,
+            None => None,
         };
+        let mode = announced.upload_mode.or(upload.as_ref().map(|u| u.mode));
         let verdict = self.verifier.verify(&announced, mode).await?;
-        let verdict = self.judge_standing(job, verdict).await?;
+        let verdict = self.judge_standing(job, upload.as_ref(), verdict).await?;
         let key = announced.object_key.clone();
         let unplanned = |e: anyhow::Error| DeliveryError::Fatal(format!("{e:#}"));
         let (plan, size, content_type) = match verdict {
@@ -482,28 +483,18 @@ impl Worker {
     async fn judge_standing(
         &self,
         job: &Claimed,
+        upload: Option<&UploadRow>,
         verdict: Verdict,
     ) -> Result<Verdict, DeliveryError> {
-        let Verdict::Verified { head, copy, .. } = &verdict else {
-            return Ok(verdict);
-        };
-        let Some(upload_id) = &job.upload_id else {
+        let (Verdict::Verified { head, copy, .. }, Some(upload)) = (&verdict, upload) else {
             return Ok(verdict);
         };
         let unavailable =
             |e: anyhow::Error| DeliveryError::Retry(format!("reading the user's standing: {e:#}"));
-        let Some(upload) = self
-            .store
-            .get_upload(upload_id)
-            .await
-            .map_err(unavailable)?
-        else {
-            return Ok(verdict);
-        };
         let refusal = judge_verified(
             &self.store,
             &self.quotas,
-            &upload,
+            upload,
             head.size,
             self.clock.now_millis(),
         )

@@ -84,6 +84,7 @@ impl<'a> Uploads<'a> {
         )
         .await?;
         let row = upload.to_row()?;
+        let recorded = reserved.is_some();
         if let Some(r) = reserved {
             r.held.insert_upload(&row, r.bytes).await?;
         }
@@ -94,19 +95,19 @@ impl<'a> Uploads<'a> {
         let service_form = request.mode == UploadMode::PostPolicy && self.service_forms();
         let credentials = if service_form {
             Arc::new(service_credentials(self.sts))
-        } else if self.quotas.enabled() {
+        } else {
             match self.vendor.credentials(user, &scope).await {
                 Ok(c) => c,
                 Err(e) => {
-                    // Nothing was handed out: the upload gives its reservation back.
-                    self.store.drop_issued_upload(&upload_id).await?;
+                    // Nothing was handed out: a reserved upload gives its reservation back.
+                    if recorded {
+                        self.store.drop_issued_upload(&upload_id).await?;
+                    }
                     return Err(e.into());
                 }
             }
-        } else {
-            self.vendor.credentials(user, &scope).await?
         };
-        if !self.quotas.enabled() {
+        if !recorded {
             self.store.insert_upload(row).await?;
         }
         let callback = oss_callback_params(self.public_url, &upload_id);
